@@ -1,0 +1,154 @@
+"""The exception tree. Every error Goldpan raises on purpose is one of these.
+
+::
+
+    GoldpanError                  base; ``str(e)`` is a sentence a merchant or operator can act on
+    ├── ConfigError               a setting is missing or malformed (``.variable``)
+    ├── InputError                bad input from outside: a rule, a setting, a payload
+    │   └── CsvError              a malformed orders-export CSV (``.row``, ``.column``)
+    ├── AuthError                 a request is not who it claims to be (``.reason``)
+    ├── ShopifyError              talking to Shopify failed
+    │   ├── TokenError            token exchange / refresh refused (``.code``: invalid_subject_token, ...)
+    │   ├── ThrottledError        the cost bucket stayed empty after every retry
+    │   ├── TransientError        429 / 5xx / timeout after every retry
+    │   ├── GraphQLError          the response carried top-level ``errors`` (``.errors``)
+    │   └── UserErrorsError       a mutation answered ``userErrors`` (``.user_errors``)
+    ├── MetaError                 talking to Meta failed (``.code``, ``.subcode``)
+    │   ├── MetaTermsError        Custom Audience terms not accepted (200 / 1870090)
+    │   ├── MetaThrottledError    rate limited (80003, 80004, 17, 613, 4) (``.retry_after``)
+    │   └── MetaTokenError        the token expired or was revoked (190)
+    └── SyncError                 an import could not finish (bulk operation failed, expired, ...)
+
+No HTTP status lives here: the web edge (``app.py``) maps errors to responses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GoldpanError(Exception):
+    """Base class of every deliberate Goldpan error."""
+
+
+class ConfigError(GoldpanError):
+    """A setting is missing or malformed; ``variable`` names it."""
+
+    def __init__(self, message: str, *, variable: str | None = None) -> None:
+        super().__init__(message)
+        self.variable = variable
+
+
+class InputError(GoldpanError):
+    """Input from outside was refused; the message says why. ``field`` names what was wrong."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class CsvError(InputError):
+    """A malformed orders-export CSV. ``row`` is 1-based counting the header as row 1."""
+
+    def __init__(self, message: str, *, row: int | None = None, column: str | None = None) -> None:
+        where = ", ".join(
+            part
+            for part in (
+                f"row {row}" if row is not None else "",
+                f"column {column!r}" if column else "",
+            )
+            if part
+        )
+        super().__init__(f"{where}: {message}" if where else message, field=column)
+        self.row = row
+        self.column = column
+
+
+class AuthError(GoldpanError):
+    """A request failed verification (HMAC, session token, OAuth state, shop domain)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ShopifyError(GoldpanError):
+    """Talking to Shopify failed. ``shop`` says which store, when known."""
+
+    def __init__(self, message: str, *, shop: str | None = None) -> None:
+        super().__init__(message)
+        self.shop = shop
+
+
+class TokenError(ShopifyError):
+    """Shopify refused a token exchange or refresh; ``code`` is its ``error`` field."""
+
+    def __init__(self, message: str, *, code: str, shop: str | None = None) -> None:
+        super().__init__(message, shop=shop)
+        self.code = code
+
+
+class ThrottledError(ShopifyError):
+    """The GraphQL cost bucket stayed empty after every retry."""
+
+
+class TransientError(ShopifyError):
+    """HTTP 429, 5xx or a timeout persisted after every retry."""
+
+
+class GraphQLError(ShopifyError):
+    """The response carried top-level GraphQL ``errors``."""
+
+    def __init__(
+        self, message: str, *, errors: list[dict[str, Any]], shop: str | None = None
+    ) -> None:
+        super().__init__(message, shop=shop)
+        self.errors = errors
+
+
+class UserErrorsError(ShopifyError):
+    """A mutation answered with ``userErrors``."""
+
+    def __init__(
+        self, message: str, *, user_errors: list[dict[str, Any]], shop: str | None = None
+    ) -> None:
+        super().__init__(message, shop=shop)
+        self.user_errors = user_errors
+
+
+class MetaError(GoldpanError):
+    """The Meta Graph API answered an error. ``code``/``subcode`` are Meta's."""
+
+    def __init__(
+        self, message: str, *, code: int | None = None, subcode: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.subcode = subcode
+
+
+class MetaTermsError(MetaError):
+    """The ad account has not accepted the Custom Audience terms (200 / 1870090)."""
+
+
+class MetaThrottledError(MetaError):
+    """Meta is rate limiting; ``retry_after`` seconds is its estimate of when to come back."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        subcode: int | None = None,
+        retry_after: float = 60.0,
+    ) -> None:
+        super().__init__(message, code=code, subcode=subcode)
+        self.retry_after = retry_after
+
+
+class MetaTokenError(MetaError):
+    """The Meta access token expired or was revoked (code 190)."""
+
+
+class SyncError(GoldpanError):
+    """An import could not finish: a bulk operation failed or expired, a download broke off."""

@@ -1,0 +1,418 @@
+"""The data model: SQLAlchemy 2.0 typed tables, one ``Base`` with a naming convention.
+
+Store data (customers, orders, line items, products, variants) is keyed by ``(shop_id, id)``
+where ``id`` is Shopify's numeric id (the tail of the GID). Natural keys make bulk upserts
+idempotent and let children arrive before their parents (bulk JSONL has no ordering), so orders
+carry ``customer_id`` without a foreign key to ``customers``: a customer may be synced after
+their orders, or deleted while their orders stay.
+
+Every datetime is stored as UTC and comes back timezone-aware (:class:`UTCDateTime`), on
+SQLite and PostgreSQL alike. Money is ``Numeric`` read as float: segments and metrics do
+arithmetic on it, and display rounds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Stores naive UTC, returns aware UTC; refuses naive input (ambiguous)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: Goldpan stores only aware datetimes")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQLite text (e.g. from a Core select on an expression)
+            value = dt.datetime.fromisoformat(value)
+        return value.replace(tzinfo=dt.UTC)
+
+
+Money = Numeric(14, 2, asdecimal=False)
+
+
+class Base(DeclarativeBase):
+    """The declarative base; constraint names follow :data:`NAMING_CONVENTION`."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Shop(Base):
+    """An installed (or once installed) store and its credentials.
+
+    Tokens are encrypted with :class:`shopify_app.crypto.TokenCipher`. ``token_version`` is
+    bumped by every refresh: the refresh writes the rotated pair only if the version is still
+    the one it read, so two workers refreshing at once never lose the valid refresh token.
+    """
+
+    __tablename__ = "shops"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    domain: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    plan: Mapped[str | None] = mapped_column(String(64))
+    access_token: Mapped[str | None] = mapped_column(Text)
+    access_token_expires_at: Mapped[dt.datetime | None]
+    refresh_token: Mapped[str | None] = mapped_column(Text)
+    refresh_token_expires_at: Mapped[dt.datetime | None]
+    token_version: Mapped[int] = mapped_column(Integer, default=0)
+    scopes: Mapped[str] = mapped_column(String(1024), default="")
+    installed_at: Mapped[dt.datetime | None]
+    uninstalled_at: Mapped[dt.datetime | None]
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    api_cost_spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @property
+    def is_installed(self) -> bool:
+        """Installed and holding a token."""
+        return self.uninstalled_at is None and self.access_token is not None
+
+
+class Customer(Base):
+    """A store's customer as Shopify has it now (``tags`` included)."""
+
+    __tablename__ = "customers"
+    __table_args__ = (Index("ix_customers_shop_email", "shop_id", "email"),)
+
+    shop_id: Mapped[int] = mapped_column(
+        ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    first_name: Mapped[str | None] = mapped_column(String(255))
+    last_name: Mapped[str | None] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(320))
+    email_marketing_state: Mapped[str | None] = mapped_column(String(32))
+    phone: Mapped[str | None] = mapped_column(String(64))
+    phone_marketing_state: Mapped[str | None] = mapped_column(String(32))
+    country_code: Mapped[str | None] = mapped_column(String(2))
+    province_code: Mapped[str | None] = mapped_column(String(16))
+    city: Mapped[str | None] = mapped_column(String(255))
+    zip: Mapped[str | None] = mapped_column(String(32))
+    company: Mapped[str | None] = mapped_column(String(255))
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    number_of_orders: Mapped[int] = mapped_column(Integer, default=0)
+    amount_spent: Mapped[float] = mapped_column(Money, default=0)
+    rfm_group: Mapped[str | None] = mapped_column(String(32))
+    predicted_spend_tier: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime | None]
+
+
+class Order(Base):
+    """An order. ``total`` is ``currentTotalPriceSet`` (net of refunds and edits)."""
+
+    __tablename__ = "orders"
+    __table_args__ = (Index("ix_orders_shop_customer", "shop_id", "customer_id"),)
+
+    shop_id: Mapped[int] = mapped_column(
+        ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    customer_id: Mapped[int | None] = mapped_column(BigInteger)
+    name: Mapped[str | None] = mapped_column(String(64))
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[dt.datetime]
+    processed_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime | None]
+    cancelled_at: Mapped[dt.datetime | None]
+    test: Mapped[bool] = mapped_column(Boolean, default=False)
+    total: Mapped[float] = mapped_column(Money, default=0)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    discount_codes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    billing_company: Mapped[str | None] = mapped_column(String(255))
+
+
+class LineItem(Base):
+    """One line of an order. ``quantity`` is the current quantity (after edits/refunds)."""
+
+    __tablename__ = "line_items"
+    __table_args__ = (Index("ix_line_items_shop_order", "shop_id", "order_id"),)
+
+    shop_id: Mapped[int] = mapped_column(
+        ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    order_id: Mapped[int] = mapped_column(BigInteger)
+    product_id: Mapped[int | None] = mapped_column(BigInteger)
+    variant_id: Mapped[int | None] = mapped_column(BigInteger)
+    sku: Mapped[str | None] = mapped_column(String(255))
+    title: Mapped[str] = mapped_column(String(512), default="")
+    quantity: Mapped[int] = mapped_column(Integer, default=0)
+    amount: Mapped[float] = mapped_column(Money, default=0)
+
+
+class Product(Base):
+    """A catalogue product, for cross-sell pickers."""
+
+    __tablename__ = "products"
+
+    shop_id: Mapped[int] = mapped_column(
+        ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    title: Mapped[str] = mapped_column(String(512), default="")
+    handle: Mapped[str | None] = mapped_column(String(255))
+    product_type: Mapped[str | None] = mapped_column(String(255))
+    vendor: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[dt.datetime | None]
+
+
+class Variant(Base):
+    """A product variant."""
+
+    __tablename__ = "variants"
+    __table_args__ = (Index("ix_variants_shop_product", "shop_id", "product_id"),)
+
+    shop_id: Mapped[int] = mapped_column(
+        ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    product_id: Mapped[int] = mapped_column(BigInteger)
+    title: Mapped[str] = mapped_column(String(512), default="")
+    sku: Mapped[str | None] = mapped_column(String(255))
+    price: Mapped[float | None] = mapped_column(Money)
+
+
+class Segment(Base):
+    """A segment definition (built-in, cross-sell rule or custom) and its sync switches."""
+
+    __tablename__ = "segments"
+    __table_args__ = (UniqueConstraint("shop_id", "handle"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    handle: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16), default="builtin")
+    name: Mapped[str] = mapped_column(String(255))
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    tag: Mapped[str | None] = mapped_column(String(255))
+    tag_sync: Mapped[bool] = mapped_column(Boolean, default=False)
+    meta_sync: Mapped[bool] = mapped_column(Boolean, default=False)
+    native_segment_id: Mapped[str | None] = mapped_column(String(255))
+    member_count: Mapped[int] = mapped_column(Integer, default=0)
+    computed_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Membership(Base):
+    """A customer in a segment, since when, and why (shown on the page)."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["shop_id", "customer_id"],
+            ["customers.shop_id", "customers.id"],
+            ondelete="CASCADE",
+            name="fk_memberships_customer",
+        ),
+        Index("ix_memberships_shop_customer", "shop_id", "customer_id"),
+    )
+
+    segment_id: Mapped[int] = mapped_column(
+        ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True
+    )
+    customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    shop_id: Mapped[int] = mapped_column(Integer)
+    since: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class SegmentHistory(Base):
+    """A segment's size and revenue on a day, for "change since last week"."""
+
+    __tablename__ = "segment_history"
+
+    segment_id: Mapped[int] = mapped_column(
+        ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(Integer, index=True)
+    members: Mapped[int] = mapped_column(Integer, default=0)
+    revenue: Mapped[float] = mapped_column(Money, default=0)
+
+
+class WebhookEvent(Base):
+    """A received webhook: the deduplication record and the durable inbox of work.
+
+    The intake inserts the row (a unique violation means a duplicate delivery), enqueues its id
+    and answers 200; the worker marks it done. Rows left ``queued`` are re-enqueued on start-up.
+    """
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        UniqueConstraint("shop_domain", "event_id"),
+        Index("ix_webhook_events_status", "status", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_domain: Mapped[str] = mapped_column(String(255))
+    event_id: Mapped[str] = mapped_column(String(255))
+    webhook_id: Mapped[str | None] = mapped_column(String(255))
+    topic: Mapped[str] = mapped_column(String(64))
+    api_version: Mapped[str | None] = mapped_column(String(16))
+    triggered_at: Mapped[dt.datetime | None]
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    processed_at: Mapped[dt.datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class SyncRun(Base):
+    """One bulk import or reconciliation pass, with its checkpoint and progress."""
+
+    __tablename__ = "sync_runs"
+    __table_args__ = (Index("ix_sync_runs_shop_status", "shop_id", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # initial | reconcile
+    resource: Mapped[str] = mapped_column(String(16))  # customers | orders | products
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    bulk_operation_id: Mapped[str | None] = mapped_column(String(255))
+    url: Mapped[str | None] = mapped_column(Text)
+    object_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    objects_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Lines of the JSONL already ingested and committed: a resumed ingest skips this many.
+    checkpoint: Mapped[int] = mapped_column(BigInteger, default=0)
+    watermark: Mapped[dt.datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+
+
+class AuditEntry(Base):
+    """One write to Shopify or Meta: what, when, how many, and the result."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_shop_at", "shop_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    target: Mapped[str] = mapped_column(String(16))  # shopify | meta | app
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str | None] = mapped_column(String(255))
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    result: Mapped[str] = mapped_column(String(16), default="ok")  # ok | partial | error
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class DataRequest(Base):
+    """A ``customers/data_request``: what Goldpan holds about the customer, for the merchant."""
+
+    __tablename__ = "data_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    customer_id: Mapped[int | None] = mapped_column(BigInteger)
+    requested_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    export: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class MetaConnection(Base):
+    """A shop's Meta (Facebook) connection: encrypted token and chosen ad account."""
+
+    __tablename__ = "meta_connections"
+
+    shop_id: Mapped[int] = mapped_column(
+        ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True
+    )
+    access_token: Mapped[str | None] = mapped_column(Text)
+    token_expires_at: Mapped[dt.datetime | None]
+    ad_account_id: Mapped[str | None] = mapped_column(String(64))
+    tos_accepted: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(32), default="disconnected")
+    error: Mapped[str | None] = mapped_column(Text)
+    connected_at: Mapped[dt.datetime | None]
+
+
+class MetaAudience(Base):
+    """A Meta Custom Audience Goldpan keeps in step with a segment (or a lookalike of one)."""
+
+    __tablename__ = "meta_audiences"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16), default="custom")  # custom | lookalike
+    audience_id: Mapped[str | None] = mapped_column(String(64))
+    origin_audience_id: Mapped[str | None] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(32), default="pending")
+    received: Mapped[int] = mapped_column(Integer, default=0)
+    invalid: Mapped[int] = mapped_column(Integer, default=0)
+    invalid_samples: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    approximate_lower: Mapped[int | None] = mapped_column(BigInteger)
+    approximate_upper: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    last_synced_at: Mapped[dt.datetime | None]
+    last_full_refresh_at: Mapped[dt.datetime | None]
+
+
+class MetaAudienceMember(Base):
+    """What was last uploaded for a customer: the hash of its row, so unchanged rows aren't resent."""
+
+    __tablename__ = "meta_audience_members"
+
+    audience_id: Mapped[int] = mapped_column(
+        ForeignKey("meta_audiences.id", ondelete="CASCADE"), primary_key=True
+    )
+    customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    row_hash: Mapped[str] = mapped_column(String(64))
+    row: Mapped[list[Any]] = mapped_column(JSON, default=list)

@@ -1,0 +1,139 @@
+"""Shared fixtures: real databases (SQLite file, or PostgreSQL when the test command starts one),
+settings with a test secret, and a factory for installed shops.
+
+``GOLDPAN_TEST_DATABASE_URL`` (set by ``./dev test`` for its second pass) points at a throwaway
+PostgreSQL cluster; each pytest session creates its own database in it and migrates it to head,
+so the schema under test is exactly what ``shopify-app db upgrade`` produces.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from shopify_app import db
+from shopify_app.crypto import TokenCipher, generate_key
+from shopify_app.jobs import Context
+from shopify_app.models import Shop
+from shopify_app.settings import Settings
+
+TEST_API_KEY = "test-api-key"
+TEST_API_SECRET = "test-api-secret"
+SCHEMA_PATH = Path(__file__).parent / "fixtures" / "admin-2026-10.introspection.json.gz"
+
+
+def _postgres_url() -> str | None:
+    return os.environ.get("GOLDPAN_TEST_DATABASE_URL") or None
+
+
+@contextmanager
+def fresh_database(tmp: Path) -> Iterator[str]:
+    """Create an empty database (SQLite file under ``tmp``, or a new PostgreSQL database)."""
+    pg = _postgres_url()
+    if pg is None:
+        yield f"sqlite:///{tmp / f'goldpan-{uuid.uuid4().hex[:8]}.sqlite3'}"
+        return
+    name = f"goldpan_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield pg.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh database for this test session, migrated to head."""
+    with fresh_database(tmp_path_factory.mktemp("db")) as url:
+        db.upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = db.make_engine(database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return db.make_sessionmaker(engine)
+
+
+@pytest.fixture(scope="session")
+def encryption_key() -> str:
+    return generate_key()
+
+
+@pytest.fixture
+def settings(database_url: str, encryption_key: str, tmp_path: Path) -> Settings:
+    """Settings as the Shopify CLI would pass them, with a test secret."""
+    return Settings.from_env(
+        {
+            "SHOPIFY_API_KEY": TEST_API_KEY,
+            "SHOPIFY_API_SECRET": TEST_API_SECRET,
+            "TOKEN_ENCRYPTION_KEY": encryption_key,
+            "SHOPIFY_APP_URL": "https://goldpan.test",
+            "DATABASE_URL": database_url,
+            "HUEY_PATH": str(tmp_path / "huey.sqlite3"),
+            "LOG_JSON": "false",
+        }
+    )
+
+
+@pytest.fixture
+def cipher(encryption_key: str) -> TokenCipher:
+    return TokenCipher((encryption_key,))
+
+
+@pytest.fixture
+def ctx(settings: Settings, engine: Engine, sessions: sessionmaker[Session], cipher: TokenCipher) -> Context:
+    """A job context without a queue: enqueued tasks run inline."""
+    return Context(settings=settings, engine=engine, sessions=sessions, cipher=cipher)
+
+
+_shop_numbers = itertools.count(1)
+
+
+def unique_shop_domain(prefix: str = "shop") -> str:
+    """A shop domain no other test in this session uses (tests share one database)."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}-{next(_shop_numbers)}.myshopify.com"
+
+
+@pytest.fixture
+def make_shop(sessions: sessionmaker[Session], cipher: TokenCipher):  # type: ignore[no-untyped-def]
+    """Create an installed shop with an expiring token; returns the ``Shop`` row."""
+
+    def factory(domain: str | None = None, *, token: str = "shpat_test", **fields: object) -> Shop:
+        now = dt.datetime.now(dt.UTC)
+        shop = Shop(
+            domain=domain or unique_shop_domain(),
+            access_token=cipher.encrypt(token),
+            access_token_expires_at=now + dt.timedelta(hours=1),
+            refresh_token=cipher.encrypt("shprt_test"),
+            refresh_token_expires_at=now + dt.timedelta(days=90),
+            scopes="read_customers,write_customers,read_orders",
+            installed_at=now,
+            settings={},
+        )
+        for key, value in fields.items():
+            setattr(shop, key, value)
+        with sessions.begin() as session:
+            session.add(shop)
+        return shop
+
+    return factory
