@@ -8,7 +8,7 @@
     │   └── CsvError              a malformed orders-export CSV (``.row``, ``.column``)
     ├── AuthError                 a request is not who it claims to be (``.reason``)
     ├── ShopifyError              talking to Shopify failed
-    │   ├── TokenError            token exchange / refresh refused (``.code``: invalid_subject_token, ...)
+    │   ├── TokenError            exchange or refresh refused (``.code``)
     │   ├── ThrottledError        the cost bucket stayed empty after every retry
     │   ├── TransientError        429 / 5xx / timeout after every retry
     │   ├── GraphQLError          the response carried top-level ``errors`` (``.errors``)

@@ -14,7 +14,7 @@ arithmetic on it, and display rounds.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -78,7 +78,11 @@ class Base(DeclarativeBase):
     """The declarative base; constraint names follow :data:`NAMING_CONVENTION`."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dt.datetime: UTCDateTime(),
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
 
 
 class Shop(Base):
@@ -406,7 +410,7 @@ class MetaAudience(Base):
 
 
 class MetaAudienceMember(Base):
-    """What was last uploaded for a customer: the hash of its row, so unchanged rows aren't resent."""
+    """The last row uploaded for a customer, hashed, so unchanged rows are not sent again."""
 
     __tablename__ = "meta_audience_members"
 

@@ -65,13 +65,16 @@ class Settings:
             if not env.get(name, "").strip():
                 raise ConfigError(f"{name} is required but not set", variable=name)
         keys = tuple(k.strip() for k in env["TOKEN_ENCRYPTION_KEY"].split(",") if k.strip())
-        app_url = (env.get("SHOPIFY_APP_URL") or env.get("APP_URL") or env.get("HOST") or "").strip()
+        app_url = (
+            env.get("SHOPIFY_APP_URL") or env.get("APP_URL") or env.get("HOST") or ""
+        ).strip()
         port = _int(env, "PORT", 8000)
         if not app_url:
             app_url = f"http://127.0.0.1:{port}"
         if not re.match(r"^https?://[^\s/]+", app_url):
             raise ConfigError(
-                f"SHOPIFY_APP_URL must be an http(s) URL, got {app_url!r}", variable="SHOPIFY_APP_URL"
+                f"SHOPIFY_APP_URL must be an http(s) URL, got {app_url!r}",
+                variable="SHOPIFY_APP_URL",
             )
         scopes = tuple(s.strip() for s in env.get("SCOPES", DEFAULT_SCOPES).split(",") if s.strip())
         redis_url = env.get("REDIS_URL", "").strip() or None
@@ -88,7 +91,9 @@ class Settings:
             shopify_base_url=env.get("SHOPIFY_BASE_URL", "").strip() or cls.shopify_base_url,
             meta_app_id=env.get("META_APP_ID", "").strip() or None,
             meta_app_secret=env.get("META_APP_SECRET", "").strip() or None,
-            meta_graph_url=(env.get("META_GRAPH_URL", "").strip() or cls.meta_graph_url).rstrip("/"),
+            meta_graph_url=(env.get("META_GRAPH_URL", "").strip() or cls.meta_graph_url).rstrip(
+                "/"
+            ),
             meta_dialog_url=(env.get("META_DIALOG_URL", "").strip() or cls.meta_dialog_url).rstrip(
                 "/"
             ),
@@ -113,9 +118,11 @@ class Settings:
     def ensure_local_dirs(self) -> None:
         """Create the folders a SQLite database or huey file needs."""
         for url_or_path in (self.database_url, self.huey_path):
-            path = url_or_path.removeprefix("sqlite:///") if url_or_path.startswith(
-                "sqlite:///"
-            ) else url_or_path
+            path = (
+                url_or_path.removeprefix("sqlite:///")
+                if url_or_path.startswith("sqlite:///")
+                else url_or_path
+            )
             if "://" in path or path in ("", ":memory:"):
                 continue
             Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -101,7 +101,9 @@ def cipher(encryption_key: str) -> TokenCipher:
 
 
 @pytest.fixture
-def ctx(settings: Settings, engine: Engine, sessions: sessionmaker[Session], cipher: TokenCipher) -> Context:
+def ctx(
+    settings: Settings, engine: Engine, sessions: sessionmaker[Session], cipher: TokenCipher
+) -> Context:
     """A job context without a queue: enqueued tasks run inline."""
     return Context(settings=settings, engine=engine, sessions=sessions, cipher=cipher)
 

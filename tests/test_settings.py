@@ -8,7 +8,9 @@ from shopify_app.settings import Settings
 BASE = {"SHOPIFY_API_KEY": "k", "SHOPIFY_API_SECRET": "s", "TOKEN_ENCRYPTION_KEY": "x"}
 
 
-@pytest.mark.parametrize("missing", ["SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "TOKEN_ENCRYPTION_KEY"])
+@pytest.mark.parametrize(
+    "missing", ["SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "TOKEN_ENCRYPTION_KEY"]
+)
 def test_missing_required_variable_is_named(missing: str) -> None:
     env = {k: v for k, v in BASE.items() if k != missing}
     with pytest.raises(ConfigError) as info:
@@ -19,7 +21,12 @@ def test_missing_required_variable_is_named(missing: str) -> None:
 
 def test_cli_names_are_read() -> None:
     s = Settings.from_env(
-        {**BASE, "SCOPES": "read_orders, read_customers", "PORT": "4321", "HOST": "https://x.trycloudflare.com/"}
+        {
+            **BASE,
+            "SCOPES": "read_orders, read_customers",
+            "PORT": "4321",
+            "HOST": "https://x.trycloudflare.com/",
+        }
     )
     assert s.scopes == ("read_orders", "read_customers")
     assert s.port == 4321
@@ -29,12 +36,15 @@ def test_cli_names_are_read() -> None:
 
 
 def test_shopify_app_url_wins_over_host() -> None:
-    s = Settings.from_env({**BASE, "SHOPIFY_APP_URL": "https://a.example", "HOST": "https://b.example"})
+    s = Settings.from_env(
+        {**BASE, "SHOPIFY_APP_URL": "https://a.example", "HOST": "https://b.example"}
+    )
     assert s.app_url == "https://a.example"
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("PORT", "eighty"), ("PORT", "-1"), ("LOG_JSON", "maybe"), ("SHOPIFY_APP_URL", "ftp://x")]
+    ("name", "value"),
+    [("PORT", "eighty"), ("PORT", "-1"), ("LOG_JSON", "maybe"), ("SHOPIFY_APP_URL", "ftp://x")],
 )
 def test_malformed_values_are_refused_with_the_reason(name: str, value: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -239,7 +239,9 @@ class Store:
             self.customers.pop(customer_id, None)
         self._emit(Change("customers/delete", "Customer", customer_id), notify)
 
-    def cancel_order(self, order_id: int, *, reason: str = "customer", notify: bool = True) -> Order:
+    def cancel_order(
+        self, order_id: int, *, reason: str = "customer", notify: bool = True
+    ) -> Order:
         with self.lock:
             order = self.orders[order_id]
             order.cancelled_at = order.updated_at = _now()
