@@ -29,7 +29,12 @@ from shopify_app.settings import Settings
 log = logging.getLogger(__name__)
 
 # Modules whose import declares tasks. A module that defines a task must be listed here.
-TASK_MODULES: tuple[str, ...] = ("shopify_app.webhooks",)
+TASK_MODULES: tuple[str, ...] = (
+    "shopify_app.webhooks",
+    "shopify_app.tagging",
+    "shopify_app.sync",
+    "shopify_app.meta.audiences",
+)
 
 TaskFn = Callable[..., Any]
 
@@ -94,6 +99,12 @@ def run_now(ctx: Context, name: str, **kwargs: Any) -> Any:
     return _REGISTRY[name].fn(ctx, **kwargs)
 
 
+def has_task(name: str) -> bool:
+    """Whether task ``name`` is declared (a module not written yet declares nothing)."""
+    load_task_modules()
+    return name in _REGISTRY
+
+
 def load_task_modules() -> None:
     """Import every module that declares tasks."""
     for module in TASK_MODULES:
@@ -137,6 +148,10 @@ class Runtime:
         """Queue task ``name`` with keyword arguments (JSON-able values only)."""
         self._tasks[name](**kwargs)
 
+    def enqueue_in(self, delay: float, name: str, **kwargs: Any) -> None:
+        """Queue task ``name`` to run ``delay`` seconds from now (polling, backoff)."""
+        self._tasks[name].schedule(kwargs=kwargs, delay=delay)
+
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:
         """A cluster-wide lock (per-shop sync/recompute); raises ``TaskLockedException`` if held."""
@@ -154,6 +169,7 @@ __all__ = [
     "Context",
     "Runtime",
     "TaskLockedException",
+    "has_task",
     "load_task_modules",
     "make_huey",
     "periodic",

@@ -28,7 +28,14 @@ from shopify_app.settings import Settings
 
 TEST_API_KEY = "test-api-key"
 TEST_API_SECRET = "test-api-secret"
-SCHEMA_PATH = Path(__file__).parent / "fixtures" / "admin-2026-10.introspection.json.gz"
+# Shopify's published Admin schema, vendored once inside the package (the sandbox needs it at runtime).
+SCHEMA_PATH = (
+    Path(__file__).parent.parent
+    / "shopify_app"
+    / "sandbox"
+    / "data"
+    / "admin-2026-10.introspection.json.gz"
+)
 
 
 def _postgres_url() -> str | None:

@@ -139,6 +139,17 @@ class Product:
     variants: list[Variant] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class Segment:
+    """A native Shopify customer segment (``segmentCreate``): a name and a ShopifyQL query."""
+
+    id: int
+    name: str
+    query: str
+    creation_date: dt.datetime
+    last_edit_date: dt.datetime
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """Something changed in the store. ``topic`` is the webhook topic it maps to."""
@@ -171,6 +182,7 @@ class Store:
         self.customers: dict[int, Customer] = {}
         self.orders: dict[int, Order] = {}
         self.products: dict[int, Product] = {}
+        self.segments: dict[int, Segment] = {}
         self.lock = threading.RLock()
         self._ids = itertools.count(ID_BASE)
         self._order_numbers = itertools.count(1001)
@@ -253,6 +265,26 @@ class Store:
     def set_tags(self, customer_id: int, tags: list[str], *, notify: bool = True) -> Customer:
         """Replace a customer's tags (tagsAdd/tagsRemove compute the list)."""
         return self.update_customer(customer_id, tags=tags, notify=notify)
+
+    def add_segment(self, name: str, query: str) -> Segment:
+        """Create a native segment (no webhook: Shopify sends none for segments)."""
+        now = _now()
+        with self.lock:
+            segment = Segment(self.next_id(), name, query, now, now)
+            self.segments[segment.id] = segment
+        return segment
+
+    def update_segment(
+        self, segment_id: int, *, name: str | None = None, query: str | None = None
+    ) -> Segment:
+        with self.lock:
+            segment = self.segments[segment_id]
+            if name is not None:
+                segment.name = name
+            if query is not None:
+                segment.query = query
+            segment.last_edit_date = _now()
+        return segment
 
     # -- reads ------------------------------------------------------------------------------
     def customer_orders(self, customer_id: int) -> list[Order]:
