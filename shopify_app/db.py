@@ -41,7 +41,8 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN")
+            immediate = conn.get_execution_options().get("sqlite_immediate", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
@@ -60,6 +61,19 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session in one transaction: committed on success, rolled back on any error."""
     with factory() as session, session.begin():
+        yield session
+
+
+@contextmanager
+def write_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """Like :func:`transaction`, for a transaction that reads and then writes.
+
+    On SQLite it takes the write lock at ``BEGIN IMMEDIATE``: a deferred transaction that read
+    first cannot wait for the lock when it upgrades (WAL answers "database is locked" at once if
+    another writer committed meanwhile). Other databases get a plain transaction.
+    """
+    with factory() as session, session.begin():
+        session.connection(execution_options={"sqlite_immediate": True})
         yield session
 
 

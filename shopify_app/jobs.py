@@ -34,6 +34,7 @@ TASK_MODULES: tuple[str, ...] = (
     "shopify_app.tagging",
     "shopify_app.sync",
     "shopify_app.meta.audiences",
+    "shopify_app.segments.recompute",
 )
 
 TaskFn = Callable[..., Any]

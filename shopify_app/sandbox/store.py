@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -25,6 +26,11 @@ ID_BASE = 7_000_000_000_000
 def gid(kind: str, number: int) -> str:
     """``gid("Customer", 7) == "gid://shopify/Customer/7"``."""
     return f"gid://shopify/{kind}/{number}"
+
+
+def shop_number(domain: str) -> int:
+    """A stable numeric shop id for ``domain`` (``gid://shopify/Shop/<n>``, webhook ``shop_id``)."""
+    return 60_000_000_000 + zlib.crc32(domain.encode())
 
 
 def parse_gid(value: str) -> tuple[str, int]:
