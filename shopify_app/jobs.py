@@ -137,8 +137,9 @@ class Runtime:
     def _bind(self, name: str, spec: _Spec) -> Any:
         ctx = self.ctx
 
-        def run(**kwargs: Any) -> Any:
-            return spec.fn(ctx, **kwargs)
+        def run(**kwargs: Any) -> None:
+            # huey keeps every non-None result until someone reads it; nobody does.
+            spec.fn(ctx, **kwargs)
 
         run.__name__ = name.replace(".", "_")
         if spec.schedule is not None:
