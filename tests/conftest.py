@@ -135,7 +135,7 @@ def make_shop(sessions: sessionmaker[Session], cipher: TokenCipher):  # type: ig
             access_token_expires_at=now + dt.timedelta(hours=1),
             refresh_token=cipher.encrypt("shprt_test"),
             refresh_token_expires_at=now + dt.timedelta(days=90),
-            scopes="read_customers,write_customers,read_orders",
+            scopes="read_customers,write_customers,read_orders,read_products",
             installed_at=now,
             settings={},
         )
