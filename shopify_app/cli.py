@@ -34,9 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run a background worker (huey consumer)")
     worker.add_argument("--threads", type=int, default=4)
     worker.add_argument(
-        "--no-scheduler",
+        "--scheduler",
         action="store_true",
-        help="do not run periodic tasks here (run the scheduler on exactly one worker)",
+        help="also enqueue the periodic tasks (start exactly one worker per cluster with it)",
     )
 
     db = sub.add_parser("db", help="database migrations")
@@ -121,7 +121,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "worker":
         from shopify_app.app import run_worker
 
-        run_worker(settings, threads=args.threads, scheduler=not args.no_scheduler)
+        run_worker(settings, threads=args.threads, scheduler=args.scheduler)
         return 0
     if command == "rotate-keys":
         from shopify_app.auth import rotate_keys

@@ -11,18 +11,27 @@ the worker's heavy modules, and a name is stable across deploys for tasks alread
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import logging
+import os
+import socket
+import threading
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
+from huey.constants import EmptyData
 from huey.exceptions import TaskLockedException
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from shopify_app import logs
 from shopify_app.crypto import TokenCipher
 from shopify_app.settings import Settings
 
@@ -37,6 +46,24 @@ TASK_MODULES: tuple[str, ...] = (
     "shopify_app.segments.recompute",
 )
 
+# Per-shop exclusion for tasks declared without ``lock=``: two syncs (initial or reconcile) or
+# two full recomputes of one shop never overlap, on any number of workers. The value is formatted
+# with the task's keyword arguments.
+SHOP_LOCKS: dict[str, str] = {
+    "sync.initial": "sync:{shop_id}",
+    "sync.reconcile": "sync:{shop_id}",
+    "segments.recompute_shop": "recompute:{shop_id}",
+}
+
+LOCK_TTL = 60.0
+"""Default seconds a lock outlives its holder's last heartbeat (``JOB_LOCK_TTL``): a
+``kill -9``'d worker's lock expires instead of blocking its shop forever."""
+
+LOCK_RETRY_DELAY = 5.0
+"""Seconds before a task that found its lock held runs again."""
+
+_DEFERRED = "_goldpan_deferred"  # marks the copy of a locked task scheduled to run later
+
 TaskFn = Callable[..., Any]
 
 
@@ -46,16 +73,24 @@ class _Spec:
     retries: int
     retry_delay: int
     schedule: dict[str, str] | None = None
+    lock: str | None = None
 
 
 _REGISTRY: dict[str, _Spec] = {}
 
 
-def task(name: str, *, retries: int = 3, retry_delay: int = 5) -> Callable[[TaskFn], TaskFn]:
-    """Declare ``fn(ctx, **kwargs)`` as the background task ``name``."""
+def task(
+    name: str, *, retries: int = 3, retry_delay: int = 5, lock: str | None = None
+) -> Callable[[TaskFn], TaskFn]:
+    """Declare ``fn(ctx, **kwargs)`` as the background task ``name``.
+
+    ``lock`` (say ``"recompute:{shop_id}"``, formatted with the task's keyword arguments) makes
+    runs with the same key exclusive across the cluster; a run that finds the key held is run
+    again later (copies waiting for the same key and arguments coalesce into one), never dropped.
+    """
 
     def register(fn: TaskFn) -> TaskFn:
-        _REGISTRY[name] = _Spec(fn, retries, retry_delay)
+        _REGISTRY[name] = _Spec(fn, retries, retry_delay, lock=lock or SHOP_LOCKS.get(name))
         return fn
 
     return register
@@ -95,9 +130,150 @@ class Context:
 
 
 def run_now(ctx: Context, name: str, **kwargs: Any) -> Any:
-    """Run task ``name`` in this thread (the CLI and tests use it for deterministic steps)."""
+    """Run task ``name`` in this thread (the CLI and tests use it for deterministic steps).
+
+    A task declared with a lock waits for it (a process-local lock: inline runs have no queue to
+    come back through).
+    """
     load_task_modules()
-    return _REGISTRY[name].fn(ctx, **kwargs)
+    spec = _REGISTRY[name]
+    if spec.lock is None:
+        return spec.fn(ctx, **kwargs)
+    with _local_lock(spec.lock.format(**kwargs)):
+        return spec.fn(ctx, **kwargs)
+
+
+_LOCAL_LOCKS: dict[str, threading.RLock] = {}
+_LOCAL_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _local_lock(key: str) -> Iterator[None]:
+    # Re-entrant: an inline reconcile may run an inline initial sync of the same shop.
+    with _LOCAL_LOCKS_GUARD:
+        lock = _LOCAL_LOCKS.setdefault(key, threading.RLock())
+    with lock:
+        yield
+
+
+@contextmanager
+def shop_lock(ctx: Context, kind: str, shop_id: int) -> Iterator[None]:
+    """Hold ``{kind}:{shop_id}`` for the block: cluster-wide through the queue's storage (raises
+    ``TaskLockedException`` when another worker holds it), process-local and waiting when inline.
+    """
+    key = f"{kind}:{shop_id}"
+    if ctx.runtime is None:
+        with _local_lock(key):
+            yield
+    else:
+        with ctx.runtime.lease(key):
+            yield
+
+
+class LeaseLock:
+    """A lock in huey's key/value storage that expires unless its holder keeps renewing it.
+
+    Huey's own ``lock_task`` never expires, so a worker killed mid-task would hold its shop's lock
+    forever. Here the value names the owner and a deadline; a heartbeat thread pushes the deadline
+    on while the holder lives, and a later taker may remove a lock whose deadline passed.
+    """
+
+    def __init__(self, huey: Huey, key: str, ttl: float = LOCK_TTL) -> None:
+        self.huey = huey
+        self.key = f"{huey.name}.lease.{key}"
+        self.ttl = ttl
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _value(self) -> bytes:
+        return json.dumps({"owner": self.owner, "until": time.time() + self.ttl}).encode()
+
+    def acquire(self) -> None:
+        storage = self.huey.storage
+        if storage.put_if_empty(self.key, self._value()):
+            self._start_heartbeat()
+            return
+        held = storage.peek_data(self.key)
+        if held is not EmptyData and _deadline(held) < time.time():
+            # The holder stopped renewing (killed): take the lock over, unless someone else
+            # already did between our read and this pop.
+            popped = storage.pop_data(self.key)
+            if popped is not EmptyData and bytes(popped) != bytes(held):
+                storage.put_if_empty(self.key, popped)
+            elif storage.put_if_empty(self.key, self._value()):
+                log.warning("took over expired lock %s", self.key)
+                self._start_heartbeat()
+                return
+        raise TaskLockedException(f"unable to acquire lock {self.key}")
+
+    def _start_heartbeat(self) -> None:
+        self._thread = threading.Thread(target=self._beat, name=f"lease:{self.key}", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.ttl / 4):
+            try:
+                self.huey.storage.put_data(self.key, self._value())
+            except Exception:  # a blip of the queue storage; the next beat tries again
+                log.warning("could not renew lock %s", self.key, exc_info=True)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        held = self.huey.storage.peek_data(self.key)
+        if held is not EmptyData and _owner(held) == self.owner:
+            self.huey.storage.delete_data(self.key)
+
+    def __enter__(self) -> LeaseLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _decode(value: Any) -> dict[str, Any]:
+    try:
+        raw = bytes(value).decode() if isinstance(value, bytes | memoryview) else str(value)
+        data = json.loads(raw)
+        return data if isinstance(data, dict) else {}
+    except (ValueError, UnicodeDecodeError):
+        return {}
+
+
+def _deadline(value: Any) -> float:
+    # A value we cannot read (say huey's own lock value "1") never expires by itself.
+    return float(_decode(value).get("until", float("inf")))
+
+
+def _owner(value: Any) -> str | None:
+    owner = _decode(value).get("owner")
+    return str(owner) if owner is not None else None
+
+
+_shop_domains: dict[int, str] = {}
+
+
+def _shop_domain(ctx: Context, shop_id: Any) -> str | None:
+    """The domain of ``shop_id`` for log lines (cached: a shop's id never changes domain)."""
+    try:
+        key = int(shop_id)
+    except (TypeError, ValueError):
+        return None
+    if key not in _shop_domains:
+        from shopify_app.models import Shop
+
+        try:
+            with ctx.sessions() as session:
+                domain = session.scalar(select(Shop.domain).where(Shop.id == key))
+        except Exception:
+            return None
+        if domain is None:
+            return None
+        _shop_domains[key] = domain
+    return _shop_domains[key]
 
 
 def has_task(name: str) -> bool:
@@ -137,14 +313,69 @@ class Runtime:
     def _bind(self, name: str, spec: _Spec) -> Any:
         ctx = self.ctx
 
-        def run(**kwargs: Any) -> None:
+        def run(task: Any = None, **kwargs: Any) -> None:
             # huey keeps every non-None result until someone reads it; nobody does.
-            spec.fn(ctx, **kwargs)
+            job = f"{name}#{getattr(task, 'id', '?')}"
+            shop = _shop_domain(ctx, kwargs["shop_id"]) if "shop_id" in kwargs else None
+            with logs.bind(shop=shop, job=job):
+                if spec.schedule is not None:
+                    if self._claim_periodic(name):
+                        spec.fn(ctx, **kwargs)
+                elif spec.lock is None:
+                    spec.fn(ctx, **kwargs)
+                else:
+                    self._run_locked(name, spec, spec.lock.format(**kwargs), kwargs)
 
         run.__name__ = name.replace(".", "_")
         if spec.schedule is not None:
-            return self.huey.periodic_task(crontab(**spec.schedule), name=name)(run)
-        return self.huey.task(retries=spec.retries, retry_delay=spec.retry_delay, name=name)(run)
+            return self.huey.periodic_task(crontab(**spec.schedule), name=name, context=True)(run)
+        return self.huey.task(
+            retries=spec.retries, retry_delay=spec.retry_delay, name=name, context=True
+        )(run)
+
+    def _run_locked(self, name: str, spec: _Spec, key: str, kwargs: dict[str, Any]) -> None:
+        """Run under lease ``key``; when it is held, come back later (once per arguments).
+
+        The marker ``waiting`` says a copy with these arguments is already scheduled to run after
+        the holder; that copy clears it before it tries the lock, so a request arriving at any
+        moment is always followed by a run that starts after it, and requests arriving while one
+        copy waits coalesce into it.
+        """
+        deferred = bool(kwargs.pop(_DEFERRED, False))
+        digest = hashlib.sha256(json.dumps(kwargs, sort_keys=True).encode()).hexdigest()[:16]
+        waiting = f"{self.huey.name}.waiting.{name}.{digest}"
+        storage = self.huey.storage
+        if deferred:
+            storage.delete_data(waiting)
+        try:
+            lease = LeaseLock(self.huey, key, self.ctx.settings.job_lock_ttl)
+            lease.acquire()
+        except TaskLockedException:
+            if storage.put_if_empty(waiting, b"1"):
+                log.info("%s is busy; %s runs again in %.0f s", key, name, LOCK_RETRY_DELAY)
+                self._tasks[name].schedule(
+                    kwargs={**kwargs, _DEFERRED: True}, delay=LOCK_RETRY_DELAY
+                )
+            return
+        try:
+            spec.fn(self.ctx, **kwargs)
+        finally:
+            lease.release()
+
+    def _claim_periodic(self, name: str) -> bool:
+        """Whether this run of periodic ``name`` is the cluster's one for this minute.
+
+        Only a worker started with ``--scheduler`` enqueues periodic tasks; should two run the
+        scheduler by mistake, the first claim of the minute wins and the other copy does nothing.
+        """
+        slot = int(time.time() // 60)
+        storage = self.huey.storage
+        if not storage.put_if_empty(f"{self.huey.name}.periodic.{name}.{slot}", b"1"):
+            log.info("periodic %s already ran this minute elsewhere", name)
+            return False
+        for old in (slot - 2, slot - 3):  # claims older than the scheduler's tick are dead
+            storage.delete_data(f"{self.huey.name}.periodic.{name}.{old}")
+        return True
 
     def enqueue(self, name: str, **kwargs: Any) -> None:
         """Queue task ``name`` with keyword arguments (JSON-able values only)."""
@@ -156,19 +387,32 @@ class Runtime:
 
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:
-        """A cluster-wide lock (per-shop sync/recompute); raises ``TaskLockedException`` if held."""
-        with self.huey.lock_task(key):
+        """A cluster-wide lock (per-shop sync/recompute); raises ``TaskLockedException`` if held.
+
+        A lease (:class:`LeaseLock`): a holder killed with ``kill -9`` loses it after
+        :data:`LOCK_TTL` seconds instead of blocking its shop forever.
+        """
+        with LeaseLock(self.huey, key, self.ctx.settings.job_lock_ttl):
             yield
 
+    lease = lock
+
     def consumer(self, workers: int = 2, *, scheduler: bool = True) -> Any:
-        """A huey consumer for this runtime (``run()`` blocks; ``start()``/``stop()`` don't)."""
+        """A huey consumer for this runtime (``run()`` blocks; ``start()``/``stop()`` don't).
+
+        ``scheduler``: this consumer enqueues the periodic tasks. Exactly one process per cluster
+        should (``shopify-app worker --scheduler``, or the single-process ``serve``).
+        """
         return self.huey.create_consumer(
             workers=workers, worker_type="thread", periodic=scheduler, check_worker_health=True
         )
 
 
 __all__ = [
+    "LOCK_TTL",
+    "SHOP_LOCKS",
     "Context",
+    "LeaseLock",
     "Runtime",
     "TaskLockedException",
     "has_task",
@@ -176,5 +420,6 @@ __all__ = [
     "make_huey",
     "periodic",
     "run_now",
+    "shop_lock",
     "task",
 ]

@@ -53,6 +53,11 @@ class Settings:
     inline_worker: bool = True
     # Only for `shopify-app demo`: serve the session-token shim instead of loading App Bridge.
     demo: bool = False
+    # When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>`; unset, it is open
+    # (keep it on a private network then).
+    metrics_token: str | None = field(default=None, repr=False)
+    # Seconds a per-shop job lock outlives a worker that died holding it (JOB_LOCK_TTL).
+    job_lock_ttl: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -101,6 +106,8 @@ class Settings:
             log_json=_bool(env, "LOG_JSON", True),
             inline_worker=_bool(env, "INLINE_WORKER", redis_url is None),
             demo=_bool(env, "GOLDPAN_DEMO", False),
+            metrics_token=env.get("METRICS_TOKEN", "").strip() or None,
+            job_lock_ttl=float(max(1, _int(env, "JOB_LOCK_TTL", 60))),
         )
 
     def shop_url(self, shop: str) -> str:

@@ -27,8 +27,8 @@ from shopify_app.models import Shop
 from shopify_app.settings import Settings
 
 TEST_API_KEY = "test-api-key"
-TEST_API_SECRET = "test-api-secret"
-# Shopify's published Admin schema, vendored once inside the package (the sandbox needs it at runtime).
+TEST_API_SECRET = "test-api-secret-0123456789abcdef0123"
+# Shopify's published Admin schema, vendored once in the package (the sandbox reads it at runtime).
 SCHEMA_PATH = (
     Path(__file__).parent.parent
     / "shopify_app"
