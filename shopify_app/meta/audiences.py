@@ -1,0 +1,913 @@
+"""Keep Meta Custom Audiences in step with segments: create, add/remove, replace, lookalikes.
+
+Every synced segment has one customer-file audience (``MetaAudience`` kind ``custom``) and may
+have lookalikes of it. ``MetaAudienceMember`` holds the hashed row last uploaded for each
+customer, so a sync sends only the difference: customers who joined (add), left or lost their
+consent (remove — using the row that was uploaded, so it works after the customer was deleted)
+and customers whose identifiers changed (remove the old row, add the new). A re-sync of an
+unchanged segment sends nothing. A periodic full refresh goes through ``/usersreplace``, which
+swaps the list without resetting the ad sets' learning.
+
+Failures never crash the page: they are stored on ``MetaConnection`` (token expired or revoked,
+terms not accepted) or ``MetaAudience`` (throttled, flagged, invalid entries, deleted in Ads
+Manager — which is repaired by creating the audience again) and written to the audit log.
+
+Tasks: ``meta.sync_segment``, ``meta.sync_shop``, ``meta.sync_customer`` (one customer after a
+webhook), ``meta.forget_customer``, ``meta.full_refresh``, ``meta.refresh_shop`` and the hourly
+``meta.refresh_all``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from shopify_app import jobs
+from shopify_app.errors import (
+    InputError,
+    MetaError,
+    MetaTermsError,
+    MetaThrottledError,
+    MetaTokenError,
+)
+from shopify_app.meta import graph
+from shopify_app.meta.identifiers import (
+    DEFAULT_CONSENT_POLICY,
+    SCHEMA,
+    Person,
+    consent_check,
+    hash_row,
+    hash_value,
+    normalize_email,
+    normalize_phone,
+)
+from shopify_app.models import (
+    AuditEntry,
+    Customer,
+    Membership,
+    MetaAudience,
+    MetaAudienceMember,
+    MetaConnection,
+    Segment,
+    Shop,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+FULL_REFRESH_EVERY = dt.timedelta(days=7)
+MIN_LOOKALIKE_MEMBERS = 100
+_CHUNK = 900  # ids per IN (...) clause: under SQLite's variable limit
+
+Row = tuple[str, ...]
+
+
+# --- pure core -------------------------------------------------------------------------------
+
+
+def row_hash(row: Sequence[str]) -> str:
+    """A fingerprint of an uploaded row, to see whether it changed."""
+    return hashlib.blake2b("\x1f".join(row).encode(), digest_size=16).hexdigest()
+
+
+@dataclass
+class Plan:
+    """What a sync must send: rows to add and rows to remove (each with its customer id)."""
+
+    add: list[tuple[int, Row]] = field(default_factory=list)
+    remove: list[tuple[int, Row]] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.add and not self.remove
+
+
+def plan(previous: dict[int, tuple[str, Row]], wanted: dict[int, Row]) -> Plan:
+    """Diff the last upload (``customer -> (row_hash, row)``) against the wanted rows.
+
+    A customer whose row changed (new email, new phone) is removed with the old row and added
+    with the new one: the old identifiers may match a different Meta account.
+    """
+    out = Plan()
+    for cid, row in wanted.items():
+        before = previous.get(cid)
+        if before is None:
+            out.add.append((cid, row))
+        elif before[0] != row_hash(row):
+            out.remove.append((cid, before[1]))
+            out.add.append((cid, row))
+    for cid, (_h, row) in previous.items():
+        if cid not in wanted:
+            out.remove.append((cid, row))
+    return out
+
+
+def person_of(customer: Any) -> Person:
+    """A :class:`Person` from a ``Customer`` row (or anything with the same attributes)."""
+    return Person(
+        email=customer.email,
+        phone=customer.phone,
+        first_name=customer.first_name,
+        last_name=customer.last_name,
+        city=customer.city,
+        province_code=customer.province_code,
+        zip=customer.zip,
+        country_code=customer.country_code,
+        email_marketing_state=customer.email_marketing_state,
+    )
+
+
+def prepare(people: Iterable[tuple[int, Person]], policy: str) -> dict[int, Row]:
+    """Hashed rows of the people ``policy`` allows and who can match someone."""
+    out: dict[int, Row] = {}
+    allows = consent_check(policy)
+    for cid, person in people:
+        if allows(person):
+            row = hash_row(person)
+            # is_matchable, inlined: this loop runs once per member on every sync.
+            if row[0] or row[1] or (row[2] and row[3]):
+                out[cid] = row
+    return out
+
+
+def audience_name(segment: Segment) -> str:
+    return f"Goldpan · {segment.name}"
+
+
+def audience_description(segment: Segment, shop: Shop) -> str:
+    return (
+        f"Customers in the Goldpan segment “{segment.name}” ({segment.handle}) of "
+        f"{shop.name or shop.domain}, kept in sync automatically by Goldpan."
+    )
+
+
+# --- database helpers ------------------------------------------------------------------------
+
+
+def consent_policy(shop: Shop) -> str:
+    """The shop's Meta consent policy (``Shop.settings["consent_policy"]``)."""
+    return str((shop.settings or {}).get("consent_policy") or DEFAULT_CONSENT_POLICY)
+
+
+_PERSON_COLUMNS = (
+    Customer.id,
+    Customer.email,
+    Customer.phone,
+    Customer.first_name,
+    Customer.last_name,
+    Customer.city,
+    Customer.province_code,
+    Customer.zip,
+    Customer.country_code,
+    Customer.email_marketing_state,
+)
+
+
+def segment_people(session: Session, shop_id: int, segment_id: int) -> Iterator[tuple[int, Person]]:
+    """The segment's members as ``(customer id, Person)``, streamed."""
+    stmt = (
+        select(*_PERSON_COLUMNS)
+        .join(
+            Membership,
+            (Membership.shop_id == Customer.shop_id) & (Membership.customer_id == Customer.id),
+        )
+        .where(Membership.segment_id == segment_id, Customer.shop_id == shop_id)
+        .execution_options(yield_per=5000)
+    )
+    for cid, *rest in session.execute(stmt):
+        yield int(cid), Person(*rest)
+
+
+def previous_rows(session: Session, audience_pk: int) -> dict[int, tuple[str, Row]]:
+    stmt = select(
+        MetaAudienceMember.customer_id, MetaAudienceMember.row_hash, MetaAudienceMember.row
+    ).where(MetaAudienceMember.audience_id == audience_pk)
+    return {
+        int(cid): (h, tuple(row or ()))
+        for cid, h, row in session.execute(stmt.execution_options(yield_per=5000))
+    }
+
+
+def _store_members(
+    session: Session, audience_pk: int, removed: Iterable[int], added: Sequence[tuple[int, Row]]
+) -> None:
+    ids = sorted(set(removed) | {cid for cid, _ in added})
+    for start in range(0, len(ids), _CHUNK):
+        session.execute(
+            delete(MetaAudienceMember).where(
+                MetaAudienceMember.audience_id == audience_pk,
+                MetaAudienceMember.customer_id.in_(ids[start : start + _CHUNK]),
+            )
+        )
+    for start in range(0, len(added), 5000):
+        session.execute(
+            insert(MetaAudienceMember),
+            [
+                {
+                    "audience_id": audience_pk,
+                    "customer_id": cid,
+                    "row_hash": row_hash(row),
+                    "row": list(row),
+                }
+                for cid, row in added[start : start + 5000]
+            ],
+        )
+
+
+def audit(
+    session: Session,
+    shop_id: int,
+    action: str,
+    *,
+    subject: str | None = None,
+    count: int = 0,
+    result: str = "ok",
+    detail: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
+    """One audit-log line for a write to Meta."""
+    session.add(
+        AuditEntry(
+            shop_id=shop_id,
+            target="meta",
+            action=action,
+            subject=subject,
+            count=count,
+            result=result,
+            detail=detail or {},
+            error=error,
+        )
+    )
+
+
+def client_for(ctx: jobs.Context, conn: MetaConnection) -> graph.GraphClient:
+    """A Graph client with the connection's (decrypted) token."""
+    if not conn.access_token:
+        raise MetaTokenError("Meta is not connected", code=190)
+    return graph.GraphClient(ctx.settings, ctx.cipher.decrypt(conn.access_token))
+
+
+def record_connection_error(session: Session, conn: MetaConnection, exc: MetaError) -> None:
+    """Store a token or terms problem on the connection, for the page."""
+    if isinstance(exc, MetaTokenError):
+        conn.status = "expired" if exc.subcode == 463 else "revoked"
+        conn.error = (
+            "The Meta login expired; reconnect Meta to keep audiences in sync."
+            if conn.status == "expired"
+            else "Meta access was removed or is no longer valid; reconnect Meta."
+        )
+    elif isinstance(exc, MetaTermsError):
+        conn.status = "terms"
+        conn.tos_accepted = False
+        conn.error = "Accept Meta's Custom Audience terms for this ad account: " + graph.terms_url(
+            conn.ad_account_id or ""
+        )
+    else:
+        conn.error = str(exc)
+
+
+def _lock(ctx: jobs.Context, key: str) -> AbstractContextManager[None]:
+    return ctx.runtime.lock(key) if ctx.runtime is not None else nullcontext()
+
+
+def _usable(conn: MetaConnection | None) -> bool:
+    return (
+        conn is not None
+        and conn.access_token is not None
+        and conn.ad_account_id is not None
+        and conn.status in ("connected", "error")
+    )
+
+
+# --- tasks -----------------------------------------------------------------------------------
+
+
+@jobs.task("meta.sync_shop")
+def sync_shop(ctx: jobs.Context, shop_id: int) -> None:
+    """Sync every segment with Meta sync on; mark audiences of switched-off segments paused."""
+    with ctx.sessions() as session:
+        if not _usable(session.get(MetaConnection, shop_id)):
+            return
+        segments = session.execute(
+            select(Segment.id, Segment.meta_sync, Segment.enabled).where(Segment.shop_id == shop_id)
+        ).all()
+    for segment_id, on, enabled in segments:
+        if on and enabled:
+            ctx.enqueue("meta.sync_segment", shop_id=shop_id, segment_id=segment_id)
+    off = [sid for sid, on, enabled in segments if not (on and enabled)]
+    if off:
+        with ctx.sessions.begin() as session:
+            for aud in session.scalars(
+                select(MetaAudience).where(
+                    MetaAudience.shop_id == shop_id,
+                    MetaAudience.segment_id.in_(off),
+                    MetaAudience.kind == "custom",
+                )
+            ):
+                aud.status = "paused"
+
+
+@jobs.task("meta.sync_segment")
+def sync_segment(ctx: jobs.Context, shop_id: int, segment_id: int) -> dict[str, int]:
+    """Bring the segment's audience up to date; returns ``{"added": n, "removed": n}``."""
+    with _lock(ctx, f"meta:{shop_id}:{segment_id}"):
+        return _sync_segment(ctx, shop_id, segment_id, replace=False)
+
+
+@jobs.task("meta.full_refresh")
+def full_refresh(ctx: jobs.Context, shop_id: int, segment_id: int) -> dict[str, int]:
+    """Replace the whole audience through ``/usersreplace`` (keeps the ad sets' learning)."""
+    with _lock(ctx, f"meta:{shop_id}:{segment_id}"):
+        return _sync_segment(ctx, shop_id, segment_id, replace=True)
+
+
+@dataclass
+class _Target:
+    """What a sync needs to know, read in one short transaction (no ORM objects kept)."""
+
+    shop_id: int
+    segment_id: int
+    aud_pk: int
+    audience_id: str | None
+    account_id: str
+    handle: str
+    name: str
+    description: str
+    policy: str
+
+
+def _sync_segment(
+    ctx: jobs.Context, shop_id: int, segment_id: int, *, replace: bool
+) -> dict[str, int]:
+    # No transaction stays open across HTTP calls: on SQLite that would block every other
+    # writer (webhook intake, sync) for the length of an upload. Each step that Meta accepted
+    # is recorded in its own short transaction, so a failure halfway loses nothing.
+    outcome = {"added": 0, "removed": 0}
+    with ctx.sessions.begin() as session:
+        conn = session.get(MetaConnection, shop_id)
+        segment = session.get(Segment, segment_id)
+        shop = session.get(Shop, shop_id)
+        if shop is None or segment is None or segment.shop_id != shop_id:
+            return outcome
+        if not _usable(conn) or not segment.meta_sync:
+            return outcome
+        assert conn is not None and conn.ad_account_id is not None
+        aud = session.scalars(
+            select(MetaAudience).where(
+                MetaAudience.segment_id == segment_id, MetaAudience.kind == "custom"
+            )
+        ).first()
+        if aud is None:
+            aud = MetaAudience(shop_id=shop_id, segment_id=segment_id, kind="custom", spec={})
+            session.add(aud)
+            session.flush()
+        target = _Target(
+            shop_id,
+            segment_id,
+            aud.id,
+            aud.audience_id,
+            conn.ad_account_id,
+            segment.handle,
+            audience_name(segment),
+            audience_description(segment, shop),
+            consent_policy(shop),
+        )
+        client = client_for(ctx, conn)
+    try:
+        outcome = _push(ctx, client, target, replace=replace)
+    except MetaError as exc:
+        with ctx.sessions.begin() as session:
+            aud = session.get(MetaAudience, target.aud_pk)
+            conn = session.get(MetaConnection, shop_id)
+            if aud is None or conn is None:
+                return outcome
+            if isinstance(exc, MetaTokenError | MetaTermsError):
+                record_connection_error(session, conn, exc)
+                aud.status, aud.error = "error", conn.error
+            elif isinstance(exc, MetaThrottledError):
+                minutes = max(1, round(exc.retry_after / 60))
+                aud.status = "throttled"
+                aud.error = (
+                    f"Meta is rate limiting this ad account; Goldpan retries in about "
+                    f"{minutes} min."
+                )
+            else:
+                aud.status = "replacing" if exc.subcode == 1870145 else "error"
+                aud.error = str(exc)
+            audit(
+                session,
+                shop_id,
+                "audience_sync",
+                subject=target.handle,
+                result="error",
+                error=str(exc),
+            )
+        return outcome
+    with ctx.sessions.begin() as session:
+        conn = session.get(MetaConnection, shop_id)
+        if conn is not None and conn.status == "error":
+            conn.status, conn.error = "connected", None
+    return outcome
+
+
+def _push(
+    ctx: jobs.Context, client: graph.GraphClient, target: _Target, *, replace: bool
+) -> dict[str, int]:
+    with ctx.sessions() as session:
+        wanted = prepare(segment_people(session, target.shop_id, target.segment_id), target.policy)
+    remote_id = target.audience_id
+    info: dict[str, Any] | None = None
+    recreated = False
+    if remote_id is not None and not replace:
+        # An audience deleted by hand in Ads Manager answers 100/33: make it again.
+        try:
+            info = client.audience(remote_id)
+        except MetaError as exc:
+            if exc.code != 100:
+                raise
+            with ctx.sessions.begin() as session:
+                audit(
+                    session,
+                    target.shop_id,
+                    "audience_missing",
+                    subject=remote_id,
+                    result="error",
+                    error=str(exc),
+                )
+            remote_id, recreated = None, True
+    created = remote_id is None
+    if created:
+        remote_id = client.create_audience(target.account_id, target.name, target.description)
+        with ctx.sessions.begin() as session:
+            aud = _aud(session, target)
+            session.execute(
+                delete(MetaAudienceMember).where(MetaAudienceMember.audience_id == aud.id)
+            )
+            aud.audience_id = remote_id
+            aud.received = aud.invalid = 0
+            aud.invalid_samples = []
+            audit(
+                session,
+                target.shop_id,
+                "audience_recreate" if recreated else "audience_create",
+                subject=remote_id,
+                detail={"segment": target.handle},
+            )
+    assert remote_id is not None
+    if replace:
+        result = client.upload(
+            remote_id, SCHEMA, wanted.values(), mode="replace", total=len(wanted)
+        )
+        with ctx.sessions.begin() as session:
+            aud = _aud(session, target)
+            session.execute(
+                delete(MetaAudienceMember).where(MetaAudienceMember.audience_id == aud.id)
+            )
+            _store_members(session, aud.id, (), list(wanted.items()))
+            aud.received, aud.invalid = result.received, result.invalid
+            aud.invalid_samples = [f"{k}: {v}" for k, v in result.samples.items()]
+            aud.last_full_refresh_at = utcnow()
+            audit(
+                session,
+                target.shop_id,
+                "audience_replace",
+                subject=remote_id,
+                count=result.received,
+                result="partial" if result.invalid else "ok",
+                detail=_detail(result, target.handle),
+            )
+        outcome = {"added": len(wanted), "removed": 0}
+    else:
+        with ctx.sessions() as session:
+            previous = {} if created else previous_rows(session, target.aud_pk)
+        diff = plan(previous, wanted)
+        if diff.remove:
+            result = client.upload(
+                remote_id,
+                SCHEMA,
+                [r for _, r in diff.remove],
+                mode="remove",
+                total=len(diff.remove),
+            )
+            with ctx.sessions.begin() as session:
+                # A changed customer's row goes too: should the add below fail, the next sync
+                # sees them as new and adds them.
+                _store_members(session, target.aud_pk, (c for c, _ in diff.remove), [])
+                audit(
+                    session,
+                    target.shop_id,
+                    "audience_remove",
+                    subject=remote_id,
+                    count=result.received,
+                    detail=_detail(result, target.handle),
+                )
+        if diff.add:
+            result = client.upload(
+                remote_id, SCHEMA, [r for _, r in diff.add], mode="add", total=len(diff.add)
+            )
+            with ctx.sessions.begin() as session:
+                aud = _aud(session, target)
+                _store_members(session, aud.id, (), diff.add)
+                aud.received += result.received
+                aud.invalid += result.invalid
+                if result.samples:
+                    aud.invalid_samples = [f"{k}: {v}" for k, v in result.samples.items()]
+                audit(
+                    session,
+                    target.shop_id,
+                    "audience_add",
+                    subject=remote_id,
+                    count=result.received,
+                    result="partial" if result.invalid else "ok",
+                    detail=_detail(result, target.handle),
+                )
+        outcome = {"added": len(diff.add), "removed": len(diff.remove)}
+    if outcome["added"] or outcome["removed"] or info is None:
+        info = client.audience(remote_id)  # the size and status after this sync's uploads
+    with ctx.sessions.begin() as session:
+        aud = _aud(session, target)
+        if created and not replace:
+            # The first upload of a new audience is a full list: the weekly replace starts now.
+            aud.last_full_refresh_at = utcnow()
+        if not _apply_info(aud, info):
+            aud.status, aud.error = "ready", None
+        aud.last_synced_at = utcnow()
+    return outcome
+
+
+def _aud(session: Session, target: _Target) -> MetaAudience:
+    aud = session.get(MetaAudience, target.aud_pk)
+    if aud is None:  # the segment was deleted meanwhile (cascade)
+        raise MetaError("the segment was deleted during the sync")
+    return aud
+
+
+def _detail(result: graph.UploadResult, handle: str) -> dict[str, Any]:
+    return {
+        "segment": handle,
+        "received": result.received,
+        "invalid": result.invalid,
+        "invalid_samples": result.samples,
+        "batches": result.batches,
+    }
+
+
+def _apply_info(aud: MetaAudience, info: dict[str, Any]) -> bool:
+    """Copy Meta's size estimate and status onto the row; ``True`` if Meta reports a problem."""
+    lower = info.get("approximate_count_lower_bound")
+    upper = info.get("approximate_count_upper_bound")
+    aud.approximate_lower = int(lower) if isinstance(lower, int) and lower >= 0 else None
+    aud.approximate_upper = int(upper) if isinstance(upper, int) and upper >= 0 else None
+    status = info.get("operation_status") or {}
+    code = status.get("code") if isinstance(status, dict) else None
+    if code == 471:
+        aud.status = "flagged"
+        aud.error = (
+            "Meta flagged this audience: it may suggest information its terms don't allow "
+            "(health, finances). It can't be used in ad campaigns; rename or change the segment."
+        )
+        return True
+    if code == 414:
+        aud.status, aud.error = "replacing", None
+        return True
+    if code == 415:
+        aud.status = "error"
+        aud.error = "Meta's last full refresh of this audience failed; Goldpan will retry."
+        return True
+    return False
+
+
+@jobs.task("meta.forget_customer")
+def forget_customer(
+    ctx: jobs.Context,
+    shop_id: int,
+    customer_id: int | None = None,
+    email: str | None = None,
+    phone: str | None = None,
+) -> int:
+    """Remove a person from every Goldpan audience of the shop (redaction, unsubscribe).
+
+    Uses the rows uploaded for the customer plus the email/phone given (the customer row may
+    already be gone). Returns the number of audiences the person was removed from. Where Meta
+    could not be reached the uploaded row is kept, so the next segment sync — which no longer
+    finds the customer — removes them.
+    """
+    extra: Row | None = None
+    e, p = normalize_email(email), normalize_phone(phone)
+    if e or p:
+        extra = (hash_value(e), hash_value(p), "", "", "", "", "", "")
+    work: list[tuple[int, str, list[Row]]] = []
+    with ctx.sessions() as session:
+        conn = session.get(MetaConnection, shop_id)
+        for aud in session.scalars(
+            select(MetaAudience).where(
+                MetaAudience.shop_id == shop_id,
+                MetaAudience.kind == "custom",
+                MetaAudience.audience_id.is_not(None),
+            )
+        ):
+            rows: list[Row] = []
+            if customer_id is not None:
+                member = session.get(MetaAudienceMember, (aud.id, customer_id))
+                if member is not None:
+                    rows.append(tuple(member.row))
+            if extra is not None and extra not in rows:
+                rows.append(extra)
+            if rows:
+                work.append((aud.id, aud.audience_id or "", rows))
+        client = client_for(ctx, conn) if conn is not None and conn.access_token else None
+    done = 0
+    for aud_pk, remote, rows in work:
+        error: MetaError | None = None
+        received = 0
+        if client is None:
+            error = MetaError("Meta is not connected")
+        else:
+            try:
+                received = client.upload(remote, SCHEMA, rows, mode="remove").received
+            except MetaError as exc:
+                error = exc
+        with ctx.sessions.begin() as session:
+            if error is not None:
+                conn = session.get(MetaConnection, shop_id)
+                if isinstance(error, MetaTokenError | MetaTermsError) and conn is not None:
+                    record_connection_error(session, conn, error)
+                audit(
+                    session,
+                    shop_id,
+                    "forget_customer",
+                    subject=remote,
+                    result="error",
+                    error=str(error),
+                    detail={"customer_id": customer_id},
+                )
+                continue
+            if customer_id is not None:
+                session.execute(
+                    delete(MetaAudienceMember).where(
+                        MetaAudienceMember.audience_id == aud_pk,
+                        MetaAudienceMember.customer_id == customer_id,
+                    )
+                )
+            audit(
+                session,
+                shop_id,
+                "forget_customer",
+                subject=remote,
+                count=received,
+                detail={"customer_id": customer_id},
+            )
+        done += 1
+    return done
+
+
+@jobs.periodic("meta.refresh_all", minute="23")
+def refresh_all(ctx: jobs.Context) -> None:
+    """Hourly: queue :func:`refresh_shop` for every shop with a working Meta connection."""
+    with ctx.sessions() as session:
+        shops = session.scalars(
+            select(MetaConnection.shop_id).where(MetaConnection.status.in_(("connected", "error")))
+        ).all()
+    for shop_id in shops:
+        ctx.enqueue("meta.refresh_shop", shop_id=shop_id)
+
+
+@jobs.task("meta.refresh_shop")
+def refresh_shop(ctx: jobs.Context, shop_id: int) -> None:
+    """Re-diff every synced audience (retrying throttled or failed ones); weekly full refresh."""
+    now = utcnow()
+    with ctx.sessions() as session:
+        if not _usable(session.get(MetaConnection, shop_id)):
+            return
+        rows = session.execute(
+            select(
+                MetaAudience.segment_id,
+                MetaAudience.last_full_refresh_at,
+                MetaAudience.last_synced_at,
+            )
+            .join(Segment, Segment.id == MetaAudience.segment_id)
+            .where(
+                MetaAudience.shop_id == shop_id,
+                MetaAudience.kind == "custom",
+                Segment.meta_sync.is_(True),
+            )
+        ).all()
+    for segment_id, refreshed, synced in rows:
+        if synced is not None and (refreshed is None or now - refreshed > FULL_REFRESH_EVERY):
+            ctx.enqueue("meta.full_refresh", shop_id=shop_id, segment_id=segment_id)
+        else:
+            # Also the safety net for changes no webhook announced (an unsubscribe arriving
+            # while Meta was throttling, a membership change while disconnected): the diff
+            # sends nothing when nothing changed.
+            ctx.enqueue("meta.sync_segment", shop_id=shop_id, segment_id=segment_id)
+
+
+@jobs.task("meta.sync_customer")
+def sync_customer(ctx: jobs.Context, shop_id: int, customer_id: int) -> dict[str, int]:
+    """Bring one customer up to date in every synced audience (a webhook changed them).
+
+    Joined a segment → added; left it, unsubscribed or changed identifiers → removed (and
+    re-added with the new row). Cheap: one customer, not the whole segment.
+    """
+    outcome = {"added": 0, "removed": 0}
+    work: list[tuple[int, str, str, Plan]] = []
+    with ctx.sessions() as session:
+        conn = session.get(MetaConnection, shop_id)
+        shop = session.get(Shop, shop_id)
+        if shop is None or conn is None or not _usable(conn):
+            return outcome
+        customer = session.execute(
+            select(*_PERSON_COLUMNS).where(Customer.shop_id == shop_id, Customer.id == customer_id)
+        ).first()
+        in_segments = set(
+            session.scalars(
+                select(Membership.segment_id).where(
+                    Membership.shop_id == shop_id, Membership.customer_id == customer_id
+                )
+            )
+        )
+        policy = consent_policy(shop)
+        for aud, handle in session.execute(
+            select(MetaAudience, Segment.handle)
+            .join(Segment, Segment.id == MetaAudience.segment_id)
+            .where(
+                MetaAudience.shop_id == shop_id,
+                MetaAudience.kind == "custom",
+                MetaAudience.audience_id.is_not(None),
+                Segment.meta_sync.is_(True),
+            )
+        ).all():
+            wanted: dict[int, Row] = {}
+            if customer is not None and aud.segment_id in in_segments:
+                _cid, *fields = customer
+                wanted = prepare([(customer_id, Person(*fields))], policy)
+            member = session.get(MetaAudienceMember, (aud.id, customer_id))
+            previous = {customer_id: (member.row_hash, tuple(member.row))} if member else {}
+            diff = plan(previous, wanted)
+            if not diff.empty:
+                work.append((aud.id, aud.audience_id or "", handle, diff))
+        client = client_for(ctx, conn) if work else None
+    for aud_pk, remote, handle, diff in work:
+        assert client is not None
+        error: MetaError | None = None
+        received = invalid = 0
+        try:
+            if diff.remove:
+                client.upload(remote, SCHEMA, [r for _, r in diff.remove], mode="remove")
+            if diff.add:
+                result = client.upload(remote, SCHEMA, [r for _, r in diff.add])
+                received, invalid = result.received, result.invalid
+        except MetaError as exc:
+            error = exc
+        with ctx.sessions.begin() as session:
+            row = session.get(MetaAudience, aud_pk)
+            if row is None:
+                continue
+            if error is not None:
+                conn = session.get(MetaConnection, shop_id)
+                if isinstance(error, MetaTokenError | MetaTermsError) and conn is not None:
+                    record_connection_error(session, conn, error)
+                else:
+                    row.status = "throttled" if isinstance(error, MetaThrottledError) else "error"
+                    row.error = str(error)
+                audit(
+                    session,
+                    shop_id,
+                    "audience_customer",
+                    subject=remote,
+                    result="error",
+                    error=str(error),
+                )
+                continue
+            _store_members(session, aud_pk, (c for c, _ in diff.remove), diff.add)
+            row.received += received
+            row.invalid += invalid
+            audit(
+                session,
+                shop_id,
+                "audience_customer",
+                subject=remote,
+                count=len(diff.add) + len(diff.remove),
+                detail={"segment": handle, "customer_id": customer_id, "added": len(diff.add)},
+            )
+        outcome["added"] += len(diff.add)
+        outcome["removed"] += len(diff.remove)
+    return outcome
+
+
+# --- lookalikes ------------------------------------------------------------------------------
+
+
+def create_lookalike(
+    ctx: jobs.Context, shop_id: int, segment_id: int, country: str, ratio_percent: int
+) -> MetaAudience:
+    """Create a lookalike of the segment's audience for ``country`` at 1–10 % of its population.
+
+    Raises :class:`InputError` when the audience is missing or has fewer than 100 members, and
+    the Meta errors (terms, throttling, source too small) for the caller to show.
+    """
+    country = (country or "").strip().upper()
+    if len(country) != 2 or not country.isalpha() or not country.isascii():
+        raise InputError("country must be a two-letter ISO code", field="country")
+    if (
+        not isinstance(ratio_percent, int)
+        or isinstance(ratio_percent, bool)
+        or not 1 <= ratio_percent <= 10
+    ):
+        raise InputError("ratio must be a whole percentage from 1 to 10", field="ratio")
+    with ctx.sessions() as session:
+        conn = session.get(MetaConnection, shop_id)
+        if not _usable(conn):
+            raise InputError("connect Meta and pick an ad account first", field="meta")
+        assert conn is not None and conn.ad_account_id is not None
+        account_id = conn.ad_account_id
+        origin = session.scalars(
+            select(MetaAudience).where(
+                MetaAudience.shop_id == shop_id,
+                MetaAudience.segment_id == segment_id,
+                MetaAudience.kind == "custom",
+            )
+        ).first()
+        if origin is None or origin.audience_id is None:
+            raise InputError(
+                "sync the segment to Meta before creating a lookalike", field="segment"
+            )
+        origin_id = origin.audience_id
+        enough = session.scalar(
+            select(MetaAudienceMember.customer_id)
+            .where(MetaAudienceMember.audience_id == origin.id)
+            .offset(MIN_LOOKALIKE_MEMBERS - 1)
+            .limit(1)
+        )
+        if enough is None:
+            raise InputError(
+                f"a lookalike needs a source audience of at least {MIN_LOOKALIKE_MEMBERS} people",
+                field="segment",
+            )
+        segment = session.get_one(Segment, segment_id)
+        handle = segment.handle
+        name = f"Goldpan · {segment.name} · lookalike {country} {ratio_percent}%"
+        client = client_for(ctx, conn)
+    ratio = ratio_percent / 100
+    try:
+        audience_id = client.create_lookalike(account_id, name, origin_id, country, ratio)
+    except MetaError as exc:
+        with ctx.sessions.begin() as session:
+            conn = session.get(MetaConnection, shop_id)
+            if isinstance(exc, MetaTokenError | MetaTermsError) and conn is not None:
+                record_connection_error(session, conn, exc)
+            audit(
+                session,
+                shop_id,
+                "lookalike_create",
+                subject=origin_id,
+                result="error",
+                error=str(exc),
+            )
+        raise
+    with ctx.sessions.begin() as session:
+        aud = MetaAudience(
+            shop_id=shop_id,
+            segment_id=segment_id,
+            kind="lookalike",
+            audience_id=audience_id,
+            origin_audience_id=origin_id,
+            spec={"country": country, "ratio": ratio},
+            status="ready",
+            last_synced_at=utcnow(),
+        )
+        session.add(aud)
+        audit(
+            session,
+            shop_id,
+            "lookalike_create",
+            subject=audience_id,
+            detail={"segment": handle, "country": country, "ratio": ratio},
+        )
+        session.flush()
+        return aud
+
+
+__all__ = [
+    "Plan",
+    "audience_description",
+    "create_lookalike",
+    "forget_customer",
+    "full_refresh",
+    "plan",
+    "prepare",
+    "refresh_all",
+    "refresh_shop",
+    "row_hash",
+    "sync_customer",
+    "sync_segment",
+    "sync_shop",
+]

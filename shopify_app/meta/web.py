@@ -1,0 +1,487 @@
+"""The page's Meta endpoints (mounted at ``/api/meta``) and the Facebook Login callback.
+
+``routes`` sit behind the session-token middleware, which sets ``request.state.shop_id``; the
+context is ``request.app.state.ctx``. ``public_routes`` holds ``/meta/callback``, where
+Facebook Login returns: it has no session token (it is a top-level browser tab), so the shop
+comes from the signed, time-limited ``state`` the connect call minted.
+
+Errors are answered as JSON ``{"error", "field"}`` (plus ``terms_url`` or ``retry_after`` for
+Meta's terms and throttling) so the page can show them; nothing here lets an exception escape.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import html
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from functools import wraps
+from typing import Any
+
+from sqlalchemy import select
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from shopify_app import jobs
+from shopify_app.errors import (
+    AuthError,
+    InputError,
+    MetaError,
+    MetaTermsError,
+    MetaThrottledError,
+    MetaTokenError,
+)
+from shopify_app.meta import audiences, graph
+from shopify_app.meta.identifiers import Person, consent_allows, csv_text
+from shopify_app.models import MetaAudience, MetaConnection, Segment, Shop, utcnow
+
+STATE_MAX_AGE = 15 * 60
+
+
+class NotFound(Exception):
+    """The segment does not exist in this shop."""
+
+
+def _error(status: int, message: str, field: str | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, "field": field, **extra}, status_code=status)
+
+
+def endpoint(fn: Callable[[Request], Response]) -> Callable[[Request], Response]:
+    """Map deliberate errors to JSON answers the page can show."""
+
+    @wraps(fn)
+    def wrapper(request: Request) -> Response:
+        try:
+            return fn(request)
+        except NotFound as exc:
+            return _error(404, str(exc) or "not found")
+        except InputError as exc:
+            return _error(400, str(exc), exc.field)
+        except AuthError as exc:
+            return _error(403, exc.reason)
+        except MetaTermsError as exc:
+            return _error(409, str(exc), "terms", code=exc.code, subcode=exc.subcode)
+        except MetaTokenError as exc:
+            return _error(409, str(exc), "token", code=exc.code, subcode=exc.subcode)
+        except MetaThrottledError as exc:
+            return JSONResponse(
+                {"error": str(exc), "field": None, "retry_after": exc.retry_after},
+                status_code=429,
+                headers={"Retry-After": str(int(exc.retry_after))},
+            )
+        except MetaError as exc:
+            return _error(502, str(exc), None, code=exc.code, subcode=exc.subcode)
+
+    return wrapper
+
+
+def _ctx(request: Request) -> jobs.Context:
+    return request.app.state.ctx  # type: ignore[no-any-return,unused-ignore]
+
+
+def _shop_id(request: Request) -> int:
+    shop_id = getattr(request.state, "shop_id", None)
+    if not isinstance(shop_id, int):
+        raise RuntimeError("meta routes mounted without the session-token middleware")
+    return shop_id
+
+
+def _body(request: Request) -> dict[str, Any]:
+    import anyio.from_thread
+
+    raw = anyio.from_thread.run(request.body)
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise InputError("the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise InputError("the body must be a JSON object")
+    return body
+
+
+def redirect_uri(ctx: jobs.Context) -> str:
+    """Where Facebook Login sends the merchant back (register it in the Meta app)."""
+    return f"{ctx.settings.app_url}/meta/callback"
+
+
+# --- state -----------------------------------------------------------------------------------
+
+
+def sign_state(secret: str, shop_id: int, now: float | None = None) -> str:
+    """``shop.nonce.timestamp.signature``: binds the login to a shop, expires in 15 minutes."""
+    issued = int(now if now is not None else time.time())
+    body = f"{shop_id}.{secrets.token_urlsafe(12)}.{issued}"
+    mac = hmac.new(secret.encode(), f"meta-login:{body}".encode(), hashlib.sha256).digest()
+    return f"{body}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
+
+
+def verify_state(secret: str, state: str, now: float | None = None) -> int:
+    """The shop id a state was minted for; raises :class:`AuthError` if forged or stale."""
+    try:
+        shop, nonce, issued, sig = state.split(".")
+        shop_id, issued_at = int(shop), int(issued)
+    except ValueError:
+        raise AuthError("meta_state_malformed") from None
+    body = f"{shop}.{nonce}.{issued}"
+    mac = hmac.new(secret.encode(), f"meta-login:{body}".encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(base64.urlsafe_b64encode(mac).decode().rstrip("="), sig):
+        raise AuthError("meta_state_invalid")
+    if (now if now is not None else time.time()) - issued_at > STATE_MAX_AGE:
+        raise AuthError("meta_state_expired")
+    return shop_id
+
+
+# --- views -----------------------------------------------------------------------------------
+
+
+def _conn_json(conn: MetaConnection | None) -> dict[str, Any]:
+    if conn is None:
+        return {
+            "status": "disconnected",
+            "connected": False,
+            "ad_account_id": None,
+            "tos_accepted": False,
+            "terms_url": None,
+            "error": None,
+            "token_expires_at": None,
+        }
+    status = conn.status
+    if conn.token_expires_at is not None and conn.token_expires_at <= utcnow():
+        status = "expired"  # known before Meta says so: the page can ask to reconnect
+    return {
+        "status": status,
+        "connected": status == "connected",
+        "ad_account_id": conn.ad_account_id,
+        "tos_accepted": conn.tos_accepted,
+        "terms_url": graph.terms_url(conn.ad_account_id) if conn.ad_account_id else None,
+        "error": conn.error,
+        "token_expires_at": conn.token_expires_at.isoformat() if conn.token_expires_at else None,
+    }
+
+
+def _audience_json(aud: MetaAudience) -> dict[str, Any]:
+    return {
+        "id": aud.id,
+        "segment_id": aud.segment_id,
+        "kind": aud.kind,
+        "audience_id": aud.audience_id,
+        "origin_audience_id": aud.origin_audience_id,
+        "spec": aud.spec,
+        "status": aud.status,
+        "received": aud.received,
+        "invalid": aud.invalid,
+        "invalid_samples": aud.invalid_samples,
+        "approximate_lower": aud.approximate_lower,
+        "approximate_upper": aud.approximate_upper,
+        "error": aud.error,
+        "last_synced_at": aud.last_synced_at.isoformat() if aud.last_synced_at else None,
+        "last_full_refresh_at": (
+            aud.last_full_refresh_at.isoformat() if aud.last_full_refresh_at else None
+        ),
+    }
+
+
+def _store_token(
+    ctx: jobs.Context, shop_id: int, token: str, expires_in: int | None
+) -> MetaConnection:
+    with ctx.sessions.begin() as session:
+        conn = session.get(MetaConnection, shop_id)
+        if conn is None:
+            conn = MetaConnection(shop_id=shop_id)
+            session.add(conn)
+        conn.access_token = ctx.cipher.encrypt(token)
+        conn.token_expires_at = utcnow() + dt.timedelta(seconds=expires_in) if expires_in else None
+        conn.connected_at = utcnow()
+        conn.error = None
+        # A new login keeps the chosen account, but its terms are checked again.
+        conn.status = "pending"
+        conn.tos_accepted = False
+        return conn
+
+
+def _client(ctx: jobs.Context, shop_id: int) -> tuple[MetaConnection, graph.GraphClient]:
+    with ctx.sessions() as session:
+        conn = session.get(MetaConnection, shop_id)
+    if conn is None or not conn.access_token:
+        raise InputError("connect Meta first", field="meta")
+    return conn, audiences.client_for(ctx, conn)
+
+
+def _remember_error(ctx: jobs.Context, shop_id: int, exc: MetaError) -> None:
+    if isinstance(exc, MetaTokenError | MetaTermsError):
+        with ctx.sessions.begin() as session:
+            conn = session.get(MetaConnection, shop_id)
+            if conn is not None:
+                audiences.record_connection_error(session, conn, exc)
+
+
+def _segment(session: Any, shop_id: int, raw: str) -> Segment:
+    try:
+        segment_id = int(raw)
+    except ValueError:
+        raise NotFound("segment not found") from None
+    seg = session.get(Segment, segment_id)
+    if seg is None or seg.shop_id != shop_id:
+        raise NotFound("segment not found")
+    return seg
+
+
+@endpoint
+def status(request: Request) -> Response:
+    """The connection and every audience, for the Meta card on the page."""
+    ctx, shop_id = _ctx(request), _shop_id(request)
+    with ctx.sessions() as session:
+        conn = session.get(MetaConnection, shop_id)
+        shop = session.get(Shop, shop_id)
+        rows = session.scalars(
+            select(MetaAudience).where(MetaAudience.shop_id == shop_id).order_by(MetaAudience.id)
+        ).all()
+        policy = audiences.consent_policy(shop) if shop is not None else "subscribed"
+        return JSONResponse(
+            {
+                **_conn_json(conn),
+                "configured": bool(ctx.settings.meta_app_id and ctx.settings.meta_app_secret),
+                "consent_policy": policy,
+                "audiences": [_audience_json(a) for a in rows],
+            }
+        )
+
+
+@endpoint
+def connect(request: Request) -> Response:
+    """Start Facebook Login: the dialog URL to open in a new tab (it can't run in the iframe)."""
+    ctx, shop_id = _ctx(request), _shop_id(request)
+    if not (ctx.settings.meta_app_id and ctx.settings.meta_app_secret):
+        return _error(
+            503, "Facebook Login is not configured (META_APP_ID, META_APP_SECRET)", "meta"
+        )
+    state = sign_state(ctx.settings.api_secret, shop_id)
+    return JSONResponse({"url": graph.login_url(ctx.settings, redirect_uri(ctx), state)})
+
+
+@endpoint
+def paste_token(request: Request) -> Response:
+    """Use a system-user token the merchant pasted (Business Settings → System users)."""
+    ctx, shop_id = _ctx(request), _shop_id(request)
+    token = _body(request).get("token")
+    if not isinstance(token, str) or len(token.strip()) < 20 or " " in token.strip():
+        raise InputError("paste the whole access token", field="token")
+    client = graph.GraphClient(ctx.settings, token.strip())
+    try:
+        client.me()
+    except MetaTokenError:
+        raise InputError("Meta does not accept this token", field="token") from None
+    conn = _store_token(ctx, shop_id, token.strip(), None)
+    return JSONResponse(_conn_json(conn))
+
+
+@endpoint
+def ad_accounts(request: Request) -> Response:
+    """The ad accounts the connected login can manage."""
+    ctx, shop_id = _ctx(request), _shop_id(request)
+    _conn, client = _client(ctx, shop_id)
+    try:
+        accounts = client.ad_accounts()
+    except MetaError as exc:
+        _remember_error(ctx, shop_id, exc)
+        raise
+    return JSONResponse(
+        {
+            "data": [
+                {"id": a.get("id"), "name": a.get("name"), "currency": a.get("currency")}
+                for a in accounts
+            ]
+        }
+    )
+
+
+@endpoint
+def choose_account(request: Request) -> Response:
+    """Pick the ad account; checks the Custom Audience terms (link to accept them if missing)."""
+    ctx, shop_id = _ctx(request), _shop_id(request)
+    raw = _body(request).get("ad_account_id")
+    if not isinstance(raw, str) or not raw.removeprefix("act_").isdigit():
+        raise InputError("choose an ad account", field="ad_account_id")
+    account_id = "act_" + raw.removeprefix("act_")
+    _conn, client = _client(ctx, shop_id)
+    try:
+        if account_id not in {a.get("id") for a in client.ad_accounts()}:
+            raise InputError("this login cannot manage that ad account", field="ad_account_id")
+        accepted = client.tos_accepted(account_id)
+    except MetaError as exc:
+        _remember_error(ctx, shop_id, exc)
+        raise
+    with ctx.sessions.begin() as session:
+        conn = session.get(MetaConnection, shop_id)
+        assert conn is not None
+        conn.ad_account_id = account_id
+        conn.tos_accepted = accepted
+        conn.status = "connected" if accepted else "terms"
+        conn.error = (
+            None
+            if accepted
+            else "Accept Meta's Custom Audience terms for this ad account: "
+            + graph.terms_url(account_id)
+        )
+        answer = _conn_json(conn)
+    if accepted:
+        ctx.enqueue("meta.sync_shop", shop_id=shop_id)
+    return JSONResponse(answer)
+
+
+@endpoint
+def disconnect(request: Request) -> Response:
+    """Forget the token (audiences stay in Ads Manager; sync stops)."""
+    ctx, shop_id = _ctx(request), _shop_id(request)
+    with ctx.sessions.begin() as session:
+        conn = session.get(MetaConnection, shop_id)
+        if conn is not None:
+            conn.access_token = None
+            conn.token_expires_at = None
+            conn.status = "disconnected"
+            conn.error = None
+        answer = _conn_json(conn)
+    return JSONResponse(answer)
+
+
+@endpoint
+def segment_sync(request: Request) -> Response:
+    """Turn Meta sync on (syncs now) or off (the audience stays, marked paused)."""
+    ctx, shop_id = _ctx(request), _shop_id(request)
+    enabled = _body(request).get("enabled")
+    if not isinstance(enabled, bool):
+        raise InputError("enabled must be true or false", field="enabled")
+    with ctx.sessions.begin() as session:
+        seg = _segment(session, shop_id, request.path_params["segment_id"])
+        conn = session.get(MetaConnection, shop_id)
+        if enabled and (conn is None or conn.status != "connected"):
+            raise InputError("connect Meta and pick an ad account first", field="meta")
+        seg.meta_sync = enabled
+        segment_id = seg.id
+        if not enabled:
+            for aud in session.scalars(
+                select(MetaAudience).where(
+                    MetaAudience.segment_id == segment_id, MetaAudience.kind == "custom"
+                )
+            ):
+                aud.status = "paused"
+    if enabled:
+        ctx.enqueue("meta.sync_segment", shop_id=shop_id, segment_id=segment_id)
+    with ctx.sessions() as session:
+        rows = session.scalars(
+            select(MetaAudience)
+            .where(MetaAudience.segment_id == segment_id)
+            .order_by(MetaAudience.id)
+        ).all()
+        return JSONResponse({"enabled": enabled, "audiences": [_audience_json(a) for a in rows]})
+
+
+@endpoint
+def segment_lookalike(request: Request) -> Response:
+    """Create a lookalike of the segment's audience: ``{"country": "US", "ratio": 1..10}``."""
+    ctx, shop_id = _ctx(request), _shop_id(request)
+    body = _body(request)
+    with ctx.sessions() as session:
+        seg = _segment(session, shop_id, request.path_params["segment_id"])
+    ratio = body.get("ratio")
+    if not isinstance(ratio, int) or isinstance(ratio, bool):
+        raise InputError("ratio must be a whole percentage from 1 to 10", field="ratio")
+    aud = audiences.create_lookalike(ctx, shop_id, seg.id, str(body.get("country") or ""), ratio)
+    return JSONResponse(_audience_json(aud), status_code=201)
+
+
+@endpoint
+def segment_file(request: Request) -> Response:
+    """The segment as the hashed customer file (same as ``analyze --meta-dir``)."""
+    ctx, shop_id = _ctx(request), _shop_id(request)
+    with ctx.sessions() as session:
+        seg = _segment(session, shop_id, request.path_params["segment_id"])
+        shop = session.get(Shop, shop_id)
+        policy = audiences.consent_policy(shop) if shop is not None else "subscribed"
+        people = [
+            p
+            for _cid, p in audiences.segment_people(session, shop_id, seg.id)
+            if consent_allows(policy, p)
+        ]
+        handle = seg.handle
+
+    def lines(items: list[Person]) -> Iterator[str]:
+        yield from csv_text(items)
+
+    return StreamingResponse(
+        lines(people),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="meta-{handle}.csv"'},
+    )
+
+
+# --- Facebook Login callback -----------------------------------------------------------------
+
+
+def _page(title: str, message: str, status: int = 200) -> HTMLResponse:
+    body = (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>{html.escape(title)}</title></head><body style='font-family:sans-serif'>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>"
+        "<script>if (window.opener) { window.opener.postMessage("
+        f"{json.dumps({'source': 'goldpan-meta', 'ok': status == 200})}, '*'); }}</script>"
+        "</body></html>"
+    )
+    return HTMLResponse(body, status_code=status)
+
+
+def callback(request: Request) -> Response:
+    """Facebook Login returns here: check ``state``, exchange the code, store the token."""
+    ctx = _ctx(request)
+    q = request.query_params
+    state = q.get("state") or ""
+    try:
+        shop_id = verify_state(ctx.settings.api_secret, state)
+    except AuthError:
+        return _page("Meta connection failed", "This login link is invalid or expired.", 400)
+    if q.get("error"):
+        return _page(
+            "Meta connection cancelled",
+            "Facebook Login was cancelled; connect again from Goldpan when you are ready.",
+            400,
+        )
+    # Rebuild the callback URL from the configured address: behind a proxy the request URL
+    # may not be the one registered with Meta.
+    response_url = f"{redirect_uri(ctx)}?{request.url.query}"
+    try:
+        token = graph.exchange_code(ctx.settings, response_url, redirect_uri(ctx), state)
+    except AuthError:
+        return _page("Meta connection failed", "This login link is invalid or expired.", 400)
+    except MetaError as exc:
+        return _page("Meta connection failed", str(exc), 400)
+    _store_token(ctx, shop_id, token.access_token, token.expires_in)
+    return _page(
+        "Meta connected",
+        "Facebook Login is done. Return to Goldpan to choose the ad account; "
+        "you can close this tab.",
+    )
+
+
+routes = [
+    Route("/status", status, methods=["GET"]),
+    Route("/connect", connect, methods=["POST"]),
+    Route("/token", paste_token, methods=["POST"]),
+    Route("/disconnect", disconnect, methods=["POST"]),
+    Route("/adaccounts", ad_accounts, methods=["GET"]),
+    Route("/account", choose_account, methods=["POST"]),
+    Route("/segments/{segment_id}/sync", segment_sync, methods=["POST"]),
+    Route("/segments/{segment_id}/lookalike", segment_lookalike, methods=["POST"]),
+    Route("/segments/{segment_id}/file", segment_file, methods=["GET"]),
+]
+
+public_routes = [Route("/meta/callback", callback, methods=["GET"])]
+
+__all__ = ["public_routes", "redirect_uri", "routes", "sign_state", "verify_state"]

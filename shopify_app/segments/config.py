@@ -1,0 +1,262 @@
+"""Per-shop segment settings: thresholds, lapsed tiers, seasons, rules, tag prefix, consent.
+
+:class:`ShopConfig` lives in ``Shop.settings`` (JSON) under the keys of
+:meth:`ShopConfig.to_settings`; keys it does not know are left alone, so other features can
+keep their own settings next to it. Every value is validated on the way in, and a bad one
+raises :class:`~shopify_app.errors.InputError` whose ``field`` names it
+(``"lapsed_tiers[1].days"``), so the page can put the message next to the right input.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from shopify_app.errors import InputError
+
+HANDLE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
+TAG_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}$")
+CONSENT_POLICIES = ("subscribed", "subscribed_or_pending", "all")
+
+
+@dataclass(frozen=True)
+class LapsedTier:
+    """Customers whose last order is at least ``days`` ago (up to the next tier)."""
+
+    days: int
+    discount_percent: int
+
+
+@dataclass(frozen=True)
+class CrossSellRule:
+    """ "Bought any of ``bought``, never any of ``never``": products by id or title words."""
+
+    handle: str
+    name: str
+    bought: tuple[str, ...]
+    never: tuple[str, ...]
+
+
+DEFAULT_CROSS_SELL = (
+    CrossSellRule(
+        "napkins-to-table-linen",
+        "Dinner napkin buyers without cocktail napkins, tea napkins or placemats",
+        ("dinner napkin",),
+        ("cocktail napkin", "tea napkin", "placemat"),
+    ),
+    CrossSellRule(
+        "handkerchief-gift-box",
+        "Wedding handkerchief buyers without a handkerchief gift box",
+        ("wedding handkerchief",),
+        ("handkerchief gift box",),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class ShopConfig:
+    """Everything a merchant can tune about segments; the defaults follow the playbook."""
+
+    tag_prefix: str = "goldpan-"
+    consent_policy: str = "subscribed"
+    business_units_per_order: int = 36
+    business_units_per_window: int = 72
+    business_window_days: int = 365
+    repeat_min_orders: int = 2
+    true_fan_min_orders: int = 3
+    lapsed_tiers: tuple[LapsedTier, ...] = (LapsedTier(60, 10), LapsedTier(90, 15))
+    reminder_factor: float = 1.5
+    vip_share: float = 0.10
+    likely_min_p_alive: float = 0.7
+    likely_min_purchases_90d: float = 0.3
+    at_risk_max_p_alive: float = 0.4
+    at_risk_min_spend_share: float = 0.5
+    season_months: tuple[int, ...] = (11, 12)
+    holiday_min_share: float = 0.6
+    milestone_amount: float = 500.0
+    milestone_window: float = 0.2
+    region_top: int = 3
+    region_min_customers: int = 5
+    cross_sell: tuple[CrossSellRule, ...] = DEFAULT_CROSS_SELL
+    custom_segments: tuple[dict[str, Any], ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any] | None) -> ShopConfig:
+        """Read and validate the config from ``Shop.settings`` (missing keys take defaults)."""
+        settings = dict(settings or {})
+        default = cls()
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in settings:
+                values[f.name] = getattr(default, f.name)
+                continue
+            values[f.name] = _PARSERS[f.name](settings[f.name], f.name)
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def to_settings(self) -> dict[str, Any]:
+        """JSON-able form; merge it into ``Shop.settings``."""
+        data = asdict(self)
+        data["lapsed_tiers"] = [asdict(t) for t in self.lapsed_tiers]
+        data["cross_sell"] = [
+            {"handle": r.handle, "name": r.name, "bought": list(r.bought), "never": list(r.never)}
+            for r in self.cross_sell
+        ]
+        data["season_months"] = list(self.season_months)
+        data["custom_segments"] = [dict(c) for c in self.custom_segments]
+        return data
+
+    def validate(self) -> None:
+        """Cross-field checks; raises :class:`InputError` naming the field."""
+        days = [t.days for t in self.lapsed_tiers]
+        if days != sorted(set(days)):
+            raise InputError("lapsed tiers must have increasing day counts", field="lapsed_tiers")
+        handles = [r.handle for r in self.cross_sell]
+        if len(handles) != len(set(handles)):
+            raise InputError("cross-sell rule handles must be unique", field="cross_sell")
+        from shopify_app.segments.rules import parse_custom_segment
+
+        seen: set[str] = set()
+        for i, spec in enumerate(self.custom_segments):
+            seg = parse_custom_segment(spec, f"custom_segments[{i}]")
+            if seg.handle in seen:
+                raise InputError(
+                    f"duplicate custom segment handle {seg.handle!r}",
+                    field=f"custom_segments[{i}].handle",
+                )
+            seen.add(seg.handle)
+
+
+def _int(lo: int, hi: int) -> Any:
+    def parse(value: Any, name: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+            raise InputError(f"{name} must be a whole number", field=name)
+        if not lo <= value <= hi:
+            raise InputError(f"{name} must be between {lo} and {hi}", field=name)
+        return int(value)
+
+    return parse
+
+
+def _float(lo: float, hi: float) -> Any:
+    def parse(value: Any, name: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(f"{name} must be a number", field=name)
+        if not lo <= float(value) <= hi:
+            raise InputError(f"{name} must be between {lo:g} and {hi:g}", field=name)
+        return float(value)
+
+    return parse
+
+
+def _tag_prefix(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not TAG_PREFIX_RE.match(value):
+        raise InputError(
+            "tag prefix must be 1-32 letters, digits or - _ . : (starting with a letter or digit)",
+            field=name,
+        )
+    return value
+
+
+def _consent(value: Any, name: str) -> str:
+    if value not in CONSENT_POLICIES:
+        raise InputError(f"consent policy must be one of {', '.join(CONSENT_POLICIES)}", field=name)
+    return str(value)
+
+
+def _tiers(value: Any, name: str) -> tuple[LapsedTier, ...]:
+    if not isinstance(value, list) or not value or len(value) > 5:
+        raise InputError("lapsed tiers must be a list of 1 to 5 tiers", field=name)
+    tiers = []
+    for i, item in enumerate(value):
+        where = f"{name}[{i}]"
+        if not isinstance(item, dict):
+            raise InputError("a lapsed tier needs days and discount_percent", field=where)
+        days = _int(1, 3650)(item.get("days"), f"{where}.days")
+        pct = _int(0, 90)(item.get("discount_percent", 0), f"{where}.discount_percent")
+        tiers.append(LapsedTier(days, pct))
+    return tuple(tiers)
+
+
+def _months(value: Any, name: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        raise InputError("season months must be a non-empty list of months 1-12", field=name)
+    return tuple(sorted({_int(1, 12)(m, f"{name}[{i}]") for i, m in enumerate(value)}))
+
+
+def _handle(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not HANDLE_RE.match(value):
+        raise InputError(
+            "handle must be lowercase letters, digits and dashes (at most 48)", field=name
+        )
+    return value
+
+
+def _products(value: Any, name: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise InputError("list at least one product (id or title words)", field=name)
+    out = []
+    for i, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, str | int) or not str(item).strip():
+            raise InputError("a product is an id or title words", field=f"{name}[{i}]")
+        out.append(str(item).strip())
+    return tuple(out)
+
+
+def _cross_sell(value: Any, name: str) -> tuple[CrossSellRule, ...]:
+    if not isinstance(value, list) or len(value) > 50:
+        raise InputError("cross-sell rules must be a list (at most 50)", field=name)
+    rules = []
+    for i, item in enumerate(value):
+        where = f"{name}[{i}]"
+        if not isinstance(item, dict):
+            raise InputError("a cross-sell rule is an object", field=where)
+        handle = _handle(item.get("handle"), f"{where}.handle")
+        rule_name = item.get("name") or handle
+        if not isinstance(rule_name, str):
+            raise InputError("name must be text", field=f"{where}.name")
+        bought = _products(item.get("bought"), f"{where}.bought")
+        never = _products(item.get("never"), f"{where}.never")
+        rules.append(CrossSellRule(handle, rule_name, bought, never))
+    return tuple(rules)
+
+
+def _custom(value: Any, name: str) -> tuple[dict[str, Any], ...]:
+    if not isinstance(value, list) or len(value) > 50:
+        raise InputError("custom segments must be a list (at most 50)", field=name)
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise InputError("a custom segment is an object", field=f"{name}[{i}]")
+    return tuple(dict(v) for v in value)
+
+
+_PARSERS: dict[str, Any] = {
+    "tag_prefix": _tag_prefix,
+    "consent_policy": _consent,
+    "business_units_per_order": _int(1, 100000),
+    "business_units_per_window": _int(1, 1000000),
+    "business_window_days": _int(1, 3650),
+    "repeat_min_orders": _int(2, 1000),
+    "true_fan_min_orders": _int(2, 1000),
+    "lapsed_tiers": _tiers,
+    "reminder_factor": _float(1.0, 10.0),
+    "vip_share": _float(0.001, 0.5),
+    "likely_min_p_alive": _float(0.0, 1.0),
+    "likely_min_purchases_90d": _float(0.0, 100.0),
+    "at_risk_max_p_alive": _float(0.0, 1.0),
+    "at_risk_min_spend_share": _float(0.0, 1.0),
+    "season_months": _months,
+    "holiday_min_share": _float(0.01, 1.0),
+    "milestone_amount": _float(1.0, 1e9),
+    "milestone_window": _float(0.01, 0.9),
+    "region_top": _int(0, 20),
+    "region_min_customers": _int(1, 1000000),
+    "cross_sell": _cross_sell,
+    "custom_segments": _custom,
+}
+
+assert set(_PARSERS) == {f.name for f in fields(ShopConfig)}  # every field has a parser
+
+__all__ = ["CONSENT_POLICIES", "CrossSellRule", "LapsedTier", "ShopConfig"]

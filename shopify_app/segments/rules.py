@@ -1,0 +1,231 @@
+"""Custom segments: rules over customer fields and metrics, combined with AND / OR.
+
+A custom segment is JSON the merchant builds on the page::
+
+    {"handle": "big-spenders-ny", "name": "Big spenders in New York", "match": "all",
+     "rules": [{"field": "total_spent", "op": ">=", "value": 200},
+               {"match": "any", "rules": [{"field": "province", "op": "=", "value": "NY"},
+                                          {"field": "city", "op": "=", "value": "New York"}]}]}
+
+:func:`parse_custom_segment` validates it into a tree (errors name the offending path, e.g.
+``custom_segments[0].rules[1].op``); :func:`evaluate` turns the tree into a boolean mask over the
+per-customer columns the segment library builds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from shopify_app.errors import InputError
+
+HANDLE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
+
+NUMERIC_FIELDS = {
+    "orders_count": "orders",
+    "total_spent": "net spend",
+    "average_order_value": "average order value",
+    "days_since_last_order": "days since the last order",
+    "days_since_first_order": "days since the first order",
+    "average_days_between_orders": "average days between orders",
+    "units_last_365_days": "units bought in the last 365 days",
+    "max_units_in_order": "most units of one item in one order",
+    "p_alive": "probability of being active",
+    "expected_purchases_90d": "expected purchases in the next 90 days",
+    "predicted_clv": "predicted 12-month value",
+    "rfm_recency": "RFM recency score",
+    "rfm_frequency": "RFM frequency score",
+    "rfm_monetary": "RFM monetary score",
+}
+TEXT_FIELDS = {
+    "email": "email",
+    "email_domain": "email domain",
+    "country": "country code",
+    "province": "province code",
+    "city": "city",
+    "company": "company",
+    "rfm_group": "RFM group",
+    "marketing_state": "email marketing state",
+}
+PRODUCT_FIELD = "products"
+NUMERIC_OPS = ("=", "!=", ">", ">=", "<", "<=")
+TEXT_OPS = ("=", "!=", "contains", "not_contains", "in", "not_in")
+PRODUCT_OPS = ("includes", "excludes")
+MAX_DEPTH = 4
+MAX_RULES = 50
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One ``field op value`` test."""
+
+    field: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class Group:
+    """All (``match == "all"``) or any of the children."""
+
+    match: str
+    children: tuple[Condition | Group, ...]
+
+
+@dataclass(frozen=True)
+class CustomSegment:
+    """A validated custom segment."""
+
+    handle: str
+    name: str
+    root: Group
+
+
+def parse_custom_segment(spec: Mapping[str, Any], where: str = "segment") -> CustomSegment:
+    """Validate a custom segment's JSON; raises :class:`InputError` naming the bad path."""
+    handle = spec.get("handle")
+    if not isinstance(handle, str) or not HANDLE_RE.match(handle):
+        raise InputError(
+            "handle must be lowercase letters, digits and dashes (at most 48)",
+            field=f"{where}.handle",
+        )
+    name = spec.get("name") or handle
+    if not isinstance(name, str) or len(name) > 255:
+        raise InputError("name must be text of at most 255 characters", field=f"{where}.name")
+    counter = [0]
+    root = _parse_group(spec, where, 0, counter)
+    return CustomSegment(handle=handle, name=name, root=root)
+
+
+def _parse_group(spec: Mapping[str, Any], where: str, depth: int, counter: list[int]) -> Group:
+    if depth >= MAX_DEPTH:
+        raise InputError(f"rules nest at most {MAX_DEPTH} levels deep", field=where)
+    match = spec.get("match", "all")
+    if match not in ("all", "any"):
+        raise InputError('match must be "all" (AND) or "any" (OR)', field=f"{where}.match")
+    rules = spec.get("rules")
+    if not isinstance(rules, list) or not rules:
+        raise InputError("add at least one rule", field=f"{where}.rules")
+    children: list[Condition | Group] = []
+    for i, item in enumerate(rules):
+        path = f"{where}.rules[{i}]"
+        counter[0] += 1
+        if counter[0] > MAX_RULES:
+            raise InputError(f"at most {MAX_RULES} rules per segment", field=path)
+        if not isinstance(item, Mapping):
+            raise InputError("a rule is an object with field, op and value", field=path)
+        if "rules" in item:
+            children.append(_parse_group(item, path, depth + 1, counter))
+        else:
+            children.append(_parse_condition(item, path))
+    return Group(match=str(match), children=tuple(children))
+
+
+def _parse_condition(item: Mapping[str, Any], path: str) -> Condition:
+    field = item.get("field")
+    op = item.get("op")
+    value = item.get("value")
+    if field in NUMERIC_FIELDS:
+        if op not in NUMERIC_OPS:
+            raise InputError(f"op must be one of {' '.join(NUMERIC_OPS)}", field=f"{path}.op")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(f"{NUMERIC_FIELDS[field]} needs a number", field=f"{path}.value")
+        return Condition(field, op, float(value))
+    if field in TEXT_FIELDS:
+        if op not in TEXT_OPS:
+            raise InputError(f"op must be one of {' '.join(TEXT_OPS)}", field=f"{path}.op")
+        if op in ("in", "not_in"):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise InputError("needs a list of texts", field=f"{path}.value")
+            return Condition(field, op, tuple(v.strip().lower() for v in value))
+        if not isinstance(value, str):
+            raise InputError(f"{TEXT_FIELDS[field]} needs text", field=f"{path}.value")
+        return Condition(field, op, value.strip().lower())
+    if field == PRODUCT_FIELD:
+        if op not in PRODUCT_OPS:
+            raise InputError(f"op must be one of {' '.join(PRODUCT_OPS)}", field=f"{path}.op")
+        if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
+            raise InputError("needs a product id or title words", field=f"{path}.value")
+        return Condition(field, op, str(value).strip())
+    known = ", ".join([*NUMERIC_FIELDS, *TEXT_FIELDS, PRODUCT_FIELD])
+    raise InputError(f"unknown field {field!r}; known fields: {known}", field=f"{path}.field")
+
+
+Mask = NDArray[np.bool_]
+
+
+def evaluate(
+    root: Group,
+    columns: Mapping[str, Any],
+    product_mask: Any,
+) -> Mask:
+    """The customers matching ``root``.
+
+    ``columns`` maps every numeric field to a float array and every text field to a list of
+    lowercased strings; ``product_mask(reference)`` returns the customers who bought a product.
+    """
+    masks = [
+        evaluate(child, columns, product_mask)
+        if isinstance(child, Group)
+        else _condition(child, columns, product_mask)
+        for child in root.children
+    ]
+    combined = masks[0].copy()
+    for mask in masks[1:]:
+        combined = combined & mask if root.match == "all" else combined | mask
+    return combined
+
+
+def _condition(cond: Condition, columns: Mapping[str, Any], product_mask: Any) -> Mask:
+    if cond.field == PRODUCT_FIELD:
+        bought = np.asarray(product_mask(cond.value), dtype=bool)
+        return bought if cond.op == "includes" else ~bought
+    column = columns[cond.field]
+    if cond.field in NUMERIC_FIELDS:
+        values = np.asarray(column, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            result = {
+                "=": values == cond.value,
+                "!=": values != cond.value,
+                ">": values > cond.value,
+                ">=": values >= cond.value,
+                "<": values < cond.value,
+                "<=": values <= cond.value,
+            }[cond.op]
+        return np.asarray(result & ~np.isnan(values), dtype=bool)
+    texts: list[str] = column
+    v = cond.value
+    if cond.op == "=":
+        out = [t == v for t in texts]
+    elif cond.op == "!=":
+        out = [t != v for t in texts]
+    elif cond.op == "contains":
+        out = [v in t for t in texts]
+    elif cond.op == "not_contains":
+        out = [v not in t for t in texts]
+    elif cond.op == "in":
+        out = [t in v for t in texts]
+    else:
+        out = [t not in v for t in texts]
+    return np.asarray(out, dtype=bool)
+
+
+def describe(cond: Condition | Group) -> str:
+    """A short human sentence for a rule tree (used as the membership reason)."""
+    if isinstance(cond, Group):
+        joiner = " and " if cond.match == "all" else " or "
+        parts = [describe(c) for c in cond.children]
+        text = joiner.join(parts)
+        return f"({text})" if len(parts) > 1 else text
+    label = NUMERIC_FIELDS.get(cond.field) or TEXT_FIELDS.get(cond.field) or cond.field
+    value = cond.value
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, tuple):
+        value = ", ".join(value)
+    return f"{label} {cond.op.replace('_', ' ')} {value}"

@@ -1,0 +1,110 @@
+"""Prometheus metrics: webhook lag, queue depth, Shopify API cost used, sync progress.
+
+The figures that matter for operations live in the database (the webhook inbox, sync runs,
+shops), which every web process and worker shares. So instead of counters kept in one process's
+memory — wrong as soon as there are two processes — a collector reads them at scrape time from
+the database and the job queue. Any web process answers ``/metrics`` with the cluster's view.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from shopify_app.jobs import Context
+from shopify_app.models import Shop, SyncRun, WebhookEvent, utcnow
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class GoldpanCollector(Collector):
+    """Reads the cluster-wide gauges from the database and huey on every scrape."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[Metric]:
+        now = utcnow()
+        with self.ctx.sessions() as session:
+            queued, oldest = session.execute(
+                select(func.count(), func.min(WebhookEvent.received_at)).where(
+                    WebhookEvent.status == "queued"
+                )
+            ).one()
+            failed = session.scalar(select(func.count()).where(WebhookEvent.status == "failed"))
+            installed = session.scalar(
+                select(func.count()).where(
+                    Shop.uninstalled_at.is_(None), Shop.access_token.is_not(None)
+                )
+            )
+            cost = session.scalar(select(func.coalesce(func.sum(Shop.api_cost_spent), 0)))
+            running = session.execute(
+                select(
+                    SyncRun.resource,
+                    func.coalesce(func.sum(SyncRun.objects_done), 0),
+                    func.coalesce(func.sum(SyncRun.object_count), 0),
+                )
+                .where(SyncRun.status.in_(("pending", "running", "ingesting")))
+                .group_by(SyncRun.resource)
+            ).all()
+
+        yield _gauge(
+            "goldpan_webhooks_queued", "Webhook deliveries received, not yet processed", queued
+        )
+        yield _gauge(
+            "goldpan_webhooks_failed", "Webhook deliveries whose processing failed", failed
+        )
+        lag = 0.0 if oldest is None else max(0.0, (now - _aware(oldest)).total_seconds())
+        yield _gauge(
+            "goldpan_webhook_lag_seconds", "Age of the oldest unprocessed webhook delivery", lag
+        )
+        yield _gauge("goldpan_shops_installed", "Shops with the app installed", installed)
+        yield _gauge(
+            "goldpan_shopify_api_cost_points",
+            "Admin API query cost spent, all shops (calculated points)",
+            cost,
+        )
+        done = GaugeMetricFamily(
+            "goldpan_sync_objects_done", "Objects ingested by running syncs", labels=["resource"]
+        )
+        total = GaugeMetricFamily(
+            "goldpan_sync_objects_total", "Objects to ingest in running syncs", labels=["resource"]
+        )
+        for resource, objects_done, object_count in running:
+            done.add_metric([resource], float(objects_done))
+            total.add_metric([resource], float(object_count))
+        yield done
+        yield total
+        runtime = self.ctx.runtime
+        if runtime is not None:
+            yield _gauge(
+                "goldpan_job_queue_depth",
+                "Tasks waiting in the job queue",
+                runtime.huey.pending_count(),
+            )
+
+
+def _gauge(name: str, documentation: str, value: Any) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=float(value or 0))
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def make_registry(ctx: Context) -> CollectorRegistry:
+    """A registry holding only Goldpan's collector (no per-process default collectors)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(GoldpanCollector(ctx))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The Prometheus text exposition of ``registry``."""
+    return generate_latest(registry)

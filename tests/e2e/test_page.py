@@ -1,0 +1,211 @@
+"""The embedded page in a real headless Chromium against the whole demo (sandboxes + app + worker).
+
+Scenarios from the issue: the page loads with segments populated; a segment opens with its
+members; a changed setting changes the counts; an order placed in the sandbox shows up on the
+page and, once tag sync is on, in the customer's tags in Shopify. The CDN (App Bridge, Polaris)
+is unreachable here, so the page runs on its fallback styles and the demo's session-token shim.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from shopify_app.sandbox import control
+from shopify_app.sandbox.demo import Demo, start_demo
+from tests.conftest import unique_shop_domain
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def demo(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    running = start_demo(
+        customers=150,
+        seed=11,
+        shop=unique_shop_domain("page"),
+        database_url=database_url,
+        workdir=tmp_path_factory.mktemp("page-demo"),
+        sync_timeout=90,
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    tab = context.new_page()
+    # No internet here: fail the CDN scripts at once instead of waiting for DNS.
+    tab.route(re.compile(r"^https://cdn\.shopify\.com/.*"), lambda route: route.abort())
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield tab
+    context.close()
+    assert errors == [], errors
+
+
+VIEWS = {"": "home", "segments": "segments", "analytics": "analytics", "settings": "settings"}
+
+
+def open_page(page: Page, demo: Demo, view: str = "", locale: str = "en") -> None:
+    """Load the page as the admin does (bounce, token, reload), then go to ``view``."""
+    url = demo.page_url.replace("locale=en", f"locale={locale}")
+    page.goto(url)
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    page.evaluate("view => { location.hash = '#/' + view; }", view)
+    page.wait_for_selector(f"body[data-view='{VIEWS[view]}']", timeout=30_000)
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 45.0, every: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout:.0f}s")
+        time.sleep(every)
+
+
+def segment_members(page: Page, handle: str) -> int:
+    row = page.locator("s-table-row", has=page.locator(f"[data-segment='{handle}']"))
+    return int(row.locator("[data-members]").get_attribute("data-members") or "-1")
+
+
+def test_page_loads_with_segments_populated(page: Page, demo: Demo) -> None:
+    open_page(page, demo, "segments")
+    table = page.locator("[data-table='segments']")
+    expect(table).to_be_visible()
+    handles = table.locator("[data-segment]").evaluate_all("els => els.map(e => e.dataset.segment)")
+    assert {"business-buyers", "repeat-customers", "one-time-buyers", "vip"} <= set(handles)
+    assert segment_members(page, "repeat-customers") > 0
+    expect(page.locator("[data-segment='true-fans']")).to_have_text("True fans")
+
+
+def test_home_shows_sync_and_retention_headline(page: Page, demo: Demo) -> None:
+    open_page(page, demo)
+    expect(page.locator("[data-sync='done']")).to_be_visible()
+    expect(page.locator("[data-metric='repeat_rate'] .gp-metric-value")).to_have_text(
+        re.compile(r"\d")
+    )
+
+
+def test_a_segment_opens_with_members_search_and_export(page: Page, demo: Demo) -> None:
+    open_page(page, demo, "segments")
+    page.locator("[data-segment='one-time-buyers']").click()
+    members = page.locator("[data-table='members'] s-table-body s-table-row")
+    expect(members.first).to_be_visible()
+    assert members.count() == min(50, int(page.locator("[data-members]").first.inner_text()))
+    first = members.first.locator("[data-customer] .gp-subdued").inner_text()
+    page.locator("[data-input='member-search']").fill(first)
+    expect(members).to_have_count(1)
+    expect(members.first).to_contain_text(first)
+    with page.expect_download() as download:
+        page.get_by_text("Export CSV").click()
+    path = Path(download.value.path())
+    assert path.read_text(encoding="utf-8").startswith("customer_id,first_name")
+
+
+def test_arabic_is_right_to_left(page: Page, demo: Demo) -> None:
+    open_page(page, demo, "segments", locale="ar")
+    assert page.evaluate("document.documentElement.dir") == "rtl"
+    expect(page.locator("[data-segment='vip']")).to_have_text("كبار العملاء")
+    expect(page.locator("[data-nav='analytics']")).to_have_text("التحليلات")
+
+
+def test_analytics_charts_are_accessible_svg(page: Page, demo: Demo) -> None:
+    open_page(page, demo, "analytics")
+    charts = page.locator("svg.gp-chart[role='img']")
+    expect(charts.first).to_be_visible()
+    assert charts.count() >= 5
+    for i in range(charts.count()):
+        labelled = charts.nth(i).get_attribute("aria-labelledby") or ""
+        assert all(page.locator(f"[id='{ref}']").text_content() for ref in labelled.split())
+
+
+def test_a_changed_setting_changes_the_counts(page: Page, demo: Demo) -> None:
+    open_page(page, demo, "segments")
+    before = segment_members(page, "business-buyers")
+    open_page(page, demo, "settings")
+    units = page.locator("[data-setting='business_units_per_order']")
+    units.fill("0")
+    page.locator("[data-action='save']").click()
+    expect(
+        page.locator("[data-field='business_units_per_order'] .gp-field-error")
+    ).not_to_be_empty()
+    units.fill("6")
+    page.locator("[data-action='save']").click()
+    expect(page.locator("s-banner[tone='success']")).to_be_visible()
+
+    def grown() -> bool:
+        open_page(page, demo, "segments")
+        return segment_members(page, "business-buyers") > before
+
+    wait_until(grown)
+
+
+def test_an_order_in_the_sandbox_shows_up_on_the_page_and_in_tags(page: Page, demo: Demo) -> None:
+    email = f"banquets-{time.monotonic_ns()}@hotel-aurora.example"
+    order = control.place_order(
+        demo.shopify,
+        demo.shop_domain,
+        {
+            "email": email,
+            "first_name": "Eleni",
+            "last_name": "Papadaki",
+            "email_marketing_state": "SUBSCRIBED",
+            "line_items": [{"quantity": 60}],
+        },
+    )
+    customer_id = order.customer_id
+    open_page(page, demo, "segments")
+    page.locator("[data-segment='business-buyers']").click()
+    search = page.locator("[data-input='member-search']")
+    rows = page.locator("[data-table='members'] s-table-body s-table-row")
+
+    def listed() -> bool:
+        search.fill("")
+        search.fill(email)
+        page.wait_for_timeout(700)
+        return rows.count() == 1 and email in rows.first.inner_text()
+
+    wait_until(listed)
+    expect(rows.first).to_contain_text("60")
+
+    # Turn tag sync on through the page: the preview comes first, then the tag reaches Shopify.
+    switch = page.locator("[data-tag-sync] s-button").first
+    if page.locator("[data-tag-sync='off']").count():
+        switch.click()
+        dialog = page.locator("dialog[open]")
+        expect(dialog.locator("[data-preview='tags']")).to_be_visible()
+        assert int(dialog.locator("[data-gain]").get_attribute("data-gain") or "0") >= 1
+        dialog.locator("[data-action='confirm']").click()
+        expect(page.locator("[data-tag-sync='on']").first).to_be_visible()
+    store = demo.shopify.store(demo.shop_domain)
+    wait_until(lambda: "goldpan-business-buyers" in store.customers[customer_id].tags)

@@ -1,0 +1,453 @@
+"""The page's JSON API over real HTTP: authorization, cross-shop isolation, bad input, paging."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy.orm import Session, sessionmaker
+
+from shopify_app.jobs import Context
+from shopify_app.models import Segment, Shop, SyncRun
+from shopify_app.sandbox.server import RunningServer, start_server
+from tests.fixtures_api import build_page_app, seed_shop, session_token
+
+
+@dataclass
+class RecordingRuntime:
+    """Stands in for the huey runtime: records what the API queues instead of running it."""
+
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def enqueue(self, name: str, **kwargs: Any) -> None:
+        self.calls.append((name, kwargs))
+
+
+@pytest.fixture
+def queued() -> RecordingRuntime:
+    return RecordingRuntime()
+
+
+@pytest.fixture
+def server(ctx: Context, queued: RecordingRuntime) -> Iterator[RunningServer]:
+    app_ctx = Context(
+        settings=ctx.settings,
+        engine=ctx.engine,
+        sessions=ctx.sessions,
+        cipher=ctx.cipher,
+        runtime=queued,  # type: ignore[arg-type]
+    )
+    running = start_server(build_page_app(app_ctx))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def shop_a(make_shop: Any, sessions: sessionmaker[Session]) -> tuple[Shop, dict[str, int]]:
+    shop = make_shop()
+    return shop, seed_shop(sessions, shop.id, customers=150, seed=3)
+
+
+@pytest.fixture
+def shop_b(make_shop: Any, sessions: sessionmaker[Session]) -> tuple[Shop, dict[str, int]]:
+    shop = make_shop()
+    return shop, seed_shop(sessions, shop.id, customers=30, seed=4)
+
+
+class Client:
+    """requests with a fresh session token per call, like App Bridge's fetch."""
+
+    def __init__(self, base: str, shop: str) -> None:
+        self.base = base
+        self.shop = shop
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {session_token(self.shop)}"}
+
+    def get(self, path: str, **params: Any) -> requests.Response:
+        return requests.get(
+            f"{self.base}/api{path}", params=params, headers=self._headers(), timeout=10
+        )
+
+    def post(self, path: str, body: Any) -> requests.Response:
+        return requests.post(
+            f"{self.base}/api{path}", json=body, headers=self._headers(), timeout=10
+        )
+
+    def put(self, path: str, body: Any) -> requests.Response:
+        return requests.put(
+            f"{self.base}/api{path}", json=body, headers=self._headers(), timeout=10
+        )
+
+
+def test_requests_without_a_valid_session_token_are_refused(server: RunningServer, shop_a) -> None:
+    shop, _ = shop_a
+    r = requests.get(f"{server.url}/api/segments", timeout=5)
+    assert r.status_code == 401
+    assert r.headers["X-Shopify-Retry-Invalid-Session-Request"] == "1"
+    expired = session_token(shop.domain, expires_in=-60)
+    r = requests.get(
+        f"{server.url}/api/segments", headers={"Authorization": f"Bearer {expired}"}, timeout=5
+    )
+    assert r.status_code == 401
+
+
+def test_segments_list_shows_sizes_revenue_share_and_weekly_change(
+    server: RunningServer, shop_a
+) -> None:
+    shop, ids = shop_a
+    body = Client(server.url, shop.domain).get("/segments").json()
+    rows = {row["handle"]: row for row in body["segments"]}
+    assert set(rows) == set(ids)
+    vip = rows["vip"]
+    assert vip["members"] == 15
+    assert 0 < vip["revenue_share"] <= 1
+    # History says 8 days ago the segment was 16 % smaller than today's count.
+    assert vip["change_week"] == 15 - int(15 * 0.84)
+    assert vip["tag_sync"] == {"enabled": True, "tag": "goldpan-vip"}
+    assert rows["one-time-buyers"]["tag_sync"]["enabled"] is False
+
+
+def test_another_shops_segment_is_not_found(server: RunningServer, shop_a, shop_b) -> None:
+    (shop, _ids), (_other, other_ids) = shop_a, shop_b
+    client = Client(server.url, shop.domain)
+    foreign = other_ids["vip"]
+    for path in (
+        f"/segments/{foreign}",
+        f"/segments/{foreign}/members",
+        f"/segments/{foreign}/members.csv",
+    ):
+        r = client.get(path)
+        assert r.status_code == 404, path
+        assert "error" in r.json()
+    r = client.post(f"/segments/{foreign}/tag-sync", {"enabled": True, "confirm": True})
+    assert r.status_code == 404
+    # and the foreign segment is untouched
+    listing = Client(server.url, _other.domain).get("/segments").json()["segments"]
+    assert next(s for s in listing if s["id"] == foreign)["tag_sync"]["enabled"] is True
+
+
+def test_member_pages_search_and_sort(server: RunningServer, shop_a) -> None:
+    shop, ids = shop_a
+    client = Client(server.url, shop.domain)
+    seg = ids["one-time-buyers"]
+    first = client.get(f"/segments/{seg}/members").json()
+    assert len(first["members"]) == 50
+    assert first["has_next"] is True
+    total = first["total"]
+    assert total > 50
+    seen = {m["id"] for m in first["members"]}
+    page = 2
+    while True:
+        body = client.get(f"/segments/{seg}/members", page=page).json()
+        seen |= {m["id"] for m in body["members"]}
+        if not body["has_next"]:
+            break
+        page += 1
+    assert len(seen) == total
+    # keyset continuation gives the same second page as the offset one
+    after = client.get(f"/segments/{seg}/members", after=first["next_after"]).json()
+    second = client.get(f"/segments/{seg}/members", page=2).json()
+    assert [m["id"] for m in after["members"]] == [m["id"] for m in second["members"]]
+
+    by_spend = client.get(f"/segments/{ids['vip']}/members", sort="-spent").json()["members"]
+    spent = [m["spent"] for m in by_spend]
+    assert spent == sorted(spent, reverse=True)
+    assert all(m["reason"].startswith("spent $") for m in by_spend)
+
+    needle = first["members"][0]["email"]
+    found = client.get(f"/segments/{seg}/members", q=needle.upper()).json()
+    assert [m["email"] for m in found["members"]] == [needle]
+    assert found["total"] is None
+
+
+def test_business_buyers_carry_the_reason_they_qualify(server: RunningServer, shop_a) -> None:
+    shop, ids = shop_a
+    members = Client(server.url, shop.domain).get(f"/segments/{ids['business-buyers']}/members")
+    reason = members.json()["members"][0]["reason"]
+    assert " units of " in reason and " on " in reason
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"page": "0"}, "page"),
+        ({"page": "two"}, "page"),
+        ({"sort": "password"}, "sort"),
+        ({"sort": "--spent"}, "sort"),
+        ({"q": "x" * 101}, "q"),
+    ],
+)
+def test_bad_member_queries_answer_400_with_the_field(
+    server: RunningServer, shop_a, params: dict[str, str], field: str
+) -> None:
+    shop, ids = shop_a
+    r = Client(server.url, shop.domain).get(f"/segments/{ids['vip']}/members", **params)
+    assert r.status_code == 400
+    assert r.json()["field"] == field
+
+
+def test_unknown_and_malformed_segment_ids(server: RunningServer, shop_a) -> None:
+    shop, _ = shop_a
+    client = Client(server.url, shop.domain)
+    assert client.get("/segments/999999999").status_code == 404
+    r = client.get("/segments/abc")
+    assert r.status_code == 400 and r.json()["field"] == "segment_id"
+
+
+def test_members_csv_export_is_complete_and_formula_safe(
+    server: RunningServer, shop_a, sessions: sessionmaker[Session]
+) -> None:
+    shop, ids = shop_a
+    with sessions.begin() as session:
+        seg = session.get(Segment, ids["vip"])
+        assert seg is not None
+        expected = seg.member_count
+    r = Client(server.url, shop.domain).get(f"/segments/{ids['vip']}/members.csv")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/csv")
+    assert 'filename="goldpan-vip.csv"' in r.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(rows) == expected
+    assert all(not row["email"].startswith("=") for row in rows)
+
+
+def test_tag_sync_previews_before_enabling(
+    server: RunningServer, shop_a, queued: RecordingRuntime
+) -> None:
+    shop, ids = shop_a
+    client = Client(server.url, shop.domain)
+    seg = ids["lapsed-90"]
+    preview = client.post(f"/segments/{seg}/tag-sync", {"enabled": True}).json()
+    assert preview["applied"] is False
+    assert preview["preview"]["gain"] >= 0 and "lose" in preview["preview"]
+    assert preview["tag"] == "goldpan-lapsed-90"
+    listing = client.get("/segments").json()["segments"]
+    assert next(s for s in listing if s["id"] == seg)["tag_sync"]["enabled"] is False
+    assert queued.calls == []
+
+    done = client.post(f"/segments/{seg}/tag-sync", {"enabled": True, "confirm": True}).json()
+    assert done == {"applied": True, "tag_sync": True, "tag": "goldpan-lapsed-90"}
+    assert (
+        "tags.segment_changed",
+        {"shop_id": shop.id, "segment_id": seg, "old_tag": None},
+    ) in queued.calls
+    audit = client.get("/audit").json()["entries"]
+    assert audit[0]["action"] == "tag_sync.enable" and audit[0]["subject"] == "lapsed-90"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"enabled": "yes"}, "enabled"),
+        ({}, "enabled"),
+        ({"enabled": True, "confirm": 1}, "confirm"),
+        ({"enabled": True, "tag": "a,b"}, "tag"),
+        ([1, 2], "body"),
+    ],
+)
+def test_bad_tag_sync_bodies(server: RunningServer, shop_a, body: Any, field: str) -> None:
+    shop, ids = shop_a
+    r = Client(server.url, shop.domain).post(f"/segments/{ids['vip']}/tag-sync", body)
+    assert r.status_code == 400
+    assert r.json()["field"] == field
+
+
+def test_meta_preview_counts_consenting_members(server: RunningServer, shop_a) -> None:
+    shop, ids = shop_a
+    client = Client(server.url, shop.domain)
+    body = client.get(f"/segments/{ids['vip']}/meta-preview").json()
+    assert body["connected"] is False and body["policy"] == "subscribed"
+    assert 0 < body["preview"]["upload"] < body["preview"]["members"] == 15
+
+
+def test_settings_round_trip_and_refusals(
+    server: RunningServer, shop_a, queued: RecordingRuntime
+) -> None:
+    shop, _ = shop_a
+    client = Client(server.url, shop.domain)
+    current = client.get("/settings").json()
+    assert "tag_prefix" in current["settings"]
+    assert current["meta"]["status"] == "disconnected"
+
+    r = client.put("/settings", {"settings": {"tag_prefix": "gp-"}})
+    assert r.status_code == 200, r.text
+    assert client.get("/settings").json()["settings"]["tag_prefix"] == "gp-"
+    assert ("segments.recompute_shop", {"shop_id": shop.id}) in queued.calls
+
+    r = client.put("/settings", {"settings": {"tag_prefix": ""}})
+    assert r.status_code == 400 and r.json()["field"] == "tag_prefix"
+    tiers = [{"days": 60, "discount_percent": 10}, {"days": 30, "discount_percent": 5}]
+    r = client.put("/settings", {"settings": {"lapsed_tiers": tiers}})
+    assert r.status_code == 400 and r.json()["field"] == "lapsed_tiers"
+    r = client.put("/settings", {"settings": {"no_such_setting": 1}})
+    assert r.status_code == 400 and r.json()["field"] == "no_such_setting"
+    r = client.put("/settings", {"settings": {}})
+    assert r.status_code == 400
+    r = requests.put(
+        f"{server.url}/api/settings",
+        data=b"{not json",
+        headers={"Authorization": f"Bearer {session_token(shop.domain)}"},
+        timeout=5,
+    )
+    assert r.status_code == 400 and r.json()["field"] == "body"
+    assert client.get("/settings").json()["settings"]["tag_prefix"] == "gp-"
+
+
+def test_home_reports_sync_and_retention_headline(server: RunningServer, shop_a) -> None:
+    shop, _ = shop_a
+    body = Client(server.url, shop.domain).get("/home").json()
+    assert body["sync"]["state"] == "done"
+    keys = [m["key"] for m in body["headline"]["metrics"]]
+    assert keys == ["repeat_rate", "days_between_orders", "orders_per_customer", "aov", "clv"]
+    repeat = body["headline"]["metrics"][0]
+    assert 0 < repeat["value"] < 1
+    assert any(n["key"] == "scope_all_orders" for n in body["notices"])
+
+
+def test_analytics_and_products(server: RunningServer, shop_a, shop_b) -> None:
+    shop, _ = shop_a
+    client = Client(server.url, shop.domain)
+    body = client.get("/analytics").json()
+    assert body["cohorts"]["month"]["rows"]
+    assert sum(body["histogram"]["counts"]) > 0
+    assert sum(cell["customers"] for cell in body["rfm"]) == body["customers"]
+    assert body["repeat_trend"] and body["products"]
+    found = client.get("/products", q="napkin").json()["products"]
+    assert {p["title"] for p in found} == {"Cocktail Napkins", "Dinner Napkins", "Tea Napkins"}
+    # the other shop's analytics are computed from its own orders only
+    other = Client(server.url, shop_b[0].domain).get("/analytics").json()
+    assert other["customers"] == 30
+
+
+def test_audit_is_per_shop(server: RunningServer, shop_a, shop_b) -> None:
+    (shop, _), (other, _) = shop_a, shop_b
+    mine = Client(server.url, shop.domain).get("/audit").json()["entries"]
+    theirs = Client(server.url, other.domain).get("/audit").json()["entries"]
+    assert {e["id"] for e in mine}.isdisjoint({e["id"] for e in theirs})
+    assert Client(server.url, shop.domain).get("/audit", before="x").status_code == 400
+
+
+def test_renaming_a_tag_migrates_it_and_remove_all_needs_confirmation(
+    server: RunningServer, shop_a, queued: RecordingRuntime
+) -> None:
+    shop, ids = shop_a
+    client = Client(server.url, shop.domain)
+    seg = ids["vip"]
+    r = client.post(f"/segments/{seg}/tag-sync", {"enabled": True, "tag": "best customers"})
+    assert r.json() == {"applied": True, "tag_sync": True, "tag": "best customers"}
+    assert queued.calls[-1] == (
+        "tags.segment_changed",
+        {"shop_id": shop.id, "segment_id": seg, "old_tag": "goldpan-vip"},
+    )
+    assert (
+        client.post(f"/segments/{seg}/tag-sync", {"enabled": True, "tag": "x" * 300}).json()[
+            "field"
+        ]
+        == "tag"
+    )
+    assert client.post("/tags/remove-all", {}).status_code == 400
+    assert client.post("/tags/remove-all", {"confirm": True}).status_code == 202
+    assert queued.calls[-1] == ("tags.remove_all", {"shop_id": shop.id})
+    r = client.post(f"/segments/{ids['lapsed-60']}/native-segment", {})
+    assert r.status_code == 400 and r.json()["field"] == "tag_sync"
+
+
+WEB = Path(__file__).resolve().parent.parent / "web"
+
+
+def _placeholders(message: object) -> set[str]:
+    texts = message.values() if isinstance(message, dict) else [message]
+    return {name for text in texts for name in re.findall(r"\{(\w+)\}", str(text))}
+
+
+def test_every_language_has_every_message_with_the_same_placeholders() -> None:
+    english = json.loads((WEB / "i18n" / "en.json").read_text(encoding="utf-8"))
+    for lang in ("ar", "ko", "el"):
+        other = json.loads((WEB / "i18n" / f"{lang}.json").read_text(encoding="utf-8"))
+        assert set(other) == set(english), lang
+        for key, message in english.items():
+            # A translation may drop {count} where its grammar spells the number out ("one").
+            assert _placeholders(other[key]) <= _placeholders(message) | {"count"}, (lang, key)
+            assert isinstance(other[key], dict) == isinstance(message, dict), (lang, key)
+            if isinstance(message, dict):
+                assert "other" in other[key], (lang, key)
+
+
+def test_every_message_the_page_uses_exists() -> None:
+    english = json.loads((WEB / "i18n" / "en.json").read_text(encoding="utf-8"))
+    used: set[str] = set()
+    for path in [*WEB.glob("*.js"), *WEB.glob("views/*.js")]:
+        used |= set(re.findall(r"""\bt\("([a-z_]+\.[a-z0-9_.\-]+)\"""", path.read_text()))
+    assert used, "no messages found"
+    assert sorted(used - set(english)) == []
+
+
+def test_analytics_prefers_the_engines_rfm_grid_and_clv(
+    server: RunningServer, shop_a, sessions: sessionmaker[Session]
+) -> None:
+    shop, _ = shop_a
+    grid = [[r * 5 + f for f in range(5)] for r in range(5)]
+    with sessions.begin() as session:
+        row = session.get(Shop, shop.id)
+        assert row is not None
+        row.settings = {
+            **(row.settings or {}),
+            "segment_metrics": {"rfm": {"grid": {"counts": grid}}, "clv": {"predicted_12m": 81.5}},
+        }
+    client = Client(server.url, shop.domain)
+    body = client.get("/analytics").json()
+    assert body["rfm_source"] == "engine"
+    assert {(c["r"], c["f"]): c["customers"] for c in body["rfm"]}[(5, 5)] == 24
+    assert client.get("/home").json()["headline"]["predicted_clv"] == 81.5
+    # the engine's keys survive a settings change
+    assert client.put("/settings", {"settings": {"vip_share": 0.2}}).status_code == 200
+    assert client.get("/analytics").json()["rfm_source"] == "engine"
+
+
+def test_home_shows_import_progress_while_the_initial_sync_runs(
+    server: RunningServer, make_shop: Any, sessions: sessionmaker[Session]
+) -> None:
+    shop = make_shop()
+    with sessions.begin() as session:
+        session.add_all(
+            [
+                SyncRun(shop_id=shop.id, kind="initial", resource="customers", status="done",
+                        object_count=50, objects_done=50),
+                SyncRun(shop_id=shop.id, kind="initial", resource="orders", status="ingesting",
+                        object_count=200, objects_done=80),
+            ]
+        )  # fmt: skip
+    body = Client(server.url, shop.domain).get("/home").json()
+    assert body["sync"]["state"] == "running"
+    assert body["sync"]["progress"] == pytest.approx(0.4)
+    assert body["headline"]["customers"] == 0
+    assert Client(server.url, shop.domain).get("/segments").json()["segments"] == []
+
+
+def test_mounted_in_the_real_app_behind_its_session_token_middleware(
+    ctx: Context, shop_a, shop_b
+) -> None:
+    from shopify_app.app import create_app
+
+    (shop, ids), (_other, other_ids) = shop_a, shop_b
+    running = start_server(create_app(ctx))
+    try:
+        client = Client(running.url, shop.domain)
+        listing = client.get("/segments")
+        assert listing.status_code == 200, listing.text
+        assert {s["id"] for s in listing.json()["segments"]} == set(ids.values())
+        assert client.get(f"/segments/{other_ids['vip']}/members").status_code == 404
+        assert requests.get(f"{running.url}/api/segments", timeout=5).status_code == 401
+        page = requests.get(f"{running.url}/static/app.js", timeout=5)
+        assert page.status_code == 200 and "hashchange" in page.text
+    finally:
+        running.stop()

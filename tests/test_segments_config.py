@@ -1,0 +1,199 @@
+"""Shop config and custom-segment rules: round trips, defaults, errors that name the field."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import pytest
+
+from shopify_app.errors import InputError
+from shopify_app.segments import library, rules
+from shopify_app.segments.config import ShopConfig
+from shopify_app.segments.dataset import DatasetBuilder, day_number, product_key_for_title
+
+
+def test_defaults_follow_the_playbook() -> None:
+    cfg = ShopConfig.from_settings({})
+    assert cfg.tag_prefix == "goldpan-"
+    assert cfg.consent_policy == "subscribed"
+    assert (cfg.business_units_per_order, cfg.business_units_per_window) == (36, 72)
+    assert [t.days for t in cfg.lapsed_tiers] == [60, 90]
+    assert cfg.vip_share == 0.10
+    assert cfg.season_months == (11, 12)
+
+
+def test_round_trip_keeps_unknown_keys_out() -> None:
+    settings = {
+        "tag_prefix": "gp:",
+        "lapsed_tiers": [
+            {"days": 45, "discount_percent": 5},
+            {"days": 120, "discount_percent": 20},
+        ],
+        "season_months": [12, 11, 12],
+        "cross_sell": [{"handle": "mats", "name": "Mats", "bought": ["placemat"], "never": [123]}],
+        "custom_segments": [
+            {"handle": "big", "rules": [{"field": "total_spent", "op": ">=", "value": 100}]}
+        ],
+        "someone_elses_key": True,
+    }
+    cfg = ShopConfig.from_settings(settings)
+    assert cfg.season_months == (11, 12)
+    assert cfg.cross_sell[0].never == ("123",)
+    again = ShopConfig.from_settings(cfg.to_settings())
+    assert again == cfg
+    assert "someone_elses_key" not in cfg.to_settings()
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"tag_prefix": ""}, "tag_prefix"),
+        ({"tag_prefix": "has space"}, "tag_prefix"),
+        ({"consent_policy": "everyone"}, "consent_policy"),
+        ({"vip_share": 2}, "vip_share"),
+        ({"vip_share": "10%"}, "vip_share"),
+        ({"business_units_per_order": 0}, "business_units_per_order"),
+        ({"business_units_per_order": True}, "business_units_per_order"),
+        ({"lapsed_tiers": []}, "lapsed_tiers"),
+        ({"lapsed_tiers": [{"days": 60}, {"days": "ninety"}]}, "lapsed_tiers[1].days"),
+        ({"lapsed_tiers": [{"days": 90}, {"days": 60}]}, "lapsed_tiers"),
+        (
+            {"lapsed_tiers": [{"days": 60, "discount_percent": 95}]},
+            "lapsed_tiers[0].discount_percent",
+        ),
+        ({"season_months": [13]}, "season_months[0]"),
+        (
+            {"cross_sell": [{"handle": "Bad Handle", "bought": ["a"], "never": ["b"]}]},
+            "cross_sell[0].handle",
+        ),
+        ({"cross_sell": [{"handle": "x", "bought": [], "never": ["b"]}]}, "cross_sell[0].bought"),
+        ({"cross_sell": [{"handle": "x", "bought": ["a"], "never": ["b"]}] * 2}, "cross_sell"),
+        ({"custom_segments": [{"handle": "x", "rules": []}]}, "custom_segments[0].rules"),
+        (
+            {
+                "custom_segments": [
+                    {"handle": "x", "rules": [{"field": "shoe_size", "op": "=", "value": 1}]}
+                ]
+            },
+            "custom_segments[0].rules[0].field",
+        ),
+        (
+            {
+                "custom_segments": [
+                    {"handle": "x", "rules": [{"field": "total_spent", "op": "~", "value": 1}]}
+                ]
+            },
+            "custom_segments[0].rules[0].op",
+        ),
+        (
+            {
+                "custom_segments": [
+                    {"handle": "x", "rules": [{"field": "total_spent", "op": ">", "value": "a"}]}
+                ]
+            },
+            "custom_segments[0].rules[0].value",
+        ),
+        (
+            {
+                "custom_segments": [
+                    {
+                        "handle": "x",
+                        "match": "some",
+                        "rules": [{"field": "city", "op": "=", "value": "a"}],
+                    }
+                ]
+            },
+            "custom_segments[0].match",
+        ),
+        (
+            {
+                "custom_segments": [
+                    {
+                        "handle": "x",
+                        "rules": [
+                            {"match": "any", "rules": [{"field": "city", "op": "in", "value": "a"}]}
+                        ],
+                    }
+                ]
+            },
+            "custom_segments[0].rules[0].rules[0].value",
+        ),
+        (
+            {
+                "custom_segments": [
+                    {"handle": "x", "rules": [{"field": "city", "op": "=", "value": "a"}]}
+                ]
+                * 2
+            },
+            "custom_segments[1].handle",
+        ),
+    ],
+)
+def test_validation_names_the_field(settings: dict[str, Any], field: str) -> None:
+    with pytest.raises(InputError) as info:
+        ShopConfig.from_settings(settings)
+    assert info.value.field == field
+
+
+def test_rules_nesting_limit() -> None:
+    spec: dict[str, Any] = {"field": "city", "op": "=", "value": "a"}
+    for _ in range(6):
+        spec = {"match": "any", "rules": [spec]}
+    with pytest.raises(InputError, match="nest"):
+        rules.parse_custom_segment({"handle": "deep", **spec})
+
+
+def test_custom_segment_and_or_over_fields_metrics_and_products() -> None:
+    as_of = dt.date(2025, 6, 30)
+    builder = DatasetBuilder()
+    people = [
+        ("ny-big@x.io", "NY", "New York", 300.0, "Dinner Napkins"),
+        ("ny-small@x.io", "NY", "Buffalo", 20.0, "Tea Napkins"),
+        ("ca-big@x.io", "CA", "Los Angeles", 500.0, "Dinner Napkins"),
+        ("nyc-small@x.io", "NY", "New York", 30.0, "Placemats"),
+    ]
+    for n, (email, province, city, total, title) in enumerate(people):
+        index = builder.add_customer(
+            n + 1, email=email, province_code=province, city=city, country_code="US"
+        )
+        oi = builder.add_order(index, n + 1, day_number(dt.date(2025, 6, 1)), total)
+        builder.add_line(oi, product_key_for_title(title), title, 1)
+    ds = builder.build()
+    spec = {
+        "handle": "ny-vip",
+        "name": "New York big spenders or napkin buyers",
+        "match": "all",
+        "rules": [
+            {"field": "province", "op": "=", "value": "ny"},
+            {
+                "match": "any",
+                "rules": [
+                    {"field": "total_spent", "op": ">=", "value": 100},
+                    {"field": "products", "op": "includes", "value": "placemat"},
+                ],
+            },
+        ],
+    }
+    cfg = ShopConfig.from_settings({"custom_segments": [spec]})
+    ev = library.evaluate(ds, cfg, as_of)
+    seg = ev.segments["custom-ny-vip"]
+    assert [ds.info["email"][i] for i in seg.members] == ["ny-big@x.io", "nyc-small@x.io"]
+    assert seg.definition.kind == "custom"
+    assert "province code = ny" in seg.reasons[0]
+    assert "net spend >= 100" in seg.reasons[0]
+
+
+def test_rule_operators() -> None:
+    columns = {"total_spent": np.array([10.0, 50.0, np.nan]), "city": ["paris", "lyon", ""]}
+
+    def run(rule: dict[str, Any]) -> list[bool]:
+        seg = rules.parse_custom_segment({"handle": "t", "rules": [rule]})
+        return rules.evaluate(seg.root, columns, lambda ref: np.zeros(3, bool)).tolist()
+
+    assert run({"field": "total_spent", "op": "<", "value": 20}) == [True, False, False]
+    assert run({"field": "total_spent", "op": "!=", "value": 10}) == [False, True, False]
+    assert run({"field": "city", "op": "in", "value": ["Paris", "Nice"]}) == [True, False, False]
+    assert run({"field": "city", "op": "not_contains", "value": "y"}) == [True, False, True]
+    assert run({"field": "products", "op": "excludes", "value": "x"}) == [True, True, True]

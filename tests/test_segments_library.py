@@ -1,0 +1,345 @@
+"""Each built-in segment on small hand-made stores, edge cases included."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+
+from shopify_app.segments import library
+from shopify_app.segments.config import CrossSellRule, LapsedTier, ShopConfig
+from shopify_app.segments.dataset import (
+    Dataset,
+    DatasetBuilder,
+    compute_features,
+    day_number,
+    product_key_for_title,
+)
+from shopify_app.segments.recompute import single_customer_dataset
+
+AS_OF = dt.date(2025, 6, 30)
+
+
+def store(orders: list[tuple[Any, ...]], **info: dict[str, Any]) -> Dataset:
+    """Orders as (email, date, total, [(title, qty)], extra) tuples; info per email."""
+    builder = DatasetBuilder()
+    ids: dict[str, int] = {}
+    for n, (email, day, total, lines, *extra) in enumerate(orders):
+        cid = ids.setdefault(email, len(ids) + 1)
+        fields = {"email": email, **info.get(email.split("@")[0], {})}
+        index = builder.add_customer(cid, **fields)
+        opts = extra[0] if extra else {}
+        oi = builder.add_order(
+            index, n + 1, day_number(day), total, opts.get("code", ""), opts.get("company")
+        )
+        for title, qty in lines:
+            builder.add_line(oi, product_key_for_title(title), title, qty)
+    return builder.build()
+
+
+def members(ev: library.Evaluation, handle: str) -> set[str]:
+    emails = ev.dataset.info["email"]
+    return {str(emails[i]) for i in ev.segments[handle].members}
+
+
+def reason(ev: library.Evaluation, handle: str, email: str) -> str:
+    seg = ev.segments[handle]
+    emails = ev.dataset.info["email"]
+    for i, r in zip(seg.members, seg.reasons, strict=True):
+        if emails[i] == email:
+            return r
+    raise AssertionError(f"{email} not in {handle}")
+
+
+D = dt.date
+
+
+def test_business_buyers_by_units_window_company_and_colleague_domain() -> None:
+    ds = store(
+        [
+            ("ann@hotellux.com", D(2025, 3, 3), 576.0, [("Dinner Napkins", 48)]),
+            ("bob@hotellux.com", D(2025, 5, 10), 16.0, [("Tea Napkins", 2)]),
+            ("cat@gmail.com", D(2025, 1, 5), 240.0, [("Tea Napkins", 35)]),
+            ("cat@gmail.com", D(2025, 3, 5), 240.0, [("Tea Napkins", 35)]),
+            ("cat@gmail.com", D(2025, 4, 5), 40.0, [("Tea Napkins", 5)]),
+            ("dan@gmail.com", D(2023, 1, 5), 400.0, [("Tea Napkins", 50)]),
+            ("dan@gmail.com", D(2025, 4, 5), 240.0, [("Tea Napkins", 30)]),
+            (
+                "eve@acme.com",
+                D(2025, 6, 1),
+                60.0,
+                [("Cocktail Napkins", 10)],
+                {"company": "Acme Events"},
+            ),
+            ("fay@gmail.com", D(2025, 6, 1), 12.0, [("Dinner Napkins", 35)]),
+            ("gus@gmail.com", D(2025, 6, 2), 12.0, [("Dinner Napkins", 1)]),
+        ]
+    )
+    ev = library.evaluate(ds, ShopConfig(), AS_OF)
+    assert members(ev, "business-buyers") == {
+        "ann@hotellux.com",
+        "bob@hotellux.com",
+        "cat@gmail.com",
+        "dan@gmail.com",  # one order of 50 units, however long ago
+        "eve@acme.com",
+    }
+    assert (
+        reason(ev, "business-buyers", "ann@hotellux.com")
+        == "48 units of Dinner Napkins on 3 March 2025"
+    )
+    assert "75 units in the last 365 days" in reason(ev, "business-buyers", "cat@gmail.com")
+    assert "Acme Events" in reason(ev, "business-buyers", "eve@acme.com")
+    assert "hotellux.com" in reason(ev, "business-buyers", "bob@hotellux.com")
+
+
+def test_old_bulk_order_counts_but_window_units_do_not_accumulate_beyond_a_year() -> None:
+    ds = store(
+        [
+            ("old@gmail.com", D(2023, 1, 5), 300.0, [("Tea Napkins", 30)]),
+            ("old@gmail.com", D(2025, 4, 5), 300.0, [("Tea Napkins", 30)]),
+            ("bulk@gmail.com", D(2022, 1, 5), 500.0, [("Tea Napkins", 40)]),
+        ]
+    )
+    ev = library.evaluate(ds, ShopConfig(), AS_OF)
+    assert members(ev, "business-buyers") == {"bulk@gmail.com"}
+
+
+def test_free_mail_domains_are_not_company_signals() -> None:
+    ds = store(
+        [
+            ("ann@gmail.com", D(2025, 3, 3), 576.0, [("Dinner Napkins", 48)]),
+            ("bob@gmail.com", D(2025, 5, 10), 16.0, [("Tea Napkins", 2)]),
+        ]
+    )
+    ev = library.evaluate(ds, ShopConfig(), AS_OF)
+    assert members(ev, "business-buyers") == {"ann@gmail.com"}
+
+
+def test_repeat_true_fans_one_time() -> None:
+    ds = store(
+        [
+            ("one@gmail.com", D(2025, 1, 1), 10.0, []),
+            ("two@gmail.com", D(2025, 1, 1), 10.0, []),
+            ("two@gmail.com", D(2025, 2, 1), 10.0, []),
+            ("fan@gmail.com", D(2025, 1, 1), 10.0, []),
+            ("fan@gmail.com", D(2025, 2, 1), 10.0, []),
+            ("fan@gmail.com", D(2025, 3, 1), 10.0, []),
+            ("biz@gmail.com", D(2025, 1, 1), 10.0, [("Napkins", 40)]),
+            ("biz@gmail.com", D(2025, 2, 1), 10.0, []),
+            ("biz@gmail.com", D(2025, 3, 1), 10.0, []),
+        ]
+    )
+    ev = library.evaluate(ds, ShopConfig(), AS_OF)
+    assert members(ev, "repeat-customers") == {"two@gmail.com", "fan@gmail.com", "biz@gmail.com"}
+    assert members(ev, "true-fans") == {"fan@gmail.com"}  # business buyers are not "fans"
+    assert members(ev, "one-time-buyers") == {"one@gmail.com"}
+    assert reason(ev, "true-fans", "fan@gmail.com") == "3 orders, about every 30 days"
+
+
+def test_as_of_ignores_later_orders() -> None:
+    ds = store(
+        [
+            ("a@x.io", D(2025, 1, 1), 10.0, []),
+            ("a@x.io", D(2025, 7, 5), 10.0, []),
+            ("later@x.io", D(2025, 7, 5), 10.0, []),
+        ]
+    )
+    ev = library.evaluate(ds, ShopConfig(), AS_OF)
+    assert members(ev, "one-time-buyers") == {"a@x.io"}
+    everyone = set().union(*(members(ev, h) for h in ev.segments))
+    assert "later@x.io" not in everyone
+    ev_later = library.evaluate(ds, ShopConfig(), D(2025, 7, 31))
+    assert members(ev_later, "repeat-customers") == {"a@x.io"}
+
+
+def test_lapsed_tiers_discounts_and_reminders() -> None:
+    ds = store(
+        [
+            ("fresh@x.io", D(2025, 6, 1), 10.0, []),  # 29 days
+            ("sixty@x.io", D(2025, 5, 1), 10.0, []),  # 60 days
+            ("edge@x.io", D(2025, 4, 2), 10.0, []),  # 89 days
+            ("ninety@x.io", D(2025, 4, 1), 10.0, []),  # 90 days
+            # A regular: every ~92 days, 90 days since the last: reminder, not discount.
+            ("reg@x.io", D(2024, 7, 1), 10.0, []),
+            ("reg@x.io", D(2024, 10, 1), 10.0, []),
+            ("reg@x.io", D(2025, 1, 1), 10.0, []),
+            ("reg@x.io", D(2025, 4, 1), 10.0, []),
+        ]
+    )
+    ev = library.evaluate(ds, ShopConfig(), AS_OF)
+    assert members(ev, "lapsed-60") == {"sixty@x.io", "edge@x.io"}
+    assert members(ev, "lapsed-90") == {"ninety@x.io", "reg@x.io"}
+    assert reason(ev, "lapsed-60", "sixty@x.io").endswith("suggest 10% off")
+    assert reason(ev, "lapsed-90", "ninety@x.io").endswith("suggest 15% off")
+    assert "reminder, no discount" in reason(ev, "lapsed-90", "reg@x.io")
+    assert ev.segments["lapsed-90"].definition.definition["discount_percent"] == 15
+
+    cfg = ShopConfig(lapsed_tiers=(LapsedTier(30, 5), LapsedTier(75, 10), LapsedTier(120, 20)))
+    ev = library.evaluate(ds, cfg, AS_OF)
+    assert set(h for h in ev.segments if h.startswith("lapsed-")) == {
+        "lapsed-30",
+        "lapsed-75",
+        "lapsed-120",
+    }
+    assert members(ev, "lapsed-30") == {"sixty@x.io"}
+    assert members(ev, "lapsed-75") == {"edge@x.io", "ninety@x.io", "reg@x.io"}
+
+
+def test_vip_is_top_share_by_net_spend() -> None:
+    orders = [(f"c{i}@x.io", D(2025, 1, 1 + i), float(10 * (i + 1)), []) for i in range(20)]
+    ds = store(orders)
+    ev = library.evaluate(ds, ShopConfig(), AS_OF)
+    assert members(ev, "vip") == {"c19@x.io", "c18@x.io"}
+    ev = library.evaluate(ds, ShopConfig(vip_share=0.25), AS_OF)
+    assert len(members(ev, "vip")) == 5
+
+
+def test_cross_sell_rules_bought_any_never_any() -> None:
+    ds = store(
+        [
+            ("a@x.io", D(2025, 1, 1), 10.0, [("Linen Dinner Napkins", 4)]),
+            ("b@x.io", D(2025, 1, 1), 10.0, [("Linen Dinner Napkins", 4), ("Placemats", 4)]),
+            ("c@x.io", D(2025, 1, 1), 10.0, [("Wedding Handkerchief", 1)]),
+            ("d@x.io", D(2025, 1, 1), 10.0, [("Wedding Handkerchief", 1)]),
+            ("d@x.io", D(2025, 2, 1), 10.0, [("Handkerchief Gift Box", 1)]),
+        ]
+    )
+    ev = library.evaluate(ds, ShopConfig(), AS_OF)
+    assert members(ev, "cross-sell-napkins-to-table-linen") == {"a@x.io"}
+    assert members(ev, "cross-sell-handkerchief-gift-box") == {"c@x.io"}
+    assert "Linen Dinner Napkins" in reason(ev, "cross-sell-napkins-to-table-linen", "a@x.io")
+    cfg = ShopConfig(cross_sell=(CrossSellRule("mats", "Mats", ("placemat",), ("napkin",)),))
+    ev = library.evaluate(ds, cfg, AS_OF)
+    assert members(ev, "cross-sell-mats") == set()
+
+
+def test_holiday_shoppers_milestone_and_regions() -> None:
+    orders = [
+        ("h@x.io", D(2024, 11, 20), 10.0, []),
+        ("h@x.io", D(2024, 12, 15), 10.0, []),
+        ("h@x.io", D(2025, 3, 15), 10.0, []),
+        ("s@x.io", D(2024, 12, 15), 10.0, []),
+        ("s@x.io", D(2025, 2, 15), 10.0, []),
+        ("m@x.io", D(2025, 2, 15), 450.0, []),
+    ]
+    orders += [(f"ny{i}@x.io", D(2025, 3, 1), 10.0, []) for i in range(5)]
+    info = {f"ny{i}": {"country_code": "US", "province_code": "NY"} for i in range(5)}
+    ds = store(orders, **info)
+    ev = library.evaluate(ds, ShopConfig(), AS_OF)
+    assert members(ev, "holiday-shoppers") == {"h@x.io"}
+    assert reason(ev, "holiday-shoppers", "h@x.io") == "2 of 3 orders in November–December"
+    assert members(ev, "spend-milestone") == {"m@x.io"}
+    assert "50.00 from the 500.00 reward" in reason(ev, "spend-milestone", "m@x.io")
+    assert members(ev, "region-us-ny") == {f"ny{i}@x.io" for i in range(5)}
+    ev = library.evaluate(ds, ShopConfig(season_months=(2,), holiday_min_share=0.5), AS_OF)
+    assert members(ev, "holiday-shoppers") == {"s@x.io", "m@x.io"}
+
+
+def test_rfm_groups_cover_every_customer_with_orders() -> None:
+    rng = np.random.default_rng(3)
+    orders = []
+    for i in range(200):
+        for _ in range(int(rng.integers(1, 6))):
+            orders.append(
+                (
+                    f"c{i}@x.io",
+                    AS_OF - dt.timedelta(days=int(rng.integers(0, 700))),
+                    float(rng.integers(5, 300)),
+                    [],
+                )
+            )
+    ds = store(orders)
+    ev = library.evaluate(ds, ShopConfig(), AS_OF)
+    rfm_members = [
+        set(ev.segments[h].members.tolist()) for h in ev.segments if h.startswith("rfm-")
+    ]
+    assert len(rfm_members) == 11
+    assert sum(len(m) for m in rfm_members) == 200  # a partition
+    assert ev.segments["rfm-champions"].count > 0
+    assert ev.segments["rfm-lost"].count > 0
+
+
+def test_model_segments_and_small_shop_fallback() -> None:
+    ds = store([("a@x.io", D(2025, 6, 1), 10.0, []), ("a@x.io", D(2025, 6, 20), 10.0, [])])
+    ev = library.evaluate(ds, ShopConfig(), AS_OF)
+    assert ev.stats.model_status == "fallback"
+    assert "too few customers" in ev.stats.model_note
+    assert members(ev, "likely-to-buy") == {"a@x.io"}
+
+    rng = np.random.default_rng(5)
+    orders = []
+    for i in range(400):
+        start = int(rng.integers(200, 700))
+        n = int(rng.integers(1, 8))
+        gap = int(rng.integers(10, 60))
+        for k in range(n):
+            orders.append(
+                (
+                    f"c{i}@x.io",
+                    AS_OF - dt.timedelta(days=max(start - k * gap, 0)),
+                    float(rng.integers(20, 200)),
+                    [],
+                )
+            )
+    ev = library.evaluate(store(orders), ShopConfig(), AS_OF)
+    assert ev.stats.model_status == "fitted"
+    assert ev.stats.bgnbd is not None
+    likely = ev.segments["likely-to-buy"]
+    risk = ev.segments["at-risk"]
+    assert likely.count > 0 and risk.count > 0
+    assert not set(likely.members.tolist()) & set(risk.members.tolist())
+    assert "likely active" in likely.reasons[0]
+
+
+def test_cancelled_and_test_orders_never_reach_the_dataset() -> None:
+    from pathlib import Path
+
+    from shopify_app.csv_import import read_orders
+
+    imported = read_orders(Path(__file__).parent / "fixtures" / "orders_export_sample.csv")
+    emails = set(imported.dataset.info["email"])
+    assert "grace@gmail.com" not in emails  # only a cancelled order
+    assert "heidi@gmail.com" not in emails  # only a Bogus Gateway (test) order
+    assert imported.skipped_cancelled == 1 and imported.skipped_test == 1
+
+
+def test_incremental_evaluation_matches_the_full_one() -> None:
+    rng = np.random.default_rng(9)
+    orders = []
+    for i in range(300):
+        for _ in range(int(rng.integers(1, 5))):
+            lines = [("Dinner Napkins", int(rng.integers(1, 40)))]
+            orders.append(
+                (
+                    f"c{i}@firm{i % 7}.com",
+                    AS_OF - dt.timedelta(days=int(rng.integers(0, 500))),
+                    float(rng.integers(5, 300)),
+                    lines,
+                )
+            )
+    ds = store(orders)
+    cfg = ShopConfig()
+    full = library.evaluate(ds, cfg, AS_OF)
+    stats = library.ShopStats.from_dict(full.stats.to_dict())
+    for index in (0, 17, 123, 299):
+        one = library.evaluate(single_customer_dataset(ds, index), cfg, AS_OF, stats=stats)
+        for handle, result in full.segments.items():
+            in_full = index in set(result.members.tolist())
+            assert (len(one.segments[handle].members) == 1) == in_full, handle
+            if in_full:
+                pos = result.members.tolist().index(index)
+                assert one.segments[handle].reasons[0] == result.reasons[pos]
+
+
+def test_features_merge_same_day_orders() -> None:
+    ds = store(
+        [
+            ("a@x.io", D(2025, 1, 1), 10.0, []),
+            ("a@x.io", D(2025, 1, 1), 5.0, []),
+            ("a@x.io", D(2025, 2, 1), 20.0, []),
+        ]
+    )
+    f = compute_features(ds, AS_OF)
+    assert f.n_orders[0] == 3 and f.occasions[0] == 2
+    assert f.repeat_value[0] == 20.0

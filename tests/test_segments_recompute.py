@@ -1,0 +1,225 @@
+"""Full and incremental recompute against the real database (SQLite, or PostgreSQL in CI)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from typing import Any
+
+import pytest
+from huey import MemoryHuey
+from sqlalchemy import select
+
+from shopify_app import jobs
+from shopify_app.models import Customer, LineItem, Membership, Order, Segment, SegmentHistory, Shop
+from shopify_app.segments import recompute
+
+_ids = itertools.count(10_000)
+TODAY = dt.datetime.now(dt.UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+
+
+def ago(days: int) -> dt.datetime:
+    return TODAY - dt.timedelta(days=days)
+
+
+def add_customer(session: Any, shop_id: int, email: str, **fields: Any) -> int:
+    cid = next(_ids)
+    session.add(
+        Customer(shop_id=shop_id, id=cid, email=email, email_marketing_state="SUBSCRIBED", **fields)
+    )
+    return cid
+
+
+def add_order(
+    session: Any,
+    shop_id: int,
+    customer_id: int,
+    days_ago: int,
+    total: float,
+    lines: list[tuple[str, int]],
+    **fields: Any,
+) -> int:
+    oid = next(_ids)
+    when = ago(days_ago)
+    session.add(
+        Order(
+            shop_id=shop_id,
+            id=oid,
+            customer_id=customer_id,
+            created_at=when,
+            processed_at=when,
+            total=total,
+            **fields,
+        )
+    )
+    for title, qty in lines:
+        session.add(
+            LineItem(
+                shop_id=shop_id,
+                id=next(_ids),
+                order_id=oid,
+                product_id=abs(hash(title)) % 10**9,
+                title=title,
+                quantity=qty,
+                amount=total,
+            )
+        )
+    return oid
+
+
+@pytest.fixture
+def queued_ctx(ctx: jobs.Context) -> jobs.Context:
+    """A context whose follow-up tasks are queued (not run) so they can be inspected."""
+    jobs.Runtime(ctx, MemoryHuey("segments-test", immediate=False))
+    return ctx
+
+
+def memberships(ctx: jobs.Context, shop_id: int, handle: str) -> dict[int, Membership]:
+    with ctx.sessions() as session:
+        rows = session.scalars(
+            select(Membership)
+            .join(Segment, Segment.id == Membership.segment_id)
+            .where(Segment.shop_id == shop_id, Segment.handle == handle)
+        )
+        return {m.customer_id: m for m in rows}
+
+
+def segment(ctx: jobs.Context, shop_id: int, handle: str) -> Segment:
+    with ctx.sessions() as session:
+        return session.scalars(
+            select(Segment).where(Segment.shop_id == shop_id, Segment.handle == handle)
+        ).one()
+
+
+def test_full_recompute_writes_segments_memberships_history_and_queues_syncs(
+    queued_ctx, make_shop
+) -> None:  # type: ignore[no-untyped-def]
+    ctx = queued_ctx
+    shop = make_shop()
+    with ctx.sessions.begin() as s:
+        alice = add_customer(s, shop.id, "alice@hotellux.com")
+        bob = add_customer(s, shop.id, "bob@gmail.com")
+        carol = add_customer(s, shop.id, "carol@gmail.com")
+        gone = add_customer(s, shop.id, "gone@gmail.com")
+        add_order(s, shop.id, alice, 30, 576.0, [("Dinner Napkins", 48)])
+        add_order(s, shop.id, bob, 100, 20.0, [("Tea Napkins", 2)])
+        for d in (10, 40, 70):
+            add_order(s, shop.id, carol, d, 30.0, [("Dinner Napkins", 1)])
+        add_order(s, shop.id, gone, 5, 50.0, [("Tea Napkins", 1)], cancelled_at=ago(4))
+        add_order(s, shop.id, gone, 6, 50.0, [("Tea Napkins", 1)], test=True)
+        add_order(s, shop.id, bob, 3, 999.0, [("Tea Napkins", 100)], test=True)
+
+    counts = jobs.run_now(ctx, "segments.recompute_shop", shop_id=shop.id)
+    assert counts["business-buyers"] == 1
+    business = memberships(ctx, shop.id, "business-buyers")
+    assert set(business) == {alice}
+    assert business[alice].reason is not None and business[alice].reason.startswith(
+        "48 units of Dinner Napkins on "
+    )
+    assert set(memberships(ctx, shop.id, "one-time-buyers")) == {alice, bob}
+    assert set(memberships(ctx, shop.id, "true-fans")) == {carol}
+    assert set(memberships(ctx, shop.id, "lapsed-90")) == {bob}
+    everyone = set().union(*(memberships(ctx, shop.id, h) for h in counts))
+    assert gone not in everyone  # only cancelled and test orders
+
+    seg = segment(ctx, shop.id, "business-buyers")
+    assert seg.member_count == 1 and seg.computed_at is not None
+    assert seg.tag == "goldpan-business-buyers" and seg.kind == "builtin"
+    assert segment(ctx, shop.id, "rfm-champions").kind == "rfm"
+    with ctx.sessions() as session:
+        history = session.scalars(
+            select(SegmentHistory).where(SegmentHistory.segment_id == seg.id)
+        ).all()
+        assert [(h.members, h.revenue) for h in history] == [(1, 576.0)]
+        settings = session.get(Shop, shop.id).settings  # type: ignore[union-attr]
+        assert settings[recompute.STATS_KEY]["model_status"] == "fallback"
+
+    assert ctx.runtime is not None
+    queued = [t.name for t in ctx.runtime.huey.pending()]
+    for name in ("tags.sync", "meta.sync_shop"):
+        assert (name in queued) == (name in jobs._REGISTRY)
+
+
+def test_recompute_diffs_memberships_and_keeps_since(queued_ctx, make_shop) -> None:  # type: ignore[no-untyped-def]
+    ctx = queued_ctx
+    shop = make_shop()
+    with ctx.sessions.begin() as s:
+        a = add_customer(s, shop.id, "a@gmail.com")
+        b = add_customer(s, shop.id, "b@gmail.com")
+        add_order(s, shop.id, a, 20, 10.0, [])
+        add_order(s, shop.id, b, 20, 10.0, [])
+    recompute.recompute_shop_now(ctx, shop.id)
+    before = memberships(ctx, shop.id, "one-time-buyers")
+    assert set(before) == {a, b}
+
+    with ctx.sessions.begin() as s:
+        add_order(s, shop.id, b, 2, 10.0, [])
+        s.get(Segment, segment(ctx, shop.id, "vip").id).enabled = False  # type: ignore[union-attr]
+    recompute.recompute_shop_now(ctx, shop.id)
+    after = memberships(ctx, shop.id, "one-time-buyers")
+    assert set(after) == {a}
+    assert after[a].since == before[a].since
+    assert set(memberships(ctx, shop.id, "repeat-customers")) == {b}
+    assert memberships(ctx, shop.id, "vip") == {}
+    assert segment(ctx, shop.id, "vip").member_count == 0
+
+
+def test_incremental_recompute_of_one_customer(queued_ctx, make_shop) -> None:  # type: ignore[no-untyped-def]
+    ctx = queued_ctx
+    shop = make_shop()
+    with ctx.sessions.begin() as s:
+        a = add_customer(s, shop.id, "a@gmail.com")
+        b = add_customer(s, shop.id, "b@gmail.com")
+        add_order(s, shop.id, a, 20, 10.0, [])
+        add_order(s, shop.id, b, 20, 10.0, [])
+
+    # No full recompute yet: the incremental task falls back to a full one.
+    jobs.run_now(ctx, "segments.recompute_customer", shop_id=shop.id, customer_id=a)
+    assert ctx.runtime is not None
+    assert "segments.recompute_shop" in [t.name for t in ctx.runtime.huey.pending()]
+    ctx.runtime.huey.flush()
+    recompute.recompute_shop_now(ctx, shop.id)
+    assert segment(ctx, shop.id, "one-time-buyers").member_count == 2
+
+    with ctx.sessions.begin() as s:
+        add_order(s, shop.id, a, 1, 10.0, [("Dinner Napkins", 40)])
+    changed = jobs.run_now(ctx, "segments.recompute_customer", shop_id=shop.id, customer_id=a)
+    assert changed is True
+    assert set(memberships(ctx, shop.id, "one-time-buyers")) == {b}
+    assert set(memberships(ctx, shop.id, "repeat-customers")) == {a}
+    assert set(memberships(ctx, shop.id, "business-buyers")) == {a}
+    assert segment(ctx, shop.id, "one-time-buyers").member_count == 1
+    assert segment(ctx, shop.id, "repeat-customers").member_count == 1
+    pending = [(t.name, t.kwargs) for t in ctx.runtime.huey.pending()]
+    if "tags.sync" in jobs._REGISTRY:
+        assert ("tags.sync", {"shop_id": shop.id, "customer_ids": [a]}) in pending
+
+    # Unchanged customer: nothing to write.
+    assert recompute.recompute_customer_now(ctx, shop.id, b) is False
+
+
+def test_daily_queues_every_installed_shop(queued_ctx, make_shop) -> None:  # type: ignore[no-untyped-def]
+    ctx = queued_ctx
+    shop = make_shop()
+    make_shop(access_token=None)
+    count = jobs.run_now(ctx, "segments.daily")
+    assert count >= 1
+    assert ctx.runtime is not None
+    queued = [t.kwargs for t in ctx.runtime.huey.pending() if t.name == "segments.recompute_shop"]
+    assert {"shop_id": shop.id} in queued
+
+
+def test_empty_shop_and_cached_page_data(queued_ctx, make_shop) -> None:  # type: ignore[no-untyped-def]
+    ctx = queued_ctx
+    shop = make_shop()
+    counts = recompute.recompute_shop_now(ctx, shop.id)
+    assert counts["vip"] == 0
+    with ctx.sessions.begin() as s:
+        a = add_customer(s, shop.id, "a@gmail.com")
+        add_order(s, shop.id, a, 3, 10.0, [("Dinner Napkins", 1)])
+    recompute.recompute_shop_now(ctx, shop.id)
+    with ctx.sessions() as session:
+        settings = session.get(Shop, shop.id).settings  # type: ignore[union-attr]
+    assert settings[recompute.METRICS_KEY]["customers"] == 1
+    assert settings[recompute.SUGGESTIONS_KEY] == []
+    assert set(memberships(ctx, shop.id, "vip")) == {a}

@@ -1,0 +1,502 @@
+"""The sync engine on a real database against the loopback stand-in: bulk import end to end,
+idempotent and resumable ingest, retried bulk operations, webhooks in any order, reconciliation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from shopify_app import jobs, sync
+from shopify_app.admin import AdminClient
+from shopify_app.errors import SyncError
+from shopify_app.models import Customer, LineItem, Order, Product, Shop, SyncRun, Variant
+from tests.fixtures_sync import *  # noqa: F403
+from tests.fixtures_sync import FakeShopify, RecordingContext, bulk_customer, bulk_store, jsonl
+
+UTC = dt.UTC
+
+
+def _state(ctx: Any, shop_id: int) -> dict[str, Any]:
+    """Everything stored for a shop, comparable across runs."""
+    with ctx.sessions() as session:
+
+        def rows(model: Any, *cols: str) -> list[tuple[Any, ...]]:
+            found = session.scalars(select(model).where(model.shop_id == shop_id)).all()
+            return sorted(tuple(getattr(r, c) for c in ("id", *cols)) for r in found)
+
+        return {
+            "customers": rows(
+                Customer, "email", "email_marketing_state", "phone", "tags", "amount_spent",
+                "number_of_orders", "rfm_group", "company", "updated_at",
+            ),
+            "orders": rows(Order, "customer_id", "total", "discount_codes", "processed_at"),
+            "line_items": rows(LineItem, "order_id", "product_id", "quantity", "amount"),
+            "products": rows(Product, "title"),
+            "variants": rows(Variant, "product_id", "price"),
+        }  # fmt: skip
+
+
+def _counts(state: dict[str, Any]) -> dict[str, int]:
+    return {k: len(v) for k, v in state.items()}
+
+
+def _run(ctx: Any, shop_id: int, resource: str = "orders") -> int:
+    with ctx.sessions.begin() as session:
+        run = SyncRun(shop_id=shop_id, kind="initial", resource=resource, status="ingesting")
+        session.add(run)
+        session.flush()
+        return run.id
+
+
+def _lines(objects: list[dict[str, Any]]) -> list[bytes]:
+    return [json.dumps(o).encode() for o in objects]
+
+
+def test_utc_text() -> None:
+    assert sync.utc_text("2026-01-02T03:04:05Z") == "2026-01-02 03:04:05.000000"
+    assert sync.utc_text("2026-01-02T03:04:05-05:00") == "2026-01-02 08:04:05.000000"
+    assert sync.utc_text(None) is None
+
+
+def test_ingest_is_idempotent_and_children_may_come_first(sync_ctx, make_shop) -> None:
+    shop = make_shop()
+    store = bulk_store()
+    objects = store["customers"] + store["orders"] + store["products"]
+    run_id = _run(sync_ctx, shop.id)
+    done = sync.ingest_lines(sync_ctx, run_id, shop.id, _lines(objects), batch_lines=7)
+    assert done == len(objects)
+    first = _state(sync_ctx, shop.id)
+    assert _counts(first) == {
+        "customers": 20, "orders": 30, "line_items": 60, "products": 5, "variants": 5,
+    }  # fmt: skip
+    # Line items that arrived before their order still point at it.
+    order_ids = {o[0] for o in first["orders"]}
+    assert all(li[1] in order_ids for li in first["line_items"])
+    sync.ingest_lines(sync_ctx, run_id, shop.id, _lines(objects), batch_lines=11)
+    assert _state(sync_ctx, shop.id) == first
+    customer = next(c for c in first["customers"] if c[0] == 4)
+    assert customer[1:5] == ("c4@example.com", "SUBSCRIBED", "+33612340004", [])
+    assert customer[-1] == dt.datetime(2026, 10, 1, 10, tzinfo=UTC)
+
+
+def test_killed_mid_ingest_resumes_exactly(sync_ctx, make_shop) -> None:
+    reference_shop = make_shop()
+    shop = make_shop()
+    store = bulk_store(customers=10, orders=40)
+    lines = _lines(store["orders"])
+    sync.ingest_lines(sync_ctx, _run(sync_ctx, reference_shop.id), reference_shop.id, lines)
+    expected = _state(sync_ctx, reference_shop.id)
+
+    def dies_after(n: int) -> Iterator[bytes]:
+        for i, line in enumerate(lines):
+            if i == n:
+                raise KeyboardInterrupt("worker killed")
+            yield line
+
+    run_id = _run(sync_ctx, shop.id)
+    with pytest.raises(KeyboardInterrupt):
+        sync.ingest_lines(sync_ctx, run_id, shop.id, dies_after(25), batch_lines=10)
+    with sync_ctx.sessions() as session:
+        checkpoint = session.get(SyncRun, run_id).checkpoint
+    assert checkpoint == 20  # the half-read third batch was never committed
+    sync.ingest_lines(
+        sync_ctx, run_id, shop.id, lines[checkpoint:], start=checkpoint, batch_lines=10
+    )
+    assert _state(sync_ctx, shop.id) == expected
+    with sync_ctx.sessions() as session:
+        assert session.get(SyncRun, run_id).checkpoint == len(lines)
+
+
+def _serve(fake: FakeShopify, store: dict[str, list[dict[str, Any]]]) -> None:
+    for resource, objects in store.items():
+        fake.files[resource] = jsonl(objects)
+
+
+def test_initial_sync_end_to_end(sync_ctx: RecordingContext, make_shop, fake_shopify) -> None:
+    shop = make_shop()
+    store = bulk_store()
+    _serve(fake_shopify, store)
+    fake_shopify.bulk_plan["orders"] = ["RUNNING", "RUNNING", "COMPLETED"]
+    run_ids = sync.initial(sync_ctx, shop.id, poll_interval=0.01)
+    assert len(run_ids) == 3
+    state = _state(sync_ctx, shop.id)
+    assert _counts(state)["line_items"] == 60 and _counts(state)["customers"] == 20
+    progress = sync.progress(sync_ctx, shop.id)
+    assert progress["orders"]["status"] == "done"
+    assert progress["orders"]["objects_done"] == progress["orders"]["object_count"] == 90
+    if jobs.has_task("segments.recompute_shop"):
+        assert ("segments.recompute_shop", {"shop_id": shop.id}) in sync_ctx.enqueued
+    # Three exports started at once, before any was polled.
+    names = fake_shopify.operation_names()
+    assert names[:3] == ["BulkOperationRunQuery"] * 3
+    # A second call while nothing runs does not duplicate rows.
+    assert sync.initial(sync_ctx, shop.id, poll_interval=0.01)
+    assert _state(sync_ctx, shop.id) == state
+
+
+def test_failed_and_expired_operations_are_retried(sync_ctx, make_shop, fake_shopify) -> None:
+    shop = make_shop()
+    store = bulk_store()
+    _serve(fake_shopify, store)
+    fake_shopify.bulk_plan["orders"] = ["FAILED"]
+    fake_shopify.bulk_plan["customers"] = ["RUNNING", "EXPIRED"]
+    sync.initial(sync_ctx, shop.id, poll_interval=0.01)
+    state = _state(sync_ctx, shop.id)
+    assert _counts(state)["orders"] == 30 and _counts(state)["customers"] == 20
+    with sync_ctx.sessions() as session:
+        runs = {
+            r.resource: r
+            for r in session.scalars(select(SyncRun).where(SyncRun.shop_id == shop.id))
+        }
+    assert runs["orders"].attempts == 2 and runs["orders"].status == "done"
+    assert runs["customers"].attempts == 2
+
+
+def test_a_bulk_operation_failing_every_time_gives_up(sync_ctx, make_shop, fake_shopify) -> None:
+    shop = make_shop()
+    _serve(fake_shopify, bulk_store())
+    client = AdminClient(sync_ctx, shop.id)
+    run_id = _run(sync_ctx, shop.id)
+    with sync_ctx.sessions.begin() as session:
+        run = session.get(SyncRun, run_id)
+        run.status, run.attempts, run.bulk_operation_id = "running", sync.MAX_ATTEMPTS, "gid://x/1"
+    assert sync.advance(sync_ctx, client, run_id, {"status": "FAILED", "errorCode": "TIMEOUT"})
+    with sync_ctx.sessions() as session:
+        run = session.get(SyncRun, run_id)
+    assert run.status == "failed" and "TIMEOUT" in run.error
+
+
+def test_finish_webhook_ingests_and_download_breaks_resume(
+    sync_ctx, make_shop, fake_shopify
+) -> None:
+    shop = make_shop()
+    store = bulk_store()
+    _serve(fake_shopify, store)
+    client = AdminClient(sync_ctx, shop.id)
+    gid = client.run_bulk_query("bulk_customers")
+    with sync_ctx.sessions.begin() as session:
+        session.add(
+            SyncRun(shop_id=shop.id, kind="initial", resource="customers", status="running",
+                    bulk_operation_id=gid, attempts=1)
+        )  # fmt: skip
+    fake_shopify.truncate["customers"] = 700  # the first download breaks off mid-line
+    payload = {"admin_graphql_api_id": gid, "status": "completed", "type": "query",
+               "error_code": None}  # fmt: skip
+    sync.on_bulk_finish(sync_ctx, shop.id, payload)
+    assert "customers" not in fake_shopify.truncate  # the broken download did happen
+    assert _counts(_state(sync_ctx, shop.id))["customers"] == 20
+    sync.on_bulk_finish(sync_ctx, shop.id, payload)  # a duplicate delivery changes nothing
+    assert _counts(_state(sync_ctx, shop.id))["customers"] == 20
+
+
+def test_truncated_download_is_an_error(sync_ctx, make_shop, fake_shopify) -> None:
+    shop = make_shop()
+    fake_shopify.files["customers"] = jsonl([bulk_customer(n) for n in range(50)])
+    fake_shopify.truncate["customers"] = 1000
+    with pytest.raises(SyncError):
+        list(
+            AdminClient(sync_ctx, shop.id).stream_lines(f"{fake_shopify.url}/files/customers.jsonl")
+        )
+
+
+def _rest_order(order_id: int, updated: str, *, items: list[int], customer: int = 7) -> dict:
+    return {
+        "id": order_id,
+        "admin_graphql_api_id": f"gid://shopify/Order/{order_id}",
+        "name": f"#{order_id}",
+        "email": "x@example.com",
+        "customer": {"id": customer},
+        "created_at": "2026-11-01T10:00:00+01:00",
+        "processed_at": "2026-11-01T10:00:00+01:00",
+        "updated_at": updated,
+        "cancelled_at": None,
+        "test": False,
+        "current_total_price": "40.00",
+        "currency": "EUR",
+        "discount_codes": [{"code": "TEN", "amount": "4.00", "type": "percentage"}],
+        "billing_address": {"company": "Acme"},
+        "line_items": [
+            {"id": i, "product_id": 1, "variant_id": 2, "sku": "S", "title": "Tea",
+             "quantity": 2, "current_quantity": 2, "price": "10.00", "total_discount": "0.00"}
+            for i in items
+        ],
+    }  # fmt: skip
+
+
+def test_order_webhooks_out_of_order_and_duplicated(sync_ctx, make_shop) -> None:
+    shop = make_shop()
+    newer = _rest_order(500, "2026-11-02T10:00:00+01:00", items=[1])
+    older = _rest_order(500, "2026-11-01T10:05:00+01:00", items=[1, 2])
+    assert sync.apply_webhook(sync_ctx, shop.id, "orders/updated", newer)
+    assert not sync.apply_webhook(sync_ctx, shop.id, "orders/create", older)  # late, ignored
+    assert sync.apply_webhook(sync_ctx, shop.id, "orders/updated", newer)  # duplicate: same state
+    state = _state(sync_ctx, shop.id)
+    assert [li[0] for li in state["line_items"]] == [1]
+    assert state["orders"][0][:4] == (500, 7, 40.0, ["TEN"])
+    assert state["orders"][0][4] == dt.datetime(2026, 11, 1, 9, tzinfo=UTC)
+    cancelled = _rest_order(500, "2026-11-03T10:00:00Z", items=[])
+    cancelled["cancelled_at"] = "2026-11-03T10:00:00Z"
+    sync.apply_webhook(sync_ctx, shop.id, "orders/cancelled", cancelled)
+    with sync_ctx.sessions() as session:
+        assert session.get(Order, (shop.id, 500)).cancelled_at is not None
+    assert _state(sync_ctx, shop.id)["line_items"] == []
+    if jobs.has_task("segments.recompute_customer"):
+        assert ("segments.recompute_customer", {"shop_id": shop.id, "customer_id": 7}) in (
+            sync_ctx.enqueued
+        )
+
+
+def test_customer_webhooks(sync_ctx, make_shop) -> None:
+    shop = make_shop()
+    payload = {
+        "id": 77, "email": "a@example.com", "first_name": "Ana", "last_name": "Lee",
+        "phone": None, "tags": "goldpan-vip, wholesale",
+        "email_marketing_consent": {"state": "subscribed", "opt_in_level": "single_opt_in"},
+        "default_address": {"country_code": "US", "province_code": "NY", "city": "NYC",
+                            "zip": "10001", "company": None},
+        "created_at": "2026-01-01T00:00:00-05:00", "updated_at": "2026-11-05T00:00:00-05:00",
+    }  # fmt: skip
+    sync.apply_webhook(sync_ctx, shop.id, "customers/create", payload)
+    with sync_ctx.sessions() as session:
+        stored = session.get(Customer, (shop.id, 77))
+    assert stored.tags == ["goldpan-vip", "wholesale"]
+    assert stored.email_marketing_state == "SUBSCRIBED"
+    update = dict(payload, tags="wholesale", updated_at="2026-11-06T00:00:00-05:00")
+    sync.apply_webhook(sync_ctx, shop.id, "customers/update", update)
+    stale = dict(payload, tags="stale", updated_at="2026-11-05T12:00:00-05:00")
+    assert not sync.apply_webhook(sync_ctx, shop.id, "customers/update", stale)
+    with sync_ctx.sessions() as session:
+        assert session.get(Customer, (shop.id, 77)).tags == ["wholesale"]
+    sync.apply_webhook(sync_ctx, shop.id, "customers/delete", {"id": 77})
+    with sync_ctx.sessions() as session:
+        assert session.get(Customer, (shop.id, 77)) is None
+
+
+def test_bulk_data_never_undoes_a_newer_webhook(sync_ctx, make_shop) -> None:
+    shop = make_shop()
+    webhook = {
+        "id": 5,
+        "email": "new@example.com",
+        "tags": "fresh",
+        "updated_at": "2026-11-05T00:00:00Z",
+        "created_at": "2026-01-01T00:00:00Z",
+    }
+    sync.apply_webhook(sync_ctx, shop.id, "customers/update", webhook)
+    old = bulk_customer(5, updated="2026-10-01T00:00:00Z")
+    sync.ingest_lines(sync_ctx, _run(sync_ctx, shop.id, "customers"), shop.id, _lines([old]))
+    with sync_ctx.sessions() as session:
+        assert session.get(Customer, (shop.id, 5)).email == "new@example.com"
+
+
+def test_reconcile_pulls_changes_since_the_watermark(sync_ctx, make_shop, fake_shopify) -> None:
+    shop = make_shop()
+    _serve(fake_shopify, bulk_store())
+    sync.initial(sync_ctx, shop.id, poll_interval=0.01)
+    changed = bulk_customer(3, updated="2026-11-20T00:00:00Z", tags=["new-tag"])
+    fake_shopify.pages["customers"] = [changed] + [
+        bulk_customer(n, updated="2026-11-20T00:00:00Z") for n in range(100, 250)
+    ]
+    sync_ctx.enqueued.clear()
+    assert sync.reconcile(sync_ctx, shop.id) == 151
+    with sync_ctx.sessions() as session:
+        assert session.get(Customer, (shop.id, 3)).tags == ["new-tag"]
+        assert (
+            session.scalar(
+                select(func.count()).select_from(Customer).where(Customer.shop_id == shop.id)
+            )
+            == 170
+        )
+    queries = [c["variables"] for c in fake_shopify.calls if c["operation"] == "CustomersPage"]
+    assert len(queries) == 2 and queries[0]["query"].startswith("updated_at:>'")
+    assert queries[1]["after"] == "100"
+    if jobs.has_task("segments.recompute_shop"):
+        assert ("segments.recompute_shop", {"shop_id": shop.id}) in sync_ctx.enqueued
+
+
+def test_missing_read_all_orders_stores_a_notice(sync_ctx, make_shop) -> None:
+    shop = make_shop()
+    assert sync.check_scopes(sync_ctx, shop.id)
+    with sync_ctx.sessions() as session:
+        notices = session.get(Shop, shop.id).settings["notices"]
+    assert [n["code"] for n in notices] == [sync.NOTICE_READ_ALL_ORDERS]
+    granted = make_shop(scopes="read_customers,write_customers,read_orders,read_all_orders")
+    assert not sync.check_scopes(sync_ctx, granted.id)
+    with sync_ctx.sessions() as session:
+        assert session.get(Shop, granted.id).settings.get("notices", []) == []
+
+
+def test_large_batches_with_repeated_lines(sync_ctx, make_shop) -> None:
+    # Batches above COPY_THRESHOLD take PostgreSQL's COPY path; a line repeated inside one batch
+    # (a retried export re-reading an object) must not break it.
+    shop = make_shop()
+    store = bulk_store(customers=300, orders=300)
+    objects = store["customers"] + store["orders"]
+    lines = _lines(objects)
+    run_id = _run(sync_ctx, shop.id)
+    sync.ingest_lines(sync_ctx, run_id, shop.id, lines + lines[:250], batch_lines=5000)
+    state = _state(sync_ctx, shop.id)
+    assert _counts(state)["customers"] == 300 and _counts(state)["orders"] == 300
+    sync.ingest_lines(sync_ctx, run_id, shop.id, lines, batch_lines=400)
+    assert _state(sync_ctx, shop.id) == state
+
+
+def test_a_failing_write_stops_the_ingest_at_its_checkpoint(sync_ctx, make_shop) -> None:
+    shop = make_shop()
+    good = _lines(bulk_store(customers=30)["customers"])
+    broken = json.dumps({"id": "gid://shopify/Customer/x"}).encode()  # not a number
+    run_id = _run(sync_ctx, shop.id)
+    with pytest.raises(ValueError):
+        sync.ingest_lines(sync_ctx, run_id, shop.id, [*good, broken, *good], batch_lines=10)
+    with sync_ctx.sessions() as session:
+        assert session.get(SyncRun, run_id).checkpoint == 30
+
+
+def test_poll_on_a_queue_reschedules_itself(sync_ctx, make_shop, fake_shopify) -> None:
+    from huey import MemoryHuey
+
+    shop = make_shop()
+    _serve(fake_shopify, bulk_store())
+    fake_shopify.bulk_plan["customers"] = ["RUNNING", "RUNNING", "COMPLETED"]
+    queued = jobs.Context(
+        settings=sync_ctx.settings,
+        engine=sync_ctx.engine,
+        sessions=sync_ctx.sessions,
+        cipher=sync_ctx.cipher,
+    )
+    runtime = jobs.Runtime(queued, MemoryHuey(f"poll-{shop.id}"))
+    gid = AdminClient(queued, shop.id).run_bulk_query("bulk_customers")
+    with queued.sessions.begin() as session:
+        session.add(
+            SyncRun(shop_id=shop.id, kind="initial", resource="customers", status="running",
+                    bulk_operation_id=gid, attempts=1)
+        )  # fmt: skip
+    assert sync.poll(queued, shop.id) is False
+    [task] = runtime.huey.pending()
+    assert task.name == "sync.poll" and task.eta is not None  # queued with a delay
+    assert sync.poll(queued, shop.id) is False
+    assert sync.poll(queued, shop.id) is True  # third look: COMPLETED, ingested
+    assert _counts(_state(queued, shop.id))["customers"] == 20
+
+
+def _sandbox_sync(ctx: Any, make_shop: Any, prepare: Any = None) -> tuple[Any, Any]:
+    """Run the initial sync of a generated store on the real sandbox; (state, store)."""
+    from shopify_app.sandbox.generator import generate_store
+    from shopify_app.sandbox.shopify import ShopifySandbox
+    from tests.conftest import TEST_API_KEY, TEST_API_SECRET, unique_shop_domain
+
+    domain = unique_shop_domain("sync")
+    sandbox = ShopifySandbox(TEST_API_KEY, TEST_API_SECRET)
+    store = sandbox.add_shop(domain, generate_store(domain, customers=40, seed=3))
+    sandbox.start()
+    try:
+        tokens = sandbox.install(domain)
+        shop = make_shop(domain, token=tokens["access_token"])
+        sandboxed = RecordingContext(
+            settings=ctx.settings.with_overrides(shopify_base_url=sandbox.shop_base("{shop}")),
+            engine=ctx.engine,
+            sessions=ctx.sessions,
+            cipher=ctx.cipher,
+        )
+        sandboxed.enqueued = []
+        if prepare is not None:
+            prepare(sandbox)
+        sync.initial(sandboxed, shop.id, poll_interval=0.05)
+        return _state(sandboxed, shop.id), store
+    finally:
+        sandbox.close()
+
+
+def _assert_equals_store(state: dict[str, Any], store: Any) -> None:
+    assert {c[0]: (c[1], c[4]) for c in state["customers"]} == {
+        c.id: (c.email, list(c.tags)) for c in store.customers.values()
+    }
+    assert {o[0]: (o[1], o[2]) for o in state["orders"]} == {
+        o.id: (o.customer_id, float(o.current_total)) for o in store.orders.values()
+    }
+    assert {li[0]: (li[1], li[3]) for li in state["line_items"]} == {
+        li.id: (o.id, li.effective_quantity) for o in store.orders.values() for li in o.line_items
+    }
+    assert len(state["variants"]) == sum(len(p.variants) for p in store.products.values())
+
+
+def test_initial_sync_against_the_sandbox_equals_the_store(ctx, make_shop) -> None:
+    """End to end on the sandbox (schema-validated documents, real cost bucket, real bulk
+    runner with shuffled lines): the database ends up holding exactly the store's data."""
+    _assert_equals_store(*_sandbox_sync(ctx, make_shop))
+
+
+def test_sandbox_faults_still_end_in_the_exact_store(ctx, make_shop) -> None:
+    """503s, a 429, a failed bulk operation and a download cut halfway: same end state."""
+
+    def faults(sandbox: Any) -> None:
+        sandbox.faults.fail_next(503, 2)
+        sandbox.faults.fail_next(429, 1, retry_after=0.1)
+        sandbox.faults.end_bulk("FAILED", count=1)
+        sandbox.faults.truncate_downloads = 1
+
+    _assert_equals_store(*_sandbox_sync(ctx, make_shop, faults))
+
+
+def test_initial_retried_after_a_refused_export_starts_only_what_is_missing(
+    sync_ctx, make_shop, fake_shopify
+) -> None:
+    from starlette.responses import JSONResponse
+
+    from shopify_app.errors import UserErrorsError
+    from tests.fixtures_sync import graphql_body
+
+    shop = make_shop()
+    _serve(fake_shopify, bulk_store())
+    refused = graphql_body(
+        {
+            "bulkOperationRunQuery": {
+                "bulkOperation": None,
+                "userErrors": [{"field": None, "message": "limit reached", "code": "LIMIT"}],
+            }
+        }
+    )
+    fake_shopify.script.extend([fake_shopify.answer_call, fake_shopify.answer_call])
+    fake_shopify.script.append(JSONResponse(refused))
+    with pytest.raises(UserErrorsError):
+        sync.initial(sync_ctx, shop.id, poll_interval=0.01)
+    assert len(sync.initial(sync_ctx, shop.id, poll_interval=0.01)) == 1
+    started = [c for c in fake_shopify.calls if c["operation"] == "BulkOperationRunQuery"]
+    assert len(started) == 4
+    assert _counts(_state(sync_ctx, shop.id)) == {
+        "customers": 20, "orders": 30, "line_items": 60, "products": 5, "variants": 5,
+    }  # fmt: skip
+
+
+def test_poll_resumes_an_ingest_whose_worker_died(sync_ctx, make_shop, fake_shopify) -> None:
+    reference = make_shop()
+    shop = make_shop()
+    store = bulk_store(customers=10, orders=40)
+    lines = _lines(store["orders"])
+    sync.ingest_lines(sync_ctx, _run(sync_ctx, reference.id), reference.id, lines)
+    fake_shopify.files["orders"] = jsonl(store["orders"])
+    run_id = _run(sync_ctx, shop.id)  # "ingesting"
+
+    def dies(n: int) -> Iterator[bytes]:
+        yield from lines[:n]
+        raise KeyboardInterrupt("worker killed")
+
+    with pytest.raises(KeyboardInterrupt):
+        sync.ingest_lines(sync_ctx, run_id, shop.id, dies(35), batch_lines=10)
+    gid = AdminClient(sync_ctx, shop.id).run_bulk_query("bulk_orders")
+    with sync_ctx.sessions.begin() as session:
+        run = session.get(SyncRun, run_id)
+        run.url = f"{fake_shopify.url}/files/orders.jsonl"
+        run.bulk_operation_id = gid
+        assert run.checkpoint == 30
+    # A late (duplicate) finish webhook does not start a second ingest of a claimed run.
+    sync.on_bulk_finish(sync_ctx, shop.id, {"admin_graphql_api_id": gid, "status": "completed"})
+    with sync_ctx.sessions() as session:
+        assert session.get(SyncRun, run_id).checkpoint == 30
+    assert sync.poll(sync_ctx, shop.id, wait=True, interval=0.01, stall_seconds=0.03)
+    assert _state(sync_ctx, shop.id) == _state(sync_ctx, reference.id)

@@ -1,0 +1,420 @@
+"""Tag writes over loopback HTTP: convergence, no echo loops, faults, bulk, renames, removal.
+
+Most tests run against helper B's Shopify sandbox (``sandbox_env``); the per-row ``userErrors``
+that succeed on a second try need the small stand-in's ``flaky`` knob (``tag_env``).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from shopify_app import jobs, tagging
+from shopify_app.admin import AdminClient
+from shopify_app.errors import ShopifyError
+from shopify_app.jobs import Context
+from shopify_app.models import AuditEntry, Segment, Shop
+from shopify_app.sandbox.shopify import ShopifySandbox
+from tests.fixtures_tagging import *  # noqa: F403
+from tests.fixtures_tagging import (
+    FakeBackend,
+    FakeShopify,
+    TagEnv,
+    make_sandbox_env,
+    make_tag_env,
+)
+
+MERCHANT = ["wholesale", "VIP", "newsletter", "other-app:loyal"]
+
+
+def _ids(n: int, start: int = 1000) -> list[int]:
+    return list(range(start, start + n))
+
+
+def _goldpan(tags: list[str]) -> set[str]:
+    return {t.lower() for t in tags if t.lower().startswith("goldpan-") or t == "VIP Club"}
+
+
+def _merchant(tags: list[str]) -> list[str]:
+    return [t for t in tags if not (t.lower().startswith("goldpan-") or t == "VIP Club")]
+
+
+def _seed_mixed(env: TagEnv, n: int = 30) -> dict[str, int]:
+    rng = random.Random(7)
+    customers = {}
+    for cid in _ids(n):
+        tags = rng.sample(MERCHANT, rng.randint(0, 3))
+        if rng.random() < 0.4:
+            tags.append(rng.choice(["goldpan-lapsed", "Goldpan-Fans", "goldpan-gone"]))
+        customers[cid] = tags
+    members = {
+        "fans": {c for c in customers if c % 2 == 0},
+        "lapsed": {c for c in customers if c % 3 == 0},
+        "bulk": {c for c in customers if c % 5 == 0},
+    }
+    return env.seed(
+        customers,
+        {
+            "fans": (True, members["fans"]),
+            "lapsed": (True, members["lapsed"]),
+            "bulk": (False, members["bulk"]),
+        },
+    )
+
+
+def _expected(customer_id: int) -> set[str]:
+    want = set()
+    if customer_id % 2 == 0:
+        want.add("goldpan-fans")
+    if customer_id % 3 == 0:
+        want.add("goldpan-lapsed")
+    return want
+
+
+def _assert_converged(env: TagEnv, before: dict[int, list[str]]) -> None:
+    shopify = env.shopify_tags()
+    assert set(shopify) == set(before)
+    for cid, tags in shopify.items():
+        assert _merchant(tags) == _merchant(before[cid]), cid
+        assert _goldpan(tags) == _expected(cid), cid
+    assert env.local_tags() == shopify
+
+
+def _poll_until_done(env: TagEnv) -> None:
+    """Bulk operations run in the sandbox's threads: poll (the lost-webhook fallback) until done."""
+    for _ in range(400):
+        if tagging.poll_bulk(env.ctx, env.shop.id, client=env.client) == 0:
+            return
+        time.sleep(0.025)
+    raise AssertionError("tag bulk operations never finished")
+
+
+def test_writes_converge_and_second_run_is_free(sandbox_env: TagEnv) -> None:
+    env = sandbox_env
+    _seed_mixed(env)
+    before = env.shopify_tags()
+    report = tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    assert report.changed > 0 and report.requests == env.calls
+    _assert_converged(env, before)
+    calls = env.calls
+    again = tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    assert again.changed == 0 and env.calls == calls
+    # The customers/update echo of our own writes changes nothing and writes nothing.
+    env.echo()
+    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    assert env.calls == calls
+
+
+def test_one_mutation_field_per_needed_change(sandbox_env: TagEnv) -> None:
+    env = sandbox_env
+    env.seed(
+        {1: ["a"], 2: ["goldpan-old"], 3: ["goldpan-old", "b"], 4: []}, {"fans": (True, {1, 3})}
+    )
+    report = tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    # 1: add; 2: remove; 3: add + remove; 4: nothing — one request (tags_batch_4), four fields
+    # run: 40 points when skipped slots are free, at most 80 if every slot were priced.
+    assert report.changed == 3 and report.requests == 1 and env.calls == 1
+    assert 40 <= env.client.cost_spent <= 80
+    assert env.shopify_tags() == {1: ["a", "goldpan-fans"], 2: [], 3: ["b", "goldpan-fans"], 4: []}
+    # A single change is one plain tagsAdd: 10 points.
+    spent = env.client.cost_spent
+    env.set_members(_segment_id(env, "fans"), {1, 3, 4})
+    tagging.sync_tags(env.ctx, env.shop.id, [4], client=env.client)
+    assert env.client.cost_spent - spent == 10 and env.shopify_tags()[4] == ["goldpan-fans"]
+
+
+def _segment_id(env: TagEnv, handle: str) -> int:
+    with env.ctx.sessions() as session:
+        return session.scalars(
+            select(Segment.id).where(Segment.shop_id == env.shop.id, Segment.handle == handle)
+        ).one()
+
+
+def test_faults_mid_write_still_converge(sandbox_env: TagEnv, tag_sandbox: ShopifySandbox) -> None:
+    env = sandbox_env
+    _seed_mixed(env, 120)
+    before = env.shopify_tags()
+    # A bucket that holds barely one full batch: throttling between requests, plus 5xx/429.
+    tag_sandbox.set_plan(250.0, 2000.0)
+    tag_sandbox.faults.fail_next(503, 2)
+    tag_sandbox.faults.fail_next(429, 1, retry_after=0.01)
+    tag_sandbox.faults.fail_next(502, 1)
+    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    _assert_converged(env, before)
+
+
+def test_a_write_that_gives_up_resumes_on_the_next_run(
+    sandbox_env: TagEnv, tag_sandbox: ShopifySandbox
+) -> None:
+    env = sandbox_env
+    _seed_mixed(env, 60)
+    before = env.shopify_tags()
+    env.client.max_attempts = 2
+    tagging.sync_tags(env.ctx, env.shop.id, [1000, 1001, 1002], client=env.client)
+    tag_sandbox.faults.fail_next(503, 2)
+    with pytest.raises(ShopifyError):
+        tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    with env.ctx.sessions() as session:
+        errors = session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.shop_id == env.shop.id, AuditEntry.result == "error"
+            )
+        ).all()
+    assert [e.action for e in errors] == ["tags.write"]
+    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    _assert_converged(env, before)
+
+
+def test_user_errors_are_reported_and_retried_next_run(tag_env: TagEnv) -> None:
+    env = tag_env
+    _seed_mixed(env, 12)
+    before = env.shopify_tags()
+    assert isinstance(env.backend, FakeBackend)
+    env.backend.fake.flaky.update({1000, 1002})
+    report = tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    assert report.failed and set(report.failed) <= {1000, 1002}
+    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    _assert_converged(env, before)
+
+
+def test_bulk_path_converges_and_retries_row_errors(
+    ctx: Context, make_shop: Any, fake_shopify: FakeShopify
+) -> None:
+    env = make_tag_env(ctx, make_shop, fake_shopify, tag_bulk_threshold=5)
+    _seed_mixed(env, 40)
+    before = env.shopify_tags()
+    fake_shopify.flaky.update({1000, 1004, 1006})
+    report = tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    assert len(report.bulk_operations) == 2
+    # While the operations run, a recompute for those customers writes nothing twice.
+    calls = env.calls
+    during = tagging.sync_tags(env.ctx, env.shop.id, [1000, 1002], client=env.client)
+    assert during.requests == 0 and during.in_flight == 2 and env.calls == calls
+    # Completion by webhook for one, by polling for the other.
+    finish = {"admin_graphql_api_id": report.bulk_operations[0], "type": "mutation"}
+    tagging.on_bulk_finish(env.ctx, env.shop.id, finish, client=env.client)
+    assert tagging.poll_bulk(env.ctx, env.shop.id, client=env.client) == 0
+    _assert_converged(env, before)
+    # A repeated finish webhook is a no-op; so is the next run.
+    assert tagging.on_bulk_finish(env.ctx, env.shop.id, finish, client=env.client) is None
+    calls = env.calls
+    assert tagging.sync_tags(env.ctx, env.shop.id, client=env.client).requests == 0
+    assert env.calls == calls
+
+
+def test_bulk_path_on_the_sandbox(
+    ctx: Context, make_shop: Any, tag_sandbox: ShopifySandbox
+) -> None:
+    env = make_sandbox_env(ctx, make_shop, tag_sandbox, tag_bulk_threshold=5)
+    _seed_mixed(env, 40)
+    before = env.shopify_tags()
+    report = tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    assert len(report.bulk_operations) == 2
+    _poll_until_done(env)
+    _assert_converged(env, before)
+    calls = env.calls
+    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    assert env.calls == calls
+
+
+def test_failed_and_expired_bulk_operations_converge(
+    ctx: Context, make_shop: Any, tag_sandbox: ShopifySandbox
+) -> None:
+    env = make_sandbox_env(ctx, make_shop, tag_sandbox, tag_bulk_threshold=5)
+    _seed_mixed(env, 40)
+    before = env.shopify_tags()
+    tag_sandbox.faults.end_bulk("EXPIRED", count=1)
+    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    tag_sandbox.faults.end_bulk("FAILED", count=1)
+    _poll_until_done(env)
+    _assert_converged(env, before)
+    with env.ctx.sessions() as session:
+        entries = session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.shop_id == env.shop.id, AuditEntry.action.like("tags.bulk_%")
+            )
+        ).all()
+    assert {e.detail.get("status") for e in entries} >= {"EXPIRED"}
+    assert tagging.RUNNING not in {e.result for e in entries}
+
+
+def test_failed_bulk_with_partial_results_converges(
+    ctx: Context, make_shop: Any, fake_shopify: FakeShopify
+) -> None:
+    env = make_tag_env(ctx, make_shop, fake_shopify, tag_bulk_threshold=5)
+    _seed_mixed(env, 40)
+    before = env.shopify_tags()
+    fake_shopify.bulk_faults.extend(["fail", "fail"])
+    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    _poll_until_done(env)
+    _assert_converged(env, before)
+    with env.ctx.sessions() as session:
+        results = {
+            e.result
+            for e in session.scalars(
+                select(AuditEntry).where(
+                    AuditEntry.shop_id == env.shop.id, AuditEntry.action.like("tags.bulk_%")
+                )
+            )
+        }
+    assert "partial" in results and tagging.RUNNING not in results
+
+
+def test_tag_limit_is_reported_and_merchant_tags_kept(sandbox_env: TagEnv) -> None:
+    env = sandbox_env
+    full = [f"m{i}" for i in range(249)]
+    env.seed({1: full}, {"a": (True, {1}), "b": (True, {1})})
+    report = tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    assert report.limited == {1: ("goldpan-b",)}
+    assert env.shopify_tags()[1] == [*full, "goldpan-a"]
+    with env.ctx.sessions() as session:
+        entry = session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.shop_id == env.shop.id, AuditEntry.action == "tags.limit"
+            )
+        ).one()
+    assert "250" in entry.detail["message"] and entry.detail["customers"] == {"1": ["goldpan-b"]}
+
+
+def test_rename_migrates_diff_only_and_native_segment_follows(sandbox_env: TagEnv) -> None:
+    env = sandbox_env
+    ids = env.seed(
+        {1: ["x", "goldpan-fans"], 2: ["goldpan-fans"], 3: ["y"]}, {"fans": (True, {1, 2})}
+    )
+    gid = tagging.ensure_native_segment(env.ctx, env.shop.id, ids["fans"], client=env.client)
+    assert env.native_segments() == {gid: "customer_tags CONTAINS 'goldpan-fans'"}
+    with env.ctx.sessions.begin() as session:
+        segment = session.get(Segment, ids["fans"])
+        assert segment is not None and segment.native_segment_id == gid
+        segment.tag = "True Fans"
+    report = tagging.on_segment_changed(
+        env.ctx, env.shop.id, ids["fans"], "goldpan-fans", client=env.client
+    )
+    assert report.changed == 2
+    assert env.shopify_tags() == {1: ["x", "True Fans"], 2: ["True Fans"], 3: ["y"]}
+    assert env.native_segments() == {gid: "customer_tags CONTAINS 'True Fans'"}
+    # Turning tag sync off removes the renamed tag (still Goldpan's), nothing else.
+    with env.ctx.sessions.begin() as session:
+        seg = session.get(Segment, ids["fans"])
+        assert seg is not None
+        seg.tag_sync = False
+    jobs.run_now(env.ctx, "tags.segment_changed", shop_id=env.shop.id, segment_id=ids["fans"])
+    assert env.shopify_tags() == {1: ["x"], 2: [], 3: ["y"]}
+
+
+def test_remove_all_and_preview(sandbox_env: TagEnv) -> None:
+    env = sandbox_env
+    ids = env.seed(
+        {1: ["x", "goldpan-fans", "goldpan-stale"], 2: ["VIP Club"], 3: ["y"], 4: []},
+        {"fans": (False, {1, 3}), "club": (True, {4})},
+        renamed={"club": "VIP Club"},
+    )
+    with env.ctx.sessions() as session:
+        assert tagging.preview(session, env.shop.id) == {
+            "fans": {"gain": 1, "lose": 0},
+            "club": {"gain": 1, "lose": 1},
+        }
+    jobs.run_now(env.ctx, "tags.sync", shop_id=env.shop.id)
+    # "fans" does not sync, so its prefixed tag is stale Goldpan state and goes.
+    assert env.shopify_tags() == {1: ["x"], 2: [], 3: ["y"], 4: ["VIP Club"]}
+    jobs.run_now(env.ctx, "tags.remove_all", shop_id=env.shop.id)
+    assert env.shopify_tags() == {1: ["x"], 2: [], 3: ["y"], 4: []}
+    with env.ctx.sessions() as session:
+        segments = session.scalars(select(Segment).where(Segment.id.in_(ids.values())))
+        assert not any(s.tag_sync for s in segments)
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    start=st.lists(
+        st.sets(st.sampled_from(["m1", "M2", "goldpan-a", "GOLDPAN-B", "goldpan-c", "VIP Club"])),
+        min_size=1,
+        max_size=8,
+    ),
+    first=st.lists(st.sets(st.sampled_from(["a", "b", "c"])), min_size=8, max_size=8),
+    second=st.lists(st.sets(st.sampled_from(["a", "b", "c"])), min_size=8, max_size=8),
+)
+def test_any_membership_changes_converge_over_http(
+    ctx: Context,
+    make_shop: Any,
+    tag_sandbox: ShopifySandbox,
+    start: list[set[str]],
+    first: list[set[str]],
+    second: list[set[str]],
+) -> None:
+    env = make_sandbox_env(ctx, make_shop, tag_sandbox)
+    customers = {i: sorted(tags) for i, tags in enumerate(start, 1)}
+    ids = env.seed(
+        customers,
+        {h: (True, {i for i in customers if h in first[i - 1]}) for h in ("a", "b", "c")},
+    )
+    keep = ("m1", "M2", "VIP Club")
+    for memberships in (first, second):
+        for h in ("a", "b", "c"):
+            env.set_members(ids[h], {i for i in customers if h in memberships[i - 1]})
+        tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+        env.echo()
+        for i, tags in env.shopify_tags().items():
+            assert [t for t in tags if t in keep] == [t for t in customers[i] if t in keep]
+            assert {t.lower() for t in tags if t.lower().startswith("goldpan-")} == {
+                f"goldpan-{h}" for h in memberships[i - 1]
+            }
+        calls = env.calls
+        tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+        assert env.calls == calls
+
+
+def test_concurrent_runs_never_write_the_same_change_twice(
+    sandbox_env: TagEnv, tag_sandbox: ShopifySandbox
+) -> None:
+    env = sandbox_env
+    _seed_mixed(env, 80)
+    before = env.shopify_tags()
+    needed = {cid for cid, tags in before.items() if _goldpan(tags) != _expected(cid)}
+    reports: list[tagging.SyncReport] = []
+
+    def run() -> None:
+        client = AdminClient(env.ctx, env.shop.id, sleep=lambda s: time.sleep(min(s, 0.02)))
+        reports.append(tagging.sync_tags(env.ctx, env.shop.id, client=client))
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(r.changed for r in reports) == len(needed)
+    _assert_converged(env, before)
+
+
+def test_uninstalled_shop_is_left_alone(sandbox_env: TagEnv) -> None:
+    env = sandbox_env
+    env.seed({1: ["goldpan-old"]}, {"fans": (True, {1})})
+    with env.ctx.sessions.begin() as session:
+        shop = session.get(Shop, env.shop.id)
+        assert shop is not None
+        shop.uninstalled_at = shop.installed_at
+    assert tagging.sync_tags(env.ctx, env.shop.id, client=env.client).requests == 0
+    assert env.calls == 0
+
+
+def test_prefix_change_moves_only_goldpans_own_tags(sandbox_env: TagEnv) -> None:
+    env = sandbox_env
+    customers = {1: ["goldpan-fans", "goldpan-merchant-own"], 2: ["x"]}
+    env.seed(customers, {"fans": (True, {1, 2})})
+    with env.ctx.sessions.begin() as session:
+        shop = session.get(Shop, env.shop.id)
+        assert shop is not None
+        shop.settings = {**shop.settings, "tag_prefix": "gp-"}
+    tagging.on_prefix_changed(env.ctx, env.shop.id, "goldpan-", client=env.client)
+    assert env.shopify_tags() == {1: ["goldpan-merchant-own", "gp-fans"], 2: ["x", "gp-fans"]}

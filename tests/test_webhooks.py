@@ -1,0 +1,526 @@
+"""Webhook intake over real HTTP (HMAC signed with the test secret) and the topic handlers:
+verification before parsing, deduplication, unknown shops, uninstall and compliance topics."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from shopify_app import auth, jobs, webhooks
+from shopify_app.app import create_app
+from shopify_app.jobs import Context
+from shopify_app.models import (
+    AuditEntry,
+    Customer,
+    DataRequest,
+    LineItem,
+    Membership,
+    Order,
+    Segment,
+    Shop,
+    WebhookEvent,
+)
+from shopify_app.sandbox.server import RunningServer, start_server
+from tests.conftest import TEST_API_SECRET, unique_shop_domain
+from tests.fixtures_auth import *  # noqa: F403
+from tests.fixtures_auth import pending_tasks, session_token
+
+NOW = dt.datetime(2026, 11, 1, 12, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def app_server(queued_ctx: Context) -> Iterator[RunningServer]:
+    running = start_server(create_app(queued_ctx))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def deliver(
+    server: RunningServer,
+    topic: str,
+    shop: str,
+    payload: dict[str, Any],
+    *,
+    event_id: str | None = None,
+    secret: str | None = TEST_API_SECRET,
+    path: str = "/webhooks",
+    triggered_at: str | None = None,
+) -> requests.Response:
+    body = json.dumps(payload).encode()
+    if triggered_at is None:
+        # Shopify's format: UTC with nanoseconds.
+        triggered_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
+    headers = {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Shop-Domain": shop,
+        "X-Shopify-API-Version": "2026-10",
+        "X-Shopify-Webhook-Id": str(uuid.uuid4()),
+        "X-Shopify-Event-Id": event_id or str(uuid.uuid4()),
+        "X-Shopify-Triggered-At": triggered_at,
+    }
+    if secret is not None:
+        headers["X-Shopify-Hmac-Sha256"] = auth.webhook_hmac(secret, body)
+    return requests.post(f"{server.url}{path}", data=body, headers=headers, timeout=10)
+
+
+def _queued_ids(ctx: Context) -> list[int]:
+    return [kw["event_id"] for name, kw in pending_tasks(ctx) if name == "webhooks.process"]
+
+
+def deliver_and_process(
+    ctx: Context, server: RunningServer, topic: str, shop: str, payload: dict[str, Any], **kw: Any
+) -> WebhookEvent:
+    before = set(_queued_ids(ctx))
+    response = deliver(server, topic, shop, payload, **kw)
+    assert response.status_code == 200, response.text
+    (event_id,) = set(_queued_ids(ctx)) - before
+    webhooks.process(ctx, event_id=event_id)
+    with ctx.sessions() as session:
+        event = session.get(WebhookEvent, event_id)
+    assert event is not None
+    return event
+
+
+def _events(ctx: Context, shop: str) -> list[WebhookEvent]:
+    with ctx.sessions() as session:
+        return list(session.scalars(select(WebhookEvent).where(WebhookEvent.shop_domain == shop)))
+
+
+def _seed_customer(ctx: Context, shop_id: int, customer_id: int, email: str) -> int:
+    """A customer with two orders (one line item each) in one segment; returns the segment id."""
+    with ctx.sessions.begin() as session:
+        session.add(
+            Customer(
+                shop_id=shop_id,
+                id=customer_id,
+                first_name="Ada",
+                last_name="Lovelace",
+                email=email,
+                phone="+15550000000",
+                tags=[],
+            )
+        )
+        for n in (1, 2):
+            order_id = customer_id * 10 + n
+            session.add(
+                Order(
+                    shop_id=shop_id,
+                    id=order_id,
+                    customer_id=customer_id,
+                    name=f"#{order_id}",
+                    email=email,
+                    created_at=NOW,
+                    processed_at=NOW,
+                    total=25.0,
+                    billing_company="Ada Hotels",
+                    discount_codes=[],
+                )
+            )
+            session.add(
+                LineItem(shop_id=shop_id, id=order_id * 10, order_id=order_id, title="Napkins")
+            )
+        segment = session.scalar(
+            select(Segment).where(Segment.shop_id == shop_id, Segment.handle == "true-fans")
+        )
+        if segment is None:
+            segment = Segment(shop_id=shop_id, handle="true-fans", name="True fans")
+            session.add(segment)
+            session.flush()
+        session.add(
+            Membership(
+                segment_id=segment.id, customer_id=customer_id, shop_id=shop_id, reason="3 orders"
+            )
+        )
+        return segment.id
+
+
+# --- intake -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/webhooks", "/webhooks/compliance"])
+def test_forged_or_missing_hmac_is_401(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any, path: str
+) -> None:
+    shop = make_shop()
+    topic = "shop/redact" if path.endswith("compliance") else "orders/create"
+    payload = {"shop_id": 1, "shop_domain": shop.domain}
+    forged = deliver(app_server, topic, shop.domain, payload, secret="not-the-secret", path=path)
+    missing = deliver(app_server, topic, shop.domain, payload, secret=None, path=path)
+    assert (forged.status_code, missing.status_code) == (401, 401)
+    # Tampering with the body after signing is caught too.
+    body = json.dumps(payload).encode()
+    tampered = requests.post(
+        f"{app_server.url}{path}",
+        data=body + b" ",
+        headers={
+            "X-Shopify-Topic": topic,
+            "X-Shopify-Shop-Domain": shop.domain,
+            "X-Shopify-Hmac-Sha256": auth.webhook_hmac(TEST_API_SECRET, body),
+        },
+        timeout=5,
+    )
+    assert tampered.status_code == 401
+    assert _events(queued_ctx, shop.domain) == []
+
+
+def test_duplicate_delivery_is_processed_once(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    shop = make_shop()
+    payload = {"id": 1, "previous": ["read_orders"], "current": ["read_orders", "read_customers"]}
+    first = deliver(
+        app_server,
+        "app/scopes_update",
+        shop.domain,
+        payload,
+        event_id="evt-1",
+        triggered_at="2026-11-01T12:00:00.123456789Z",
+    )
+    second = deliver(app_server, "app/scopes_update", shop.domain, payload, event_id="evt-1")
+    assert first.json() == {"status": "queued"}
+    assert second.status_code == 200 and second.json() == {"status": "duplicate"}
+    (event,) = _events(queued_ctx, shop.domain)
+    assert event.topic == "app/scopes_update" and event.api_version == "2026-10"
+    assert event.triggered_at == dt.datetime(2026, 11, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+    assert _queued_ids(queued_ctx).count(event.id) == 1
+    assert webhooks.process(queued_ctx, event_id=event.id) == "done"
+    # A redelivered job (e.g. re-queued at start-up) does not run the handler again.
+    assert webhooks.process(queued_ctx, event_id=event.id) == "done"
+    (event,) = _events(queued_ctx, shop.domain)
+    assert event.status == "done" and event.attempts == 1
+    with queued_ctx.sessions() as session:
+        row = session.get(Shop, shop.id)
+        assert row is not None and row.scopes == "read_orders,read_customers"
+    # The same event id at another shop is a different event.
+    other = make_shop()
+    assert deliver(app_server, "app/scopes_update", other.domain, payload, event_id="evt-1").json()[
+        "status"
+    ] == ("queued")
+
+
+def test_unknown_shop_gets_200_and_nothing_changes(
+    app_server: RunningServer, queued_ctx: Context
+) -> None:
+    shop = unique_shop_domain()
+    for topic, path in (("orders/create", "/webhooks"), ("shop/redact", "/webhooks/compliance")):
+        response = deliver(app_server, topic, shop, {"shop_domain": shop}, path=path)
+        assert response.status_code == 200 and response.json() == {"status": "ignored"}
+    assert _events(queued_ctx, shop) == []
+
+
+def test_requeue_pending_picks_up_stranded_rows(queued_ctx: Context, make_shop: Any) -> None:
+    shop = make_shop()
+    with queued_ctx.sessions.begin() as session:
+        event = WebhookEvent(
+            shop_domain=shop.domain, event_id="stranded", topic="app/scopes_update", payload="{}"
+        )
+        session.add(event)
+        session.flush()
+        event_pk = event.id
+    assert webhooks.requeue_pending(queued_ctx) >= 1
+    assert event_pk in _queued_ids(queued_ctx)
+    assert webhooks.process(queued_ctx, event_id=event_pk) == "skipped"
+
+
+def test_unhandled_topics_and_missing_modules_are_skipped(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    shop = make_shop()
+    event = deliver_and_process(queued_ctx, app_server, "themes/publish", shop.domain, {"id": 1})
+    assert (event.status, event.error) == ("skipped", "no handler for themes/publish")
+    bulk = deliver_and_process(
+        queued_ctx, app_server, "bulk_operations/finish", shop.domain, {"type": "other"}
+    )
+    assert bulk.status == "skipped"
+    assert webhooks._call_optional("shopify_app.not_written_yet", "apply") == (
+        "skipped",
+        "shopify_app.not_written_yet is not available",
+    )
+
+
+# --- handlers ---------------------------------------------------------------------------------
+
+
+def test_app_uninstalled_is_idempotent_and_keeps_data(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    shop = make_shop()
+    _seed_customer(queued_ctx, shop.id, 501, "ada@example.com")
+    assert (
+        requests.get(
+            f"{app_server.url}/api/session",
+            headers={"Authorization": f"Bearer {session_token(shop.domain)}"},
+            timeout=5,
+        ).status_code
+        == 200
+    )
+    first = deliver_and_process(
+        queued_ctx, app_server, "app/uninstalled", shop.domain, {"id": 1, "domain": shop.domain}
+    )
+    assert first.status == "done"
+    with queued_ctx.sessions() as session:
+        row = session.get(Shop, shop.id)
+        assert row is not None
+        assert row.access_token is None and row.refresh_token is None
+        assert row.uninstalled_at is not None
+        uninstalled_at = row.uninstalled_at
+        assert session.get(Customer, (shop.id, 501)) is not None  # kept until shop/redact
+    second = deliver_and_process(
+        queued_ctx, app_server, "app/uninstalled", shop.domain, {"id": 1, "domain": shop.domain}
+    )
+    assert (second.status, second.error) == ("done", "already uninstalled")
+    with queued_ctx.sessions() as session:
+        row = session.get(Shop, shop.id)
+        assert row is not None and row.uninstalled_at == uninstalled_at
+        audits = session.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.shop_id == shop.id, AuditEntry.action == "app/uninstalled")
+        )
+        assert audits == 1
+    # The API no longer answers for the shop; background work cannot get a token.
+    response = requests.get(
+        f"{app_server.url}/api/session",
+        headers={"Authorization": f"Bearer {session_token(shop.domain)}"},
+        timeout=5,
+    )
+    assert response.status_code == 401
+    # Store-data webhooks after uninstall change nothing.
+    late = deliver_and_process(queued_ctx, app_server, "orders/create", shop.domain, {"id": 9})
+    assert (late.status, late.error) == ("skipped", "shop is uninstalled")
+
+
+def test_customers_data_request_stores_an_export(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    shop = make_shop()
+    _seed_customer(queued_ctx, shop.id, 601, "grace@example.com")
+    payload = {
+        "shop_id": 1,
+        "shop_domain": shop.domain,
+        "orders_requested": [6011],
+        "customer": {"id": 601, "email": "grace@example.com", "phone": "+15550000000"},
+        "data_request": {"id": 9999},
+    }
+    event = deliver_and_process(
+        queued_ctx,
+        app_server,
+        "customers/data_request",
+        shop.domain,
+        payload,
+        path="/webhooks/compliance",
+    )
+    assert event.status == "done"
+    with queued_ctx.sessions() as session:
+        (request,) = session.scalars(select(DataRequest).where(DataRequest.shop_id == shop.id))
+        audit = session.scalar(
+            select(AuditEntry).where(
+                AuditEntry.shop_id == shop.id, AuditEntry.action == "customers/data_request"
+            )
+        )
+    assert request.request_id == "9999" and request.customer_id == 601
+    export = request.export
+    assert export["customer"]["email"] == "grace@example.com"
+    assert sorted(o["id"] for o in export["orders"]) == [6011, 6012]
+    assert export["orders"][0]["line_items"][0]["title"] == "Napkins"
+    assert export["segments"][0]["segment"] == "true-fans"
+    assert export["segments"][0]["reason"] == "3 orders"
+    assert audit is not None and audit.subject == "601" and audit.count == 2
+
+
+def test_customers_redact_deletes_personal_data(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    shop = make_shop()
+    segment_id = _seed_customer(queued_ctx, shop.id, 701, "gone@example.com")
+    _seed_customer(queued_ctx, shop.id, 702, "stays@example.com")
+    payload = {
+        "shop_id": 1,
+        "shop_domain": shop.domain,
+        "customer": {"id": 701, "email": "gone@example.com", "phone": "+15550000000"},
+        "orders_to_redact": [7011, 7012],
+    }
+    event = deliver_and_process(
+        queued_ctx,
+        app_server,
+        "customers/redact",
+        shop.domain,
+        payload,
+        path="/webhooks/compliance",
+    )
+    assert event.status == "done"
+    with queued_ctx.sessions() as session:
+        assert session.get(Customer, (shop.id, 701)) is None
+        assert session.get(Customer, (shop.id, 702)) is not None
+        members = set(
+            session.scalars(
+                select(Membership.customer_id).where(Membership.segment_id == segment_id)
+            )
+        )
+        assert members == {702}
+        for order_id in (7011, 7012):
+            order = session.get(Order, (shop.id, order_id))
+            assert order is not None
+            assert (order.customer_id, order.email, order.billing_company) == (None, None, None)
+        kept = session.get(Order, (shop.id, 7021))
+        assert kept is not None and kept.email == "stays@example.com"
+    forget = [kw for name, kw in pending_tasks(queued_ctx) if name == "meta.forget_customer"]
+    if jobs.has_task("meta.forget_customer"):
+        assert {
+            "shop_id": shop.id,
+            "customer_id": 701,
+            "email": "gone@example.com",
+            "phone": "+15550000000",
+        } in forget
+    else:
+        assert event.error is not None and "meta.forget_customer" in event.error
+
+
+def test_shop_redact_deletes_everything_after_uninstall(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    shop = make_shop()
+    _seed_customer(queued_ctx, shop.id, 801, "x@example.com")
+    payload = {"shop_id": 1, "shop_domain": shop.domain}
+    installed = deliver_and_process(
+        queued_ctx, app_server, "shop/redact", shop.domain, payload, path="/webhooks/compliance"
+    )
+    assert installed.status == "skipped"  # reinstalled shops keep their data
+    deliver_and_process(queued_ctx, app_server, "app/uninstalled", shop.domain, {"id": 1})
+    event = deliver_and_process(
+        queued_ctx, app_server, "shop/redact", shop.domain, payload, path="/webhooks/compliance"
+    )
+    assert event.status == "done"
+    with queued_ctx.sessions() as session:
+        assert session.get(Shop, shop.id) is None
+        for model in (Customer, Order, LineItem, Segment, Membership, AuditEntry):
+            count = session.scalar(
+                select(func.count()).select_from(model).where(model.shop_id == shop.id)
+            )
+            assert count == 0, model.__name__
+    assert [e.id for e in _events(queued_ctx, shop.domain)] == [event.id]
+    # A late redelivery for the now unknown shop is acknowledged and ignored.
+    late = deliver(app_server, "shop/redact", shop.domain, payload, path="/webhooks/compliance")
+    assert late.json() == {"status": "ignored"}
+
+
+# --- declared configuration -------------------------------------------------------------------
+
+
+def test_app_toml_declares_what_the_intake_serves() -> None:
+    import tomllib
+    from pathlib import Path
+
+    from shopify_app.settings import API_VERSION, DEFAULT_SCOPES
+
+    root = Path(__file__).resolve().parent.parent
+    config = tomllib.loads((root / "shopify.app.toml").read_text())
+    assert config["embedded"] is True
+    assert config["access_scopes"]["scopes"] == DEFAULT_SCOPES
+    assert config["access_scopes"]["use_legacy_install_flow"] is False
+    assert config["webhooks"]["api_version"] == API_VERSION
+    served = {route.path for route in webhooks.routes}
+    topics: dict[str, str] = {}
+    for sub in config["webhooks"]["subscriptions"]:
+        assert sub["uri"] in served
+        for topic in sub.get("topics", []) + sub.get("compliance_topics", []):
+            topics[topic] = sub["uri"]
+    assert set(topics) == {
+        "app/uninstalled",
+        "app/scopes_update",
+        "orders/create",
+        "orders/updated",
+        "orders/cancelled",
+        "customers/create",
+        "customers/update",
+        "customers/delete",
+        "bulk_operations/finish",
+        "customers/data_request",
+        "customers/redact",
+        "shop/redact",
+    }
+    assert {t for t, uri in topics.items() if uri == "/webhooks/compliance"} == set(
+        webhooks.COMPLIANCE_TOPICS
+    )
+    assert all(
+        config["application_url"].rstrip("/") + "/auth/callback" == url
+        for url in config["auth"]["redirect_urls"]
+    )
+
+    web = tomllib.loads((root / "shopify.web.toml").read_text())
+    assert set(web["roles"]) == {"frontend", "backend"}
+    # Run without a shell: a plain argv, the console script, no $VARS or pipes.
+    argv = web["commands"]["dev"].split(" ")
+    assert argv == [".venv/bin/shopify-app", "serve"]
+
+
+def test_in_process_worker_handles_deliveries_end_to_end(
+    settings: Any, make_shop: Any, tmp_path: Any
+) -> None:
+    """``serve``'s single-machine mode: a SQLite huey queue consumed inside the web process."""
+    import time
+
+    from shopify_app.app import build_context
+
+    ctx = build_context(settings.with_overrides(huey_path=str(tmp_path / "e2e-huey.sqlite3")))
+    shop = make_shop()
+    # A row stranded by a crash before start-up is picked up when the app starts.
+    with ctx.sessions.begin() as session:
+        stranded = WebhookEvent(
+            shop_domain=shop.domain,
+            event_id="stranded-e2e",
+            topic="app/scopes_update",
+            payload=json.dumps({"current": ["read_orders"]}),
+        )
+        session.add(stranded)
+        session.flush()
+        stranded_id = stranded.id
+    server = start_server(create_app(ctx, start_worker=True))
+    try:
+        response = deliver(server, "app/uninstalled", shop.domain, {"id": 1})
+        assert response.json() == {"status": "queued"}
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            statuses = {e.topic: e.status for e in _events(ctx, shop.domain)}
+            if statuses == {"app/uninstalled": "done", "app/scopes_update": "done"}:
+                break
+            time.sleep(0.05)
+        assert statuses == {"app/uninstalled": "done", "app/scopes_update": "done"}
+        with ctx.sessions() as session:
+            row = session.get(Shop, shop.id)
+            assert row is not None and row.uninstalled_at is not None
+            assert row.scopes == "read_orders"
+            event = session.get(WebhookEvent, stranded_id)
+            assert event is not None and event.attempts == 1
+    finally:
+        server.stop()
+        ctx.engine.dispose()
+
+
+def test_late_uninstall_from_before_a_reinstall_is_ignored(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    # make_shop installs "now"; the delivery was triggered on 2026-11-01, before that install.
+    shop = make_shop()
+    event = deliver_and_process(
+        queued_ctx,
+        app_server,
+        "app/uninstalled",
+        shop.domain,
+        {"id": 1},
+        triggered_at="2026-11-01T12:00:00.123456789Z",
+    )
+    assert event.status == "skipped"
+    with queued_ctx.sessions() as session:
+        row = session.get(Shop, shop.id)
+        assert row is not None and row.is_installed

@@ -1,0 +1,125 @@
+// Messages and formatting. The locale comes from the admin (`locale` query parameter); every
+// string the page shows lives in web/i18n/<lang>.json. Arabic switches the page to right-to-left.
+
+export const SUPPORTED = ["en", "ar", "ko", "el"];
+const RTL = new Set(["ar"]);
+
+let messages = {};
+let fallback = {};
+export let locale = "en";
+export let lang = "en";
+
+function pick(requested) {
+  const tag = (requested || "en").replace("_", "-");
+  const base = tag.split("-")[0].toLowerCase();
+  return SUPPORTED.includes(base) ? { tag, base } : { tag: "en", base: "en" };
+}
+
+async function load(base) {
+  const response = await fetch(new URL(`./i18n/${base}.json`, import.meta.url));
+  if (!response.ok) throw new Error(`messages for ${base}: HTTP ${response.status}`);
+  return response.json();
+}
+
+/** Load the messages for ``requested`` (e.g. "ar", "ko-KR") and set lang/dir on <html>. */
+export async function init(requested) {
+  const chosen = pick(requested);
+  locale = chosen.tag;
+  lang = chosen.base;
+  fallback = await load("en");
+  messages = lang === "en" ? fallback : await load(lang).catch(() => fallback);
+  document.documentElement.lang = locale;
+  document.documentElement.dir = RTL.has(lang) ? "rtl" : "ltr";
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+}
+
+const plurals = () => new Intl.PluralRules(locale);
+
+/** The message ``key`` with ``{name}`` placeholders filled; plural messages pick by ``count``. */
+export function t(key, params = {}) {
+  let message = messages[key] ?? fallback[key];
+  if (message === undefined) return key;
+  if (typeof message === "object") {
+    const category = plurals().select(Number(params.count ?? 0));
+    message = message[category] ?? message.other;
+  }
+  return message.replace(/\{(\w+)\}/g, (_, name) => {
+    const value = params[name];
+    if (value === undefined || value === null) return "";
+    return typeof value === "number" ? number(value) : String(value);
+  });
+}
+
+/** True when a message exists (segment names fall back to the stored name). */
+export function has(key) {
+  return key in messages || key in fallback;
+}
+
+export function number(value, options = {}) {
+  if (value === null || value === undefined || Number.isNaN(value)) return "—";
+  return new Intl.NumberFormat(locale, { maximumFractionDigits: 1, ...options }).format(value);
+}
+
+export function percent(value, digits = 1) {
+  if (value === null || value === undefined) return "—";
+  return new Intl.NumberFormat(locale, {
+    style: "percent",
+    maximumFractionDigits: digits,
+  }).format(value);
+}
+
+export function money(value, currency) {
+  if (value === null || value === undefined) return "—";
+  return new Intl.NumberFormat(locale, {
+    style: "currency",
+    currency: currency || "USD",
+    maximumFractionDigits: 2,
+  }).format(value);
+}
+
+export function date(value, options = { dateStyle: "medium" }) {
+  if (!value) return "—";
+  const d = typeof value === "string" ? new Date(value) : value;
+  return new Intl.DateTimeFormat(locale, options).format(d);
+}
+
+export function dateTime(value) {
+  return date(value, { dateStyle: "medium", timeStyle: "short" });
+}
+
+/** "2026-03" → "Mar 2026" in the page's language. */
+export function month(value) {
+  const [y, m] = value.split("-").map(Number);
+  return new Intl.DateTimeFormat(locale, { month: "short", year: "numeric" }).format(
+    new Date(Date.UTC(y, m - 1, 15)),
+  );
+}
+
+/** A segment's display name: translated for built-ins, the merchant's name otherwise. */
+export function segmentName(segment) {
+  const key = `segment.${segment.handle}`;
+  if (has(key)) return t(key);
+  const lapsed = segment.handle.match(/^lapsed-(\d+)$/);
+  if (lapsed) {
+    const range = (segment.name || "").match(/(\d+)\s*[–-]\s*(\d+)/);
+    return range ? t("segment.lapsed_range", { from: Number(range[1]), to: Number(range[2]) }) : t("segment.lapsed_open", { from: Number(lapsed[1]) });
+  }
+  const rfm = segment.handle.match(/^rfm-(.+)$/);
+  if (rfm && has(`rfm.${rfm[1]}`)) return t("segment.rfm", { group: t(`rfm.${rfm[1]}`) });
+  return segment.name;
+}
+
+/** A membership reason; structured reasons ({"key", "params"}) are translated. */
+export function reason(value) {
+  if (!value) return "";
+  if (value.startsWith("{")) {
+    try {
+      const parsed = JSON.parse(value);
+      if (parsed.key && has(`reason.${parsed.key}`)) return t(`reason.${parsed.key}`, parsed.params);
+      if (parsed.text) return parsed.text;
+    } catch {
+      // not JSON after all: show it as written
+    }
+  }
+  return value;
+}

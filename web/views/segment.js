@@ -1,0 +1,280 @@
+// One segment: its members (search, sort, pages of 50) with why each qualifies, exports
+// (CSV, Meta's hashed file), its syncs, and lookalike audiences.
+
+import { api, query } from "../api.js";
+import { debounce, h, mount } from "../dom.js";
+import { date, dateTime, money, number, percent, reason, segmentName, t } from "../i18n.js";
+import { badge, banner, button, empty, failure, loading, page, section, table, toast, withStates } from "../ui.js";
+import { metaSwitch, tagSwitch } from "./toggles.js";
+
+const SORTS = ["id", "name", "-spent", "-orders", "-since"];
+
+function memberName(m) {
+  const name = [m.first_name, m.last_name].filter(Boolean).join(" ");
+  return name || m.email || `#${m.id}`;
+}
+
+function membersSection(segment, currency) {
+  const state = { q: "", sort: "id", page: 1 };
+  const results = h("div", { class: "gp-members", "aria-live": "polite" });
+  const search = h("input", {
+    type: "search",
+    class: "gp-input",
+    placeholder: t("members.search_placeholder"),
+    "aria-label": t("members.search"),
+    "data-input": "member-search",
+  });
+  const sort = h(
+    "select",
+    { class: "gp-input", "aria-label": t("members.sort"), "data-input": "member-sort" },
+    SORTS.map((value) => h("option", { value }, t(`members.sort.${value}`))),
+  );
+
+  async function load() {
+    mount(results, loading(t("members.loading")));
+    try {
+      const data = await api.get(
+        `/segments/${segment.id}/members${query({ q: state.q, sort: state.sort, page: state.page })}`,
+      );
+      draw(data);
+    } catch (error) {
+      mount(results, failure(error, load));
+    }
+  }
+
+  function draw(data) {
+    if (!data.members.length) {
+      mount(results, empty(state.q ? t("members.no_match", { q: state.q }) : t("members.empty"), state.q ? null : t("members.empty_body")));
+      return;
+    }
+    const pages = data.total === null ? null : Math.max(1, Math.ceil(data.total / data.page_size));
+    mount(
+      results,
+      table(
+        [
+          t("members.col.customer"),
+          { label: t("members.col.orders"), numeric: true },
+          { label: t("members.col.spent"), numeric: true },
+          t("members.col.reason"),
+          t("members.col.since"),
+        ],
+        data.members.map((m) => [
+          h("div", { "data-customer": m.id }, h("span", { class: "gp-strong", dir: "auto" }, memberName(m)), h("br"), h("span", { class: "gp-subdued", dir: "ltr" }, m.email || "")),
+          number(m.orders),
+          money(m.spent, currency),
+          h("span", { class: "gp-reason", dir: "auto" }, reason(m.reason)),
+          date(m.since),
+        ]),
+        { "data-table": "members" },
+      ),
+      h(
+        "div",
+        { class: "gp-pagination" },
+        button(t("action.previous"), {
+          disabled: state.page <= 1 ? true : undefined,
+          "data-action": "prev-page",
+          onClick: () => {
+            state.page -= 1;
+            load();
+          },
+        }),
+        h(
+          "span",
+          { class: "gp-subdued", "data-page": data.page },
+          pages ? t("members.page_of", { page: data.page, pages }) : t("members.page", { page: data.page }),
+        ),
+        button(t("action.next"), {
+          disabled: data.has_next ? undefined : true,
+          "data-action": "next-page",
+          onClick: () => {
+            state.page += 1;
+            load();
+          },
+        }),
+      ),
+    );
+  }
+
+  search.addEventListener(
+    "input",
+    debounce(() => {
+      state.q = search.value.trim();
+      state.page = 1;
+      load();
+    }, 300),
+  );
+  sort.addEventListener("change", () => {
+    state.sort = sort.value;
+    state.page = 1;
+    load();
+  });
+  load();
+  return section(
+    t("members.title"),
+    h("div", { class: "gp-toolbar" }, search, sort),
+    results,
+  );
+}
+
+function exportsSection(segment) {
+  const errors = h("div");
+  const run = (label, action) =>
+    button(label, {
+      onClick: async (event) => {
+        const el = event.currentTarget;
+        el.setAttribute("loading", "");
+        errors.replaceChildren();
+        try {
+          await action();
+        } catch (error) {
+          errors.replaceChildren(failure(error));
+        } finally {
+          el.removeAttribute("loading");
+        }
+      },
+    });
+  return section(
+    t("export.title"),
+    h("p", { class: "gp-subdued" }, t("export.help")),
+    h(
+      "div",
+      { class: "gp-actions" },
+      run(t("export.csv"), () => api.download(`/segments/${segment.id}/members.csv`, `goldpan-${segment.handle}.csv`)),
+      run(t("export.meta"), () => api.download(`/meta/segments/${segment.id}/file`, `meta-${segment.handle}.csv`)),
+      segment.tag_sync.enabled
+        ? run(t("export.native"), async () => {
+            await api.post(`/segments/${segment.id}/native-segment`, {});
+            toast(t("export.native_done"));
+          })
+        : null,
+    ),
+    errors,
+  );
+}
+
+function metaSection(segment) {
+  const audience = segment.meta.audience;
+  const lookalikes = segment.meta.lookalikes || [];
+  const errors = h("div");
+  const parts = [];
+  if (!segment.meta_sync.enabled && !audience) {
+    parts.push(h("p", { class: "gp-subdued" }, t("meta.not_synced")));
+  }
+  if (audience) {
+    parts.push(
+      h(
+        "dl",
+        { class: "gp-facts" },
+        h("dt", null, t("meta.status")),
+        h("dd", null, badge(audience.status)),
+        h("dt", null, t("meta.received")),
+        h("dd", null, number(audience.received)),
+        h("dt", null, t("meta.invalid")),
+        h("dd", null, number(audience.invalid)),
+        h("dt", null, t("meta.size")),
+        h("dd", null, audience.approximate_lower ? `${number(audience.approximate_lower)}–${number(audience.approximate_upper)}` : t("meta.size_pending")),
+        h("dt", null, t("meta.last_sync")),
+        h("dd", null, dateTime(audience.last_synced_at)),
+      ),
+    );
+    if (audience.error) parts.push(banner("warning", t("meta.error"), h("p", null, audience.error)));
+  }
+  if (lookalikes.length) {
+    parts.push(
+      h("h3", { class: "gp-subheading" }, t("lookalike.existing")),
+      h(
+        "ul",
+        null,
+        lookalikes.map((l) =>
+          h("li", null, `${(l.spec && l.spec.country) || ""} ${l.spec && l.spec.ratio ? percent(l.spec.ratio, 0) : ""} · `, badge(l.status)),
+        ),
+      ),
+    );
+  }
+  // A lookalike needs a synced audience of at least 100 people (Meta's rule).
+  const eligible = audience && audience.audience_id && segment.members >= 100;
+  const country = h("input", { class: "gp-input gp-short", value: "US", maxlength: "2", "aria-label": t("lookalike.country"), "data-input": "lookalike-country" });
+  const ratio = h("input", { class: "gp-input gp-short", type: "number", min: "1", max: "10", value: "1", "aria-label": t("lookalike.ratio"), "data-input": "lookalike-ratio" });
+  parts.push(
+    h("h3", { class: "gp-subheading" }, t("lookalike.title")),
+    eligible
+      ? h(
+          "form",
+          {
+            class: "gp-inline-form",
+            onSubmit: async (event) => {
+              event.preventDefault();
+              errors.replaceChildren();
+              const pct = Number(ratio.value);
+              const cc = country.value.trim().toUpperCase();
+              if (!/^[A-Z]{2}$/.test(cc)) {
+                errors.replaceChildren(banner("critical", t("lookalike.bad_country")));
+                return;
+              }
+              if (!(pct >= 1 && pct <= 10)) {
+                errors.replaceChildren(banner("critical", t("lookalike.bad_ratio")));
+                return;
+              }
+              try {
+                await api.post(`/meta/segments/${segment.id}/lookalike`, { country: cc, ratio: Math.round(pct) });
+                toast(t("lookalike.done"));
+              } catch (error) {
+                errors.replaceChildren(failure(error));
+              }
+            },
+          },
+          h("label", null, t("lookalike.country"), " ", country),
+          h("label", null, t("lookalike.ratio"), " ", ratio, " %"),
+          h("button", { type: "submit", class: "gp-native-button" }, t("lookalike.create")),
+        )
+      : h("p", { class: "gp-subdued" }, t("lookalike.needs")),
+    errors,
+  );
+  return section(t("meta.title"), ...parts);
+}
+
+export async function render(root, id) {
+  const load = async () => {
+    const [segment, home] = await Promise.all([api.get(`/segments/${id}`), api.get("/home")]);
+    return { segment, currency: home.shop.currency || "USD" };
+  };
+  const draw = ({ segment, currency }) => {
+    const refresh = () => withStates(root, load, draw);
+    const errors = h("div");
+    root.append(
+      page(
+        segmentName(segment),
+        { "back-action": "#/segments" },
+        h("p", null, h("a", { href: "#/segments", class: "gp-back" }, t("segment.back"))),
+        errors,
+        section(
+          null,
+          h("p", { class: "gp-subdued" }, t(`segment_help.${segment.handle}`) === `segment_help.${segment.handle}` ? "" : t(`segment_help.${segment.handle}`)),
+          h(
+            "div",
+            { class: "gp-metrics" },
+            h("div", { class: "gp-metric" }, h("p", { class: "gp-metric-label" }, t("segments.col.members")), h("p", { class: "gp-metric-value", "data-members": segment.members }, number(segment.members))),
+            h("div", { class: "gp-metric" }, h("p", { class: "gp-metric-label" }, t("segments.col.revenue")), h("p", { class: "gp-metric-value" }, percent(segment.revenue_share))),
+            h("div", { class: "gp-metric" }, h("p", { class: "gp-metric-label" }, t("segments.col.change")), h("p", { class: "gp-metric-value" }, segment.change_week === null ? "—" : number(segment.change_week, { signDisplay: "exceptZero" }))),
+          ),
+          h(
+            "dl",
+            { class: "gp-facts" },
+            h("dt", null, t("segments.col.tag")),
+            h("dd", null, h("code", { class: "gp-tag" }, segment.tag)),
+            h("dt", null, t("segments.col.tag_sync")),
+            h("dd", null, tagSwitch(segment, refresh, errors)),
+            h("dt", null, t("segments.col.meta_sync")),
+            h("dd", null, metaSwitch(segment, refresh, errors)),
+            h("dt", null, t("segment.computed")),
+            h("dd", null, dateTime(segment.computed_at)),
+          ),
+        ),
+        membersSection(segment, currency),
+        exportsSection(segment),
+        metaSection(segment),
+      ),
+    );
+  };
+  await withStates(root, load, draw);
+}

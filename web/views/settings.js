@@ -1,0 +1,373 @@
+// Settings: thresholds, lapsed tiers, cross-sell rules with product pickers from the synced
+// catalogue, tag prefix, consent policy, and the Meta connection. The server validates every
+// value (ShopConfig); a refused one comes back with its field and is shown next to the input.
+
+import { api, query } from "../api.js";
+import { debounce, h, mount, nextId } from "../dom.js";
+import { t } from "../i18n.js";
+import { badge, banner, button, confirmDialog, failure, loading, page, section, toast, withStates } from "../ui.js";
+
+const NUMBERS = [
+  // [key, section, kind, min, max, step]: "percent" fields are fractions shown as 0–100 %.
+  ["business_units_per_order", "business", "int", 1, 100000, 1],
+  ["business_units_per_window", "business", "int", 1, 1000000, 1],
+  ["business_window_days", "business", "int", 1, 3650, 1],
+  ["repeat_min_orders", "loyalty", "int", 2, 1000, 1],
+  ["true_fan_min_orders", "loyalty", "int", 2, 1000, 1],
+  ["vip_share", "loyalty", "percent", 0.1, 50, 0.1],
+  ["reminder_factor", "lapsed", "float", 1, 10, 0.1],
+  ["likely_min_p_alive", "predictions", "percent", 0, 100, 1],
+  ["at_risk_max_p_alive", "predictions", "percent", 0, 100, 1],
+  ["milestone_amount", "seasons", "float", 1, 1e9, 1],
+];
+const POLICIES = ["subscribed", "subscribed_or_pending", "all"];
+
+function field(label, input, help, key) {
+  const id = input.id || nextId("field");
+  input.id = id;
+  const errorId = `${id}-error`;
+  input.setAttribute("aria-describedby", errorId);
+  return h(
+    "div",
+    { class: "gp-field", "data-field": key },
+    h("label", { for: id, class: "gp-label" }, label),
+    input,
+    help ? h("p", { class: "gp-subdued gp-help" }, help) : null,
+    h("p", { class: "gp-field-error", id: errorId, role: "alert" }),
+  );
+}
+
+function numberInput(key, kind, min, max, step, value) {
+  const shown = kind === "percent" ? Math.round(value * 1000) / 10 : value;
+  return h("input", { type: "number", class: "gp-input", min, max, step, value: shown, "data-setting": key, "data-kind": kind });
+}
+
+function readNumber(input) {
+  const raw = input.value.trim();
+  const value = Number(raw);
+  if (raw === "" || Number.isNaN(value)) return raw; // let the server name the field
+  if (input.dataset.kind === "percent") return Math.round(value * 10) / 1000;
+  if (input.dataset.kind === "int") return Math.round(value);
+  return value;
+}
+
+/** A product picker over /api/products; chips for picked products (ids) or title words. */
+function picker(values, titles, label) {
+  const picked = [...values];
+  const chips = h("ul", { class: "gp-chips", role: "list" });
+  const results = h("ul", { class: "gp-results", role: "listbox", hidden: true });
+  const input = h("input", { type: "search", class: "gp-input", placeholder: t("settings.picker_placeholder"), "aria-label": label, "data-input": "product-search", autocomplete: "off" });
+  const drawChips = () =>
+    mount(
+      chips,
+      picked.map((ref, i) =>
+        h(
+          "li",
+          { class: "gp-chip", "data-ref": ref },
+          titles[ref] || ref,
+          h("button", { type: "button", class: "gp-chip-remove", "aria-label": t("settings.remove_item", { item: titles[ref] || ref }), onClick: () => { picked.splice(i, 1); drawChips(); } }, "×"),
+        ),
+      ),
+    );
+  const add = (ref, title) => {
+    if (title) titles[ref] = title;
+    if (!picked.includes(ref)) picked.push(ref);
+    input.value = "";
+    results.hidden = true;
+    drawChips();
+  };
+  const search = debounce(async () => {
+    const q = input.value.trim();
+    if (!q) {
+      results.hidden = true;
+      return;
+    }
+    try {
+      const data = await api.get(`/products${query({ q })}`);
+      mount(
+        results,
+        data.products.length
+          ? data.products.map((p) => h("li", { role: "option", tabindex: "0", class: "gp-result", "data-product": p.id, onClick: () => add(String(p.id), p.title), onKeydown: (e) => { if (e.key === "Enter") add(String(p.id), p.title); } }, p.title))
+          : h("li", { class: "gp-subdued" }, t("settings.no_products")),
+        // Typed words also work: they match product titles when segments are computed.
+        h("li", { role: "option", tabindex: "0", class: "gp-result gp-subdued", onClick: () => add(q.toLowerCase()), onKeydown: (e) => { if (e.key === "Enter") add(q.toLowerCase()); } }, t("settings.use_words", { words: q })),
+      );
+      results.hidden = false;
+    } catch (error) {
+      mount(results, h("li", null, failure(error)));
+      results.hidden = false;
+    }
+  }, 250);
+  input.addEventListener("input", search);
+  drawChips();
+  const el = h("div", { class: "gp-picker" }, chips, input, results);
+  el.value = () => [...picked];
+  return el;
+}
+
+function tiersEditor(tiers) {
+  const list = h("div", { class: "gp-tiers" });
+  const rows = [];
+  const addRow = (tier) => {
+    const days = h("input", { type: "number", class: "gp-input gp-short", min: 1, max: 3650, value: tier.days, "aria-label": t("settings.tier_days"), "data-tier": "days" });
+    const pct = h("input", { type: "number", class: "gp-input gp-short", min: 0, max: 90, value: tier.discount_percent, "aria-label": t("settings.tier_discount"), "data-tier": "discount" });
+    const row = h(
+      "div",
+      { class: "gp-tier" },
+      h("label", null, t("settings.tier_after"), " ", days, " ", t("settings.tier_days_unit")),
+      h("label", null, t("settings.tier_offer"), " ", pct, " %"),
+      h("button", { type: "button", class: "gp-link-button", onClick: () => { rows.splice(rows.indexOf(entry), 1); row.remove(); } }, t("action.remove")),
+    );
+    const entry = { days, pct, row };
+    rows.push(entry);
+    list.append(row);
+  };
+  tiers.forEach(addRow);
+  const el = h(
+    "div",
+    null,
+    list,
+    h("button", { type: "button", class: "gp-link-button", onClick: () => { if (rows.length < 5) addRow({ days: (Number(rows.at(-1)?.days.value) || 30) + 30, discount_percent: 10 }); } }, t("settings.add_tier")),
+  );
+  el.value = () => rows.map((r) => ({ days: Number(r.days.value), discount_percent: Number(r.pct.value) }));
+  return el;
+}
+
+function rulesEditor(rules, titles) {
+  const list = h("div", { class: "gp-rules" });
+  const editors = [];
+  const addRule = (rule) => {
+    const name = h("input", { class: "gp-input", value: rule.name || "", "aria-label": t("settings.rule_name"), "data-rule": "name" });
+    const bought = picker(rule.bought || [], titles, t("settings.rule_bought"));
+    const never = picker(rule.never || [], titles, t("settings.rule_never"));
+    const box = h(
+      "fieldset",
+      { class: "gp-rule", "data-rule-handle": rule.handle || "" },
+      h("legend", null, rule.name || t("settings.new_rule")),
+      field(t("settings.rule_name"), name, null, "name"),
+      h("div", { class: "gp-field" }, h("p", { class: "gp-label" }, t("settings.rule_bought")), bought),
+      h("div", { class: "gp-field" }, h("p", { class: "gp-label" }, t("settings.rule_never")), never),
+      h("button", { type: "button", class: "gp-link-button", onClick: () => { editors.splice(editors.indexOf(entry), 1); box.remove(); } }, t("settings.remove_rule")),
+    );
+    const entry = { rule, name, bought, never };
+    editors.push(entry);
+    list.append(box);
+  };
+  rules.forEach(addRule);
+  const el = h(
+    "div",
+    null,
+    list,
+    h("button", { type: "button", class: "gp-link-button", "data-action": "add-rule", onClick: () => addRule({ handle: "", name: "", bought: [], never: [] }) }, t("settings.add_rule")),
+  );
+  el.value = () =>
+    editors.map((e, i) => {
+      const nameText = e.name.value.trim();
+      const handle =
+        e.rule.handle ||
+        (nameText.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40) || `rule-${i + 1}`);
+      return { handle, name: nameText || handle, bought: e.bought.value(), never: e.never.value() };
+    });
+  return el;
+}
+
+function metaCard(status, reload) {
+  const errors = h("div");
+  const act = (label, fn, attrs = {}) =>
+    button(label, {
+      ...attrs,
+      onClick: async (event) => {
+        const el = event.currentTarget;
+        el.setAttribute("loading", "");
+        errors.replaceChildren();
+        try {
+          await fn();
+        } catch (error) {
+          errors.replaceChildren(failure(error));
+        } finally {
+          el.removeAttribute("loading");
+        }
+      },
+    });
+  const parts = [
+    h(
+      "p",
+      { "data-meta-status": status.status },
+      t("meta.connection"),
+      " ",
+      badge(t(`meta.conn.${status.status}`), status.status === "connected" ? "success" : status.status === "disconnected" ? undefined : "warning"),
+      status.ad_account_id ? ` · ${status.ad_account_id}` : "",
+    ),
+  ];
+  if (status.error) parts.push(banner("warning", t("meta.error"), h("p", null, status.error)));
+  if (status.status === "terms" && status.terms_url) {
+    parts.push(banner("warning", t("meta.terms"), h("p", null, h("a", { href: status.terms_url, target: "_blank", rel: "noopener" }, t("meta.terms_link")))));
+  }
+  if (!status.connected && status.status !== "terms") {
+    const token = h("input", { class: "gp-input", type: "password", autocomplete: "off", "data-input": "meta-token" });
+    parts.push(
+      h("p", { class: "gp-subdued" }, t("meta.connect_help")),
+      h(
+        "div",
+        { class: "gp-actions" },
+        status.configured === false
+          ? null
+          : act(t("meta.connect"), async () => {
+              const { url } = await api.post("/meta/connect", {});
+              window.open(url, "_blank", "noopener");
+            }, { variant: "primary" }),
+      ),
+      field(t("meta.paste_token"), token, t("meta.paste_help"), "token"),
+      act(t("meta.use_token"), async () => {
+        await api.post("/meta/token", { token: token.value.trim() });
+        toast(t("meta.connected"));
+        reload();
+      }),
+    );
+  }
+  if (status.access_needed_account || (status.status !== "disconnected" && !status.ad_account_id)) {
+    const select = h("select", { class: "gp-input", "data-input": "ad-account" });
+    const holder = h("div", null, loading());
+    api
+      .get("/meta/adaccounts")
+      .then((data) => {
+        mount(select, data.data.map((a) => h("option", { value: a.id }, `${a.name || a.id} (${a.id})`)));
+        mount(
+          holder,
+          field(t("meta.ad_account"), select, null, "ad_account_id"),
+          act(t("meta.choose_account"), async () => {
+            await api.post("/meta/account", { ad_account_id: select.value });
+            reload();
+          }),
+        );
+      })
+      .catch((error) => mount(holder, failure(error)));
+    parts.push(holder);
+  }
+  if (status.status !== "disconnected") {
+    parts.push(
+      act(t("meta.disconnect"), async () => {
+        if (await confirmDialog(t("meta.disconnect"), h("p", null, t("meta.disconnect_body")), t("meta.disconnect"), "critical")) {
+          await api.post("/meta/disconnect", {});
+          reload();
+        }
+      }, { tone: "critical" }),
+    );
+  }
+  parts.push(errors);
+  return section(t("meta.title"), ...parts);
+}
+
+export async function render(root) {
+  const load = async () => {
+    const [settings, meta] = await Promise.all([
+      api.get("/settings"),
+      api.get("/meta/status").catch(() => ({ status: "unavailable", connected: false, configured: false })),
+    ]);
+    return { settings, meta };
+  };
+  const draw = ({ settings: data, meta }) => {
+    const s = data.settings;
+    const titles = { ...data.products };
+    const status = h("div", { "aria-live": "polite" });
+    const inputs = {};
+    const numberField = ([key, , kind, min, max, step]) => {
+      inputs[key] = numberInput(key, kind, min, max, step, s[key]);
+      return field(t(`settings.${key}`), inputs[key], t(`settings.${key}.help`), key);
+    };
+    const group = (name) => NUMBERS.filter((n) => n[1] === name).map(numberField);
+    inputs.tag_prefix = h("input", { class: "gp-input", value: s.tag_prefix, "data-setting": "tag_prefix" });
+    inputs.consent_policy = h("select", { class: "gp-input", "data-setting": "consent_policy" }, POLICIES.map((p) => h("option", { value: p, selected: p === s.consent_policy ? true : undefined }, t(`settings.policy.${p}`))));
+    const months = h(
+      "div",
+      { class: "gp-months", role: "group", "aria-label": t("settings.season_months") },
+      Array.from({ length: 12 }, (_, i) =>
+        h("label", { class: "gp-check" }, h("input", { type: "checkbox", value: i + 1, checked: s.season_months.includes(i + 1) ? true : undefined }), new Intl.DateTimeFormat(document.documentElement.lang, { month: "short" }).format(new Date(Date.UTC(2026, i, 15)))),
+      ),
+    );
+    const tiers = tiersEditor(s.lapsed_tiers);
+    const rules = rulesEditor(s.cross_sell, titles);
+
+    const showError = (fieldName, message) => {
+      for (const el of root.querySelectorAll(".gp-field-error")) el.textContent = "";
+      for (const el of root.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+      const top = (fieldName || "").split(/[.[]/)[0];
+      const holder = root.querySelector(`[data-field="${CSS.escape(top)}"]`);
+      if (holder) {
+        const err = holder.querySelector(".gp-field-error");
+        if (err) err.textContent = message;
+        const input = holder.querySelector("input, select");
+        if (input) {
+          input.setAttribute("aria-invalid", "true");
+          input.focus();
+        }
+      }
+    };
+
+    const save = async (event) => {
+      event.preventDefault();
+      const changes = { tag_prefix: inputs.tag_prefix.value.trim(), consent_policy: inputs.consent_policy.value };
+      for (const [key] of NUMBERS) changes[key] = readNumber(inputs[key]);
+      changes.lapsed_tiers = tiers.value();
+      changes.season_months = [...months.querySelectorAll("input:checked")].map((c) => Number(c.value));
+      changes.cross_sell = rules.value();
+      const saveButton = root.querySelector("[data-action='save']");
+      saveButton.setAttribute("loading", "");
+      try {
+        await api.put("/settings", { settings: changes });
+        showError(null, "");
+        mount(status, banner("success", t("settings.saved"), h("p", null, t("settings.saved_body"))));
+        toast(t("settings.saved"));
+      } catch (error) {
+        if (error.status === 400) {
+          showError(error.field, error.message);
+          mount(status, banner("critical", t("settings.invalid"), h("p", null, `${error.field ? `${error.field}: ` : ""}${error.message}`)));
+        } else {
+          mount(status, failure(error));
+        }
+      } finally {
+        saveButton.removeAttribute("loading");
+      }
+    };
+
+    const form = h(
+      "form",
+      { class: "gp-form", onSubmit: save, novalidate: true, "data-form": "settings" },
+      status,
+      section(t("settings.tags"), field(t("settings.tag_prefix"), inputs.tag_prefix, t("settings.tag_prefix.help"), "tag_prefix")),
+      section(t("settings.business"), h("p", { class: "gp-subdued" }, t("settings.business_help")), ...group("business")),
+      section(t("settings.loyalty"), ...group("loyalty")),
+      section(t("settings.lapsed"), h("p", { class: "gp-subdued" }, t("settings.lapsed_help")), h("div", { "data-field": "lapsed_tiers" }, tiers, h("p", { class: "gp-field-error", role: "alert" })), ...group("lapsed")),
+      section(t("settings.predictions"), ...group("predictions")),
+      section(t("settings.seasons"), h("div", { "data-field": "season_months" }, h("p", { class: "gp-label" }, t("settings.season_months")), months, h("p", { class: "gp-field-error", role: "alert" })), ...group("seasons")),
+      section(t("settings.cross_sell"), h("p", { class: "gp-subdued" }, t("settings.cross_sell_help")), h("div", { "data-field": "cross_sell" }, rules, h("p", { class: "gp-field-error", role: "alert" }))),
+      section(t("settings.consent"), field(t("settings.consent_policy"), inputs.consent_policy, t("settings.consent_policy.help"), "consent_policy")),
+      h("div", { class: "gp-actions gp-sticky" }, h("button", { type: "submit", class: "gp-native-button gp-primary", "data-action": "save" }, t("action.save"))),
+    );
+
+    const removeAll = button(t("settings.remove_all"), {
+      tone: "critical",
+      "data-action": "remove-all",
+      onClick: async () => {
+        if (!(await confirmDialog(t("settings.remove_all"), h("p", null, t("settings.remove_all_body")), t("settings.remove_all"), "critical"))) return;
+        try {
+          await api.post("/tags/remove-all", { confirm: true });
+          toast(t("settings.remove_all_done"));
+        } catch (error) {
+          mount(status, failure(error));
+        }
+      },
+    });
+
+    root.append(
+      page(
+        t("settings.title"),
+        {},
+        form,
+        meta.status === "unavailable" ? null : metaCard(meta, () => withStates(root, load, draw)),
+        section(t("settings.leaving"), h("p", { class: "gp-subdued" }, t("settings.leaving_help")), removeAll),
+      ),
+    );
+  };
+  await withStates(root, load, draw);
+}
