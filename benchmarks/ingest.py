@@ -262,7 +262,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--customers", type=int, default=300_000)
-    parser.add_argument("--batch", type=int, default=5_000, help="lines per transaction")
+    parser.add_argument("--batch", type=int, default=20_000, help="lines per transaction")
     parser.add_argument("--database-url", help="also ingest into this PostgreSQL server")
     parser.add_argument("--workdir", type=Path, help="keep the export here (reused if present)")
     parser.add_argument("--sandbox", action="store_true", help="use the sandbox generator")

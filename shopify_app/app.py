@@ -685,25 +685,43 @@ def run_worker(settings: Settings, threads: int = 4, scheduler: bool = False) ->
 
 
 def resume_syncs(ctx: Context) -> int:
-    """Queue a poll for every shop with a sync still running or ingesting; returns how many.
+    """Queue what a worker killed mid-sync took with it; returns how many shops needed it.
 
-    A worker killed mid-sync took its queued poll with it (a dequeued task is gone); the poll
-    resumes the runs from their checkpoints once the dead worker's lock has expired. Polls are
-    idempotent, so every worker start doing this is harmless.
+    A dequeued task dies with its worker: a poll of running exports (resumed from their
+    checkpoints once the dead worker's lock expires), or an initial sync that had started only
+    some of its exports (it is started again for what is missing). Both are idempotent, so every
+    worker start doing this is harmless.
     """
-    from shopify_app.models import SyncRun
+    from shopify_app.models import Shop, SyncRun
 
-    if not has_task("sync.poll"):
+    if not (has_task("sync.poll") and has_task("sync.initial")):
         return 0
+    from shopify_app.sync import RESOURCES
+
     with ctx.sessions() as session:
-        shop_ids = sorted(
-            set(session.scalars(select(SyncRun.shop_id).where(SyncRun.status.in_(_ACTIVE_RUNS))))
+        active = set(
+            session.scalars(select(SyncRun.shop_id).where(SyncRun.status.in_(_ACTIVE_RUNS)))
         )
-    for shop_id in shop_ids:
+        installed = set(
+            session.scalars(
+                select(Shop.id).where(Shop.uninstalled_at.is_(None), Shop.access_token.is_not(None))
+            )
+        )
+        started: dict[int, set[str]] = {}
+        for shop_id, resource in session.execute(
+            select(SyncRun.shop_id, SyncRun.resource).where(SyncRun.kind == "initial")
+        ):
+            started.setdefault(int(shop_id), set()).add(str(resource))
+    partial = {
+        s for s, resources in started.items() if s in installed and set(RESOURCES) - resources
+    }
+    for shop_id in sorted(active - partial):
         ctx.enqueue("sync.poll", shop_id=int(shop_id))
-    if shop_ids:
-        log.info("resumed the syncs of %d shops", len(shop_ids))
-    return len(shop_ids)
+    for shop_id in sorted(partial):
+        ctx.enqueue("sync.initial", shop_id=int(shop_id))
+    if active or partial:
+        log.info("resumed the syncs of %d shops", len(active | partial))
+    return len(active | partial)
 
 
 _ACTIVE_RUNS = ("running", "ingesting")

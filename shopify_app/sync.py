@@ -48,7 +48,7 @@ from shopify_app.models import Customer, LineItem, Order, Product, Shop, SyncRun
 log = logging.getLogger(__name__)
 
 RESOURCES = ("customers", "orders", "products")
-BATCH_LINES = 5_000
+BATCH_LINES = 20_000  # lines per transaction: big enough to amortise commits, small RSS
 MAX_ATTEMPTS = 3  # bulk operations started per resource before giving up
 DOWNLOAD_ATTEMPTS = 3  # resumed downloads per ingest
 POLL_INTERVAL = 5.0

@@ -50,9 +50,8 @@ def test_lease_lock_excludes_and_expires_when_its_holder_dies(ctx: Context, tmp_
     settings = _queue_settings(ctx.settings, tmp_path)
     one, two = _runtime(ctx, settings), _runtime(ctx, settings)
     key = f"sync:{uuid.uuid4().hex}"
-    with one.lock(key):
-        with pytest.raises(TaskLockedException), two.lock(key):
-            pass
+    with one.lock(key), pytest.raises(TaskLockedException), two.lock(key):
+        pass
     with two.lock(key):  # released on exit
         pass
     # A holder that dies renews nothing: its lease expires and the next taker gets it.
@@ -88,7 +87,7 @@ def test_a_locked_task_runs_later_once_not_never(ctx: Context, tmp_path: Path) -
         assert len(huey.scheduled()) == 1
     (later,) = huey.read_schedule(_far_future())
     huey.execute(later, timestamp=_far_future())  # its time has come
-    assert CALLS == [{"shop_id": shop_id, "note": ""}]
+    assert [{"shop_id": shop_id, "note": ""}] == CALLS
 
 
 def _far_future() -> Any:

@@ -6,6 +6,7 @@ that succeed on a second try need the small stand-in's ``flaky`` knob (``tag_env
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import threading
 import time
@@ -20,7 +21,7 @@ from shopify_app import jobs, tagging
 from shopify_app.admin import AdminClient
 from shopify_app.errors import ShopifyError
 from shopify_app.jobs import Context
-from shopify_app.models import AuditEntry, Segment, Shop
+from shopify_app.models import AuditEntry, Customer, Segment, Shop
 from shopify_app.sandbox.shopify import ShopifySandbox
 from tests.fixtures_tagging import *  # noqa: F403
 from tests.fixtures_tagging import (
@@ -418,3 +419,25 @@ def test_prefix_change_moves_only_goldpans_own_tags(sandbox_env: TagEnv) -> None
         shop.settings = {**shop.settings, "tag_prefix": "gp-"}
     tagging.on_prefix_changed(env.ctx, env.shop.id, "goldpan-", client=env.client)
     assert env.shopify_tags() == {1: ["goldpan-merchant-own", "gp-fans"], 2: ["x", "gp-fans"]}
+
+
+def test_a_late_older_customers_update_cannot_undo_our_write(sandbox_env: TagEnv) -> None:
+    """Shopify's updatedAt from the mutation answer is stored, so helper D's sync sees an
+    older delivery (the merchant's edit from before our write, arriving late) as stale."""
+    from shopify_app import sync
+
+    env = sandbox_env
+    env.seed({1: ["x", "goldpan-old"]}, {"fans": (True, {1})})
+    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    with env.ctx.sessions() as session:
+        row = session.get(Customer, (env.shop.id, 1))
+        assert row is not None and row.updated_at is not None
+        written_at = row.updated_at
+    late = {
+        "id": 1,
+        "admin_graphql_api_id": "gid://shopify/Customer/1",
+        "updated_at": (written_at - dt.timedelta(seconds=5)).isoformat(),
+        "tags": "goldpan-old, x",
+    }
+    assert sync.apply_webhook(env.ctx, env.shop.id, "customers/update", late) is False
+    assert env.local_tags()[1] == env.shopify_tags()[1] == ["x", "goldpan-fans"]

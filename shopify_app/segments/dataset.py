@@ -245,7 +245,7 @@ def _first_code(raw: Any) -> str:
     return ""
 
 
-def _fetch_all(session: Session, query: Any) -> list[Any]:
+def fetch_rows(session: Session, query: Any) -> list[Any]:
     """All rows as the driver returns them, skipping SQLAlchemy's per-row result processing.
 
     The queries here need no type processing (days are computed in SQL, JSON and money are
@@ -297,7 +297,7 @@ def load(session: Session, shop_id: int, customer_ids: Sequence[int] | None = No
     )
     if only is not None:
         order_q = order_q.where(o.customer_id.in_(only))
-    order_rows = _fetch_all(session, order_q)
+    order_rows = fetch_rows(session, order_q)
     n_o = len(order_rows)
     o_id = np.fromiter((r[0] for r in order_rows), dtype=np.int64, count=n_o)
     o_cid = np.fromiter((r[1] for r in order_rows), dtype=np.int64, count=n_o)
@@ -316,7 +316,7 @@ def load(session: Session, shop_id: int, customer_ids: Sequence[int] | None = No
     if only is not None:
         # By the customer's order ids: an index lookup, not a join the planner may scan.
         line_q = line_q.where(li.order_id.in_([int(v) for v in order_ids]))
-    line_rows = _fetch_all(session, line_q) if (only is None or len(order_ids)) else []
+    line_rows = fetch_rows(session, line_q) if (only is None or len(order_ids)) else []
     n_l = len(line_rows)
     l_oid = np.fromiter((r[0] for r in line_rows), dtype=np.int64, count=n_l)
     sorted_ids = np.argsort(order_ids)

@@ -15,13 +15,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from shopify_app import jobs
@@ -30,7 +31,7 @@ from shopify_app.models import Membership, Segment, SegmentHistory, Shop, utcnow
 from shopify_app.segments import crosssell, library, metrics
 from shopify_app.segments import dataset as dataset_mod
 from shopify_app.segments.config import ShopConfig
-from shopify_app.segments.dataset import Dataset
+from shopify_app.segments.dataset import Dataset, IntArray
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ SUGGESTIONS_KEY = "cross_sell_suggestions"  # mined rules the merchant may accep
 MEMBERSHIPS = cast(Table, Membership.__table__)
 SEGMENTS = cast(Table, Segment.__table__)
 HISTORY = cast(Table, SegmentHistory.__table__)
-CHUNK = 500
+PG_CHUNK = 100_000  # array elements per PostgreSQL statement
 
 
 def shop_config(shop: Shop) -> ShopConfig:
@@ -61,11 +62,6 @@ def cached_stats(shop: Shop) -> library.ShopStats | None:
         return library.ShopStats.from_dict(data)
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _ensure_segments(
@@ -102,63 +98,217 @@ def _ensure_segments(
     return existing
 
 
-def _apply_diff(
-    session: Session,
-    shop_id: int,
-    segment_id: int,
-    wanted: dict[int, str],
-    now: dt.datetime,
-) -> tuple[list[int], list[int]]:
-    """Make the segment's memberships equal ``wanted``; returns (added, removed) customer ids."""
+@dataclass
+class MembershipDiff:
+    """Changes that turn the stored memberships into the wanted ones, as parallel columns.
+
+    Pairs are (segment id, customer id), the memberships' primary key; ``since`` of members
+    kept is left alone.
+    """
+
+    add_segment: IntArray
+    add_customer: IntArray
+    add_reason: list[str]
+    drop_segment: IntArray
+    drop_customer: IntArray
+    change_segment: IntArray
+    change_customer: IntArray
+    change_reason: list[str]
+
+
+def _concat(parts: list[IntArray]) -> IntArray:
+    return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, dtype=np.int64)
+
+
+def diff_memberships(
+    current: tuple[IntArray, IntArray, list[str | None]],
+    wanted: dict[int, tuple[IntArray, list[str]]],
+) -> MembershipDiff:
+    """Compare stored memberships with the wanted ones, segment by segment, in numpy.
+
+    ``current`` is (segment ids, customer ids, reasons) in any order; ``wanted`` maps a segment
+    id to its members' customer ids and reasons. A stored segment missing from ``wanted`` loses
+    every member. Set operations on sorted id arrays replace a million dict look-ups.
+    """
+    cur_seg, cur_cid, cur_reason_list = current
+    order = np.lexsort((cur_cid, cur_seg))
+    cur_seg, cur_cid = cur_seg[order], cur_cid[order]
+    cur_reason = np.asarray(cur_reason_list, dtype=object)[order] if len(order) else None
+    seg_ids = np.unique(np.concatenate([cur_seg, np.fromiter(wanted, dtype=np.int64)]))
+    bounds = np.searchsorted(cur_seg, np.append(seg_ids, np.iinfo(np.int64).max))
+    add_s: list[IntArray] = []
+    add_c: list[IntArray] = []
+    add_r: list[str] = []
+    drop_s: list[IntArray] = []
+    drop_c: list[IntArray] = []
+    chg_s: list[IntArray] = []
+    chg_c: list[IntArray] = []
+    chg_r: list[str] = []
+    for k, sid in enumerate(seg_ids.tolist()):
+        lo, hi = int(bounds[k]), int(bounds[k + 1])
+        have = cur_cid[lo:hi]
+        want_ids, want_reasons = wanted.get(sid, (np.empty(0, dtype=np.int64), []))
+        want_ids = np.asarray(want_ids, dtype=np.int64)
+        w_order = np.argsort(want_ids, kind="stable")
+        want_sorted = want_ids[w_order]
+        reasons = np.asarray(want_reasons, dtype=object)[w_order] if len(w_order) else None
+        _, hi_idx, wi_idx = np.intersect1d(
+            have, want_sorted, assume_unique=True, return_indices=True
+        )
+        gone = np.ones(len(have), dtype=bool)
+        gone[hi_idx] = False
+        new = np.ones(len(want_sorted), dtype=bool)
+        new[wi_idx] = False
+        if gone.any():
+            drop_c.append(have[gone])
+            drop_s.append(np.full(int(gone.sum()), sid, dtype=np.int64))
+        if new.any() and reasons is not None:
+            add_c.append(want_sorted[new])
+            add_s.append(np.full(int(new.sum()), sid, dtype=np.int64))
+            add_r.extend(reasons[new].tolist())
+        if len(wi_idx) and reasons is not None and cur_reason is not None:
+            stored = cur_reason[lo:hi][hi_idx]
+            fresh = reasons[wi_idx]
+            differs = np.asarray(stored != fresh, dtype=bool)
+            if differs.any():
+                chg_c.append(want_sorted[wi_idx][differs])
+                chg_s.append(np.full(int(differs.sum()), sid, dtype=np.int64))
+                chg_r.extend(fresh[differs].tolist())
+    return MembershipDiff(
+        add_segment=_concat(add_s),
+        add_customer=_concat(add_c),
+        add_reason=add_r,
+        drop_segment=_concat(drop_s),
+        drop_customer=_concat(drop_c),
+        change_segment=_concat(chg_s),
+        change_customer=_concat(chg_c),
+        change_reason=chg_r,
+    )
+
+
+def _current_memberships(
+    session: Session, shop_id: int
+) -> tuple[IntArray, IntArray, list[str | None]]:
+    """Every stored membership of the shop as (segment ids, customer ids, reasons)."""
     t = MEMBERSHIPS
-    current = {
-        int(cid): reason
-        for cid, reason in session.execute(
-            select(t.c.customer_id, t.c.reason).where(t.c.segment_id == segment_id)
-        )
-    }
-    added = [cid for cid in wanted if cid not in current]
-    removed = [cid for cid in current if cid not in wanted]
-    changed = [cid for cid in wanted if cid in current and current[cid] != wanted[cid]]
-    for part in _chunks(removed):
-        session.execute(delete(t).where(t.c.segment_id == segment_id, t.c.customer_id.in_(part)))
-    if added:
-        session.execute(
-            insert(t),
-            [
-                {
-                    "segment_id": segment_id,
-                    "customer_id": cid,
-                    "shop_id": shop_id,
-                    "since": now,
-                    "reason": wanted[cid],
-                }
-                for cid in added
-            ],
-        )
-    if changed:
-        session.execute(
-            update(t)
-            .where(t.c.segment_id == bindparam("sid"), t.c.customer_id == bindparam("cid"))
-            .values(reason=bindparam("new_reason")),
-            [{"sid": segment_id, "cid": cid, "new_reason": wanted[cid]} for cid in changed],
-        )
-    return added, removed
+    rows = dataset_mod.fetch_rows(
+        session, select(t.c.segment_id, t.c.customer_id, t.c.reason).where(t.c.shop_id == shop_id)
+    )
+    n = len(rows)
+    return (
+        np.fromiter((r[0] for r in rows), dtype=np.int64, count=n),
+        np.fromiter((r[1] for r in rows), dtype=np.int64, count=n),
+        [r[2] for r in rows],
+    )
+
+
+def _write_diff(session: Session, shop_id: int, now: dt.datetime, diff: MembershipDiff) -> None:
+    """Apply a membership diff with a handful of bulk statements on the current transaction.
+
+    PostgreSQL gets one statement per kind and chunk over ``unnest``-ed arrays (a round trip
+    per chunk, not per row); SQLite, in-process, gets ``executemany`` of primary-key
+    statements on the raw cursor, which skips SQLAlchemy's per-row parameter handling.
+    """
+    conn = session.connection()
+    dialect = conn.dialect
+    t = MEMBERSHIPS.name
+    # ``since`` is the same for every new row: convert it once, as the column type would.
+    since_type = MEMBERSHIPS.c.since.type.dialect_impl(dialect)
+    processor = since_type.bind_processor(dialect)
+    since: Any = processor(now) if processor is not None else now
+    if dialect.name == "postgresql":
+        for lo in range(0, len(diff.drop_customer), PG_CHUNK):
+            conn.exec_driver_sql(
+                f"DELETE FROM {t} m USING unnest(%s::integer[], %s::bigint[]) AS d(s, c) "
+                "WHERE m.segment_id = d.s AND m.customer_id = d.c",
+                (
+                    diff.drop_segment[lo : lo + PG_CHUNK].tolist(),
+                    diff.drop_customer[lo : lo + PG_CHUNK].tolist(),
+                ),
+            )
+        for lo in range(0, len(diff.change_customer), PG_CHUNK):
+            conn.exec_driver_sql(
+                f"UPDATE {t} m SET reason = d.r "
+                "FROM unnest(%s::integer[], %s::bigint[], %s::text[]) AS d(s, c, r) "
+                "WHERE m.segment_id = d.s AND m.customer_id = d.c",
+                (
+                    diff.change_segment[lo : lo + PG_CHUNK].tolist(),
+                    diff.change_customer[lo : lo + PG_CHUNK].tolist(),
+                    diff.change_reason[lo : lo + PG_CHUNK],
+                ),
+            )
+        for lo in range(0, len(diff.add_customer), PG_CHUNK):
+            conn.exec_driver_sql(
+                f"INSERT INTO {t} (segment_id, customer_id, shop_id, since, reason) "
+                "SELECT d.s, d.c, %s, %s, d.r "
+                "FROM unnest(%s::integer[], %s::bigint[], %s::text[]) AS d(s, c, r)",
+                (
+                    shop_id,
+                    since,
+                    diff.add_segment[lo : lo + PG_CHUNK].tolist(),
+                    diff.add_customer[lo : lo + PG_CHUNK].tolist(),
+                    diff.add_reason[lo : lo + PG_CHUNK],
+                ),
+            )
+        return
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if len(diff.drop_customer):
+            cursor.executemany(
+                f"DELETE FROM {t} WHERE segment_id = ? AND customer_id = ?",
+                list(zip(diff.drop_segment.tolist(), diff.drop_customer.tolist(), strict=True)),
+            )
+        if len(diff.change_customer):
+            cursor.executemany(
+                f"UPDATE {t} SET reason = ? WHERE segment_id = ? AND customer_id = ?",
+                list(
+                    zip(
+                        diff.change_reason,
+                        diff.change_segment.tolist(),
+                        diff.change_customer.tolist(),
+                        strict=True,
+                    )
+                ),
+            )
+        if len(diff.add_customer):
+            # Rows arrive sorted by primary key, so SQLite appends to its B-trees.
+            cursor.executemany(
+                f"INSERT INTO {t} (segment_id, customer_id, shop_id, since, reason) "
+                "VALUES (?, ?, ?, ?, ?)",
+                list(
+                    zip(
+                        diff.add_segment.tolist(),
+                        diff.add_customer.tolist(),
+                        itertools.repeat(shop_id),
+                        itertools.repeat(since),
+                        diff.add_reason,
+                    )
+                ),
+            )
+    finally:
+        cursor.close()
 
 
 def _write_history(
-    session: Session, shop_id: int, segment_id: int, day: dt.date, members: int, revenue: float
+    session: Session, shop_id: int, day: dt.date, rows: list[tuple[int, int, float]]
 ) -> None:
+    """Today's (segment id, members, revenue) rows, replacing any written earlier today."""
+    if not rows:
+        return
     t = HISTORY
-    session.execute(delete(t).where(t.c.segment_id == segment_id, t.c.day == day))
+    session.execute(delete(t).where(t.c.segment_id.in_([r[0] for r in rows]), t.c.day == day))
     session.execute(
-        insert(t).values(
-            segment_id=segment_id,
-            day=day,
-            shop_id=shop_id,
-            members=members,
-            revenue=round(revenue, 2),
-        )
+        insert(t),
+        [
+            {
+                "segment_id": sid,
+                "day": day,
+                "shop_id": shop_id,
+                "members": members,
+                "revenue": round(revenue, 2),
+            }
+            for sid, members, revenue in rows
+        ],
     )
 
 
@@ -172,23 +322,28 @@ def write_evaluation(
     ids = ev.dataset.customer_ids
     spend = ev.features.spend
     counts: dict[str, int] = {}
+    wanted: dict[int, tuple[IntArray, list[str]]] = {}
+    history: list[tuple[int, int, float]] = []
     for handle, seg in segments.items():
         result = ev.segments.get(handle)
         if result is None or not seg.enabled:
             # A segment no longer defined (rule deleted, region no longer in the top) or
             # switched off keeps its row but loses its members, so their tags come off.
-            wanted: dict[int, str] = {}
+            members: IntArray = np.empty(0, dtype=np.int64)
+            reasons: list[str] = []
             revenue = 0.0
         else:
-            member_ids = ids[result.members].tolist()
-            wanted = dict(zip(member_ids, result.reasons, strict=True))
+            members = ids[result.members]
+            reasons = result.reasons
             revenue = float(spend[result.members].sum())
-        _apply_diff(session, shop.id, seg.id, wanted, now)
-        seg.member_count = len(wanted)
+            counts[handle] = len(members)
+        wanted[seg.id] = (members, reasons)
+        seg.member_count = len(members)
         seg.computed_at = now
-        _write_history(session, shop.id, seg.id, as_of, len(wanted), revenue)
-        if result is not None and seg.enabled:
-            counts[handle] = len(wanted)
+        history.append((seg.id, len(members), revenue))
+    diff = diff_memberships(_current_memberships(session, shop.id), wanted)
+    _write_diff(session, shop.id, now, diff)
+    _write_history(session, shop.id, as_of, history)
     return counts
 
 
