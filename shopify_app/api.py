@@ -1082,6 +1082,7 @@ def settings_put(request: Request) -> Response:
     with _session(request) as session, session.begin():
         shop = _shop(session, shop_id)
         current = _load_config(shop)
+        old_prefix = current.get("tag_prefix")
         validated = _validate_config(current, changes)
         # Keys other features keep in Shop.settings are left as they are.
         shop.settings = {**(shop.settings or {}), **validated}
@@ -1096,6 +1097,9 @@ def settings_put(request: Request) -> Response:
             )
         )
     _enqueue(request, "segments.recompute_shop", shop_id=shop_id)
+    if old_prefix and validated.get("tag_prefix") != old_prefix:
+        # After the recompute has written the new tags: take the old prefix's tags off.
+        _enqueue(request, "tags.prefix_changed", shop_id=shop_id, old_prefix=old_prefix)
     return JSONResponse({"settings": validated})
 
 
