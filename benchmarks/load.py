@@ -74,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--redis-url", default=None)
     parser.add_argument("--drain-timeout", type=float, default=300)
+    parser.add_argument(
+        "--no-tag-sync",
+        action="store_true",
+        help="leave the segments' tag sync off (it is turned on for every segment by default)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -143,8 +148,39 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
     figures["install_and_initial_sync_s"] = round(time.monotonic() - started, 1)
     say(f"{args.shops} shops installed and synced in {figures['install_and_initial_sync_s']} s")
 
+    if not args.no_tag_sync:
+        # As a merchant would in the page: tag customers with every segment they are in.
+        from sqlalchemy import update
+
+        from shopify_app.models import Segment
+
+        with cluster.ctx.sessions.begin() as s:
+            s.execute(update(Segment).values(tag_sync=True))
+
     # --- webhooks ---------------------------------------------------------------------------
     cluster.sandbox.app_url = None  # we deliver the orders/create webhooks ourselves
+    sends_of: dict[str, list[float]] = {}  # "domain:customer" -> send times
+    tag_changes: list[tuple[str, float]] = []  # ("domain:customer", when the tags changed)
+    watching = threading.Event()
+
+    def watch_tags() -> None:
+        # The sandbox is Shopify: a customer's tags changing there is the tag write landing.
+        last: dict[str, tuple[str, ...]] = {}
+        while not watching.is_set():
+            with lock:
+                keys = list(sends_of)
+            now = time.time()
+            for key in keys:
+                domain, number = key.rsplit(":", 1)
+                customer = cluster.sandbox.store(domain).customers.get(int(number))
+                tags = tuple(sorted(customer.tags)) if customer is not None else ()
+                if key in last and last[key] != tags:
+                    tag_changes.append((key, now))
+                last[key] = tags
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch_tags, daemon=True)
+    watcher.start()
     total = int(args.rate * args.seconds)
     sent: dict[str, float] = {}  # event id -> wall-clock send time
     customer_of: dict[str, tuple[str, int]] = {}
@@ -185,6 +221,7 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
                 key = f"{store.domain}:{customer_id}"
                 if key not in tags_before:
                     tags_before[key] = tuple(sorted(store.customers[customer_id].tags))
+                sends_of.setdefault(key, []).append(sent[event_id])
             for _ in range(copies):
                 with lock:
                     web = next(web_cycle)
@@ -257,6 +294,24 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
         "max": round(max(latencies)) if latencies else None,
     }
     say(f"webhook→processed: {summary(latencies)}")
+
+    time.sleep(5)  # tag writes trail the webhooks' processing
+    watching.set()
+    watcher.join()
+    # webhook → tags written: from the customer's latest webhook sent before the change (a
+    # lower bound should two webhooks of one customer overlap; they are seconds apart here).
+    tag_latencies = []
+    for key, when in tag_changes:
+        before = [t for t in sends_of.get(key, []) if t <= when]
+        if before:
+            tag_latencies.append((when - max(before)) * 1000)
+    figures["tag_writes_observed"] = len(tag_latencies)
+    figures["webhook_to_tags_ms"] = {
+        "p50": round(percentile(tag_latencies, 0.5)) if tag_latencies else None,
+        "p95": round(percentile(tag_latencies, 0.95)) if tag_latencies else None,
+        "max": round(max(tag_latencies)) if tag_latencies else None,
+    }
+    say(f"webhook→tags written: {summary(tag_latencies)}")
 
     # Tags on the sandbox: how many customers whose tags changed since their first webhook.
     changed = sum(

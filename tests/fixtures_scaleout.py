@@ -126,12 +126,19 @@ class Cluster:
         self.procs[name] = proc
         return proc
 
-    def start_web(self) -> str:
-        """Start ``shopify-app serve`` on a free port; returns its URL once it answers."""
-        port = free_port()
+    def start_web(self, *, inline: bool = False, port: int | None = None) -> str:
+        """Start ``shopify-app serve`` (on ``port``, else a free one); returns its URL once it
+        answers. ``inline``: with its own job consumer and scheduler (the single-machine setup).
+        """
+        port = port or free_port()
         url = f"http://127.0.0.1:{port}"
         name = f"web{len(self.web_urls) + 1}"
-        env = {**self.env, "SHOPIFY_APP_URL": url, "PORT": str(port)}
+        env = {
+            **self.env,
+            "SHOPIFY_APP_URL": url,
+            "PORT": str(port),
+            "INLINE_WORKER": "true" if inline else "false",
+        }
         self._spawn(name, ["serve", "--port", str(port)], env)
         wait_until(lambda: self._answers(url), 30, f"{name} to answer /healthz")
         self.web_urls.append(url)

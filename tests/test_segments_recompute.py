@@ -6,13 +6,14 @@ import datetime as dt
 import itertools
 from typing import Any
 
+import numpy as np
 import pytest
 from huey import MemoryHuey
 from sqlalchemy import select
 
 from shopify_app import jobs
 from shopify_app.models import Customer, LineItem, Membership, Order, Segment, SegmentHistory, Shop
-from shopify_app.segments import recompute
+from shopify_app.segments import dataset, recompute
 
 _ids = itertools.count(10_000)
 TODAY = dt.datetime.now(dt.UTC).replace(hour=12, minute=0, second=0, microsecond=0)
@@ -223,3 +224,47 @@ def test_empty_shop_and_cached_page_data(queued_ctx, make_shop) -> None:  # type
     assert settings[recompute.METRICS_KEY]["customers"] == 1
     assert settings[recompute.SUGGESTIONS_KEY] == []
     assert set(memberships(ctx, shop.id, "vip")) == {a}
+
+
+def test_diff_memberships_adds_drops_and_changes_reasons() -> None:
+    current = (
+        np.array([2, 1, 1, 1, 9], dtype=np.int64),
+        np.array([5, 30, 10, 20, 7], dtype=np.int64),
+        ["r5", "r30", "r10", "old", "r7"],
+    )
+    wanted = {
+        1: (np.array([40, 10, 20], dtype=np.int64), ["r40", "r10", "new"]),
+        2: (np.array([5], dtype=np.int64), ["r5"]),
+    }
+    diff = recompute.diff_memberships(current, wanted)
+    adds = zip(diff.add_segment.tolist(), diff.add_customer.tolist(), diff.add_reason, strict=True)
+    assert set(adds) == {(1, 40, "r40")}
+    drops = zip(diff.drop_segment.tolist(), diff.drop_customer.tolist(), strict=True)
+    assert set(drops) == {(1, 30), (9, 7)}
+    changes = zip(
+        diff.change_segment.tolist(), diff.change_customer.tolist(), diff.change_reason, strict=True
+    )
+    assert set(changes) == {(1, 20, "new")}
+
+
+def test_recompute_rewrites_stale_reasons_and_keys_custom_items(queued_ctx, make_shop) -> None:  # type: ignore[no-untyped-def]
+    ctx = queued_ctx
+    shop = make_shop()
+    with ctx.sessions.begin() as s:
+        a = add_customer(s, shop.id, "a@gmail.com")
+        oid = add_order(s, shop.id, a, 20, 10.0, [], discount_codes=[{"code": "welcome10 "}])
+        s.add(LineItem(shop_id=shop.id, id=next(_ids), order_id=oid, title="Gift Wrap", quantity=2))
+    recompute.recompute_shop_now(ctx, shop.id)
+    before = memberships(ctx, shop.id, "one-time-buyers")[a]
+    with ctx.sessions.begin() as s:
+        s.get(Membership, (before.segment_id, a)).reason = "stale"  # type: ignore[union-attr]
+    recompute.recompute_shop_now(ctx, shop.id)
+    after = memberships(ctx, shop.id, "one-time-buyers")[a]
+    assert after.reason == before.reason != "stale"
+    assert after.since == before.since
+    with ctx.sessions() as session:
+        ds = dataset.load(session, shop.id)
+    key = dataset.product_key_for_title("Gift Wrap")
+    assert ds.line_product.tolist() == [key]
+    assert ds.product_titles[key] == "Gift Wrap"
+    assert ds.order_discount == ["WELCOME10"]
