@@ -194,7 +194,11 @@ def place_order(sandbox: ShopifySandbox, domain: str, spec: dict[str, Any]) -> O
         if customer is None:
             raise LookupError(f"no customer {raw_customer} on {domain}")
     elif spec.get("email"):
-        customer = next((c for c in store.customers.values() if c.email == spec["email"]), None)
+        # Shopify matches customer emails case-insensitively.
+        wanted = str(spec["email"]).strip().lower()
+        customer = next(
+            (c for c in store.customers.values() if (c.email or "").lower() == wanted), None
+        )
         if customer is None:
             customer = store.add_customer(
                 Customer(
@@ -247,22 +251,6 @@ def place_order(sandbox: ShopifySandbox, domain: str, spec: dict[str, Any]) -> O
         billing_address=billing,
     )
     return store.add_order(order)
-
-
-def _variant_by_handle(store: Any, handle: str, which: Any = None) -> Any:
-    """The variant of product ``handle`` titled or SKU'd ``which`` (default: the first)."""
-    product = next((p for p in store.products.values() if p.handle == handle), None)
-    if product is None or not product.variants:
-        known = sorted(p.handle for p in store.products.values())
-        raise LookupError(f"no product {handle!r}; products: {', '.join(known)}")
-    if which is None:
-        return product.variants[0]
-    wanted = str(which).strip().lower()
-    for variant in product.variants:
-        if wanted in (variant.title.lower(), (variant.sku or "").lower()):
-            return variant
-    titles = ", ".join(v.title for v in product.variants)
-    raise LookupError(f"{handle} has no variant {which!r}; variants: {titles}")
 
 
 _CUSTOMER_FIELDS = {
