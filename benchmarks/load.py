@@ -159,6 +159,16 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
 
     # --- webhooks ---------------------------------------------------------------------------
     cluster.sandbox.app_url = None  # we deliver the orders/create webhooks ourselves
+    total = int(args.rate * args.seconds)
+    sent: dict[str, float] = {}  # event id -> wall-clock send time
+    customer_of: dict[str, tuple[str, int]] = {}
+    tags_before: dict[str, tuple[str, ...]] = {}
+    errors: list[str] = []
+    retried: list[str] = []
+    lock = threading.Lock()
+    web_cycle = itertools.cycle(webs)
+    http = threading.local()
+
     sends_of: dict[str, list[float]] = {}  # "domain:customer" -> send times
     tag_changes: list[tuple[str, float]] = []  # ("domain:customer", when the tags changed)
     watching = threading.Event()
@@ -181,14 +191,6 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
 
     watcher = threading.Thread(target=watch_tags, daemon=True)
     watcher.start()
-    total = int(args.rate * args.seconds)
-    sent: dict[str, float] = {}  # event id -> wall-clock send time
-    customer_of: dict[str, tuple[str, int]] = {}
-    tags_before: dict[str, tuple[str, ...]] = {}
-    errors: list[str] = []
-    lock = threading.Lock()
-    web_cycle = itertools.cycle(webs)
-    http = threading.local()
 
     def session() -> requests.Session:
         if not hasattr(http, "s"):
@@ -225,7 +227,20 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
             for _ in range(copies):
                 with lock:
                     web = next(web_cycle)
-                response = session().post(f"{web}/webhooks", data=body, headers=headers, timeout=30)
+                for attempt in range(5):
+                    # Like Shopify, retry a delivery that got no answer (a kept-alive connection
+                    # the server closed meanwhile, an overloaded accept queue).
+                    try:
+                        response = session().post(
+                            f"{web}/webhooks", data=body, headers=headers, timeout=30
+                        )
+                        break
+                    except requests.ConnectionError:
+                        with lock:
+                            retried.append(event_id)
+                        time.sleep(0.2 * (attempt + 1))
+                else:
+                    raise RuntimeError("no answer after 5 attempts")
                 if response.status_code != 200:
                     errors.append(f"{response.status_code} {response.text[:100]}")
         except Exception as exc:  # counted and reported, never hidden
@@ -243,6 +258,7 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
     send_seconds = time.monotonic() - begin
     figures["webhooks_sent"] = len(sent)
     figures["webhook_send_errors"] = len(errors)
+    figures["webhook_send_retries"] = len(retried)
     figures["webhook_rate_achieved_per_s"] = round(len(sent) / send_seconds, 1)
     if errors:
         say(f"send errors, first: {errors[0]}")

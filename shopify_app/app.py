@@ -621,8 +621,6 @@ def create_app(ctx: Context, *, start_worker: bool = False) -> Starlette:
             consumer = _start_consumer(ctx.runtime, scheduler=not ctx.settings.redis_url)
         if ctx.runtime is not None:
             await run_in_threadpool(webhooks.requeue_pending, ctx)
-            if consumer is not None:
-                await run_in_threadpool(resume_syncs, ctx)
         try:
             yield
         finally:
@@ -666,6 +664,8 @@ def serve(settings: Settings, host: str = "127.0.0.1") -> None:
     if settings.database_url.startswith("sqlite"):
         db.upgrade(settings.database_url)
     ctx = build_context(settings)
+    if settings.inline_worker:
+        resume_syncs(ctx)  # this process is the worker: pick up what a crash left behind
     app = create_app(ctx, start_worker=settings.inline_worker)
     log.info("serving on http://%s:%s (app url %s)", host, settings.port, settings.app_url)
     uvicorn.run(app, host=host, port=settings.port, log_config=None, access_log=False)
