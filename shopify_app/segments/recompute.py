@@ -579,6 +579,9 @@ def recompute_customer(ctx: jobs.Context, shop_id: int, customer_id: int) -> boo
         return False
     if changed:
         _follow_up(ctx, "tags.sync", shop_id=shop_id, customer_ids=[int(customer_id)])
+    # Even with no membership change the customer may have unsubscribed or changed their email:
+    # Meta must hear of it now, not at the next scheduled refresh (cheap without a connection).
+    _follow_up(ctx, "meta.sync_customer", shop_id=shop_id, customer_id=int(customer_id))
     return changed
 
 
