@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 
 from shopify_app import jobs
 from shopify_app.crypto import TokenCipher
-from shopify_app.db import make_engine, make_sessionmaker, write_transaction
+from shopify_app.db import make_engine, make_sessionmaker, transaction
 from shopify_app.errors import AuthError, TokenError, TransientError
 from shopify_app.models import MetaConnection, Shop, utcnow
 from shopify_app.settings import Settings
@@ -347,7 +347,7 @@ def install(ctx: jobs.Context, shop_domain: str, tokens: TokenSet) -> int:
     domain = require_shop(shop_domain)
     for attempt in (1, 2):
         try:
-            with write_transaction(ctx.sessions) as session:
+            with transaction(ctx.sessions) as session:
                 shop = session.scalar(select(Shop).where(Shop.domain == domain))
                 fresh = shop is None or shop.uninstalled_at is not None or not shop.access_token
                 if shop is None:
@@ -448,7 +448,7 @@ def _renew(ctx: jobs.Context, shop: Shop, http: requests.Session | None) -> str:
     }
     if tokens.scope:
         values["scopes"] = tokens.scope
-    with write_transaction(ctx.sessions) as session:
+    with transaction(ctx.sessions) as session:
         result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
             update(Shop)
             .where(Shop.id == shop.id, Shop.token_version == seen_version)
@@ -469,7 +469,7 @@ def _renew(ctx: jobs.Context, shop: Shop, http: requests.Session | None) -> str:
 
 def drop_tokens(ctx: jobs.Context, shop_id: int) -> None:
     """Forget a shop's credentials (``app/uninstalled``); keeps its data and marks the time."""
-    with write_transaction(ctx.sessions) as session:
+    with transaction(ctx.sessions) as session:
         shop = session.get(Shop, shop_id)
         if shop is None:
             return
@@ -491,7 +491,7 @@ def rotate_keys(settings: Settings) -> int:
     engine = make_engine(settings.database_url)
     count = 0
     try:
-        with write_transaction(make_sessionmaker(engine)) as session:
+        with transaction(make_sessionmaker(engine)) as session:
             for shop in session.scalars(select(Shop)):
                 for attr in ("access_token", "refresh_token"):
                     value = getattr(shop, attr)

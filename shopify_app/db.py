@@ -59,22 +59,22 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session in one transaction: committed on success, rolled back on any error."""
-    with factory() as session, session.begin():
-        yield session
-
-
-@contextmanager
-def write_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """Like :func:`transaction`, for a transaction that reads and then writes.
+    """A session in one transaction: committed on success, rolled back on any error.
 
     On SQLite it takes the write lock at ``BEGIN IMMEDIATE``: a deferred transaction that read
-    first cannot wait for the lock when it upgrades (WAL answers "database is locked" at once if
-    another writer committed meanwhile). Other databases get a plain transaction.
+    first cannot wait for the lock when it upgrades to a write (WAL answers "database is locked"
+    at once if another writer committed meanwhile), while an immediate one waits its turn under
+    ``busy_timeout``. Plain reads use a session without this. Other databases get a plain
+    transaction.
     """
     with factory() as session, session.begin():
         session.connection(execution_options={"sqlite_immediate": True})
         yield session
+
+
+def write_engine(engine: Engine) -> Engine:
+    """``engine`` whose ``begin()`` takes SQLite's write lock up front (see :func:`transaction`)."""
+    return engine.execution_options(sqlite_immediate=True)
 
 
 def alembic_config(database_url: str) -> Any:

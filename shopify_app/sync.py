@@ -39,7 +39,7 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, Table, bindparam, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from shopify_app import jobs
+from shopify_app import db, jobs
 from shopify_app.admin import AdminClient, gid_number
 from shopify_app.db import transaction
 from shopify_app.errors import ShopifyError, SyncError
@@ -457,7 +457,7 @@ SQLITE_CACHE_KIB = 65_536  # the default 2 MB page cache thrashes on million-row
 
 def _commit(ctx: jobs.Context, run_id: int, batch: Batch, done: int) -> int:
     done += batch.lines
-    with ctx.engine.begin() as conn:
+    with db.write_engine(ctx.engine).begin() as conn:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
         write_batch(conn, batch)
@@ -498,6 +498,12 @@ def ingest_run(ctx: jobs.Context, client: AdminClient, run_id: int) -> None:
                     _fail(ctx, run_id, str(exc))
                     raise
                 continue
+            except Exception:
+                # Anything else (a database blip, a killed connection): hand the run back so the
+                # task's retry, or the poller, claims it again at once from the checkpoint
+                # instead of waiting for the stall detector.
+                _release(ctx, run_id)
+                raise
         with transaction(ctx.sessions) as session:
             run = session.get(SyncRun, run_id)
             assert run is not None
@@ -510,6 +516,15 @@ def ingest_run(ctx: jobs.Context, client: AdminClient, run_id: int) -> None:
             "bulk import done", extra={"shop": client.shop, "run": run_id, "lines": checkpoint}
         )
         return
+
+
+def _release(ctx: jobs.Context, run_id: int) -> None:
+    with db.write_engine(ctx.engine).begin() as conn:
+        conn.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id, SyncRun.status == "ingesting")
+            .values(status="running")
+        )
 
 
 def _fail(ctx: jobs.Context, run_id: int, error: str) -> None:
@@ -895,7 +910,7 @@ def apply_webhook(ctx: jobs.Context, shop_id: int, topic: str, payload: dict[str
     if topic in ("orders/create", "orders/updated", "orders/cancelled", "orders/edited"):
         order, items = _rest_order_rows(shop_id, payload)
         customer_id = order[2]
-        with ctx.engine.begin() as conn:
+        with db.write_engine(ctx.engine).begin() as conn:
             stored = conn.execute(
                 select(Order.updated_at).where(Order.shop_id == shop_id, Order.id == order[1])
             ).first()
@@ -924,7 +939,7 @@ def apply_webhook(ctx: jobs.Context, shop_id: int, topic: str, payload: dict[str
         row = _rest_customer_row(shop_id, payload, stored_customer)
         batch = Batch.empty()
         batch.rows["customers"].append(row)
-        with ctx.engine.begin() as conn:
+        with db.write_engine(ctx.engine).begin() as conn:
             write_batch(conn, batch)
     elif topic == "customers/delete":
         customer_id = int(payload["id"])

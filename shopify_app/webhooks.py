@@ -35,7 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shopify_app import auth, jobs, logs
-from shopify_app.db import write_transaction
+from shopify_app.db import transaction
 from shopify_app.models import (
     AuditEntry,
     Customer,
@@ -113,7 +113,7 @@ async def receive(request: Request) -> Response:
 def accept(ctx: jobs.Context, delivery: Delivery) -> str:
     """Store and enqueue ``delivery``; returns ``queued``, ``duplicate`` or ``ignored``."""
     try:
-        with write_transaction(ctx.sessions) as session:
+        with transaction(ctx.sessions) as session:
             known = session.scalar(select(Shop.id).where(Shop.domain == delivery.shop_domain))
             if known is None:
                 log.info(
@@ -210,7 +210,7 @@ Handler = Callable[[jobs.Context, Shop, dict[str, Any], WebhookEvent], Outcome]
 @jobs.task("webhooks.process", retries=3, retry_delay=30)
 def process(ctx: jobs.Context, event_id: int) -> str:
     """Handle one stored webhook event (idempotent: a finished event is not handled twice)."""
-    with write_transaction(ctx.sessions) as session:
+    with transaction(ctx.sessions) as session:
         claimed = session.execute(
             update(WebhookEvent)
             .where(
@@ -241,7 +241,7 @@ def process(ctx: jobs.Context, event_id: int) -> str:
 
 
 def _finish(ctx: jobs.Context, event_pk: int, status: str, reason: str | None) -> None:
-    with write_transaction(ctx.sessions) as session:
+    with transaction(ctx.sessions) as session:
         session.execute(
             update(WebhookEvent)
             .where(WebhookEvent.id == event_pk)
@@ -309,7 +309,7 @@ def handle_uninstalled(
     already = shop.uninstalled_at is not None and shop.access_token is None
     auth.drop_tokens(ctx, shop.id)
     if not already:
-        with write_transaction(ctx.sessions) as session:
+        with transaction(ctx.sessions) as session:
             _audit(session, shop.id, "app/uninstalled")
     return "done", "already uninstalled" if already else None
 
@@ -322,7 +322,7 @@ def handle_scopes_update(
     if not isinstance(current, list):
         return "skipped", "payload has no current scopes"
     scopes = ",".join(str(s) for s in current)
-    with write_transaction(ctx.sessions) as session:
+    with transaction(ctx.sessions) as session:
         session.execute(
             update(Shop)
             .where(Shop.id == shop.id)
@@ -439,7 +439,7 @@ def handle_data_request(
     order_ids = _int_list(payload.get("orders_requested"))
     request = payload.get("data_request")
     request_id = request.get("id") if isinstance(request, dict) else None
-    with write_transaction(ctx.sessions) as session:
+    with transaction(ctx.sessions) as session:
         export = build_export(session, shop.id, customer_id, order_ids)
         session.add(
             DataRequest(
@@ -471,7 +471,7 @@ def handle_customer_redact(
     email = given.get("email") if isinstance(given, dict) else None
     phone = given.get("phone") if isinstance(given, dict) else None
     meta_declared = jobs.has_task("meta.forget_customer")
-    with write_transaction(ctx.sessions) as session:
+    with transaction(ctx.sessions) as session:
         if customer_id is not None:
             stored = session.get(Customer, (shop.id, customer_id))
             if stored is not None:
@@ -542,7 +542,7 @@ def handle_shop_redact(
     """
     if shop.is_installed:
         return "skipped", "the shop has the app installed again"
-    with write_transaction(ctx.sessions) as session:
+    with transaction(ctx.sessions) as session:
         # Every table keyed by shop cascades from shops (ON DELETE CASCADE).
         session.execute(delete(Shop).where(Shop.id == shop.id))
         session.execute(
