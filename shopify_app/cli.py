@@ -15,7 +15,8 @@ from pathlib import Path
 from shopify_app.errors import ConfigError, GoldpanError, InputError
 
 
-def _date(value: str) -> dt.date:
+def iso_date(value: str) -> dt.date:
+    """argparse type for ``YYYY-MM-DD`` (shared by the sandbox CLI)."""
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     analyze = sub.add_parser("analyze", help="segments and metrics from an orders-export CSV")
     analyze.add_argument("orders_csv", type=Path)
-    analyze.add_argument("--as-of", type=_date, default=None, help="YYYY-MM-DD (default: today)")
+    analyze.add_argument("--as-of", type=iso_date, default=None, help="YYYY-MM-DD (default: today)")
     analyze.add_argument("--json", action="store_true", help="print one JSON object")
     analyze.add_argument("--meta-dir", type=Path, default=None, help="write Meta customer lists")
 

@@ -17,7 +17,6 @@ sandbox's 4xx answer).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import signal
@@ -27,6 +26,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import requests
+
+from shopify_app.cli import iso_date
 
 DEFAULT_PORT = 8001
 """``serve``'s port, and where the commands look by default (the demo runs its sandbox here)."""
@@ -54,13 +55,6 @@ def _positive(value: str) -> int:
     return number
 
 
-def _date(value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {value!r}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``shopify-app sandbox`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -79,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--shop", default=DEFAULT_SHOP, help="the generated shop's domain")
     serve.add_argument("--customers", type=int, default=300)
     serve.add_argument("--seed", type=int, default=7)
-    serve.add_argument("--as-of", type=_date, default=None, help="YYYY-MM-DD (default: today)")
+    serve.add_argument("--as-of", type=iso_date, default=None, help="YYYY-MM-DD (default: today)")
     serve.add_argument("--api-key", default="sandbox-api-key", help="the app's client id")
     serve.add_argument("--api-secret", default="sandbox-api-secret", help="the app's secret")
     serve.add_argument(
