@@ -41,6 +41,7 @@ from shopify_app.meta.identifiers import consent_allows
 from shopify_app.models import (
     AuditEntry,
     Customer,
+    DataRequest,
     LineItem,
     MetaAudience,
     MetaConnection,
@@ -1181,6 +1182,49 @@ def audit(request: Request) -> Response:
         )
 
 
+@endpoint
+def data_requests(request: Request) -> Response:
+    """Customers' data requests (``customers/data_request``), newest first, for the merchant."""
+    shop_id = _shop_id(request)
+    with _session(request) as session:
+        rows = session.scalars(
+            select(DataRequest)
+            .where(DataRequest.shop_id == shop_id)
+            .order_by(DataRequest.id.desc())
+            .limit(PAGE_SIZE)
+        ).all()
+        return JSONResponse(
+            {
+                "requests": [
+                    {
+                        "id": r.id,
+                        "request_id": r.request_id,
+                        "customer_id": r.customer_id,
+                        "requested_at": _iso(r.requested_at),
+                    }
+                    for r in rows
+                ]
+            }
+        )
+
+
+@endpoint
+def data_request_export(request: Request) -> Response:
+    """One data request's export: everything Goldpan holds about that customer, as JSON."""
+    shop_id = _shop_id(request)
+    raw = request.path_params.get("request_id", "")
+    if not str(raw).isdigit():
+        raise InputError("request id must be a number", field="request_id")
+    with _session(request) as session:
+        row = session.get(DataRequest, int(raw))
+        if row is None or row.shop_id != shop_id:
+            raise NotFound("no such data request")
+        return JSONResponse(
+            row.export,
+            headers={"Content-Disposition": f'attachment; filename="data-request-{row.id}.json"'},
+        )
+
+
 routes: list[Route] = [
     Route("/home", home, methods=["GET"]),
     Route("/segments", segments, methods=["GET"]),
@@ -1196,5 +1240,7 @@ routes: list[Route] = [
     Route("/settings", settings_put, methods=["PUT"]),
     Route("/products", products, methods=["GET"]),
     Route("/audit", audit, methods=["GET"]),
+    Route("/data-requests", data_requests, methods=["GET"]),
+    Route("/data-requests/{request_id}", data_request_export, methods=["GET"]),
 ]
 """The API table; ``shopify_app.app`` mounts it under ``/api`` behind session-token checks."""

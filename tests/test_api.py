@@ -16,7 +16,7 @@ import requests
 from sqlalchemy.orm import Session, sessionmaker
 
 from shopify_app.jobs import Context
-from shopify_app.models import Segment, Shop, SyncRun
+from shopify_app.models import DataRequest, Segment, Shop, SyncRun
 from shopify_app.sandbox.server import RunningServer, start_server
 from tests.fixtures_api import build_page_app, seed_shop, session_token
 
@@ -282,6 +282,11 @@ def test_settings_round_trip_and_refusals(
     assert r.status_code == 200, r.text
     assert client.get("/settings").json()["settings"]["tag_prefix"] == "gp-"
     assert ("segments.recompute_shop", {"shop_id": shop.id}) in queued.calls
+    # the old prefix's tags are taken off after the recompute wrote the new ones
+    assert ("tags.prefix_changed", {"shop_id": shop.id, "old_prefix": "goldpan-"}) in queued.calls
+    queued.calls.clear()
+    client.put("/settings", {"settings": {"vip_share": 0.2}})
+    assert [name for name, _ in queued.calls] == ["segments.recompute_shop"]
 
     r = client.put("/settings", {"settings": {"tag_prefix": ""}})
     assert r.status_code == 400 and r.json()["field"] == "tag_prefix"
@@ -334,6 +339,29 @@ def test_audit_is_per_shop(server: RunningServer, shop_a, shop_b) -> None:
     theirs = Client(server.url, other.domain).get("/audit").json()["entries"]
     assert {e["id"] for e in mine}.isdisjoint({e["id"] for e in theirs})
     assert Client(server.url, shop.domain).get("/audit", before="x").status_code == 400
+
+
+def test_data_request_exports_are_downloadable_by_their_shop_only(
+    server: RunningServer, shop_a, shop_b, sessions: sessionmaker[Session]
+) -> None:
+    (shop, _), (other, _) = shop_a, shop_b
+    with sessions.begin() as session:
+        row = DataRequest(
+            shop_id=shop.id, request_id="9999", customer_id=42, export={"customer": {"id": 42}}
+        )
+        session.add(row)
+        session.flush()
+        request_id = row.id
+    mine = Client(server.url, shop.domain)
+    listed = mine.get("/data-requests").json()["requests"]
+    assert [r["id"] for r in listed] == [request_id] and listed[0]["customer_id"] == 42
+    export = mine.get(f"/data-requests/{request_id}")
+    assert export.status_code == 200 and export.json() == {"customer": {"id": 42}}
+    assert "attachment" in export.headers["Content-Disposition"]
+    theirs = Client(server.url, other.domain)
+    assert theirs.get(f"/data-requests/{request_id}").status_code == 404
+    assert theirs.get("/data-requests").json()["requests"] == []
+    assert mine.get("/data-requests/abc").status_code == 400
 
 
 def test_renaming_a_tag_migrates_it_and_remove_all_needs_confirmation(
