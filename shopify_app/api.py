@@ -52,6 +52,7 @@ from shopify_app.models import (
     Shop,
     SyncRun,
 )
+from shopify_app.segments import library
 from shopify_app.segments.config import ShopConfig
 
 log = logging.getLogger(__name__)
@@ -687,7 +688,8 @@ def segment_members_csv(request: Request) -> Response:
                     + [
                         c.number_of_orders,
                         f"{float(c.amount_spent or 0):.2f}",
-                        _csv_safe(reason),
+                        # Spreadsheets get the reason in English, not the page's JSON.
+                        _csv_safe(library.render(reason)),
                         _iso(since),
                     ]
                 )

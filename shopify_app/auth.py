@@ -34,13 +34,14 @@ from urllib.parse import urlsplit
 
 import jwt
 import requests
+from cryptography.fernet import InvalidToken
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 
 from shopify_app import jobs
 from shopify_app.crypto import TokenCipher
 from shopify_app.db import make_engine, make_sessionmaker, transaction
-from shopify_app.errors import AuthError, TokenError, TransientError
+from shopify_app.errors import AuthError, ConfigError, TokenError, TransientError
 from shopify_app.models import MetaConnection, Shop, utcnow
 from shopify_app.settings import Settings
 
@@ -490,17 +491,31 @@ def rotate_keys(settings: Settings) -> int:
     cipher = TokenCipher(settings.token_encryption_keys)
     engine = make_engine(settings.database_url)
     count = 0
+
+    def rotated(value: str, where: str) -> str:
+        try:
+            return cipher.rotate(value)
+        except InvalidToken:
+            # All or nothing: the transaction rolls back, no secret is left half-rotated.
+            raise ConfigError(
+                f"{where} was encrypted with a key TOKEN_ENCRYPTION_KEY no longer lists; "
+                "add that key back (after the new one) and run rotate-keys again",
+                variable="TOKEN_ENCRYPTION_KEY",
+            ) from None
+
     try:
         with transaction(make_sessionmaker(engine)) as session:
             for shop in session.scalars(select(Shop)):
                 for attr in ("access_token", "refresh_token"):
                     value = getattr(shop, attr)
                     if value:
-                        setattr(shop, attr, cipher.rotate(value))
+                        setattr(shop, attr, rotated(value, f"{attr} of {shop.domain}"))
                         count += 1
             for conn in session.scalars(select(MetaConnection)):
                 if conn.access_token:
-                    conn.access_token = cipher.rotate(conn.access_token)
+                    conn.access_token = rotated(
+                        conn.access_token, f"Meta token of shop {conn.shop_id}"
+                    )
                     count += 1
     finally:
         engine.dispose()

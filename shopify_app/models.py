@@ -226,6 +226,24 @@ class Variant(Base):
     price: Mapped[float | None] = mapped_column(Money)
 
 
+class Tombstone(Base):
+    """A store object Shopify deleted (``customers/delete``).
+
+    Shopify delivers webhooks at least once and in any order, and never reuses an id: any
+    create or update of a deleted id that arrives later (a late webhook, a bulk export or a
+    reconciliation page read before the deletion) is stale, and the tombstone keeps it out.
+    """
+
+    __tablename__ = "tombstones"
+
+    shop_id: Mapped[int] = mapped_column(
+        ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True
+    )
+    resource: Mapped[str] = mapped_column(String(16), primary_key=True)  # customers
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    deleted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class Segment(Base):
     """A segment definition (built-in, cross-sell rule or custom) and its sync switches."""
 

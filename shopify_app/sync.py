@@ -43,7 +43,17 @@ from shopify_app import db, jobs
 from shopify_app.admin import AdminClient, gid_number
 from shopify_app.db import transaction
 from shopify_app.errors import ShopifyError, SyncError
-from shopify_app.models import Customer, LineItem, Order, Product, Shop, SyncRun, Variant, utcnow
+from shopify_app.models import (
+    Customer,
+    LineItem,
+    Order,
+    Product,
+    Shop,
+    SyncRun,
+    Tombstone,
+    Variant,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +64,14 @@ DOWNLOAD_ATTEMPTS = 3  # resumed downloads per ingest
 POLL_INTERVAL = 5.0
 STALL_SECONDS = 120.0  # an ingest whose checkpoint has not moved this long lost its worker
 ACTIVE = ("running", "ingesting")
-PAGE_SIZES = {"customers": 100, "orders": 10, "products": 25}
+# Reconciliation page sizes. Shopify refuses a query whose requested cost (2 per connection plus
+# its page size times the cost of a node, 1 per object) exceeds 1,000 points, so each page is
+# sized to stay below: customers 702, orders 822 (10 orders with room for 15 line items each,
+# more than most orders have), products 929 (9 products with 100 variants each), the rest of an
+# order's line items 753.
+PAGE_SIZES = {"customers": 100, "orders": 10, "products": 9}
+ORDER_LINE_ITEMS = 15  # line items per order on an orders page
+LINE_ITEMS_PAGE = 150  # line items per page of one order's remainder (order_line_items)
 RECOMPUTE_ONE_BY_ONE = 100  # above this many changed customers, recompute the whole shop
 # Reconciliation re-reads a little before its watermark: Shopify's updated_at and our clock
 # are not the same clock.
@@ -366,7 +383,12 @@ def _copy_upsert(conn: Connection, table_name: str, rows: list[Row]) -> None:
 
 
 def write_batch(conn: Connection, batch: Batch) -> None:
-    """Upsert every row of ``batch`` on ``conn`` (inside the caller's transaction)."""
+    """Upsert every row of ``batch`` on ``conn`` (inside the caller's transaction).
+
+    Customers Shopify deleted (see :class:`Tombstone`) are removed again in the same
+    transaction: a bulk export or a reconciliation page read before the deletion must not bring
+    them back.
+    """
     postgres = conn.dialect.name == "postgresql"
     for name, rows in batch.rows.items():
         if not rows:
@@ -375,6 +397,24 @@ def write_batch(conn: Connection, batch: Batch) -> None:
             _copy_upsert(conn, name, rows)
         else:
             conn.exec_driver_sql(upsert_sql(conn.dialect, name), rows)
+    customers = batch.rows.get("customers")
+    if customers:
+        for shop_id in {r[0] for r in customers}:
+            _purge_deleted_customers(conn, shop_id)
+
+
+def _purge_deleted_customers(conn: Connection, shop_id: int) -> None:
+    # Tombstones are few; the primary keys of both tables make this a handful of index probes.
+    conn.execute(
+        delete(Customer).where(
+            Customer.shop_id == shop_id,
+            Customer.id.in_(
+                select(Tombstone.id).where(
+                    Tombstone.shop_id == shop_id, Tombstone.resource == "customers"
+                )
+            ),
+        )
+    )
 
 
 # --- ingest -----------------------------------------------------------------------------------
@@ -811,7 +851,9 @@ def progress(ctx: jobs.Context, shop_id: int) -> dict[str, Any]:
 # --- webhooks ---------------------------------------------------------------------------------
 
 
-def _rest_customer_row(shop_id: int, p: dict[str, Any], stored: Customer | None) -> Row:
+def _rest_customer_row(shop_id: int, p: dict[str, Any], stored: Any) -> Row:
+    """A REST ``customers/*`` payload as a row; ``stored`` (the current row, or None) fills in
+    what the payload leaves out."""
     address = p.get("default_address") or {}
     email_consent = p.get("email_marketing_consent") or {}
     sms_consent = p.get("sms_marketing_consent") or {}
@@ -894,6 +936,46 @@ def _rest_order_rows(shop_id: int, p: dict[str, Any]) -> tuple[Row, list[Row]]:
     return order, items
 
 
+def is_deleted(conn: Connection, shop_id: int, resource: str, object_id: int) -> bool:
+    """True if Shopify deleted ``object_id`` of ``resource`` (a :class:`Tombstone` exists)."""
+    found = conn.execute(
+        select(Tombstone.id).where(
+            Tombstone.shop_id == shop_id,
+            Tombstone.resource == resource,
+            Tombstone.id == object_id,
+        )
+    ).first()
+    return found is not None
+
+
+def record_deletion(conn: Connection, shop_id: int, resource: str, object_id: int) -> None:
+    """Remember that Shopify deleted ``object_id`` (idempotent: a redelivery changes nothing)."""
+    module: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(
+        module.insert(Tombstone)
+        .values(shop_id=shop_id, resource=resource, id=object_id, deleted_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["shop_id", "resource", "id"])
+    )
+
+
+def _lock_customer(conn: Connection, shop_id: int, customer_id: int) -> None:
+    """PostgreSQL: serialise deliveries about one customer until the transaction ends.
+
+    Without it, a ``customers/delete`` and a ``customers/create`` of a customer we never stored,
+    handled at once by two workers, could each miss the other's uncommitted write and leave the
+    deleted customer behind. SQLite write transactions already take the database lock up front.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    # Two int4 keys: the shop and the customer id folded to 32 bits (a collision only
+    # serialises two unrelated deliveries).
+    folded = (customer_id ^ (customer_id >> 32)) & 0xFFFFFFFF
+    conn.exec_driver_sql(
+        "SELECT pg_advisory_xact_lock(%s, %s)",
+        (shop_id, folded - (1 << 32) if folded >= 1 << 31 else folded),
+    )
+
+
 def _is_stale(stored_updated: dt.datetime | None, incoming: str | None) -> bool:
     if stored_updated is None or incoming is None:
         return False
@@ -930,21 +1012,29 @@ def apply_webhook(ctx: jobs.Context, shop_id: int, topic: str, payload: dict[str
             )
     elif topic in ("customers/create", "customers/update"):
         customer_id = int(payload["id"])
-        with ctx.sessions() as session:
-            stored_customer = session.get(Customer, (shop_id, customer_id))
-        if stored_customer is not None and _is_stale(
-            stored_customer.updated_at, utc_text(payload.get("updated_at"))
-        ):
-            return False
-        row = _rest_customer_row(shop_id, payload, stored_customer)
-        batch = Batch.empty()
-        batch.rows["customers"].append(row)
         with db.write_engine(ctx.engine).begin() as conn:
+            _lock_customer(conn, shop_id, customer_id)
+            if is_deleted(conn, shop_id, "customers", customer_id):
+                # Shopify never reuses an id: anything about a deleted customer is stale.
+                return False
+            stored_customer = conn.execute(
+                select(Customer.__table__).where(
+                    Customer.shop_id == shop_id, Customer.id == customer_id
+                )
+            ).first()
+            if stored_customer is not None and _is_stale(
+                stored_customer.updated_at, utc_text(payload.get("updated_at"))
+            ):
+                return False
+            batch = Batch.empty()
+            batch.rows["customers"].append(_rest_customer_row(shop_id, payload, stored_customer))
             write_batch(conn, batch)
     elif topic == "customers/delete":
         customer_id = int(payload["id"])
-        with transaction(ctx.sessions) as session:
-            session.execute(
+        with db.write_engine(ctx.engine).begin() as conn:
+            _lock_customer(conn, shop_id, customer_id)
+            record_deletion(conn, shop_id, "customers", customer_id)
+            conn.execute(
                 delete(Customer).where(Customer.shop_id == shop_id, Customer.id == customer_id)
             )
     else:
@@ -972,8 +1062,18 @@ def _watermark(ctx: jobs.Context, shop_id: int, resource: str) -> dt.datetime | 
         )
 
 
-def _page_rows(shop_id: int, resource: str, node: dict[str, Any], batch: Batch) -> set[int]:
-    """Rows of one page node; returns the customer ids it concerns."""
+def _page_rows(
+    shop_id: int,
+    resource: str,
+    node: dict[str, Any],
+    batch: Batch,
+    unfinished: list[tuple[str, str | None]] | None = None,
+) -> set[int]:
+    """Rows of one page node; returns the customer ids it concerns.
+
+    An order whose line items did not fit on the page is appended to ``unfinished`` as
+    ``(order GID, cursor after its last line item read)``.
+    """
     if resource == "customers":
         batch.rows["customers"].append(customer_row(shop_id, node))
         return {gid_number(node["id"]) or 0}
@@ -981,10 +1081,11 @@ def _page_rows(shop_id: int, resource: str, node: dict[str, Any], batch: Batch) 
         order = order_row(shop_id, node)
         batch.rows["orders"].append(order)
         connection = node.get("lineItems") or {}
-        if (connection.get("pageInfo") or {}).get("hasNextPage"):
-            log.warning("order %s has more line items than one page; the rest wait", order[1])
         for item in connection.get("nodes") or []:
             batch.rows["line_items"].append(line_item_row(shop_id, item, order[1]))
+        info = connection.get("pageInfo") or {}
+        if info.get("hasNextPage") and unfinished is not None:
+            unfinished.append((node["id"], info.get("endCursor")))
         return {order[2]} if order[2] else set()
     batch.rows["products"].append(product_row(shop_id, node))
     product_id = gid_number(node["id"]) or 0
@@ -998,13 +1099,39 @@ def _iter_pages(client: AdminClient, resource: str, query: str) -> Iterator[list
     while True:
         variables: dict[str, Any] = {"first": PAGE_SIZES[resource], "after": after, "query": query}
         if resource == "orders":
-            variables["lineItemsFirst"] = 50
+            variables["lineItemsFirst"] = ORDER_LINE_ITEMS
         data = client.execute(f"{resource}_page", variables)[resource]
         yield data.get("nodes") or []
         info = data.get("pageInfo") or {}
         if not info.get("hasNextPage"):
             return
         after = info.get("endCursor")
+
+
+def remaining_line_items(
+    client: AdminClient, shop_id: int, order_gid: str, after: str | None, batch: Batch
+) -> int:
+    """Page the line items of ``order_gid`` after cursor ``after`` into ``batch``; returns how
+    many were read. Each page goes through the cost-aware client like any other query."""
+    order_id = gid_number(order_gid) or 0
+    read = 0
+    while True:
+        variables = {"id": order_gid, "first": LINE_ITEMS_PAGE, "after": after}
+        order = client.execute("order_line_items", variables).get("order")
+        if order is None:
+            return read  # deleted since its page was read: the next reconciliation sees it
+        connection = order.get("lineItems") or {}
+        for item in connection.get("nodes") or []:
+            batch.rows["line_items"].append(line_item_row(shop_id, item, order_id))
+            read += 1
+        info = connection.get("pageInfo") or {}
+        if not info.get("hasNextPage"):
+            return read
+        cursor = info.get("endCursor")
+        if not cursor or cursor == after:
+            # Without a cursor that moves, asking again would read the same page forever.
+            raise SyncError(f"order {order_id}: line item pagination did not advance")
+        after = cursor
 
 
 @jobs.task("sync.reconcile", retries=2, retry_delay=60)
@@ -1044,8 +1171,13 @@ def reconcile(ctx: jobs.Context, shop_id: int, *, http: Any = None) -> int:
             try:
                 for nodes in _iter_pages(client, resource, f"updated_at:>'{since}'"):
                     batch = Batch.empty()
+                    unfinished: list[tuple[str, str | None]] = []
                     for node in nodes:
-                        changed |= _page_rows(shop_id, resource, node, batch)
+                        changed |= _page_rows(shop_id, resource, node, batch, unfinished)
+                    # Orders with more line items than the page holds: the rest are read now,
+                    # so they commit with their order (and the checkpoint that counts it).
+                    for order_gid, cursor in unfinished:
+                        remaining_line_items(client, shop_id, order_gid, cursor, batch)
                     batch.lines = len(nodes)
                     done = _commit(ctx, run_id, batch, done)
             except ShopifyError as exc:
@@ -1087,10 +1219,13 @@ __all__ = [
     "check_scopes",
     "ingest_lines",
     "initial",
+    "is_deleted",
     "on_bulk_finish",
     "poll",
     "progress",
     "reconcile",
     "reconcile_all",
+    "record_deletion",
+    "remaining_line_items",
     "utc_text",
 ]

@@ -33,7 +33,9 @@ from shopify_app.app import build_context
 from shopify_app.jobs import Context
 from shopify_app.models import Customer, Order, Shop, WebhookEvent
 from shopify_app.sandbox.generator import generate_store
+from shopify_app.sandbox.meta import MetaSandbox
 from shopify_app.sandbox.oauth import host_param
+from shopify_app.sandbox.server import RunningServer, start_server
 from shopify_app.sandbox.shopify import ShopifySandbox
 from shopify_app.sandbox.store import Store
 from shopify_app.settings import Settings
@@ -112,6 +114,27 @@ class Cluster:
         self.ctx: Context = build_context(self.settings, queue=False)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._counter = 0
+        self.meta: MetaSandbox | None = None
+        self._meta_server: RunningServer | None = None
+
+    def start_meta(self, app_id: str, app_secret: str) -> MetaSandbox:
+        """Serve a Graph API stand-in on loopback and point the cluster's settings at it.
+
+        Call before starting processes: they read ``META_*`` from their environment.
+        """
+        self.meta = MetaSandbox(app_id, app_secret)
+        self._meta_server = start_server(self.meta.app())
+        self.env.update(
+            {
+                "META_APP_ID": app_id,
+                "META_APP_SECRET": app_secret,
+                "META_GRAPH_URL": self._meta_server.url,
+                "META_DIALOG_URL": self._meta_server.url,
+            }
+        )
+        self.settings = Settings.from_env(self.env)
+        self.ctx.settings = self.settings
+        return self.meta
 
     # -- processes ----------------------------------------------------------------------------
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -179,6 +202,8 @@ class Cluster:
                 proc.kill()
                 proc.wait(timeout=5)
         self.sandbox.close()
+        if self._meta_server is not None:
+            self._meta_server.stop()
         self.ctx.engine.dispose()
 
     # -- shops --------------------------------------------------------------------------------

@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 import requests
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shopify_app.jobs import Context
-from shopify_app.models import DataRequest, Segment, Shop, SyncRun
+from shopify_app.models import Customer, DataRequest, Membership, Segment, Shop, SyncRun
 from shopify_app.sandbox.server import RunningServer, start_server
+from shopify_app.segments import library
 from tests.fixtures_api import build_page_app, seed_shop, session_token
 
 
@@ -218,6 +220,29 @@ def test_members_csv_export_is_complete_and_formula_safe(
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert len(rows) == expected
     assert all(not row["email"].startswith("=") for row in rows)
+
+
+def test_members_csv_says_structured_reasons_in_english(
+    server: RunningServer, shop_a, sessions: sessionmaker[Session]
+) -> None:
+    shop, ids = shop_a
+    stored = library.Reason(
+        "business.order_units", {"units": 48, "product": "Dinner Napkins", "day_date": "2026-03-03"}
+    ).to_json()
+    with sessions.begin() as session:
+        member = session.scalars(
+            select(Membership).where(Membership.segment_id == ids["business-buyers"]).limit(1)
+        ).one()
+        member.reason = stored
+        customer_id = member.customer_id
+        email = session.get(Customer, (shop.id, customer_id)).email  # type: ignore[union-attr]
+    client = Client(server.url, shop.domain)
+    # The page gets the structured reason to translate; the spreadsheet gets English.
+    page = client.get(f"/segments/{ids['business-buyers']}/members", q=email).json()["members"]
+    assert {m["id"]: m["reason"] for m in page}[customer_id] == stored
+    r = client.get(f"/segments/{ids['business-buyers']}/members.csv")
+    rows = {int(row["customer_id"]): row for row in csv.DictReader(io.StringIO(r.text))}
+    assert rows[customer_id]["reason"] == "48 units of Dinner Napkins on 3 March 2026"
 
 
 def test_tag_sync_previews_before_enabling(

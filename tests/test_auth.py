@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from shopify_app import auth, jobs
+from shopify_app import auth, db, jobs
 from shopify_app.crypto import TokenCipher, generate_key
-from shopify_app.errors import AuthError, TokenError
+from shopify_app.errors import AuthError, ConfigError, TokenError
 from shopify_app.jobs import Context
 from shopify_app.models import Shop, utcnow
 from shopify_app.settings import Settings
-from tests.conftest import TEST_API_SECRET, unique_shop_domain
+from tests.conftest import fresh_database, unique_shop_domain
 from tests.fixtures_auth import *  # noqa: F403
 from tests.fixtures_auth import OAuthSandbox, pending_tasks, session_token
 
@@ -384,29 +384,53 @@ def test_refresh_refused_by_shopify_raises_token_error(
 
 
 def test_rotate_keys_reencrypts_under_the_first_key(
-    settings: Settings, make_shop: Any, encryption_key: str
+    settings: Settings, encryption_key: str, tmp_path: Any
 ) -> None:
-    old_key = generate_key()
+    # Its own database: rotation rewrites every shop, and other tests' shops use other keys.
+    old_key, new_key = generate_key(), generate_key()
     old = TokenCipher((old_key,))
-    shop = make_shop()
-    with_old = old.encrypt("shpat_rotate_me")
-    engine_settings = settings.with_overrides(token_encryption_keys=(encryption_key, old_key))
-    from shopify_app.db import make_engine, make_sessionmaker
-
-    engine = make_engine(settings.database_url)
-    try:
-        sessions = make_sessionmaker(engine)
-        with sessions.begin() as session:
-            session.execute(update(Shop).where(Shop.id == shop.id).values(access_token=with_old))
-        assert auth.rotate_keys(engine_settings) >= 2
-        with sessions() as session:
-            row = session.get(Shop, shop.id)
-            assert row is not None
-            # Only the current key is needed now.
-            assert (
-                TokenCipher((encryption_key,)).decrypt(row.access_token or "") == "shpat_rotate_me"
+    with fresh_database(tmp_path) as url:
+        db.upgrade(url)
+        engine = db.make_engine(url)
+        try:
+            sessions = db.make_sessionmaker(engine)
+            with sessions.begin() as session:
+                shop = Shop(
+                    domain=unique_shop_domain(),
+                    access_token=old.encrypt("shpat_rotate_me"),
+                    refresh_token=TokenCipher((new_key,)).encrypt("shprt_test"),
+                    settings={},
+                )
+                session.add(shop)
+            rotating = settings.with_overrides(
+                database_url=url, token_encryption_keys=(new_key, old_key)
             )
-            assert TokenCipher((encryption_key,)).decrypt(row.refresh_token or "") == "shprt_test"
-    finally:
-        engine.dispose()
-    assert TEST_API_SECRET  # the shared secret is untouched by rotation
+            assert auth.rotate_keys(rotating) == 2
+            assert auth.rotate_keys(rotating) == 2  # safe to run twice
+            with sessions() as session:
+                row = session.scalars(select(Shop)).one()
+                # Only the current key is needed now.
+                only_new = TokenCipher((new_key,))
+                assert only_new.decrypt(row.access_token or "") == "shpat_rotate_me"
+                assert only_new.decrypt(row.refresh_token or "") == "shprt_test"
+                before = (row.access_token, row.refresh_token)
+
+            # A token under a key no longer listed: refused with the reason, nothing rewritten.
+            with sessions.begin() as session:
+                session.add(
+                    Shop(
+                        domain=unique_shop_domain(),
+                        access_token=TokenCipher((generate_key(),)).encrypt("shpat_lost"),
+                        settings={},
+                    )
+                )
+            with pytest.raises(ConfigError) as refused:
+                auth.rotate_keys(rotating)
+            assert refused.value.variable == "TOKEN_ENCRYPTION_KEY"
+            assert "access_token of" in str(refused.value)
+            with sessions() as session:
+                row = session.scalars(select(Shop).order_by(Shop.id)).first()
+                assert row is not None and (row.access_token, row.refresh_token) == before
+        finally:
+            engine.dispose()
+    assert encryption_key  # the suite's own key is untouched by rotation

@@ -5,17 +5,41 @@ each ends in exactly the store's state."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
+import requests
 from sqlalchemy import select, text, update
 
 from shopify_app import auth
 from shopify_app.app import build_context
-from shopify_app.models import Shop, SyncRun
+from shopify_app.meta import graph
+from shopify_app.meta.identifiers import hash_row
+from shopify_app.models import (
+    Customer,
+    Membership,
+    MetaAudience,
+    MetaAudienceMember,
+    Segment,
+    Shop,
+    SyncRun,
+)
 from shopify_app.sandbox import control
+from shopify_app.sandbox.meta import MetaSandbox
+from tests.conftest import unique_shop_domain
+from tests.fixtures_meta import (
+    AD_ACCOUNT,
+    META_APP_ID,
+    META_APP_SECRET,
+    MetaStand,
+    add_segment,
+    connect_shop,
+    make_people,
+)
 from tests.fixtures_scaleout import *  # noqa: F403
 from tests.fixtures_scaleout import Cluster, wait_until
 
@@ -152,3 +176,212 @@ def test_token_refreshes_racing_across_processes_keep_one_valid_pair(cluster: Cl
     assert stored_refresh in cluster.sandbox.oauth.valid_refresh_tokens(store.domain)
     for out, _ in results:
         assert cluster.sandbox.oauth.authenticate(store.domain, out.strip().splitlines()[-1])
+
+
+def _store_tags(cluster: Cluster, domain: str) -> dict[int, list[str]]:
+    store = cluster.sandbox.store(domain)
+    with store.lock:
+        return {cid: list(c.tags) for cid, c in store.customers.items()}
+
+
+def _db_tags(cluster: Cluster, shop_id: int) -> dict[int, list[str]]:
+    with cluster.ctx.sessions() as session:
+        return {
+            int(cid): list(tags or [])
+            for cid, tags in session.execute(
+                select(Customer.id, Customer.tags).where(Customer.shop_id == shop_id)
+            )
+        }
+
+
+@pytest.mark.parametrize("path", ["requests", "bulk"])
+def test_a_worker_killed_mid_tag_write_is_replaced_and_every_customer_ends_exactly_tagged(
+    cluster: Cluster, path: str
+) -> None:
+    """The merchant switches a segment's tag sync on; the worker writing the tags dies mid-way:
+    ``requests``, with some customers tagged in Shopify and the rest not; ``bulk`` (above the
+    shop's bulk threshold), with the bulk mutation still running in Shopify (whether or not
+    Goldpan recorded it before dying). The next recompute (the daily one, or any webhook's)
+    finishes the job: every customer carries exactly their merchant tags plus the segment tag
+    if they are a member — nothing lost, nothing doubled."""
+    web = cluster.start_web()
+    cluster.sandbox.app_url = web
+    victim = cluster.start_worker(scheduler=True)
+    store = cluster.add_store(customers=300, seed=12)
+    shop_id = cluster.install(store.domain)
+    cluster.wait_converged(store.domain)
+    with cluster.ctx.sessions() as session:
+        segment = session.scalars(
+            select(Segment)
+            .where(Segment.shop_id == shop_id, Segment.enabled.is_(True))
+            .order_by(Segment.member_count.desc(), Segment.id)
+        ).first()
+        assert segment is not None and segment.member_count >= 40, segment
+        segment_id = segment.id
+        members = set(
+            session.scalars(
+                select(Membership.customer_id).where(Membership.segment_id == segment_id)
+            )
+        )
+    merchant = _store_tags(cluster, store.domain)
+    if path == "bulk":
+        with cluster.ctx.sessions.begin() as session:
+            session.get_one(Shop, shop_id).settings = {"tag_bulk_threshold": 10}
+        # The bulk mutation applies its rows, then stays RUNNING for a while.
+        cluster.sandbox.faults.bulk_delay = 3.0
+    else:
+        # Every Admin API answer now takes 0.4 s: the write (10 customers a request) takes
+        # seconds.
+        cluster.sandbox.faults.slow_next(0.4, count=None)
+    token = cluster.sandbox.oauth.mint_session_token(store.domain)
+    answer = requests.post(
+        f"{web}/api/segments/{segment_id}/tag-sync",
+        json={"enabled": True, "confirm": True},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text[:500]
+    tag = answer.json()["tag"]
+
+    def tagged() -> int:
+        return sum(tag in tags for tags in _store_tags(cluster, store.domain).values())
+
+    def bulk_running() -> bool:
+        return any(
+            op.type == "MUTATION" and op.status in ("CREATED", "RUNNING")
+            for op in cluster.sandbox.bulk.operations(store.domain)
+        )
+
+    if path == "bulk":
+        wait_until(bulk_running, 30, "the bulk mutation to run", step=0.01)
+        cluster.kill(victim)
+        assert bulk_running()
+        from shopify_app.models import AuditEntry
+        with cluster.ctx.sessions() as session:
+            print("KDEBUG", session.execute(select(AuditEntry.action, AuditEntry.result).where(AuditEntry.shop_id == shop_id, AuditEntry.action.like("tags.%"))).all())
+    else:
+        # Mid-write: some customers carry the tag in Shopify, not all yet.
+        wait_until(
+            lambda: 0 < tagged() < len(members) // 2, 30, "the tag write to start", step=0.02
+        )
+        cluster.kill(victim)
+        assert 0 < tagged() < len(members)
+    cluster.sandbox.faults.clear()
+    time.sleep(3.5)  # the dead worker's leases expire (JOB_LOCK_TTL=3)
+    cluster.start_worker(scheduler=True)
+    # The lost task is not retried; the next full recompute writes the remaining diff.
+    build_context(cluster.settings).enqueue("segments.recompute_shop", shop_id=shop_id)
+    expected = {
+        cid: sorted([*tags, tag] if cid in members else tags) for cid, tags in merchant.items()
+    }
+
+    def exact() -> bool:
+        now = {cid: sorted(tags) for cid, tags in _store_tags(cluster, store.domain).items()}
+        return now == expected
+
+    wait_until(exact, 60, "every customer to carry exactly the wanted tags")
+    # The database learns Shopify's tags back (customers/update) and agrees with the store.
+    wait_until(
+        lambda: {c: sorted(t) for c, t in _db_tags(cluster, shop_id).items()} == expected,
+        60,
+        "the database to hold the store's tags",
+    )
+    cluster.wait_converged(store.domain)
+    time.sleep(1.0)  # nothing writes again afterwards (no late duplicate)
+    assert {c: sorted(t) for c, t in _store_tags(cluster, store.domain).items()} == expected
+
+
+def _sessions_sent(meta: MetaSandbox) -> list[dict[str, Any]]:
+    """The ``session`` of every ``/users`` upload Meta received, in order."""
+    return [json.loads(r.params["session"]) for r in meta.requests_to("/users", "POST")]
+
+
+def test_a_worker_killed_mid_meta_upload_is_replaced_and_the_audience_is_exact(
+    cluster: Cluster,
+) -> None:
+    """A segment of 12,000 goes to Meta in two batches; the worker dies after batch 1 of 2
+    reached Meta and before Goldpan recorded the upload. The hourly refresh re-diffs it: the
+    audience ends with exactly the consenting members — one audience, nobody missing, nobody
+    who did not consent, no Meta account counted twice."""
+    meta = cluster.start_meta(META_APP_ID, META_APP_SECRET)
+    meta.add_ad_account(AD_ACCOUNT)
+    victim = cluster.start_worker()
+    now = dt.datetime.now(dt.UTC)
+    with cluster.ctx.sessions.begin() as session:
+        shop = Shop(
+            domain=unique_shop_domain("meta"),
+            access_token=cluster.ctx.cipher.encrypt("shpat_test"),
+            scopes="read_customers,write_customers,read_orders",
+            installed_at=now,
+            settings={},
+        )
+        session.add(shop)
+        session.flush()
+        shop_id = shop.id
+    members = make_people(12_000, seed=41, subscribed=0.9)
+    others = make_people(300, seed=42)
+    segment_id, member_ids = add_segment(cluster.ctx.sessions, shop_id, members)
+    add_segment(cluster.ctx.sessions, shop_id, others, handle="others", meta_sync=False)
+    consenting = {
+        cid
+        for cid, p in zip(member_ids, members, strict=True)
+        if p.email_marketing_state == "SUBSCRIBED"
+    }
+    assert len(consenting) > graph.MAX_BATCH  # two batches
+    # Everyone has a Meta account; a fresh sandbox numbers them 1, 2, ... in this order.
+    everyone = [*members, *others]
+    meta.add_meta_users(hash_row(p) for p in everyone)
+    uid = {p.email: n for n, p in enumerate(everyone, start=1)}
+    wanted_uids = {
+        uid[p.email] for cid, p in zip(member_ids, members, strict=True) if cid in consenting
+    }
+    connect_shop(cluster.ctx, MetaStand(meta, cluster.settings.meta_graph_url), shop_id)
+    meta.delay = 1.0  # every Graph answer takes a second: the upload is observable mid-way
+    build_context(cluster.settings).enqueue(
+        "meta.sync_segment", shop_id=shop_id, segment_id=segment_id
+    )
+    wait_until(lambda: _sessions_sent(meta), 60, "batch 1 to reach Meta", step=0.02)
+    cluster.kill(victim)
+    sent = _sessions_sent(meta)
+    assert len(sent) == 1 and sent[0]["batch_seq"] == 1 and not sent[0]["last_batch_flag"]
+    with cluster.ctx.sessions() as session:
+        aud = session.scalars(
+            select(MetaAudience).where(MetaAudience.segment_id == segment_id)
+        ).one()
+        audience_id, aud_pk = aud.audience_id, aud.id
+        assert aud.last_synced_at is None
+        # Goldpan never recorded the upload it was in the middle of.
+        assert not session.scalars(
+            select(MetaAudienceMember.customer_id).where(MetaAudienceMember.audience_id == aud_pk)
+        ).first()
+    assert audience_id is not None
+    meta.delay = 0.0
+    time.sleep(3.5)  # the dead worker's lease on the segment expires (JOB_LOCK_TTL=3)
+    cluster.start_worker(scheduler=True)
+    # The lost task is not retried; the hourly refresh (meta.refresh_all) re-diffs the shop.
+    build_context(cluster.settings).enqueue("meta.refresh_shop", shop_id=shop_id)
+
+    def synced() -> bool:
+        with cluster.ctx.sessions() as session:
+            row = session.get(MetaAudience, aud_pk)
+            return row is not None and row.last_synced_at is not None
+
+    wait_until(synced, 60, "the audience to be synced again")
+    with cluster.ctx.sessions() as session:
+        stored = set(
+            session.scalars(
+                select(MetaAudienceMember.customer_id).where(
+                    MetaAudienceMember.audience_id == aud_pk
+                )
+            )
+        )
+        audiences = session.scalars(
+            select(MetaAudience.audience_id).where(MetaAudience.shop_id == shop_id)
+        ).all()
+    assert stored == consenting
+    assert audiences == [audience_id]
+    assert meta.members(audience_id) == wanted_uids
+    assert [a.id for a in meta.audiences.values() if not a.deleted] == [audience_id]
+    # The replacement's upload was one complete session of its own.
+    last = _sessions_sent(meta)[-1]
+    assert last["last_batch_flag"] and last["session_id"] != sent[0]["session_id"]

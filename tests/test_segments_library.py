@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,7 +51,7 @@ def reason(ev: library.Evaluation, handle: str, email: str) -> str:
     emails = ev.dataset.info["email"]
     for i, r in zip(seg.members, seg.reasons, strict=True):
         if emails[i] == email:
-            return r
+            return library.render(r)
     raise AssertionError(f"{email} not in {handle}")
 
 
@@ -289,7 +292,7 @@ def test_model_segments_and_small_shop_fallback() -> None:
     risk = ev.segments["at-risk"]
     assert likely.count > 0 and risk.count > 0
     assert not set(likely.members.tolist()) & set(risk.members.tolist())
-    assert "likely active" in likely.reasons[0]
+    assert "likely active" in library.render(likely.reasons[0])
 
 
 def test_cancelled_and_test_orders_never_reach_the_dataset() -> None:
@@ -343,3 +346,67 @@ def test_features_merge_same_day_orders() -> None:
     f = compute_features(ds, AS_OF)
     assert f.n_orders[0] == 3 and f.occasions[0] == 2
     assert f.repeat_value[0] == 20.0
+
+
+def test_reasons_are_stored_as_json_the_page_translates_and_render_says_in_english() -> None:
+    # Quotes, backslashes, percent signs and non-Latin letters in merchant text survive.
+    title = 'Napkins "Deluxe" 100% \\ Ωμέγα'
+    cfg = ShopConfig(
+        cross_sell=(CrossSellRule("napkins-to-linen", "Linen", ("Napkins",), ("Table Linen",)),)
+    )
+    orders = [
+        ("big@x.io", AS_OF - dt.timedelta(days=40), 900.0, [(title, 48)]),
+        ("big@x.io", AS_OF - dt.timedelta(days=10), 30.0, [(title, 1)]),
+        ("one@x.io", AS_OF - dt.timedelta(days=100), 20.0, [("Tea Towel", 1)]),
+    ]
+    ev = library.evaluate(store(orders), cfg, AS_OF)
+    seen = set()
+    for result in ev.segments.values():
+        for stored in result.reasons:
+            if not stored:
+                continue
+            reason = library.Reason.parse(stored)
+            assert reason is not None, stored
+            assert reason.key in library.REASON_TEMPLATES, reason.key
+            names = set(re.findall(r"\{(\w+)\}", library.REASON_TEMPLATES[reason.key]))
+            assert set(reason.params) == names, reason.key
+            assert library.Reason.parse(reason.to_json()) == reason
+            seen.add(reason.key)
+    assert {"business.order_units", "repeat", "one_time", "cross_sell"} <= seen
+    text = reason_of(ev, "business-buyers", "big@x.io")
+    assert library.Reason.parse(text).params["product"] == title  # type: ignore[union-attr]
+    expected_day = AS_OF - dt.timedelta(days=40)
+    assert library.render(text) == (
+        f"48 units of {title} on {expected_day.day} {library.MONTHS[expected_day.month - 1]} "
+        f"{expected_day.year}"
+    )
+    # Plain text from before reasons were structured is shown as written.
+    assert library.render("3 orders") == "3 orders"
+    assert library.render(None) == ""
+    assert library.render('{"key": "retired", "params": {"text": "old words"}}') == "old words"
+    months = library.Reason("holiday", {"season_orders": 2, "orders": 3, "season_months": [11, 12]})
+    assert library.render(months) == "2 of 3 orders in November–December"
+    assert library.render(
+        library.Reason("vip", {"spend_money": 1234.5, "share": 10, "cutoff_money": 900})
+    ) == ("net spend 1,234.50 (top 10% start at 900.00)")
+
+
+def reason_of(ev: library.Evaluation, handle: str, email: str) -> str:
+    seg = ev.segments[handle]
+    emails = ev.dataset.info["email"]
+    return next(r for i, r in zip(seg.members, seg.reasons, strict=True) if emails[i] == email)
+
+
+def test_english_reason_templates_are_the_pages_and_every_language_has_them() -> None:
+    # One English source: the page's en.json holds exactly the templates render() uses.
+    web = Path(__file__).resolve().parents[1] / "web" / "i18n"
+    english = json.loads((web / "en.json").read_text(encoding="utf-8"))
+    page = {k.removeprefix("reason."): v for k, v in english.items() if k.startswith("reason.")}
+    assert page == library.REASON_TEMPLATES
+    for lang in ("ar", "ko", "el"):
+        other = json.loads((web / f"{lang}.json").read_text(encoding="utf-8"))
+        for key, template in library.REASON_TEMPLATES.items():
+            translated = other[f"reason.{key}"]
+            assert translated != template or key == "rfm", (lang, key)
+            placeholders = set(re.findall(r"\{(\w+)\}", template))
+            assert set(re.findall(r"\{(\w+)\}", translated)) == placeholders, (lang, key)

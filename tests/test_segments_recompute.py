@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from shopify_app import jobs
 from shopify_app.models import Customer, LineItem, Membership, Order, Segment, SegmentHistory, Shop
-from shopify_app.segments import dataset, recompute
+from shopify_app.segments import dataset, library, recompute
 
 _ids = itertools.count(10_000)
 TODAY = dt.datetime.now(dt.UTC).replace(hour=12, minute=0, second=0, microsecond=0)
@@ -114,9 +114,11 @@ def test_full_recompute_writes_segments_memberships_history_and_queues_syncs(
     assert counts["business-buyers"] == 1
     business = memberships(ctx, shop.id, "business-buyers")
     assert set(business) == {alice}
-    assert business[alice].reason is not None and business[alice].reason.startswith(
-        "48 units of Dinner Napkins on "
-    )
+    # Stored structured (the page translates it); English for exports comes from render().
+    stored = library.Reason.parse(business[alice].reason)
+    assert stored is not None and stored.key == "business.order_units"
+    assert stored.params["units"] == 48 and stored.params["product"] == "Dinner Napkins"
+    assert library.render(business[alice].reason).startswith("48 units of Dinner Napkins on ")
     assert set(memberships(ctx, shop.id, "one-time-buyers")) == {alice, bob}
     assert set(memberships(ctx, shop.id, "true-fans")) == {carol}
     assert set(memberships(ctx, shop.id, "lapsed-90")) == {bob}

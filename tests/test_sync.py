@@ -384,8 +384,13 @@ def test_poll_on_a_queue_reschedules_itself(sync_ctx, make_shop, fake_shopify) -
     assert _counts(_state(queued, shop.id))["customers"] == 20
 
 
-def _sandbox_sync(ctx: Any, make_shop: Any, prepare: Any = None) -> tuple[Any, Any]:
-    """Run the initial sync of a generated store on the real sandbox; (state, store)."""
+def _sandbox_sync(
+    ctx: Any, make_shop: Any, prepare: Any = None, then: Any = None
+) -> tuple[Any, Any]:
+    """Run the initial sync of a generated store on the real sandbox; (state, store).
+
+    ``prepare(sandbox)`` runs before the sync, ``then(sandbox, store, ctx, shop_id)`` after it
+    (with the sandbox still up)."""
     from shopify_app.sandbox.generator import generate_store
     from shopify_app.sandbox.shopify import ShopifySandbox
     from tests.conftest import TEST_API_KEY, TEST_API_SECRET, unique_shop_domain
@@ -407,6 +412,8 @@ def _sandbox_sync(ctx: Any, make_shop: Any, prepare: Any = None) -> tuple[Any, A
         if prepare is not None:
             prepare(sandbox)
         sync.initial(sandboxed, shop.id, poll_interval=0.05)
+        if then is not None:
+            then(sandbox, store, sandboxed, shop.id)
         return _state(sandboxed, shop.id), store
     finally:
         sandbox.close()
@@ -500,3 +507,131 @@ def test_poll_resumes_an_ingest_whose_worker_died(sync_ctx, make_shop, fake_shop
         assert session.get(SyncRun, run_id).checkpoint == 30
     assert sync.poll(sync_ctx, shop.id, wait=True, interval=0.01, stall_seconds=0.03)
     assert _state(sync_ctx, shop.id) == _state(sync_ctx, reference.id)
+
+
+def _customer_payload(customer_id: int, updated: str, **extra: Any) -> dict[str, Any]:
+    payload = {
+        "id": customer_id, "email": f"c{customer_id}@example.com", "first_name": "Ana",
+        "last_name": "Lee", "phone": None, "tags": "vip",
+        "created_at": "2026-01-01T00:00:00Z", "updated_at": updated,
+    }  # fmt: skip
+    payload.update(extra)
+    return payload
+
+
+def _has_customer(ctx: Any, shop_id: int, customer_id: int) -> bool:
+    with ctx.sessions() as session:
+        return session.get(Customer, (shop_id, customer_id)) is not None
+
+
+def test_nothing_brings_a_deleted_customer_back(sync_ctx, make_shop, fake_shopify) -> None:
+    """Deliveries are unordered and at least once, and Shopify never reuses an id: whatever
+    arrives about a customer after its deletion is stale, whichever path it takes."""
+    shop = make_shop()
+    create = _customer_payload(88, "2026-11-05T00:00:00Z")
+    assert sync.apply_webhook(sync_ctx, shop.id, "customers/create", create)
+    assert sync.apply_webhook(sync_ctx, shop.id, "customers/delete", {"id": 88})
+    # The update Shopify sent before the deletion arrives late, even claiming a later time.
+    late = _customer_payload(88, "2026-11-06T00:00:00Z", tags="late")
+    assert not sync.apply_webhook(sync_ctx, shop.id, "customers/update", late)
+    assert not sync.apply_webhook(sync_ctx, shop.id, "customers/create", create)  # redelivered
+    assert sync.apply_webhook(sync_ctx, shop.id, "customers/delete", {"id": 88})  # duplicate
+    assert not _has_customer(sync_ctx, shop.id, 88)
+    # A delete that overtakes the create of a customer never stored: the create stays out too.
+    assert sync.apply_webhook(sync_ctx, shop.id, "customers/delete", {"id": 89})
+    assert not sync.apply_webhook(
+        sync_ctx, shop.id, "customers/create", _customer_payload(89, "2026-11-05T00:00:00Z")
+    )
+    # Their order's webhooks store the order, not a customer.
+    order = _rest_order(900, "2026-11-07T10:00:00Z", items=[9001], customer=88)
+    assert sync.apply_webhook(sync_ctx, shop.id, "orders/create", order)
+    with sync_ctx.sessions() as session:
+        assert session.get(Order, (shop.id, 900)).customer_id == 88
+    # A bulk export and a reconciliation page read before the deletion.
+    old = bulk_customer(88, updated="2026-11-08T00:00:00Z")
+    run_id = _run(sync_ctx, shop.id, "customers")
+    sync.ingest_lines(sync_ctx, run_id, shop.id, _lines([old]))
+    assert not _has_customer(sync_ctx, shop.id, 88)
+    with sync_ctx.sessions.begin() as session:
+        run = session.get(SyncRun, run_id)
+        run.status, run.watermark = "done", dt.datetime(2026, 11, 1, tzinfo=UTC)
+    fake_shopify.pages["customers"] = [old, bulk_customer(90, updated="2026-11-08T00:00:00Z")]
+    assert sync.reconcile(sync_ctx, shop.id) == 2
+    assert not _has_customer(sync_ctx, shop.id, 88)
+    assert _has_customer(sync_ctx, shop.id, 90)  # the others are stored as ever
+    # Deleting another customer leaves the rest alone.
+    assert sync.apply_webhook(sync_ctx, shop.id, "customers/delete", {"id": 90})
+    assert not _has_customer(sync_ctx, shop.id, 90)
+
+
+def test_reconcile_reads_every_line_item_of_a_long_order(ctx, make_shop) -> None:
+    """Orders whose webhooks were missed, with 120 and 200 line items (more than an orders page
+    holds; more than one page of the remainder), and a changed product: reconciliation on the
+    sandbox (real schema, real cost limits) leaves exactly the store's data."""
+    from shopify_app.sandbox.store import LineItem as StoreLineItem
+    from shopify_app.sandbox.store import Order as StoreOrder
+
+    def place_long_orders(sandbox: Any, store: Any, sandboxed: Any, shop_id: int) -> None:
+        now = dt.datetime.now(UTC).replace(microsecond=0)
+        variants = [v for p in store.products.values() for v in p.variants]
+        customer_id = next(iter(store.customers))
+        for size in (120, 200):
+            items = [
+                StoreLineItem(
+                    id=store.next_id(), product_id=v.product_id, variant_id=v.id, sku=v.sku,
+                    title=f"Line {n}", quantity=1 + n % 3, unit_price=v.price,
+                    current_quantity=0 if n % 7 == 0 else None,
+                )
+                for n, v in ((n, variants[n % len(variants)]) for n in range(size))
+            ]  # fmt: skip
+            order = StoreOrder(
+                id=store.next_id(), name=store.next_order_name(), customer_id=customer_id,
+                email=None, created_at=now, processed_at=now, updated_at=now,
+                currency=store.currency, line_items=items,
+            )  # fmt: skip
+            store.add_order(order, notify=False)  # as if both webhooks were lost
+        next(iter(store.products.values())).updated_at = now
+        # Some 2,500 points of pages: a Plus shop's bucket keeps the test from waiting for them.
+        sandbox.set_plan(20_000, 1_000)
+        sandboxed.enqueued.clear()
+        assert sync.reconcile(sandboxed, shop_id) > 0
+        assert (
+            "segments.recompute_customer",
+            {"shop_id": shop_id, "customer_id": customer_id},
+        ) in sandboxed.enqueued
+
+    state, store = _sandbox_sync(ctx, make_shop, then=place_long_orders)
+    _assert_equals_store(state, store)
+    long_orders = [o for o in store.orders.values() if len(o.line_items) >= 120]
+    assert len(long_orders) == 2
+    for order in long_orders:
+        stored = {li[0] for li in state["line_items"] if li[1] == order.id}
+        assert stored == {li.id for li in order.line_items}
+
+
+def test_line_item_paging_ends_on_a_deleted_order_and_on_a_stuck_cursor(
+    sync_ctx, make_shop, fake_shopify
+) -> None:
+    from starlette.responses import JSONResponse
+
+    from tests.fixtures_sync import bulk_line_item, graphql_body
+
+    shop = make_shop()
+    client = AdminClient(sync_ctx, shop.id)
+    fake_shopify.script.append(JSONResponse(graphql_body({"order": None})))
+    batch = sync.Batch.empty()
+    assert sync.remaining_line_items(client, shop.id, "gid://shopify/Order/6", "c", batch) == 0
+    stuck = {
+        "order": {
+            "lineItems": {
+                "pageInfo": {"hasNextPage": True, "endCursor": "c1"},
+                "nodes": [bulk_line_item(1, 5)],
+            }
+        }
+    }
+    fake_shopify.script.extend([JSONResponse(graphql_body(stuck))] * 2)
+    with pytest.raises(SyncError, match="did not advance"):
+        sync.remaining_line_items(client, shop.id, "gid://shopify/Order/5", None, batch)
+    calls = [c["variables"] for c in fake_shopify.calls if c["operation"] == "OrderLineItems"]
+    assert [c["after"] for c in calls] == ["c", None, "c1"]
+    assert calls[0]["first"] == sync.LINE_ITEMS_PAGE

@@ -109,13 +109,42 @@ export function segmentName(segment) {
   return segment.name;
 }
 
+/** Month numbers as names: [11, 12] → "November–December", [6, 8] → "June, August". */
+function monthNames(list) {
+  const format = new Intl.DateTimeFormat(locale, { month: "long", timeZone: "UTC" });
+  const name = (m) => format.format(new Date(Date.UTC(2000, m - 1, 15)));
+  const run = list.length > 1 && list.every((m, i) => i === 0 || m === list[i - 1] + 1);
+  if (run) return `${name(list[0])}–${name(list[list.length - 1])}`;
+  return new Intl.ListFormat(locale, { style: "short", type: "unit" }).format(list.map(name));
+}
+
+/** Reason parameters in the page's language; the name says the kind (as in
+ * shopify_app/segments/library.py): *_date an ISO day, *_money an amount, *_months month numbers. */
+function reasonParams(params) {
+  const shown = {};
+  for (const [name, value] of Object.entries(params || {})) {
+    if (name.endsWith("_date") && typeof value === "string") {
+      shown[name] = date(value, { dateStyle: "long", timeZone: "UTC" });
+    } else if (name.endsWith("_money") && typeof value === "number") {
+      shown[name] = number(value, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+    } else if (name.endsWith("_months") && Array.isArray(value)) {
+      shown[name] = monthNames(value);
+    } else {
+      shown[name] = value;
+    }
+  }
+  return shown;
+}
+
 /** A membership reason; structured reasons ({"key", "params"}) are translated. */
 export function reason(value) {
   if (!value) return "";
   if (value.startsWith("{")) {
     try {
       const parsed = JSON.parse(value);
-      if (parsed.key && has(`reason.${parsed.key}`)) return t(`reason.${parsed.key}`, parsed.params);
+      if (parsed.key && has(`reason.${parsed.key}`)) {
+        return t(`reason.${parsed.key}`, reasonParams(parsed.params));
+      }
       if (parsed.text) return parsed.text;
     } catch {
       // not JSON after all: show it as written

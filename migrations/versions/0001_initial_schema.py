@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 22:24:12.192663
+Create Date: 2026-11-23 12:40:24.752817
 """
 
 from __future__ import annotations
@@ -265,6 +265,17 @@ def upgrade() -> None:
         batch_op.create_index("ix_sync_runs_shop_status", ["shop_id", "status"], unique=False)
 
     op.create_table(
+        "tombstones",
+        sa.Column("shop_id", sa.Integer(), nullable=False),
+        sa.Column("resource", sa.String(length=16), nullable=False),
+        sa.Column("id", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("deleted_at", shopify_app.models.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["shop_id"], ["shops.id"], name=op.f("fk_tombstones_shop_id_shops"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("shop_id", "resource", "id", name=op.f("pk_tombstones")),
+    )
+    op.create_table(
         "variants",
         sa.Column("shop_id", sa.Integer(), nullable=False),
         sa.Column("id", sa.BigInteger(), autoincrement=False, nullable=False),
@@ -397,6 +408,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_variants_shop_product")
 
     op.drop_table("variants")
+    op.drop_table("tombstones")
     with op.batch_alter_table("sync_runs", schema=None) as batch_op:
         batch_op.drop_index("ix_sync_runs_shop_status")
 

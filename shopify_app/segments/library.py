@@ -1,8 +1,9 @@
 """The built-in segment library: the playbook as pure functions over a :class:`Dataset`.
 
 :func:`evaluate` takes a dataset, the shop's :class:`ShopConfig` and a day, and returns every
-segment's members (customer indices) with a human reason per member ("48 units of Dinner
-Napkins on 3 March"). Segments overlap; each is defined on its own. Cancelled and test orders
+segment's members (customer indices) with a reason per member: stored JSON (:class:`Reason`)
+that the page translates and :func:`render` says in English ("48 units of Dinner Napkins on
+3 March 2026"). Segments overlap; each is defined on its own. Cancelled and test orders
 never reach the dataset.
 
 Some quantities belong to the whole shop rather than one customer: the VIP spend cutoff, the
@@ -15,8 +16,10 @@ the cached ones back in so that customer is judged by the same yardsticks as eve
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import math
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,7 +90,11 @@ class SegmentDef:
 
 @dataclass
 class SegmentResult:
-    """A segment's members (customer indices, ascending) and one reason per member."""
+    """A segment's members (customer indices, ascending) and one reason per member.
+
+    Reasons are in their stored form (JSON, see :class:`Reason`); :func:`render` says one in
+    English.
+    """
 
     definition: SegmentDef
     members: IntArray
@@ -190,7 +197,151 @@ class Evaluation:
     segments: dict[str, SegmentResult]
 
 
-# ---------------------------------------------------------------- formatting helpers
+# ---------------------------------------------------------------- reasons
+#
+# A membership reason is stored as JSON, ``{"key": "repeat", "params": {...}}``, so the page can
+# say it in the merchant's language (``reason.<key>`` in web/i18n/<lang>.json, filled by
+# web/i18n.js) while the CSV export, the data-request export and ``analyze`` say it in English
+# through :func:`render`. The English templates live here, not in web/i18n/en.json, because the
+# package must work installed without ``web/``; tests/test_segments_library.py checks that
+# en.json holds exactly these templates and the other languages the same placeholders.
+#
+# A parameter's name says how to show it, on both sides:
+#   ``*_date``   an ISO day ("2026-03-03") shown as a date ("3 March 2026")
+#   ``*_money``  an amount shown with two decimals ("1,234.50"; the shop's currency is implied)
+#   ``*_months`` month numbers ([11, 12]) shown as month names ("November–December")
+#   anything else: numbers with grouping and at most one decimal, text as written.
+
+REASON_TEMPLATES: dict[str, str] = {
+    "business.order_units": "{units} units of {product} on {day_date}",
+    "business.order_units_unnamed": "{units} units of one item on {day_date}",
+    "business.window_units": "{units} units in the last {days} days",
+    "business.company": "orders for a company: {company}",
+    "business.domain": "email at {domain}, a company another business buyer also uses",
+    "repeat": "{orders} orders, the last on {last_date}",
+    "true_fan": "{orders} orders, about every {days} days",
+    "one_time": "one order on {day_date} ({spend_money})",
+    "lapsed": "last order {days} days ago ({last_date})",
+    "lapsed.discount": "last order {days} days ago ({last_date}); suggest {percent}% off",
+    "lapsed.reminder": (
+        "last order {days} days ago ({last_date}); usually orders every {every} days: "
+        "send a reminder, no discount"
+    ),
+    "vip": "net spend {spend_money} (top {share}% start at {cutoff_money})",
+    "likely": "{percent}% likely active; {orders} orders expected in {days} days",
+    "at_risk": "spent {spend_money} over {orders} orders; only {percent}% likely still active",
+    "rfm": "R{r} F{f} M{m}",
+    "cross_sell": "bought {bought}; never bought {never}",
+    "holiday": "{season_orders} of {orders} orders in {season_months}",
+    "milestone": "spent {spend_money}: {gap_money} from the {goal_money} reward",
+    "region": "lives in {place}, where {customers} customers are",
+    "custom": "matches {rule}",
+}
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+_json_text = json.JSONEncoder(ensure_ascii=False).encode
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a customer is in a segment: a message key and its parameters."""
+
+    key: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """The stored form (what ``Membership.reason`` holds)."""
+        return json.dumps({"key": self.key, "params": self.params}, ensure_ascii=False)
+
+    @classmethod
+    def parse(cls, stored: str | None) -> Reason | None:
+        """The reason in a stored string; None for empty or plain (pre-JSON) text."""
+        if not stored or not stored.startswith("{"):
+            return None
+        try:
+            data = json.loads(stored)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("key"), str):
+            return None
+        params = data.get("params")
+        return cls(data["key"], params if isinstance(params, dict) else {})
+
+
+class _Encoder:
+    """Writes one reason key's JSON directly: a million members on a big shop each get one,
+    and a prepared %-format is an order of magnitude faster than ``json.dumps``."""
+
+    def __init__(self, key: str, *, text: tuple[str, ...] = ()) -> None:
+        names = _PLACEHOLDER.findall(REASON_TEMPLATES[key])
+        self._text = text + tuple(n for n in dict.fromkeys(names) if n.endswith("_months"))
+        parts = []
+        for name in dict.fromkeys(names):
+            if name.endswith("_date"):
+                code = '"%(' + name + ')s"'  # ISO days need no escaping
+            elif name.endswith("_money"):
+                code = "%(" + name + ").2f"
+            else:
+                code = "%(" + name + ")s"  # numbers as given; text escaped in __call__
+            parts.append(_json_text(name).replace("%", "%%") + ":" + code)
+        self._format = (
+            '{"key":' + _json_text(key).replace("%", "%%") + ',"params":{' + ",".join(parts) + "}}"
+        )
+
+    def __call__(self, **params: Any) -> str:
+        for name in self._text:
+            params[name] = _json_text(params[name])
+        return self._format % params
+
+
+def _iso(day: int) -> str:
+    return day_date(day).isoformat()
+
+
+def _season_label(months: list[int] | tuple[int, ...]) -> str:
+    months = list(months)
+    if len(months) == 1:
+        return MONTHS[months[0] - 1]
+    if months == list(range(months[0], months[-1] + 1)):
+        return f"{MONTHS[months[0] - 1]}–{MONTHS[months[-1] - 1]}"
+    return ", ".join(MONTHS[m - 1] for m in months)
+
+
+def _english(name: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if name.endswith("_date") and isinstance(value, str):
+        try:
+            d = dt.date.fromisoformat(value)
+        except ValueError:
+            return value
+        return f"{d.day} {MONTHS[d.month - 1]} {d.year}"
+    if name.endswith("_money") and isinstance(value, int | float):
+        return money(float(value))
+    if name.endswith("_months") and isinstance(value, list):
+        return _season_label([int(m) for m in value if 1 <= int(m) <= 12])
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value.is_integer() else f"{value:,.1f}"
+    return str(value)
+
+
+def render(reason: Reason | str | None) -> str:
+    """A reason in English: the stored JSON, a :class:`Reason`, or plain text (returned as is)."""
+    if reason is None:
+        return ""
+    parsed = reason if isinstance(reason, Reason) else Reason.parse(reason)
+    if parsed is None:
+        return str(reason)
+    template = REASON_TEMPLATES.get(parsed.key)
+    if template is None:
+        text = parsed.params.get("text")
+        return str(text) if text is not None else parsed.key
+    params = parsed.params
+    return _PLACEHOLDER.sub(lambda m: _english(m.group(1), params.get(m.group(1))), template)
 
 
 def money(value: float) -> str:
@@ -199,7 +350,7 @@ def money(value: float) -> str:
 
 
 class _Days:
-    """Formats day numbers as "3 March 2025", caching because many members share a day."""
+    """Formats day numbers as ISO dates, caching because many members share a day."""
 
     def __init__(self) -> None:
         self._cache: dict[int, str] = {}
@@ -207,18 +358,8 @@ class _Days:
     def __call__(self, day: int) -> str:
         text = self._cache.get(day)
         if text is None:
-            d = day_date(day)
-            text = f"{d.day} {MONTHS[d.month - 1]} {d.year}"
-            self._cache[day] = text
+            text = self._cache[day] = _iso(day)
         return text
-
-
-def _season_label(months: tuple[int, ...]) -> str:
-    if len(months) == 1:
-        return MONTHS[months[0] - 1]
-    if list(months) == list(range(months[0], months[-1] + 1)):
-        return f"{MONTHS[months[0] - 1]}–{MONTHS[months[-1] - 1]}"
-    return ", ".join(MONTHS[m - 1] for m in months)
 
 
 def _constant(text: str) -> Callable[[int], str]:
@@ -566,36 +707,49 @@ def evaluate(
         count=ds.n_customers,
     )
 
+    order_units = _Encoder("business.order_units", text=("product",))
+    order_units_unnamed = _Encoder("business.order_units_unnamed")
+    window_units = _Encoder("business.window_units")
+    company_reason = _Encoder("business.company", text=("company",))
+    domain_reason = _Encoder("business.domain", text=("domain",))
+
     def business_reason(i: int) -> str:
         if max_units_l[i] >= cfg.business_units_per_order:
-            title = titles.get(int(max_product_l[i]), "one item")
-            return f"{max_units_l[i]} units of {title} on {days(int(max_day_l[i]))}"
+            title = titles.get(int(max_product_l[i]))
+            day = days(int(max_day_l[i]))
+            if title is None:
+                return order_units_unnamed(units=max_units_l[i], day_date=day)
+            return order_units(units=max_units_l[i], product=title, day_date=day)
         if window_units_l[i] >= cfg.business_units_per_window:
-            return f"{window_units_l[i]} units in the last {cfg.business_window_days} days"
+            return window_units(units=window_units_l[i], days=cfg.business_window_days)
         if companies[i]:
-            return f"orders for a company: {companies[i]}"
-        return f"email at {domains[i]}, a company another business buyer also uses"
+            return company_reason(company=companies[i])
+        return domain_reason(domain=domains[i])
 
     put("business-buyers", core | by_domain, business_reason)
     business = np.zeros(ds.n_customers, dtype=bool)
     business[out["business-buyers"].members] = True
 
+    repeat = _Encoder("repeat")
     put(
         "repeat-customers",
         f.n_orders >= cfg.repeat_min_orders,
-        lambda i: f"{n_orders_l[i]} orders, the last on {days(int(last_day_l[i]))}",
+        lambda i: repeat(orders=n_orders_l[i], last_date=days(int(last_day_l[i]))),
     )
     interval = f.mean_interval
     interval_l = interval.tolist()
 
+    true_fan = _Encoder("true_fan")
+
     def fan_reason(i: int) -> str:
-        return f"{n_orders_l[i]} orders, about every {round(float(interval_l[i]))} days"
+        return true_fan(orders=n_orders_l[i], days=round(float(interval_l[i])))
 
     put("true-fans", (f.n_orders >= cfg.true_fan_min_orders) & ~business, fan_reason)
+    one_time = _Encoder("one_time")
     put(
         "one-time-buyers",
         f.n_orders == 1,
-        lambda i: f"one order on {days(int(last_day_l[i]))} ({money(float(spend_l[i]))})",
+        lambda i: one_time(day_date=days(int(last_day_l[i])), spend_money=spend_l[i]),
     )
 
     since = f.days_since_last
@@ -603,52 +757,59 @@ def evaluate(
         since <= np.nan_to_num(interval, nan=-1) * cfg.reminder_factor
     )
     since_l, regular_l = since.tolist(), regular.tolist()
+    lapsed = _Encoder("lapsed")
+    lapsed_discount = _Encoder("lapsed.discount")
+    lapsed_reminder = _Encoder("lapsed.reminder")
     tiers = cfg.lapsed_tiers
     for i_t, tier in enumerate(tiers):
         upper = tiers[i_t + 1].days if i_t + 1 < len(tiers) else 10**7
         pct = tier.discount_percent
 
         def lapsed_reason(i: int, pct: int = pct) -> str:
-            head = f"last order {since_l[i]} days ago ({days(int(last_day_l[i]))})"
+            last = days(int(last_day_l[i]))
             if regular_l[i]:
                 every = round(float(interval_l[i]))
-                return f"{head}; usually orders every {every} days: send a reminder, no discount"
-            return f"{head}; suggest {pct}% off" if pct else head
+                return lapsed_reminder(days=since_l[i], last_date=last, every=every)
+            if pct:
+                return lapsed_discount(days=since_l[i], last_date=last, percent=pct)
+            return lapsed(days=since_l[i], last_date=last)
 
         put(f"lapsed-{tier.days}", (since >= tier.days) & (since < upper), lapsed_reason)
 
+    vip = _Encoder("vip")
+    vip_share = round(cfg.vip_share * 100)
     put(
         "vip",
         f.spend >= stats.vip_cutoff,
-        lambda i: (
-            f"net spend {money(float(spend_l[i]))} "
-            f"(top {cfg.vip_share:.0%} start at {money(stats.vip_cutoff)})"
-        ),
+        lambda i: vip(spend_money=spend_l[i], share=vip_share, cutoff_money=stats.vip_cutoff),
     )
+    likely = _Encoder("likely")
     put(
         "likely-to-buy",
         (preds.p_alive >= cfg.likely_min_p_alive)
         & (preds.purchases_90d >= cfg.likely_min_purchases_90d),
-        lambda i: f"{p_alive_l[i]:.0%} likely active; {p90_l[i]:.1f} orders expected in 90 days",
+        lambda i: likely(percent=round(p_alive_l[i] * 100), orders=round(p90_l[i], 1), days=90),
     )
+    at_risk = _Encoder("at_risk")
     put(
         "at-risk",
         (f.n_orders >= 2)
         & (f.spend >= stats.at_risk_min_spend)
         & (preds.p_alive < cfg.at_risk_max_p_alive),
-        lambda i: (
-            f"spent {money(float(spend_l[i]))} over {n_orders_l[i]} orders; "
-            f"only {p_alive_l[i]:.0%} likely still active"
+        lambda i: at_risk(
+            spend_money=spend_l[i], orders=n_orders_l[i], percent=round(p_alive_l[i] * 100)
         ),
     )
+    rfm_reason = _Encoder("rfm")
     for code, key in enumerate(rfm.GROUP_KEYS):
-        put(f"rfm-{key}", group == code, lambda i: f"R{r_l[i]} F{f_l[i]} M{m_l[i]}")
+        put(f"rfm-{key}", group == code, lambda i: rfm_reason(r=r_l[i], f=f_l[i], m=m_l[i]))
 
+    cross_sell = _Encoder("cross_sell", text=("bought", "never"))
     for rule in cfg.cross_sell:
         mask, bought = crosssell.rule_members(ds, rule)
         bought_titles = [titles[k] for k in sorted(bought) if k in titles][:3]
         text = (
-            f"bought {', '.join(bought_titles)}; never bought {', '.join(rule.never)}"
+            cross_sell(bought=", ".join(bought_titles), never=", ".join(rule.never))
             if bought_titles
             else ""
         )
@@ -663,22 +824,22 @@ def evaluate(
     season_l = season_orders.tolist()
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(f.n_orders > 0, season_orders / np.maximum(f.n_orders, 1), 0.0)
-    label = _season_label(cfg.season_months)
+    holiday = _Encoder("holiday")
+    season = list(cfg.season_months)
     put(
         "holiday-shoppers",
         (season_orders > 0) & (share >= cfg.holiday_min_share),
-        lambda i: f"{season_l[i]} of {n_orders_l[i]} orders in {label}",
+        lambda i: holiday(season_orders=season_l[i], orders=n_orders_l[i], season_months=season),
     )
     goal = cfg.milestone_amount
+    milestone = _Encoder("milestone")
     put(
         "spend-milestone",
         (f.spend >= goal * (1 - cfg.milestone_window)) & (f.spend < goal),
-        lambda i: (
-            f"spent {money(float(spend_l[i]))}: "
-            f"{money(goal - float(spend_l[i]))} from the {money(goal)} reward"
-        ),
+        lambda i: milestone(spend_money=spend_l[i], gap_money=goal - spend_l[i], goal_money=goal),
     )
     keys = _region_keys(ds)
+    region = _Encoder("region", text=("place",))
     for country, province, count in stats.regions:
         handle = f"region-{country}-{province}".lower() if province else f"region-{country}".lower()
         mask = np.fromiter(
@@ -690,7 +851,7 @@ def evaluate(
         put(
             handle,
             mask,
-            _constant(f"lives in {where}, where {count} customers are"),
+            _constant(region(place=where, customers=count)),
         )
 
     if cfg.custom_segments:
@@ -704,9 +865,10 @@ def evaluate(
                 )
             return cache[reference]
 
+        custom = _Encoder("custom", text=("rule",))
         for i_c, spec in enumerate(cfg.custom_segments):
             seg = rules.parse_custom_segment(spec, f"custom_segments[{i_c}]")
-            text = rules.describe(seg.root)
+            text = custom(rule=rules.describe(seg.root))
             put(
                 f"custom-{seg.handle}",
                 rules.evaluate(seg.root, columns, product_mask),
@@ -758,8 +920,10 @@ def today() -> dt.date:
 
 
 __all__ = [
+    "REASON_TEMPLATES",
     "Evaluation",
     "Predictions",
+    "Reason",
     "SegmentDef",
     "SegmentResult",
     "ShopStats",
@@ -767,6 +931,7 @@ __all__ = [
     "day_number",
     "evaluate",
     "predict",
+    "render",
     "segment_definitions",
     "today",
 ]
