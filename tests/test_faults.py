@@ -207,7 +207,7 @@ def test_a_worker_killed_mid_tag_write_is_replaced_and_every_customer_ends_exact
     web = cluster.start_web()
     cluster.sandbox.app_url = web
     victim = cluster.start_worker(scheduler=True)
-    store = cluster.add_store(customers=300, seed=12)
+    store = cluster.add_store(customers=200, seed=12)
     shop_id = cluster.install(store.domain)
     cluster.wait_converged(store.domain)
     with cluster.ctx.sessions() as session:
@@ -256,9 +256,6 @@ def test_a_worker_killed_mid_tag_write_is_replaced_and_every_customer_ends_exact
         wait_until(bulk_running, 30, "the bulk mutation to run", step=0.01)
         cluster.kill(victim)
         assert bulk_running()
-        from shopify_app.models import AuditEntry
-        with cluster.ctx.sessions() as session:
-            print("KDEBUG", session.execute(select(AuditEntry.action, AuditEntry.result).where(AuditEntry.shop_id == shop_id, AuditEntry.action.like("tags.%"))).all())
     else:
         # Mid-write: some customers carry the tag in Shopify, not all yet.
         wait_until(

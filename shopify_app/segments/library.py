@@ -268,30 +268,37 @@ class Reason:
         return cls(data["key"], params if isinstance(params, dict) else {})
 
 
-class _Encoder:
-    """Writes one reason key's JSON directly: a million members on a big shop each get one,
-    and a prepared %-format is an order of magnitude faster than ``json.dumps``."""
+def _encoder(key: str, *, text: tuple[str, ...] = ()) -> Callable[..., str]:
+    """A function writing one reason key's JSON from keyword arguments (the template's names).
 
-    def __init__(self, key: str, *, text: tuple[str, ...] = ()) -> None:
-        names = _PLACEHOLDER.findall(REASON_TEMPLATES[key])
-        self._text = text + tuple(n for n in dict.fromkeys(names) if n.endswith("_months"))
-        parts = []
-        for name in dict.fromkeys(names):
-            if name.endswith("_date"):
-                code = '"%(' + name + ')s"'  # ISO days need no escaping
-            elif name.endswith("_money"):
-                code = "%(" + name + ").2f"
-            else:
-                code = "%(" + name + ")s"  # numbers as given; text escaped in __call__
-            parts.append(_json_text(name).replace("%", "%%") + ":" + code)
-        self._format = (
-            '{"key":' + _json_text(key).replace("%", "%%") + ',"params":{' + ",".join(parts) + "}}"
-        )
-
-    def __call__(self, **params: Any) -> str:
-        for name in self._text:
-            params[name] = _json_text(params[name])
-        return self._format % params
+    A big shop gives a million members a reason each, so this is the hot path: the function is
+    generated (as :mod:`dataclasses` does) to be one %-format over positional values, several
+    times faster than ``json.dumps`` or a ``**kwargs`` wrapper. Numbers go in as given, ``*_date``
+    values are ISO days (nothing to escape), ``*_money`` gets two decimals, and the ``text``
+    names and ``*_months`` lists are JSON-encoded.
+    """
+    names = list(dict.fromkeys(_PLACEHOLDER.findall(REASON_TEMPLATES[key])))
+    encoded = set(text) | {n for n in names if n.endswith("_months")}
+    if not set(text) <= set(names):
+        raise ValueError(f"{key}: unknown text parameters {sorted(set(text) - set(names))}")
+    parts, values = [], []
+    for name in names:
+        if name.endswith("_date"):
+            code = '"%s"'
+        elif name.endswith("_money"):
+            code = "%.2f"
+        else:
+            code = "%s"
+        parts.append(_json_text(name).replace("%", "%%") + ":" + code)
+        values.append(f"_json_text({name})" if name in encoded else name)
+    template = (
+        '{"key":' + _json_text(key).replace("%", "%%") + ',"params":{' + ",".join(parts) + "}}"
+    )
+    source = f"def encode(*, {', '.join(names)}):\n    return TEMPLATE % ({', '.join(values)},)\n"
+    namespace: dict[str, Any] = {"TEMPLATE": template, "_json_text": _json_text}
+    exec(source, namespace)  # noqa: S102 - names come from REASON_TEMPLATES, never from input
+    encode: Callable[..., str] = namespace["encode"]
+    return encode
 
 
 def _iso(day: int) -> str:
@@ -707,11 +714,11 @@ def evaluate(
         count=ds.n_customers,
     )
 
-    order_units = _Encoder("business.order_units", text=("product",))
-    order_units_unnamed = _Encoder("business.order_units_unnamed")
-    window_units = _Encoder("business.window_units")
-    company_reason = _Encoder("business.company", text=("company",))
-    domain_reason = _Encoder("business.domain", text=("domain",))
+    order_units = _encoder("business.order_units", text=("product",))
+    order_units_unnamed = _encoder("business.order_units_unnamed")
+    window_units = _encoder("business.window_units")
+    company_reason = _encoder("business.company", text=("company",))
+    domain_reason = _encoder("business.domain", text=("domain",))
 
     def business_reason(i: int) -> str:
         if max_units_l[i] >= cfg.business_units_per_order:
@@ -730,7 +737,7 @@ def evaluate(
     business = np.zeros(ds.n_customers, dtype=bool)
     business[out["business-buyers"].members] = True
 
-    repeat = _Encoder("repeat")
+    repeat = _encoder("repeat")
     put(
         "repeat-customers",
         f.n_orders >= cfg.repeat_min_orders,
@@ -739,13 +746,13 @@ def evaluate(
     interval = f.mean_interval
     interval_l = interval.tolist()
 
-    true_fan = _Encoder("true_fan")
+    true_fan = _encoder("true_fan")
 
     def fan_reason(i: int) -> str:
         return true_fan(orders=n_orders_l[i], days=round(float(interval_l[i])))
 
     put("true-fans", (f.n_orders >= cfg.true_fan_min_orders) & ~business, fan_reason)
-    one_time = _Encoder("one_time")
+    one_time = _encoder("one_time")
     put(
         "one-time-buyers",
         f.n_orders == 1,
@@ -757,9 +764,9 @@ def evaluate(
         since <= np.nan_to_num(interval, nan=-1) * cfg.reminder_factor
     )
     since_l, regular_l = since.tolist(), regular.tolist()
-    lapsed = _Encoder("lapsed")
-    lapsed_discount = _Encoder("lapsed.discount")
-    lapsed_reminder = _Encoder("lapsed.reminder")
+    lapsed = _encoder("lapsed")
+    lapsed_discount = _encoder("lapsed.discount")
+    lapsed_reminder = _encoder("lapsed.reminder")
     tiers = cfg.lapsed_tiers
     for i_t, tier in enumerate(tiers):
         upper = tiers[i_t + 1].days if i_t + 1 < len(tiers) else 10**7
@@ -776,21 +783,21 @@ def evaluate(
 
         put(f"lapsed-{tier.days}", (since >= tier.days) & (since < upper), lapsed_reason)
 
-    vip = _Encoder("vip")
+    vip = _encoder("vip")
     vip_share = round(cfg.vip_share * 100)
     put(
         "vip",
         f.spend >= stats.vip_cutoff,
         lambda i: vip(spend_money=spend_l[i], share=vip_share, cutoff_money=stats.vip_cutoff),
     )
-    likely = _Encoder("likely")
+    likely = _encoder("likely")
     put(
         "likely-to-buy",
         (preds.p_alive >= cfg.likely_min_p_alive)
         & (preds.purchases_90d >= cfg.likely_min_purchases_90d),
         lambda i: likely(percent=round(p_alive_l[i] * 100), orders=round(p90_l[i], 1), days=90),
     )
-    at_risk = _Encoder("at_risk")
+    at_risk = _encoder("at_risk")
     put(
         "at-risk",
         (f.n_orders >= 2)
@@ -800,11 +807,11 @@ def evaluate(
             spend_money=spend_l[i], orders=n_orders_l[i], percent=round(p_alive_l[i] * 100)
         ),
     )
-    rfm_reason = _Encoder("rfm")
+    rfm_reason = _encoder("rfm")
     for code, key in enumerate(rfm.GROUP_KEYS):
         put(f"rfm-{key}", group == code, lambda i: rfm_reason(r=r_l[i], f=f_l[i], m=m_l[i]))
 
-    cross_sell = _Encoder("cross_sell", text=("bought", "never"))
+    cross_sell = _encoder("cross_sell", text=("bought", "never"))
     for rule in cfg.cross_sell:
         mask, bought = crosssell.rule_members(ds, rule)
         bought_titles = [titles[k] for k in sorted(bought) if k in titles][:3]
@@ -824,7 +831,7 @@ def evaluate(
     season_l = season_orders.tolist()
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(f.n_orders > 0, season_orders / np.maximum(f.n_orders, 1), 0.0)
-    holiday = _Encoder("holiday")
+    holiday = _encoder("holiday")
     season = list(cfg.season_months)
     put(
         "holiday-shoppers",
@@ -832,14 +839,14 @@ def evaluate(
         lambda i: holiday(season_orders=season_l[i], orders=n_orders_l[i], season_months=season),
     )
     goal = cfg.milestone_amount
-    milestone = _Encoder("milestone")
+    milestone = _encoder("milestone")
     put(
         "spend-milestone",
         (f.spend >= goal * (1 - cfg.milestone_window)) & (f.spend < goal),
         lambda i: milestone(spend_money=spend_l[i], gap_money=goal - spend_l[i], goal_money=goal),
     )
     keys = _region_keys(ds)
-    region = _Encoder("region", text=("place",))
+    region = _encoder("region", text=("place",))
     for country, province, count in stats.regions:
         handle = f"region-{country}-{province}".lower() if province else f"region-{country}".lower()
         mask = np.fromiter(
@@ -865,7 +872,7 @@ def evaluate(
                 )
             return cache[reference]
 
-        custom = _Encoder("custom", text=("rule",))
+        custom = _encoder("custom", text=("rule",))
         for i_c, spec in enumerate(cfg.custom_segments):
             seg = rules.parse_custom_segment(spec, f"custom_segments[{i_c}]")
             text = custom(rule=rules.describe(seg.root))

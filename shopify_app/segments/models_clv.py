@@ -259,7 +259,9 @@ def fit_gamma_gamma(x: FloatArray, m: FloatArray) -> GammaGammaParams:
 
     def objective(log_params: FloatArray) -> tuple[float, FloatArray]:
         p, q, g = np.exp(log_params)
-        value = -float(np.sum(w * _gg_ll_terms(p, q, g, ux, um))) / total
+        # Line-search probes can underflow a parameter to 0; that step is simply rejected.
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            value = -float(np.sum(w * _gg_ll_terms(p, q, g, ux, um))) / total
         if not math.isfinite(value):
             return 1e300, np.zeros(3)
         px = p * ux
