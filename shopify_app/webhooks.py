@@ -402,6 +402,9 @@ def build_export(
     segments = []
     audiences: list[dict[str, Any]] = []
     if customer_id is not None:
+        # Imported here: the segment engine (numpy) is only needed for this rare request.
+        from shopify_app.segments.library import render as render_reason
+
         for membership, segment in session.execute(
             select(Membership, Segment)
             .join(Segment, Segment.id == Membership.segment_id)
@@ -413,7 +416,7 @@ def build_export(
                     "name": segment.name,
                     "tag": segment.tag,
                     "since": membership.since.isoformat(),
-                    "reason": membership.reason,
+                    "reason": render_reason(membership.reason),
                 }
             )
         for audience in session.scalars(

@@ -201,23 +201,28 @@ def test_a_worker_killed_mid_tag_write_is_replaced_and_every_customer_ends_exact
     """The merchant switches a segment's tag sync on; the worker writing the tags dies mid-way:
     ``requests``, with some customers tagged in Shopify and the rest not; ``bulk`` (above the
     shop's bulk threshold), with the bulk mutation still running in Shopify (whether or not
-    Goldpan recorded it before dying). The next recompute (the daily one, or any webhook's)
-    finishes the job: every customer carries exactly their merchant tags plus the segment tag
-    if they are a member — nothing lost, nothing doubled."""
+    Goldpan recorded it before dying). The whole-shop tag diff that the next full recompute
+    queues finishes the job: every customer carries exactly their merchant tags plus the
+    segment tag if they are a member — nothing lost, nothing doubled."""
     web = cluster.start_web()
     cluster.sandbox.app_url = web
     victim = cluster.start_worker(scheduler=True)
     store = cluster.add_store(customers=200, seed=12)
     shop_id = cluster.install(store.domain)
     cluster.wait_converged(store.domain)
+
+    def biggest_segment() -> int | None:
+        # Data converged; the recompute that follows it fills the segments.
+        with cluster.ctx.sessions() as session:
+            segment = session.scalars(
+                select(Segment)
+                .where(Segment.shop_id == shop_id, Segment.enabled.is_(True))
+                .order_by(Segment.member_count.desc(), Segment.id)
+            ).first()
+            return segment.id if segment is not None and segment.member_count >= 40 else None
+
+    segment_id = wait_until(biggest_segment, 60, "the segments to be computed")
     with cluster.ctx.sessions() as session:
-        segment = session.scalars(
-            select(Segment)
-            .where(Segment.shop_id == shop_id, Segment.enabled.is_(True))
-            .order_by(Segment.member_count.desc(), Segment.id)
-        ).first()
-        assert segment is not None and segment.member_count >= 40, segment
-        segment_id = segment.id
         members = set(
             session.scalars(
                 select(Membership.customer_id).where(Membership.segment_id == segment_id)
@@ -226,7 +231,8 @@ def test_a_worker_killed_mid_tag_write_is_replaced_and_every_customer_ends_exact
     merchant = _store_tags(cluster, store.domain)
     if path == "bulk":
         with cluster.ctx.sessions.begin() as session:
-            session.get_one(Shop, shop_id).settings = {"tag_bulk_threshold": 10}
+            shop = session.get_one(Shop, shop_id)
+            shop.settings = {**(shop.settings or {}), "tag_bulk_threshold": 10}
         # The bulk mutation applies its rows, then stays RUNNING for a while.
         cluster.sandbox.faults.bulk_delay = 3.0
     else:
@@ -266,8 +272,9 @@ def test_a_worker_killed_mid_tag_write_is_replaced_and_every_customer_ends_exact
     cluster.sandbox.faults.clear()
     time.sleep(3.5)  # the dead worker's leases expire (JOB_LOCK_TTL=3)
     cluster.start_worker(scheduler=True)
-    # The lost task is not retried; the next full recompute writes the remaining diff.
-    build_context(cluster.settings).enqueue("segments.recompute_shop", shop_id=shop_id)
+    # The lost task is not retried. What repairs it is the whole-shop tag diff that every full
+    # recompute (daily, reconcile, rule edits) queues after it: queue that diff here.
+    build_context(cluster.settings).enqueue("tags.sync", shop_id=shop_id, customer_ids=None)
     expected = {
         cid: sorted([*tags, tag] if cid in members else tags) for cid, tags in merchant.items()
     }

@@ -251,7 +251,9 @@ class Reason:
 
     def to_json(self) -> str:
         """The stored form (what ``Membership.reason`` holds)."""
-        return json.dumps({"key": self.key, "params": self.params}, ensure_ascii=False)
+        return json.dumps(
+            {"key": self.key, "params": self.params}, ensure_ascii=False, separators=(",", ":")
+        )
 
     @classmethod
     def parse(cls, stored: str | None) -> Reason | None:
@@ -296,7 +298,7 @@ def _encoder(key: str, *, text: tuple[str, ...] = ()) -> Callable[..., str]:
     )
     source = f"def encode(*, {', '.join(names)}):\n    return TEMPLATE % ({', '.join(values)},)\n"
     namespace: dict[str, Any] = {"TEMPLATE": template, "_json_text": _json_text}
-    exec(source, namespace)  # noqa: S102 - names come from REASON_TEMPLATES, never from input
+    exec(source, namespace)  # the names come from REASON_TEMPLATES, never from input
     encode: Callable[..., str] = namespace["encode"]
     return encode
 

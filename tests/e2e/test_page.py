@@ -8,6 +8,8 @@ is unreachable here, so the page runs on its fallback styles and the demo's sess
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -209,3 +211,21 @@ def test_an_order_in_the_sandbox_shows_up_on_the_page_and_in_tags(page: Page, de
         expect(page.locator("[data-tag-sync='on']").first).to_be_visible()
     store = demo.shopify.store(demo.shop_domain)
     wait_until(lambda: "goldpan-business-buyers" in store.customers[customer_id].tags)
+
+
+def test_member_reasons_are_in_the_pages_language_and_the_csv_in_english(
+    page: Page, demo: Demo
+) -> None:
+    # Reasons are stored structured; the page says them in the admin's language.
+    open_page(page, demo, "segments", locale="ar")
+    page.locator("[data-segment='one-time-buyers']").click()
+    reason = page.locator("[data-table='members'] .gp-reason").first
+    expect(reason).to_contain_text("طلب واحد في")
+    assert "{" not in reason.inner_text()
+    open_page(page, demo, "segments")
+    page.locator("[data-segment='one-time-buyers']").click()
+    expect(page.locator("[data-table='members'] .gp-reason").first).to_contain_text("one order on")
+    with page.expect_download() as download:
+        page.get_by_text("Export CSV").click()
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text("utf-8"))))
+    assert rows and all(row["reason"].startswith("one order on ") for row in rows)
