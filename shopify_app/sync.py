@@ -13,11 +13,15 @@ a bounded number of times.
 
 **Incremental.** :func:`apply_webhook` upserts ``orders/*`` and ``customers/*`` deliveries
 (REST-shaped payloads) unless what is stored is newer, and asks the segments engine to
-recompute the customer concerned.
+recompute the customer concerned. ``customers/delete`` leaves a :class:`Tombstone`: Shopify never
+reuses an id, so whatever arrives about a deleted customer afterwards — a late webhook, a bulk
+export or reconciliation page read before the deletion — is stale and kept out.
 
 **Reconciliation.** ``sync.reconcile`` pages through what changed since the watermark (cost-
 aware through :class:`AdminClient`) to repair missed webhooks; ``sync.reconcile_all`` runs it for
-every installed shop.
+every installed shop. Pages are sized under Shopify's 1,000-point query limit, so an order's
+line items (a product's variants) may not all fit on one: the rest are paged from that order
+(product) before the page commits.
 
 Rows are written through one upsert statement per table, built with the dialect's own
 ``INSERT ... ON CONFLICT DO UPDATE`` (SQLite and PostgreSQL), compiled once and executed with
@@ -67,11 +71,12 @@ ACTIVE = ("running", "ingesting")
 # Reconciliation page sizes. Shopify refuses a query whose requested cost (2 per connection plus
 # its page size times the cost of a node, 1 per object) exceeds 1,000 points, so each page is
 # sized to stay below: customers 702, orders 822 (10 orders with room for 15 line items each,
-# more than most orders have), products 929 (9 products with 100 variants each), the rest of an
-# order's line items 753.
+# more than most orders have), products 929 (9 products with 100 variants each); the rest of
+# an order's line items 753 a page, of a product's variants 253.
 PAGE_SIZES = {"customers": 100, "orders": 10, "products": 9}
 ORDER_LINE_ITEMS = 15  # line items per order on an orders page
 LINE_ITEMS_PAGE = 150  # line items per page of one order's remainder (order_line_items)
+VARIANTS_PAGE = 250  # variants per page of one product's remainder (product_variants)
 RECOMPUTE_ONE_BY_ONE = 100  # above this many changed customers, recompute the whole shop
 # Reconciliation re-reads a little before its watermark: Shopify's updated_at and our clock
 # are not the same clock.
@@ -1071,8 +1076,8 @@ def _page_rows(
 ) -> set[int]:
     """Rows of one page node; returns the customer ids it concerns.
 
-    An order whose line items did not fit on the page is appended to ``unfinished`` as
-    ``(order GID, cursor after its last line item read)``.
+    An order whose line items (a product whose variants) did not fit on the page is appended
+    to ``unfinished`` as ``(its GID, cursor after the last child read)``.
     """
     if resource == "customers":
         batch.rows["customers"].append(customer_row(shop_id, node))
@@ -1089,8 +1094,12 @@ def _page_rows(
         return {order[2]} if order[2] else set()
     batch.rows["products"].append(product_row(shop_id, node))
     product_id = gid_number(node["id"]) or 0
-    for variant in (node.get("variants") or {}).get("nodes") or []:
+    connection = node.get("variants") or {}
+    for variant in connection.get("nodes") or []:
         batch.rows["variants"].append(variant_row(shop_id, variant, product_id))
+    info = connection.get("pageInfo") or {}
+    if info.get("hasNextPage") and unfinished is not None:
+        unfinished.append((node["id"], info.get("endCursor")))
     return set()
 
 
@@ -1108,21 +1117,37 @@ def _iter_pages(client: AdminClient, resource: str, query: str) -> Iterator[list
         after = info.get("endCursor")
 
 
-def remaining_line_items(
-    client: AdminClient, shop_id: int, order_gid: str, after: str | None, batch: Batch
+# Children a reconciliation page may cut short, by resource: (document, parent field,
+# connection field, page size, child table).
+CHILD_PAGES: dict[str, tuple[str, str, str, int, str]] = {
+    "orders": ("order_line_items", "order", "lineItems", LINE_ITEMS_PAGE, "line_items"),
+    "products": ("product_variants", "product", "variants", VARIANTS_PAGE, "variants"),
+}
+
+
+def remaining_children(
+    client: AdminClient,
+    shop_id: int,
+    resource: str,
+    parent_gid: str,
+    after: str | None,
+    batch: Batch,
 ) -> int:
-    """Page the line items of ``order_gid`` after cursor ``after`` into ``batch``; returns how
-    many were read. Each page goes through the cost-aware client like any other query."""
-    order_id = gid_number(order_gid) or 0
+    """Page the children of ``parent_gid`` (an order's line items, a product's variants) after
+    cursor ``after`` into ``batch``; returns how many were read. Each page goes through the
+    cost-aware client like any other query."""
+    document, parent_field, connection_field, size, table = CHILD_PAGES[resource]
+    to_row = line_item_row if table == "line_items" else variant_row
+    parent_id = gid_number(parent_gid) or 0
     read = 0
     while True:
-        variables = {"id": order_gid, "first": LINE_ITEMS_PAGE, "after": after}
-        order = client.execute("order_line_items", variables).get("order")
-        if order is None:
+        variables = {"id": parent_gid, "first": size, "after": after}
+        parent = client.execute(document, variables).get(parent_field)
+        if parent is None:
             return read  # deleted since its page was read: the next reconciliation sees it
-        connection = order.get("lineItems") or {}
-        for item in connection.get("nodes") or []:
-            batch.rows["line_items"].append(line_item_row(shop_id, item, order_id))
+        connection = parent.get(connection_field) or {}
+        for node in connection.get("nodes") or []:
+            batch.rows[table].append(to_row(shop_id, node, parent_id))
             read += 1
         info = connection.get("pageInfo") or {}
         if not info.get("hasNextPage"):
@@ -1130,7 +1155,7 @@ def remaining_line_items(
         cursor = info.get("endCursor")
         if not cursor or cursor == after:
             # Without a cursor that moves, asking again would read the same page forever.
-            raise SyncError(f"order {order_id}: line item pagination did not advance")
+            raise SyncError(f"{parent_gid}: {connection_field} pagination did not advance")
         after = cursor
 
 
@@ -1174,10 +1199,11 @@ def reconcile(ctx: jobs.Context, shop_id: int, *, http: Any = None) -> int:
                     unfinished: list[tuple[str, str | None]] = []
                     for node in nodes:
                         changed |= _page_rows(shop_id, resource, node, batch, unfinished)
-                    # Orders with more line items than the page holds: the rest are read now,
-                    # so they commit with their order (and the checkpoint that counts it).
-                    for order_gid, cursor in unfinished:
-                        remaining_line_items(client, shop_id, order_gid, cursor, batch)
+                    # Orders (products) with more line items (variants) than the page holds:
+                    # the rest are read now, to commit with their parent and the checkpoint
+                    # that counts it.
+                    for parent_gid, cursor in unfinished:
+                        remaining_children(client, shop_id, resource, parent_gid, cursor, batch)
                     batch.lines = len(nodes)
                     done = _commit(ctx, run_id, batch, done)
             except ShopifyError as exc:
@@ -1226,6 +1252,6 @@ __all__ = [
     "reconcile",
     "reconcile_all",
     "record_deletion",
-    "remaining_line_items",
+    "remaining_children",
     "utc_text",
 ]

@@ -1,6 +1,8 @@
-"""Faults against a real cluster: a worker killed with ``kill -9`` mid-sync, lost database
-connections, Shopify answering 503 for a while, and token refreshes racing across processes —
-each ends in exactly the store's state."""
+"""Faults against a real cluster: a worker killed with ``kill -9`` mid-sync, mid-tag-write
+(aliased requests and bulk mutation) and mid-Meta-upload (add and replace sessions), lost
+database connections, Shopify answering 503 for a while, and token refreshes racing across
+processes — each ends in exactly the right state: the store's data in the database, every
+customer's tags in Shopify, every audience's members at Meta."""
 
 from __future__ import annotations
 
@@ -13,12 +15,12 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import select, text, update
+from sqlalchemy import delete, select, text, update
 
 from shopify_app import auth
 from shopify_app.app import build_context
 from shopify_app.meta import graph
-from shopify_app.meta.identifiers import hash_row
+from shopify_app.meta.identifiers import Person, hash_row
 from shopify_app.models import (
     Customer,
     Membership,
@@ -300,23 +302,19 @@ def _sessions_sent(meta: MetaSandbox) -> list[dict[str, Any]]:
     return [json.loads(r.params["session"]) for r in meta.requests_to("/users", "POST")]
 
 
-def test_a_worker_killed_mid_meta_upload_is_replaced_and_the_audience_is_exact(
-    cluster: Cluster,
-) -> None:
-    """A segment of 12,000 goes to Meta in two batches; the worker dies after batch 1 of 2
-    reached Meta and before Goldpan recorded the upload. The hourly refresh re-diffs it: the
-    audience ends with exactly the consenting members — one audience, nobody missing, nobody
-    who did not consent, no Meta account counted twice."""
-    meta = cluster.start_meta(META_APP_ID, META_APP_SECRET)
+def _meta_shop(
+    cluster: Cluster, meta: MetaSandbox
+) -> tuple[int, int, list[int], list[Person], dict[str | None, int]]:
+    """A connected shop whose Meta-synced segment has 12,000 members (about 10,800 consenting:
+    two upload batches) and 300 customers outside it; every one of them has a Meta account.
+    Returns (shop id, segment id, member ids, members, Meta user id by email)."""
     meta.add_ad_account(AD_ACCOUNT)
-    victim = cluster.start_worker()
-    now = dt.datetime.now(dt.UTC)
     with cluster.ctx.sessions.begin() as session:
         shop = Shop(
             domain=unique_shop_domain("meta"),
             access_token=cluster.ctx.cipher.encrypt("shpat_test"),
             scopes="read_customers,write_customers,read_orders",
-            installed_at=now,
+            installed_at=dt.datetime.now(dt.UTC),
             settings={},
         )
         session.add(shop)
@@ -326,20 +324,33 @@ def test_a_worker_killed_mid_meta_upload_is_replaced_and_the_audience_is_exact(
     others = make_people(300, seed=42)
     segment_id, member_ids = add_segment(cluster.ctx.sessions, shop_id, members)
     add_segment(cluster.ctx.sessions, shop_id, others, handle="others", meta_sync=False)
+    # A fresh sandbox numbers its users 1, 2, ... in the order they are added.
+    everyone = [*members, *others]
+    meta.add_meta_users(hash_row(p) for p in everyone)
+    uid = {p.email: n for n, p in enumerate(everyone, start=1)}
+    connect_shop(cluster.ctx, MetaStand(meta, cluster.settings.meta_graph_url), shop_id)
+    return shop_id, segment_id, member_ids, members, uid
+
+
+def test_a_worker_killed_mid_meta_upload_is_replaced_and_the_audience_is_exact(
+    cluster: Cluster,
+) -> None:
+    """A segment of 12,000 goes to Meta in two batches; the worker dies after batch 1 of 2
+    reached Meta and before Goldpan recorded the upload. The hourly refresh re-diffs it: the
+    audience ends with exactly the consenting members — one audience, nobody missing, nobody
+    who did not consent, no Meta account counted twice."""
+    meta = cluster.start_meta(META_APP_ID, META_APP_SECRET)
+    victim = cluster.start_worker()
+    shop_id, segment_id, member_ids, members, uid = _meta_shop(cluster, meta)
     consenting = {
         cid
         for cid, p in zip(member_ids, members, strict=True)
         if p.email_marketing_state == "SUBSCRIBED"
     }
     assert len(consenting) > graph.MAX_BATCH  # two batches
-    # Everyone has a Meta account; a fresh sandbox numbers them 1, 2, ... in this order.
-    everyone = [*members, *others]
-    meta.add_meta_users(hash_row(p) for p in everyone)
-    uid = {p.email: n for n, p in enumerate(everyone, start=1)}
     wanted_uids = {
         uid[p.email] for cid, p in zip(member_ids, members, strict=True) if cid in consenting
     }
-    connect_shop(cluster.ctx, MetaStand(meta, cluster.settings.meta_graph_url), shop_id)
     meta.delay = 1.0  # every Graph answer takes a second: the upload is observable mid-way
     build_context(cluster.settings).enqueue(
         "meta.sync_segment", shop_id=shop_id, segment_id=segment_id
@@ -389,3 +400,92 @@ def test_a_worker_killed_mid_meta_upload_is_replaced_and_the_audience_is_exact(
     # The replacement's upload was one complete session of its own.
     last = _sessions_sent(meta)[-1]
     assert last["last_batch_flag"] and last["session_id"] != sent[0]["session_id"]
+
+
+def test_a_worker_killed_mid_meta_replace_leaves_the_old_list_until_meta_lets_go(
+    cluster: Cluster,
+) -> None:
+    """The weekly full refresh (``/usersreplace``) dies after batch 1 of 2. Meta keeps the old
+    list and refuses any other replace on the audience until the abandoned session times out
+    (90 minutes); the audience shows ``replacing`` meanwhile. After that the next refresh
+    replaces the list: exactly the consenting members, without those who left the segment."""
+    meta = cluster.start_meta(META_APP_ID, META_APP_SECRET)
+    victim = cluster.start_worker()
+    shop_id, segment_id, member_ids, members, uid = _meta_shop(cluster, meta)
+    queue = build_context(cluster.settings)
+    queue.enqueue("meta.sync_segment", shop_id=shop_id, segment_id=segment_id)
+
+    def audience() -> MetaAudience | None:
+        with cluster.ctx.sessions() as session:
+            return session.scalars(
+                select(MetaAudience).where(MetaAudience.segment_id == segment_id)
+            ).first()
+
+    first = wait_until(
+        lambda: (aud := audience()) is not None and aud.last_synced_at is not None and aud,
+        60,
+        "the first sync",
+    )
+    audience_id, aud_pk = first.audience_id, first.id
+    assert audience_id is not None
+    old_list = meta.members(audience_id)
+    # 500 members leave the segment; the refresh is due.
+    leavers = set(member_ids[:500])
+    with cluster.ctx.sessions.begin() as session:
+        session.execute(
+            delete(Membership).where(
+                Membership.segment_id == segment_id, Membership.customer_id.in_(sorted(leavers))
+            )
+        )
+        row = session.get_one(MetaAudience, aud_pk)
+        row.last_full_refresh_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=8)
+    meta.delay = 1.0
+    queue.enqueue("meta.refresh_shop", shop_id=shop_id)
+
+    def replace_requests() -> int:
+        return len(meta.requests_to("/usersreplace", "POST"))
+
+    wait_until(replace_requests, 60, "batch 1 of the replace to reach Meta", step=0.02)
+    # Batch 2 (and its retry) fail: the session stays open on Meta's side.
+    meta.fail_next(times=2, status=500)
+    wait_until(lambda: replace_requests() >= 3, 30, "batch 2 to fail twice", step=0.02)
+    cluster.kill(victim)
+    meta.delay = 0.0
+    remote = meta.audiences[audience_id]
+    assert remote.replace is not None and not remote.replace.finished
+    assert meta.members(audience_id) == old_list  # Meta keeps the old list
+    time.sleep(3.5)  # the dead worker's lease on the segment expires (JOB_LOCK_TTL=3)
+    cluster.start_worker(scheduler=True)
+    queue.enqueue("meta.refresh_shop", shop_id=shop_id)
+    wait_until(
+        lambda: (aud := audience()) is not None and aud.status == "replacing",
+        60,
+        "Meta to refuse a second replace while the first is open",
+    )
+    assert meta.members(audience_id) == old_list
+    meta.advance(91 * 60)  # Meta gives up on the abandoned session
+    queue.enqueue("meta.refresh_shop", shop_id=shop_id)
+    wait_until(
+        lambda: (aud := audience()) is not None and aud.status == "ready",
+        60,
+        "the replace to go through",
+    )
+    consenting = {
+        cid
+        for cid, p in zip(member_ids, members, strict=True)
+        if p.email_marketing_state == "SUBSCRIBED" and cid not in leavers
+    }
+    wanted_uids = {
+        uid[p.email] for cid, p in zip(member_ids, members, strict=True) if cid in consenting
+    }
+    with cluster.ctx.sessions() as session:
+        stored = set(
+            session.scalars(
+                select(MetaAudienceMember.customer_id).where(
+                    MetaAudienceMember.audience_id == aud_pk
+                )
+            )
+        )
+    assert stored == consenting
+    assert meta.members(audience_id) == wanted_uids
+    assert [a.id for a in meta.audiences.values() if not a.deleted] == [audience_id]

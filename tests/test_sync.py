@@ -564,12 +564,17 @@ def test_nothing_brings_a_deleted_customer_back(sync_ctx, make_shop, fake_shopif
     assert not _has_customer(sync_ctx, shop.id, 90)
 
 
-def test_reconcile_reads_every_line_item_of_a_long_order(ctx, make_shop) -> None:
+def test_reconcile_reads_every_line_item_and_variant(ctx, make_shop) -> None:
     """Orders whose webhooks were missed, with 120 and 200 line items (more than an orders page
-    holds; more than one page of the remainder), and a changed product: reconciliation on the
-    sandbox (real schema, real cost limits) leaves exactly the store's data."""
+    holds; more than one page of the remainder), and a new product with 130 variants (more
+    than a products page holds): reconciliation on the sandbox (real schema, real cost limits)
+    leaves exactly the store's data."""
+    from decimal import Decimal
+
     from shopify_app.sandbox.store import LineItem as StoreLineItem
     from shopify_app.sandbox.store import Order as StoreOrder
+    from shopify_app.sandbox.store import Product as StoreProduct
+    from shopify_app.sandbox.store import Variant as StoreVariant
 
     def place_long_orders(sandbox: Any, store: Any, sandboxed: Any, shop_id: int) -> None:
         now = dt.datetime.now(UTC).replace(microsecond=0)
@@ -590,7 +595,21 @@ def test_reconcile_reads_every_line_item_of_a_long_order(ctx, make_shop) -> None
                 currency=store.currency, line_items=items,
             )  # fmt: skip
             store.add_order(order, notify=False)  # as if both webhooks were lost
-        next(iter(store.products.values())).updated_at = now
+        product_id = store.next_id()
+        variants_ = [
+            StoreVariant(
+                id=store.next_id(), product_id=product_id, title=f"Colour {n}", sku=f"NAP-{n}",
+                price=Decimal("4.50"),
+            )
+            for n in range(130)
+        ]  # fmt: skip
+        store.add_product(
+            StoreProduct(
+                id=product_id, title="Napkins", handle=f"napkins-{product_id}",
+                product_type="Linen", vendor="Goldpan", created_at=now, updated_at=now,
+                variants=variants_,
+            )
+        )  # fmt: skip
         # Some 2,500 points of pages: a Plus shop's bucket keeps the test from waiting for them.
         sandbox.set_plan(20_000, 1_000)
         sandboxed.enqueued.clear()
@@ -607,6 +626,10 @@ def test_reconcile_reads_every_line_item_of_a_long_order(ctx, make_shop) -> None
     for order in long_orders:
         stored = {li[0] for li in state["line_items"] if li[1] == order.id}
         assert stored == {li.id for li in order.line_items}
+    [napkins] = [p for p in store.products.values() if p.title == "Napkins"]
+    assert {v[0] for v in state["variants"] if v[1] == napkins.id} == {
+        v.id for v in napkins.variants
+    }
 
 
 def test_line_item_paging_ends_on_a_deleted_order_and_on_a_stuck_cursor(
@@ -620,7 +643,8 @@ def test_line_item_paging_ends_on_a_deleted_order_and_on_a_stuck_cursor(
     client = AdminClient(sync_ctx, shop.id)
     fake_shopify.script.append(JSONResponse(graphql_body({"order": None})))
     batch = sync.Batch.empty()
-    assert sync.remaining_line_items(client, shop.id, "gid://shopify/Order/6", "c", batch) == 0
+    order_6, order_5 = "gid://shopify/Order/6", "gid://shopify/Order/5"
+    assert sync.remaining_children(client, shop.id, "orders", order_6, "c", batch) == 0
     stuck = {
         "order": {
             "lineItems": {
@@ -631,7 +655,7 @@ def test_line_item_paging_ends_on_a_deleted_order_and_on_a_stuck_cursor(
     }
     fake_shopify.script.extend([JSONResponse(graphql_body(stuck))] * 2)
     with pytest.raises(SyncError, match="did not advance"):
-        sync.remaining_line_items(client, shop.id, "gid://shopify/Order/5", None, batch)
+        sync.remaining_children(client, shop.id, "orders", order_5, None, batch)
     calls = [c["variables"] for c in fake_shopify.calls if c["operation"] == "OrderLineItems"]
     assert [c["after"] for c in calls] == ["c", None, "c1"]
     assert calls[0]["first"] == sync.LINE_ITEMS_PAGE
