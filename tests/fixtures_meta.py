@@ -47,13 +47,15 @@ _STATE = {"US": "CA", "GR": "I", "KR": "KR-11", "SA": "SA-01"}
 
 
 def _phone(country: str, i: int) -> str:
+    # Unique for every i below 10**7, so people made with different seeds (i includes
+    # seed * 100,000) never share a phone and match each other's Meta users.
     arabic = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
     if country == "US":
-        return f"+1415555{i % 10000:04d}"
+        return f"+1415{2_000_000 + i % 8_000_000:07d}"
     if country == "GR":
         return f"69{i % 100_000_000:08d}"
     if country == "KR":
-        return f"010-{i % 10000:04d}-{(i * 7) % 10000:04d}"
+        return f"010-{(i // 10_000) % 10_000:04d}-{i % 10_000:04d}"
     return f"05{i % 100_000_000:08d}".translate(arabic)  # Saudi mobile in Arabic-Indic digits
 
 
