@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shopify_app import auth, jobs, logs
+from shopify_app import auth, jobs, logs, sync
 from shopify_app.db import transaction
 from shopify_app.models import (
     AuditEntry,
@@ -330,6 +330,8 @@ def handle_scopes_update(
             .execution_options(synchronize_session=False)
         )
         _audit(session, shop.id, "app/scopes_update", detail={"scopes": current})
+    # Granted or revoked read_all_orders: the page's notice follows.
+    sync.check_scopes(ctx, shop.id)
     return "done", None
 
 
@@ -502,6 +504,8 @@ def handle_customer_redact(
             session.execute(
                 delete(Customer).where(Customer.shop_id == shop.id, Customer.id == customer_id)
             )
+            # A late customers/update or an older export must not bring the person back.
+            sync.record_deletion(session.connection(), shop.id, "customers", customer_id)
         conditions = []
         if customer_id is not None:
             conditions.append(Order.customer_id == customer_id)

@@ -13,7 +13,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from shopify_app import auth, jobs, webhooks
+from shopify_app import auth, jobs, sync, webhooks
 from shopify_app.app import create_app
 from shopify_app.jobs import Context
 from shopify_app.models import (
@@ -201,6 +201,8 @@ def test_duplicate_delivery_is_processed_once(
     with queued_ctx.sessions() as session:
         row = session.get(Shop, shop.id)
         assert row is not None and row.scopes == "read_orders,read_customers"
+        # Without read_all_orders the page shows why older orders are missing.
+        assert sync.NOTICE_READ_ALL_ORDERS in {n["code"] for n in row.settings["notices"]}
     # The same event id at another shop is a different event.
     other = make_shop()
     assert deliver(app_server, "app/scopes_update", other.domain, payload, event_id="evt-1").json()[
@@ -374,6 +376,11 @@ def test_customers_redact_deletes_personal_data(
             assert (order.customer_id, order.email, order.billing_company) == (None, None, None)
         kept = session.get(Order, (shop.id, 7021))
         assert kept is not None and kept.email == "stays@example.com"
+    # A customers/update delivered late cannot bring the redacted customer back.
+    late = {"id": 701, "email": "gone@example.com", "updated_at": "2099-01-01T00:00:00Z"}
+    assert sync.apply_webhook(queued_ctx, shop.id, "customers/update", late) is False
+    with queued_ctx.sessions() as session:
+        assert session.get(Customer, (shop.id, 701)) is None
     forget = [kw for name, kw in pending_tasks(queued_ctx) if name == "meta.forget_customer"]
     if jobs.has_task("meta.forget_customer"):
         assert {
