@@ -11,15 +11,14 @@ A delivery for a shop Goldpan does not know gets 200 and changes nothing.
 
 :func:`process` dispatches on the topic (:data:`HANDLERS`): the app lifecycle and the three
 compliance topics are handled here; store data goes to ``shopify_app.sync`` and bulk mutation
-results to ``shopify_app.tagging``. A target module that does not exist yet marks the event
-``skipped`` with the reason instead of failing.
+results to ``shopify_app.tagging``. A delivery nothing applies to is marked ``skipped`` with
+the reason.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib
 import json
 import logging
 import re
@@ -34,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shopify_app import auth, jobs, logs, sync
+from shopify_app import auth, jobs, logs, sync, tagging
 from shopify_app.db import transaction
 from shopify_app.models import (
     AuditEntry,
@@ -265,25 +264,9 @@ def dispatch(ctx: jobs.Context, event: WebhookEvent) -> Outcome:
     if event.topic.startswith(("orders/", "customers/")):
         if not shop.is_installed:
             return "skipped", "shop is uninstalled"
-        return _call_optional(
-            "shopify_app.sync", "apply_webhook", ctx, shop.id, event.topic, payload
-        )
+        sync.apply_webhook(ctx, shop.id, event.topic, payload)
+        return "done", None
     return "skipped", f"no handler for {event.topic}"
-
-
-def _call_optional(module: str, function: str, *args: Any) -> Outcome:
-    """Call ``module.function(*args)`` if that module exists yet."""
-    try:
-        loaded = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (module == exc.name or module.startswith(exc.name + ".")):
-            return "skipped", f"{module} is not available"
-        raise
-    target = getattr(loaded, function, None)
-    if target is None:
-        return "skipped", f"{module}.{function} is not available"
-    target(*args)
-    return "done", None
 
 
 def _audit(session: Any, shop_id: int, action: str, **fields: Any) -> None:
@@ -343,9 +326,11 @@ def handle_bulk_finish(
         return "skipped", "shop is uninstalled"
     kind = str(payload.get("type", "")).lower()
     if kind == "query":
-        return _call_optional("shopify_app.sync", "on_bulk_finish", ctx, shop.id, payload)
+        sync.on_bulk_finish(ctx, shop.id, payload)
+        return "done", None
     if kind == "mutation":
-        return _call_optional("shopify_app.tagging", "on_bulk_finish", ctx, shop.id, payload)
+        tagging.on_bulk_finish(ctx, shop.id, payload)
+        return "done", None
     return "skipped", f"unknown bulk operation type {kind!r}"
 
 
