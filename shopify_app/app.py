@@ -25,7 +25,6 @@ import binascii
 import hashlib
 import hmac
 import html
-import importlib
 import json
 import logging
 import secrets
@@ -565,22 +564,10 @@ EXCEPTION_HANDLERS: Mapping[Any, Callable[[Request, Exception], Response]] = {
 # --- the app ----------------------------------------------------------------------------------
 
 
-def _optional_routes(module: str, attribute: str) -> list[BaseRoute]:
-    """``module.attribute`` if that module exists yet; a missing module contributes nothing,
-    but a module that exists and fails to import is a real error."""
-    try:
-        loaded = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (module == exc.name or module.startswith(exc.name + ".")):
-            log.info("%s is not available; its routes are not mounted", module)
-            return []
-        raise
-    return list(getattr(loaded, attribute, []))
-
-
 def build_routes() -> list[BaseRoute]:
     """The routes table (the single place every URL of the app is declared)."""
-    from shopify_app import webhooks
+    from shopify_app import api, webhooks
+    from shopify_app.meta import web as meta_web
 
     routes: list[BaseRoute] = [
         Route("/", index, methods=["GET"]),
@@ -591,15 +578,15 @@ def build_routes() -> list[BaseRoute]:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *webhooks.routes,
-        Mount("/api/meta", routes=_optional_routes("shopify_app.meta.web", "routes")),
+        Mount("/api/meta", routes=meta_web.routes),
         Mount(
             "/api",
             routes=[
                 Route("/session", api_session, methods=["GET"]),
-                *_optional_routes("shopify_app.api", "routes"),
+                *api.routes,
             ],
         ),
-        *_optional_routes("shopify_app.meta.web", "public_routes"),
+        *meta_web.public_routes,
     ]
     if WEB_DIR.is_dir():
         routes.append(Mount("/static", app=StaticFiles(directory=WEB_DIR), name="static"))

@@ -364,14 +364,8 @@ def _json_safe(value: Any) -> Any:
 
 
 def _follow_up(ctx: jobs.Context, name: str, **kwargs: Any) -> None:
-    """Queue ``name`` if some module declares it (tagging and Meta may not be installed)."""
-    try:
-        declared = jobs.has_task(name)
-    except ImportError as exc:  # a listed module that is not there yet must not break segments
-        log.warning("task modules incomplete (%s); %s not queued", exc, name)
-        return
-    if declared:
-        ctx.enqueue(name, **kwargs)
+    """Queue the follow-up task ``name`` (tag and Meta sync of what changed)."""
+    ctx.enqueue(name, **kwargs)
 
 
 @contextmanager
