@@ -438,20 +438,29 @@ def recompute_shop_now(
     """
     as_of = as_of or library.today()
     times = times if times is not None else PhaseTimes()
+    # Read and evaluate on a snapshot, then write in a transaction of its own that takes the
+    # write lock up front: on SQLite a long read transaction cannot upgrade to a write once a
+    # webhook has committed meanwhile, and holding the write lock through the whole read would
+    # stall webhook intake. A customer changed in between is re-evaluated by the incremental
+    # recompute its webhook queued.
+    with ctx.sessions() as session, session.begin():
+        shop = session.get(Shop, shop_id)
+        if shop is None:
+            log.info("recompute: shop %s is gone", shop_id)
+            return {}
+        cfg = shop_config(shop)
+        with _sqlite_cache(session), times.phase("load"):
+            ds = dataset_mod.load(session, shop_id)
+    with times.phase("evaluate"):
+        ev = library.evaluate(ds, cfg, as_of)
     with ctx.sessions() as session:
         with session.begin():
+            session.connection(execution_options={"sqlite_immediate": True})
             shop = session.get(Shop, shop_id)
             if shop is None:
-                log.info("recompute: shop %s is gone", shop_id)
                 return {}
-            cfg = shop_config(shop)
-            with _sqlite_cache(session):
-                with times.phase("load"):
-                    ds = dataset_mod.load(session, shop_id)
-                with times.phase("evaluate"):
-                    ev = library.evaluate(ds, cfg, as_of)
-                with times.phase("write"):
-                    counts = write_evaluation(session, shop, cfg, ev, as_of)
+            with _sqlite_cache(session), times.phase("write"):
+                counts = write_evaluation(session, shop, cfg, ev, as_of)
             # The commit is part of the write (on SQLite it is when the WAL is synced).
             commit_started = times.mark()
         times.add("write", commit_started)
