@@ -71,8 +71,11 @@ class NotFound(GoldpanError):
 # --------------------------------------------------------------------------- plumbing
 
 
-def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
-    return JSONResponse({"error": message, "field": field}, status_code=status)
+def error_response(
+    status: int, message: str, field: str | None = None, **extra: Any
+) -> JSONResponse:
+    """The JSON error every page endpoint answers: ``{"error", "field", ...}``."""
+    return JSONResponse({"error": message, "field": field, **extra}, status_code=status)
 
 
 def endpoint(fn: Callable[[Request], Response]) -> Callable[[Request], Response]:
@@ -87,14 +90,15 @@ def endpoint(fn: Callable[[Request], Response]) -> Callable[[Request], Response]
         try:
             return fn(request)
         except NotFound as exc:
-            return _error(404, str(exc) or "not found")
+            return error_response(404, str(exc) or "not found")
         except InputError as exc:
-            return _error(400, str(exc), exc.field)
+            return error_response(400, str(exc), exc.field)
 
     return wrapper
 
 
-def _shop_id(request: Request) -> int:
+def request_shop_id(request: Request) -> int:
+    """The requesting shop, set by the session-token middleware."""
     shop_id = getattr(request.state, "shop_id", None)
     if not isinstance(shop_id, int):
         # The middleware always sets it; reaching here means the routes were mounted unguarded.
@@ -332,7 +336,7 @@ def _headline(session: Session, shop_id: int) -> dict[str, Any]:
 @endpoint
 def home(request: Request) -> Response:
     """Sync status, notices, and the retention headline (plus the model's predicted CLV)."""
-    shop_id = _shop_id(request)
+    shop_id = request_shop_id(request)
     with _session(request) as session:
         shop = _shop(session, shop_id)
         sync = _sync_status(session, shop_id)
@@ -470,7 +474,7 @@ def _segment_row(
 @endpoint
 def segments(request: Request) -> Response:
     """Every segment of the shop with size, revenue share, weekly change and sync state."""
-    shop_id = _shop_id(request)
+    shop_id = request_shop_id(request)
     with _session(request) as session:
         prefix = _prefix(_shop(session, shop_id))
         rows = session.scalars(
@@ -490,7 +494,7 @@ def segments(request: Request) -> Response:
 @endpoint
 def segment_detail(request: Request) -> Response:
     """One segment: its row, definition, 30 days of history and its Meta audiences."""
-    shop_id = _shop_id(request)
+    shop_id = request_shop_id(request)
     segment_id = _path_id(request)
     with _session(request) as session:
         seg = _segment(session, shop_id, segment_id)
@@ -585,7 +589,7 @@ def _goldpan_tags(tags: list[Any], prefix: str) -> list[str]:
 @endpoint
 def segment_members(request: Request) -> Response:
     """A page of 50 members with why each qualifies; ``q`` searches name, email, company."""
-    shop_id = _shop_id(request)
+    shop_id = request_shop_id(request)
     segment_id = _path_id(request)
     q, sort, page = _member_params(request)
     after = request.query_params.get("after")
@@ -644,7 +648,7 @@ def _csv_safe(value: Any) -> str:
 @endpoint
 def segment_members_csv(request: Request) -> Response:
     """Every member as CSV (streamed), for spreadsheets and other tools."""
-    shop_id = _shop_id(request)
+    shop_id = request_shop_id(request)
     segment_id = _path_id(request)
     sessions = request.app.state.ctx.sessions
     with _session(request) as session:
@@ -719,7 +723,7 @@ def segment_tag_sync(request: Request) -> Response:
 
     Body: ``{"enabled": bool, "confirm": bool, "tag": optional new tag}``.
     """
-    shop_id = _shop_id(request)
+    shop_id = request_shop_id(request)
     segment_id = _path_id(request)
     body = _json_body(request, _read_body(request))
     enabled = body.get("enabled")
@@ -775,7 +779,7 @@ def segment_meta_preview(request: Request) -> Response:
 
     Switching it on and off, lookalikes and the hashed file are ``/api/meta/...`` (meta.web).
     """
-    shop_id = _shop_id(request)
+    shop_id = request_shop_id(request)
     segment_id = _path_id(request)
     with _session(request) as session:
         shop = _shop(session, shop_id)
@@ -994,7 +998,7 @@ def _first_month(h: list[Any]) -> str | None:
 @endpoint
 def analytics(request: Request) -> Response:
     """Cohorts, time between orders, RFM grid, repeat trend, products bringing customers back."""
-    shop_id = _shop_id(request)
+    shop_id = request_shop_id(request)
     with _session(request) as session:
         shop = _shop(session, shop_id)
         version = _version(session, shop_id)
@@ -1038,7 +1042,7 @@ def _engine_extras(shop: Shop) -> dict[str, Any]:
 @endpoint
 def settings_get(request: Request) -> Response:
     """The shop's segment settings, the products its cross-sell rules name, and Meta state."""
-    shop_id = _shop_id(request)
+    shop_id = request_shop_id(request)
     with _session(request) as session:
         shop = _shop(session, shop_id)
         config = _load_config(shop)
@@ -1077,7 +1081,7 @@ def settings_get(request: Request) -> Response:
 @endpoint
 def settings_put(request: Request) -> Response:
     """Change settings (a partial object); refused with the failing field; then recompute."""
-    shop_id = _shop_id(request)
+    shop_id = request_shop_id(request)
     body = _json_body(request, _read_body(request))
     changes = body.get("settings", body)
     if not isinstance(changes, dict) or not changes:
@@ -1109,7 +1113,7 @@ def settings_put(request: Request) -> Response:
 @endpoint
 def segment_native(request: Request) -> Response:
     """Create (or refresh) the segment's native Shopify segment on its tag."""
-    shop_id = _shop_id(request)
+    shop_id = request_shop_id(request)
     segment_id = _path_id(request)
     with _session(request) as session:
         seg = _segment(session, shop_id, segment_id)
@@ -1124,7 +1128,7 @@ def segment_native(request: Request) -> Response:
 @endpoint
 def tags_remove_all(request: Request) -> Response:
     """Remove every Goldpan tag from every customer (for merchants who leave). Needs confirm."""
-    shop_id = _shop_id(request)
+    shop_id = request_shop_id(request)
     body = _json_body(request, _read_body(request))
     if body.get("confirm") is not True:
         raise InputError("confirm the removal of every Goldpan tag", field="confirm")
@@ -1140,7 +1144,7 @@ def tags_remove_all(request: Request) -> Response:
 @endpoint
 def products(request: Request) -> Response:
     """Products for pickers: title search, 20 at a time."""
-    shop_id = _shop_id(request)
+    shop_id = request_shop_id(request)
     q = (request.query_params.get("q") or "").strip()
     if len(q) > 100:
         raise InputError("search is limited to 100 characters", field="q")
@@ -1157,7 +1161,7 @@ def products(request: Request) -> Response:
 @endpoint
 def audit(request: Request) -> Response:
     """The latest writes to Shopify and Meta, newest first; ``before`` pages back by id."""
-    shop_id = _shop_id(request)
+    shop_id = request_shop_id(request)
     before = _int_param(request, "before", 0, 0, 2**62)
     with _session(request) as session:
         stmt = select(AuditEntry).where(AuditEntry.shop_id == shop_id)
@@ -1187,7 +1191,7 @@ def audit(request: Request) -> Response:
 @endpoint
 def data_requests(request: Request) -> Response:
     """Customers' data requests (``customers/data_request``), newest first, for the merchant."""
-    shop_id = _shop_id(request)
+    shop_id = request_shop_id(request)
     with _session(request) as session:
         rows = session.scalars(
             select(DataRequest)
@@ -1213,7 +1217,7 @@ def data_requests(request: Request) -> Response:
 @endpoint
 def data_request_export(request: Request) -> Response:
     """One data request's export: everything Goldpan holds about that customer, as JSON."""
-    shop_id = _shop_id(request)
+    shop_id = request_shop_id(request)
     raw = request.path_params.get("request_id", "")
     if not str(raw).isdigit():
         raise InputError("request id must be a number", field="request_id")

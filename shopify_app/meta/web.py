@@ -28,7 +28,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from shopify_app import jobs
+from shopify_app import api, jobs
+from shopify_app.api import NotFound, error_response, request_shop_id
 from shopify_app.errors import (
     AuthError,
     InputError,
@@ -44,31 +45,20 @@ from shopify_app.models import MetaAudience, MetaConnection, Segment, Shop, utcn
 STATE_MAX_AGE = 15 * 60
 
 
-class NotFound(Exception):
-    """The segment does not exist in this shop."""
-
-
-def _error(status: int, message: str, field: str | None = None, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, "field": field, **extra}, status_code=status)
-
-
 def endpoint(fn: Callable[[Request], Response]) -> Callable[[Request], Response]:
-    """Map deliberate errors to JSON answers the page can show."""
+    """The page API's error mapping (:func:`shopify_app.api.endpoint`) plus Meta's errors."""
 
+    @api.endpoint
     @wraps(fn)
     def wrapper(request: Request) -> Response:
         try:
             return fn(request)
-        except NotFound as exc:
-            return _error(404, str(exc) or "not found")
-        except InputError as exc:
-            return _error(400, str(exc), exc.field)
         except AuthError as exc:
-            return _error(403, exc.reason)
+            return error_response(403, exc.reason)
         except MetaTermsError as exc:
-            return _error(409, str(exc), "terms", code=exc.code, subcode=exc.subcode)
+            return error_response(409, str(exc), "terms", code=exc.code, subcode=exc.subcode)
         except MetaTokenError as exc:
-            return _error(409, str(exc), "token", code=exc.code, subcode=exc.subcode)
+            return error_response(409, str(exc), "token", code=exc.code, subcode=exc.subcode)
         except MetaThrottledError as exc:
             return JSONResponse(
                 {"error": str(exc), "field": None, "retry_after": exc.retry_after},
@@ -76,20 +66,13 @@ def endpoint(fn: Callable[[Request], Response]) -> Callable[[Request], Response]
                 headers={"Retry-After": str(int(exc.retry_after))},
             )
         except MetaError as exc:
-            return _error(502, str(exc), None, code=exc.code, subcode=exc.subcode)
+            return error_response(502, str(exc), None, code=exc.code, subcode=exc.subcode)
 
     return wrapper
 
 
 def _ctx(request: Request) -> jobs.Context:
     return request.app.state.ctx  # type: ignore[no-any-return,unused-ignore]
-
-
-def _shop_id(request: Request) -> int:
-    shop_id = getattr(request.state, "shop_id", None)
-    if not isinstance(shop_id, int):
-        raise RuntimeError("meta routes mounted without the session-token middleware")
-    return shop_id
 
 
 def _body(request: Request) -> dict[str, Any]:
@@ -237,7 +220,7 @@ def _segment(session: Any, shop_id: int, raw: str) -> Segment:
 @endpoint
 def status(request: Request) -> Response:
     """The connection and every audience, for the Meta card on the page."""
-    ctx, shop_id = _ctx(request), _shop_id(request)
+    ctx, shop_id = _ctx(request), request_shop_id(request)
     with ctx.sessions() as session:
         conn = session.get(MetaConnection, shop_id)
         shop = session.get(Shop, shop_id)
@@ -258,9 +241,9 @@ def status(request: Request) -> Response:
 @endpoint
 def connect(request: Request) -> Response:
     """Start Facebook Login: the dialog URL to open in a new tab (it can't run in the iframe)."""
-    ctx, shop_id = _ctx(request), _shop_id(request)
+    ctx, shop_id = _ctx(request), request_shop_id(request)
     if not (ctx.settings.meta_app_id and ctx.settings.meta_app_secret):
-        return _error(
+        return error_response(
             503, "Facebook Login is not configured (META_APP_ID, META_APP_SECRET)", "meta"
         )
     state = sign_state(ctx.settings.api_secret, shop_id)
@@ -270,7 +253,7 @@ def connect(request: Request) -> Response:
 @endpoint
 def paste_token(request: Request) -> Response:
     """Use a system-user token the merchant pasted (Business Settings → System users)."""
-    ctx, shop_id = _ctx(request), _shop_id(request)
+    ctx, shop_id = _ctx(request), request_shop_id(request)
     token = _body(request).get("token")
     if not isinstance(token, str) or len(token.strip()) < 20 or " " in token.strip():
         raise InputError("paste the whole access token", field="token")
@@ -286,7 +269,7 @@ def paste_token(request: Request) -> Response:
 @endpoint
 def ad_accounts(request: Request) -> Response:
     """The ad accounts the connected login can manage."""
-    ctx, shop_id = _ctx(request), _shop_id(request)
+    ctx, shop_id = _ctx(request), request_shop_id(request)
     _conn, client = _client(ctx, shop_id)
     try:
         accounts = client.ad_accounts()
@@ -306,7 +289,7 @@ def ad_accounts(request: Request) -> Response:
 @endpoint
 def choose_account(request: Request) -> Response:
     """Pick the ad account; checks the Custom Audience terms (link to accept them if missing)."""
-    ctx, shop_id = _ctx(request), _shop_id(request)
+    ctx, shop_id = _ctx(request), request_shop_id(request)
     raw = _body(request).get("ad_account_id")
     if not isinstance(raw, str) or not raw.removeprefix("act_").isdigit():
         raise InputError("choose an ad account", field="ad_account_id")
@@ -340,7 +323,7 @@ def choose_account(request: Request) -> Response:
 @endpoint
 def disconnect(request: Request) -> Response:
     """Forget the token (audiences stay in Ads Manager; sync stops)."""
-    ctx, shop_id = _ctx(request), _shop_id(request)
+    ctx, shop_id = _ctx(request), request_shop_id(request)
     with ctx.sessions.begin() as session:
         conn = session.get(MetaConnection, shop_id)
         if conn is not None:
@@ -355,7 +338,7 @@ def disconnect(request: Request) -> Response:
 @endpoint
 def segment_sync(request: Request) -> Response:
     """Turn Meta sync on (syncs now) or off (the audience stays, marked paused)."""
-    ctx, shop_id = _ctx(request), _shop_id(request)
+    ctx, shop_id = _ctx(request), request_shop_id(request)
     enabled = _body(request).get("enabled")
     if not isinstance(enabled, bool):
         raise InputError("enabled must be true or false", field="enabled")
@@ -387,7 +370,7 @@ def segment_sync(request: Request) -> Response:
 @endpoint
 def segment_lookalike(request: Request) -> Response:
     """Create a lookalike of the segment's audience: ``{"country": "US", "ratio": 1..10}``."""
-    ctx, shop_id = _ctx(request), _shop_id(request)
+    ctx, shop_id = _ctx(request), request_shop_id(request)
     body = _body(request)
     with ctx.sessions() as session:
         seg = _segment(session, shop_id, request.path_params["segment_id"])
@@ -401,7 +384,7 @@ def segment_lookalike(request: Request) -> Response:
 @endpoint
 def segment_file(request: Request) -> Response:
     """The segment as the hashed customer file (same as ``analyze --meta-dir``)."""
-    ctx, shop_id = _ctx(request), _shop_id(request)
+    ctx, shop_id = _ctx(request), request_shop_id(request)
     with ctx.sessions() as session:
         seg = _segment(session, shop_id, request.path_params["segment_id"])
         shop = session.get(Shop, shop_id)
