@@ -373,6 +373,13 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
 
+    @classmethod
+    def of(cls, shop_id: int, action: str, *, target: str, **fields: Any) -> AuditEntry:
+        """An entry; ``detail=None`` is stored as ``{}`` (the page reads it as an object)."""
+        if fields.get("detail") is None:
+            fields["detail"] = {}
+        return cls(shop_id=shop_id, action=action, target=target, **fields)
+
 
 class DataRequest(Base):
     """A ``customers/data_request``: what Goldpan holds about the customer, for the merchant."""

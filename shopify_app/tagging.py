@@ -35,6 +35,7 @@ writers of the same customer and the stored tags are updated compare-and-set, so
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 from collections import defaultdict
@@ -533,26 +534,8 @@ def _claim(ctx: jobs.Context, shop_id: int, customer_ids: Sequence[int]) -> Iter
             session.add_all(claim.audit)
 
 
-def _audit(
-    shop_id: int,
-    action: str,
-    *,
-    subject: str | None = None,
-    count: int = 0,
-    result: str = "ok",
-    detail: dict[str, Any] | None = None,
-    error: str | None = None,
-) -> AuditEntry:
-    return AuditEntry(
-        shop_id=shop_id,
-        target="shopify",
-        action=action,
-        subject=subject,
-        count=count,
-        result=result,
-        detail=detail or {},
-        error=error,
-    )
+# Every tag write's audit-log entry (target "shopify").
+_audit = functools.partial(AuditEntry.of, target="shopify")
 
 
 def _record(ctx: jobs.Context, *entries: AuditEntry) -> None:

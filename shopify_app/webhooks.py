@@ -270,7 +270,7 @@ def dispatch(ctx: jobs.Context, event: WebhookEvent) -> Outcome:
 
 
 def _audit(session: Any, shop_id: int, action: str, **fields: Any) -> None:
-    session.add(AuditEntry(shop_id=shop_id, target="app", action=action, **fields))
+    session.add(AuditEntry.of(shop_id, action, target="app", **fields))
 
 
 def handle_uninstalled(

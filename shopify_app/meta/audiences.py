@@ -222,30 +222,9 @@ def _store_members(
         )
 
 
-def audit(
-    session: Session,
-    shop_id: int,
-    action: str,
-    *,
-    subject: str | None = None,
-    count: int = 0,
-    result: str = "ok",
-    detail: dict[str, Any] | None = None,
-    error: str | None = None,
-) -> None:
-    """One audit-log line for a write to Meta."""
-    session.add(
-        AuditEntry(
-            shop_id=shop_id,
-            target="meta",
-            action=action,
-            subject=subject,
-            count=count,
-            result=result,
-            detail=detail or {},
-            error=error,
-        )
-    )
+def audit(session: Session, shop_id: int, action: str, **fields: Any) -> None:
+    """One audit-log line for a write to Meta (fields as :meth:`AuditEntry.of` takes them)."""
+    session.add(AuditEntry.of(shop_id, action, target="meta", **fields))
 
 
 def client_for(ctx: jobs.Context, conn: MetaConnection) -> graph.GraphClient:
