@@ -55,7 +55,7 @@ from shopify_app.errors import (
     ShopifyError,
     TokenError,
 )
-from shopify_app.jobs import Context, Runtime, has_task, make_huey
+from shopify_app.jobs import Context, Runtime, make_huey
 from shopify_app.models import Shop
 from shopify_app.settings import Settings
 
@@ -680,9 +680,6 @@ def resume_syncs(ctx: Context) -> int:
     worker start doing this is harmless.
     """
     from shopify_app.models import Shop, SyncRun
-
-    if not (has_task("sync.poll") and has_task("sync.initial")):
-        return 0
     from shopify_app.sync import RESOURCES
 
     with ctx.sessions() as session:

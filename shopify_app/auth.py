@@ -321,15 +321,6 @@ def authorize_url(settings: Settings, shop: str, state: str, redirect_uri: str) 
 # --- install and stored tokens ----------------------------------------------------------------
 
 
-def _enqueue_if_declared(ctx: jobs.Context, name: str, **kwargs: Any) -> bool:
-    """Enqueue ``name`` if some module declares it; the module may not be written yet."""
-    if not jobs.has_task(name):
-        log.warning("task %s is not declared; skipped", name, extra={"task": name})
-        return False
-    ctx.enqueue(name, **kwargs)
-    return True
-
-
 def _store_tokens(shop: Shop, tokens: TokenSet, cipher: TokenCipher) -> None:
     shop.access_token = cipher.encrypt(tokens.access_token)
     shop.access_token_expires_at = tokens.expires_at
@@ -368,7 +359,7 @@ def install(ctx: jobs.Context, shop_domain: str, tokens: TokenSet) -> int:
                 raise
     log.info("shop installed", extra={"shop": domain, "fresh": fresh})
     if fresh:
-        _enqueue_if_declared(ctx, "sync.initial", shop_id=shop_id)
+        ctx.enqueue("sync.initial", shop_id=shop_id)
     return shop_id
 
 

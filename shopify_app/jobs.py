@@ -276,12 +276,6 @@ def _shop_domain(ctx: Context, shop_id: Any) -> str | None:
     return _shop_domains[key]
 
 
-def has_task(name: str) -> bool:
-    """Whether task ``name`` is declared (a module not written yet declares nothing)."""
-    load_task_modules()
-    return name in _REGISTRY
-
-
 def load_task_modules() -> None:
     """Import every module that declares tasks."""
     for module in TASK_MODULES:
@@ -415,7 +409,6 @@ __all__ = [
     "LeaseLock",
     "Runtime",
     "TaskLockedException",
-    "has_task",
     "load_task_modules",
     "make_huey",
     "periodic",

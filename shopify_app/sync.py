@@ -584,14 +584,6 @@ def _fail(ctx: jobs.Context, run_id: int, error: str) -> None:
 # --- bulk operations lifecycle ---------------------------------------------------------------
 
 
-def _enqueue(ctx: jobs.Context, name: str, **kwargs: Any) -> None:
-    """Enqueue ``name`` if declared (the module providing it may not be deployed yet)."""
-    if jobs.has_task(name):
-        ctx.enqueue(name, **kwargs)
-    else:
-        log.warning("task %s is not declared; skipped", name)
-
-
 def check_scopes(ctx: jobs.Context, shop_id: int) -> bool:
     """Store (or clear) the notice a shop without ``read_all_orders`` must see; True if missing.
 
@@ -827,7 +819,7 @@ def _maybe_finished(ctx: jobs.Context, shop_id: int) -> None:
         ).all()
     settled = latest and all(r.status in ("done", "failed") for r in latest)
     if settled and any(r.status == "done" for r in latest):
-        _enqueue(ctx, "segments.recompute_shop", shop_id=shop_id)
+        ctx.enqueue("segments.recompute_shop", shop_id=shop_id)
 
 
 def progress(ctx: jobs.Context, shop_id: int) -> dict[str, Any]:
@@ -1046,7 +1038,7 @@ def apply_webhook(ctx: jobs.Context, shop_id: int, topic: str, payload: dict[str
         log.warning("topic %s is not a sync topic", topic)
         return False
     if customer_id is not None:
-        _enqueue(ctx, "segments.recompute_customer", shop_id=shop_id, customer_id=customer_id)
+        ctx.enqueue("segments.recompute_customer", shop_id=shop_id, customer_id=customer_id)
     return True
 
 
@@ -1169,7 +1161,7 @@ def reconcile(ctx: jobs.Context, shop_id: int, *, http: Any = None) -> int:
     if active_runs(ctx, shop_id):
         return 0
     if all(_watermark(ctx, shop_id, r) is None for r in RESOURCES):
-        _enqueue(ctx, "sync.initial", shop_id=shop_id)
+        ctx.enqueue("sync.initial", shop_id=shop_id)
         return 0
     changed: set[int] = set()
     total = 0
@@ -1219,10 +1211,10 @@ def reconcile(ctx: jobs.Context, shop_id: int, *, http: Any = None) -> int:
                 )
             total += done
     if len(changed) > RECOMPUTE_ONE_BY_ONE:
-        _enqueue(ctx, "segments.recompute_shop", shop_id=shop_id)
+        ctx.enqueue("segments.recompute_shop", shop_id=shop_id)
     else:
         for customer_id in sorted(changed):
-            _enqueue(ctx, "segments.recompute_customer", shop_id=shop_id, customer_id=customer_id)
+            ctx.enqueue("segments.recompute_customer", shop_id=shop_id, customer_id=customer_id)
     return total
 
 
@@ -1235,9 +1227,9 @@ def reconcile_all(ctx: jobs.Context) -> None:
         ).all()
     for shop_id in shops:
         if active_runs(ctx, shop_id):
-            _enqueue(ctx, "sync.poll", shop_id=shop_id)
+            ctx.enqueue("sync.poll", shop_id=shop_id)
         else:
-            _enqueue(ctx, "sync.reconcile", shop_id=shop_id)
+            ctx.enqueue("sync.reconcile", shop_id=shop_id)
 
 
 __all__ = [

@@ -460,7 +460,6 @@ def handle_customer_redact(
     given = payload.get("customer") if isinstance(payload.get("customer"), dict) else {}
     email = given.get("email") if isinstance(given, dict) else None
     phone = given.get("phone") if isinstance(given, dict) else None
-    meta_declared = jobs.has_task("meta.forget_customer")
     with transaction(ctx.sessions) as session:
         if customer_id is not None:
             stored = session.get(Customer, (shop.id, customer_id))
@@ -477,15 +476,6 @@ def handle_customer_redact(
                     DataRequest.shop_id == shop.id, DataRequest.customer_id == customer_id
                 )
             )
-            if not meta_declared:
-                # Nobody will come to remove them from Meta by these rows; drop the hashes.
-                audience_ids = select(MetaAudience.id).where(MetaAudience.shop_id == shop.id)
-                session.execute(
-                    delete(MetaAudienceMember).where(
-                        MetaAudienceMember.customer_id == customer_id,
-                        MetaAudienceMember.audience_id.in_(audience_ids),
-                    )
-                )
             session.execute(
                 delete(Customer).where(Customer.shop_id == shop.id, Customer.id == customer_id)
             )
@@ -512,16 +502,14 @@ def handle_customer_redact(
             subject=str(customer_id) if customer_id is not None else None,
             count=scrubbed,
         )
-    if meta_declared:
-        ctx.enqueue(
-            "meta.forget_customer",
-            shop_id=shop.id,
-            customer_id=customer_id,
-            email=email,
-            phone=phone,
-        )
-        return "done", None
-    return "done", "meta.forget_customer is not declared; Meta removal skipped"
+    ctx.enqueue(
+        "meta.forget_customer",
+        shop_id=shop.id,
+        customer_id=customer_id,
+        email=email,
+        phone=phone,
+    )
+    return "done", None
 
 
 def handle_shop_redact(

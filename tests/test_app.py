@@ -15,7 +15,7 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from shopify_app import auth, jobs, logs
+from shopify_app import auth, logs
 from shopify_app.app import RETRY_HEADER, create_app, csp_for
 from shopify_app.jobs import Context
 from shopify_app.models import Segment, Shop
@@ -152,8 +152,7 @@ def test_page_load_installs_through_token_exchange(
     assert oauth_sandbox.server.authenticate(
         shop, queued_ctx.cipher.decrypt(row.access_token or "")
     )
-    if jobs.has_task("sync.initial"):
-        assert ("sync.initial", {"shop_id": row.id}) in pending_tasks(queued_ctx)
+    assert ("sync.initial", {"shop_id": row.id}) in pending_tasks(queued_ctx)
 
     # Loading again exchanges nothing.
     exchanges = len(oauth_sandbox.server.token_requests)

@@ -12,7 +12,7 @@ import pytest
 import requests
 from sqlalchemy import select, update
 
-from shopify_app import auth, db, jobs
+from shopify_app import auth, db
 from shopify_app.crypto import TokenCipher, generate_key
 from shopify_app.errors import AuthError, ConfigError, TokenError
 from shopify_app.jobs import Context
@@ -191,13 +191,13 @@ def test_install_stores_encrypted_tokens_and_reinstall_updates(
         assert row.installed_at is not None and row.uninstalled_at is None
         first_installed_at = row.installed_at
     syncs = [kw for name, kw in pending_tasks(queued_ctx) if name == "sync.initial"]
-    assert syncs == ([{"shop_id": shop_id}] if jobs.has_task("sync.initial") else [])
+    assert syncs == [{"shop_id": shop_id}]
 
     # Opening the app again with a new exchange updates the same row; no second initial sync.
     again = auth.exchange_token(queued_ctx.settings, shop, session_token(shop))
     assert auth.install(queued_ctx, shop, again) == shop_id
     syncs = [kw for name, kw in pending_tasks(queued_ctx) if name == "sync.initial"]
-    assert len(syncs) == (1 if jobs.has_task("sync.initial") else 0)
+    assert len(syncs) == 1
 
     # After an uninstall, installing again is fresh: uninstalled_at cleared, sync queued again.
     auth.drop_tokens(queued_ctx, shop_id)
@@ -212,7 +212,7 @@ def test_install_stores_encrypted_tokens_and_reinstall_updates(
         assert row is not None and row.uninstalled_at is None and row.is_installed
         assert row.installed_at is not None and row.installed_at >= first_installed_at
     syncs = [kw for name, kw in pending_tasks(queued_ctx) if name == "sync.initial"]
-    assert len(syncs) == (2 if jobs.has_task("sync.initial") else 0)
+    assert len(syncs) == 2
 
 
 def test_install_refuses_bad_domain(queued_ctx: Context) -> None:

@@ -130,8 +130,7 @@ def test_initial_sync_end_to_end(sync_ctx: RecordingContext, make_shop, fake_sho
     progress = sync.progress(sync_ctx, shop.id)
     assert progress["orders"]["status"] == "done"
     assert progress["orders"]["objects_done"] == progress["orders"]["object_count"] == 90
-    if jobs.has_task("segments.recompute_shop"):
-        assert ("segments.recompute_shop", {"shop_id": shop.id}) in sync_ctx.enqueued
+    assert ("segments.recompute_shop", {"shop_id": shop.id}) in sync_ctx.enqueued
     # Three exports started at once, before any was polled.
     names = fake_shopify.operation_names()
     assert names[:3] == ["BulkOperationRunQuery"] * 3
@@ -246,10 +245,9 @@ def test_order_webhooks_out_of_order_and_duplicated(sync_ctx, make_shop) -> None
     with sync_ctx.sessions() as session:
         assert session.get(Order, (shop.id, 500)).cancelled_at is not None
     assert _state(sync_ctx, shop.id)["line_items"] == []
-    if jobs.has_task("segments.recompute_customer"):
-        assert ("segments.recompute_customer", {"shop_id": shop.id, "customer_id": 7}) in (
-            sync_ctx.enqueued
-        )
+    assert ("segments.recompute_customer", {"shop_id": shop.id, "customer_id": 7}) in (
+        sync_ctx.enqueued
+    )
 
 
 def test_customer_webhooks(sync_ctx, make_shop) -> None:
@@ -315,8 +313,7 @@ def test_reconcile_pulls_changes_since_the_watermark(sync_ctx, make_shop, fake_s
     queries = [c["variables"] for c in fake_shopify.calls if c["operation"] == "CustomersPage"]
     assert len(queries) == 2 and queries[0]["query"].startswith("updated_at:>'")
     assert queries[1]["after"] == "100"
-    if jobs.has_task("segments.recompute_shop"):
-        assert ("segments.recompute_shop", {"shop_id": shop.id}) in sync_ctx.enqueued
+    assert ("segments.recompute_shop", {"shop_id": shop.id}) in sync_ctx.enqueued
 
 
 def test_missing_read_all_orders_stores_a_notice(sync_ctx, make_shop) -> None:
