@@ -111,11 +111,8 @@ def _session(request: Request) -> Session:
 
 
 def _enqueue(request: Request, name: str, **kwargs: Any) -> None:
-    """Queue follow-up work; a missing task module (not written yet) must not break the page."""
-    try:
-        request.app.state.ctx.enqueue(name, **kwargs)
-    except KeyError:
-        log.warning("task %s is not registered; skipped", name)
+    """Queue follow-up work (tag sync, recompute) after a change the merchant made."""
+    request.app.state.ctx.enqueue(name, **kwargs)
 
 
 def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
