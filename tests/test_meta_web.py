@@ -103,9 +103,15 @@ def test_facebook_login_account_choice_terms_sync_lookalike_and_file(
     body = answer.json()
     assert body["status"] == "terms" and body["tos_accepted"] is False
     assert body["terms_url"].endswith("?act=100200300")
+    still = client.get("/api/meta/status", headers=h).json()
+    assert still["status"] == "terms" and still["error"].startswith("Accept Meta's")
+    # The merchant accepts the terms in Ads Manager, in another tab; the page's next load of
+    # the status notices without the account being chosen again.
     meta.sandbox.set_tos(AD_ACCOUNT, True)
+    body = client.get("/api/meta/status", headers=h).json()
+    assert body["status"] == "connected" and body["connected"] is True and body["error"] is None
     body = client.post("/api/meta/account", headers=h, json={"ad_account_id": AD_ACCOUNT}).json()
-    assert body["status"] == "connected" and body["connected"] is True
+    assert body["status"] == "connected" and body["tos_accepted"] is True
 
     people = make_people(150, seed=shop.id, subscribed=0.9)
     meta.sandbox.seed_people(people, match_rate=1.0)

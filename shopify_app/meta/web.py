@@ -12,6 +12,7 @@ Meta's terms and throttling) so the page can show them; nothing here lets an exc
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -222,6 +223,13 @@ def status(request: Request) -> Response:
     """The connection and every audience, for the Meta card on the page."""
     ctx, shop_id = _ctx(request), request_shop_id(request)
     with ctx.sessions() as session:
+        pending = session.get(MetaConnection, shop_id)
+        account = pending.ad_account_id if pending and pending.status == "terms" else None
+    if account:
+        # A failure is remembered on the connection and shown below.
+        with contextlib.suppress(MetaError):
+            _check_terms(ctx, shop_id, account)
+    with ctx.sessions() as session:
         conn = session.get(MetaConnection, shop_id)
         shop = session.get(Shop, shop_id)
         rows = session.scalars(
@@ -286,18 +294,15 @@ def ad_accounts(request: Request) -> Response:
     )
 
 
-@endpoint
-def choose_account(request: Request) -> Response:
-    """Pick the ad account; checks the Custom Audience terms (link to accept them if missing)."""
-    ctx, shop_id = _ctx(request), request_shop_id(request)
-    raw = _body(request).get("ad_account_id")
-    if not isinstance(raw, str) or not raw.removeprefix("act_").isdigit():
-        raise InputError("choose an ad account", field="ad_account_id")
-    account_id = "act_" + raw.removeprefix("act_")
+def _check_terms(ctx: jobs.Context, shop_id: int, account_id: str) -> None:
+    """Ask Meta whether the account accepted the Custom Audience terms and store the answer.
+
+    Starts the first sync once they are accepted. Called when the merchant picks the account and
+    again each time the page loads while acceptance is pending: the merchant accepts the terms
+    in Ads Manager, in another tab, so nothing tells Goldpan when it happens.
+    """
     _conn, client = _client(ctx, shop_id)
     try:
-        if account_id not in {a.get("id") for a in client.ad_accounts()}:
-            raise InputError("this login cannot manage that ad account", field="ad_account_id")
         accepted = client.tos_accepted(account_id)
     except MetaError as exc:
         _remember_error(ctx, shop_id, exc)
@@ -314,10 +319,28 @@ def choose_account(request: Request) -> Response:
             else "Accept Meta's Custom Audience terms for this ad account: "
             + graph.terms_url(account_id)
         )
-        answer = _conn_json(conn)
     if accepted:
         ctx.enqueue("meta.sync_shop", shop_id=shop_id)
-    return JSONResponse(answer)
+
+
+@endpoint
+def choose_account(request: Request) -> Response:
+    """Pick the ad account; checks the Custom Audience terms (link to accept them if missing)."""
+    ctx, shop_id = _ctx(request), request_shop_id(request)
+    raw = _body(request).get("ad_account_id")
+    if not isinstance(raw, str) or not raw.removeprefix("act_").isdigit():
+        raise InputError("choose an ad account", field="ad_account_id")
+    account_id = "act_" + raw.removeprefix("act_")
+    _conn, client = _client(ctx, shop_id)
+    try:
+        if account_id not in {a.get("id") for a in client.ad_accounts()}:
+            raise InputError("this login cannot manage that ad account", field="ad_account_id")
+    except MetaError as exc:
+        _remember_error(ctx, shop_id, exc)
+        raise
+    _check_terms(ctx, shop_id, account_id)
+    with ctx.sessions() as session:
+        return JSONResponse(_conn_json(session.get(MetaConnection, shop_id)))
 
 
 @endpoint

@@ -201,7 +201,11 @@ function metaCard(status, reload) {
   ];
   if (status.error) parts.push(banner("warning", t("meta.error"), h("p", null, status.error)));
   if (status.status === "terms" && status.terms_url) {
-    parts.push(banner("warning", t("meta.terms"), h("p", null, h("a", { href: status.terms_url, target: "_blank", rel: "noopener" }, t("meta.terms_link")))));
+    // Loading the status asks Meta again, so "check again" is a reload.
+    parts.push(
+      banner("warning", t("meta.terms"), h("p", null, h("a", { href: status.terms_url, target: "_blank", rel: "noopener" }, t("meta.terms_link")))),
+      act(t("meta.terms_recheck"), async () => reload()),
+    );
   }
   if (!status.connected && status.status !== "terms") {
     const token = h("input", { class: "gp-input", type: "password", autocomplete: "off", "data-input": "meta-token" });
