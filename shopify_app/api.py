@@ -384,23 +384,34 @@ def _meta_states(session: Session, shop_id: int) -> dict[int, dict[str, Any]]:
     return out
 
 
-def _segment_revenue(session: Session, shop_id: int) -> tuple[dict[int, float], float]:
-    """Latest revenue per segment (from SegmentHistory) and the shop's total net spend."""
-    latest_day = (
+def _latest_history(
+    session: Session, shop_id: int, column: Any, up_to: dt.date | None = None
+) -> dict[int, Any]:
+    """One SegmentHistory column per segment, from each segment's newest day (≤ ``up_to``)."""
+    where = [SegmentHistory.shop_id == shop_id]
+    if up_to is not None:
+        where.append(SegmentHistory.day <= up_to)
+    newest = (
         select(SegmentHistory.segment_id, func.max(SegmentHistory.day).label("day"))
-        .where(SegmentHistory.shop_id == shop_id)
+        .where(*where)
         .group_by(SegmentHistory.segment_id)
         .subquery()
     )
     rows = session.execute(
-        select(SegmentHistory.segment_id, SegmentHistory.revenue).join(
-            latest_day,
+        select(SegmentHistory.segment_id, column).join(
+            newest,
             and_(
-                SegmentHistory.segment_id == latest_day.c.segment_id,
-                SegmentHistory.day == latest_day.c.day,
+                SegmentHistory.segment_id == newest.c.segment_id,
+                SegmentHistory.day == newest.c.day,
             ),
         )
     ).all()
+    return {int(sid): value for sid, value in rows}
+
+
+def _segment_revenue(session: Session, shop_id: int) -> tuple[dict[int, float], float]:
+    """Latest revenue per segment (from SegmentHistory) and the shop's total net spend."""
+    revenue = _latest_history(session, shop_id, SegmentHistory.revenue)
     # The shop's total spend scans every customer: computed once per recompute, not per request.
     total = _cache.get(
         "total_spend",
@@ -412,27 +423,14 @@ def _segment_revenue(session: Session, shop_id: int) -> tuple[dict[int, float], 
             )
         ),
     )
-    return {sid: float(rev or 0) for sid, rev in rows}, float(total or 0)
+    return {sid: float(rev or 0) for sid, rev in revenue.items()}, float(total or 0)
 
 
 def _week_ago_members(session: Session, shop_id: int) -> dict[int, int]:
+    """Each segment's member count a week ago (its newest history row up to then)."""
     week_ago = _today() - dt.timedelta(days=7)
-    newest = (
-        select(SegmentHistory.segment_id, func.max(SegmentHistory.day).label("day"))
-        .where(SegmentHistory.shop_id == shop_id, SegmentHistory.day <= week_ago)
-        .group_by(SegmentHistory.segment_id)
-        .subquery()
-    )
-    rows = session.execute(
-        select(SegmentHistory.segment_id, SegmentHistory.members).join(
-            newest,
-            and_(
-                SegmentHistory.segment_id == newest.c.segment_id,
-                SegmentHistory.day == newest.c.day,
-            ),
-        )
-    ).all()
-    return {int(sid): int(members) for sid, members in rows}
+    members = _latest_history(session, shop_id, SegmentHistory.members, up_to=week_ago)
+    return {sid: int(n) for sid, n in members.items()}
 
 
 def _segment_row(
