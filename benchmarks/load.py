@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         help="leave the segments' tag sync off (it is turned on for every segment by default)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="copy the processes' logs into this folder"
+    )
     args = parser.parse_args(argv)
 
     # The cluster helpers read the test-suite variables: point them at what was asked for.
@@ -114,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
             run(cluster, args, figures)
         finally:
             cluster.stop()
+            if args.keep:
+                import shutil
+
+                args.keep.mkdir(parents=True, exist_ok=True)
+                for log_file in Path(tmp).glob("*.log"):
+                    shutil.copy(log_file, args.keep / log_file.name)
     print(json.dumps(figures, indent=2))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))

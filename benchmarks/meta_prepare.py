@@ -76,15 +76,7 @@ def _cold() -> None:
     """Forget every memo, so each run pays for first sightings like a fresh worker."""
     from shopify_app.meta import identifiers
 
-    for cache in (
-        identifiers._NAMES,
-        identifiers._CITIES,
-        identifiers._COUNTRIES,
-        identifiers._STATES,
-        identifiers._ZIPS,
-    ):
-        cache.clear()
-    identifiers._parse_phone.cache_clear()
+    identifiers.clear_caches()
 
 
 def bench_prepare(n: int, repeat: int) -> None:

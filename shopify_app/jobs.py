@@ -62,6 +62,12 @@ LOCK_TTL = 60.0
 LOCK_RETRY_DELAY = 5.0
 """Seconds before a task that found its lock held runs again."""
 
+POLL_DELAY = 0.05
+"""Seconds an idle consumer thread first waits before polling a non-blocking queue again."""
+
+POLL_MAX_DELAY = 0.5
+"""The longest wait between polls of a non-blocking queue (huey's SQLite queue)."""
+
 _DEFERRED = "_goldpan_deferred"  # marks the copy of a locked task scheduled to run later
 
 TaskFn = Callable[..., Any]
@@ -127,6 +133,64 @@ class Context:
             run_now(self, name, **kwargs)
         else:
             self.runtime.enqueue(name, **kwargs)
+
+
+FOLLOW_UPS: frozenset[str] = frozenset(
+    {"segments.recompute_customer", "tags.sync", "meta.sync_customer"}
+)
+"""Tasks a webhook's handling may run in its own worker thread (see :class:`FollowUps`): the
+per-customer chain recompute → tag write → Meta update. Queued instead, each would wait for a
+worker again (and pay the queue's round trips) three times per webhook; run here, a webhook's
+tags are written in the same task that stored its order."""
+
+
+def _follows_inline(name: str, kwargs: dict[str, Any]) -> bool:
+    # Only the one-customer variants: a whole-shop tag sync or anything under a lock is queued.
+    if name not in FOLLOW_UPS:
+        return False
+    if name == "tags.sync" and kwargs.get("customer_ids") is None:
+        return False
+    spec = _REGISTRY.get(name)
+    return spec is not None and spec.lock is None and spec.schedule is None
+
+
+class FollowUps(Context):
+    """A context whose cheap per-customer follow-ups (:data:`FOLLOW_UPS`) wait in a list, to be
+    run by :meth:`run` in this thread once the caller's own work is committed.
+
+    Everything else goes to ``outer`` as usual. A follow-up that fails is handed to the queue
+    (with its retries); without a queue (scripts, tests) the failure propagates, as it would
+    have from an inline :meth:`Context.enqueue`.
+    """
+
+    def __init__(self, outer: Context) -> None:
+        super().__init__(outer.settings, outer.engine, outer.sessions, outer.cipher, outer.runtime)
+        self.outer = outer
+        self.pending: list[tuple[str, dict[str, Any]]] = []
+
+    def enqueue(self, name: str, **kwargs: Any) -> None:
+        load_task_modules()
+        if _follows_inline(name, kwargs):
+            # The same request twice (two deliveries of one customer) runs once.
+            if (name, kwargs) not in self.pending:
+                self.pending.append((name, kwargs))
+        else:
+            self.outer.enqueue(name, **kwargs)
+
+    def run(self) -> int:
+        """Run the waiting follow-ups (and theirs) in order; returns how many ran here."""
+        done = 0
+        while self.pending:
+            name, kwargs = self.pending.pop(0)
+            try:
+                _REGISTRY[name].fn(self, **kwargs)
+                done += 1
+            except Exception:
+                if self.runtime is None:
+                    raise
+                log.warning("follow-up %s failed here; queued for retries", name, exc_info=True)
+                self.outer.enqueue(name, **kwargs)
+        return done
 
 
 def run_now(ctx: Context, name: str, **kwargs: Any) -> Any:
@@ -398,14 +462,24 @@ class Runtime:
         should (``shopify-app worker --scheduler``, or the single-process ``serve``).
         """
         return self.huey.create_consumer(
-            workers=workers, worker_type="thread", periodic=scheduler, check_worker_health=True
+            workers=workers,
+            worker_type="thread",
+            periodic=scheduler,
+            check_worker_health=True,
+            # Redis blocks in BRPOP until a task arrives. Huey's SQLite queue is polled, and by
+            # default an idle thread backs off to 10 s between polls: a webhook arriving then
+            # would wait that long. Polling at most every POLL_MAX_DELAY costs a few cheap reads.
+            initial_delay=POLL_DELAY,
+            max_delay=POLL_MAX_DELAY,
         )
 
 
 __all__ = [
+    "FOLLOW_UPS",
     "LOCK_TTL",
     "SHOP_LOCKS",
     "Context",
+    "FollowUps",
     "LeaseLock",
     "Runtime",
     "TaskLockedException",

@@ -23,7 +23,6 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
-    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -271,15 +270,11 @@ class Membership(Base):
     """A customer in a segment, since when, and why (shown on the page)."""
 
     __tablename__ = "memberships"
-    __table_args__ = (
-        ForeignKeyConstraint(
-            ["shop_id", "customer_id"],
-            ["customers.shop_id", "customers.id"],
-            ondelete="CASCADE",
-            name="fk_memberships_customer",
-        ),
-        Index("ix_memberships_shop_customer", "shop_id", "customer_id"),
-    )
+    # No foreign key to customers: PostgreSQL checks one row by row (a lookup and a row lock on
+    # the customer per membership), which was most of a full recompute's write on a big shop.
+    # Code that deletes customers deletes their memberships in the same transaction
+    # (shopify_app.segments.recompute.forget_customers); the index serves those deletes.
+    __table_args__ = (Index("ix_memberships_shop_customer", "shop_id", "customer_id"),)
 
     segment_id: Mapped[int] = mapped_column(
         ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True

@@ -58,6 +58,7 @@ from shopify_app.models import (
     Variant,
     utcnow,
 )
+from shopify_app.segments import recompute
 
 log = logging.getLogger(__name__)
 
@@ -410,16 +411,11 @@ def write_batch(conn: Connection, batch: Batch) -> None:
 
 def _purge_deleted_customers(conn: Connection, shop_id: int) -> None:
     # Tombstones are few; the primary keys of both tables make this a handful of index probes.
-    conn.execute(
-        delete(Customer).where(
-            Customer.shop_id == shop_id,
-            Customer.id.in_(
-                select(Tombstone.id).where(
-                    Tombstone.shop_id == shop_id, Tombstone.resource == "customers"
-                )
-            ),
-        )
+    deleted = select(Tombstone.id).where(
+        Tombstone.shop_id == shop_id, Tombstone.resource == "customers"
     )
+    recompute.forget_customers(conn, shop_id, deleted)
+    conn.execute(delete(Customer).where(Customer.shop_id == shop_id, Customer.id.in_(deleted)))
 
 
 # --- ingest -----------------------------------------------------------------------------------
@@ -1031,6 +1027,7 @@ def apply_webhook(ctx: jobs.Context, shop_id: int, topic: str, payload: dict[str
         with db.write_engine(ctx.engine).begin() as conn:
             _lock_customer(conn, shop_id, customer_id)
             record_deletion(conn, shop_id, "customers", customer_id)
+            recompute.forget_customers(conn, shop_id, [customer_id])
             conn.execute(
                 delete(Customer).where(Customer.shop_id == shop_id, Customer.id == customer_id)
             )

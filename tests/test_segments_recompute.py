@@ -270,3 +270,112 @@ def test_recompute_rewrites_stale_reasons_and_keys_custom_items(queued_ctx, make
     assert ds.line_product.tolist() == [key]
     assert ds.product_titles[key] == "Gift Wrap"
     assert ds.order_discount == ["WELCOME10"]
+
+
+def _orphans(ctx: jobs.Context, shop_id: int) -> list[int]:
+    """Customer ids of memberships whose customer row is gone."""
+    with ctx.sessions() as session:
+        return list(
+            session.scalars(
+                select(Membership.customer_id)
+                .outerjoin(
+                    Customer,
+                    (Customer.shop_id == Membership.shop_id)
+                    & (Customer.id == Membership.customer_id),
+                )
+                .where(Membership.shop_id == shop_id, Customer.id.is_(None))
+            )
+        )
+
+
+def test_deleting_customers_deletes_their_memberships_and_counts_them_out(
+    queued_ctx, make_shop
+) -> None:  # type: ignore[no-untyped-def]
+    """Memberships have no foreign key to customers: every path that deletes a customer
+    (customers/delete, a tombstone purged during a sync) deletes their memberships at once and
+    keeps the member counts true, without waiting for a recompute."""
+    from shopify_app import sync
+
+    ctx = queued_ctx
+    shop = make_shop()
+    with ctx.sessions.begin() as s:
+        a = add_customer(s, shop.id, "a@gmail.com")
+        b = add_customer(s, shop.id, "b@gmail.com")
+        c = add_customer(s, shop.id, "c@gmail.com")
+        for cid in (a, b, c):
+            add_order(s, shop.id, cid, 100, 10.0, [])
+            add_order(s, shop.id, cid, 70, 10.0, [])
+    recompute.recompute_shop_now(ctx, shop.id)
+    assert set(memberships(ctx, shop.id, "repeat-customers")) == {a, b, c}
+
+    # customers/delete: the customer and their memberships go in one transaction.
+    assert sync.apply_webhook(ctx, shop.id, "customers/delete", {"id": a})
+    assert set(memberships(ctx, shop.id, "repeat-customers")) == {b, c}
+    assert segment(ctx, shop.id, "repeat-customers").member_count == 2
+    assert _orphans(ctx, shop.id) == []
+
+    # A tombstone purged while a sync writes customers (the deletion raced an export).
+    with ctx.engine.begin() as conn:
+        sync.record_deletion(conn, shop.id, "customers", b)
+        batch = sync.Batch.empty()
+        batch.rows["customers"].append(
+            sync.customer_row(shop.id, {"id": f"gid://shopify/Customer/{c}", "email": "c@x.com"})
+        )
+        sync.write_batch(conn, batch)
+    assert _orphans(ctx, shop.id) == []
+    assert set(memberships(ctx, shop.id, "repeat-customers")) == {c}
+    with ctx.sessions() as session:
+        for seg in session.scalars(select(Segment).where(Segment.shop_id == shop.id)):
+            stored = session.scalars(
+                select(Membership.customer_id).where(Membership.segment_id == seg.id)
+            ).all()
+            assert seg.member_count == len(stored), seg.handle
+
+    # The next full recompute agrees with what the deletions left.
+    recompute.recompute_shop_now(ctx, shop.id)
+    assert set(memberships(ctx, shop.id, "repeat-customers")) == {c}
+    assert segment(ctx, shop.id, "repeat-customers").member_count == 1
+
+
+def test_whole_shop_load_matches_the_per_customer_load(ctx, make_shop) -> None:  # type: ignore[no-untyped-def]
+    """A whole shop loads by another route on PostgreSQL (binary COPY of the numbers); it must
+    give the same dataset as loading the same customers by id, the route incremental recomputes
+    take: codes, companies, custom items, cancelled, test and guest orders included."""
+    shop = make_shop()
+    with ctx.sessions.begin() as s:
+        a = add_customer(s, shop.id, "a@hotellux.com")
+        b = add_customer(s, shop.id, "b@gmail.com")
+        c = add_customer(s, shop.id, "c@gmail.com")
+        add_order(s, shop.id, a, 40, 120.5, [("Dinner Napkins", 40), ("Placemats", 2)])
+        add_order(s, shop.id, a, 10, 30.25, [("Dinner Napkins", 1)], billing_company="Hotel Lux")
+        add_order(s, shop.id, b, 5, 19.99, [], discount_codes=["WELCOME10"])
+        oid = add_order(s, shop.id, b, 3, 5.0, [])
+        s.add(LineItem(shop_id=shop.id, id=next(_ids), order_id=oid, title="Gift Wrap", quantity=3))
+        add_order(s, shop.id, c, 2, 50.0, [("Placemats", 1)], test=True)
+        add_order(s, shop.id, c, 1, 60.0, [("Placemats", 1)], cancelled_at=ago(0))
+        s.add(Order(shop_id=shop.id, id=next(_ids), customer_id=None, created_at=ago(1),
+                    processed_at=ago(1), total=9.0))  # fmt: skip
+    with ctx.sessions() as session:
+        whole = dataset.load(session, shop.id)
+        by_id = dataset.load(session, shop.id, customer_ids=[a, b, c])
+    assert whole.customer_ids.tolist() == by_id.customer_ids.tolist() == sorted([a, b, c])
+    for name in ("order_customer", "order_day", "order_total", "order_ids"):
+        assert getattr(whole, name).tolist() == getattr(by_id, name).tolist(), name
+    assert whole.order_discount == by_id.order_discount == ["", "", "WELCOME10", ""]
+    assert whole.order_company == by_id.order_company == [None, "Hotel Lux", None, None]
+    assert whole.order_total.tolist() == [120.5, 30.25, 19.99, 5.0]
+
+    def lines(ds: dataset.Dataset) -> list[tuple[int, int, int]]:
+        return sorted(
+            zip(
+                ds.order_ids[ds.line_order].tolist(),
+                ds.line_product.tolist(),
+                ds.line_quantity.tolist(),
+                strict=True,
+            )
+        )
+
+    assert lines(whole) == lines(by_id)
+    assert len(lines(whole)) == 4
+    assert whole.product_titles == by_id.product_titles
+    assert whole.product_titles[dataset.product_key_for_title("Gift Wrap")] == "Gift Wrap"

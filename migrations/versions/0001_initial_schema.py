@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 12:40:24.752817
+Create Date: 2026-11-23 14:13:30.675068
 """
 
 from __future__ import annotations
@@ -302,12 +302,6 @@ def upgrade() -> None:
             ["segment_id"],
             ["segments.id"],
             name=op.f("fk_memberships_segment_id_segments"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["shop_id", "customer_id"],
-            ["customers.shop_id", "customers.id"],
-            name="fk_memberships_customer",
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("segment_id", "customer_id", name=op.f("pk_memberships")),

@@ -43,8 +43,7 @@ from shopify_app.meta.identifiers import (
     DEFAULT_CONSENT_POLICY,
     SCHEMA,
     Person,
-    consent_check,
-    hash_row,
+    hash_members,
     hash_value,
     normalize_email,
     normalize_phone,
@@ -127,15 +126,7 @@ def person_of(customer: Any) -> Person:
 
 def prepare(people: Iterable[tuple[int, Person]], policy: str) -> dict[int, Row]:
     """Hashed rows of the people ``policy`` allows and who can match someone."""
-    out: dict[int, Row] = {}
-    allows = consent_check(policy)
-    for cid, person in people:
-        if allows(person):
-            row = hash_row(person)
-            # is_matchable, inlined: this loop runs once per member on every sync.
-            if row[0] or row[1] or (row[2] and row[3]):
-                out[cid] = row
-    return out
+    return dict(hash_members(people, policy))
 
 
 def audience_name(segment: Segment) -> str:

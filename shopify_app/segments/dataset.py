@@ -22,7 +22,21 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import BigInteger, Integer, Text, cast, false, func, select, type_coerce
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    Double,
+    Integer,
+    Text,
+    cast,
+    false,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.orm import Session
 
 from shopify_app.models import Customer, LineItem, Order
@@ -285,6 +299,38 @@ def many_rows() -> Iterator[None]:
             gc.enable()
 
 
+# How each kind of number is packed by PostgreSQL's ``*send`` functions (big-endian).
+_PACKED = {"q": ("int8send", BigInteger, ">i8"), "i": ("int4send", Integer, ">i4"),
+           "d": ("float8send", Double, ">f8")}  # fmt: skip
+
+
+def fetch_packed_columns(
+    session: Session, columns: Sequence[tuple[Any, str]], *where: Any
+) -> list[NDArray[Any]]:
+    """PostgreSQL: columns of numbers as numpy arrays, packed server-side into one value.
+
+    ``columns`` pairs an expression with its kind: ``q`` (bigint), ``i`` (integer) or ``d``
+    (double precision); none may be NULL (coalesce in SQL). Every row becomes a fixed-size
+    binary record (``int8send(a) || int4send(b) || ...``) and ``string_agg`` joins them into
+    one bytea that numpy reads in place: no Python object per value, which is what makes
+    fetching millions of rows as tuples slow (COPY sends a message per row: as slow).
+    """
+    parts = [
+        getattr(func, _PACKED[kind][0])(cast(expr, _PACKED[kind][1])) for expr, kind in columns
+    ]
+    record = parts[0]
+    for part in parts[1:]:
+        record = record.op("||")(part)
+    query = select(func.string_agg(record, literal_column("''::bytea"))).where(*where)
+    data = session.execute(query).scalar()
+    dtype = np.dtype([(f"v{k}", _PACKED[kind][2]) for k, (_, kind) in enumerate(columns)])
+    rows = np.frombuffer(bytes(data) if data is not None else b"", dtype=dtype)
+    return [
+        rows[f"v{k}"].astype(np.float64 if kind == "d" else np.int64)
+        for k, (_, kind) in enumerate(columns)
+    ]
+
+
 def load(session: Session, shop_id: int, customer_ids: Sequence[int] | None = None) -> Dataset:
     """Load a shop's dataset from the database (all customers, or only ``customer_ids``).
 
@@ -315,32 +361,63 @@ def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) ->
     }
 
     o = Order.__table__.c
-    order_q = select(
-        o.id,
-        o.customer_id,
-        _day_column(dialect, o.processed_at),
-        func.coalesce(o.total, 0),
-        # As text, and NULL for the usual empty list: no JSON decoding per order in the driver.
-        func.nullif(
-            type_coerce(o.discount_codes, Text)
-            if dialect == "sqlite"
-            else cast(o.discount_codes, Text),
-            "[]",
-        ),
-        o.billing_company,
-    ).where(
+    countable = (
         o.shop_id == shop_id,
         o.customer_id.is_not(None),
         o.cancelled_at.is_(None),
         o.test == false(),
     )
-    if only is not None:
-        order_q = order_q.where(o.customer_id.in_(only))
-    order_cols = columns(fetch_rows(session, order_q), 6)
-    o_id = np.array(order_cols[0], dtype=np.int64)
-    o_cid = np.array(order_cols[1], dtype=np.int64)
-    o_day = np.array(order_cols[2], dtype=np.int64)
-    o_total = np.array(order_cols[3], dtype=np.float64)
+    # As text, and NULL for the usual empty list: no JSON decoding per order in the driver.
+    codes_text = func.nullif(
+        type_coerce(o.discount_codes, Text)
+        if dialect == "sqlite"
+        else cast(o.discount_codes, Text),
+        "[]",
+    )
+    day = _day_column(dialect, o.processed_at)
+    raw_codes: Sequence[Any]
+    order_companies: Sequence[str | None]
+    if dialect == "postgresql" and only is None:
+        # A whole shop: numbers packed server-side, then the few orders with a code or company.
+        o_id, o_cid, o_day, o_total = fetch_packed_columns(
+            session,
+            [
+                (o.id, "q"),
+                (o.customer_id, "q"),
+                # The UTC day (timestamps are stored as naive UTC): date arithmetic, no numeric.
+                (cast(o.processed_at, Date) - cast(literal("1970-01-01"), Date), "i"),
+                (func.coalesce(o.total, 0), "d"),
+            ],
+            *countable,
+        )
+        extra = fetch_rows(
+            session,
+            select(o.id, codes_text, o.billing_company).where(
+                *countable, or_(codes_text.is_not(None), o.billing_company.is_not(None))
+            ),
+        )
+        codes_list: list[Any] = [None] * len(o_id)
+        companies_list: list[str | None] = [None] * len(o_id)
+        if extra:
+            extra_ids, extra_codes, extra_companies = columns(extra, 3)
+            by_id = np.argsort(o_id)
+            at = by_id[np.searchsorted(o_id, np.array(extra_ids, dtype=np.int64), sorter=by_id)]
+            for k, row in enumerate(at.tolist()):
+                codes_list[row] = extra_codes[k]
+                companies_list[row] = extra_companies[k]
+        raw_codes, order_companies = codes_list, companies_list
+    else:
+        order_q = select(
+            o.id, o.customer_id, day, func.coalesce(o.total, 0), codes_text, o.billing_company
+        ).where(*countable)
+        if only is not None:
+            order_q = order_q.where(o.customer_id.in_(only))
+        order_cols = columns(fetch_rows(session, order_q), 6)
+        o_id = np.array(order_cols[0], dtype=np.int64)
+        o_cid = np.array(order_cols[1], dtype=np.int64)
+        o_day = np.array(order_cols[2], dtype=np.int64)
+        o_total = np.array(order_cols[3], dtype=np.float64)
+        raw_codes, order_companies = order_cols[4], order_cols[5]
     n_o = len(o_id)
     # Orders of customers not (yet) synced cannot be attributed: drop them.
     pos = np.searchsorted(ids, o_cid)
@@ -350,7 +427,6 @@ def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) ->
     perm = keep[np.lexsort((o_id[keep], o_day[keep], pos[keep]))]
     order_ids = o_id[perm]
     perm_l = perm.tolist()
-    raw_codes = order_cols[4]
     # Most orders carry no code and the rest share a few: decode each distinct text once.
     decoded: dict[str, str] = {"[]": ""}
     discounts: list[str] = []
@@ -364,34 +440,66 @@ def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) ->
             discounts.append(code)
         else:
             discounts.append(_first_code(raw))
-    companies = [order_cols[5][i] for i in perm_l]
+    companies = [order_companies[i] for i in perm_l]
 
     li = LineItem.__table__.c
-    line_q = select(
-        li.order_id,
-        func.coalesce(li.product_id, 0),
-        func.coalesce(li.quantity, 0),
-        li.product_id.is_(None),
-        func.coalesce(li.title, ""),
-    ).where(li.shop_id == shop_id)
-    if only is not None:
-        # By the customer's order ids: an index lookup, not a join the planner may scan.
-        line_q = line_q.where(li.order_id.in_([int(v) for v in order_ids]))
-    fetch = only is None or len(order_ids) > 0
-    line_cols = columns(fetch_rows(session, line_q) if fetch else [], 5)
-    l_oid = np.array(line_cols[0], dtype=np.int64)
-    products = np.array(line_cols[1], dtype=np.int64)
-    quantities = np.array(line_cols[2], dtype=np.int64)
-    line_titles = line_cols[4]
-    # A line without a product (custom item) stands for a product keyed by its title.
-    for k in np.nonzero(np.array(line_cols[3], dtype=bool))[0].tolist():
-        products[k] = product_key_for_title(line_titles[k])
-    # A product's title is the one on its first line: one per distinct product, not per line.
-    _, first_line = np.unique(products, return_index=True)
     titles: dict[int, str] = {}
-    for k in first_line.tolist():
-        if line_titles[k]:
-            titles[int(products[k])] = line_titles[k]
+    if dialect == "postgresql" and only is None:
+        # Lines of products packed server-side; custom items (no product, keyed by their title) and
+        # one title per product separately: no title text fetched per line.
+        l_oid, products, quantities = fetch_packed_columns(
+            session,
+            [(li.order_id, "q"), (li.product_id, "q"), (func.coalesce(li.quantity, 0), "i")],
+            li.shop_id == shop_id,
+            li.product_id.is_not(None),
+        )
+        for product, title in fetch_rows(
+            session,
+            select(li.product_id, func.min(li.title))
+            .where(li.shop_id == shop_id, li.product_id.is_not(None), li.title != "")
+            .group_by(li.product_id),
+        ):
+            titles[int(product)] = title
+        custom = fetch_rows(
+            session,
+            select(li.order_id, func.coalesce(li.quantity, 0), func.coalesce(li.title, "")).where(
+                li.shop_id == shop_id, li.product_id.is_(None)
+            ),
+        )
+        if custom:
+            c_oid, c_qty, c_title = columns(custom, 3)
+            keys = [product_key_for_title(t) for t in c_title]
+            for key, title in zip(keys, c_title, strict=True):
+                if title and key not in titles:
+                    titles[key] = title
+            l_oid = np.concatenate([l_oid, np.array(c_oid, dtype=np.int64)])
+            products = np.concatenate([products, np.array(keys, dtype=np.int64)])
+            quantities = np.concatenate([quantities, np.array(c_qty, dtype=np.int64)])
+    else:
+        line_q = select(
+            li.order_id,
+            func.coalesce(li.product_id, 0),
+            func.coalesce(li.quantity, 0),
+            li.product_id.is_(None),
+            func.coalesce(li.title, ""),
+        ).where(li.shop_id == shop_id)
+        if only is not None:
+            # By the customer's order ids: an index lookup, not a join the planner may scan.
+            line_q = line_q.where(li.order_id.in_([int(v) for v in order_ids]))
+        fetch = only is None or len(order_ids) > 0
+        line_cols = columns(fetch_rows(session, line_q) if fetch else [], 5)
+        l_oid = np.array(line_cols[0], dtype=np.int64)
+        products = np.array(line_cols[1], dtype=np.int64)
+        quantities = np.array(line_cols[2], dtype=np.int64)
+        line_titles = line_cols[4]
+        # A line without a product (custom item) stands for a product keyed by its title.
+        for k in np.nonzero(np.array(line_cols[3], dtype=bool))[0].tolist():
+            products[k] = product_key_for_title(line_titles[k])
+        # A product's title is the one on its first line: one per distinct product, not per line.
+        _, first_line = np.unique(products, return_index=True)
+        for k in first_line.tolist():
+            if line_titles[k]:
+                titles[int(products[k])] = line_titles[k]
     n_l = len(l_oid)
     sorted_ids = np.argsort(order_ids)
     at = (

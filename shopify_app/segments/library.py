@@ -221,11 +221,13 @@ REASON_TEMPLATES: dict[str, str] = {
     "repeat": "{orders} orders, the last on {last_date}",
     "true_fan": "{orders} orders, about every {days} days",
     "one_time": "one order on {day_date} ({spend_money})",
-    "lapsed": "last order {days} days ago ({last_date})",
-    "lapsed.discount": "last order {days} days ago ({last_date}); suggest {percent}% off",
+    # Lapsed reasons name the day of the last order, not "N days ago": a count relative to
+    # as-of would change every member's reason every day, and the daily recompute would
+    # rewrite them all. The segment's own name says how long ago ("Lapsed 60–89 days").
+    "lapsed": "last order on {last_date}",
+    "lapsed.discount": "last order on {last_date}; suggest {percent}% off",
     "lapsed.reminder": (
-        "last order {days} days ago ({last_date}); usually orders every {every} days: "
-        "send a reminder, no discount"
+        "last order on {last_date}; usually orders every {every} days: send a reminder, no discount"
     ),
     "vip": "net spend {spend_money} (top {share}% start at {cutoff_money})",
     "likely": "{percent}% likely active; {orders} orders expected in {days} days",
@@ -765,7 +767,7 @@ def evaluate(
     regular = (f.n_orders >= cfg.true_fan_min_orders) & (
         since <= np.nan_to_num(interval, nan=-1) * cfg.reminder_factor
     )
-    since_l, regular_l = since.tolist(), regular.tolist()
+    regular_l = regular.tolist()
     lapsed = _encoder("lapsed")
     lapsed_discount = _encoder("lapsed.discount")
     lapsed_reminder = _encoder("lapsed.reminder")
@@ -778,10 +780,10 @@ def evaluate(
             last = days(int(last_day_l[i]))
             if regular_l[i]:
                 every = round(float(interval_l[i]))
-                return lapsed_reminder(days=since_l[i], last_date=last, every=every)
+                return lapsed_reminder(last_date=last, every=every)
             if pct:
-                return lapsed_discount(days=since_l[i], last_date=last, percent=pct)
-            return lapsed(days=since_l[i], last_date=last)
+                return lapsed_discount(last_date=last, percent=pct)
+            return lapsed(last_date=last)
 
         put(f"lapsed-{tier.days}", (since >= tier.days) & (since < upper), lapsed_reason)
 
