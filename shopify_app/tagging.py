@@ -44,7 +44,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import select
+import requests
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shopify_app import jobs
@@ -325,9 +326,15 @@ class ShopTags:
         if shop is None:
             raise GoldpanError(f"shop {shop_id} does not exist")
         prefix = shop_prefix(shop)
-        segments = session.scalars(select(Segment).where(Segment.shop_id == shop_id)).all()
-        synced = {s.id: segment_tag(s, prefix) for s in segments if s.enabled and s.tag_sync}
-        owned = {segment_tag(s, prefix) for s in segments} | {t for t in extra_owned if t}
+        # Columns, not ORM objects: this runs for every tag write (once per changed customer).
+        segments = session.execute(
+            select(
+                Segment.id, Segment.handle, Segment.tag, Segment.enabled, Segment.tag_sync
+            ).where(Segment.shop_id == shop_id)
+        ).all()
+        tags = {s.id: (s.tag or "").strip() or f"{prefix}{s.handle}" for s in segments}
+        synced = {s.id: tags[s.id] for s in segments if s.enabled and s.tag_sync}
+        owned = set(tags.values()) | {t for t in extra_owned if t}
         return cls(shop_id, prefix, bulk_threshold(shop), synced, frozenset(owned))
 
     def wanted(self, session: Session, customer_ids: Sequence[int] | None) -> dict[int, set[str]]:
@@ -493,6 +500,14 @@ def _timestamp(value: Any) -> dt.datetime | None:
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
 
 
+def _later(stored: dt.datetime | None, answered: dt.datetime | None) -> dt.datetime | None:
+    """``updated_at`` after a write: Shopify's answer if newer, else what was stored (see
+    :func:`_store_answer`)."""
+    if answered is not None and (stored is None or answered > stored):
+        return answered
+    return stored
+
+
 def _store_answer(row: Customer, tags: list[str], updated_at: dt.datetime | None) -> None:
     """Store Shopify's answer. ``updated_at`` moves forward only, so an older customers/update
     arriving late (say, the merchant's edit from before our write) is seen as stale by sync
@@ -508,17 +523,27 @@ def _claim(ctx: jobs.Context, shop_id: int, customer_ids: Sequence[int]) -> Iter
     ids = sorted(set(customer_ids))
     if ctx.engine.dialect.name == "postgresql":
         with transaction(ctx.sessions) as session:
-            rows = session.scalars(
-                select(Customer)
+            rows = session.execute(
+                select(Customer.id, Customer.tags, Customer.updated_at)
                 .where(Customer.shop_id == shop_id, Customer.id.in_(ids))
                 .order_by(Customer.id)
                 .with_for_update()
             ).all()
-            claim = _Claim({c.id: list(c.tags or []) for c in rows})
+            claim = _Claim({r.id: list(r.tags or []) for r in rows})
             yield claim
-            by_id = {c.id: c for c in rows}
+            stored_at = {r.id: r.updated_at for r in rows}
             for customer_id, tags in claim.results.items():
-                _store_answer(by_id[customer_id], tags, claim.updated_at.get(customer_id))
+                session.execute(
+                    update(Customer)
+                    .where(Customer.shop_id == shop_id, Customer.id == customer_id)
+                    .values(
+                        tags=list(tags),
+                        updated_at=_later(
+                            stored_at.get(customer_id), claim.updated_at.get(customer_id)
+                        ),
+                    )
+                    .execution_options(synchronize_session=False)
+                )
             session.add_all(claim.audit)
         return
     with _local_locks(shop_id, ids):
@@ -1138,7 +1163,10 @@ class _LazyClient:
 
     def _get(self) -> AdminAPI:
         if self._client is None:
-            self._client = admin_client(self._ctx, self._shop_id)
+            from shopify_app.admin import AdminClient
+
+            # One kept-alive connection per worker thread, not a new one per tag write.
+            self._client = AdminClient(self._ctx, self._shop_id, http=_thread_http())
         return self._client
 
     def execute(
@@ -1159,6 +1187,17 @@ class _LazyClient:
         close = getattr(self._client, "close", None)
         if callable(close):
             close()
+
+
+_HTTP = threading.local()
+
+
+def _thread_http() -> requests.Session:
+    """This thread's HTTP session for task clients (requests' sessions are not thread-safe)."""
+    session: requests.Session | None = getattr(_HTTP, "session", None)
+    if session is None:
+        session = _HTTP.session = requests.Session()
+    return session
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -34,7 +34,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shopify_app import auth, jobs, logs, sync, tagging
-from shopify_app.db import transaction
+from shopify_app.db import transaction, write_engine
 from shopify_app.models import (
     AuditEntry,
     Customer,
@@ -113,27 +113,30 @@ async def receive(request: Request) -> Response:
 def accept(ctx: jobs.Context, delivery: Delivery) -> str:
     """Store and enqueue ``delivery``; returns ``queued``, ``duplicate`` or ``ignored``."""
     try:
-        with transaction(ctx.sessions) as session:
-            known = session.scalar(select(Shop.id).where(Shop.domain == delivery.shop_domain))
+        # Core statements on a connection, not an ORM session: this runs for every delivery,
+        # and the unit of work would cost more than the insert itself.
+        with write_engine(ctx.engine).begin() as conn:
+            known = conn.scalar(select(Shop.id).where(Shop.domain == delivery.shop_domain))
             if known is None:
                 log.info(
                     "webhook for an unknown shop ignored",
                     extra={"shop": delivery.shop_domain, "topic": delivery.topic},
                 )
                 return "ignored"
-            event = WebhookEvent(
-                shop_domain=delivery.shop_domain,
-                event_id=delivery.event_id,
-                webhook_id=delivery.webhook_id,
-                topic=delivery.topic,
-                api_version=delivery.api_version,
-                triggered_at=delivery.triggered_at,
-                payload=delivery.body,
-                status="queued",
+            event_pk = conn.scalar(
+                insert(WebhookEvent)
+                .values(
+                    shop_domain=delivery.shop_domain,
+                    event_id=delivery.event_id,
+                    webhook_id=delivery.webhook_id,
+                    topic=delivery.topic,
+                    api_version=delivery.api_version,
+                    triggered_at=delivery.triggered_at,
+                    payload=delivery.body,
+                    status="queued",
+                )
+                .returning(WebhookEvent.id)
             )
-            session.add(event)
-            session.flush()
-            event_pk = event.id
     except IntegrityError:
         log.info(
             "duplicate webhook delivery",
@@ -210,8 +213,9 @@ Handler = Callable[[jobs.Context, Shop, dict[str, Any], WebhookEvent], Outcome]
 @jobs.task("webhooks.process", retries=3, retry_delay=30)
 def process(ctx: jobs.Context, event_id: int) -> str:
     """Handle one stored webhook event (idempotent: a finished event is not handled twice)."""
-    with transaction(ctx.sessions) as session:
-        claimed = session.execute(
+    table = WebhookEvent.__table__
+    with write_engine(ctx.engine).begin() as conn:
+        claimed = conn.execute(
             update(WebhookEvent)
             .where(
                 WebhookEvent.id == event_id,
@@ -223,11 +227,13 @@ def process(ctx: jobs.Context, event_id: int) -> str:
                 ),
             )
             .values(status="processing", attempts=WebhookEvent.attempts + 1)
-            .execution_options(synchronize_session=False)
-        )
-        event = session.get(WebhookEvent, event_id)
-    if event is None or getattr(claimed, "rowcount", 1) == 0:
-        return "gone" if event is None else event.status
+            .returning(*table.columns)
+        ).first()
+        if claimed is None:
+            status = conn.scalar(select(WebhookEvent.status).where(WebhookEvent.id == event_id))
+            return "gone" if status is None else str(status)
+    # A detached copy of the claimed row for the handlers to read.
+    event = WebhookEvent(**{c.key: claimed._mapping[c] for c in table.columns})
     with logs.bind(shop=event.shop_domain, job=f"webhook:{event.id}"):
         # The customer's recompute, tag write and Meta update run right here once the event is
         # stored as done, not as three more queued tasks (jobs.FollowUps): that is what keeps
@@ -525,7 +531,9 @@ def handle_shop_redact(
     if shop.is_installed:
         return "skipped", "the shop has the app installed again"
     with transaction(ctx.sessions) as session:
-        # Every table keyed by shop cascades from shops (ON DELETE CASCADE).
+        # Every table keyed by shop cascades from shops (ON DELETE CASCADE), except memberships
+        # (no foreign keys: they would slow every full recompute's write).
+        session.execute(delete(Membership).where(Membership.shop_id == shop.id))
         session.execute(delete(Shop).where(Shop.id == shop.id))
         session.execute(
             delete(WebhookEvent).where(

@@ -214,3 +214,183 @@ def test_consent_check_agrees_with_consent_allows(policy: str) -> None:
         assert check(person) == consent_allows(policy, person), (policy, state)
     with pytest.raises(InputError):
         consent_check("nobody")
+
+
+# --- the fast paths agree with the reference ---------------------------------------------------
+
+_ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+_PERSIAN = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
+_FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+
+
+def _phone_cases(seed: int) -> list[tuple[str, str]]:
+    """Phones as people type them, for every region phonenumbers knows: its example numbers in
+    national and international format and without the '+', then random numbers of the same
+    shape with and without trunk prefixes, international prefixes, country codes, separators
+    and non-ASCII digits."""
+    import random
+
+    import phonenumbers
+    from phonenumbers import PhoneNumberFormat, PhoneNumberType
+
+    rng = random.Random(seed)
+
+    def typed(digits: str) -> str:
+        out = []
+        for ch in digits:
+            if rng.random() < 0.25:
+                out.append(rng.choice(["", " ", "-", ".", "/", "(", ")", "  "]))
+            out.append(ch)
+        text = "".join(out)
+        roll = rng.random()
+        if roll < 0.05:
+            return text.translate(_ARABIC_INDIC)
+        if roll < 0.07:
+            return text.translate(_PERSIAN)
+        if roll < 0.08:
+            return text.translate(_FULL_WIDTH)
+        return text
+
+    types = (
+        PhoneNumberType.FIXED_LINE,
+        PhoneNumberType.MOBILE,
+        PhoneNumberType.TOLL_FREE,
+        PhoneNumberType.PREMIUM_RATE,
+        PhoneNumberType.VOIP,
+        PhoneNumberType.UAN,
+    )
+    cases: list[tuple[str, str]] = []
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        assert meta is not None
+        cc = str(meta.country_code)
+        for kind in types:
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            nsn = phonenumbers.national_significant_number(example)
+            cases += [
+                (phonenumbers.format_number(example, PhoneNumberFormat.NATIONAL), region),
+                (phonenumbers.format_number(example, PhoneNumberFormat.INTERNATIONAL), region),
+                (cc + nsn, region),
+                (nsn, region),
+                ("0" + nsn, region),
+            ]
+            for _ in range(8):
+                keep = rng.choice((1, 2, 3))
+                tail = len(nsn) - keep + rng.choice((-1, 0, 0, 0, 1))
+                digits = nsn[:keep] + "".join(rng.choice("0123456789") for _ in range(tail))
+                prefix = rng.choice(("", "", "0", meta.national_prefix or "", "00", cc, "1"))
+                cases.append((typed(prefix + digits), region))
+        for _ in range(12):
+            length = rng.randint(3, 17)
+            cases.append((typed("".join(rng.choice("0123456789") for _ in range(length))), region))
+    # Many more for the markets the playbook names, national formats first.
+    for region in ("US", "CA", "GB", "GR", "KR", "SA", "EG", "AE", "DE", "FR", "BR", "JP", "AU"):
+        for _ in range(150):
+            digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(6, 13)))
+            cases.append((typed(("0" if rng.random() < 0.5 else "") + digits), region))
+    return cases
+
+
+def test_fast_phone_path_agrees_with_phonenumbers() -> None:
+    """The fast national path is phonenumbers.parse + E.164 format, only cheaper: wherever it
+    answers, the answer is the full parse's (the reference function and the library itself)."""
+    import phonenumbers
+
+    from shopify_app.meta import identifiers
+
+    reference = identifiers._parse_phone.__wrapped__
+    cases = _phone_cases(seed=20261123)
+    answered = 0
+    for raw, region in cases:
+        expected = reference(raw.translate(identifiers._DIGIT_TABLE).strip(), region)
+        assert normalize_phone(raw, region) == expected, (raw, region)
+        fast = identifiers._fast_phone(raw.translate(identifiers._DIGIT_TABLE).strip(), region)
+        if fast is None:
+            continue
+        answered += 1
+        assert fast == expected, (raw, region)
+        parsed = phonenumbers.parse(raw, region)
+        assert phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164) == "+" + fast
+    # The fast path must actually carry the common national formats, not just decline.
+    assert len(cases) > 15_000
+    assert answered > len(cases) // 3, (answered, len(cases))
+    for raw, region in (
+        ("(415) 555-0123", "US"),
+        ("020 7946 0958", "GB"),
+        ("691 234 5678", "GR"),
+        ("010-1234-5678", "KR"),
+        ("٠٥٠١٢٣٤٥٦٧", "SA"),
+        ("010 1234 5678", "EG"),
+        ("030 123456", "DE"),
+        ("03-1234-5678", "JP"),
+        ("(11) 98765-4321", "BR"),
+    ):
+        text = raw.translate(identifiers._DIGIT_TABLE)
+        assert identifiers._fast_phone(text, region) == reference(text, region) != "", raw
+
+
+def _messy_people(n: int, seed: int) -> list[Person]:
+    import random
+
+    rng = random.Random(seed)
+    emails = ("a@example.com", "  John.Doe@Example.COM ", "no-at", "a@b", "x y@z.com", None, "")
+    emails += ("@x.com", "a@b.c", "Ünïcode@exämple.gr")
+    phones = ("(415) 555-0123", "+1 415 555 0123", "020 7946 0958", "+44 (0)20 7946 0958")
+    phones += ("٠٥٠١٢٣٤٥٦٧", "010-1234-5678", "306912345678", "12", "call me", "+0123456789")
+    phones += ("+12", "", None, "0030 691 234 5678", "1 (415) 555-0123", "+٩٦٦ ٥٠ ١٢٣ ٤٥٦٧")
+    phones += ("+14155550123", "+306912345678", "(02) 9876 5432", "11 98765-4321")
+    countries = ("US", "GB", "SA", "KR", "GR", "AU", "BR", "eg", " us ", None, "", "XX", "Greece")
+    names = ("John", "Γιώργος", "ΓΙΏΡΓΟΣ", "김민준", "مـحـمـد", "Ｊｏｈｎ", "O'Brien-Smith Jr.")
+    names += ("  ", None, "", "José", "Mary Ann", "Lastname42")
+    cities = (*names, "New York", "St. John's", "서울특별시")
+    states = ("CA", "US-NY", "California", "KR-11", "I", None, "", "ON")
+    zips = ("94107-1234", "941071234", "SW1A 1AA", "105 57", "٠٤٥٣٨", "abc", None, "")
+    marketing = ("SUBSCRIBED", "subscribed", "PENDING", "NOT_SUBSCRIBED", "UNSUBSCRIBED")
+    marketing += ("REDACTED", None, "INVALID", "unsubscribed")
+    return [
+        Person(
+            email=rng.choice(emails),
+            phone=rng.choice(phones),
+            first_name=rng.choice(names),
+            last_name=rng.choice(names),
+            city=rng.choice(cities),
+            province_code=rng.choice(states),
+            zip=rng.choice(zips),
+            country_code=rng.choice(countries),
+            email_marketing_state=rng.choice(marketing),
+        )
+        for _ in range(n)
+    ]
+
+
+def test_hash_row_is_the_hash_of_normalize_with_cold_and_warm_memos() -> None:
+    """Memoised names and places, the inlined email and E.164 paths: every field is still the
+    SHA-256 of the published normalisation, whether the memos are cold or warm."""
+    from shopify_app.meta.identifiers import clear_caches
+
+    people = _messy_people(3000, seed=5)
+    expected = [tuple(sha(v) if v else "" for v in normalize(p)) for p in people]
+    clear_caches()
+    assert [hash_row(p) for p in people] == expected
+    assert [hash_row(p) for p in people] == expected  # warm
+
+
+@pytest.mark.parametrize("policy", ["subscribed", "subscribed_or_pending", "all"])
+def test_hash_members_is_consent_hash_row_and_matchable(policy: str) -> None:
+    from shopify_app.meta.identifiers import clear_caches, hash_members, is_matchable
+
+    people = list(enumerate(_messy_people(3000, seed=7)))
+    expected = {}
+    for cid, person in people:
+        if consent_allows(policy, person):
+            row = hash_row(person)
+            if is_matchable(row):
+                expected[cid] = row
+    clear_caches()
+    got = hash_members(iter(people), policy)
+    assert got == expected
+    assert list(got) == list(expected)  # input order kept
+    with pytest.raises(InputError):
+        hash_members(people, "nobody")

@@ -379,3 +379,65 @@ def test_whole_shop_load_matches_the_per_customer_load(ctx, make_shop) -> None: 
     assert len(lines(whole)) == 4
     assert whole.product_titles == by_id.product_titles
     assert whole.product_titles[dataset.product_key_for_title("Gift Wrap")] == "Gift Wrap"
+
+
+def test_reasons_with_quotes_backslashes_and_control_characters_round_trip(
+    queued_ctx, make_shop
+) -> None:  # type: ignore[no-untyped-def]
+    """Memberships are written with COPY on PostgreSQL (text format, its own escaping):
+    a company name full of characters that format treats specially comes back as written."""
+    ctx = queued_ctx
+    shop = make_shop()
+    company = 'Ann "B" \\ Co\t\\N\nLtd \\\\ é'
+    with ctx.sessions.begin() as s:
+        a = add_customer(s, shop.id, "a@gmail.com")
+        add_order(s, shop.id, a, 20, 10.0, [], billing_company=company)
+    recompute.recompute_shop_now(ctx, shop.id)
+    stored = memberships(ctx, shop.id, "business-buyers")[a].reason
+    parsed = library.Reason.parse(stored)
+    assert parsed is not None and parsed.params["company"] == company
+    # Changed reasons go through COPY too: the same text is written again unchanged.
+    with ctx.sessions.begin() as s:
+        s.get(
+            Membership, (memberships(ctx, shop.id, "business-buyers")[a].segment_id, a)
+        ).reason = "x"  # type: ignore[union-attr]
+    recompute.recompute_shop_now(ctx, shop.id)
+    assert memberships(ctx, shop.id, "business-buyers")[a].reason == stored
+
+
+def test_copy_escaping() -> None:
+    assert recompute._copy_escaped(['{"a":"b"}', "c"]) == ['{"a":"b"}', "c"]
+    assert recompute._copy_escaped(["a\\b", "c"]) == ["a\\\\b", "c"]
+    assert recompute._copy_escaped(["a\tb\\", "c\nd\re"]) == ["a\\tb\\\\", "c\\nd\\re"]
+    assert recompute._copy_escaped([]) == []
+
+
+def test_a_customer_deleted_during_a_full_recompute_keeps_no_memberships(
+    queued_ctx, make_shop
+) -> None:  # type: ignore[no-untyped-def]
+    """The full recompute reads, evaluates, then writes: a customers/delete committed in
+    between must not leave the deleted customer with the memberships just evaluated."""
+    from shopify_app import sync
+    from shopify_app.models import utcnow
+
+    ctx = queued_ctx
+    shop = make_shop()
+    with ctx.sessions.begin() as s:
+        a = add_customer(s, shop.id, "a@gmail.com")
+        b = add_customer(s, shop.id, "b@gmail.com")
+        for cid in (a, b):
+            add_order(s, shop.id, cid, 100, 10.0, [])
+            add_order(s, shop.id, cid, 70, 10.0, [])
+    loaded_at = utcnow()
+    with ctx.sessions() as session:
+        ev = library.evaluate(dataset.load(session, shop.id), recompute.ShopConfig(), TODAY.date())
+    assert sync.apply_webhook(ctx, shop.id, "customers/delete", {"id": a})
+    with ctx.sessions.begin() as session:
+        stored = session.get(Shop, shop.id)
+        assert stored is not None
+        recompute.write_evaluation(
+            session, stored, recompute.ShopConfig(), ev, TODAY.date(), loaded_at=loaded_at
+        )
+    assert _orphans(ctx, shop.id) == []
+    assert set(memberships(ctx, shop.id, "repeat-customers")) == {b}
+    assert segment(ctx, shop.id, "repeat-customers").member_count == 1

@@ -126,7 +126,7 @@ def person_of(customer: Any) -> Person:
 
 def prepare(people: Iterable[tuple[int, Person]], policy: str) -> dict[int, Row]:
     """Hashed rows of the people ``policy`` allows and who can match someone."""
-    return dict(hash_members(people, policy))
+    return hash_members(people, policy)
 
 
 def audience_name(segment: Segment) -> str:

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from hashlib import sha256
+from itertools import islice
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -396,10 +397,13 @@ def _consent_sets(policy: str | None) -> tuple[frozenset[str] | None, frozenset[
     return frozenset({"SUBSCRIBED"}), None
 
 
-def _hash_pairs(
-    pairs: Iterable[tuple[K, Person]], policy: str | None, matchable_only: bool
-) -> Iterator[tuple[K, tuple[str, ...]]]:
-    """``(key, hashed row)`` per person ``policy`` allows (None: everyone), in input order.
+def _hash_into(
+    out: dict[K, tuple[str, ...]],
+    pairs: Iterable[tuple[K, Person]],
+    policy: str | None,
+    matchable_only: bool,
+) -> dict[K, tuple[str, ...]]:
+    """``out[key] = hashed row`` per person ``policy`` allows (None: everyone); returns ``out``.
 
     The one implementation of :func:`hash_row`, written as a single loop because it runs once
     per member on every sync: per row it is three SHA-256 (email, phone, and a last name seen
@@ -447,7 +451,8 @@ def _hash_pairs(
             continue
         where = (person.city, person.province_code, person.zip, country)
         city, province, zip_code, country = places_get(where) or _place(where)
-        yield key, (email, phone, first, last, city, province, zip_code, country)
+        out[key] = (email, phone, first, last, city, province, zip_code, country)
+    return out
 
 
 def normalize(person: Person) -> tuple[str, ...]:
@@ -465,22 +470,18 @@ def normalize(person: Person) -> tuple[str, ...]:
     )
 
 
-def hash_members(
-    pairs: Iterable[tuple[K, Person]], policy: str
-) -> Iterator[tuple[K, tuple[str, ...]]]:
+def hash_members(pairs: Iterable[tuple[K, Person]], policy: str) -> dict[K, tuple[str, ...]]:
     """``(key, hash_row(person))`` for every person ``policy`` allows who can match someone.
 
     The same rows as :func:`consent_allows`, :func:`hash_row` and :func:`is_matchable` one
     person at a time, several times faster. Raises :class:`InputError` for an unknown policy.
     """
-    return _hash_pairs(pairs, policy, True)
+    return _hash_into({}, pairs, policy, True)
 
 
 def hash_row(person: Person) -> tuple[str, ...]:
     """SHA-256 (lowercase hex) of each normalised value, :data:`SCHEMA` order; ``""`` if unknown."""
-    for _key, row in _hash_pairs(((None, person),), None, False):
-        return row
-    raise AssertionError("unreachable: no consent filter")  # pragma: no cover
+    return _hash_into({}, ((0, person),), None, False)[0]
 
 
 def hash_value(value: str) -> str:
@@ -535,8 +536,10 @@ def consent_check(policy: str) -> Callable[[Person], bool]:
 
 def hashed_rows(people: Iterable[Person]) -> Iterator[tuple[str, ...]]:
     """:func:`hash_row` of every matchable person (rows that identify nobody are dropped)."""
-    for _key, row in _hash_pairs(((None, person) for person in people), None, True):
-        yield row
+    # In chunks: the rows of a big file need not all be in memory at once.
+    it = iter(people)
+    while chunk := list(islice(it, 10_000)):
+        yield from _hash_into({}, enumerate(chunk), None, True).values()
 
 
 def write_csv(path: str | Path, people: Iterable[Person]) -> int:

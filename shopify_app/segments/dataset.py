@@ -299,22 +299,35 @@ def many_rows() -> Iterator[None]:
             gc.enable()
 
 
-# How each kind of number is packed by PostgreSQL's ``*send`` functions (big-endian).
+# How PostgreSQL's ``*send`` functions pack each kind of number (big-endian).
 _PACKED = {"q": ("int8send", BigInteger, ">i8"), "i": ("int4send", Integer, ">i4"),
            "d": ("float8send", Double, ">f8")}  # fmt: skip
 
 
-def fetch_packed_columns(
+def fetch_number_columns(
     session: Session, columns: Sequence[tuple[Any, str]], *where: Any
 ) -> list[NDArray[Any]]:
-    """PostgreSQL: columns of numbers as numpy arrays, packed server-side into one value.
+    """Columns of numbers as numpy arrays, aggregated in the database into one value per column.
 
     ``columns`` pairs an expression with its kind: ``q`` (bigint), ``i`` (integer) or ``d``
-    (double precision); none may be NULL (coalesce in SQL). Every row becomes a fixed-size
-    binary record (``int8send(a) || int4send(b) || ...``) and ``string_agg`` joins them into
-    one bytea that numpy reads in place: no Python object per value, which is what makes
-    fetching millions of rows as tuples slow (COPY sends a message per row: as slow).
+    (double precision); none may be NULL (coalesce in SQL). Fetching millions of rows as
+    tuples builds a Python object per value, which is most of a big shop's load time (COPY is
+    no better: a message per row). Instead PostgreSQL packs every row into a fixed-size binary
+    record (``int8send(a) || int4send(b) || ...``) and ``string_agg`` joins them into one bytea
+    that numpy reads in place; SQLite joins each column's values with ``group_concat`` (one
+    aggregate query, so every column sees the rows in the same order) and numpy parses the
+    text. SQLite prints a REAL with 15 significant digits: amounts of 2 decimals come back as
+    the same doubles.
     """
+    dialect = session.get_bind().dialect.name
+    if dialect != "postgresql":
+        texts = session.execute(
+            select(*(func.group_concat(expr) for expr, _ in columns)).where(*where)
+        ).one()
+        return [
+            np.fromstring(text or "", dtype=np.float64 if kind == "d" else np.int64, sep=",")
+            for text, (_, kind) in zip(texts, columns, strict=True)
+        ]
     parts = [
         getattr(func, _PACKED[kind][0])(cast(expr, _PACKED[kind][1])) for expr, kind in columns
     ]
@@ -377,15 +390,20 @@ def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) ->
     day = _day_column(dialect, o.processed_at)
     raw_codes: Sequence[Any]
     order_companies: Sequence[str | None]
-    if dialect == "postgresql" and only is None:
-        # A whole shop: numbers packed server-side, then the few orders with a code or company.
-        o_id, o_cid, o_day, o_total = fetch_packed_columns(
+    if only is None:
+        # A whole shop: numbers aggregated in SQL, then the few orders with a code or company.
+        o_id, o_cid, o_day, o_total = fetch_number_columns(
             session,
             [
                 (o.id, "q"),
                 (o.customer_id, "q"),
                 # The UTC day (timestamps are stored as naive UTC): date arithmetic, no numeric.
-                (cast(o.processed_at, Date) - cast(literal("1970-01-01"), Date), "i"),
+                (
+                    cast(o.processed_at, Date) - cast(literal("1970-01-01"), Date)
+                    if dialect == "postgresql"
+                    else day,
+                    "i",
+                ),
                 (func.coalesce(o.total, 0), "d"),
             ],
             *countable,
@@ -444,22 +462,31 @@ def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) ->
 
     li = LineItem.__table__.c
     titles: dict[int, str] = {}
-    if dialect == "postgresql" and only is None:
-        # Lines of products packed server-side; custom items (no product, keyed by their title) and
-        # one title per product separately: no title text fetched per line.
-        l_oid, products, quantities = fetch_packed_columns(
+    if only is None:
+        # Lines of products as numbers; custom items (no product, keyed by their title) apart,
+        # and the title of each product's first line by its id: no title text fetched per line.
+        l_id, l_oid, products, quantities = fetch_number_columns(
             session,
-            [(li.order_id, "q"), (li.product_id, "q"), (func.coalesce(li.quantity, 0), "i")],
+            [
+                (li.id, "q"),
+                (li.order_id, "q"),
+                (li.product_id, "q"),
+                (func.coalesce(li.quantity, 0), "i"),
+            ],
             li.shop_id == shop_id,
             li.product_id.is_not(None),
         )
-        for product, title in fetch_rows(
-            session,
-            select(li.product_id, func.min(li.title))
-            .where(li.shop_id == shop_id, li.product_id.is_not(None), li.title != "")
-            .group_by(li.product_id),
-        ):
-            titles[int(product)] = title
+        _, first_line = np.unique(products, return_index=True)
+        first_ids = [int(v) for v in l_id[first_line]]
+        for lo in range(0, len(first_ids), 10_000):
+            for product, title in fetch_rows(
+                session,
+                select(li.product_id, li.title).where(
+                    li.shop_id == shop_id, li.id.in_(first_ids[lo : lo + 10_000])
+                ),
+            ):
+                if title:
+                    titles[int(product)] = title
         custom = fetch_rows(
             session,
             select(li.order_id, func.coalesce(li.quantity, 0), func.coalesce(li.title, "")).where(

@@ -387,11 +387,13 @@ def _lower(values: list[str | None]) -> list[str]:
 def _company_flags(ds: Dataset) -> list[str]:
     """A company name per customer: the customer's own, else one from a billing address."""
     names = [(c or "").strip() for c in ds.info["company"]]
-    for i, company in enumerate(ds.order_company):
-        if company and company.strip():
+    # Most orders carry no company: find the few that do without a Python step per order.
+    for i in [i for i, company in enumerate(ds.order_company) if company]:
+        company = (ds.order_company[i] or "").strip()
+        if company:
             c = int(ds.order_customer[i])
             if not names[c]:
-                names[c] = company.strip()
+                names[c] = company
     return names
 
 
@@ -463,8 +465,19 @@ def _fit_models(
     return bg, gg, "fitted", note
 
 
-def compute_stats(ds: Dataset, f: Features, cfg: ShopConfig, as_of: dt.date) -> ShopStats:
-    """The shop-level yardsticks for a full recompute."""
+def compute_stats(
+    ds: Dataset,
+    f: Features,
+    cfg: ShopConfig,
+    as_of: dt.date,
+    companies: list[str] | None = None,
+    region_keys: list[tuple[str, str]] | None = None,
+) -> ShopStats:
+    """The shop-level yardsticks for a full recompute.
+
+    ``companies`` and ``region_keys`` (from :func:`_company_flags` and :func:`_region_keys`)
+    may be passed by a caller that needs them too, to derive them once.
+    """
     mask = f.has_orders
     spend = f.spend[mask]
     n = int(mask.sum())
@@ -478,7 +491,7 @@ def compute_stats(ds: Dataset, f: Features, cfg: ShopConfig, as_of: dt.date) -> 
     edges = rfm.fit_edges(f.days_since_last[mask], f.n_orders[mask], spend)
     bg, gg, status, note = _fit_models(f)
 
-    companies = _company_flags(ds)
+    companies = _company_flags(ds) if companies is None else companies
     core = _business_core(ds, f, cfg, companies)
     domains = Counter(
         d
@@ -486,7 +499,11 @@ def compute_stats(ds: Dataset, f: Features, cfg: ShopConfig, as_of: dt.date) -> 
         if d and d not in FREE_MAIL
     )
     regions_count = Counter(
-        k for k, has in zip(_region_keys(ds), mask, strict=True) if has and k[0]
+        k
+        for k, has in zip(
+            _region_keys(ds) if region_keys is None else region_keys, mask, strict=True
+        )
+        if has and k[0]
     )
     regions = [
         (c, p, cnt)
@@ -678,8 +695,10 @@ def evaluate(
     """
     ds = ds.upto(as_of)
     f = compute_features(ds, as_of, cfg.business_window_days)
+    companies = _company_flags(ds)
+    keys = _region_keys(ds)
     if stats is None:
-        stats = compute_stats(ds, f, cfg, as_of)
+        stats = compute_stats(ds, f, cfg, as_of, companies=companies, region_keys=keys)
     preds = predict(f, stats)
     has = f.has_orders
     days = _Days()
@@ -708,7 +727,6 @@ def evaluate(
     emails = ds.info["email"]
 
     # business-buyers
-    companies = _company_flags(ds)
     core = _business_core(ds, f, cfg, companies)
     domains = [email_domain(e) for e in emails]
     known = set(stats.business_domains)
@@ -849,15 +867,19 @@ def evaluate(
         (f.spend >= goal * (1 - cfg.milestone_window)) & (f.spend < goal),
         lambda i: milestone(spend_money=spend_l[i], gap_money=goal - spend_l[i], goal_money=goal),
     )
-    keys = _region_keys(ds)
     region = _encoder("region", text=("place",))
+    # Each customer's region as a small integer (a shop has few distinct regions), so each
+    # region segment is one vectorised look-up instead of a pass over every customer's key.
+    distinct: dict[tuple[str, str], int] = {}
+    key_ids = np.fromiter(
+        (distinct.setdefault(k, len(distinct)) for k in keys), dtype=np.int64, count=len(keys)
+    )
     for country, province, count in stats.regions:
         handle = f"region-{country}-{province}".lower() if province else f"region-{country}".lower()
-        mask = np.fromiter(
-            (k[0] == country and (not province or k[1] == province) for k in keys),
-            dtype=bool,
-            count=ds.n_customers,
-        )
+        matching = [
+            i for k, i in distinct.items() if k[0] == country and (not province or k[1] == province)
+        ]
+        mask = np.isin(key_ids, np.asarray(matching, dtype=np.int64))
         where = f"{province}, {country}" if province else country
         put(
             handle,

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from shopify_app import jobs
 from shopify_app.db import transaction
 from shopify_app.errors import InputError
-from shopify_app.models import Membership, Segment, SegmentHistory, Shop, utcnow
+from shopify_app.models import Membership, Segment, SegmentHistory, Shop, Tombstone, utcnow
 from shopify_app.segments import crosssell, library, metrics
 from shopify_app.segments import dataset as dataset_mod
 from shopify_app.segments.config import ShopConfig
@@ -368,9 +368,19 @@ def _write_history(
 
 
 def write_evaluation(
-    session: Session, shop: Shop, cfg: ShopConfig, ev: library.Evaluation, as_of: dt.date
+    session: Session,
+    shop: Shop,
+    cfg: ShopConfig,
+    ev: library.Evaluation,
+    as_of: dt.date,
+    loaded_at: dt.datetime | None = None,
 ) -> dict[str, int]:
-    """Persist a full evaluation; returns member counts by handle (enabled segments)."""
+    """Persist a full evaluation; returns member counts by handle (enabled segments).
+
+    ``loaded_at`` is when the evaluated data was read: customers deleted since then are in the
+    evaluation but must not keep memberships (no foreign key refuses them), so theirs are
+    taken out again before the transaction commits.
+    """
     defs = library.segment_definitions(cfg, ev.stats)
     segments = _ensure_segments(session, shop.id, cfg, defs)
     now = utcnow()
@@ -399,6 +409,16 @@ def write_evaluation(
     with dataset_mod.many_rows():
         diff = diff_memberships(_current_memberships(session, shop.id), wanted)
     _write_diff(session, shop.id, now, diff)
+    if loaded_at is not None:
+        forget_customers(
+            session.connection(),
+            shop.id,
+            select(Tombstone.id).where(
+                Tombstone.shop_id == shop.id,
+                Tombstone.resource == "customers",
+                Tombstone.deleted_at >= loaded_at - dt.timedelta(seconds=5),
+            ),
+        )
     _write_history(session, shop.id, as_of, history)
     return counts
 
@@ -489,6 +509,7 @@ def recompute_shop_now(
     """
     as_of = as_of or library.today()
     times = times if times is not None else PhaseTimes()
+    started = utcnow()
     # Read and evaluate on a snapshot, then write in a transaction of its own that takes the
     # write lock up front: on SQLite a long read transaction cannot upgrade to a write once a
     # webhook has committed meanwhile, and holding the write lock through the whole read would
@@ -511,7 +532,7 @@ def recompute_shop_now(
             if shop is None:
                 return {}
             with _sqlite_cache(session), times.phase("write"):
-                counts = write_evaluation(session, shop, cfg, ev, as_of)
+                counts = write_evaluation(session, shop, cfg, ev, as_of, loaded_at=started)
             # The commit is part of the write (on SQLite it is when the WAL is synced).
             commit_started = times.mark()
         times.add("write", commit_started)
