@@ -283,7 +283,12 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
             shop_ids = list(s.scalars(select(Shop.id)))
         for shop_id in shop_ids:
             tagging.sync_tags(cluster.ctx, shop_id)
-        say("initial tag sync written")
+        # Shopify echoes every tag write as customers/update: let those arrive and be handled
+        # before the measured traffic starts.
+        cluster.sandbox.delivery.drain(args.drain_timeout)
+        for store in stores:
+            cluster.wait_converged(store.domain, timeout=args.drain_timeout)
+        say("initial tag sync written and its customers/update echoes handled")
 
     # --- webhooks ---------------------------------------------------------------------------
     cluster.sandbox.app_url = None  # we deliver the webhooks ourselves

@@ -154,6 +154,14 @@ def _follows_inline(name: str, kwargs: dict[str, Any]) -> bool:
     return spec is not None and spec.lock is None and spec.schedule is None
 
 
+_MERGED_LISTS: dict[str, str] = {"tags.sync": "customer_ids"}
+"""Follow-ups that differ only in this list argument run once, for the union of the lists."""
+
+
+def _except(kwargs: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if k != key}
+
+
 class FollowUps(Context):
     """A context whose cheap per-customer follow-ups (:data:`FOLLOW_UPS`) wait in a list, to be
     run by :meth:`run` in this thread once the caller's own work is committed.
@@ -170,12 +178,20 @@ class FollowUps(Context):
 
     def enqueue(self, name: str, **kwargs: Any) -> None:
         load_task_modules()
-        if _follows_inline(name, kwargs):
-            # The same request twice (two deliveries of one customer) runs once.
-            if (name, kwargs) not in self.pending:
-                self.pending.append((name, kwargs))
-        else:
+        if not _follows_inline(name, kwargs):
             self.outer.enqueue(name, **kwargs)
+            return
+        merged = _MERGED_LISTS.get(name)
+        for waiting_name, waiting in self.pending:
+            if waiting_name != name:
+                continue
+            if waiting == kwargs:
+                return  # the same request twice (two deliveries of one customer) runs once
+            if merged is not None and _except(waiting, merged) == _except(kwargs, merged):
+                # One run for the group: a tag write for several customers is one request.
+                waiting[merged] = sorted({*waiting[merged], *kwargs[merged]})
+                return
+        self.pending.append((name, dict(kwargs)))
 
     def run(self) -> int:
         """Run the waiting follow-ups (and theirs) in order; returns how many ran here."""

@@ -71,6 +71,21 @@ def day_date(day: int) -> dt.date:
     return dt.date.fromordinal(int(day) + EPOCH)
 
 
+def distinct(values: NDArray[Any]) -> NDArray[Any]:
+    """The sorted distinct values of a 1-D array: ``np.unique(values)``, by sorting.
+
+    NumPy 2's ``np.unique`` without ``return_*`` flags goes through a hash table, ten times
+    slower than a sort on the million-element integer arrays of a big shop.
+    """
+    ordered = np.sort(values, kind="stable")
+    if len(ordered) < 2:
+        return ordered
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
 def product_key_for_title(title: str) -> int:
     """A stable negative id for a line item without a product (custom items, CSV rows)."""
     return -(zlib.crc32(title.strip().lower().encode("utf-8")) + 1)

@@ -714,7 +714,6 @@ def evaluate(
     max_day_l = f.max_line_day.tolist()
     window_units_l = f.window_units.tolist()
     p_alive_l = preds.p_alive.tolist()
-    p90_l = preds.purchases_90d.tolist()
     r_l, f_l, m_l = r_s.tolist(), f_s.tolist(), m_s.tolist()
     out: dict[str, SegmentResult] = {}
     defs = {d.handle: d for d in segment_definitions(cfg, stats)}
@@ -813,11 +812,16 @@ def evaluate(
         lambda i: vip(spend_money=spend_l[i], share=vip_share, cutoff_money=stats.vip_cutoff),
     )
     likely = _encoder("likely")
+    # Predictions drift a little every day (a day older, a refitted model): in steps of 5 %
+    # and half an order the reason stays put, so the daily recompute does not rewrite most
+    # of these members for a change in the last digit.
+    likely_percent = (np.round(preds.p_alive * 20) * 5).astype(np.int64).tolist()
+    likely_orders = (np.round(preds.purchases_90d * 2) / 2).tolist()
     put(
         "likely-to-buy",
         (preds.p_alive >= cfg.likely_min_p_alive)
         & (preds.purchases_90d >= cfg.likely_min_purchases_90d),
-        lambda i: likely(percent=round(p_alive_l[i] * 100), orders=round(p90_l[i], 1), days=90),
+        lambda i: likely(percent=likely_percent[i], orders=likely_orders[i], days=90),
     )
     at_risk = _encoder("at_risk")
     put(

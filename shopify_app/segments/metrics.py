@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from shopify_app.segments import rfm
-from shopify_app.segments.dataset import Dataset, compute_features, day_date, day_number
+from shopify_app.segments.dataset import Dataset, compute_features, day_date, day_number, distinct
 
 GAP_BINS = (
     (0, 7, "0-7"),
@@ -72,8 +72,8 @@ def compute(
     # Simple CLV = AOV x purchases per customer per year x expected lifespan in years.
     last_year = ds.order_day > today - 365
     prev_year = (ds.order_day > today - 730) & ~last_year
-    active_now = np.unique(ds.order_customer[last_year])
-    active_before = np.unique(ds.order_customer[prev_year])
+    active_now = distinct(ds.order_customer[last_year])
+    active_before = distinct(ds.order_customer[prev_year])
     frequency = float(last_year.sum()) / len(active_now) if len(active_now) else 0.0
     retained = len(np.intersect1d(active_now, active_before, assume_unique=True))
     churn = 1 - retained / len(active_before) if len(active_before) else None
@@ -122,7 +122,7 @@ def _periods(ds: Dataset, f: Any, today: int) -> list[dict[str, Any]]:
         hi = today - 90 * k
         lo = hi - 90
         window = (ds.order_day > lo) & (ds.order_day <= hi)
-        buyers = np.unique(ds.order_customer[window])
+        buyers = distinct(ds.order_customer[window])
         before_end = ds.order_day <= hi
         counts = np.bincount(ds.order_customer[before_end], minlength=ds.n_customers)
         repeat = int((counts[buyers] >= 2).sum())
@@ -233,7 +233,7 @@ def _first_product(
     # Distinct (product, customer) pairs as one integer key each: a 1-D unique sorts in place,
     # where ``np.unique(..., axis=1)`` goes through a much slower structured view.
     uprod, pidx = np.unique(prod, return_inverse=True)
-    key = np.unique(pidx.astype(np.int64) * ds.n_customers + cust)
+    key = distinct(pidx.astype(np.int64) * ds.n_customers + cust)
     pairs = (uprod[key // ds.n_customers], key % ds.n_customers)
     products, counts = np.unique(pairs[0], return_counts=True)
     chosen = products[np.argsort(-counts)][:top]
@@ -265,7 +265,7 @@ def _previous(ds: Dataset, today: int, days: int) -> dict[str, Any]:
     def window(lo: int, hi: int) -> dict[str, Any]:
         sel = (ds.order_day > lo) & (ds.order_day <= hi)
         n = int(sel.sum())
-        buyers = np.unique(ds.order_customer[sel])
+        buyers = distinct(ds.order_customer[sel])
         prior = np.zeros(ds.n_customers, dtype=bool)
         prior[ds.order_customer[ds.order_day <= lo]] = True
         returning = int(prior[buyers].sum())

@@ -139,7 +139,7 @@ def diff_memberships(
     order = np.lexsort((cur_cid, cur_seg))
     cur_seg, cur_cid = cur_seg[order], cur_cid[order]
     cur_reason = np.asarray(cur_reason_list, dtype=object)[order] if len(order) else None
-    seg_ids = np.unique(np.concatenate([cur_seg, np.fromiter(wanted, dtype=np.int64)]))
+    seg_ids = dataset_mod.distinct(np.concatenate([cur_seg, np.fromiter(wanted, dtype=np.int64)]))
     bounds = np.searchsorted(cur_seg, np.append(seg_ids, np.iinfo(np.int64).max))
     add_s: list[IntArray] = []
     add_c: list[IntArray] = []
