@@ -13,7 +13,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from shopify_app import auth, sync, webhooks
+from shopify_app import auth, jobs, sync, webhooks
 from shopify_app.app import create_app
 from shopify_app.jobs import Context
 from shopify_app.models import (
@@ -524,3 +524,64 @@ def test_late_uninstall_from_before_a_reinstall_is_ignored(
     with queued_ctx.sessions() as session:
         row = session.get(Shop, shop.id)
         assert row is not None and row.is_installed
+
+
+# --- handling under load ----------------------------------------------------------------------
+
+
+def test_queued_deliveries_of_a_shop_are_handled_together(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    shop, other = make_shop(), make_shop()
+    def order(number: int) -> dict[str, Any]:
+        stamp = "2026-11-01T12:00:00Z"
+        return {"id": number, "created_at": stamp, "updated_at": stamp, "line_items": []}
+
+    for n in (1, 2, 3):
+        assert deliver(app_server, "orders/create", shop.domain, order(500 + n)).ok
+    assert deliver(app_server, "orders/create", other.domain, order(600)).ok
+    assert deliver(app_server, "customers/data_request", shop.domain, {"shop_id": 1}).ok
+    first, second, third, elsewhere, compliance = _queued_ids(queued_ctx)[-5:]
+
+    # The first task takes the shop's other queued order deliveries along...
+    assert webhooks.process(queued_ctx, event_id=first) == "done"
+    by_id = {e.id: e for e in _events(queued_ctx, shop.domain)}
+    assert [by_id[i].status for i in (first, second, third)] == ["done"] * 3
+    with queued_ctx.sessions() as session:
+        orders = set(session.scalars(select(Order.id).where(Order.shop_id == shop.id)))
+    assert orders == {501, 502, 503}
+    # ...but neither another shop's deliveries nor a compliance topic.
+    assert by_id[compliance].status == "queued"
+    assert [e.status for e in _events(queued_ctx, other.domain)] == ["queued"]
+    # Their own tasks, when they come, find them done and handle nothing twice.
+    assert webhooks.process(queued_ctx, event_id=second) == "done"
+    assert webhooks.process(queued_ctx, event_id=third) == "done"
+    assert [e.attempts for e in _events(queued_ctx, shop.domain) if e.id != compliance] == [1] * 3
+    assert webhooks.process(queued_ctx, event_id=elsewhere) == "done"
+
+
+def test_follow_ups_of_a_webhook_wait_coalesce_and_run_in_order(
+    queued_ctx: Context, make_shop: Any
+) -> None:
+    shop = make_shop()
+    follow_ups = jobs.FollowUps(queued_ctx)
+    follow_ups.enqueue("tags.sync", shop_id=shop.id, customer_ids=[3])
+    follow_ups.enqueue("meta.sync_customer", shop_id=shop.id, customer_id=3)
+    follow_ups.enqueue("tags.sync", shop_id=shop.id, customer_ids=[1, 3])
+    follow_ups.enqueue("meta.sync_customer", shop_id=shop.id, customer_id=3)  # the same: once
+    # A whole-shop tag sync and other tasks go to the queue, as from any context.
+    follow_ups.enqueue("tags.sync", shop_id=shop.id, customer_ids=None)
+    follow_ups.enqueue("sync.poll", shop_id=shop.id)
+    assert follow_ups.pending == [
+        ("tags.sync", {"shop_id": shop.id, "customer_ids": [1, 3]}),
+        ("meta.sync_customer", {"shop_id": shop.id, "customer_id": 3}),
+    ]
+    queued = [(n, kw) for n, kw in pending_tasks(queued_ctx) if kw.get("shop_id") == shop.id]
+    assert queued == [
+        ("tags.sync", {"shop_id": shop.id, "customer_ids": None}),
+        ("sync.poll", {"shop_id": shop.id}),
+    ]
+    # Nothing to write for customers Goldpan does not hold: both run here, nothing is queued.
+    assert follow_ups.run() == 2
+    assert follow_ups.pending == []
+    assert len([kw for _, kw in pending_tasks(queued_ctx) if kw.get("shop_id") == shop.id]) == 2

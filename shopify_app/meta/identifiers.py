@@ -20,10 +20,13 @@ COUNTRY   ISO 3166-1 alpha-2, lowercase
 An unknown value is ``""`` and is never hashed (a hash of the empty string would match
 nothing and counts as an invalid entry). Values are hashed with SHA-256, lowercase hex.
 
-Speed matters (a million members should prepare in a few seconds): the fields that repeat a
-lot across customers (first names, cities, states, zips, countries) are normalised and hashed
-once per distinct raw value, phones already in E.164 (Shopify stores customer phones that way)
-skip ``phonenumbers`` entirely, and other phones are parsed once per ``(raw, country)``.
+Speed matters (a million members should prepare in a few seconds; see
+``benchmarks/meta_prepare.py``): :func:`hash_members` is one loop with the per-field steps
+inlined; the fields that repeat across customers (first names, non-Latin last names, and the
+place: city, state, zip and country together) are normalised and hashed once per distinct raw
+value; phones already in E.164 (Shopify stores customer phones that way) skip ``phonenumbers``
+entirely; plain national numbers take an exact shortcut through ``phonenumbers``' own metadata
+(:class:`_RegionPlan`), and only the rest pay for a full parse, once per ``(raw, country)``.
 """
 
 from __future__ import annotations
@@ -405,14 +408,13 @@ def _hash_pairs(
     """Keys and hashed rows of the people ``policy`` allows (None: everyone), in input order.
 
     The one implementation of :func:`hash_row`, written as a single loop because it runs once
-    per member on every sync: per row it is three SHA-256 (email, phone, and a last name seen
-    for the first time) plus dictionary lookups, and Python-level calls would cost as much as
-    the hashing. :func:`consent_allows` and :func:`is_matchable` are inlined.
+    per member on every sync: per row it is three SHA-256 (email, phone, last name) and two
+    dictionary lookups, and Python-level calls would cost as much as the hashing.
+    :func:`consent_allows` and :func:`is_matchable` are inlined. Last names in ASCII are
+    hashed directly rather than memoised: they are nearly all distinct, and a lookup in a
+    memo of hundreds of thousands of them (cache misses) costs more than the hash.
     """
     allowed, denied = _consent_sets(policy)
-    # Two lists, not the dict callers want: a dict whose rows the collector has just untracked
-    # is untracked itself, and re-tracked by the next insert, so every young-generation
-    # collection would walk all of it (quadratic: a third of the time at a million rows).
     keys: list[K] = []
     rows: list[tuple[str, ...]] = []
     add_key, add_row = keys.append, rows.append
@@ -440,8 +442,9 @@ def _hash_pairs(
         phone = person.phone
         country = person.country_code
         if phone:
-            if phone[0] == "+" and phone.isascii() and phone[1:].isdigit():
-                phone = phone[1:] if 9 <= len(phone) <= 16 and phone[1] != "0" else ""
+            digits = phone[1:]
+            if phone[0] == "+" and digits.isdigit() and digits.isascii():
+                phone = digits if 8 <= len(digits) <= 15 and digits[0] != "0" else ""
             else:
                 phone = _national_phone(phone, country)
             if phone:
@@ -488,8 +491,8 @@ def _collector_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector for a bulk loop that only allocates acyclic tuples.
 
     Each row is a new tuple, so the collector runs every 700 rows and follows each one's
-    strings: 10–15 % of the time of a million-row prepare, to find no garbage (rows are
-    reference-counted away, never cyclic). Whatever cycles other threads leave meanwhile are
+    strings: about 8 % of the time of a million-row prepare (0.3 s of 3.6 s), to find no
+    garbage (the rows are acyclic). Whatever cycles other threads leave meanwhile are
     collected once it is back on. Only re-enabled by whoever turned it off, so concurrent
     prepares cannot leave it off.
     """
