@@ -243,6 +243,7 @@ def process(ctx: jobs.Context, event_id: int) -> str:
     # webhook → tags written within seconds at 50 deliveries a second.
     follow_ups = jobs.FollowUps(ctx)
     own_status = "failed"
+    own_error: Exception | None = None
     for event in events:
         with logs.bind(shop=event.shop_domain, job=f"webhook:{event.id}"):
             try:
@@ -251,8 +252,9 @@ def process(ctx: jobs.Context, event_id: int) -> str:
                 _finish(ctx, event.id, "failed", f"{type(exc).__name__}: {exc}")
                 log.exception("webhook %s (%s) failed", event.id, event.topic)
                 if event.id == event_id:
-                    raise  # huey retries it
-                ctx.enqueue("webhooks.process", event_id=event.id)
+                    own_error = exc  # raised below, once the others are handled: huey retries it
+                else:
+                    ctx.enqueue("webhooks.process", event_id=event.id)
                 continue
             _finish(ctx, event.id, status, reason)
             log.info("webhook %s %s", event.topic, status, extra={"reason": reason})
@@ -260,6 +262,8 @@ def process(ctx: jobs.Context, event_id: int) -> str:
                 own_status = status
     with logs.bind(shop=events[0].shop_domain, job=f"webhook:{event_id}"):
         follow_ups.run()
+    if own_error is not None:
+        raise own_error
     return own_status
 
 

@@ -533,6 +533,7 @@ def test_queued_deliveries_of_a_shop_are_handled_together(
     app_server: RunningServer, queued_ctx: Context, make_shop: Any
 ) -> None:
     shop, other = make_shop(), make_shop()
+
     def order(number: int) -> dict[str, Any]:
         stamp = "2026-11-01T12:00:00Z"
         return {"id": number, "created_at": stamp, "updated_at": stamp, "line_items": []}
@@ -585,3 +586,22 @@ def test_follow_ups_of_a_webhook_wait_coalesce_and_run_in_order(
     assert follow_ups.run() == 2
     assert follow_ups.pending == []
     assert len([kw for _, kw in pending_tasks(queued_ctx) if kw.get("shop_id") == shop.id]) == 2
+
+
+def test_a_failing_delivery_in_a_group_fails_alone(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    shop = make_shop()
+    stamp = "2026-11-01T12:00:00Z"
+    good = {"id": 701, "created_at": stamp, "updated_at": stamp, "line_items": []}
+    broken = {"id": "not-a-number"}
+    for payload in (broken, good, broken):
+        assert deliver(app_server, "orders/create", shop.domain, payload).ok
+    first, second, third = _queued_ids(queued_ctx)[-3:]
+    # The task's own delivery fails after the others are handled (huey retries it)...
+    with pytest.raises(ValueError):
+        webhooks.process(queued_ctx, event_id=first)
+    by_id = {e.id: e for e in _events(queued_ctx, shop.domain)}
+    assert [by_id[i].status for i in (first, second, third)] == ["failed", "done", "failed"]
+    # ...and a taken-along one that failed is queued again on its own.
+    assert _queued_ids(queued_ctx).count(third) == 2

@@ -32,12 +32,10 @@ entirely; plain national numbers take an exact shortcut through ``phonenumbers``
 from __future__ import annotations
 
 import csv
-import gc
 import re
 import sys
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from hashlib import sha256
@@ -184,30 +182,29 @@ def normalize_phone(raw: str | None, country: str | None = None) -> str:
 def _national_phone(raw: str, country: str | None) -> str:
     """A phone that is not plain E.164: the exact fast path, else ``phonenumbers``."""
     text = raw.strip() if raw.isascii() else raw.translate(_DIGIT_TABLE).strip()
-    region = _REGION_NAMES.get(country or "")
-    if region is None:
-        region = _remember(_REGION_NAMES, country, (country or "").strip().upper())
-    fast = _fast_phone(text, region)
-    if fast is not None:
-        return fast
+    plan = _PLANS.get(country, _UNPLANNED)
+    if plan is _UNPLANNED:
+        plan = _remember(_PLANS, country, _plan_for(_region(country)))
+    if plan is not None:
+        fast = plan.e164(text)
+        if fast is not None:
+            return fast
     # Anything else goes through phonenumbers, which also knows that "+44 (0)20 ..." and
     # "+44 020 ..." carry a trunk zero that E.164 drops.
-    return _parse_phone(text, region)
+    return _parse_phone(text, _region(country))
 
 
-def _fast_phone(text: str, region: str) -> str | None:
+def _region(country: str | None) -> str:
+    """The phonenumbers region of a country code as stored (``" gr"`` → ``"GR"``)."""
+    return (country or "").strip().upper()
+
+
+def _fast_phone(text: str, country: str | None) -> str | None:
     """:func:`_parse_phone`'s answer for a plain national number, or None when unsure."""
-    plan = _PLANS.get(region, _UNPLANNED)
+    plan = _PLANS.get(country, _UNPLANNED)
     if plan is _UNPLANNED:
-        plan = _remember(_PLANS, region, _plan_for(region))
-    if plan is None or not text or text[0] == "+" or len(text) > _MAX_TEXT:
-        return None
-    # Only digits and the separators people type; phonenumbers ignores those.
-    digits = text.replace(" ", "").replace("-", "").replace(".", "")
-    digits = digits.replace("(", "").replace(")", "").replace("/", "")
-    if not (digits.isdecimal() and digits.isascii() and 3 <= len(digits) <= _MAX_NSN):
-        return None
-    return plan.e164(digits)
+        plan = _remember(_PLANS, country, _plan_for(_region(country)))
+    return plan.e164(text) if plan is not None else None
 
 
 # --- phones: the exact fast path ---------------------------------------------------------------
@@ -258,8 +255,17 @@ class _RegionPlan:
             for n in range(_MAX_NSN + 1)
         )
 
-    def e164(self, digits: str) -> str | None:
-        """E.164 digits of national ``digits`` (ASCII, 3–17 of them), or None to fully parse."""
+    def e164(self, text: str) -> str | None:
+        """E.164 digits of a national number (non-ASCII digits converted), or None to parse."""
+        if not text or text[0] == "+" or len(text) > _MAX_TEXT:
+            return None
+        # Only digits and the separators people type; phonenumbers ignores those.
+        digits = text
+        if not text.isdecimal():
+            digits = text.replace(" ", "").replace("-", "").replace(".", "")
+            digits = digits.replace("(", "").replace(")", "").replace("/", "")
+        if not (digits.isdecimal() and digits.isascii() and 3 <= len(digits) <= _MAX_NSN):
+            return None
         if (self.idd is not None and self.idd(digits)) or digits.startswith(self.cc):
             return None
         nsn = digits
@@ -272,11 +278,12 @@ class _RegionPlan:
                 else:
                     stripped = prefix.sub(self.transform, digits, count=1)
                 # The library keeps the prefix when only the number with it fits the plan.
-                # Cheapest test first; the regular expressions only when they matter.
+                # Cheapest test first: with its trunk prefix a number rarely fits, and a
+                # regular expression fails fast.
                 if (
                     len(stripped) <= _MAX_NSN
                     and self.strip_ok[len(stripped)]
-                    and (self.general(stripped) is not None or self.general(digits) is None)
+                    and (self.general(digits) is None or self.general(stripped) is not None)
                 ):
                     nsn = stripped
         return self.cc + nsn if len(nsn) >= 2 and self.possible[len(nsn)] else None
@@ -309,8 +316,7 @@ def _plan_for(region: str) -> _RegionPlan | None:
 
 
 _UNPLANNED: Any = object()
-_PLANS: dict[str, _RegionPlan | None] = {}  # phonenumbers region -> plan (None: no metadata)
-_REGION_NAMES: dict[str, str] = {"": ""}  # country code as stored -> phonenumbers region
+_PLANS: dict[str | None, _RegionPlan | None] = {}  # country as stored -> plan (None: no metadata)
 
 
 # --- phones: the full parse ----------------------------------------------------------------------
@@ -385,7 +391,7 @@ def _name(raw: str) -> str:
 
 def clear_caches() -> None:
     """Forget every memo (a benchmark's cold start; tests of the memo itself)."""
-    for cache in (_NAMES, _PLACES, _PLANS, _REGION_NAMES):
+    for cache in (_NAMES, _PLACES, _PLANS):
         cache.clear()
     _parse_phone.cache_clear()
 
@@ -486,34 +492,13 @@ def normalize(person: Person) -> tuple[str, ...]:
     )
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for a bulk loop that only allocates acyclic tuples.
-
-    Each row is a new tuple, so the collector runs every 700 rows and follows each one's
-    strings: about 8 % of the time of a million-row prepare (0.3 s of 3.6 s), to find no
-    garbage (the rows are acyclic). Whatever cycles other threads leave meanwhile are
-    collected once it is back on. Only re-enabled by whoever turned it off, so concurrent
-    prepares cannot leave it off.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def hash_members(pairs: Iterable[tuple[K, Person]], policy: str) -> dict[K, tuple[str, ...]]:
     """``(key, hash_row(person))`` for every person ``policy`` allows who can match someone.
 
     The same rows as :func:`consent_allows`, :func:`hash_row` and :func:`is_matchable` one
     person at a time, several times faster. Raises :class:`InputError` for an unknown policy.
     """
-    with _collector_paused():
-        return dict(zip(*_hash_pairs(pairs, policy, True), strict=True))
+    return dict(zip(*_hash_pairs(pairs, policy, True), strict=True))
 
 
 def hash_row(person: Person) -> tuple[str, ...]:

@@ -45,7 +45,7 @@ SUGGESTIONS_KEY = "cross_sell_suggestions"  # mined rules the merchant may accep
 MEMBERSHIPS = cast(Table, Membership.__table__)
 SEGMENTS = cast(Table, Segment.__table__)
 HISTORY = cast(Table, SegmentHistory.__table__)
-COPY_CHUNK = 200_000  # rows per COPY statement (bounds the text built at once)
+COPY_CHUNK = 50_000  # rows per piece of a COPY (bounds the text built at once)
 SQLITE_CACHE_KIB = 512 * 1024  # an upper bound: SQLite allocates pages only as it reads them
 
 
@@ -231,10 +231,11 @@ def _copy_in(cursor: Any, sql: str, columns: list[list[Any]]) -> None:
     """
     *plain, last = columns
     texts = _copy_escaped([str(v) for v in last])
-    for lo in range(0, len(texts), COPY_CHUNK):
-        parts = [col[lo : lo + COPY_CHUNK] for col in plain] + [texts[lo : lo + COPY_CHUNK]]
-        lines = map("\t".join, zip(*([str(v) for v in part] for part in parts), strict=True))
-        with cursor.copy(sql) as copy:
+    # One statement, written in pieces: the server inserts one piece while the next is built.
+    with cursor.copy(sql) as copy:
+        for lo in range(0, len(texts), COPY_CHUNK):
+            parts = [col[lo : lo + COPY_CHUNK] for col in plain] + [texts[lo : lo + COPY_CHUNK]]
+            lines = map("\t".join, zip(*([str(v) for v in part] for part in parts), strict=True))
             copy.write("\n".join(lines) + "\n")
 
 
