@@ -100,6 +100,7 @@ _TATWEEL = "\u0640"  # Arabic elongation stroke: typography, not a letter of the
 _NON_DIGITS = re.compile(r"[^0-9]")
 _COUNTRY = re.compile(r"[a-z]{2}")
 _NOT_ASCII_LETTERS = re.compile(r"[^a-z]+")
+_NOT_ASCII_LETTER_BYTES = bytes(b for b in range(256) if not 0x61 <= b <= 0x7A)  # not a-z
 
 
 def _sha256(value: str) -> str:
@@ -228,7 +229,17 @@ _MAX_NSN = 17  # phonenumbers' _MAX_LENGTH_FOR_NSN
 class _RegionPlan:
     """What parsing a national number of one region needs, precomputed."""
 
-    __slots__ = ("cc", "general", "idd", "possible", "prefix", "strip_ok", "transform")
+    __slots__ = (
+        "cc",
+        "declined",
+        "general",
+        "idd",
+        "possible",
+        "prefix",
+        "strip_ok",
+        "transform",
+        "trunk",
+    )
 
     def __init__(self, region: str, meta: Any) -> None:
         from phonenumbers.phonemetadata import PhoneMetadata
@@ -237,11 +248,16 @@ class _RegionPlan:
         main = phonenumbers.region_code_for_country_code(cc)
         main_meta = PhoneMetadata.metadata_for_region_or_calling_code(cc, main)
         self.cc: str = str(cc)
-        idd = meta.international_prefix
-        self.idd = re.compile(idd).match if idd else None
-        npfp = meta.national_prefix_for_parsing
-        self.prefix = re.compile(npfp) if npfp else None
+        # Digits that start with the country code or an international prefix need the full
+        # parse. Most international prefixes ("00", "011") and trunk prefixes ("0", "1") are
+        # plain digits: str.startswith then does what their regular expression would.
+        idd = meta.international_prefix or ""
+        self.idd = None if idd.isdigit() or not idd else re.compile(idd).match
+        self.declined: tuple[str, ...] = (self.cc, idd) if idd.isdigit() else (self.cc,)
+        npfp = meta.national_prefix_for_parsing or ""
         self.transform: str | None = meta.national_prefix_transform_rule or None
+        self.trunk: str | None = npfp if npfp.isdigit() and self.transform is None else None
+        self.prefix = re.compile(npfp) if npfp and self.trunk is None else None
         self.general = re.compile(meta.general_desc.national_number_pattern).fullmatch
         # parse keeps the number with its national prefix stripped unless the stripped length
         # tests TOO_SHORT, IS_POSSIBLE_LOCAL_ONLY or INVALID_LENGTH; is_possible_number accepts
@@ -266,26 +282,30 @@ class _RegionPlan:
             digits = digits.replace("(", "").replace(")", "").replace("/", "")
         if not (digits.isdecimal() and digits.isascii() and 3 <= len(digits) <= _MAX_NSN):
             return None
-        if (self.idd is not None and self.idd(digits)) or digits.startswith(self.cc):
+        if digits.startswith(self.declined) or (self.idd is not None and self.idd(digits)):
             return None
-        nsn = digits
-        prefix = self.prefix
-        if prefix is not None:
-            match = prefix.match(digits)
+        # The national (trunk) prefix, as phonenumbers' _maybe_strip_national_prefix_carrier_code.
+        stripped = None
+        if self.trunk is not None:
+            if digits.startswith(self.trunk):
+                stripped = digits[len(self.trunk) :]
+        elif self.prefix is not None:
+            match = self.prefix.match(digits)
             if match is not None:
                 if self.transform is None or match.groups()[-1] is None:
                     stripped = digits[match.end() :]
                 else:
-                    stripped = prefix.sub(self.transform, digits, count=1)
-                # The library keeps the prefix when only the number with it fits the plan.
-                # Cheapest test first: with its trunk prefix a number rarely fits, and a
-                # regular expression fails fast.
-                if (
-                    len(stripped) <= _MAX_NSN
-                    and self.strip_ok[len(stripped)]
-                    and (self.general(digits) is None or self.general(stripped) is not None)
-                ):
-                    nsn = stripped
+                    stripped = self.prefix.sub(self.transform, digits, count=1)
+        nsn = digits
+        # The library keeps the prefix when only the number with it fits the plan. Cheapest
+        # test first: with its trunk prefix a number rarely fits, and a regex fails fast.
+        if (
+            stripped is not None
+            and len(stripped) <= _MAX_NSN
+            and self.strip_ok[len(stripped)]
+            and (self.general(digits) is None or self.general(stripped) is not None)
+        ):
+            nsn = stripped
         return self.cc + nsn if len(nsn) >= 2 and self.possible[len(nsn)] else None
 
 
@@ -461,9 +481,11 @@ def _hash_pairs(
         first = (names_get(first) or _name(first)) if first else ""
         last = person.last_name
         if last:
-            if last.isascii():
-                last = last.lower() if last.isalpha() else _NOT_ASCII_LETTERS.sub("", last.lower())
-                last = sha256(last.encode()).hexdigest() if last else ""
+            if last.isascii():  # _letters' ASCII case, on bytes: no regex, no re-encoding
+                data = last.lower().encode()
+                if not last.isalpha():
+                    data = data.translate(None, _NOT_ASCII_LETTER_BYTES)
+                last = sha256(data).hexdigest() if data else ""
             else:
                 last = names_get(last) or _name(last)
         else:
