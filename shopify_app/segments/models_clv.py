@@ -110,6 +110,13 @@ def _minimize(objective: Any, start: FloatArray) -> Any:
     a few dozen likelihood evaluations where a simplex needs a thousand.
     """
     options = {"ftol": 1e-13, "gtol": 1e-9, "maxiter": 1000}
+    # Line-search probes can step where a parameter under- or overflows; the objective then
+    # returns a huge value and the step is rejected, so numpy's warnings are only noise.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _minimize_quietly(objective, start, options)
+
+
+def _minimize_quietly(objective: Any, start: FloatArray, options: dict[str, Any]) -> Any:
     result = minimize(objective, start, method="L-BFGS-B", jac=True, options=options)
     jac = getattr(result, "jac", None)
     stalled = jac is None or not np.all(np.isfinite(jac)) or float(np.max(np.abs(jac))) > 1e-4
@@ -259,9 +266,7 @@ def fit_gamma_gamma(x: FloatArray, m: FloatArray) -> GammaGammaParams:
 
     def objective(log_params: FloatArray) -> tuple[float, FloatArray]:
         p, q, g = np.exp(log_params)
-        # Line-search probes can underflow a parameter to 0; that step is simply rejected.
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            value = -float(np.sum(w * _gg_ll_terms(p, q, g, ux, um))) / total
+        value = -float(np.sum(w * _gg_ll_terms(p, q, g, ux, um))) / total
         if not math.isfinite(value):
             return 1e300, np.zeros(3)
         px = p * ux
