@@ -136,7 +136,12 @@ class Context:
 
 
 FOLLOW_UPS: frozenset[str] = frozenset(
-    {"segments.recompute_customer", "tags.sync", "meta.sync_customer"}
+    {
+        "segments.recompute_customer",
+        "segments.recompute_customers",
+        "tags.sync",
+        "meta.sync_customer",
+    }
 )
 """Tasks a webhook's handling may run in its own worker thread (see :class:`FollowUps`): the
 per-customer chain recompute → tag write → Meta update. Queued instead, each would wait for a
@@ -154,8 +159,17 @@ def _follows_inline(name: str, kwargs: dict[str, Any]) -> bool:
     return spec is not None and spec.lock is None and spec.schedule is None
 
 
-_MERGED_LISTS: dict[str, str] = {"tags.sync": "customer_ids"}
+_MERGED_LISTS: dict[str, str] = {
+    "tags.sync": "customer_ids",
+    "segments.recompute_customers": "customer_ids",
+}
 """Follow-ups that differ only in this list argument run once, for the union of the lists."""
+
+_AS_LIST: dict[str, tuple[str, str, str]] = {
+    "segments.recompute_customer": ("segments.recompute_customers", "customer_id", "customer_ids"),
+}
+"""One-item follow-ups that wait as their list form (name, item argument, list argument), so a
+group's items merge: one recompute of a group's customers costs about what one customer does."""
 
 
 def _except(kwargs: dict[str, Any], key: str) -> dict[str, Any]:
@@ -181,6 +195,10 @@ class FollowUps(Context):
         if not _follows_inline(name, kwargs):
             self.outer.enqueue(name, **kwargs)
             return
+        as_list = _AS_LIST.get(name)
+        if as_list is not None and _follows_inline(as_list[0], kwargs):
+            name, item, plural = as_list
+            kwargs = {**_except(kwargs, item), plural: [kwargs[item]]}
         merged = _MERGED_LISTS.get(name)
         for waiting_name, waiting in self.pending:
             if waiting_name != name:

@@ -244,22 +244,28 @@ def process(ctx: jobs.Context, event_id: int) -> str:
     follow_ups = jobs.FollowUps(ctx)
     own_status = "failed"
     own_error: Exception | None = None
+    shops: dict[str, Shop | None] = {}
+    finished: dict[tuple[str, str | None], list[int]] = {}
     for event in events:
         with logs.bind(shop=event.shop_domain, job=f"webhook:{event.id}"):
             try:
-                status, reason = dispatch(follow_ups, event)
+                status, reason = dispatch(follow_ups, event, shops)
             except Exception as exc:
-                _finish(ctx, event.id, "failed", f"{type(exc).__name__}: {exc}")
+                _finish(ctx, [event.id], "failed", f"{type(exc).__name__}: {exc}")
                 log.exception("webhook %s (%s) failed", event.id, event.topic)
                 if event.id == event_id:
                     own_error = exc  # raised below, once the others are handled: huey retries it
                 else:
                     ctx.enqueue("webhooks.process", event_id=event.id)
                 continue
-            _finish(ctx, event.id, status, reason)
+            finished.setdefault((status, reason), []).append(event.id)
             log.info("webhook %s %s", event.topic, status, extra={"reason": reason})
             if event.id == event_id:
                 own_status = status
+    # The group's outcomes in one transaction: each delivery's own changes are committed by
+    # now, and one left ``processing`` by a crash here is handled again (idempotently).
+    for (status, reason), ids in finished.items():
+        _finish(ctx, ids, status, reason)
     with logs.bind(shop=events[0].shop_domain, job=f"webhook:{event_id}"):
         follow_ups.run()
     if own_error is not None:
@@ -325,20 +331,31 @@ def _claim(ctx: jobs.Context, event_id: int) -> list[WebhookEvent] | str:
     return [WebhookEvent(**{c.key: row._mapping[c] for c in table.columns}) for row in rows]
 
 
-def _finish(ctx: jobs.Context, event_pk: int, status: str, reason: str | None) -> None:
-    with transaction(ctx.sessions) as session:
-        session.execute(
+def _finish(ctx: jobs.Context, event_pks: list[int], status: str, reason: str | None) -> None:
+    """Record the outcome of the events ``event_pks`` (one statement for all of them)."""
+    with write_engine(ctx.engine).begin() as conn:
+        conn.execute(
             update(WebhookEvent)
-            .where(WebhookEvent.id == event_pk)
+            .where(WebhookEvent.id.in_(event_pks))
             .values(status=status, error=reason, processed_at=utcnow())
-            .execution_options(synchronize_session=False)
         )
 
 
-def dispatch(ctx: jobs.Context, event: WebhookEvent) -> Outcome:
-    """Route ``event`` to its handler by topic."""
-    with ctx.sessions() as session:
-        shop = session.scalar(select(Shop).where(Shop.domain == event.shop_domain))
+def dispatch(
+    ctx: jobs.Context, event: WebhookEvent, shops: dict[str, Shop | None] | None = None
+) -> Outcome:
+    """Route ``event`` to its handler by topic.
+
+    ``shops`` caches the shop rows by domain across a group of one shop's store-data events
+    (read once, not once per delivery); handlers only read the row.
+    """
+    if shops is not None and event.shop_domain in shops:
+        shop = shops[event.shop_domain]
+    else:
+        with ctx.sessions() as session:
+            shop = session.scalar(select(Shop).where(Shop.domain == event.shop_domain))
+        if shops is not None:
+            shops[event.shop_domain] = shop
     if shop is None:
         return "skipped", "unknown shop"
     payload = json.loads(event.payload or "null")

@@ -441,3 +441,137 @@ def test_a_customer_deleted_during_a_full_recompute_keeps_no_memberships(
     assert _orphans(ctx, shop.id) == []
     assert set(memberships(ctx, shop.id, "repeat-customers")) == {b}
     assert segment(ctx, shop.id, "repeat-customers").member_count == 1
+
+
+def _all_memberships(ctx: jobs.Context, shop_id: int) -> dict[tuple[int, int], str | None]:
+    with ctx.sessions() as session:
+        rows = session.execute(
+            select(Membership.segment_id, Membership.customer_id, Membership.reason).where(
+                Membership.shop_id == shop_id
+            )
+        )
+        return {(sid, cid): reason for sid, cid, reason in rows}
+
+
+def _counts_match(ctx: jobs.Context, shop_id: int) -> None:
+    members = _all_memberships(ctx, shop_id)
+    with ctx.sessions() as session:
+        for seg in session.scalars(select(Segment).where(Segment.shop_id == shop_id)):
+            assert seg.member_count == sum(1 for sid, _ in members if sid == seg.id), seg.handle
+
+
+def _by_handle(ctx: jobs.Context, shop_id: int, people: list[int]) -> dict[tuple[str, int], Any]:
+    """Memberships as (segment handle, position in ``people``) → reason: comparable across shops."""
+    position = {cid: k for k, cid in enumerate(people)}
+    with ctx.sessions() as session:
+        rows = session.execute(
+            select(Segment.handle, Membership.customer_id, Membership.reason)
+            .join(Segment, Segment.id == Membership.segment_id)
+            .where(Segment.shop_id == shop_id)
+        )
+        return {(handle, position[cid]): reason for handle, cid, reason in rows}
+
+
+def test_recomputing_customers_together_matches_one_at_a_time(queued_ctx, make_shop) -> None:  # type: ignore[no-untyped-def]
+    ctx = queued_ctx
+    shops = []
+    for _ in range(2):
+        shop = make_shop()
+        with ctx.sessions.begin() as s:
+            people = [add_customer(s, shop.id, f"p{k}@gmail.com") for k in range(6)]
+            for k, cid in enumerate(people):
+                add_order(s, shop.id, cid, 30 + k, 10.0 + k, [])
+        recompute.recompute_shop_now(ctx, shop.id)
+        with ctx.sessions.begin() as s:
+            # New orders for some (one becomes a business buyer), none for others.
+            add_order(s, shop.id, people[0], 1, 900.0, [("Dinner Napkins", 40)])
+            add_order(s, shop.id, people[1], 2, 15.0, [])
+            add_order(s, shop.id, people[1], 1, 15.0, [])
+            add_order(s, shop.id, people[3], 1, 20.0, [])
+        shops.append((shop.id, people))
+    (together, people), (alone, others) = shops
+    unknown = 999_999_999
+    changed = recompute.recompute_customers_now(ctx, together, [*people, people[0], unknown])
+    assert changed == {people[0], people[1], people[3]}
+    assert recompute.recompute_customers_now(ctx, together, people) == set()  # nothing left
+    _counts_match(ctx, together)
+
+    singly = {cid for cid in others if recompute.recompute_customer_now(ctx, alone, cid)}
+    assert singly == {others[0], others[1], others[3]}
+    assert _by_handle(ctx, together, people) == _by_handle(ctx, alone, others)
+    _counts_match(ctx, alone)
+
+
+def test_recompute_customers_task_queues_one_tag_write(queued_ctx, make_shop) -> None:  # type: ignore[no-untyped-def]
+    ctx = queued_ctx
+    shop = make_shop()
+    with ctx.sessions.begin() as s:
+        a = add_customer(s, shop.id, "a@gmail.com")
+        b = add_customer(s, shop.id, "b@gmail.com")
+        c = add_customer(s, shop.id, "c@gmail.com")
+        for cid in (a, b, c):
+            add_order(s, shop.id, cid, 20, 10.0, [])
+    recompute.recompute_shop_now(ctx, shop.id)
+    with ctx.sessions.begin() as s:
+        add_order(s, shop.id, a, 1, 10.0, [])
+        add_order(s, shop.id, b, 1, 10.0, [])
+    assert ctx.runtime is not None
+    ctx.runtime.huey.flush()
+    changed = jobs.run_now(
+        ctx, "segments.recompute_customers", shop_id=shop.id, customer_ids=[c, b, a]
+    )
+    assert changed == sorted([a, b])
+    pending = [(t.name, t.kwargs) for t in ctx.runtime.huey.pending()]
+    if "tags.sync" in jobs._REGISTRY:
+        tag_writes = [kw for name, kw in pending if name == "tags.sync"]
+        assert tag_writes == [{"shop_id": shop.id, "customer_ids": sorted([a, b])}]
+
+
+def test_follow_ups_turn_single_recomputes_into_one(queued_ctx, make_shop) -> None:  # type: ignore[no-untyped-def]
+    shop = make_shop()
+    follow_ups = jobs.FollowUps(queued_ctx)
+    for cid in (5, 3, 5):
+        follow_ups.enqueue("segments.recompute_customer", shop_id=shop.id, customer_id=cid)
+    assert follow_ups.pending == [
+        ("segments.recompute_customers", {"shop_id": shop.id, "customer_ids": [3, 5]})
+    ]
+
+
+def test_concurrent_recomputes_of_the_same_customers_agree(queued_ctx, make_shop) -> None:  # type: ignore[no-untyped-def]
+    """Overlapping groups recomputed at once by several threads: no unique-key conflict, and
+    memberships and counts end exactly as a full recompute has them."""
+    import threading
+
+    ctx = queued_ctx
+    shop = make_shop()
+    with ctx.sessions.begin() as s:
+        people = [add_customer(s, shop.id, f"q{k}@gmail.com") for k in range(8)]
+        for cid in people:
+            add_order(s, shop.id, cid, 40, 10.0, [])
+    recompute.recompute_shop_now(ctx, shop.id)
+    with ctx.sessions.begin() as s:
+        for cid in people:
+            add_order(s, shop.id, cid, 1, 500.0, [("Dinner Napkins", 30)])
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def run(group: list[int]) -> None:
+        try:
+            start.wait()
+            recompute.recompute_customers_now(ctx, shop.id, group)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    groups = [people, people[::-1], people[:5], people[3:]]
+    threads = [threading.Thread(target=run, args=(g,)) for g in groups]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    together = _all_memberships(ctx, shop.id)
+    _counts_match(ctx, shop.id)
+    # The end state is the one the data calls for: recomputing anyone again changes nothing.
+    assert not any(recompute.recompute_customer_now(ctx, shop.id, cid) for cid in people)
+    assert _all_memberships(ctx, shop.id) == together
+    assert set(memberships(ctx, shop.id, "repeat-customers")) == set(people)

@@ -19,13 +19,26 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Connection, Table, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from shopify_app import jobs
@@ -576,76 +589,140 @@ def recompute_customer_now(
     ctx: jobs.Context, shop_id: int, customer_id: int, as_of: dt.date | None = None
 ) -> bool | None:
     """Re-evaluate one customer; ``True`` if a membership changed, ``None`` if no stats yet."""
+    changed = recompute_customers_now(ctx, shop_id, [customer_id], as_of)
+    return None if changed is None else bool(changed)
+
+
+def _lock_customers(session: Session, shop_id: int, customer_ids: list[int]) -> None:
+    """PostgreSQL: serialise recomputes of the same customers until the transaction ends.
+
+    Two workers recomputing one customer at once would both read "no membership" and both
+    insert it; waiting here, the later one reads what the earlier one wrote (and the data it
+    stored meanwhile). The keys are those of ``sync``'s per-customer delivery lock, taken in
+    ascending order so that two groups sharing customers cannot deadlock. SQLite transactions
+    here are ``BEGIN IMMEDIATE``: already one at a time.
+    """
+    conn = session.connection()
+    if conn.dialect.name != "postgresql" or not customer_ids:
+        return
+    keys = sorted(
+        {
+            folded - (1 << 32) if folded >= 1 << 31 else folded
+            for folded in ((c ^ (c >> 32)) & 0xFFFFFFFF for c in customer_ids)
+        }
+    )
+    conn.exec_driver_sql(
+        "SELECT pg_advisory_xact_lock(%s, k) FROM unnest(%s::int4[]) AS k ORDER BY k",
+        (shop_id, keys),
+    )
+
+
+def recompute_customers_now(
+    ctx: jobs.Context, shop_id: int, customer_ids: Iterable[int], as_of: dt.date | None = None
+) -> set[int] | None:
+    """Re-evaluate some customers of one shop against the cached yardsticks.
+
+    Returns the ids of those whose memberships changed (a reason alone changing does not
+    count: it moves no tag), or ``None`` when the shop has no yardsticks yet (a full recompute
+    is due). One dataset load, one vectorised evaluation and one transaction for all of them:
+    a group of webhooks of a shop costs about what one costs.
+    """
     as_of = as_of or library.today()
+    ids = sorted({int(c) for c in customer_ids})
+    if not ids:
+        return set()
     t = MEMBERSHIPS
     s = SEGMENTS
     # BEGIN IMMEDIATE on SQLite: this transaction reads, then writes; a deferred one would get
     # "database is locked" at its first write whenever another process committed meanwhile.
     with transaction(ctx.sessions) as session:
+        _lock_customers(session, shop_id, ids)
         shop = session.get(Shop, shop_id)
         if shop is None:
-            return False
+            return set()
         stats = cached_stats(shop)
         if stats is None:
             return None
         cfg = shop_config(shop)
-        ds = dataset_mod.load(session, shop_id, customer_ids=[customer_id])
+        ds = dataset_mod.load(session, shop_id, customer_ids=ids)
         segs = {
             handle: (int(sid), bool(enabled))
             for sid, handle, enabled in session.execute(
                 select(s.c.id, s.c.handle, s.c.enabled).where(s.c.shop_id == shop_id)
             )
         }
-        wanted: dict[int, str] = {}
+        wanted: dict[tuple[int, int], str] = {}
         if ds.n_customers:
             ev = library.evaluate(ds, cfg, as_of, stats=stats)
             for handle, result in ev.segments.items():
                 seg = segs.get(handle)
-                if seg is not None and seg[1] and len(result.members):
-                    wanted[seg[0]] = result.reasons[0]
-        current = {
-            int(sid): reason
-            for sid, reason in session.execute(
-                select(t.c.segment_id, t.c.reason).where(
-                    t.c.shop_id == shop_id, t.c.customer_id == customer_id
+                if seg is None or not seg[1] or not len(result.members):
+                    continue
+                members = ds.customer_ids[result.members].tolist()
+                for cid, reason in zip(members, result.reasons, strict=True):
+                    wanted[(seg[0], int(cid))] = reason
+        current: dict[tuple[int, int], str | None] = {
+            (int(sid), int(cid)): reason
+            for sid, cid, reason in session.execute(
+                select(t.c.segment_id, t.c.customer_id, t.c.reason).where(
+                    t.c.shop_id == shop_id, t.c.customer_id.in_(ids)
                 )
             )
         }
-        added = [sid for sid in wanted if sid not in current]
-        removed = [sid for sid in current if sid not in wanted]
-        changed = [sid for sid in wanted if sid in current and current[sid] != wanted[sid]]
+        added = [pair for pair in wanted if pair not in current]
+        removed = [pair for pair in current if pair not in wanted]
+        changed = [pair for pair in wanted if pair in current and current[pair] != wanted[pair]]
+        conn = session.connection()
+        delta: dict[int, int] = {}
         if removed:
-            session.execute(
-                delete(t).where(t.c.customer_id == customer_id, t.c.segment_id.in_(removed))
-            )
-            session.execute(
-                update(s).where(s.c.id.in_(removed)).values(member_count=s.c.member_count - 1)
-            )
+            # RETURNING: the counts move by what was really deleted.
+            for (sid,) in conn.execute(
+                delete(t)
+                .where(tuple_(t.c.segment_id, t.c.customer_id).in_(removed))
+                .returning(t.c.segment_id)
+            ):
+                delta[int(sid)] = delta.get(int(sid), 0) - 1
         if added:
             now = utcnow()
-            session.execute(
-                insert(t),
+            upsert = (
+                pg_insert(t) if conn.dialect.name == "postgresql" else sqlite_insert(t)
+            ).values(
                 [
                     {
                         "segment_id": sid,
-                        "customer_id": customer_id,
+                        "customer_id": cid,
                         "shop_id": shop_id,
                         "since": now,
-                        "reason": wanted[sid],
+                        "reason": wanted[(sid, cid)],
                     }
-                    for sid in added
+                    for sid, cid in sorted(added)
+                ]
+            )
+            # A row a full recompute inserted meanwhile is kept (and not counted twice).
+            for (sid,) in conn.execute(
+                upsert.on_conflict_do_nothing(
+                    index_elements=[t.c.segment_id, t.c.customer_id]
+                ).returning(t.c.segment_id)
+            ):
+                delta[int(sid)] = delta.get(int(sid), 0) + 1
+        delta = {sid: n for sid, n in delta.items() if n}
+        if delta:
+            conn.execute(
+                update(s)
+                .where(s.c.id.in_(sorted(delta)))
+                .values(member_count=s.c.member_count + case(delta, value=s.c.id, else_=0))
+            )
+        if changed:
+            conn.execute(
+                update(t)
+                .where(t.c.segment_id == bindparam("sid"), t.c.customer_id == bindparam("cid"))
+                .values(reason=bindparam("new_reason")),
+                [
+                    {"sid": sid, "cid": cid, "new_reason": wanted[(sid, cid)]}
+                    for sid, cid in changed
                 ],
             )
-            session.execute(
-                update(s).where(s.c.id.in_(added)).values(member_count=s.c.member_count + 1)
-            )
-        for sid in changed:
-            session.execute(
-                update(t)
-                .where(t.c.segment_id == sid, t.c.customer_id == customer_id)
-                .values(reason=wanted[sid])
-            )
-    return bool(added or removed)
+    return {cid for _, cid in added} | {cid for _, cid in removed}
 
 
 def forget_customers(conn: Connection, shop_id: int, customer_ids: Any) -> None:
@@ -682,16 +759,27 @@ def forget_customers(conn: Connection, shop_id: int, customer_ids: Any) -> None:
 @jobs.task("segments.recompute_customer")
 def recompute_customer(ctx: jobs.Context, shop_id: int, customer_id: int) -> bool:
     """Task: incremental recompute of one customer (a full one if the shop has none yet)."""
-    changed = recompute_customer_now(ctx, shop_id, int(customer_id))
+    return bool(recompute_customers(ctx, shop_id, [int(customer_id)]))
+
+
+@jobs.task("segments.recompute_customers")
+def recompute_customers(ctx: jobs.Context, shop_id: int, customer_ids: list[int]) -> list[int]:
+    """Task: incremental recompute of some customers of a shop (see
+    :func:`recompute_customers_now`), then one tag write for those whose memberships changed;
+    returns them. A shop without yardsticks yet gets a full recompute instead.
+    """
+    ids = sorted({int(c) for c in customer_ids})
+    changed = recompute_customers_now(ctx, shop_id, ids)
     if changed is None:
         ctx.enqueue("segments.recompute_shop", shop_id=shop_id)
-        return False
+        return []
     if changed:
-        _follow_up(ctx, "tags.sync", shop_id=shop_id, customer_ids=[int(customer_id)])
-    # Even with no membership change the customer may have unsubscribed or changed their email:
+        _follow_up(ctx, "tags.sync", shop_id=shop_id, customer_ids=sorted(changed))
+    # Even with no membership change a customer may have unsubscribed or changed their email:
     # Meta must hear of it now, not at the next scheduled refresh (cheap without a connection).
-    _follow_up(ctx, "meta.sync_customer", shop_id=shop_id, customer_id=int(customer_id))
-    return changed
+    for cid in ids:
+        _follow_up(ctx, "meta.sync_customer", shop_id=shop_id, customer_id=cid)
+    return sorted(changed)
 
 
 @jobs.periodic("segments.daily", hour="3", minute="20")
