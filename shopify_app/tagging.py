@@ -42,10 +42,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import requests
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from shopify_app import jobs
@@ -532,17 +532,24 @@ def _claim(ctx: jobs.Context, shop_id: int, customer_ids: Sequence[int]) -> Iter
             claim = _Claim({r.id: list(r.tags or []) for r in rows})
             yield claim
             stored_at = {r.id: r.updated_at for r in rows}
-            for customer_id, tags in claim.results.items():
-                session.execute(
-                    update(Customer)
-                    .where(Customer.shop_id == shop_id, Customer.id == customer_id)
-                    .values(
-                        tags=list(tags),
-                        updated_at=_later(
-                            stored_at.get(customer_id), claim.updated_at.get(customer_id)
-                        ),
-                    )
-                    .execution_options(synchronize_session=False)
+            if claim.results:
+                # One statement for the batch's customers (executemany), not one per customer.
+                table = cast(Table, Customer.__table__)
+                c = table.c
+                session.connection().execute(
+                    update(table)
+                    .where(c.shop_id == shop_id, c.id == bindparam("customer_id"))
+                    .values(tags=bindparam("new_tags"), updated_at=bindparam("new_updated_at")),
+                    [
+                        {
+                            "customer_id": customer_id,
+                            "new_tags": list(tags),
+                            "new_updated_at": _later(
+                                stored_at.get(customer_id), claim.updated_at.get(customer_id)
+                            ),
+                        }
+                        for customer_id, tags in claim.results.items()
+                    ],
                 )
             session.add_all(claim.audit)
         return

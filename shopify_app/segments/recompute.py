@@ -44,7 +44,15 @@ from sqlalchemy.orm import Session
 from shopify_app import jobs
 from shopify_app.db import transaction
 from shopify_app.errors import InputError
-from shopify_app.models import Membership, Segment, SegmentHistory, Shop, Tombstone, utcnow
+from shopify_app.models import (
+    Membership,
+    MetaConnection,
+    Segment,
+    SegmentHistory,
+    Shop,
+    Tombstone,
+    utcnow,
+)
 from shopify_app.segments import crosssell, library, metrics
 from shopify_app.segments import dataset as dataset_mod
 from shopify_app.segments.config import ShopConfig
@@ -617,6 +625,18 @@ def _lock_customers(session: Session, shop_id: int, customer_ids: list[int]) -> 
     )
 
 
+def _insert_new_members(dialect: str) -> Any:
+    """INSERT of memberships that skips rows already there and returns the inserted ones'
+    segment ids (PostgreSQL and SQLite spell ON CONFLICT alike)."""
+    make = pg_insert if dialect == "postgresql" else sqlite_insert
+    t = MEMBERSHIPS
+    return (
+        make(t)
+        .on_conflict_do_nothing(index_elements=[t.c.segment_id, t.c.customer_id])
+        .returning(t.c.segment_id)
+    )
+
+
 def recompute_customers_now(
     ctx: jobs.Context, shop_id: int, customer_ids: Iterable[int], as_of: dt.date | None = None
 ) -> set[int] | None:
@@ -684,9 +704,11 @@ def recompute_customers_now(
                 delta[int(sid)] = delta.get(int(sid), 0) - 1
         if added:
             now = utcnow()
-            upsert = (
-                pg_insert(t) if conn.dialect.name == "postgresql" else sqlite_insert(t)
-            ).values(
+            # One cached statement run for many rows (a multi-row VALUES would be compiled
+            # afresh for every group size). A row a full recompute inserted meanwhile is kept,
+            # and not counted twice.
+            for (sid,) in conn.execute(
+                _insert_new_members(conn.dialect.name),
                 [
                     {
                         "segment_id": sid,
@@ -696,13 +718,7 @@ def recompute_customers_now(
                         "reason": wanted[(sid, cid)],
                     }
                     for sid, cid in sorted(added)
-                ]
-            )
-            # A row a full recompute inserted meanwhile is kept (and not counted twice).
-            for (sid,) in conn.execute(
-                upsert.on_conflict_do_nothing(
-                    index_elements=[t.c.segment_id, t.c.customer_id]
-                ).returning(t.c.segment_id)
+                ],
             ):
                 delta[int(sid)] = delta.get(int(sid), 0) + 1
         delta = {sid: n for sid, n in delta.items() if n}
@@ -776,10 +792,23 @@ def recompute_customers(ctx: jobs.Context, shop_id: int, customer_ids: list[int]
     if changed:
         _follow_up(ctx, "tags.sync", shop_id=shop_id, customer_ids=sorted(changed))
     # Even with no membership change a customer may have unsubscribed or changed their email:
-    # Meta must hear of it now, not at the next scheduled refresh (cheap without a connection).
-    for cid in ids:
-        _follow_up(ctx, "meta.sync_customer", shop_id=shop_id, customer_id=cid)
+    # Meta must hear of it now, not at the next scheduled refresh. A shop that never connected
+    # Meta has nothing to hear it: one look here, not a no-op task per customer.
+    if _meta_connected(ctx, shop_id):
+        for cid in ids:
+            _follow_up(ctx, "meta.sync_customer", shop_id=shop_id, customer_id=cid)
     return sorted(changed)
+
+
+def _meta_connected(ctx: jobs.Context, shop_id: int) -> bool:
+    """Whether the shop has a Meta connection row (``meta.sync_customer`` does nothing without)."""
+    with ctx.engine.connect() as conn:
+        return (
+            conn.scalar(
+                select(MetaConnection.shop_id).where(MetaConnection.shop_id == shop_id).limit(1)
+            )
+            is not None
+        )
 
 
 @jobs.periodic("segments.daily", hour="3", minute="20")
