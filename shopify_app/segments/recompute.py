@@ -20,6 +20,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -483,7 +484,10 @@ def _sqlite_cache(session: Session) -> Iterator[None]:
 
 @dataclass
 class PhaseTimes:
-    """Wall-clock and CPU seconds spent per phase of a full recompute (for logs, benchmarks)."""
+    """Wall-clock and CPU seconds spent per phase of a full recompute (for logs, benchmarks).
+
+    CPU is the process's: phases that overlap (metrics runs beside the write) both count it.
+    """
 
     wall: dict[str, float] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)
@@ -547,24 +551,33 @@ def recompute_shop_now(
             ds = dataset_mod.load(session, shop_id)
     with times.phase("evaluate"):
         ev = library.evaluate(ds, cfg, as_of)
-    with ctx.sessions() as session:
-        with session.begin():
-            session.connection(execution_options={"sqlite_immediate": True})
-            shop = session.get(Shop, shop_id)
-            if shop is None:
-                return {}
-            with _sqlite_cache(session), times.phase("write"):
-                counts = write_evaluation(session, shop, cfg, ev, as_of, loaded_at=started)
-            # The commit is part of the write (on SQLite it is when the WAL is synced).
-            commit_started = times.mark()
-        times.add("write", commit_started)
-    extra: dict[str, Any] = {STATS_KEY: ev.stats.to_dict()}
-    with times.phase("metrics"):
-        try:
-            extra[METRICS_KEY] = _json_safe(metrics.compute(ev.dataset, as_of, evaluation=ev))
-            extra[SUGGESTIONS_KEY] = [s.to_dict() for s in crosssell.mine(ev.dataset)]
-        except Exception:  # the page's extras must never cost the segments themselves
-            log.exception("metrics for shop %s failed", shop_id)
+
+    def page_extras() -> dict[str, Any]:
+        extra: dict[str, Any] = {STATS_KEY: ev.stats.to_dict()}
+        with times.phase("metrics"):
+            try:
+                extra[METRICS_KEY] = _json_safe(metrics.compute(ev.dataset, as_of, evaluation=ev))
+                extra[SUGGESTIONS_KEY] = [s.to_dict() for s in crosssell.mine(ev.dataset)]
+            except Exception:  # the page's extras must never cost the segments themselves
+                log.exception("metrics for shop %s failed", shop_id)
+        return extra
+
+    # The page's metrics need only the evaluation: computed on a second thread while the write
+    # mostly waits on the database (its server, or SQLite's C code, which releases the GIL).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics") as pool:
+        extras = pool.submit(page_extras)
+        with ctx.sessions() as session:
+            with session.begin():
+                session.connection(execution_options={"sqlite_immediate": True})
+                shop = session.get(Shop, shop_id)
+                if shop is None:
+                    return {}
+                with _sqlite_cache(session), times.phase("write"):
+                    counts = write_evaluation(session, shop, cfg, ev, as_of, loaded_at=started)
+                # The commit is part of the write (on SQLite it is when the WAL is synced).
+                commit_started = times.mark()
+            times.add("write", commit_started)
+        extra = extras.result()
     with times.phase("settings"), ctx.sessions() as session, session.begin():
         fresh = session.get(Shop, shop_id, with_for_update=True)
         if fresh is not None:
