@@ -16,6 +16,7 @@ import gc
 import json
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ from sqlalchemy import (
     select,
     type_coerce,
 )
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from shopify_app.models import Customer, LineItem, Order
@@ -359,6 +361,42 @@ def fetch_number_columns(
     ]
 
 
+def _line_numbers(session: Session, shop_id: int) -> list[NDArray[Any]]:
+    """A whole shop's lines of products as numbers: ids, order ids, product ids, quantities."""
+    li = LineItem.__table__.c
+    return fetch_number_columns(
+        session,
+        [
+            (li.id, "q"),
+            (li.order_id, "q"),
+            (li.product_id, "q"),
+            (func.coalesce(li.quantity, 0), "i"),
+        ],
+        li.shop_id == shop_id,
+        li.product_id.is_not(None),
+    )
+
+
+def _line_numbers_apart(session: Session, shop_id: int) -> Future[list[NDArray[Any]]]:
+    """:func:`_line_numbers` on a connection of its own, on a thread, beside the other queries.
+
+    PostgreSQL aggregates the lines on a second backend (a second core) while this one serves
+    the customers and orders. Each statement reads its own snapshot either way (READ
+    COMMITTED), and :func:`_load` drops lines whose order it did not load.
+    """
+    engine = session.get_bind()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataset-lines")
+
+    def run() -> list[NDArray[Any]]:
+        with Session(engine) as own:
+            return _line_numbers(own, shop_id)
+
+    try:
+        return pool.submit(run)
+    finally:
+        pool.shutdown(wait=False)
+
+
 def load(session: Session, shop_id: int, customer_ids: Sequence[int] | None = None) -> Dataset:
     """Load a shop's dataset from the database (all customers, or only ``customer_ids``).
 
@@ -378,6 +416,11 @@ def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) ->
     """
     dialect = session.get_bind().dialect.name
     only = list(customer_ids) if customer_ids is not None else None
+    lines_apart = (
+        _line_numbers_apart(session, shop_id)
+        if only is None and dialect == "postgresql" and isinstance(session.get_bind(), Engine)
+        else None
+    )
     c = Customer.__table__.c
     cust_q = select(c.id, *(c[name] for name in CUSTOMER_FIELDS)).where(c.shop_id == shop_id)
     if only is not None:
@@ -480,16 +523,8 @@ def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) ->
     if only is None:
         # Lines of products as numbers; custom items (no product, keyed by their title) apart,
         # and the title of each product's first line by its id: no title text fetched per line.
-        l_id, l_oid, products, quantities = fetch_number_columns(
-            session,
-            [
-                (li.id, "q"),
-                (li.order_id, "q"),
-                (li.product_id, "q"),
-                (func.coalesce(li.quantity, 0), "i"),
-            ],
-            li.shop_id == shop_id,
-            li.product_id.is_not(None),
+        l_id, l_oid, products, quantities = (
+            lines_apart.result() if lines_apart is not None else _line_numbers(session, shop_id)
         )
         _, first_line = np.unique(products, return_index=True)
         first_ids = [int(v) for v in l_id[first_line]]
