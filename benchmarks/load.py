@@ -173,6 +173,11 @@ def say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+SERVERS = {"postgresql (server)": "postgres", "redis (server)": "redis-server"}
+"""Servers whose CPU the meter also reads, by the start of their processes' command line
+(0 when they run elsewhere, or in SQLite mode)."""
+
+
 class CpuMeter:
     """CPU seconds (user + system) used by processes, read from ``/proc``, and the machine's."""
 
@@ -193,15 +198,37 @@ class CpuMeter:
         idle = values[3] + values[4]
         return (sum(values) - idle) / self.tick, sum(values) / self.tick
 
+    def _server(self, command: str) -> float:
+        """CPU of every process whose command starts with ``command`` (a server and its
+        children), plus what its ended children used (the parent's ``cutime``/``cstime``): a
+        PostgreSQL backend that exits mid-run still counts. The whole server: other work on
+        it meanwhile counts too."""
+        total = 0.0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                raw = stat.read_text()
+                cmdline = (stat.parent / "cmdline").read_bytes()
+            except OSError:
+                continue
+            program = cmdline.split(b"\0")[0].decode(errors="replace")
+            if not os.path.basename(program).startswith(command):
+                continue
+            fields = raw.rsplit(")", 1)[1].split()
+            total += sum(int(v) for v in fields[11:15]) / self.tick
+        return total
+
     def _read(self) -> dict[str, Any]:
         return {
             "procs": {name: self._proc(pid) for name, pid in self.pids.items()},
+            "servers": {name: self._server(cmd) for name, cmd in SERVERS.items()},
             "machine": self._machine(),
         }
 
     def used(self) -> dict[str, Any]:
         end = self._read()
         procs = {n: end["procs"][n] - self.start["procs"][n] for n in self.pids}
+        for name in SERVERS:
+            procs[name] = end["servers"][name] - self.start["servers"][name]
         busy = end["machine"][0] - self.start["machine"][0]
         total = end["machine"][1] - self.start["machine"][1]
         return {"procs": procs, "machine_busy_share": busy / total if total else 0.0}

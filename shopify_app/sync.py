@@ -1019,9 +1019,13 @@ def apply_webhook(ctx: jobs.Context, shop_id: int, topic: str, payload: dict[str
                 stored_customer.updated_at, utc_text(payload.get("updated_at"))
             ):
                 return False
-            batch = Batch.empty()
-            batch.rows["customers"].append(_rest_customer_row(shop_id, payload, stored_customer))
-            write_batch(conn, batch)
+            # The upsert alone, not write_batch: its purge of every deleted customer of the
+            # shop is for bulk pages read before a deletion; this one customer was just
+            # checked to be alive, under its lock.
+            conn.exec_driver_sql(
+                upsert_sql(conn.dialect, "customers"),
+                [_rest_customer_row(shop_id, payload, stored_customer)],
+            )
     elif topic == "customers/delete":
         customer_id = int(payload["id"])
         with db.write_engine(ctx.engine).begin() as conn:

@@ -283,11 +283,17 @@ def _claim(ctx: jobs.Context, event_id: int) -> list[WebhookEvent] | str:
     with ctx.engine.connect() as conn:
         # Most events taken along by another worker are done by the time their own task runs:
         # a read says so without taking SQLite's write lock.
-        status = conn.scalar(select(WebhookEvent.status).where(WebhookEvent.id == event_id))
-    if status is None:
+        seen = conn.execute(
+            select(WebhookEvent.status, WebhookEvent.received_at).where(WebhookEvent.id == event_id)
+        ).first()
+    if seen is None:
         return "gone"
+    status = seen.status
     if status in ("done", "skipped"):
         return str(status)
+    if status == "processing" and not _stale(seen.received_at):
+        # Taken along by a worker handling its group right now: nothing to claim.
+        return "processing"
     with write_engine(ctx.engine).begin() as conn:
         claimed = conn.execute(
             update(WebhookEvent)
@@ -329,6 +335,16 @@ def _claim(ctx: jobs.Context, event_id: int) -> list[WebhookEvent] | str:
                 .returning(*table.columns)
             ).all()
     return [WebhookEvent(**{c.key: row._mapping[c] for c in table.columns}) for row in rows]
+
+
+def _stale(received_at: dt.datetime | None) -> bool:
+    """Whether a row ``processing`` since ``received_at`` was left behind by a dead worker."""
+    if received_at is None:
+        return True
+    cutoff = utcnow() - STALE_PROCESSING
+    if received_at.tzinfo is None:
+        cutoff = cutoff.replace(tzinfo=None)
+    return received_at < cutoff
 
 
 def _finish(ctx: jobs.Context, event_pks: list[int], status: str, reason: str | None) -> None:

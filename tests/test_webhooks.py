@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from shopify_app import auth, jobs, sync, webhooks
 from shopify_app.app import create_app
@@ -26,6 +26,7 @@ from shopify_app.models import (
     Segment,
     Shop,
     WebhookEvent,
+    utcnow,
 )
 from shopify_app.sandbox.server import RunningServer, start_server
 from tests.conftest import TEST_API_SECRET, unique_shop_domain
@@ -559,6 +560,34 @@ def test_queued_deliveries_of_a_shop_are_handled_together(
     assert webhooks.process(queued_ctx, event_id=third) == "done"
     assert [e.attempts for e in _events(queued_ctx, shop.domain) if e.id != compliance] == [1] * 3
     assert webhooks.process(queued_ctx, event_id=elsewhere) == "done"
+
+
+def test_a_delivery_being_handled_in_a_group_is_left_to_that_group(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    shop = make_shop()
+    stamp = "2026-11-01T12:00:00Z"
+    payload = {"id": 801, "created_at": stamp, "updated_at": stamp, "line_items": []}
+    assert deliver(app_server, "orders/create", shop.domain, payload).ok
+    (event_id,) = _queued_ids(queued_ctx)[-1:]
+    # Another worker's group holds it (claimed just now): its own task claims nothing.
+    with queued_ctx.sessions.begin() as session:
+        session.execute(
+            update(WebhookEvent).where(WebhookEvent.id == event_id).values(status="processing")
+        )
+    assert webhooks.process(queued_ctx, event_id=event_id) == "processing"
+    (event,) = _events(queued_ctx, shop.domain)
+    assert (event.status, event.attempts) == ("processing", 0)
+    # Left behind by a worker that died: claimed and handled again.
+    with queued_ctx.sessions.begin() as session:
+        session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id == event_id)
+            .values(received_at=utcnow() - webhooks.STALE_PROCESSING * 2)
+        )
+    assert webhooks.process(queued_ctx, event_id=event_id) == "done"
+    (event,) = _events(queued_ctx, shop.domain)
+    assert (event.status, event.attempts) == ("done", 1)
 
 
 def test_follow_ups_of_a_webhook_wait_coalesce_and_run_in_order(
