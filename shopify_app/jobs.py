@@ -11,6 +11,7 @@ the worker's heavy modules, and a name is stable across deploys for tasks alread
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import importlib
 import json
@@ -495,6 +496,11 @@ class Runtime:
         ``scheduler``: this consumer enqueues the periodic tasks. Exactly one process per cluster
         should (``shopify-app worker --scheduler``, or the single-process ``serve``).
         """
+        # Everything loaded so far (modules, the Admin schema, compiled SQL) lives as long as
+        # the process: out of the collector's sight, a full collection no longer walks those
+        # ~150k objects (~50 ms each time, several times a minute under webhook load).
+        gc.collect()
+        gc.freeze()
         return self.huey.create_consumer(
             workers=workers,
             worker_type="thread",
