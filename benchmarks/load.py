@@ -16,7 +16,9 @@
    from their memberships once everything drained. "Lost" counts deliveries without an inbox
    row or not processed and orders missing from the database; "duplicated" counts second inbox
    rows, second order rows and duplicated tag writes. Also webhook→processed (send → the
-   inbox row's ``processed_at``) and the CPU seconds each process used per webhook.
+   inbox row's ``processed_at``) and the CPU milliseconds each process used per webhook
+   (with ``--database-url``/``--redis-url`` also the whole PostgreSQL and Redis servers', when
+   they run on this machine: other work on them meanwhile counts too).
 2. Page API: ``--requests`` GETs at ``--concurrency`` against ``/api/home``, ``/api/segments`` and
    ``/api/session`` with session tokens signed with the app secret; p50/p95/max and errors.
 
@@ -174,15 +176,16 @@ def say(message: str) -> None:
 
 
 SERVERS = {"postgresql (server)": "postgres", "redis (server)": "redis-server"}
-"""Servers whose CPU the meter also reads, by the start of their processes' command line
-(0 when they run elsewhere, or in SQLite mode)."""
+"""Servers whose CPU the meter also reads (when the run uses them), by the start of their
+processes' command line (0 when they run on another machine)."""
 
 
 class CpuMeter:
     """CPU seconds (user + system) used by processes, read from ``/proc``, and the machine's."""
 
-    def __init__(self, pids: dict[str, int]) -> None:
+    def __init__(self, pids: dict[str, int], servers: dict[str, str] | None = None) -> None:
         self.pids = pids
+        self.servers = servers or {}
         self.tick = os.sysconf("SC_CLK_TCK")
         self.start = self._read()
 
@@ -220,14 +223,14 @@ class CpuMeter:
     def _read(self) -> dict[str, Any]:
         return {
             "procs": {name: self._proc(pid) for name, pid in self.pids.items()},
-            "servers": {name: self._server(cmd) for name, cmd in SERVERS.items()},
+            "servers": {name: self._server(cmd) for name, cmd in self.servers.items()},
             "machine": self._machine(),
         }
 
     def used(self) -> dict[str, Any]:
         end = self._read()
         procs = {n: end["procs"][n] - self.start["procs"][n] for n in self.pids}
-        for name in SERVERS:
+        for name in self.servers:
             procs[name] = end["servers"][name] - self.start["servers"][name]
         busy = end["machine"][0] - self.start["machine"][0]
         total = end["machine"][1] - self.start["machine"][1]
@@ -418,7 +421,12 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
     orders = int(total / (1 + args.new_share))
     pids = {name: proc.pid for name, proc in cluster.procs.items()}
     pids["load+sandbox"] = os.getpid()
-    meter = CpuMeter(pids)
+    servers = {
+        name: command
+        for name, command in SERVERS.items()
+        if (args.database_url if command == "postgres" else args.redis_url)
+    }
+    meter = CpuMeter(pids, servers)
     say(f"sending {total} webhooks ({orders} orders) at {args.rate}/s for {args.seconds:.0f} s")
     begin = time.monotonic()
     with ThreadPoolExecutor(max_workers=32) as pool:
