@@ -6,12 +6,12 @@ tables, so the test suite exercises the same migrations production runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -75,6 +75,48 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 def write_engine(engine: Engine) -> Engine:
     """``engine`` whose ``begin()`` takes SQLite's write lock up front (see :func:`transaction`)."""
     return engine.execution_options(sqlite_immediate=True)
+
+
+def lock_customers(conn: Connection, shop_id: int, customer_ids: Iterable[int]) -> None:
+    """PostgreSQL: hold a lock per customer of the shop until the transaction ends.
+
+    Serialises work on the same customers across processes (deliveries about one customer,
+    recomputes of overlapping groups). Keys are (shop, customer id folded to 32 bits), taken
+    in ascending order so that two transactions sharing customers cannot deadlock; a fold
+    collision only serialises two unrelated customers. Each also takes the shop's lock in
+    shared mode, so :func:`lock_shop` waits for them and holds them off. SQLite write
+    transactions here begin IMMEDIATE: one at a time already.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    keys = sorted(
+        {
+            folded - (1 << 32) if folded >= 1 << 31 else folded
+            for folded in ((c ^ (c >> 32)) & 0xFFFFFFFF for c in customer_ids)
+        }
+    )
+    if not keys:
+        return
+    conn.exec_driver_sql("SELECT pg_advisory_xact_lock_shared(%s)", (_shop_key(shop_id),))
+    conn.exec_driver_sql(
+        "SELECT pg_advisory_xact_lock(%s, k) FROM unnest(%s::int4[]) AS k ORDER BY k",
+        (shop_id, keys),
+    )
+
+
+def lock_shop(conn: Connection, shop_id: int) -> None:
+    """PostgreSQL: exclude every :func:`lock_customers` of the shop until the transaction ends.
+
+    A full recompute's membership write takes it: it diffs against the memberships it read
+    and COPYs the new ones, which a per-customer write committing in between would collide with.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_shop_key(shop_id),))
+
+
+def _shop_key(shop_id: int) -> int:
+    # The one-bigint advisory key space is apart from the two-int4 one used per customer.
+    return (0x6770 << 32) | shop_id
 
 
 def alembic_config(database_url: str) -> Any:

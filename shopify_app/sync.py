@@ -951,24 +951,6 @@ def record_deletion(conn: Connection, shop_id: int, resource: str, object_id: in
     )
 
 
-def _lock_customer(conn: Connection, shop_id: int, customer_id: int) -> None:
-    """PostgreSQL: serialise deliveries about one customer until the transaction ends.
-
-    Without it, a ``customers/delete`` and a ``customers/create`` of a customer we never stored,
-    handled at once by two workers, could each miss the other's uncommitted write and leave the
-    deleted customer behind. SQLite write transactions already take the database lock up front.
-    """
-    if conn.dialect.name != "postgresql":
-        return
-    # Two int4 keys: the shop and the customer id folded to 32 bits (a collision only
-    # serialises two unrelated deliveries).
-    folded = (customer_id ^ (customer_id >> 32)) & 0xFFFFFFFF
-    conn.exec_driver_sql(
-        "SELECT pg_advisory_xact_lock(%s, %s)",
-        (shop_id, folded - (1 << 32) if folded >= 1 << 31 else folded),
-    )
-
-
 def _is_stale(stored_updated: dt.datetime | None, incoming: str | None) -> bool:
     if stored_updated is None or incoming is None:
         return False
@@ -1006,7 +988,7 @@ def apply_webhook(ctx: jobs.Context, shop_id: int, topic: str, payload: dict[str
     elif topic in ("customers/create", "customers/update"):
         customer_id = int(payload["id"])
         with db.write_engine(ctx.engine).begin() as conn:
-            _lock_customer(conn, shop_id, customer_id)
+            db.lock_customers(conn, shop_id, [customer_id])
             if is_deleted(conn, shop_id, "customers", customer_id):
                 # Shopify never reuses an id: anything about a deleted customer is stale.
                 return False
@@ -1029,7 +1011,7 @@ def apply_webhook(ctx: jobs.Context, shop_id: int, topic: str, payload: dict[str
     elif topic == "customers/delete":
         customer_id = int(payload["id"])
         with db.write_engine(ctx.engine).begin() as conn:
-            _lock_customer(conn, shop_id, customer_id)
+            db.lock_customers(conn, shop_id, [customer_id])
             record_deletion(conn, shop_id, "customers", customer_id)
             recompute.forget_customers(conn, shop_id, [customer_id])
             conn.execute(

@@ -575,3 +575,28 @@ def test_concurrent_recomputes_of_the_same_customers_agree(queued_ctx, make_shop
     assert not any(recompute.recompute_customer_now(ctx, shop.id, cid) for cid in people)
     assert _all_memberships(ctx, shop.id) == together
     assert set(memberships(ctx, shop.id, "repeat-customers")) == set(people)
+
+
+def test_a_full_write_holds_off_customer_writes_of_its_shop_only(ctx, make_shop) -> None:  # type: ignore[no-untyped-def]
+    """``db.lock_shop`` (a full recompute's write) excludes ``db.lock_customers`` of the same
+    shop, not of another; on SQLite both are no-ops (write transactions are IMMEDIATE)."""
+    from sqlalchemy.exc import OperationalError
+
+    from shopify_app import db
+
+    shop, other = make_shop(), make_shop()
+    with ctx.engine.connect() as full, ctx.engine.connect() as customer:
+        full_tx = full.begin()
+        db.lock_shop(full, shop.id)
+        postgres = ctx.engine.dialect.name == "postgresql"
+        if postgres:
+            customer.exec_driver_sql("SET lock_timeout = '200ms'")  # for the session
+            customer.commit()
+        with customer.begin():
+            db.lock_customers(customer, other.id, [7, 2**40 + 3])  # another shop: no wait
+        if postgres:
+            with pytest.raises(OperationalError, match="lock timeout"), customer.begin():
+                db.lock_customers(customer, shop.id, [7])
+        full_tx.commit()
+        with customer.begin():
+            db.lock_customers(customer, shop.id, [7])  # free again once the write commits

@@ -42,7 +42,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from shopify_app import jobs
+from shopify_app import db, jobs
 from shopify_app.db import transaction
 from shopify_app.errors import InputError
 from shopify_app.models import (
@@ -572,7 +572,9 @@ def recompute_shop_now(
         extras = pool.submit(page_extras)
         with ctx.sessions() as session:
             with session.begin():
-                session.connection(execution_options={"sqlite_immediate": True})
+                conn = session.connection(execution_options={"sqlite_immediate": True})
+                # No per-customer recompute may commit between the diff and the COPY.
+                db.lock_shop(conn, shop_id)
                 shop = session.get(Shop, shop_id)
                 if shop is None:
                     return {}
@@ -618,30 +620,6 @@ def recompute_customer_now(
     return None if changed is None else bool(changed)
 
 
-def _lock_customers(session: Session, shop_id: int, customer_ids: list[int]) -> None:
-    """PostgreSQL: serialise recomputes of the same customers until the transaction ends.
-
-    Two workers recomputing one customer at once would both read "no membership" and both
-    insert it; waiting here, the later one reads what the earlier one wrote (and the data it
-    stored meanwhile). The keys are those of ``sync``'s per-customer delivery lock, taken in
-    ascending order so that two groups sharing customers cannot deadlock. SQLite transactions
-    here are ``BEGIN IMMEDIATE``: already one at a time.
-    """
-    conn = session.connection()
-    if conn.dialect.name != "postgresql" or not customer_ids:
-        return
-    keys = sorted(
-        {
-            folded - (1 << 32) if folded >= 1 << 31 else folded
-            for folded in ((c ^ (c >> 32)) & 0xFFFFFFFF for c in customer_ids)
-        }
-    )
-    conn.exec_driver_sql(
-        "SELECT pg_advisory_xact_lock(%s, k) FROM unnest(%s::int4[]) AS k ORDER BY k",
-        (shop_id, keys),
-    )
-
-
 def _insert_new_members(dialect: str) -> Any:
     """INSERT of memberships that skips rows already there and returns the inserted ones'
     segment ids (PostgreSQL and SQLite spell ON CONFLICT alike)."""
@@ -673,7 +651,7 @@ def recompute_customers_now(
     # BEGIN IMMEDIATE on SQLite: this transaction reads, then writes; a deferred one would get
     # "database is locked" at its first write whenever another process committed meanwhile.
     with transaction(ctx.sessions) as session:
-        _lock_customers(session, shop_id, ids)
+        db.lock_customers(session.connection(), shop_id, ids)
         shop = session.get(Shop, shop_id)
         if shop is None:
             return set()
