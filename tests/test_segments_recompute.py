@@ -75,6 +75,18 @@ def queued_ctx(ctx: jobs.Context) -> jobs.Context:
     return ctx
 
 
+def customers_with_orders(
+    ctx: jobs.Context, shop_id: int, count: int, days: list[int]
+) -> list[int]:
+    """``count`` customers (a@, b@, ...) with one 10.00 order on each of ``days`` (days ago)."""
+    with ctx.sessions.begin() as s:
+        ids = [add_customer(s, shop_id, f"{chr(97 + k)}@gmail.com") for k in range(count)]
+        for cid in ids:
+            for day in days:
+                add_order(s, shop_id, cid, day, 10.0, [])
+    return ids
+
+
 def memberships(ctx: jobs.Context, shop_id: int, handle: str) -> dict[int, Membership]:
     with ctx.sessions() as session:
         rows = session.scalars(
@@ -146,11 +158,7 @@ def test_full_recompute_writes_segments_memberships_history_and_queues_syncs(
 def test_recompute_diffs_memberships_and_keeps_since(queued_ctx, make_shop) -> None:  # type: ignore[no-untyped-def]
     ctx = queued_ctx
     shop = make_shop()
-    with ctx.sessions.begin() as s:
-        a = add_customer(s, shop.id, "a@gmail.com")
-        b = add_customer(s, shop.id, "b@gmail.com")
-        add_order(s, shop.id, a, 20, 10.0, [])
-        add_order(s, shop.id, b, 20, 10.0, [])
+    a, b = customers_with_orders(ctx, shop.id, 2, [20])
     recompute.recompute_shop_now(ctx, shop.id)
     before = memberships(ctx, shop.id, "one-time-buyers")
     assert set(before) == {a, b}
@@ -170,11 +178,7 @@ def test_recompute_diffs_memberships_and_keeps_since(queued_ctx, make_shop) -> N
 def test_incremental_recompute_of_one_customer(queued_ctx, make_shop) -> None:  # type: ignore[no-untyped-def]
     ctx = queued_ctx
     shop = make_shop()
-    with ctx.sessions.begin() as s:
-        a = add_customer(s, shop.id, "a@gmail.com")
-        b = add_customer(s, shop.id, "b@gmail.com")
-        add_order(s, shop.id, a, 20, 10.0, [])
-        add_order(s, shop.id, b, 20, 10.0, [])
+    a, b = customers_with_orders(ctx, shop.id, 2, [20])
 
     # No full recompute yet: the incremental task falls back to a full one.
     jobs.run_now(ctx, "segments.recompute_customer", shop_id=shop.id, customer_id=a)
@@ -298,13 +302,7 @@ def test_deleting_customers_deletes_their_memberships_and_counts_them_out(
 
     ctx = queued_ctx
     shop = make_shop()
-    with ctx.sessions.begin() as s:
-        a = add_customer(s, shop.id, "a@gmail.com")
-        b = add_customer(s, shop.id, "b@gmail.com")
-        c = add_customer(s, shop.id, "c@gmail.com")
-        for cid in (a, b, c):
-            add_order(s, shop.id, cid, 100, 10.0, [])
-            add_order(s, shop.id, cid, 70, 10.0, [])
+    a, b, c = customers_with_orders(ctx, shop.id, 3, [100, 70])
     recompute.recompute_shop_now(ctx, shop.id)
     assert set(memberships(ctx, shop.id, "repeat-customers")) == {a, b, c}
 
@@ -422,12 +420,7 @@ def test_a_customer_deleted_during_a_full_recompute_keeps_no_memberships(
 
     ctx = queued_ctx
     shop = make_shop()
-    with ctx.sessions.begin() as s:
-        a = add_customer(s, shop.id, "a@gmail.com")
-        b = add_customer(s, shop.id, "b@gmail.com")
-        for cid in (a, b):
-            add_order(s, shop.id, cid, 100, 10.0, [])
-            add_order(s, shop.id, cid, 70, 10.0, [])
+    a, b = customers_with_orders(ctx, shop.id, 2, [100, 70])
     loaded_at = utcnow()
     with ctx.sessions() as session:
         ev = library.evaluate(dataset.load(session, shop.id), recompute.ShopConfig(), TODAY.date())
@@ -505,12 +498,7 @@ def test_recomputing_customers_together_matches_one_at_a_time(queued_ctx, make_s
 def test_recompute_customers_task_queues_one_tag_write(queued_ctx, make_shop) -> None:  # type: ignore[no-untyped-def]
     ctx = queued_ctx
     shop = make_shop()
-    with ctx.sessions.begin() as s:
-        a = add_customer(s, shop.id, "a@gmail.com")
-        b = add_customer(s, shop.id, "b@gmail.com")
-        c = add_customer(s, shop.id, "c@gmail.com")
-        for cid in (a, b, c):
-            add_order(s, shop.id, cid, 20, 10.0, [])
+    a, b, c = customers_with_orders(ctx, shop.id, 3, [20])
     recompute.recompute_shop_now(ctx, shop.id)
     with ctx.sessions.begin() as s:
         add_order(s, shop.id, a, 1, 10.0, [])
