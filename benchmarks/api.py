@@ -1,7 +1,7 @@
 """Benchmark: the page's API on a 300,000-customer shop — the segments list and a 50-member page.
 
 Seeds a shop straight into a fresh database (customers, ~2.2 orders each with line items,
-seven segments with memberships and reasons, history), serves ``shopify_app.api`` on loopback
+seven segments with memberships and reasons, history), serves ``shopify_app.server.api`` on loopback
 behind the same session-token check production uses, and times real HTTP requests with fresh
 session tokens. Prints p50/p95/max per endpoint; the target is p95 ≤ 150 ms for the segments list
 and a 50-member page.
@@ -28,11 +28,11 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from goldpan_sandbox.server import start_server  # noqa: E402
 from shopify_app import db  # noqa: E402
 from shopify_app.crypto import TokenCipher, generate_key  # noqa: E402
+from shopify_app.db.models import Shop  # noqa: E402
 from shopify_app.jobs import Context  # noqa: E402
-from shopify_app.models import Shop  # noqa: E402
-from shopify_app.sandbox.server import start_server  # noqa: E402
 from shopify_app.settings import Settings  # noqa: E402
 from tests.conftest import TEST_API_KEY, TEST_API_SECRET, fresh_database  # noqa: E402
 from tests.fixtures_api import build_page_app, seed_shop, session_token  # noqa: E402
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         with ctx.sessions() as session:
             from sqlalchemy import func, select
 
-            from shopify_app.models import Membership, Order
+            from shopify_app.db.models import Membership, Order
 
             orders = session.scalar(select(func.count()).select_from(Order))
             members = session.scalar(select(func.count()).select_from(Membership))

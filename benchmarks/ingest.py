@@ -136,9 +136,9 @@ def generate(path_customers: Path, path_orders: Path, orders: int, customers: in
 
 def generate_with_sandbox(path_customers: Path, path_orders: Path, customers: int) -> None:
     """The same files from the sandbox store generator + bulk runner (shape fidelity)."""
-    from shopify_app.admin import load_document
-    from shopify_app.sandbox.bulk import iter_bulk_jsonl
-    from shopify_app.sandbox.generator import generate_store
+    from goldpan_sandbox.bulk import iter_bulk_jsonl
+    from goldpan_sandbox.generator import generate_store
+    from shopify_app.shopify.client import load_document
 
     store = generate_store("bench.myshopify.com", customers=customers, seed=7)
     for path, doc in ((path_customers, "bulk_customers"), (path_orders, "bulk_orders")):
@@ -187,8 +187,8 @@ def pass_parse(files: list[str], map_rows: bool) -> dict[str, Any]:
 def pass_ingest(files: list[str], database_url: str, batch_lines: int) -> dict[str, Any]:
     from shopify_app import db, sync
     from shopify_app.crypto import TokenCipher, generate_key
+    from shopify_app.db.models import Shop, SyncRun
     from shopify_app.jobs import Context
-    from shopify_app.models import Shop, SyncRun
     from shopify_app.settings import Settings
 
     key = generate_key()

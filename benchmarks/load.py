@@ -245,8 +245,8 @@ class TagObserver:
     """
 
     def __init__(self) -> None:
-        from shopify_app.sandbox import admin_api
-        from shopify_app.sandbox.store import parse_gid
+        from goldpan_sandbox import admin_api
+        from goldpan_sandbox.store import parse_gid
 
         self.lock = threading.Lock()
         self.writes: list[tuple[float, str, int, str, bool]] = []  # when, shop, customer, field
@@ -280,9 +280,10 @@ class TagObserver:
 def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None:
     from sqlalchemy import func, select
 
-    from shopify_app import auth, tagging
-    from shopify_app.models import Order, Shop, WebhookEvent
-    from shopify_app.sandbox import control, delivery
+    from goldpan_sandbox import control, delivery
+    from shopify_app import tagging
+    from shopify_app.db.models import Order, Shop, WebhookEvent
+    from shopify_app.shopify import auth
     from tests.fixtures_api import session_token
     from tests.fixtures_scaleout import wait_until
 
@@ -306,7 +307,7 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
         # let the initial tag sync finish before the measured traffic starts.
         from sqlalchemy import update
 
-        from shopify_app.models import Segment
+        from shopify_app.db.models import Segment
 
         with cluster.ctx.sessions.begin() as s:
             s.execute(update(Segment).values(tag_sync=True))

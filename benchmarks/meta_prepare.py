@@ -113,11 +113,11 @@ def bench_prepare(n: int, repeat: int) -> None:
 def bench_end_to_end(n: int) -> None:
     from sqlalchemy import insert
 
+    from goldpan_sandbox.meta import MetaSandbox
+    from goldpan_sandbox.server import start_server
     from shopify_app import db, jobs
     from shopify_app.crypto import TokenCipher, generate_key
-    from shopify_app.models import Customer, Membership, MetaConnection, Segment, Shop
-    from shopify_app.sandbox.meta import MetaSandbox
-    from shopify_app.sandbox.server import start_server
+    from shopify_app.db.models import Customer, Membership, MetaConnection, Segment, Shop
     from shopify_app.settings import Settings
 
     sandbox = MetaSandbox("bench-app", "bench-secret")

@@ -83,8 +83,8 @@ def load_into_database(url: str, ds: Dataset) -> tuple[Any, int]:
 
     from shopify_app import db
     from shopify_app.crypto import TokenCipher, generate_key
+    from shopify_app.db.models import Customer, LineItem, Order, Shop
     from shopify_app.jobs import Context
-    from shopify_app.models import Customer, LineItem, Order, Shop
     from shopify_app.settings import Settings
 
     db.upgrade(url)
@@ -190,7 +190,7 @@ def forget_memberships(ctx: Any, shop_id: int) -> None:
     from sqlalchemy import delete
     from sqlalchemy.exc import DBAPIError
 
-    from shopify_app.models import Membership
+    from shopify_app.db.models import Membership
 
     with ctx.sessions.begin() as session:
         session.execute(delete(Membership).where(Membership.shop_id == shop_id))

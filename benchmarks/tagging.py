@@ -34,16 +34,16 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from goldpan_sandbox.cost import PLANS
+from goldpan_sandbox.shopify import ShopifySandbox
+from goldpan_sandbox.store import Customer as SandboxCustomer
+from goldpan_sandbox.store import Store
 from shopify_app import db, tagging
-from shopify_app.admin import AdminClient
 from shopify_app.crypto import TokenCipher, generate_key
+from shopify_app.db.models import Customer, Membership, Segment, Shop
 from shopify_app.jobs import Context
-from shopify_app.models import Customer, Membership, Segment, Shop
-from shopify_app.sandbox.cost import PLANS
-from shopify_app.sandbox.shopify import ShopifySandbox
-from shopify_app.sandbox.store import Customer as SandboxCustomer
-from shopify_app.sandbox.store import Store
 from shopify_app.settings import Settings
+from shopify_app.shopify.client import AdminClient
 
 API_KEY, API_SECRET = "bench-key", "bench-secret"
 
@@ -52,7 +52,7 @@ def _fake_process(conn: Connection, plan: str) -> None:
     """The tests' small stand-in (tests/fixtures_tagging.py): same protocol, cached parsing."""
     import sys
 
-    from shopify_app.sandbox.server import start_server
+    from goldpan_sandbox.server import start_server
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo, for tests/
     from tests.fixtures_tagging import FakeShopify

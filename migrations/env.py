@@ -1,4 +1,4 @@
-"""Alembic environment: migrations run against ``shopify_app.models.Base.metadata``."""
+"""Alembic environment: migrations run against ``shopify_app.db.models.Base.metadata``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import pool
 
 from shopify_app.db import make_engine
-from shopify_app.models import Base
+from shopify_app.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata

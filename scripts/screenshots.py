@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
-from shopify_app.sandbox.demo import start_demo  # noqa: E402
+from goldpan_sandbox.demo import start_demo  # noqa: E402
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -21,10 +21,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
-from shopify_app.csv_import import CsvImport, read_orders
 from shopify_app.errors import InputError
 from shopify_app.segments import crosssell, library, metrics
 from shopify_app.segments.config import ShopConfig
+from shopify_app.sync.orders_csv import CsvImport, read_orders
 
 
 def _clean(value: Any) -> Any:

@@ -95,11 +95,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             args.orders_csv, as_of=args.as_of, as_json=args.json, meta_dir=args.meta_dir
         )
     if command == "sandbox":
-        from shopify_app.sandbox.cli import main as sandbox_main
+        from goldpan_sandbox.cli import main as sandbox_main
 
         return sandbox_main(args.args)
     if command == "demo":
-        from shopify_app.sandbox.demo import run_demo
+        from goldpan_sandbox.demo import run_demo
 
         return run_demo(port=args.port, customers=args.customers, seed=args.seed)
 
@@ -114,18 +114,18 @@ def _dispatch(args: argparse.Namespace) -> int:
         print("database is at the latest migration")
         return 0
     if command == "serve":
-        from shopify_app.app import serve
+        from shopify_app.server.app import serve
 
         port = args.port if args.port is not None else settings.port
         serve(settings.with_overrides(port=port), host=args.host)
         return 0
     if command == "worker":
-        from shopify_app.app import run_worker
+        from shopify_app.server.app import run_worker
 
         run_worker(settings, threads=args.threads, scheduler=args.scheduler)
         return 0
     if command == "rotate-keys":
-        from shopify_app.auth import rotate_keys
+        from shopify_app.shopify.auth import rotate_keys
 
         count = rotate_keys(settings)
         print(f"re-encrypted {count} stored secrets under the current key")

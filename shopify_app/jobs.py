@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 # Modules whose import declares tasks. A module that defines a task must be listed here.
 TASK_MODULES: tuple[str, ...] = (
-    "shopify_app.webhooks",
+    "shopify_app.shopify.webhooks",
     "shopify_app.tagging",
     "shopify_app.sync",
     "shopify_app.meta.audiences",
@@ -362,7 +362,7 @@ def _shop_domain(ctx: Context, shop_id: Any) -> str | None:
     except (TypeError, ValueError):
         return None
     if key not in _shop_domains:
-        from shopify_app.models import Shop
+        from shopify_app.db.models import Shop
 
         try:
             with ctx.sessions() as session:

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shopify_app import db
 from shopify_app.crypto import TokenCipher, generate_key
+from shopify_app.db.models import Shop
 from shopify_app.jobs import Context
-from shopify_app.models import Shop
 from shopify_app.settings import Settings
 
 TEST_API_KEY = "test-api-key"
@@ -31,8 +31,7 @@ TEST_API_SECRET = "test-api-secret-0123456789abcdef0123"
 # Shopify's published Admin schema, vendored once in the package (the sandbox reads it at runtime).
 SCHEMA_PATH = (
     Path(__file__).parent.parent
-    / "shopify_app"
-    / "sandbox"
+    / "goldpan_sandbox"
     / "data"
     / "admin-2026-10.introspection.json.gz"
 )

@@ -3,8 +3,8 @@
 :func:`seed_shop` writes customers, orders, line items, products, segments with memberships and
 reasons, a week of segment history, sync runs and audit entries straight into the database with
 Core inserts (fast enough for the 300,000-customer benchmark). :func:`build_page_app` mounts
-``shopify_app.api.routes`` under ``/api`` behind a middleware that verifies real HS256 session
-tokens (``shopify_app.auth.verify_session_token``) exactly like the production middleware, serves
+``shopify_app.server.api.routes`` under ``/api`` behind a middleware that verifies real HS256
+session tokens (``shopify.auth.verify_session_token``) like the production middleware, serves
 ``web/`` like the real app, and offers the sandbox's ``/shops/{shop}/admin/session-token`` so the
 page's demo shim works against it. Tests sign tokens with :func:`session_token`.
 """
@@ -32,12 +32,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shopify_app import api
-from shopify_app.auth import verify_session_token
-from shopify_app.errors import AuthError
-from shopify_app.jobs import Context
-from shopify_app.meta import web as meta_web
-from shopify_app.models import (
+from shopify_app.db.models import (
     AuditEntry,
     Customer,
     LineItem,
@@ -49,6 +44,11 @@ from shopify_app.models import (
     Shop,
     SyncRun,
 )
+from shopify_app.errors import AuthError
+from shopify_app.jobs import Context
+from shopify_app.server import api
+from shopify_app.server import meta_api as meta_web
+from shopify_app.shopify.auth import verify_session_token
 from tests.conftest import TEST_API_KEY, TEST_API_SECRET
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -133,7 +133,7 @@ class SessionTokenMiddleware:
 
 
 def build_page_app(ctx: Context, *, web_dir: Path = WEB_DIR) -> Starlette:
-    """The page and its API on one origin, as ``shopify_app.app`` serves them."""
+    """The page and its API on one origin, as ``shopify_app.server.app`` serves them."""
 
     def index(request: Request) -> Response:
         html = (web_dir / "index.html").read_text(encoding="utf-8")
@@ -401,9 +401,9 @@ def preview_server(
     Yields ``(base url, shop domain, ctx)``; the page is at ``{url}/?shop=...&demo=1``. Used by
     the browser tests until the sandbox demo is available, and by ``scripts/screenshots.py``.
     """
+    from goldpan_sandbox.server import start_server
     from shopify_app import db
     from shopify_app.crypto import TokenCipher, generate_key
-    from shopify_app.sandbox.server import start_server
     from shopify_app.settings import Settings
 
     url = f"sqlite:///{tmp / f'page-{uuid.uuid4().hex[:8]}.sqlite3'}"

@@ -14,9 +14,9 @@ import pytest
 from huey import MemoryHuey
 from starlette.applications import Starlette
 
+from goldpan_sandbox.oauth import OAuthServer
+from goldpan_sandbox.server import RunningServer, start_server
 from shopify_app.jobs import Context, Runtime
-from shopify_app.sandbox.oauth import OAuthServer
-from shopify_app.sandbox.server import RunningServer, start_server
 from shopify_app.settings import Settings
 from tests.conftest import TEST_API_KEY, TEST_API_SECRET
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from shopify_app.sandbox.demo import Demo, start_demo
-from shopify_app.sandbox.generator import generate_store
-from shopify_app.sandbox.shopify import ShopifySandbox
+from goldpan_sandbox.demo import Demo, start_demo
+from goldpan_sandbox.generator import generate_store
+from goldpan_sandbox.shopify import ShopifySandbox
 from tests.conftest import TEST_API_KEY, TEST_API_SECRET, unique_shop_domain
 
 __all__ = ["DEMO_AS_OF", "generated_sandbox", "running_demo"]

@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from goldpan_sandbox.meta import MetaSandbox
+from goldpan_sandbox.server import start_server
+from shopify_app.db.models import Customer, Membership, MetaConnection, Segment
 from shopify_app.jobs import Context
 from shopify_app.meta.identifiers import Person
-from shopify_app.models import Customer, Membership, MetaConnection, Segment
-from shopify_app.sandbox.meta import MetaSandbox
-from shopify_app.sandbox.server import start_server
 
 META_APP_ID = "1234567890123456"
 META_APP_SECRET = "meta-test-secret"

@@ -26,9 +26,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from shopify_app.sandbox.server import RunningServer, start_server
-from shopify_app.sandbox.shopify import ShopifySandbox
-from shopify_app.sandbox.store import (
+from goldpan_sandbox.server import RunningServer, start_server
+from goldpan_sandbox.shopify import ShopifySandbox
+from goldpan_sandbox.store import (
     Address,
     Customer,
     LineItem,

@@ -28,16 +28,16 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
+from goldpan_sandbox.generator import generate_store
+from goldpan_sandbox.meta import MetaSandbox
+from goldpan_sandbox.oauth import host_param
+from goldpan_sandbox.server import RunningServer, start_server
+from goldpan_sandbox.shopify import ShopifySandbox
+from goldpan_sandbox.store import Store
 from shopify_app import db, sync
-from shopify_app.app import build_context
+from shopify_app.db.models import Customer, Order, Shop, WebhookEvent
 from shopify_app.jobs import Context
-from shopify_app.models import Customer, Order, Shop, WebhookEvent
-from shopify_app.sandbox.generator import generate_store
-from shopify_app.sandbox.meta import MetaSandbox
-from shopify_app.sandbox.oauth import host_param
-from shopify_app.sandbox.server import RunningServer, start_server
-from shopify_app.sandbox.shopify import ShopifySandbox
-from shopify_app.sandbox.store import Store
+from shopify_app.server.app import build_context
 from shopify_app.settings import Settings
 from tests.conftest import TEST_API_KEY, TEST_API_SECRET, fresh_database, unique_shop_domain
 from tests.fixtures_sandbox import SANDBOX_TOPICS

@@ -24,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from goldpan_sandbox.server import start_server
 from shopify_app.jobs import Context
-from shopify_app.sandbox.server import start_server
 
 Scripted = Callable[[dict[str, Any]], Response] | Response
 

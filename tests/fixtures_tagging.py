@@ -10,7 +10,7 @@ answered before the next requests; ``bulk_faults`` (``"fail"``) fail the next bu
 half-way; ``flaky`` customer ids answer ``userErrors`` once.
 
 The full sandbox (``tests/fixtures_sandbox.py``) replaces this once it serves tag mutations; the
-tests only talk HTTP to it through the real :class:`shopify_app.admin.AdminClient`.
+tests only talk HTTP to it through the real :class:`shopify_app.shopify.client.AdminClient`.
 """
 
 from __future__ import annotations
@@ -45,13 +45,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shopify_app.admin import AdminClient
+from goldpan_sandbox.server import start_server
+from goldpan_sandbox.shopify import ShopifySandbox
+from goldpan_sandbox.store import Customer as SandboxCustomer
+from goldpan_sandbox.store import Store
+from shopify_app.db.models import Customer, Membership, Segment, Shop
 from shopify_app.jobs import Context
-from shopify_app.models import Customer, Membership, Segment, Shop
-from shopify_app.sandbox.server import start_server
-from shopify_app.sandbox.shopify import ShopifySandbox
-from shopify_app.sandbox.store import Customer as SandboxCustomer
-from shopify_app.sandbox.store import Store
+from shopify_app.shopify.client import AdminClient
 from tests.conftest import SCHEMA_PATH, TEST_API_KEY, TEST_API_SECRET, unique_shop_domain
 
 MAX_TAGS = 250

@@ -7,7 +7,7 @@ import pytest
 import requests
 from starlette.responses import JSONResponse, Response
 
-from shopify_app.admin import AdminClient, CostBucket, gid_number, load_document
+from shopify_app.db.models import Shop
 from shopify_app.errors import (
     GraphQLError,
     SyncError,
@@ -15,7 +15,7 @@ from shopify_app.errors import (
     TransientError,
     UserErrorsError,
 )
-from shopify_app.models import Shop
+from shopify_app.shopify.client import AdminClient, CostBucket, gid_number, load_document
 from tests.fixtures_sync import *  # noqa: F403
 from tests.fixtures_sync import FakeClock, FakeShopify, graphql_body, jsonl, throttled_body
 

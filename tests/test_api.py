@@ -16,9 +16,9 @@ import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from goldpan_sandbox.server import RunningServer, start_server
+from shopify_app.db.models import Customer, DataRequest, Membership, Segment, Shop, SyncRun
 from shopify_app.jobs import Context
-from shopify_app.models import Customer, DataRequest, Membership, Segment, Shop, SyncRun
-from shopify_app.sandbox.server import RunningServer, start_server
 from shopify_app.segments import library
 from tests.fixtures_api import build_page_app, seed_shop, session_token
 
@@ -489,7 +489,7 @@ def test_home_shows_import_progress_while_the_initial_sync_runs(
 def test_mounted_in_the_real_app_behind_its_session_token_middleware(
     ctx: Context, shop_a, shop_b
 ) -> None:
-    from shopify_app.app import create_app
+    from shopify_app.server.app import create_app
 
     (shop, ids), (_other, other_ids) = shop_a, shop_b
     running = start_server(create_app(ctx))

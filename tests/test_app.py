@@ -15,12 +15,13 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from shopify_app import auth, logs
-from shopify_app.app import RETRY_HEADER, create_app, csp_for
+from goldpan_sandbox.server import RunningServer, start_server
+from shopify_app import logs
+from shopify_app.db.models import Segment, Shop
 from shopify_app.jobs import Context
-from shopify_app.models import Segment, Shop
-from shopify_app.sandbox.server import RunningServer, start_server
+from shopify_app.server.app import RETRY_HEADER, create_app, csp_for
 from shopify_app.settings import Settings
+from shopify_app.shopify import auth
 from tests.conftest import TEST_API_KEY, TEST_API_SECRET, unique_shop_domain
 from tests.fixtures_auth import *  # noqa: F403
 from tests.fixtures_auth import OAuthSandbox, pending_tasks, session_token
@@ -310,7 +311,7 @@ def test_demo_bounce_page_mints_tokens_from_the_sandbox(queued_ctx: Context) -> 
         assert "evil.example.com" not in bounce.text  # only our own pages are reloaded
     finally:
         server.stop()
-    from shopify_app.app import render_index, sandbox_url
+    from shopify_app.server.app import render_index, sandbox_url
 
     base = demo_settings.shop_url(shop).removesuffix(f"/shops/{shop}")
     assert sandbox_url(demo_settings, shop) == base
@@ -324,7 +325,7 @@ def test_page_load_reinstalls_when_the_refresh_token_expired(
 ) -> None:
     import datetime as dt
 
-    from shopify_app.models import utcnow
+    from shopify_app.db.models import utcnow
 
     shop = make_shop(refresh_token_expires_at=utcnow() - dt.timedelta(days=1))
     response = requests.get(

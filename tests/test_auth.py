@@ -12,12 +12,13 @@ import pytest
 import requests
 from sqlalchemy import select, update
 
-from shopify_app import auth, db
+from shopify_app import db
 from shopify_app.crypto import TokenCipher, generate_key
+from shopify_app.db.models import Shop, utcnow
 from shopify_app.errors import AuthError, ConfigError, TokenError
 from shopify_app.jobs import Context
-from shopify_app.models import Shop, utcnow
 from shopify_app.settings import Settings
+from shopify_app.shopify import auth
 from tests.conftest import fresh_database, unique_shop_domain
 from tests.fixtures_auth import *  # noqa: F403
 from tests.fixtures_auth import OAuthSandbox, pending_tasks, session_token

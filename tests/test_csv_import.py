@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from shopify_app.csv_import import parse_datetime, read_orders
 from shopify_app.errors import CsvError, InputError
 from shopify_app.segments.dataset import day_date
+from shopify_app.sync.orders_csv import parse_datetime, read_orders
 
 SAMPLE = Path(__file__).parent / "fixtures" / "orders_export_sample.csv"
 HEADER = [

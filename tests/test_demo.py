@@ -11,10 +11,10 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from shopify_app.models import Customer, Order, Segment, Shop
-from shopify_app.sandbox import cli
-from shopify_app.sandbox.demo import Demo, DemoError, run_demo, start_demo
-from shopify_app.sandbox.shopify import ShopifySandbox
+from goldpan_sandbox import cli
+from goldpan_sandbox.demo import Demo, DemoError, run_demo, start_demo
+from goldpan_sandbox.shopify import ShopifySandbox
+from shopify_app.db.models import Customer, Order, Segment, Shop
 from tests.fixtures_demo import *  # noqa: F403
 
 

@@ -17,11 +17,9 @@ import pytest
 import requests
 from sqlalchemy import delete, select, text, update
 
-from shopify_app import auth
-from shopify_app.app import build_context
-from shopify_app.meta import graph
-from shopify_app.meta.identifiers import Person, hash_row
-from shopify_app.models import (
+from goldpan_sandbox import control
+from goldpan_sandbox.meta import MetaSandbox
+from shopify_app.db.models import (
     Customer,
     Membership,
     MetaAudience,
@@ -30,8 +28,10 @@ from shopify_app.models import (
     Shop,
     SyncRun,
 )
-from shopify_app.sandbox import control
-from shopify_app.sandbox.meta import MetaSandbox
+from shopify_app.meta import graph
+from shopify_app.meta.identifiers import Person, hash_row
+from shopify_app.server.app import build_context
+from shopify_app.shopify import auth
 from tests.conftest import unique_shop_domain
 from tests.fixtures_meta import (
     AD_ACCOUNT,
@@ -133,9 +133,9 @@ def test_shopify_failing_for_a_while_converges(cluster: Cluster) -> None:
 
 _REFRESH = """
 import sys
-from shopify_app import auth
-from shopify_app.app import build_context
-from shopify_app.app import build_context
+from shopify_app.shopify import auth
+from shopify_app.server.app import build_context
+from shopify_app.server.app import build_context
 from shopify_app.settings import Settings
 ctx = build_context(Settings.from_env(), queue=False)
 print(auth.access_token(ctx, int(sys.argv[1])))

@@ -9,8 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from shopify_app.sandbox.generator import ARCHETYPES, CATALOG, generate_labelled, generate_store
-from shopify_app.sandbox.store import ID_BASE, Store
+from goldpan_sandbox.generator import ARCHETYPES, CATALOG, generate_labelled, generate_store
+from goldpan_sandbox.store import ID_BASE, Store
 
 AS_OF = dt.date(2026, 11, 23)
 

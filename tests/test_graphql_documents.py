@@ -30,7 +30,7 @@ from graphql import (
     visit,
 )
 
-from shopify_app.admin import GRAPHQL_DIR, load_document
+from shopify_app.shopify.client import GRAPHQL_DIR, load_document
 from tests.conftest import SCHEMA_PATH
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,10 +9,7 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from shopify_app import jobs
-from shopify_app.errors import InputError, MetaError
-from shopify_app.meta import audiences
-from shopify_app.meta.identifiers import SCHEMA, Person, hash_row
-from shopify_app.models import (
+from shopify_app.db.models import (
     AuditEntry,
     Customer,
     Membership,
@@ -20,6 +17,9 @@ from shopify_app.models import (
     MetaAudienceMember,
     MetaConnection,
 )
+from shopify_app.errors import InputError, MetaError
+from shopify_app.meta import audiences
+from shopify_app.meta.identifiers import SCHEMA, Person, hash_row
 from tests.fixtures_meta import *  # noqa: F403
 from tests.fixtures_meta import (
     AD_ACCOUNT,

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import requests
 
+from goldpan_sandbox.meta import MAX_ROWS, hashed
 from shopify_app.errors import MetaError, MetaTermsError, MetaThrottledError, MetaTokenError
 from shopify_app.meta import graph
 from shopify_app.meta.identifiers import SCHEMA, Person, hash_row
-from shopify_app.sandbox.meta import MAX_ROWS, hashed
 from tests.fixtures_meta import *  # noqa: F403
 from tests.fixtures_meta import AD_ACCOUNT, META_APP_ID, META_APP_SECRET, MetaStand, make_people
 

@@ -16,11 +16,11 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from goldpan_sandbox.server import start_server
+from shopify_app.db.models import MetaConnection
 from shopify_app.jobs import Context
-from shopify_app.meta import web
 from shopify_app.meta.identifiers import CSV_HEADER
-from shopify_app.models import MetaConnection
-from shopify_app.sandbox.server import start_server
+from shopify_app.server import meta_api as web
 from tests.fixtures_meta import *  # noqa: F403
 from tests.fixtures_meta import AD_ACCOUNT, MetaStand, add_segment, connect_shop, make_people
 

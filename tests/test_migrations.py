@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from shopify_app import db
-from shopify_app.models import Base
+from shopify_app.db.models import Base
 from tests.conftest import fresh_database
 
 

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
-from shopify_app.auth import (
+from shopify_app.shopify.auth import (
     ID_TOKEN_TYPE,
     OFFLINE_TOKEN_TYPE,
     TOKEN_EXCHANGE_GRANT,

@@ -6,7 +6,7 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shopify_app.sandbox.shopify import ShopifySandbox
+from goldpan_sandbox.shopify import ShopifySandbox
 from tests.fixtures_sandbox import *  # noqa: F403
 from tests.fixtures_sandbox import SANDBOX_SHOP, crowded_store, graphql
 
@@ -256,8 +256,8 @@ def test_shop_and_products(shopify_sandbox: ShopifySandbox, sandbox_token: str) 
 
 
 def _pages(store: object, first: int, sort_key: str, reverse: bool) -> list[str]:
-    from shopify_app.sandbox import admin_api
-    from shopify_app.sandbox.cost import LeakyBucket, Plan
+    from goldpan_sandbox import admin_api
+    from goldpan_sandbox.cost import LeakyBucket, Plan
 
     ctx = admin_api.RequestContext(SANDBOX_SHOP, store)  # type: ignore[arg-type]
     bucket = LeakyBucket(Plan(10**9, 10**9))

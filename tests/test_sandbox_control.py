@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from shopify_app.sandbox.shopify import ShopifySandbox
+from goldpan_sandbox.shopify import ShopifySandbox
 from tests.fixtures_sandbox import *  # noqa: F403
 from tests.fixtures_sandbox import SANDBOX_SHOP, WebhookSink, graphql
 

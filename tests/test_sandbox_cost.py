@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from graphql import parse
 
-from shopify_app.sandbox import admin_api
-from shopify_app.sandbox.cost import CostCalculator, LeakyBucket, Plan
-from shopify_app.sandbox.shopify import ShopifySandbox
+from goldpan_sandbox import admin_api
+from goldpan_sandbox.cost import CostCalculator, LeakyBucket, Plan
+from goldpan_sandbox.shopify import ShopifySandbox
 from tests.fixtures_sandbox import *  # noqa: F403
 from tests.fixtures_sandbox import SANDBOX_SHOP, graphql
 

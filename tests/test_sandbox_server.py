@@ -5,7 +5,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from shopify_app.sandbox.server import start_server
+from goldpan_sandbox.server import start_server
 
 
 def test_server_serves_on_loopback_and_stops() -> None:

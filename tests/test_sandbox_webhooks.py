@@ -10,8 +10,8 @@ from pathlib import Path
 
 import requests
 
-from shopify_app.sandbox.delivery import WebhookDelivery, sign, topics_from_toml
-from shopify_app.sandbox.shopify import ShopifySandbox
+from goldpan_sandbox.delivery import WebhookDelivery, sign, topics_from_toml
+from goldpan_sandbox.shopify import ShopifySandbox
 from tests.conftest import TEST_API_SECRET
 from tests.fixtures_sandbox import *  # noqa: F403
 from tests.fixtures_sandbox import SANDBOX_SHOP, WebhookSink, graphql
@@ -133,6 +133,6 @@ def test_duplicates_share_the_event_id(webhook_sink: WebhookSink) -> None:
 
 
 def test_fallback_subscriptions_match_the_repository_toml() -> None:
-    from shopify_app.sandbox.delivery import DEFAULT_TOML, FALLBACK_TOPICS
+    from goldpan_sandbox.delivery import DEFAULT_TOML, FALLBACK_TOPICS
 
     assert topics_from_toml(DEFAULT_TOML) == FALLBACK_TOPICS

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import requests
 
+from goldpan_sandbox import control
+from goldpan_sandbox.server import start_server
 from shopify_app import jobs
-from shopify_app.app import create_app
 from shopify_app.jobs import Context, LeaseLock, Runtime, TaskLockedException
-from shopify_app.sandbox import control
-from shopify_app.sandbox.server import start_server
+from shopify_app.server.app import create_app
 from shopify_app.settings import Settings
 from tests.fixtures_scaleout import *  # noqa: F403
 from tests.fixtures_scaleout import Cluster, _redis_url, wait_until

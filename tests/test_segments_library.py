@@ -298,7 +298,7 @@ def test_model_segments_and_small_shop_fallback() -> None:
 def test_cancelled_and_test_orders_never_reach_the_dataset() -> None:
     from pathlib import Path
 
-    from shopify_app.csv_import import read_orders
+    from shopify_app.sync.orders_csv import read_orders
 
     imported = read_orders(Path(__file__).parent / "fixtures" / "orders_export_sample.csv")
     emails = set(imported.dataset.info["email"])

@@ -12,7 +12,15 @@ from huey import MemoryHuey
 from sqlalchemy import select
 
 from shopify_app import jobs
-from shopify_app.models import Customer, LineItem, Membership, Order, Segment, SegmentHistory, Shop
+from shopify_app.db.models import (
+    Customer,
+    LineItem,
+    Membership,
+    Order,
+    Segment,
+    SegmentHistory,
+    Shop,
+)
 from shopify_app.segments import dataset, library, recompute
 
 _ids = itertools.count(10_000)
@@ -416,7 +424,7 @@ def test_a_customer_deleted_during_a_full_recompute_keeps_no_memberships(
     """The full recompute reads, evaluates, then writes: a customers/delete committed in
     between must not leave the deleted customer with the memberships just evaluated."""
     from shopify_app import sync
-    from shopify_app.models import utcnow
+    from shopify_app.db.models import utcnow
 
     ctx = queued_ctx
     shop = make_shop()

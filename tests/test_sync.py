@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import func, select
 
 from shopify_app import jobs, sync
-from shopify_app.admin import AdminClient
+from shopify_app.db.models import Customer, LineItem, Order, Product, Shop, SyncRun, Variant
 from shopify_app.errors import SyncError
-from shopify_app.models import Customer, LineItem, Order, Product, Shop, SyncRun, Variant
+from shopify_app.shopify.client import AdminClient
 from tests.fixtures_sync import *  # noqa: F403
 from tests.fixtures_sync import FakeShopify, RecordingContext, bulk_customer, bulk_store, jsonl
 
@@ -388,8 +388,8 @@ def _sandbox_sync(
 
     ``prepare(sandbox)`` runs before the sync, ``then(sandbox, store, ctx, shop_id)`` after it
     (with the sandbox still up)."""
-    from shopify_app.sandbox.generator import generate_store
-    from shopify_app.sandbox.shopify import ShopifySandbox
+    from goldpan_sandbox.generator import generate_store
+    from goldpan_sandbox.shopify import ShopifySandbox
     from tests.conftest import TEST_API_KEY, TEST_API_SECRET, unique_shop_domain
 
     domain = unique_shop_domain("sync")
@@ -568,10 +568,10 @@ def test_reconcile_reads_every_line_item_and_variant(ctx, make_shop) -> None:
     leaves exactly the store's data."""
     from decimal import Decimal
 
-    from shopify_app.sandbox.store import LineItem as StoreLineItem
-    from shopify_app.sandbox.store import Order as StoreOrder
-    from shopify_app.sandbox.store import Product as StoreProduct
-    from shopify_app.sandbox.store import Variant as StoreVariant
+    from goldpan_sandbox.store import LineItem as StoreLineItem
+    from goldpan_sandbox.store import Order as StoreOrder
+    from goldpan_sandbox.store import Product as StoreProduct
+    from goldpan_sandbox.store import Variant as StoreVariant
 
     def place_long_orders(sandbox: Any, store: Any, sandboxed: Any, shop_id: int) -> None:
         now = dt.datetime.now(UTC).replace(microsecond=0)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shopify_app import tagging
-from shopify_app.admin import load_document
+from shopify_app.shopify.client import load_document
 from shopify_app.tagging import TagDiff, apply, diff, ownership, tag_key
 
 PREFIX = "goldpan-"
@@ -114,7 +114,7 @@ def test_batch_document_files_match_generator() -> None:
     for slots in tagging.BATCH_SIZES:
         name = tagging.batch_document_name(slots)
         assert load_document(name) == tagging.batch_document(slots)
-        assert Path(tagging.__file__).parent.joinpath("graphql", f"{name}.graphql").is_file()
+        assert Path(tagging.__file__).parents[1].joinpath("graphql", f"{name}.graphql").is_file()
 
 
 def test_batches_respect_slots() -> None:

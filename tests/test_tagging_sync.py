@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from goldpan_sandbox.shopify import ShopifySandbox
 from shopify_app import jobs, tagging
-from shopify_app.admin import AdminClient
+from shopify_app.db.models import AuditEntry, Customer, Segment, Shop
 from shopify_app.errors import ShopifyError
 from shopify_app.jobs import Context
-from shopify_app.models import AuditEntry, Customer, Segment, Shop
-from shopify_app.sandbox.shopify import ShopifySandbox
+from shopify_app.shopify.client import AdminClient
 from tests.fixtures_tagging import *  # noqa: F403
 from tests.fixtures_tagging import (
     FakeBackend,

@@ -7,9 +7,9 @@ import uuid
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from shopify_app import telemetry
+from shopify_app.db.models import SyncRun, WebhookEvent, utcnow
 from shopify_app.jobs import Context
-from shopify_app.models import SyncRun, WebhookEvent, utcnow
+from shopify_app.server import telemetry
 
 
 def _samples(ctx: Context) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

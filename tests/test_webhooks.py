@@ -13,10 +13,9 @@ import pytest
 import requests
 from sqlalchemy import func, select, update
 
-from shopify_app import auth, jobs, sync, webhooks
-from shopify_app.app import create_app
-from shopify_app.jobs import Context
-from shopify_app.models import (
+from goldpan_sandbox.server import RunningServer, start_server
+from shopify_app import jobs, sync
+from shopify_app.db.models import (
     AuditEntry,
     Customer,
     DataRequest,
@@ -28,7 +27,9 @@ from shopify_app.models import (
     WebhookEvent,
     utcnow,
 )
-from shopify_app.sandbox.server import RunningServer, start_server
+from shopify_app.jobs import Context
+from shopify_app.server.app import create_app
+from shopify_app.shopify import auth, webhooks
 from tests.conftest import TEST_API_SECRET, unique_shop_domain
 from tests.fixtures_auth import *  # noqa: F403
 from tests.fixtures_auth import pending_tasks, session_token
@@ -471,7 +472,7 @@ def test_in_process_worker_handles_deliveries_end_to_end(
     """``serve``'s single-machine mode: a SQLite huey queue consumed inside the web process."""
     import time
 
-    from shopify_app.app import build_context
+    from shopify_app.server.app import build_context
 
     ctx = build_context(settings.with_overrides(huey_path=str(tmp_path / "e2e-huey.sqlite3")))
     shop = make_shop()

@@ -31,6 +31,17 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from shopify_app import jobs
+from shopify_app.db.models import (
+    AuditEntry,
+    Customer,
+    Membership,
+    MetaAudience,
+    MetaAudienceMember,
+    MetaConnection,
+    Segment,
+    Shop,
+    utcnow,
+)
 from shopify_app.errors import (
     InputError,
     MetaError,
@@ -47,17 +58,6 @@ from shopify_app.meta.identifiers import (
     hash_value,
     normalize_email,
     normalize_phone,
-)
-from shopify_app.models import (
-    AuditEntry,
-    Customer,
-    Membership,
-    MetaAudience,
-    MetaAudienceMember,
-    MetaConnection,
-    Segment,
-    Shop,
-    utcnow,
 )
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,8 @@
 A :class:`Dataset` is a store's customers, their orders and the orders' line items as numpy
 columns; cancelled and test orders are left out when it is built, so nothing downstream has to
 remember them. It comes from the database (:func:`load`, a few Core selects, no ORM objects) or
-from an orders-export CSV (:mod:`shopify_app.csv_import`), both through :class:`DatasetBuilder`.
+from an orders-export CSV (:mod:`shopify_app.sync.orders_csv`), both through
+:class:`DatasetBuilder`.
 
 Days are integers counted from 1970-01-01 (``date.toordinal() - EPOCH``): comparisons and
 differences become integer arithmetic on whole arrays.
@@ -41,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from shopify_app.models import Customer, LineItem, Order
+from shopify_app.db.models import Customer, LineItem, Order
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]

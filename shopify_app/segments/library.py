@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from shopify_app.segments import crosssell, models_clv, rfm, rules
+from shopify_app.segments import clv, crosssell, rfm, rules
 from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.dataset import (
     Dataset,
@@ -123,8 +123,8 @@ class ShopStats:
     vip_cutoff: float
     at_risk_min_spend: float
     rfm_edges: rfm.RfmEdges
-    bgnbd: models_clv.BgNbdParams | None
-    gamma_gamma: models_clv.GammaGammaParams | None
+    bgnbd: clv.BgNbdParams | None
+    gamma_gamma: clv.GammaGammaParams | None
     model_status: str  # fitted | fallback
     model_note: str
     business_domains: list[str]
@@ -160,9 +160,9 @@ class ShopStats:
             vip_cutoff=_inf_if_none(data.get("vip_cutoff")),
             at_risk_min_spend=_inf_if_none(data.get("at_risk_min_spend")),
             rfm_edges=rfm.RfmEdges.from_dict(data["rfm_edges"]),
-            bgnbd=models_clv.BgNbdParams.from_dict(data["bgnbd"]) if data.get("bgnbd") else None,
+            bgnbd=clv.BgNbdParams.from_dict(data["bgnbd"]) if data.get("bgnbd") else None,
             gamma_gamma=(
-                models_clv.GammaGammaParams.from_dict(data["gamma_gamma"])
+                clv.GammaGammaParams.from_dict(data["gamma_gamma"])
                 if data.get("gamma_gamma")
                 else None
             ),
@@ -417,45 +417,45 @@ def _business_core(ds: Dataset, f: Features, cfg: ShopConfig, companies: list[st
 
 def _fit_models(
     f: Features,
-) -> tuple[models_clv.BgNbdParams | None, models_clv.GammaGammaParams | None, str, str]:
+) -> tuple[clv.BgNbdParams | None, clv.GammaGammaParams | None, str, str]:
     mask = f.has_orders
     n = int(mask.sum())
     repeat = int((f.occasions[mask] > 1).sum())
     history = int(f.as_of - f.first_day[mask].min()) if n else 0
-    if n < models_clv.MIN_CUSTOMERS or repeat < models_clv.MIN_REPEAT_CUSTOMERS:
+    if n < clv.MIN_CUSTOMERS or repeat < clv.MIN_REPEAT_CUSTOMERS:
         return (
             None,
             None,
             "fallback",
             f"too few customers for the purchase model ({n} customers, {repeat} repeat; "
-            f"needs {models_clv.MIN_CUSTOMERS} and {models_clv.MIN_REPEAT_CUSTOMERS}): "
+            f"needs {clv.MIN_CUSTOMERS} and {clv.MIN_REPEAT_CUSTOMERS}): "
             "predictions use each customer's own order rhythm",
         )
-    if history < models_clv.MIN_HISTORY_DAYS:
+    if history < clv.MIN_HISTORY_DAYS:
         return (
             None,
             None,
             "fallback",
-            f"only {history} days of order history (needs {models_clv.MIN_HISTORY_DAYS}): "
+            f"only {history} days of order history (needs {clv.MIN_HISTORY_DAYS}): "
             "predictions use each customer's own order rhythm",
         )
     x, t_x, T = f.bgnbd_inputs()
     m = f.repeat_value[mask]
     sampled = ""
-    if len(x) > models_clv.MAX_FIT_CUSTOMERS:
+    if len(x) > clv.MAX_FIT_CUSTOMERS:
         # Four parameters are pinned down long before 50,000 customers; a fixed-seed sample
         # keeps big shops' fits fast and reproducible (predictions still cover everyone).
-        pick = np.random.default_rng(0).choice(len(x), models_clv.MAX_FIT_CUSTOMERS, replace=False)
+        pick = np.random.default_rng(0).choice(len(x), clv.MAX_FIT_CUSTOMERS, replace=False)
         x, t_x, T, m = x[pick], t_x[pick], T[pick], m[pick]
-        sampled = f" on a random sample of {models_clv.MAX_FIT_CUSTOMERS:,} customers"
+        sampled = f" on a random sample of {clv.MAX_FIT_CUSTOMERS:,} customers"
     try:
-        bg = models_clv.fit_bgnbd(x, t_x, T)
+        bg = clv.fit_bgnbd(x, t_x, T)
     except (ValueError, FloatingPointError) as exc:
         log.warning("BG/NBD fit failed: %s", exc)
         return None, None, "fallback", "the purchase model did not converge: rhythm fallback"
-    gg: models_clv.GammaGammaParams | None = None
+    gg: clv.GammaGammaParams | None = None
     try:
-        gg = models_clv.fit_gamma_gamma(x, m)
+        gg = clv.fit_gamma_gamma(x, m)
         if gg.q <= 1:
             gg = None
     except (ValueError, FloatingPointError) as exc:
@@ -536,23 +536,23 @@ def predict(f: Features, stats: ShopStats) -> Predictions:
     mask = f.has_orders
     alive = np.zeros(n_c)
     p90 = np.zeros(n_c)
-    clv = np.zeros(n_c)
+    value_12m = np.zeros(n_c)
     if not mask.any():
-        return Predictions(alive, p90, clv)
+        return Predictions(alive, p90, value_12m)
     aov = np.where(f.n_orders > 0, f.spend / np.maximum(f.n_orders, 1), 0.0)
     if stats.bgnbd is not None:
         x, t_x, T = f.bgnbd_inputs()
-        alive[mask] = models_clv.p_alive(stats.bgnbd, x, t_x, T)
-        p90[mask] = models_clv.expected_purchases(stats.bgnbd, 90 / 7, x, t_x, T)
-        p365 = models_clv.expected_purchases(stats.bgnbd, 365 / 7, x, t_x, T)
+        alive[mask] = clv.p_alive(stats.bgnbd, x, t_x, T)
+        p90[mask] = clv.expected_purchases(stats.bgnbd, 90 / 7, x, t_x, T)
+        p365 = clv.expected_purchases(stats.bgnbd, 365 / 7, x, t_x, T)
         if stats.gamma_gamma is not None:
-            value = models_clv.expected_order_value(
+            value = clv.expected_order_value(
                 stats.gamma_gamma, x, f.repeat_value[mask], stats.mean_order_value
             )
         else:
             value = aov[mask]
-        clv[mask] = p365 * value
-        return Predictions(alive, p90, clv)
+        value_12m[mask] = p365 * value
+        return Predictions(alive, p90, value_12m)
     # Rhythm fallback: a customer is expected back after their usual interval (the shop's
     # median for one-order customers); the longer past it, the less likely they are active.
     interval = np.where(f.n_orders > 1, f.mean_interval, stats.median_interval)
@@ -560,8 +560,8 @@ def predict(f: Features, stats: ShopStats) -> Predictions:
     overdue = np.maximum(f.days_since_last[mask] - interval, 0) / interval
     alive[mask] = np.exp(-overdue)
     p90[mask] = alive[mask] * 90 / interval
-    clv[mask] = alive[mask] * 365 / interval * aov[mask]
-    return Predictions(alive, p90, clv)
+    value_12m[mask] = alive[mask] * 365 / interval * aov[mask]
+    return Predictions(alive, p90, value_12m)
 
 
 # ---------------------------------------------------------------- the segments

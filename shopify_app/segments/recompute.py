@@ -44,8 +44,7 @@ from sqlalchemy.orm import Session
 
 from shopify_app import db, jobs
 from shopify_app.db import transaction
-from shopify_app.errors import InputError
-from shopify_app.models import (
+from shopify_app.db.models import (
     Membership,
     MetaConnection,
     Segment,
@@ -54,6 +53,7 @@ from shopify_app.models import (
     Tombstone,
     utcnow,
 )
+from shopify_app.errors import InputError
 from shopify_app.segments import crosssell, library, metrics
 from shopify_app.segments import dataset as dataset_mod
 from shopify_app.segments.config import ShopConfig

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from shopify_app.sandbox import control
-from shopify_app.sandbox.demo import Demo, start_demo
+from goldpan_sandbox import control
+from goldpan_sandbox.demo import Demo, start_demo
 from tests.conftest import unique_shop_domain
 
 pytestmark = pytest.mark.e2e

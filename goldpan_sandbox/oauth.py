@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from shopify_app.auth import (
+from shopify_app.shopify.auth import (
     ID_TOKEN_TYPE,
     OFFLINE_TOKEN_TYPE,
     SESSION_TOKEN_LEEWAY,

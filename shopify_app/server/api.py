@@ -1,6 +1,6 @@
 """The JSON API behind the embedded page: one declarative ``routes`` table, paths relative to /api.
 
-``shopify_app.app`` mounts :data:`routes` under ``/api`` behind the session-token middleware,
+``shopify_app.server.app`` mounts :data:`routes` under ``/api`` behind the session-token middleware,
 which sets ``request.state.shop_id`` (and ``shop_domain``, ``user_id``). Every query here is
 filtered by that shop id: an id belonging to another shop answers 404, exactly as an id that
 does not exist, so nothing leaks across shops.
@@ -35,10 +35,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from shopify_app import tagging
-from shopify_app.errors import GoldpanError, InputError
-from shopify_app.meta import audiences
-from shopify_app.meta.identifiers import consent_allows
-from shopify_app.models import (
+from shopify_app.db.models import (
     AuditEntry,
     Customer,
     DataRequest,
@@ -52,6 +49,9 @@ from shopify_app.models import (
     Shop,
     SyncRun,
 )
+from shopify_app.errors import GoldpanError, InputError
+from shopify_app.meta import audiences
+from shopify_app.meta.identifiers import consent_allows
 from shopify_app.segments import library
 from shopify_app.segments.config import ShopConfig
 
@@ -520,7 +520,7 @@ _MEMBER_COLUMNS: dict[str, Any] = {
 
 
 def _member_query(seg: Segment, q: str | None, sort: str) -> Any:
-    from shopify_app.models import Membership
+    from shopify_app.db.models import Membership
 
     stmt = (
         select(Membership.customer_id, Membership.reason, Membership.since, Customer)
@@ -593,7 +593,7 @@ def segment_members(request: Request) -> Response:
         stmt = _member_query(seg, q, sort)
         if after and sort == "id" and page == 1:
             # Keyset continuation for the default order: constant time however deep.
-            from shopify_app.models import Membership
+            from shopify_app.db.models import Membership
 
             try:
                 after_id = int(after)
@@ -1244,4 +1244,4 @@ routes: list[Route] = [
     Route("/data-requests", data_requests, methods=["GET"]),
     Route("/data-requests/{request_id}", data_request_export, methods=["GET"]),
 ]
-"""The API table; ``shopify_app.app`` mounts it under ``/api`` behind session-token checks."""
+"""The API table; ``server.app`` mounts it under ``/api`` behind session-token checks."""

@@ -35,14 +35,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shopify_app.sandbox import admin_api, control
-from shopify_app.sandbox.bulk import BulkManager, BulkOperation, finish_payload
-from shopify_app.sandbox.control import ERROR_BODIES, Faults
-from shopify_app.sandbox.cost import LeakyBucket, Plan
-from shopify_app.sandbox.delivery import WebhookDelivery
-from shopify_app.sandbox.oauth import OAuthServer
-from shopify_app.sandbox.server import RunningServer, start_server
-from shopify_app.sandbox.store import Store, shop_number
+from goldpan_sandbox import admin_api, control
+from goldpan_sandbox.bulk import BulkManager, BulkOperation, finish_payload
+from goldpan_sandbox.control import ERROR_BODIES, Faults
+from goldpan_sandbox.cost import LeakyBucket, Plan
+from goldpan_sandbox.delivery import WebhookDelivery
+from goldpan_sandbox.oauth import OAuthServer
+from goldpan_sandbox.server import RunningServer, start_server
+from goldpan_sandbox.store import Store, shop_number
 
 log = logging.getLogger(__name__)
 

@@ -373,8 +373,8 @@ _COMMANDS = {
 
 def _serve(ns: argparse.Namespace) -> int:
     """Run a standalone Shopify sandbox until Ctrl-C."""
-    from shopify_app.sandbox.generator import generate_store
-    from shopify_app.sandbox.shopify import ShopifySandbox
+    from goldpan_sandbox.generator import generate_store
+    from goldpan_sandbox.shopify import ShopifySandbox
 
     if ns.customers < 0:
         raise UsageError("--customers must not be negative")

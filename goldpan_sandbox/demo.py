@@ -6,7 +6,7 @@ Nothing to configure. :func:`start_demo`:
    and settings as the Shopify CLI would pass them — a random API key and secret, a fresh
    ``TOKEN_ENCRYPTION_KEY``, ``SHOPIFY_BASE_URL`` at the Shopify sandbox, ``META_GRAPH_URL`` and
    ``META_DIALOG_URL`` at the Meta sandbox, ``GOLDPAN_DEMO=1``;
-2. generates a linen shop (:mod:`shopify_app.sandbox.generator`) and serves it from the Shopify
+2. generates a linen shop (:mod:`goldpan_sandbox.generator`) and serves it from the Shopify
    sandbox, and serves the Meta sandbox with an ad account whose "Meta users" are derived from
    the store, so match counts mean something;
 3. migrates the database and starts the app with its background worker inside the process;
@@ -36,9 +36,9 @@ from typing import Any
 
 import requests
 
-from shopify_app.sandbox.generator import generate_store
-from shopify_app.sandbox.server import RunningServer, free_port, start_server
-from shopify_app.sandbox.shopify import ShopifySandbox
+from goldpan_sandbox.generator import generate_store
+from goldpan_sandbox.server import RunningServer, free_port, start_server
+from goldpan_sandbox.shopify import ShopifySandbox
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def page_url(app_url: str, shop: str, host: str) -> str:
 
 def _meta_sandbox_class() -> Any:
     try:
-        from shopify_app.sandbox.meta import MetaSandbox
+        from goldpan_sandbox.meta import MetaSandbox
     except ImportError:  # the Meta stand-in is optional for the demo
         return None
     return MetaSandbox
@@ -246,7 +246,7 @@ def start_demo(
         say(f"Shopify sandbox at {sandbox_url}")
 
         from shopify_app import db
-        from shopify_app.app import build_context, create_app
+        from shopify_app.server.app import build_context, create_app
 
         say("Migrating the database")
         settings.ensure_local_dirs()
@@ -264,7 +264,7 @@ def start_demo(
         stoppers.append(app_server.stop)
         say(f"Goldpan at {app_url}")
 
-        from shopify_app.sandbox.oauth import host_param
+        from goldpan_sandbox.oauth import host_param
 
         host = host_param(shop)
         demo = Demo(
@@ -306,7 +306,7 @@ def install(demo: Demo, host: str) -> int:
     """Open the app's page with a fresh ID token, as the admin does on first launch."""
     from sqlalchemy import select
 
-    from shopify_app.models import Shop
+    from shopify_app.db.models import Shop
 
     id_token = demo.shopify.oauth.mint_session_token(demo.shop_domain)
     query = urllib.parse.urlencode(
@@ -357,7 +357,7 @@ def wait_for_segments(ctx: Any, shop_id: int, *, timeout: float = 60.0) -> bool:
     """Wait until the segments engine has computed the shop's segments after the sync."""
     from sqlalchemy import func, select
 
-    from shopify_app.models import Segment
+    from shopify_app.db.models import Segment
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -377,7 +377,7 @@ def stored_counts(demo: Demo) -> dict[str, int]:
     """How many customers, orders and segments the app holds for the demo shop."""
     from sqlalchemy import func, select
 
-    from shopify_app.models import Customer, Order, Segment
+    from shopify_app.db.models import Customer, Order, Segment
 
     counts: dict[str, int] = {}
     with demo.ctx.sessions() as session:
@@ -393,7 +393,7 @@ def stored_counts(demo: Demo) -> dict[str, int]:
 
 def run_demo(port: int = 8000, customers: int = 2000, seed: int = 7) -> int:
     """``shopify-app demo``: start, print the URL, run until Ctrl-C. Returns the exit code."""
-    from shopify_app.sandbox.cli import wait_until_interrupted
+    from goldpan_sandbox.cli import wait_until_interrupted
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 

@@ -2,7 +2,7 @@
 
 The intake (``/webhooks``, ``/webhooks/compliance``, as declared in ``shopify.app.toml``) reads the
 raw body, checks ``X-Shopify-Hmac-Sha256`` in constant time *before* parsing anything (missing or
-forged → 401), and inserts a :class:`~shopify_app.models.WebhookEvent`. The unique constraint on
+forged → 401), and inserts a :class:`~shopify_app.db.models.WebhookEvent`. The unique constraint on
 ``(shop_domain, event_id)`` makes a redelivery a no-op. The row id is queued as
 ``webhooks.process`` and Shopify gets its 200 at once; the row is the durable inbox, so rows
 still ``queued`` are queued again on start-up (:func:`requeue_pending`).
@@ -33,9 +33,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shopify_app import auth, jobs, logs, sync, tagging
+from shopify_app import jobs, logs, sync, tagging
 from shopify_app.db import transaction, write_engine
-from shopify_app.models import (
+from shopify_app.db.models import (
     AuditEntry,
     Customer,
     DataRequest,
@@ -50,6 +50,7 @@ from shopify_app.models import (
     utcnow,
 )
 from shopify_app.segments import recompute
+from shopify_app.shopify import auth
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ routes = [
     Route("/webhooks", receive, methods=["POST"]),
     Route("/webhooks/compliance", receive, methods=["POST"]),
 ]
-"""Mounted at the root by :func:`shopify_app.app.build_routes`."""
+"""Mounted at the root by :func:`shopify_app.server.app.build_routes`."""
 
 
 # --- processing -------------------------------------------------------------------------------
@@ -397,7 +398,7 @@ def handle_uninstalled(
 ) -> Outcome:
     """``app/uninstalled``: drop the tokens, mark the time, keep the data until ``shop/redact``.
 
-    Background jobs stop by themselves: :func:`shopify_app.auth.access_token` refuses an
+    Background jobs stop by themselves: :func:`shopify_app.shopify.auth.access_token` refuses an
     uninstalled shop. Idempotent.
     """
     if (

@@ -30,12 +30,12 @@ from typing import Any
 
 import requests
 
-from shopify_app.sandbox.store import Address, Change, Customer, Order, Store, gid
+from goldpan_sandbox.store import Address, Change, Customer, Order, Store, gid
 
 log = logging.getLogger(__name__)
 
 API_VERSION = "2026-10"
-DEFAULT_TOML = Path(__file__).resolve().parents[2] / "shopify.app.toml"
+DEFAULT_TOML = Path(__file__).resolve().parents[1] / "shopify.app.toml"
 
 
 FALLBACK_TOPICS: dict[str, str] = {

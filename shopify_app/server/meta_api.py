@@ -29,8 +29,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from shopify_app import api, jobs
-from shopify_app.api import NotFound, error_response, request_shop_id
+from shopify_app import jobs
+from shopify_app.db.models import MetaAudience, MetaConnection, Segment, Shop, utcnow
 from shopify_app.errors import (
     AuthError,
     InputError,
@@ -41,13 +41,14 @@ from shopify_app.errors import (
 )
 from shopify_app.meta import audiences, graph
 from shopify_app.meta.identifiers import Person, consent_allows, csv_text
-from shopify_app.models import MetaAudience, MetaConnection, Segment, Shop, utcnow
+from shopify_app.server import api
+from shopify_app.server.api import NotFound, error_response, request_shop_id
 
 STATE_MAX_AGE = 15 * 60
 
 
 def endpoint(fn: Callable[[Request], Response]) -> Callable[[Request], Response]:
-    """The page API's error mapping (:func:`shopify_app.api.endpoint`) plus Meta's errors."""
+    """The page API's error mapping (:func:`shopify_app.server.api.endpoint`) plus Meta's errors."""
 
     @api.endpoint
     @wraps(fn)

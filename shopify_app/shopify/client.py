@@ -29,8 +29,8 @@ from typing import Any
 import requests
 from sqlalchemy import update
 
-from shopify_app import auth
 from shopify_app.db import transaction
+from shopify_app.db.models import Shop
 from shopify_app.errors import (
     GraphQLError,
     ShopifyError,
@@ -41,11 +41,11 @@ from shopify_app.errors import (
     UserErrorsError,
 )
 from shopify_app.jobs import Context
-from shopify_app.models import Shop
+from shopify_app.shopify import auth
 
 log = logging.getLogger(__name__)
 
-GRAPHQL_DIR = Path(__file__).resolve().parent / "graphql"
+GRAPHQL_DIR = Path(__file__).resolve().parents[1] / "graphql"
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 MAX_ATTEMPTS = 8

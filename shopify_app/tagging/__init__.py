@@ -50,8 +50,8 @@ from sqlalchemy.orm import Session
 
 from shopify_app import jobs
 from shopify_app.db import transaction
+from shopify_app.db.models import AuditEntry, Customer, Membership, Segment, Shop, utcnow
 from shopify_app.errors import GoldpanError, InputError, ShopifyError
-from shopify_app.models import AuditEntry, Customer, Membership, Segment, Shop, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ def native_segment_query(tag: str) -> str:
 
 
 class AdminAPI(Protocol):
-    """The part of :class:`shopify_app.admin.AdminClient` tagging uses (tests inject others)."""
+    """The part of :class:`~shopify_app.shopify.client.AdminClient` tagging uses."""
 
     def execute(
         self, document_name: str, variables: dict[str, Any] | None = None
@@ -279,7 +279,7 @@ class AdminAPI(Protocol):
 
 def admin_client(ctx: jobs.Context, shop_id: int) -> AdminAPI:
     """The Admin API client of ``shop_id`` (imported late: tagging's pure core needs no HTTP)."""
-    from shopify_app.admin import AdminClient
+    from shopify_app.shopify.client import AdminClient
 
     client: AdminAPI = AdminClient(ctx, shop_id)
     return client
@@ -1170,7 +1170,7 @@ class _LazyClient:
 
     def _get(self) -> AdminAPI:
         if self._client is None:
-            from shopify_app.admin import AdminClient
+            from shopify_app.shopify.client import AdminClient
 
             # One kept-alive connection per worker thread, not a new one per tag write.
             self._client = AdminClient(self._ctx, self._shop_id, http=_thread_http())

@@ -41,8 +41,8 @@ from sqlalchemy.exc import IntegrityError
 from shopify_app import jobs
 from shopify_app.crypto import TokenCipher
 from shopify_app.db import make_engine, make_sessionmaker, transaction
+from shopify_app.db.models import MetaConnection, Shop, utcnow
 from shopify_app.errors import AuthError, ConfigError, TokenError, TransientError
-from shopify_app.models import MetaConnection, Shop, utcnow
 from shopify_app.settings import Settings
 
 log = logging.getLogger(__name__)

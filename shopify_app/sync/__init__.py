@@ -44,10 +44,8 @@ from sqlalchemy import Connection, Dialect, Table, bindparam, delete, or_, selec
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shopify_app import db, jobs
-from shopify_app.admin import AdminClient, gid_number
 from shopify_app.db import transaction
-from shopify_app.errors import ShopifyError, SyncError
-from shopify_app.models import (
+from shopify_app.db.models import (
     Customer,
     LineItem,
     Order,
@@ -58,7 +56,9 @@ from shopify_app.models import (
     Variant,
     utcnow,
 )
+from shopify_app.errors import ShopifyError, SyncError
 from shopify_app.segments import recompute
+from shopify_app.shopify.client import AdminClient, gid_number
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from shopify_app.db.models import Shop, SyncRun, WebhookEvent, utcnow
 from shopify_app.jobs import Context
-from shopify_app.models import Shop, SyncRun, WebhookEvent, utcnow
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -52,9 +52,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from shopify_app.sandbox import admin_api
-from shopify_app.sandbox.control import Faults
-from shopify_app.sandbox.store import Store, gid, shop_number
+from goldpan_sandbox import admin_api
+from goldpan_sandbox.control import Faults
+from goldpan_sandbox.store import Store, gid, shop_number
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from shopify_app.sandbox.store import Address, Customer, LineItem, Order
+from goldpan_sandbox.store import Address, Customer, LineItem, Order
 
 if TYPE_CHECKING:
-    from shopify_app.sandbox.shopify import ShopifySandbox
+    from goldpan_sandbox.shopify import ShopifySandbox
 
 ERROR_BODIES = {
     429: "Exceeded 2 calls per second for api client. Reduce request rates to resume "

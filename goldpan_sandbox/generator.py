@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TypeVar
 
-from shopify_app.sandbox.store import Address, Customer, LineItem, Order, Product, Store, Variant
+from goldpan_sandbox.store import Address, Customer, LineItem, Order, Product, Store, Variant
 
 _T = TypeVar("_T")
 

@@ -41,8 +41,8 @@ from graphql import (
     validate,
 )
 
-from shopify_app.sandbox import cost
-from shopify_app.sandbox.store import (
+from goldpan_sandbox import cost
+from goldpan_sandbox.store import (
     Address,
     Customer,
     LineItem,
@@ -57,7 +57,7 @@ from shopify_app.sandbox.store import (
 )
 
 if TYPE_CHECKING:
-    from shopify_app.sandbox.bulk import BulkManager
+    from goldpan_sandbox.bulk import BulkManager
 
 API_VERSION = "2026-10"
 SCHEMA_FILE = Path(__file__).parent / "data" / "admin-2026-10.introspection.json.gz"

@@ -11,7 +11,7 @@ Requests, by path:
 * ``/api/...`` — JSON for the page, behind :class:`SessionTokenAuth`; handlers read
   ``request.state.shop_id`` and never take a shop from the request, so one shop's token can never
   reach another shop's data. ``/api/meta/...`` is the Meta connection API.
-* ``/webhooks``, ``/webhooks/compliance`` — see :mod:`shopify_app.webhooks`.
+* ``/webhooks``, ``/webhooks/compliance`` — see :mod:`shopify_app.shopify.webhooks`.
 * ``/healthz`` (the process answers), ``/readyz`` (database reachable, schema at head).
 
 Every HTML response carries ``Content-Security-Policy: frame-ancestors https://<shop>
@@ -32,7 +32,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -45,8 +44,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shopify_app import auth, db, logs
+from shopify_app import db, logs
 from shopify_app.crypto import TokenCipher
+from shopify_app.db.models import Shop
 from shopify_app.errors import (
     AuthError,
     GoldpanError,
@@ -56,12 +56,12 @@ from shopify_app.errors import (
     TokenError,
 )
 from shopify_app.jobs import Context, Runtime, make_huey
-from shopify_app.models import Shop
+from shopify_app.server.assets import WEB_DIR
 from shopify_app.settings import Settings
+from shopify_app.shopify import auth
 
 log = logging.getLogger(__name__)
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 RETRY_HEADER = "X-Shopify-Retry-Invalid-Session-Request"
 STATE_COOKIE = "goldpan_oauth_state"
 STATE_TTL = 300
@@ -490,11 +490,11 @@ def readyz(request: Request) -> Response:
 
 
 def metrics(request: Request) -> Response:
-    """Prometheus text exposition of the cluster's gauges (see :mod:`shopify_app.telemetry`).
+    """Prometheus text exposition of the cluster's gauges (see :mod:`shopify_app.server.telemetry`).
 
     With ``METRICS_TOKEN`` set, only ``Authorization: Bearer <token>`` may read it.
     """
-    from shopify_app import telemetry
+    from shopify_app.server import telemetry
 
     settings = _ctx(request).settings
     if settings.metrics_token:
@@ -566,8 +566,9 @@ EXCEPTION_HANDLERS: Mapping[Any, Callable[[Request, Exception], Response]] = {
 
 def build_routes() -> list[BaseRoute]:
     """The routes table (the single place every URL of the app is declared)."""
-    from shopify_app import api, webhooks
-    from shopify_app.meta import web as meta_web
+    from shopify_app.server import api
+    from shopify_app.server import meta_api as meta_web
+    from shopify_app.shopify import webhooks
 
     routes: list[BaseRoute] = [
         Route("/", index, methods=["GET"]),
@@ -599,7 +600,7 @@ def create_app(ctx: Context, *, start_worker: bool = False) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        from shopify_app import webhooks
+        from shopify_app.shopify import webhooks
 
         consumer = None
         if start_worker and ctx.runtime is not None:
@@ -661,7 +662,7 @@ def serve(settings: Settings, host: str = "127.0.0.1") -> None:
 def run_worker(settings: Settings, threads: int = 4, scheduler: bool = False) -> None:
     """Run a huey consumer (``shopify-app worker``) until interrupted; ``scheduler`` (exactly one
     worker per cluster) also enqueues the periodic tasks."""
-    from shopify_app import webhooks
+    from shopify_app.shopify import webhooks
 
     logs.configure_logging(settings)
     ctx = build_context(settings)
@@ -679,7 +680,7 @@ def resume_syncs(ctx: Context) -> int:
     some of its exports (it is started again for what is missing). Both are idempotent, so every
     worker start doing this is harmless.
     """
-    from shopify_app.models import Shop, SyncRun
+    from shopify_app.db.models import Shop, SyncRun
     from shopify_app.sync import RESOURCES
 
     with ctx.sessions() as session:
