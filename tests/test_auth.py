@@ -59,6 +59,14 @@ def test_oauth_hmac_rejects_tampering_and_absence() -> None:
     )
 
 
+def test_oauth_hmac_refuses_a_repeated_parameter() -> None:
+    # Every pair is signed, so a second ``shop`` cannot ride along on a valid signature.
+    signed = [*OAUTH_VECTOR.items(), ("hmac", OAUTH_VECTOR_HMAC)]
+    assert auth.verify_oauth_hmac("hush", signed)
+    assert not auth.verify_oauth_hmac("hush", [*signed, ("shop", "evil.myshopify.com")])
+    assert not auth.verify_oauth_hmac("hush", [("shop", "evil.myshopify.com"), *signed])
+
+
 def test_webhook_hmac_matches_shopify_vector() -> None:
     body = b'{"foo": "bar"}'
     expected = "B23tXN681gZ0qIWNRrgtzBE9XSDo5yaUu6wfmhu3a7g="

@@ -18,6 +18,13 @@ One operation per function, in the manner of shopify-app-js:
 
 Verification never raises for bad input; it returns ``False`` or raises :class:`AuthError` with a
 reason, and the web edge maps that to 401.
+
+Only session-token decoding is ShopifyAPI's. Its HMAC, ``validate_params`` and permission-URL
+helpers read the key and secret from process-global class state (``shopify.Session.secret``), which
+threads holding different secrets (the test suite does) would race on; its HMAC takes a dict, so a
+repeated parameter is collapsed instead of refused; ``validate_params`` allows a day of replay where
+the callback allows 90 s; its domain check completes bare names and strips schemes; its permission
+URL ignores ``SHOPIFY_BASE_URL``. It has no webhook verifier.
 """
 
 from __future__ import annotations
