@@ -22,6 +22,7 @@ from shopify_app.db.models import (
     Shop,
 )
 from shopify_app.segments import dataset, library, loader, recompute
+from shopify_app.segments.library import reasons
 
 _ids = itertools.count(10_000)
 TODAY = dt.datetime.now(dt.UTC).replace(hour=12, minute=0, second=0, microsecond=0)
@@ -135,10 +136,10 @@ def test_full_recompute_writes_segments_memberships_history_and_queues_syncs(
     business = memberships(ctx, shop.id, "business-buyers")
     assert set(business) == {alice}
     # Stored structured (the page translates it); English for exports comes from render().
-    stored = library.Reason.parse(business[alice].reason)
+    stored = reasons.Reason.parse(business[alice].reason)
     assert stored is not None and stored.key == "business.order_units"
     assert stored.params["units"] == 48 and stored.params["product"] == "Dinner Napkins"
-    assert library.render(business[alice].reason).startswith("48 units of Dinner Napkins on ")
+    assert reasons.render(business[alice].reason).startswith("48 units of Dinner Napkins on ")
     assert set(memberships(ctx, shop.id, "one-time-buyers")) == {alice, bob}
     assert set(memberships(ctx, shop.id, "true-fans")) == {carol}
     assert set(memberships(ctx, shop.id, "lapsed-90")) == {bob}
@@ -400,7 +401,7 @@ def test_reasons_with_quotes_backslashes_and_control_characters_round_trip(
         add_order(s, shop.id, a, 20, 10.0, [], billing_company=company)
     recompute.recompute_shop_now(ctx, shop.id)
     stored = memberships(ctx, shop.id, "business-buyers")[a].reason
-    parsed = library.Reason.parse(stored)
+    parsed = reasons.Reason.parse(stored)
     assert parsed is not None and parsed.params["company"] == company
     # Changed reasons go through COPY too: the same text is written again unchanged.
     with ctx.sessions.begin() as s:

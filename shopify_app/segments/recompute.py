@@ -4,8 +4,9 @@
   every segment row exists (built-ins are created on the first run), replace memberships by
   difference (new members inserted, departed ones deleted, ``since`` of the others kept),
   write today's history row per segment, cache the shop-level yardsticks
-  (:class:`~shopify_app.segments.library.ShopStats`) in ``Shop.settings["segment_stats"]``, then
-  queue ``tags.sync`` and ``meta.sync_shop`` when those tasks exist.
+  (:class:`~shopify_app.segments.library.context.ShopStats`) in
+  ``Shop.settings["segment_stats"]``, then queue ``tags.sync`` and ``meta.sync_shop`` when those
+  tasks exist.
 - ``segments.recompute_customer(shop_id, customer_id)``: after a webhook, re-evaluate one
   customer against the cached yardsticks and fix only their memberships and the counts.
 - ``segments.daily``: a full recompute of every installed shop (days pass: "lapsed" changes
@@ -57,6 +58,7 @@ from shopify_app.errors import InputError
 from shopify_app.segments import crosssell, library, loader, metrics
 from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.dataset import Dataset, IntArray, distinct
+from shopify_app.segments.library.context import SegmentDef, ShopStats
 
 log = logging.getLogger(__name__)
 
@@ -79,19 +81,19 @@ def shop_config(shop: Shop) -> ShopConfig:
         return ShopConfig()
 
 
-def cached_stats(shop: Shop) -> library.ShopStats | None:
+def cached_stats(shop: Shop) -> ShopStats | None:
     """The yardsticks cached by the last full recompute, if any."""
     data = (shop.settings or {}).get(STATS_KEY)
     if not data:
         return None
     try:
-        return library.ShopStats.from_dict(data)
+        return ShopStats.from_dict(data)
     except (KeyError, TypeError, ValueError):
         return None
 
 
 def _ensure_segments(
-    session: Session, shop_id: int, cfg: ShopConfig, defs: list[library.SegmentDef]
+    session: Session, shop_id: int, cfg: ShopConfig, defs: list[SegmentDef]
 ) -> dict[str, Segment]:
     """Segment rows for every definition (created on first sight), keyed by handle."""
     existing = {
