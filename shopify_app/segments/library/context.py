@@ -1,8 +1,12 @@
-"""What the segment families share: definitions, results, the shop's yardsticks, predictions."""
+"""What the segment families share: definitions, results, yardsticks, predictions, the context.
+
+:class:`Context` is one evaluation's inputs: every family reads it and adds its segments to it.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,9 +14,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shopify_app.segments import clv, rfm
+from shopify_app.segments.config import ShopConfig
+from shopify_app.segments.dataset import Dataset, Features, FloatArray, IntArray
+from shopify_app.segments.library.reasons import IsoDays
 
-IntArray = NDArray[np.int64]
-FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
@@ -120,3 +126,45 @@ class Predictions:
     p_alive: FloatArray
     purchases_90d: FloatArray
     clv_12m: FloatArray
+
+
+@dataclass
+class Context:
+    """One evaluation's inputs, built once and read by every segment family.
+
+    A family computes its members as a mask over customers and adds them with :meth:`put`;
+    families later in the display order may read the segments already put (true fans leave
+    business buyers out).
+    """
+
+    dataset: Dataset
+    features: Features
+    cfg: ShopConfig
+    stats: ShopStats
+    predictions: Predictions
+    companies: list[str]  # a company name per customer, '' for none
+    regions: list[tuple[str, str]]  # (country, province) per customer
+    rfm_scores: tuple[IntArray, IntArray, IntArray]
+    rfm_group: IntArray  # -1 for customers without orders
+    definitions: dict[str, SegmentDef]
+    # Reasons are formatted per member (a million strings on a big shop): Python numbers from
+    # lists format several times faster than numpy scalars indexed one by one.
+    n_orders: list[int]
+    last_day: list[int]
+    spend: list[float]
+    mean_interval: list[float]
+    iso_day: IsoDays = field(default_factory=IsoDays)
+    segments: dict[str, SegmentResult] = field(default_factory=dict)
+
+    def put(self, handle: str, mask: BoolArray, reason: Callable[[int], str]) -> None:
+        """Add a segment: the customers in ``mask`` who have orders, a reason for each."""
+        members = np.nonzero(mask & self.features.has_orders)[0].astype(np.int64)
+        self.segments[handle] = SegmentResult(
+            self.definitions[handle], members, [reason(i) for i in members.tolist()]
+        )
+
+    def members_mask(self, handle: str) -> BoolArray:
+        """A segment already put, as a mask over customers."""
+        mask = np.zeros(self.dataset.n_customers, dtype=bool)
+        mask[self.segments[handle].members] = True
+        return mask

@@ -6,23 +6,20 @@ from typing import Any
 
 import numpy as np
 
-from shopify_app.segments import rfm
-from shopify_app.segments.dataset import Dataset, Features, email_domain
-from shopify_app.segments.library.context import IntArray, Predictions
+from shopify_app.segments import crosssell, rfm, rules
+from shopify_app.segments.dataset import email_domain
+from shopify_app.segments.library.context import BoolArray, Context
+from shopify_app.segments.library.reasons import constant, encoder
 
 
 def _lower(values: list[str | None]) -> list[str]:
     return [(v or "").strip().lower() for v in values]
 
 
-def custom_columns(
-    ds: Dataset,
-    f: Features,
-    preds: Predictions,
-    scores: tuple[IntArray, IntArray, IntArray],
-    group: IntArray,
-) -> dict[str, Any]:
+def custom_columns(ctx: Context) -> dict[str, Any]:
     """The per-customer columns custom rules test (see :mod:`shopify_app.segments.rules`)."""
+    ds, f, preds = ctx.dataset, ctx.features, ctx.predictions
+    scores, group = ctx.rfm_scores, ctx.rfm_group
     has = f.has_orders
     nan = np.nan
     return {
@@ -49,3 +46,27 @@ def custom_columns(
         "rfm_group": [rfm.GROUP_KEYS[g] if g >= 0 else "" for g in group],
         "marketing_state": _lower(ds.info["email_marketing_state"]),
     }
+
+
+def custom_segments(ctx: Context) -> None:
+    """One segment per custom rule set; the rule, said in words, is every member's reason."""
+    if not ctx.cfg.custom_segments:
+        return
+    ds = ctx.dataset
+    columns = custom_columns(ctx)
+    cache: dict[str, BoolArray] = {}
+
+    def product_mask(reference: str) -> BoolArray:
+        if reference not in cache:
+            cache[reference] = crosssell.bought_any(ds, crosssell.products_matching(ds, reference))
+        return cache[reference]
+
+    reason = encoder("custom", text=("rule",))
+    for i_c, spec in enumerate(ctx.cfg.custom_segments):
+        seg = rules.parse_custom_segment(spec, f"custom_segments[{i_c}]")
+        text = reason(rule=rules.describe(seg.root))
+        ctx.put(
+            f"custom-{seg.handle}",
+            rules.evaluate(seg.root, columns, product_mask),
+            constant(text),
+        )

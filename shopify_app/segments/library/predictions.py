@@ -1,4 +1,9 @@
-"""Model-driven segments (likely to buy, at risk) and the BG/NBD + Gamma-Gamma fits behind them."""
+"""Model-driven segments (likely to buy, at risk) and the BG/NBD + Gamma-Gamma fits behind them.
+
+:func:`fit_models` fits the shop's models (kept in :class:`~.context.ShopStats`), :func:`predict`
+turns them into per-customer :class:`~.context.Predictions`, falling back to each customer's own
+order rhythm when the shop's data cannot carry a fit.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ import numpy as np
 
 from shopify_app.segments import clv
 from shopify_app.segments.dataset import Features
-from shopify_app.segments.library.context import Predictions, ShopStats
+from shopify_app.segments.library.context import Context, Predictions, ShopStats
+from shopify_app.segments.library.reasons import encoder
 
 log = logging.getLogger(__name__)
 
@@ -96,3 +102,37 @@ def predict(f: Features, stats: ShopStats) -> Predictions:
     p90[mask] = alive[mask] * 90 / interval
     value_12m[mask] = alive[mask] * 365 / interval * aov[mask]
     return Predictions(alive, p90, value_12m)
+
+
+def likely_to_buy(ctx: Context) -> None:
+    """Likely still active and expected to order again within 90 days."""
+    preds, cfg = ctx.predictions, ctx.cfg
+    likely = encoder("likely")
+    # Predictions drift a little every day (a day older, a refitted model): in steps of 5 %
+    # and half an order the reason stays put, so the daily recompute does not rewrite most
+    # of these members for a change in the last digit.
+    likely_percent = (np.round(preds.p_alive * 20) * 5).astype(np.int64).tolist()
+    likely_orders = (np.round(preds.purchases_90d * 2) / 2).tolist()
+    ctx.put(
+        "likely-to-buy",
+        (preds.p_alive >= cfg.likely_min_p_alive)
+        & (preds.purchases_90d >= cfg.likely_min_purchases_90d),
+        lambda i: likely(percent=likely_percent[i], orders=likely_orders[i], days=90),
+    )
+
+
+def at_risk(ctx: Context) -> None:
+    """Repeat customers who spent well (a shop yardstick) and are now unlikely to be active."""
+    f, preds, cfg = ctx.features, ctx.predictions, ctx.cfg
+    spend_l, n_orders_l = ctx.spend, ctx.n_orders
+    p_alive_l = preds.p_alive.tolist()
+    reason = encoder("at_risk")
+    ctx.put(
+        "at-risk",
+        (f.n_orders >= 2)
+        & (f.spend >= ctx.stats.at_risk_min_spend)
+        & (preds.p_alive < cfg.at_risk_max_p_alive),
+        lambda i: reason(
+            spend_money=spend_l[i], orders=n_orders_l[i], percent=round(p_alive_l[i] * 100)
+        ),
+    )

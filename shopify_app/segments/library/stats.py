@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections import Counter
 
 import numpy as np
 
 from shopify_app.segments import rfm
 from shopify_app.segments.config import ShopConfig
-from shopify_app.segments.dataset import Dataset, Features, email_domain
+from shopify_app.segments.dataset import Dataset, Features
 from shopify_app.segments.library.context import ShopStats
-from shopify_app.segments.library.playbook import FREE_MAIL, business_core, company_names
+from shopify_app.segments.library.playbook import business_domains, company_names
 from shopify_app.segments.library.predictions import fit_models
-from shopify_app.segments.library.regions import customer_regions
+from shopify_app.segments.library.regions import customer_regions, top_regions
 
 
 def compute_stats(
@@ -51,24 +50,7 @@ def compute_stats(
     bg, gg, status, note = fit_models(f)
 
     companies = company_names(ds) if companies is None else companies
-    core = business_core(ds, f, cfg, companies)
-    domains = Counter(
-        d
-        for d in (email_domain(ds.info["email"][i]) for i in np.nonzero(core)[0])
-        if d and d not in FREE_MAIL
-    )
-    regions_count = Counter(
-        k
-        for k, has in zip(
-            customer_regions(ds) if region_keys is None else region_keys, mask, strict=True
-        )
-        if has and k[0]
-    )
-    regions = [
-        (c, p, cnt)
-        for (c, p), cnt in regions_count.most_common(cfg.region_top)
-        if cnt >= cfg.region_min_customers
-    ]
+    keys = customer_regions(ds) if region_keys is None else region_keys
     intervals = f.mean_interval[f.n_orders > 1]
     median_interval = float(np.median(intervals)) if len(intervals) else 90.0
     total_orders = int(f.n_orders.sum())
@@ -82,8 +64,8 @@ def compute_stats(
         gamma_gamma=gg,
         model_status=status,
         model_note=note,
-        business_domains=sorted(domains),
-        regions=regions,
+        business_domains=business_domains(ds, f, cfg, companies),
+        regions=top_regions(keys, mask, cfg),
         median_interval=max(median_interval, 1.0),
         mean_order_value=float(f.spend.sum() / total_orders) if total_orders else 0.0,
     )
