@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -412,3 +414,38 @@ def test_english_reason_templates_are_the_pages_and_every_language_has_them() ->
             assert translated != template or key == "rfm", (lang, key)
             placeholders = set(re.findall(r"\{(\w+)\}", template))
             assert set(re.findall(r"\{(\w+)\}", translated)) == placeholders, (lang, key)
+
+
+# Run in a fresh interpreter (this test session has imported everything already): imports the
+# modules named in argv[1] and prints the loaded modules under the prefixes in argv[2].
+IMPORT_PROBE = """
+import importlib, json, sys
+for name in sys.argv[1].split(","):
+    importlib.import_module(name)
+io = sys.argv[2].split(",")
+loaded = [m for m in sys.modules if any(m == p or m.startswith(p + ".") for p in io)]
+print(json.dumps(sorted(loaded)))
+"""
+
+
+def test_the_segments_core_imports_no_io() -> None:
+    """The pure core loads no database, HTTP or job code: only loader and recompute do I/O."""
+    core = [
+        "shopify_app.segments.dataset",
+        "shopify_app.segments.library",
+        "shopify_app.segments.rfm",
+        "shopify_app.segments.clv",
+        "shopify_app.segments.crosssell",
+        "shopify_app.segments.rules",
+        "shopify_app.segments.metrics",
+        "shopify_app.segments.config",
+    ]
+    io = ["sqlalchemy", "requests", "huey", "shopify_app.db", "shopify_app.jobs"]
+    out = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE, ",".join(core), ",".join(io)],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(out.stdout) == []
