@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from goldpan_sandbox.server import RunningServer, start_server
 from shopify_app.db.models import Customer, DataRequest, Membership, Segment, Shop, SyncRun
 from shopify_app.jobs import Context
-from shopify_app.segments import library
+from shopify_app.segments.library.reasons import Reason
 from tests.fixtures_api import build_page_app, seed_shop, session_token
 
 
@@ -226,7 +226,7 @@ def test_members_csv_says_structured_reasons_in_english(
     server: RunningServer, shop_a, sessions: sessionmaker[Session]
 ) -> None:
     shop, ids = shop_a
-    stored = library.Reason(
+    stored = Reason(
         "business.order_units", {"units": 48, "product": "Dinner Napkins", "day_date": "2026-03-03"}
     ).to_json()
     with sessions.begin() as session:

@@ -52,8 +52,8 @@ from shopify_app.db.models import (
 from shopify_app.errors import GoldpanError, InputError
 from shopify_app.meta import audiences
 from shopify_app.meta.identifiers import consent_allows
-from shopify_app.segments import library
 from shopify_app.segments.config import ShopConfig
+from shopify_app.segments.library import reasons
 
 log = logging.getLogger(__name__)
 
@@ -688,7 +688,7 @@ def segment_members_csv(request: Request) -> Response:
                         c.number_of_orders,
                         f"{float(c.amount_spent or 0):.2f}",
                         # Spreadsheets get the reason in English, not the page's JSON.
-                        _csv_safe(library.render(reason)),
+                        _csv_safe(reasons.render(reason)),
                         _iso(since),
                     ]
                 )

@@ -510,7 +510,7 @@ def build_export(
     audiences: list[dict[str, Any]] = []
     if customer_id is not None:
         # Imported here: the segment engine (numpy) is only needed for this rare request.
-        from shopify_app.segments.library import render as render_reason
+        from shopify_app.segments.library.reasons import render as render_reason
 
         for membership, segment in session.execute(
             select(Membership, Segment)
