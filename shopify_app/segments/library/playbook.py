@@ -10,36 +10,38 @@ import numpy as np
 
 from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.dataset import Dataset, Features, email_domain
+from shopify_app.segments.evidence import company_evidence, is_mailbox_domain
 from shopify_app.segments.library.context import BoolArray, Context
 from shopify_app.segments.library.reasons import encoder
 
-# Free-mail providers: a shared domain here says nothing about a shared employer.
-FREE_MAIL = frozenset(
-    (
-        "gmail.com", "googlemail.com", "yahoo.com", "yahoo.co.uk", "yahoo.fr", "yahoo.de",
-        "ymail.com", "hotmail.com", "hotmail.co.uk", "hotmail.fr", "outlook.com", "live.com",
-        "msn.com", "aol.com", "icloud.com", "me.com", "mac.com", "gmx.com", "gmx.de", "gmx.net",
-        "web.de", "mail.com", "protonmail.com", "proton.me", "pm.me", "zoho.com", "yandex.ru",
-        "yandex.com", "mail.ru", "qq.com", "163.com", "126.com", "naver.com", "daum.net",
-        "hanmail.net", "comcast.net", "verizon.net", "att.net", "sbcglobal.net", "orange.fr",
-        "free.fr", "laposte.net", "wanadoo.fr", "libero.it", "btinternet.com", "sky.com",
-        "t-online.de", "seznam.cz", "wp.pl", "o2.pl", "fastmail.com", "hey.com", "example.com",
-        "example.org",
-    )
-)  # fmt: skip
-
 
 def company_names(ds: Dataset) -> list[str]:
-    """A company name per customer: the customer's own, else one from a billing address."""
-    names = [(c or "").strip() for c in ds.info["company"]]
+    """A company per customer that is evidence of a business (:func:`.evidence.company_evidence`):
+    the customer's own, else one from a billing address; ``''`` when there is none."""
+    info = ds.info
+    first, last, emails = info["first_name"], info["last_name"], info["email"]
+    names = [
+        company_evidence(c, first[i], last[i], emails[i]) if c else ""
+        for i, c in enumerate(info["company"])
+    ]
     # Most orders carry no company: find the few that do without a Python step per order.
     for i in [i for i, company in enumerate(ds.order_company) if company]:
-        company = (ds.order_company[i] or "").strip()
-        if company:
-            c = int(ds.order_customer[i])
-            if not names[c]:
-                names[c] = company
+        c = int(ds.order_customer[i])
+        if not names[c]:
+            names[c] = company_evidence(ds.order_company[i], first[c], last[c], emails[c])
     return names
+
+
+def company_domains(ds: Dataset) -> list[str]:
+    """Each customer's email domain when it can name an employer (not a consumer mailbox)."""
+    verdicts: dict[str, bool] = {}
+    out = []
+    for email in ds.info["email"]:
+        domain = email_domain(email)
+        if domain not in verdicts:
+            verdicts[domain] = not is_mailbox_domain(domain)
+        out.append(domain if verdicts[domain] else "")
+    return out
 
 
 def business_core(ds: Dataset, f: Features, cfg: ShopConfig, companies: list[str]) -> BoolArray:
@@ -53,26 +55,28 @@ def business_core(ds: Dataset, f: Features, cfg: ShopConfig, companies: list[str
 
 
 def business_domains(ds: Dataset, f: Features, cfg: ShopConfig, companies: list[str]) -> list[str]:
-    """Email domains business buyers use (free mail aside): a colleague there is evidence too."""
+    """Company email domains of business buyers with evidence of their own (bulk units or a
+    genuine company): a colleague on the same domain is evidence too. Mailboxes never count."""
     core = business_core(ds, f, cfg, companies)
-    emails = ds.info["email"]
-    domains = (email_domain(emails[i]) for i in np.nonzero(core)[0])
-    return sorted({d for d in domains if d and d not in FREE_MAIL})
+    domains = company_domains(ds)
+    return sorted({domains[i] for i in np.nonzero(core)[0].tolist() if domains[i]})
 
 
 def business_buyers(ctx: Context) -> None:
-    """Bulk units in one order or over the window, a company, or a business buyer's domain."""
+    """Bulk units in one order or over the window, a genuine company, or the company email
+    domain of another business buyer with evidence of their own."""
     ds, f, cfg = ctx.dataset, ctx.features, ctx.cfg
     companies = ctx.companies
     titles = ds.product_titles
     days = ctx.iso_day
     core = business_core(ds, f, cfg, companies)
-    domains = [email_domain(e) for e in ds.info["email"]]
+    domains = company_domains(ds)
     known = set(ctx.stats.business_domains)
+    # ``known`` holds the company domains of buyers with evidence of their own, so for a
+    # customer without any, a domain on it is a colleague's evidence (also when ``ds`` holds
+    # this one customer and ``stats`` come from the last full recompute).
     by_domain = f.has_orders & np.fromiter(
-        (bool(d) and d in known and d not in FREE_MAIL for d in domains),
-        dtype=bool,
-        count=ds.n_customers,
+        (bool(d) and d in known for d in domains), dtype=bool, count=ds.n_customers
     )
     max_units_l = f.max_line_units.tolist()
     max_product_l = f.max_line_product.tolist()
