@@ -38,12 +38,14 @@ from goldpan_sandbox.cost import PLANS
 from goldpan_sandbox.shopify import ShopifySandbox
 from goldpan_sandbox.store import Customer as SandboxCustomer
 from goldpan_sandbox.store import Store
-from shopify_app import db, tagging
+from shopify_app import db
 from shopify_app.crypto import TokenCipher, generate_key
 from shopify_app.db.models import Customer, Membership, Segment, Shop
 from shopify_app.jobs import Context
 from shopify_app.settings import Settings
 from shopify_app.shopify.client import AdminClient
+from shopify_app.tagging.bulk import poll_bulk
+from shopify_app.tagging.writes import sync_tags
 
 API_KEY, API_SECRET = "bench-key", "bench-secret"
 
@@ -195,10 +197,10 @@ def small_path(bench: Bench, changes: int) -> dict[str, Any]:
     shop_id, _ = bench.shop(changes, threshold=10**9)
     client = AdminClient(bench.ctx, shop_id)
     started = time.monotonic()
-    report = tagging.sync_tags(bench.ctx, shop_id, client=client)
+    report = sync_tags(bench.ctx, shop_id, client=client)
     wall = time.monotonic() - started
     assert report.changed == changes and bench.tagged(shop_id) == changes, report.summary()
-    again = tagging.sync_tags(bench.ctx, shop_id, client=client)
+    again = sync_tags(bench.ctx, shop_id, client=client)
     return {
         "changes": changes,
         "requests": report.requests,
@@ -214,14 +216,14 @@ def bulk_path(bench: Bench, changes: int) -> dict[str, Any]:
     shop_id, _ = bench.shop(changes)
     client = AdminClient(bench.ctx, shop_id)
     started = time.monotonic()
-    report = tagging.sync_tags(bench.ctx, shop_id, client=client)
+    report = sync_tags(bench.ctx, shop_id, client=client)
     polls = 0
-    while tagging.poll_bulk(bench.ctx, shop_id, client=client):
+    while poll_bulk(bench.ctx, shop_id, client=client):
         polls += 1
         time.sleep(0.1)
     wall = time.monotonic() - started
     assert bench.tagged(shop_id) == changes
-    again = tagging.sync_tags(bench.ctx, shop_id, client=client)
+    again = sync_tags(bench.ctx, shop_id, client=client)
     return {
         "changes": changes,
         "bulk_operations": len(report.bulk_operations),
@@ -253,7 +255,7 @@ def steady_singles(bench: Bench, rate: float, seconds: float, shops: int) -> dic
             clients = local.clients = {}
         if shop_id not in clients:
             clients[shop_id] = AdminClient(bench.ctx, shop_id)
-        tagging.sync_tags(bench.ctx, shop_id, [customer_id], client=clients[shop_id])
+        sync_tags(bench.ctx, shop_id, [customer_id], client=clients[shop_id])
         with lock:
             latencies.append(time.monotonic() - due)
 

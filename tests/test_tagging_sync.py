@@ -18,11 +18,20 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from goldpan_sandbox.shopify import ShopifySandbox
-from shopify_app import jobs, tagging
+from shopify_app import jobs
 from shopify_app.db.models import AuditEntry, Customer, Segment, Shop
 from shopify_app.errors import ShopifyError
 from shopify_app.jobs import Context
 from shopify_app.shopify.client import AdminClient
+from shopify_app.tagging.bulk import on_bulk_finish, poll_bulk
+from shopify_app.tagging.changes import (
+    ensure_native_segment,
+    on_prefix_changed,
+    on_segment_changed,
+    preview,
+)
+from shopify_app.tagging.state import RUNNING
+from shopify_app.tagging.writes import SyncReport, sync_tags
 from tests.fixtures_tagging import *  # noqa: F403
 from tests.fixtures_tagging import (
     FakeBackend,
@@ -91,7 +100,7 @@ def _assert_converged(env: TagEnv, before: dict[int, list[str]]) -> None:
 def _poll_until_done(env: TagEnv) -> None:
     """Bulk operations run in the sandbox's threads: poll (the lost-webhook fallback) until done."""
     for _ in range(400):
-        if tagging.poll_bulk(env.ctx, env.shop.id, client=env.client) == 0:
+        if poll_bulk(env.ctx, env.shop.id, client=env.client) == 0:
             return
         time.sleep(0.025)
     raise AssertionError("tag bulk operations never finished")
@@ -101,15 +110,15 @@ def test_writes_converge_and_second_run_is_free(sandbox_env: TagEnv) -> None:
     env = sandbox_env
     _seed_mixed(env)
     before = env.shopify_tags()
-    report = tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    report = sync_tags(env.ctx, env.shop.id, client=env.client)
     assert report.changed > 0 and report.requests == env.calls
     _assert_converged(env, before)
     calls = env.calls
-    again = tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    again = sync_tags(env.ctx, env.shop.id, client=env.client)
     assert again.changed == 0 and env.calls == calls
     # The customers/update echo of our own writes changes nothing and writes nothing.
     env.echo()
-    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    sync_tags(env.ctx, env.shop.id, client=env.client)
     assert env.calls == calls
 
 
@@ -118,7 +127,7 @@ def test_one_mutation_field_per_needed_change(sandbox_env: TagEnv) -> None:
     env.seed(
         {1: ["a"], 2: ["goldpan-old"], 3: ["goldpan-old", "b"], 4: []}, {"fans": (True, {1, 3})}
     )
-    report = tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    report = sync_tags(env.ctx, env.shop.id, client=env.client)
     # 1: add; 2: remove; 3: add + remove; 4: nothing — one request (tags_batch_4), four fields
     # run: 40 points when skipped slots are free, at most 80 if every slot were priced.
     assert report.changed == 3 and report.requests == 1 and env.calls == 1
@@ -127,7 +136,7 @@ def test_one_mutation_field_per_needed_change(sandbox_env: TagEnv) -> None:
     # A single change is one plain tagsAdd: 10 points.
     spent = env.client.cost_spent
     env.set_members(_segment_id(env, "fans"), {1, 3, 4})
-    tagging.sync_tags(env.ctx, env.shop.id, [4], client=env.client)
+    sync_tags(env.ctx, env.shop.id, [4], client=env.client)
     assert env.client.cost_spent - spent == 10 and env.shopify_tags()[4] == ["goldpan-fans"]
 
 
@@ -147,7 +156,7 @@ def test_faults_mid_write_still_converge(sandbox_env: TagEnv, tag_sandbox: Shopi
     tag_sandbox.faults.fail_next(503, 2)
     tag_sandbox.faults.fail_next(429, 1, retry_after=0.01)
     tag_sandbox.faults.fail_next(502, 1)
-    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    sync_tags(env.ctx, env.shop.id, client=env.client)
     _assert_converged(env, before)
 
 
@@ -158,10 +167,10 @@ def test_a_write_that_gives_up_resumes_on_the_next_run(
     _seed_mixed(env, 60)
     before = env.shopify_tags()
     env.client.max_attempts = 2
-    tagging.sync_tags(env.ctx, env.shop.id, [1000, 1001, 1002], client=env.client)
+    sync_tags(env.ctx, env.shop.id, [1000, 1001, 1002], client=env.client)
     tag_sandbox.faults.fail_next(503, 2)
     with pytest.raises(ShopifyError):
-        tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+        sync_tags(env.ctx, env.shop.id, client=env.client)
     with env.ctx.sessions() as session:
         errors = session.scalars(
             select(AuditEntry).where(
@@ -169,7 +178,7 @@ def test_a_write_that_gives_up_resumes_on_the_next_run(
             )
         ).all()
     assert [e.action for e in errors] == ["tags.write"]
-    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    sync_tags(env.ctx, env.shop.id, client=env.client)
     _assert_converged(env, before)
 
 
@@ -179,9 +188,9 @@ def test_user_errors_are_reported_and_retried_next_run(tag_env: TagEnv) -> None:
     before = env.shopify_tags()
     assert isinstance(env.backend, FakeBackend)
     env.backend.fake.flaky.update({1000, 1002})
-    report = tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    report = sync_tags(env.ctx, env.shop.id, client=env.client)
     assert report.failed and set(report.failed) <= {1000, 1002}
-    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    sync_tags(env.ctx, env.shop.id, client=env.client)
     _assert_converged(env, before)
 
 
@@ -192,21 +201,21 @@ def test_bulk_path_converges_and_retries_row_errors(
     _seed_mixed(env, 40)
     before = env.shopify_tags()
     fake_shopify.flaky.update({1000, 1004, 1006})
-    report = tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    report = sync_tags(env.ctx, env.shop.id, client=env.client)
     assert len(report.bulk_operations) == 2
     # While the operations run, a recompute for those customers writes nothing twice.
     calls = env.calls
-    during = tagging.sync_tags(env.ctx, env.shop.id, [1000, 1002], client=env.client)
+    during = sync_tags(env.ctx, env.shop.id, [1000, 1002], client=env.client)
     assert during.requests == 0 and during.in_flight == 2 and env.calls == calls
     # Completion by webhook for one, by polling for the other.
     finish = {"admin_graphql_api_id": report.bulk_operations[0], "type": "mutation"}
-    tagging.on_bulk_finish(env.ctx, env.shop.id, finish, client=env.client)
-    assert tagging.poll_bulk(env.ctx, env.shop.id, client=env.client) == 0
+    on_bulk_finish(env.ctx, env.shop.id, finish, client=env.client)
+    assert poll_bulk(env.ctx, env.shop.id, client=env.client) == 0
     _assert_converged(env, before)
     # A repeated finish webhook is a no-op; so is the next run.
-    assert tagging.on_bulk_finish(env.ctx, env.shop.id, finish, client=env.client) is None
+    assert on_bulk_finish(env.ctx, env.shop.id, finish, client=env.client) is None
     calls = env.calls
-    assert tagging.sync_tags(env.ctx, env.shop.id, client=env.client).requests == 0
+    assert sync_tags(env.ctx, env.shop.id, client=env.client).requests == 0
     assert env.calls == calls
 
 
@@ -216,12 +225,12 @@ def test_bulk_path_on_the_sandbox(
     env = make_sandbox_env(ctx, make_shop, tag_sandbox, tag_bulk_threshold=5)
     _seed_mixed(env, 40)
     before = env.shopify_tags()
-    report = tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    report = sync_tags(env.ctx, env.shop.id, client=env.client)
     assert len(report.bulk_operations) == 2
     _poll_until_done(env)
     _assert_converged(env, before)
     calls = env.calls
-    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    sync_tags(env.ctx, env.shop.id, client=env.client)
     assert env.calls == calls
 
 
@@ -232,7 +241,7 @@ def test_failed_and_expired_bulk_operations_converge(
     _seed_mixed(env, 40)
     before = env.shopify_tags()
     tag_sandbox.faults.end_bulk("EXPIRED", count=1)
-    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    sync_tags(env.ctx, env.shop.id, client=env.client)
     tag_sandbox.faults.end_bulk("FAILED", count=1)
     _poll_until_done(env)
     _assert_converged(env, before)
@@ -243,7 +252,7 @@ def test_failed_and_expired_bulk_operations_converge(
             )
         ).all()
     assert {e.detail.get("status") for e in entries} >= {"EXPIRED"}
-    assert tagging.RUNNING not in {e.result for e in entries}
+    assert RUNNING not in {e.result for e in entries}
 
 
 def test_failed_bulk_with_partial_results_converges(
@@ -253,7 +262,7 @@ def test_failed_bulk_with_partial_results_converges(
     _seed_mixed(env, 40)
     before = env.shopify_tags()
     fake_shopify.bulk_faults.extend(["fail", "fail"])
-    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    sync_tags(env.ctx, env.shop.id, client=env.client)
     _poll_until_done(env)
     _assert_converged(env, before)
     with env.ctx.sessions() as session:
@@ -265,14 +274,14 @@ def test_failed_bulk_with_partial_results_converges(
                 )
             )
         }
-    assert "partial" in results and tagging.RUNNING not in results
+    assert "partial" in results and RUNNING not in results
 
 
 def test_tag_limit_is_reported_and_merchant_tags_kept(sandbox_env: TagEnv) -> None:
     env = sandbox_env
     full = [f"m{i}" for i in range(249)]
     env.seed({1: full}, {"a": (True, {1}), "b": (True, {1})})
-    report = tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    report = sync_tags(env.ctx, env.shop.id, client=env.client)
     assert report.limited == {1: ("goldpan-b",)}
     assert env.shopify_tags()[1] == [*full, "goldpan-a"]
     with env.ctx.sessions() as session:
@@ -289,13 +298,13 @@ def test_rename_migrates_diff_only_and_native_segment_follows(sandbox_env: TagEn
     ids = env.seed(
         {1: ["x", "goldpan-fans"], 2: ["goldpan-fans"], 3: ["y"]}, {"fans": (True, {1, 2})}
     )
-    gid = tagging.ensure_native_segment(env.ctx, env.shop.id, ids["fans"], client=env.client)
+    gid = ensure_native_segment(env.ctx, env.shop.id, ids["fans"], client=env.client)
     assert env.native_segments() == {gid: "customer_tags CONTAINS 'goldpan-fans'"}
     with env.ctx.sessions.begin() as session:
         segment = session.get(Segment, ids["fans"])
         assert segment is not None and segment.native_segment_id == gid
         segment.tag = "True Fans"
-    report = tagging.on_segment_changed(
+    report = on_segment_changed(
         env.ctx, env.shop.id, ids["fans"], "goldpan-fans", client=env.client
     )
     assert report.changed == 2
@@ -318,7 +327,7 @@ def test_remove_all_and_preview(sandbox_env: TagEnv) -> None:
         renamed={"club": "VIP Club"},
     )
     with env.ctx.sessions() as session:
-        assert tagging.preview(session, env.shop.id) == {
+        assert preview(session, env.shop.id) == {
             "fans": {"gain": 1, "lose": 0},
             "club": {"gain": 1, "lose": 1},
         }
@@ -364,7 +373,7 @@ def test_any_membership_changes_converge_over_http(
     for memberships in (first, second):
         for h in ("a", "b", "c"):
             env.set_members(ids[h], {i for i in customers if h in memberships[i - 1]})
-        tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+        sync_tags(env.ctx, env.shop.id, client=env.client)
         env.echo()
         for i, tags in env.shopify_tags().items():
             assert [t for t in tags if t in keep] == [t for t in customers[i] if t in keep]
@@ -372,7 +381,7 @@ def test_any_membership_changes_converge_over_http(
                 f"goldpan-{h}" for h in memberships[i - 1]
             }
         calls = env.calls
-        tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+        sync_tags(env.ctx, env.shop.id, client=env.client)
         assert env.calls == calls
 
 
@@ -383,11 +392,11 @@ def test_concurrent_runs_never_write_the_same_change_twice(
     _seed_mixed(env, 80)
     before = env.shopify_tags()
     needed = {cid for cid, tags in before.items() if _goldpan(tags) != _expected(cid)}
-    reports: list[tagging.SyncReport] = []
+    reports: list[SyncReport] = []
 
     def run() -> None:
         client = AdminClient(env.ctx, env.shop.id, sleep=lambda s: time.sleep(min(s, 0.02)))
-        reports.append(tagging.sync_tags(env.ctx, env.shop.id, client=client))
+        reports.append(sync_tags(env.ctx, env.shop.id, client=client))
 
     threads = [threading.Thread(target=run) for _ in range(4)]
     for thread in threads:
@@ -405,7 +414,7 @@ def test_uninstalled_shop_is_left_alone(sandbox_env: TagEnv) -> None:
         shop = session.get(Shop, env.shop.id)
         assert shop is not None
         shop.uninstalled_at = shop.installed_at
-    assert tagging.sync_tags(env.ctx, env.shop.id, client=env.client).requests == 0
+    assert sync_tags(env.ctx, env.shop.id, client=env.client).requests == 0
     assert env.calls == 0
 
 
@@ -417,7 +426,7 @@ def test_prefix_change_moves_only_goldpans_own_tags(sandbox_env: TagEnv) -> None
         shop = session.get(Shop, env.shop.id)
         assert shop is not None
         shop.settings = {**shop.settings, "tag_prefix": "gp-"}
-    tagging.on_prefix_changed(env.ctx, env.shop.id, "goldpan-", client=env.client)
+    on_prefix_changed(env.ctx, env.shop.id, "goldpan-", client=env.client)
     assert env.shopify_tags() == {1: ["goldpan-merchant-own", "gp-fans"], 2: ["x", "gp-fans"]}
 
 
@@ -428,7 +437,7 @@ def test_a_late_older_customers_update_cannot_undo_our_write(sandbox_env: TagEnv
 
     env = sandbox_env
     env.seed({1: ["x", "goldpan-old"]}, {"fans": (True, {1})})
-    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    sync_tags(env.ctx, env.shop.id, client=env.client)
     with env.ctx.sessions() as session:
         row = session.get(Customer, (env.shop.id, 1))
         assert row is not None and row.updated_at is not None

@@ -34,7 +34,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from shopify_app import tagging
 from shopify_app.db.models import (
     AuditEntry,
     Customer,
@@ -54,6 +53,8 @@ from shopify_app.meta import audiences
 from shopify_app.meta.identifiers import consent_allows
 from shopify_app.segments import library
 from shopify_app.segments.config import ShopConfig
+from shopify_app.tagging import changes as tag_changes
+from shopify_app.tagging.tags import tag_problem
 
 log = logging.getLogger(__name__)
 
@@ -706,7 +707,7 @@ def segment_members_csv(request: Request) -> Response:
 
 
 def _tag_preview(session: Session, shop_id: int, seg: Segment) -> dict[str, int]:
-    entry = tagging.preview(session, shop_id).get(seg.handle)
+    entry = tag_changes.preview(session, shop_id).get(seg.handle)
     if entry is None:  # a disabled segment: nobody carries its tag because of Goldpan
         return {"gain": 0, "lose": 0}
     return {"gain": int(entry["gain"]), "lose": int(entry["lose"])}
@@ -729,9 +730,7 @@ def segment_tag_sync(request: Request) -> Response:
         raise InputError("confirm must be true or false", field="confirm")
     tag = body.get("tag")
     if tag is not None:
-        problem = (
-            "the tag must be text" if not isinstance(tag, str) else tagging.tag_problem(tag.strip())
-        )
+        problem = "the tag must be text" if not isinstance(tag, str) else tag_problem(tag.strip())
         if problem:
             raise InputError(problem, field="tag")
     with _session(request) as session, session.begin():
