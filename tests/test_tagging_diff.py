@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from shopify_app.shopify.client import load_document
 from shopify_app.tagging import diff as tag_diff
 from shopify_app.tagging.changes import native_segment_query
-from shopify_app.tagging.diff import TagDiff, apply, diff
+from shopify_app.tagging.diff import TagDiff, apply, diff, plan
 from shopify_app.tagging.tags import ownership, tag_key, tag_problem
 
 PREFIX = "goldpan-"
@@ -98,6 +98,14 @@ def test_full_customer_reports_instead_of_evicting() -> None:
     # Freeing Goldpan's own tag makes room in the same diff.
     change = diff([*current, "goldpan-old"], {"goldpan-a"}, PREFIX)
     assert change == TagDiff(add=("goldpan-a",), remove=("goldpan-old",))
+
+
+def test_plan_leaves_out_unchanged_customers_and_reports_the_limit() -> None:
+    full = [f"m{i}" for i in range(250)]
+    current = {1: ["goldpan-a"], 2: ["x", "goldpan-old"], 3: full}
+    changes, limited = plan(current, {1: {"GOLDPAN-A"}, 3: {"goldpan-a"}}, OWNED)
+    assert changes == {2: TagDiff(remove=("goldpan-old",))}
+    assert limited == {3: ("goldpan-a",)}
 
 
 def test_tags_shopify_refuses_are_reported() -> None:

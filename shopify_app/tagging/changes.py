@@ -16,8 +16,8 @@ from shopify_app import jobs
 from shopify_app.db import transaction
 from shopify_app.db.models import AuditEntry, Customer, Membership, Segment, Shop
 from shopify_app.errors import InputError, ShopifyError
-from shopify_app.tagging.state import segment_tag, shop_prefix
-from shopify_app.tagging.tags import tag_key
+from shopify_app.tagging.state import shop_prefix
+from shopify_app.tagging.tags import segment_tag, tag_key
 from shopify_app.tagging.writes import (
     AdminAPI,
     SyncReport,
@@ -97,7 +97,7 @@ def ensure_native_segment(
         segment = session.get(Segment, segment_id)
         if shop is None or segment is None or segment.shop_id != shop_id:
             raise InputError(f"segment {segment_id} not found", field="segment_id")
-        tag = segment_tag(segment, shop_prefix(shop))
+        tag = segment_tag(segment.tag, segment.handle, shop_prefix(shop))
         name = f"Goldpan: {segment.name}"
         existing = segment.native_segment_id
     client = client or admin_client(ctx, shop_id)
@@ -161,7 +161,7 @@ def preview(session: Session, shop_id: int) -> dict[str, dict[str, int]]:
     ):
         members[segment_id].add(customer_id)
     holders: dict[str, set[int]] = defaultdict(set)
-    tag_keys = {tag_key(segment_tag(s, prefix)) for s in segments}
+    tag_keys = {tag_key(segment_tag(s.tag, s.handle, prefix)) for s in segments}
     for customer_id, tags in session.execute(
         select(Customer.id, Customer.tags).where(Customer.shop_id == shop_id)
     ):
@@ -171,7 +171,7 @@ def preview(session: Session, shop_id: int) -> dict[str, dict[str, int]]:
                 holders[key].add(customer_id)
     result: dict[str, dict[str, int]] = {}
     for segment in segments:
-        have = holders.get(tag_key(segment_tag(segment, prefix)), set())
+        have = holders.get(tag_key(segment_tag(segment.tag, segment.handle, prefix)), set())
         want = members.get(segment.id, set())
         result[segment.handle] = {"gain": len(want - have), "lose": len(have - want)}
     return result

@@ -1,8 +1,8 @@
 """The pure tag diff and the request documents it becomes; no database, no HTTP.
 
 :func:`diff` takes the tags a customer has in Shopify now, the Goldpan tags they should have,
-and what Goldpan owns (:mod:`.tags`), and returns what to add and remove. :func:`apply` is what
-Shopify ends up with after a diff.
+and what Goldpan owns (:mod:`.tags`), and returns what to add and remove; :func:`plan` does it
+for every customer of a run. :func:`apply` is what Shopify ends up with after a diff.
 
 Small diffs go out as ``tagsRemove``/``tagsAdd`` fields, up to :data:`BATCH_SLOTS` of each per
 request, through static aliased documents (``tags_batch_<n>.graphql``, n = 1, 4, 10) whose slots
@@ -15,7 +15,7 @@ documents (``tags_add``/``tags_remove``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +110,26 @@ def apply(current: Sequence[str], change: TagDiff) -> list[str]:
             result.append(tag.strip())
             present.add(tag_key(tag))
     return result
+
+
+def plan(
+    current: Mapping[int, Sequence[str]],
+    wanted: Mapping[int, Set[str]],
+    owned: Ownership,
+) -> tuple[dict[int, TagDiff], dict[int, tuple[str, ...]]]:
+    """Diff every customer in ``current``: (the changes to write, customers who hit the limit).
+
+    Customers without an entry in ``wanted`` want no Goldpan tag; unchanged ones are left out.
+    """
+    changes: dict[int, TagDiff] = {}
+    limited: dict[int, tuple[str, ...]] = {}
+    for customer_id, tags in current.items():
+        change = diff(tags, wanted.get(customer_id, frozenset()), owned)
+        if change.dropped:
+            limited[customer_id] = change.dropped
+        if not change.empty:
+            changes[customer_id] = change
+    return changes, limited
 
 
 def batch_document(slots: int = BATCH_SLOTS) -> str:

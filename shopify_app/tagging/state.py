@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from shopify_app.db.models import AuditEntry, Customer, Membership, Segment, Shop
 from shopify_app.errors import GoldpanError
-from shopify_app.tagging.tags import DEFAULT_PREFIX, Ownership, ownership
+from shopify_app.tagging.tags import DEFAULT_PREFIX, Ownership, ownership, segment_tag
 
 DEFAULT_BULK_THRESHOLD = 500
 """Changed customers above which a run uses bulk mutations instead of aliased requests."""
@@ -37,11 +37,6 @@ def bulk_threshold(shop: Shop) -> int:
     """Changed customers above which a run uses bulk mutations (setting ``tag_bulk_threshold``)."""
     value = (shop.settings or {}).get("tag_bulk_threshold")
     return value if isinstance(value, int) and value > 0 else DEFAULT_BULK_THRESHOLD
-
-
-def segment_tag(segment: Segment, prefix: str) -> str:
-    """The tag of ``segment``: its own (renamed) tag, else prefix + handle."""
-    return (segment.tag or "").strip() or f"{prefix}{segment.handle}"
 
 
 @dataclass
@@ -74,7 +69,7 @@ class ShopTags:
                 Segment.id, Segment.handle, Segment.tag, Segment.enabled, Segment.tag_sync
             ).where(Segment.shop_id == shop_id)
         ).all()
-        tags = {s.id: (s.tag or "").strip() or f"{prefix}{s.handle}" for s in segments}
+        tags = {s.id: segment_tag(s.tag, s.handle, prefix) for s in segments}
         synced = {s.id: tags[s.id] for s in segments if s.enabled and s.tag_sync}
         owned = set(tags.values()) | {t for t in extra_owned if t}
         return cls(shop_id, prefix, bulk_threshold(shop), synced, frozenset(owned))

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, bindparam, select, update
-from sqlalchemy.orm import Session
 
 from shopify_app import jobs
 from shopify_app.db import transaction
@@ -44,6 +43,7 @@ from shopify_app.tagging.diff import (
     batches,
     customer_gid,
     diff,
+    plan,
 )
 from shopify_app.tagging.state import RUNNING, ShopTags, current_tags, in_flight
 from shopify_app.tagging.tags import MAX_TAGS_PER_CUSTOMER
@@ -103,32 +103,6 @@ class SyncReport:
             "limited": len(self.limited),
             "failed": len(self.failed),
         }
-
-
-def plan(
-    session: Session,
-    state: ShopTags,
-    customer_ids: Sequence[int] | None,
-    *,
-    wanted_override: Mapping[int, set[str]] | None = None,
-) -> tuple[dict[int, TagDiff], dict[int, tuple[str, ...]], dict[int, set[str]]]:
-    """Diff every customer in scope: (changes, limit-hit customers, wanted tags per customer)."""
-    current = current_tags(session, state.shop_id, customer_ids)
-    wanted = (
-        dict(wanted_override)
-        if wanted_override is not None
-        else state.wanted(session, list(current) if customer_ids is not None else None)
-    )
-    owned = state.owned
-    changes: dict[int, TagDiff] = {}
-    limited: dict[int, tuple[str, ...]] = {}
-    for customer_id, tags in current.items():
-        change = diff(tags, wanted.get(customer_id, set()), owned)
-        if change.dropped:
-            limited[customer_id] = change.dropped
-        if not change.empty:
-            changes[customer_id] = change
-    return changes, limited, {cid: set(wanted.get(cid, set())) for cid in current}
 
 
 _STRIPES = tuple(threading.Lock() for _ in range(256))
@@ -438,11 +412,16 @@ def sync_tags(
             log.info("tags for shop %s skipped: not installed", shop_id)
             return SyncReport()
         state = ShopTags.load(session, shop_id, extra_owned)
-        planned, limited, wanted = plan(
-            session, state, customer_ids, wanted_override=wanted_override
+        current = current_tags(session, shop_id, customer_ids)
+        found = (
+            wanted_override
+            if wanted_override is not None
+            else state.wanted(session, list(current) if customer_ids is not None else None)
         )
+        wanted = {cid: set(found.get(cid, set())) for cid in current}
+        planned, limited = plan(current, wanted, state.owned)
         busy = in_flight(session, shop_id) if planned else set()
-    report = SyncReport(checked=len(wanted), limited=dict(limited))
+    report = SyncReport(checked=len(current), limited=dict(limited))
     for customer_id in busy & planned.keys():
         del planned[customer_id]
         report.in_flight += 1
