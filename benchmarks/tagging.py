@@ -15,7 +15,6 @@ Usage::
 
     .venv/bin/python benchmarks/tagging.py [--changes 2000] [--bulk-changes 10000]
         [--plan standard|advanced|plus] [--rate 50 --seconds 10 --shops 20]
-        [--stand-in sandbox|fake]
 """
 
 from __future__ import annotations
@@ -50,41 +49,8 @@ from shopify_app.tagging.writes import sync_tags
 API_KEY, API_SECRET = "bench-key", "bench-secret"
 
 
-def _fake_process(conn: Connection, plan: str) -> None:
-    """The tests' small stand-in (tests/fixtures_tagging.py): same protocol, cached parsing."""
-    import sys
-
-    from goldpan_sandbox.server import start_server
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo, for tests/
-    from tests.fixtures_tagging import FakeShopify
-
-    fake = FakeShopify()
-    server = start_server(fake.app)
-    fake.base = server.url
-    chosen = PLANS[plan]
-    conn.send(f"{fake.base}/shops/{{shop}}")
-    while True:
-        command, *args = conn.recv()
-        if command == "stop":
-            server.stop()
-            conn.send(None)
-            return
-        if command == "add_shop":
-            domain, customers = args
-            shop = fake.add_shop(domain, restore=chosen.restore_rate, maximum=chosen.maximum)
-            shop.tags.update({i: ["vip"] for i in range(1, customers + 1)})
-            conn.send("shpat_fake")
-        elif command == "tagged":
-            tags = fake.shops[args[0]].tags
-            conn.send(sum(1 for t in tags.values() if "goldpan-fans" in t))
-
-
-def _sandbox_process(conn: Connection, workdir: str, plan: str, stand_in: str) -> None:
+def _sandbox_process(conn: Connection, workdir: str, plan: str) -> None:
     """The sandbox in its own process (own GIL), driven by commands over a pipe."""
-    if stand_in == "fake":
-        _fake_process(conn, plan)
-        return
     sandbox = ShopifySandbox(API_KEY, API_SECRET, workdir=Path(workdir) / "sandbox")
     sandbox.start()
     chosen = PLANS[plan]
@@ -115,14 +81,14 @@ def _sandbox_process(conn: Connection, workdir: str, plan: str, stand_in: str) -
 class Bench:
     """One SQLite database here; the sandbox in a child process so the two don't share a GIL."""
 
-    def __init__(self, workdir: Path, plan: str, stand_in: str = "sandbox") -> None:
+    def __init__(self, workdir: Path, plan: str) -> None:
         self.conn, child = multiprocessing.Pipe()
         self.process = multiprocessing.Process(
-            target=_sandbox_process, args=(child, str(workdir), plan, stand_in), daemon=True
+            target=_sandbox_process, args=(child, str(workdir), plan), daemon=True
         )
         self.process.start()
         if not self.conn.poll(60):
-            raise RuntimeError("the stand-in process did not start")
+            raise RuntimeError("the sandbox process did not start")
         base = self.conn.recv()
         self.plan = PLANS[plan]
         url = f"sqlite:///{workdir / 'bench.sqlite3'}"
@@ -293,19 +259,13 @@ def main() -> None:
     parser.add_argument(
         "--shops", type=int, default=20, help="shops the single writes are spread over"
     )
-    parser.add_argument(
-        "--stand-in",
-        choices=("sandbox", "fake"),
-        default="sandbox",
-        help="helper B's full sandbox, or the tests' small stand-in (isolates Goldpan's overhead)",
-    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        bench = Bench(Path(tmp), args.plan, args.stand_in)
+        bench = Bench(Path(tmp), args.plan)
         try:
             plan = bench.plan
             print(
-                f"{args.stand_in}, plan {args.plan}: bucket {plan.maximum:.0f}, "
+                f"sandbox, plan {args.plan}: bucket {plan.maximum:.0f}, "
                 f"restore {plan.restore_rate:.0f}/s"
             )
             for name, result in (
