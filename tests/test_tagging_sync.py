@@ -1,7 +1,6 @@
 """Tag writes over loopback HTTP: convergence, no echo loops, faults, bulk, renames, removal.
 
-Most tests run against helper B's Shopify sandbox (``sandbox_env``); the per-row ``userErrors``
-that succeed on a second try need the small stand-in's ``flaky`` knob (``tag_env``).
+Every test runs against the Shopify sandbox (``tests/fixtures_tagging.py``).
 """
 
 from __future__ import annotations
@@ -10,7 +9,8 @@ import datetime as dt
 import random
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,7 +21,6 @@ from goldpan_sandbox.shopify import ShopifySandbox
 from shopify_app import jobs
 from shopify_app.db.models import AuditEntry, Customer, Segment, Shop
 from shopify_app.errors import ShopifyError
-from shopify_app.jobs import Context
 from shopify_app.shopify.client import AdminClient
 from shopify_app.tagging.bulk import on_bulk_finish, poll_bulk
 from shopify_app.tagging.changes import (
@@ -32,14 +31,13 @@ from shopify_app.tagging.changes import (
 )
 from shopify_app.tagging.state import RUNNING
 from shopify_app.tagging.writes import SyncReport, sync_tags
-from tests.fixtures_tagging import *  # noqa: F403
-from tests.fixtures_tagging import (
-    FakeBackend,
-    FakeShopify,
-    TagEnv,
-    make_sandbox_env,
-    make_tag_env,
-)
+
+if TYPE_CHECKING:
+    # Annotations only: the module is loaded as a plugin below, so pytest imports it (and
+    # rewrites its asserts) itself.
+    from tests.fixtures_tagging import TagEnv
+
+pytest_plugins = ["tests.fixtures_tagging"]
 
 MERCHANT = ["wholesale", "VIP", "newsletter", "other-app:loyal"]
 
@@ -106,8 +104,8 @@ def _poll_until_done(env: TagEnv) -> None:
     raise AssertionError("tag bulk operations never finished")
 
 
-def test_writes_converge_and_second_run_is_free(sandbox_env: TagEnv) -> None:
-    env = sandbox_env
+def test_writes_converge_and_second_run_is_free(tag_env: TagEnv) -> None:
+    env = tag_env
     _seed_mixed(env)
     before = env.shopify_tags()
     report = sync_tags(env.ctx, env.shop.id, client=env.client)
@@ -122,8 +120,8 @@ def test_writes_converge_and_second_run_is_free(sandbox_env: TagEnv) -> None:
     assert env.calls == calls
 
 
-def test_one_mutation_field_per_needed_change(sandbox_env: TagEnv) -> None:
-    env = sandbox_env
+def test_one_mutation_field_per_needed_change(tag_env: TagEnv) -> None:
+    env = tag_env
     env.seed(
         {1: ["a"], 2: ["goldpan-old"], 3: ["goldpan-old", "b"], 4: []}, {"fans": (True, {1, 3})}
     )
@@ -147,8 +145,8 @@ def _segment_id(env: TagEnv, handle: str) -> int:
         ).one()
 
 
-def test_faults_mid_write_still_converge(sandbox_env: TagEnv, tag_sandbox: ShopifySandbox) -> None:
-    env = sandbox_env
+def test_faults_mid_write_still_converge(tag_env: TagEnv, tag_sandbox: ShopifySandbox) -> None:
+    env = tag_env
     _seed_mixed(env, 120)
     before = env.shopify_tags()
     # A bucket that holds barely one full batch: throttling between requests, plus 5xx/429.
@@ -161,9 +159,9 @@ def test_faults_mid_write_still_converge(sandbox_env: TagEnv, tag_sandbox: Shopi
 
 
 def test_a_write_that_gives_up_resumes_on_the_next_run(
-    sandbox_env: TagEnv, tag_sandbox: ShopifySandbox
+    tag_env: TagEnv, tag_sandbox: ShopifySandbox
 ) -> None:
-    env = sandbox_env
+    env = tag_env
     _seed_mixed(env, 60)
     before = env.shopify_tags()
     env.client.max_attempts = 2
@@ -182,36 +180,64 @@ def test_a_write_that_gives_up_resumes_on_the_next_run(
     _assert_converged(env, before)
 
 
+def _merchant_imports(env: TagEnv, customer_ids: list[int]) -> None:
+    """The merchant's import fills these customers to Shopify's 250-tag limit in the admin;
+    Goldpan has not heard of it yet (their customers/update is still on its way)."""
+    shopify = env.shopify_tags()
+    for cid in customer_ids:
+        filler = [f"import-{i}" for i in range(250 - len(shopify[cid]))]
+        env.merchant_sets_tags(cid, [*shopify[cid], *filler])
+
+
+def _merchant_undoes_import(env: TagEnv, customer_ids: list[int]) -> None:
+    """The merchant takes the import's tags off again, and the customers/update arrives."""
+    shopify = env.shopify_tags()
+    for cid in customer_ids:
+        env.merchant_sets_tags(cid, [t for t in shopify[cid] if not t.startswith("import-")])
+    env.echo(customer_ids)
+
+
 def test_user_errors_are_reported_and_retried_next_run(tag_env: TagEnv) -> None:
     env = tag_env
     _seed_mixed(env, 12)
     before = env.shopify_tags()
-    assert isinstance(env.backend, FakeBackend)
-    env.backend.fake.flaky.update({1000, 1002})
+    # Each of them needs one Goldpan tag added: Shopify answers that tagsAdd with userErrors.
+    _merchant_imports(env, [1000, 1002])
     report = sync_tags(env.ctx, env.shop.id, client=env.client)
     assert report.failed and set(report.failed) <= {1000, 1002}
+    _merchant_undoes_import(env, [1000, 1002])
     sync_tags(env.ctx, env.shop.id, client=env.client)
     _assert_converged(env, before)
 
 
-def test_bulk_path_converges_and_retries_row_errors(
-    ctx: Context, make_shop: Any, fake_shopify: FakeShopify
-) -> None:
-    env = make_tag_env(ctx, make_shop, fake_shopify, tag_bulk_threshold=5)
+def test_bulk_path_converges_and_retries_row_errors(make_tag_env: Callable[..., TagEnv]) -> None:
+    env = make_tag_env(tag_bulk_threshold=5)
     _seed_mixed(env, 40)
     before = env.shopify_tags()
-    fake_shopify.flaky.update({1000, 1004, 1006})
+    # Both need one tag added and none removed: their rows of the add operation answer
+    # userErrors whatever order the two operations' rows run in.
+    _merchant_imports(env, [1000, 1006])
     report = sync_tags(env.ctx, env.shop.id, client=env.client)
     assert len(report.bulk_operations) == 2
     # While the operations run, a recompute for those customers writes nothing twice.
     calls = env.calls
     during = sync_tags(env.ctx, env.shop.id, [1000, 1002], client=env.client)
     assert during.requests == 0 and during.in_flight == 2 and env.calls == calls
-    # Completion by webhook for one, by polling for the other.
+    env.wait_for_bulk()
+    _merchant_undoes_import(env, [1000, 1006])
+    # Completion by webhook for one (removes), by polling for the other (adds).
     finish = {"admin_graphql_api_id": report.bulk_operations[0], "type": "mutation"}
     on_bulk_finish(env.ctx, env.shop.id, finish, client=env.client)
     assert poll_bulk(env.ctx, env.shop.id, client=env.client) == 0
     _assert_converged(env, before)
+    with env.ctx.sessions() as session:
+        adds = session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.shop_id == env.shop.id,
+                AuditEntry.subject == report.bulk_operations[1],
+            )
+        ).one()
+    assert adds.action == "tags.bulk_add" and set(adds.detail["failed"]) == {"1000", "1006"}
     # A repeated finish webhook is a no-op; so is the next run.
     assert on_bulk_finish(env.ctx, env.shop.id, finish, client=env.client) is None
     calls = env.calls
@@ -219,10 +245,8 @@ def test_bulk_path_converges_and_retries_row_errors(
     assert env.calls == calls
 
 
-def test_bulk_path_on_the_sandbox(
-    ctx: Context, make_shop: Any, tag_sandbox: ShopifySandbox
-) -> None:
-    env = make_sandbox_env(ctx, make_shop, tag_sandbox, tag_bulk_threshold=5)
+def test_bulk_path_completes_by_polling(make_tag_env: Callable[..., TagEnv]) -> None:
+    env = make_tag_env(tag_bulk_threshold=5)
     _seed_mixed(env, 40)
     before = env.shopify_tags()
     report = sync_tags(env.ctx, env.shop.id, client=env.client)
@@ -235,9 +259,9 @@ def test_bulk_path_on_the_sandbox(
 
 
 def test_failed_and_expired_bulk_operations_converge(
-    ctx: Context, make_shop: Any, tag_sandbox: ShopifySandbox
+    make_tag_env: Callable[..., TagEnv], tag_sandbox: ShopifySandbox
 ) -> None:
-    env = make_sandbox_env(ctx, make_shop, tag_sandbox, tag_bulk_threshold=5)
+    env = make_tag_env(tag_bulk_threshold=5)
     _seed_mixed(env, 40)
     before = env.shopify_tags()
     tag_sandbox.faults.end_bulk("EXPIRED", count=1)
@@ -256,12 +280,13 @@ def test_failed_and_expired_bulk_operations_converge(
 
 
 def test_failed_bulk_with_partial_results_converges(
-    ctx: Context, make_shop: Any, fake_shopify: FakeShopify
+    make_tag_env: Callable[..., TagEnv], tag_sandbox: ShopifySandbox
 ) -> None:
-    env = make_tag_env(ctx, make_shop, fake_shopify, tag_bulk_threshold=5)
+    env = make_tag_env(tag_bulk_threshold=5)
     _seed_mixed(env, 40)
     before = env.shopify_tags()
-    fake_shopify.bulk_faults.extend(["fail", "fail"])
+    # Both operations (removes, adds) fail partway: only their first rows ran.
+    tag_sandbox.faults.end_bulk("FAILED", count=2)
     sync_tags(env.ctx, env.shop.id, client=env.client)
     _poll_until_done(env)
     _assert_converged(env, before)
@@ -277,8 +302,8 @@ def test_failed_bulk_with_partial_results_converges(
     assert "partial" in results and RUNNING not in results
 
 
-def test_tag_limit_is_reported_and_merchant_tags_kept(sandbox_env: TagEnv) -> None:
-    env = sandbox_env
+def test_tag_limit_is_reported_and_merchant_tags_kept(tag_env: TagEnv) -> None:
+    env = tag_env
     full = [f"m{i}" for i in range(249)]
     env.seed({1: full}, {"a": (True, {1}), "b": (True, {1})})
     report = sync_tags(env.ctx, env.shop.id, client=env.client)
@@ -293,8 +318,8 @@ def test_tag_limit_is_reported_and_merchant_tags_kept(sandbox_env: TagEnv) -> No
     assert "250" in entry.detail["message"] and entry.detail["customers"] == {"1": ["goldpan-b"]}
 
 
-def test_rename_migrates_diff_only_and_native_segment_follows(sandbox_env: TagEnv) -> None:
-    env = sandbox_env
+def test_rename_migrates_diff_only_and_native_segment_follows(tag_env: TagEnv) -> None:
+    env = tag_env
     ids = env.seed(
         {1: ["x", "goldpan-fans"], 2: ["goldpan-fans"], 3: ["y"]}, {"fans": (True, {1, 2})}
     )
@@ -319,8 +344,8 @@ def test_rename_migrates_diff_only_and_native_segment_follows(sandbox_env: TagEn
     assert env.shopify_tags() == {1: ["x"], 2: [], 3: ["y"]}
 
 
-def test_remove_all_and_preview(sandbox_env: TagEnv) -> None:
-    env = sandbox_env
+def test_remove_all_and_preview(tag_env: TagEnv) -> None:
+    env = tag_env
     ids = env.seed(
         {1: ["x", "goldpan-fans", "goldpan-stale"], 2: ["VIP Club"], 3: ["y"], 4: []},
         {"fans": (False, {1, 3}), "club": (True, {4})},
@@ -356,14 +381,12 @@ def test_remove_all_and_preview(sandbox_env: TagEnv) -> None:
     second=st.lists(st.sets(st.sampled_from(["a", "b", "c"])), min_size=8, max_size=8),
 )
 def test_any_membership_changes_converge_over_http(
-    ctx: Context,
-    make_shop: Any,
-    tag_sandbox: ShopifySandbox,
+    make_tag_env: Callable[..., TagEnv],
     start: list[set[str]],
     first: list[set[str]],
     second: list[set[str]],
 ) -> None:
-    env = make_sandbox_env(ctx, make_shop, tag_sandbox)
+    env = make_tag_env()
     customers = {i: sorted(tags) for i, tags in enumerate(start, 1)}
     ids = env.seed(
         customers,
@@ -386,9 +409,9 @@ def test_any_membership_changes_converge_over_http(
 
 
 def test_concurrent_runs_never_write_the_same_change_twice(
-    sandbox_env: TagEnv, tag_sandbox: ShopifySandbox
+    tag_env: TagEnv, tag_sandbox: ShopifySandbox
 ) -> None:
-    env = sandbox_env
+    env = tag_env
     _seed_mixed(env, 80)
     before = env.shopify_tags()
     needed = {cid for cid, tags in before.items() if _goldpan(tags) != _expected(cid)}
@@ -407,8 +430,8 @@ def test_concurrent_runs_never_write_the_same_change_twice(
     _assert_converged(env, before)
 
 
-def test_uninstalled_shop_is_left_alone(sandbox_env: TagEnv) -> None:
-    env = sandbox_env
+def test_uninstalled_shop_is_left_alone(tag_env: TagEnv) -> None:
+    env = tag_env
     env.seed({1: ["goldpan-old"]}, {"fans": (True, {1})})
     with env.ctx.sessions.begin() as session:
         shop = session.get(Shop, env.shop.id)
@@ -418,8 +441,8 @@ def test_uninstalled_shop_is_left_alone(sandbox_env: TagEnv) -> None:
     assert env.calls == 0
 
 
-def test_prefix_change_moves_only_goldpans_own_tags(sandbox_env: TagEnv) -> None:
-    env = sandbox_env
+def test_prefix_change_moves_only_goldpans_own_tags(tag_env: TagEnv) -> None:
+    env = tag_env
     customers = {1: ["goldpan-fans", "goldpan-merchant-own"], 2: ["x"]}
     env.seed(customers, {"fans": (True, {1, 2})})
     with env.ctx.sessions.begin() as session:
@@ -430,12 +453,12 @@ def test_prefix_change_moves_only_goldpans_own_tags(sandbox_env: TagEnv) -> None
     assert env.shopify_tags() == {1: ["goldpan-merchant-own", "gp-fans"], 2: ["x", "gp-fans"]}
 
 
-def test_a_late_older_customers_update_cannot_undo_our_write(sandbox_env: TagEnv) -> None:
+def test_a_late_older_customers_update_cannot_undo_our_write(tag_env: TagEnv) -> None:
     """Shopify's updatedAt from the mutation answer is stored, so helper D's sync sees an
     older delivery (the merchant's edit from before our write, arriving late) as stale."""
     from shopify_app import sync
 
-    env = sandbox_env
+    env = tag_env
     env.seed({1: ["x", "goldpan-old"]}, {"fans": (True, {1})})
     sync_tags(env.ctx, env.shop.id, client=env.client)
     with env.ctx.sessions() as session:
