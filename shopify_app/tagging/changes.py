@@ -138,6 +138,7 @@ def ensure_native_segment(
 
 
 def _escape(value: str) -> str:
+    """``value`` escaped for single quotes (ShopifyQL and Shopify's search syntax alike)."""
     return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
@@ -179,5 +180,4 @@ def preview(session: Session, shop_id: int) -> dict[str, dict[str, int]]:
 
 def native_segment_query(tag: str) -> str:
     """The ShopifyQL query of a native segment holding the customers tagged ``tag``."""
-    escaped = tag.replace("\\", "\\\\").replace("'", "\\'")
-    return f"customer_tags CONTAINS '{escaped}'"
+    return f"customer_tags CONTAINS '{_escape(tag)}'"

@@ -53,7 +53,7 @@ class ShopTags:
 
     @property
     def owned(self) -> Ownership:
-        """The ownership predicate for :func:`diff`."""
+        """The ownership predicate for :func:`~shopify_app.tagging.diff.diff`."""
         return ownership(self.prefix, self.owned_tags)
 
     @classmethod

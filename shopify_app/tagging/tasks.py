@@ -1,8 +1,6 @@
-"""The tagging jobs (names are stable: tasks already queued keep working across deploys).
+"""The ``tags.*`` jobs. Their names are stable: tasks already queued keep working across deploys.
 
-Each task builds the shop's Admin client lazily (a run with nothing to write builds none) on a
-kept-alive HTTP session per worker thread, and closes it when the task ends so the cost it
-spent reaches ``Shop.api_cost_spent``.
+Each task gets the shop's Admin client lazily, on a kept-alive HTTP session per worker thread.
 """
 
 from __future__ import annotations
@@ -17,6 +15,7 @@ from sqlalchemy import select
 
 from shopify_app import jobs
 from shopify_app.db.models import AuditEntry
+from shopify_app.shopify.client import AdminClient
 from shopify_app.tagging.bulk import poll_bulk
 from shopify_app.tagging.changes import (
     ensure_native_segment,
@@ -39,8 +38,6 @@ class _LazyClient:
 
     def _get(self) -> AdminAPI:
         if self._client is None:
-            from shopify_app.shopify.client import AdminClient
-
             # One kept-alive connection per worker thread, not a new one per tag write.
             self._client = AdminClient(self._ctx, self._shop_id, http=_thread_http())
         return self._client

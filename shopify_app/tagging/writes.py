@@ -34,6 +34,7 @@ from shopify_app import jobs
 from shopify_app.db import transaction
 from shopify_app.db.models import AuditEntry, Customer, Shop
 from shopify_app.errors import ShopifyError
+from shopify_app.shopify.client import AdminClient
 from shopify_app.tagging.diff import (
     ADD_DOCUMENT,
     REMOVE_DOCUMENT,
@@ -69,9 +70,7 @@ class AdminAPI(Protocol):
 
 
 def admin_client(ctx: jobs.Context, shop_id: int) -> AdminAPI:
-    """The Admin API client of ``shop_id`` (imported late: tagging's pure core needs no HTTP)."""
-    from shopify_app.shopify.client import AdminClient
-
+    """The Admin API client of ``shop_id``."""
     client: AdminAPI = AdminClient(ctx, shop_id)
     return client
 
