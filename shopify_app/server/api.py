@@ -34,7 +34,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from shopify_app import tagging
 from shopify_app.db.models import (
     AuditEntry,
     Customer,
@@ -54,6 +53,8 @@ from shopify_app.meta import audiences
 from shopify_app.meta.identifiers import consent_allows
 from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.library import reasons
+from shopify_app.tagging import changes as tag_changes
+from shopify_app.tagging.tags import ownership, segment_tag, validate_tag
 
 log = logging.getLogger(__name__)
 
@@ -237,11 +238,6 @@ def _validate_config(current: dict[str, Any], changes: dict[str, Any]) -> dict[s
 
 def _prefix(shop: Shop) -> str:
     return str(_load_config(shop)["tag_prefix"])
-
-
-def _effective_tag(seg: Segment, prefix: str) -> str:
-    """The tag a segment writes: its own (renamed) tag, else prefix + handle (as tagging does)."""
-    return (seg.tag or "").strip() or f"{prefix}{seg.handle}"
 
 
 # --------------------------------------------------------------------------- home
@@ -450,12 +446,12 @@ def _segment_row(
         "kind": seg.kind,
         "name": seg.name,
         "enabled": seg.enabled,
-        "tag": _effective_tag(seg, prefix),
+        "tag": segment_tag(seg.tag, seg.handle, prefix),
         "members": seg.member_count,
         "revenue": rev,
         "revenue_share": (rev / total) if rev is not None and total > 0 else None,
         "change_week": (seg.member_count - before) if before is not None else None,
-        "tag_sync": {"enabled": seg.tag_sync, "tag": _effective_tag(seg, prefix)},
+        "tag_sync": {"enabled": seg.tag_sync, "tag": segment_tag(seg.tag, seg.handle, prefix)},
         "native_segment": seg.native_segment_id,
         "meta_sync": {
             "enabled": seg.meta_sync,
@@ -578,7 +574,8 @@ def _member_params(request: Request) -> tuple[str | None, str, int]:
 
 
 def _goldpan_tags(tags: list[Any], prefix: str) -> list[str]:
-    return [t for t in tags or [] if isinstance(t, str) and t.startswith(prefix)]
+    owned = ownership(prefix)
+    return [t for t in tags or [] if isinstance(t, str) and owned(t)]
 
 
 @endpoint
@@ -706,7 +703,7 @@ def segment_members_csv(request: Request) -> Response:
 
 
 def _tag_preview(session: Session, shop_id: int, seg: Segment) -> dict[str, int]:
-    entry = tagging.preview(session, shop_id).get(seg.handle)
+    entry = tag_changes.preview(session, shop_id).get(seg.handle)
     if entry is None:  # a disabled segment: nobody carries its tag because of Goldpan
         return {"gain": 0, "lose": 0}
     return {"gain": int(entry["gain"]), "lose": int(entry["lose"])}
@@ -729,17 +726,15 @@ def segment_tag_sync(request: Request) -> Response:
         raise InputError("confirm must be true or false", field="confirm")
     tag = body.get("tag")
     if tag is not None:
-        problem = (
-            "the tag must be text" if not isinstance(tag, str) else tagging.tag_problem(tag.strip())
-        )
-        if problem:
-            raise InputError(problem, field="tag")
+        if not isinstance(tag, str):
+            raise InputError("the tag must be text", field="tag")
+        tag = validate_tag(tag)
     with _session(request) as session, session.begin():
         shop = _shop(session, shop_id)
         seg = _segment(session, shop_id, segment_id)
         prefix = _prefix(shop)
-        old_tag = _effective_tag(seg, prefix)
-        new_tag = tag.strip() if isinstance(tag, str) else old_tag
+        old_tag = segment_tag(seg.tag, seg.handle, prefix)
+        new_tag = tag if tag is not None else old_tag
         if enabled and not confirm and not seg.tag_sync:
             preview = _tag_preview(session, shop_id, seg)
             return JSONResponse({"applied": False, "preview": preview, "tag": new_tag})

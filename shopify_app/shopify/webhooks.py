@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shopify_app import jobs, logs, sync, tagging
+from shopify_app import jobs, logs, sync
 from shopify_app.db import transaction, write_engine
 from shopify_app.db.models import (
     AuditEntry,
@@ -51,6 +51,7 @@ from shopify_app.db.models import (
 )
 from shopify_app.segments import recompute
 from shopify_app.shopify import auth
+from shopify_app.tagging import bulk as tag_bulk
 
 log = logging.getLogger(__name__)
 
@@ -449,7 +450,7 @@ def handle_bulk_finish(
         sync.on_bulk_finish(ctx, shop.id, payload)
         return "done", None
     if kind == "mutation":
-        tagging.on_bulk_finish(ctx, shop.id, payload)
+        tag_bulk.on_bulk_finish(ctx, shop.id, payload)
         return "done", None
     return "skipped", f"unknown bulk operation type {kind!r}"
 
