@@ -284,7 +284,7 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
     from shopify_app import tagging
     from shopify_app.db.models import Order, Shop, WebhookEvent
     from shopify_app.shopify import auth
-    from tests.fixtures_api import session_token
+    from tests.fixtures_auth import session_token
     from tests.fixtures_scaleout import wait_until
 
     webs = [cluster.start_web() for _ in range(args.webs)]
