@@ -19,7 +19,9 @@ from goldpan_sandbox.server import RunningServer, start_server
 from shopify_app import logs
 from shopify_app.db.models import Segment, Shop
 from shopify_app.jobs import Context
-from shopify_app.server.app import RETRY_HEADER, create_app, csp_for
+from shopify_app.server.app import create_app
+from shopify_app.server.errors import RETRY_HEADER
+from shopify_app.server.middleware import csp_for
 from shopify_app.settings import Settings
 from shopify_app.shopify import auth
 from tests.conftest import TEST_API_KEY, TEST_API_SECRET, unique_shop_domain
@@ -311,7 +313,7 @@ def test_demo_bounce_page_mints_tokens_from_the_sandbox(queued_ctx: Context) -> 
         assert "evil.example.com" not in bounce.text  # only our own pages are reloaded
     finally:
         server.stop()
-    from shopify_app.server.app import render_index, sandbox_url
+    from shopify_app.server.pages import render_index, sandbox_url
 
     base = demo_settings.shop_url(shop).removesuffix(f"/shops/{shop}")
     assert sandbox_url(demo_settings, shop) == base

@@ -1,9 +1,10 @@
-"""The page's Meta endpoints (mounted at ``/api/meta``) and the Facebook Login callback.
+"""The Meta endpoints (``/api/meta/...``, and the segment's ``meta-preview``) and the Facebook
+Login callback.
 
-``routes`` sit behind the session-token middleware, which sets ``request.state.shop_id``; the
-context is ``request.app.state.ctx``. ``public_routes`` holds ``/meta/callback``, where
-Facebook Login returns: it has no session token (it is a top-level browser tab), so the shop
-comes from the signed, time-limited ``state`` the connect call minted.
+The API endpoints sit behind the session-token middleware, which sets
+``request.state.shop_id``. ``/meta/callback`` is where Facebook Login returns: it has no session
+token (it is a top-level browser tab), so the shop comes from the signed, time-limited
+``state`` the connect call minted.
 
 Errors are answered as JSON ``{"error", "field"}`` (plus ``terms_url`` or ``retry_after`` for
 Meta's terms and throttling) so the page can show them; nothing here lets an exception escape.
@@ -27,7 +28,6 @@ from typing import Any
 from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
 
 from shopify_app import jobs
 from shopify_app.db.models import MetaAudience, MetaConnection, Segment, Shop, utcnow
@@ -41,16 +41,25 @@ from shopify_app.errors import (
 )
 from shopify_app.meta import audiences, graph
 from shopify_app.meta.identifiers import Person, consent_allows, csv_text
-from shopify_app.server import api
-from shopify_app.server.api import NotFound, error_response, request_shop_id
+from shopify_app.server import context
+from shopify_app.server.api import request as page
+from shopify_app.server.api.request import (
+    db_session,
+    error_response,
+    get_segment,
+    get_shop,
+    path_id,
+    request_shop_id,
+)
+from shopify_app.server.errors import NotFound
 
 STATE_MAX_AGE = 15 * 60
 
 
 def endpoint(fn: Callable[[Request], Response]) -> Callable[[Request], Response]:
-    """The page API's error mapping (:func:`shopify_app.server.api.endpoint`) plus Meta's errors."""
+    """The page API's error mapping (:func:`.request.endpoint`) plus Meta's errors."""
 
-    @api.endpoint
+    @page.endpoint
     @wraps(fn)
     def wrapper(request: Request) -> Response:
         try:
@@ -71,10 +80,6 @@ def endpoint(fn: Callable[[Request], Response]) -> Callable[[Request], Response]
             return error_response(502, str(exc), None, code=exc.code, subcode=exc.subcode)
 
     return wrapper
-
-
-def _ctx(request: Request) -> jobs.Context:
-    return request.app.state.ctx  # type: ignore[no-any-return,unused-ignore]
 
 
 def _body(request: Request) -> dict[str, Any]:
@@ -220,9 +225,36 @@ def _segment(session: Any, shop_id: int, raw: str) -> Segment:
 
 
 @endpoint
+def preview(request: Request) -> Response:
+    """Before Meta sync is turned on: how many members the consent policy lets us upload.
+
+    Switching it on and off, lookalikes and the hashed file are the endpoints below.
+    """
+    shop_id = request_shop_id(request)
+    segment_id = path_id(request)
+    with db_session(request) as session:
+        shop = get_shop(session, shop_id)
+        seg = get_segment(session, shop_id, segment_id)
+        policy = audiences.consent_policy(shop)
+        upload = sum(
+            1
+            for _cid, person in audiences.segment_people(session, shop_id, seg.id)
+            if consent_allows(policy, person)
+        )
+        conn = session.get(MetaConnection, shop_id)
+        return JSONResponse(
+            {
+                "preview": {"upload": upload, "members": seg.member_count},
+                "policy": policy,
+                "connected": conn is not None and conn.status == "connected",
+            }
+        )
+
+
+@endpoint
 def status(request: Request) -> Response:
     """The connection and every audience, for the Meta card on the page."""
-    ctx, shop_id = _ctx(request), request_shop_id(request)
+    ctx, shop_id = context(request), request_shop_id(request)
     with ctx.sessions() as session:
         pending = session.get(MetaConnection, shop_id)
         account = pending.ad_account_id if pending and pending.status == "terms" else None
@@ -250,7 +282,7 @@ def status(request: Request) -> Response:
 @endpoint
 def connect(request: Request) -> Response:
     """Start Facebook Login: the dialog URL to open in a new tab (it can't run in the iframe)."""
-    ctx, shop_id = _ctx(request), request_shop_id(request)
+    ctx, shop_id = context(request), request_shop_id(request)
     if not (ctx.settings.meta_app_id and ctx.settings.meta_app_secret):
         return error_response(
             503, "Facebook Login is not configured (META_APP_ID, META_APP_SECRET)", "meta"
@@ -262,7 +294,7 @@ def connect(request: Request) -> Response:
 @endpoint
 def paste_token(request: Request) -> Response:
     """Use a system-user token the merchant pasted (Business Settings → System users)."""
-    ctx, shop_id = _ctx(request), request_shop_id(request)
+    ctx, shop_id = context(request), request_shop_id(request)
     token = _body(request).get("token")
     if not isinstance(token, str) or len(token.strip()) < 20 or " " in token.strip():
         raise InputError("paste the whole access token", field="token")
@@ -278,7 +310,7 @@ def paste_token(request: Request) -> Response:
 @endpoint
 def ad_accounts(request: Request) -> Response:
     """The ad accounts the connected login can manage."""
-    ctx, shop_id = _ctx(request), request_shop_id(request)
+    ctx, shop_id = context(request), request_shop_id(request)
     _conn, client = _client(ctx, shop_id)
     try:
         accounts = client.ad_accounts()
@@ -327,7 +359,7 @@ def _check_terms(ctx: jobs.Context, shop_id: int, account_id: str) -> None:
 @endpoint
 def choose_account(request: Request) -> Response:
     """Pick the ad account; checks the Custom Audience terms (link to accept them if missing)."""
-    ctx, shop_id = _ctx(request), request_shop_id(request)
+    ctx, shop_id = context(request), request_shop_id(request)
     raw = _body(request).get("ad_account_id")
     if not isinstance(raw, str) or not raw.removeprefix("act_").isdigit():
         raise InputError("choose an ad account", field="ad_account_id")
@@ -347,7 +379,7 @@ def choose_account(request: Request) -> Response:
 @endpoint
 def disconnect(request: Request) -> Response:
     """Forget the token (audiences stay in Ads Manager; sync stops)."""
-    ctx, shop_id = _ctx(request), request_shop_id(request)
+    ctx, shop_id = context(request), request_shop_id(request)
     with ctx.sessions.begin() as session:
         conn = session.get(MetaConnection, shop_id)
         if conn is not None:
@@ -362,7 +394,7 @@ def disconnect(request: Request) -> Response:
 @endpoint
 def segment_sync(request: Request) -> Response:
     """Turn Meta sync on (syncs now) or off (the audience stays, marked paused)."""
-    ctx, shop_id = _ctx(request), request_shop_id(request)
+    ctx, shop_id = context(request), request_shop_id(request)
     enabled = _body(request).get("enabled")
     if not isinstance(enabled, bool):
         raise InputError("enabled must be true or false", field="enabled")
@@ -394,7 +426,7 @@ def segment_sync(request: Request) -> Response:
 @endpoint
 def segment_lookalike(request: Request) -> Response:
     """Create a lookalike of the segment's audience: ``{"country": "US", "ratio": 1..10}``."""
-    ctx, shop_id = _ctx(request), request_shop_id(request)
+    ctx, shop_id = context(request), request_shop_id(request)
     body = _body(request)
     with ctx.sessions() as session:
         seg = _segment(session, shop_id, request.path_params["segment_id"])
@@ -408,7 +440,7 @@ def segment_lookalike(request: Request) -> Response:
 @endpoint
 def segment_file(request: Request) -> Response:
     """The segment as the hashed customer file (same as ``analyze --meta-dir``)."""
-    ctx, shop_id = _ctx(request), request_shop_id(request)
+    ctx, shop_id = context(request), request_shop_id(request)
     with ctx.sessions() as session:
         seg = _segment(session, shop_id, request.path_params["segment_id"])
         shop = session.get(Shop, shop_id)
@@ -447,7 +479,7 @@ def _page(title: str, message: str, status: int = 200) -> HTMLResponse:
 
 def callback(request: Request) -> Response:
     """Facebook Login returns here: check ``state``, exchange the code, store the token."""
-    ctx = _ctx(request)
+    ctx = context(request)
     q = request.query_params
     state = q.get("state") or ""
     try:
@@ -475,20 +507,3 @@ def callback(request: Request) -> Response:
         "Facebook Login is done. Return to Goldpan to choose the ad account; "
         "you can close this tab.",
     )
-
-
-routes = [
-    Route("/status", status, methods=["GET"]),
-    Route("/connect", connect, methods=["POST"]),
-    Route("/token", paste_token, methods=["POST"]),
-    Route("/disconnect", disconnect, methods=["POST"]),
-    Route("/adaccounts", ad_accounts, methods=["GET"]),
-    Route("/account", choose_account, methods=["POST"]),
-    Route("/segments/{segment_id}/sync", segment_sync, methods=["POST"]),
-    Route("/segments/{segment_id}/lookalike", segment_lookalike, methods=["POST"]),
-    Route("/segments/{segment_id}/file", segment_file, methods=["GET"]),
-]
-
-public_routes = [Route("/meta/callback", callback, methods=["GET"])]
-
-__all__ = ["public_routes", "redirect_uri", "routes", "sign_state", "verify_state"]
