@@ -1,5 +1,6 @@
-"""app.py over real HTTP on loopback: session-token API auth, shop isolation, page load with
-token exchange (managed install), the code grant, CSP, health; plus logs.py redaction."""
+"""The app over real HTTP on loopback: session-token API auth, shop isolation, the error map,
+page load with token exchange (managed install), the code grant, CSP, health; plus logs.py
+redaction."""
 
 from __future__ import annotations
 
@@ -14,13 +15,32 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import requests
 from sqlalchemy import select
+from starlette.requests import Request
+from starlette.routing import Route
 
 from goldpan_sandbox.server import RunningServer, start_server
 from shopify_app import logs
 from shopify_app.db.models import Segment, Shop
+from shopify_app.errors import (
+    AuthError,
+    ConfigError,
+    CsvError,
+    GoldpanError,
+    GraphQLError,
+    InputError,
+    MetaError,
+    MetaTermsError,
+    MetaThrottledError,
+    MetaTokenError,
+    SyncError,
+    ThrottledError,
+    TokenError,
+    TransientError,
+    UserErrorsError,
+)
 from shopify_app.jobs import Context
 from shopify_app.server.app import create_app
-from shopify_app.server.errors import RETRY_HEADER
+from shopify_app.server.errors import RETRY_HEADER, NotFound
 from shopify_app.server.middleware import csp_for
 from shopify_app.settings import Settings
 from shopify_app.shopify import auth
@@ -70,9 +90,12 @@ def test_api_requires_a_valid_session_token(app_server: RunningServer, make_shop
 
 
 def test_api_refuses_shops_without_the_app(app_server: RunningServer, make_shop: Any) -> None:
-    unknown = _api(app_server, "/api/session", session_token(unique_shop_domain()))
+    shop = unique_shop_domain()
+    unknown = _api(app_server, "/api/session", session_token(shop))
     assert unknown.status_code == 401
+    assert unknown.json() == {"error": "the app is not installed on this shop", "field": None}
     assert unknown.headers["X-Shopify-API-Request-Failure-Reauthorize"] == "1"
+    assert unknown.headers["X-Shopify-API-Request-Failure-Reauthorize-Url"] == f"/?shop={shop}"
     assert RETRY_HEADER not in unknown.headers
     gone = make_shop(access_token=None)
     assert _api(app_server, "/api/session", session_token(gone.domain)).status_code == 401
@@ -99,6 +122,144 @@ def test_one_shops_token_never_reaches_another_shop(
     # A token signed for shop A but whose dest is rewritten to B fails verification.
     forged = session_token(shop_b.domain, secret="not-the-secret")
     assert _api(app_server, f"/api/segments/{segment_id}", forged).status_code == 401
+
+
+# --- the error map: every Goldpan error an endpoint raises, as the page receives it -------------
+
+ERRORS: dict[str, tuple[GoldpanError, int, dict[str, Any], dict[str, str]]] = {
+    # name: (raised, status, body, headers; "{shop}" is the requesting shop's domain)
+    "auth": (
+        AuthError("session token expired"),
+        401,
+        {"error": "session token expired", "field": None},
+        {RETRY_HEADER: "1"},
+    ),
+    "input": (
+        InputError("ratio must be a whole percentage from 1 to 10", field="ratio"),
+        400,
+        {"error": "ratio must be a whole percentage from 1 to 10", "field": "ratio"},
+        {},
+    ),
+    "csv": (
+        CsvError("not a number", row=3, column="Total"),
+        400,
+        {"error": "row 3, column 'Total': not a number", "field": "Total"},
+        {},
+    ),
+    "not-found": (
+        NotFound("segment not found"),
+        404,
+        {"error": "segment not found", "field": None},
+        {},
+    ),
+    "token-uninstalled": (
+        TokenError("the shop uninstalled the app", code="uninstalled"),
+        401,
+        {"error": "the shop uninstalled the app", "field": None},
+        # Install again; the shop is the requesting one, from its session token.
+        {
+            "X-Shopify-API-Request-Failure-Reauthorize": "1",
+            "X-Shopify-API-Request-Failure-Reauthorize-Url": "/?shop={shop}",
+        },
+    ),
+    "token-refused": (
+        TokenError("Shopify answered 500", code="server_error"),
+        502,
+        {"error": "Shopify answered 500", "field": None, "code": "server_error"},
+        {},
+    ),
+    "shopify-throttled": (
+        ThrottledError("the cost bucket stayed empty"),
+        502,
+        {"error": "the cost bucket stayed empty", "field": None},
+        {},
+    ),
+    "shopify-transient": (
+        TransientError("HTTP 503 after 5 attempts"),
+        502,
+        {"error": "HTTP 503 after 5 attempts", "field": None},
+        {},
+    ),
+    "graphql": (
+        GraphQLError("Field 'x' doesn't exist", errors=[{"message": "Field 'x' doesn't exist"}]),
+        502,
+        {"error": "Field 'x' doesn't exist", "field": None},
+        {},
+    ),
+    "user-errors": (
+        UserErrorsError("Tag is invalid", user_errors=[{"field": ["tags"], "message": "invalid"}]),
+        502,
+        {"error": "Tag is invalid", "field": None},
+        {},
+    ),
+    "meta-terms": (
+        MetaTermsError("terms not accepted", code=200, subcode=1870090),
+        409,
+        {"error": "terms not accepted", "field": "terms", "code": 200, "subcode": 1870090},
+        {},
+    ),
+    "meta-token": (
+        MetaTokenError("token expired", code=190, subcode=463),
+        409,
+        {"error": "token expired", "field": "token", "code": 190, "subcode": 463},
+        {},
+    ),
+    "meta-throttled": (
+        MetaThrottledError("too many calls", code=80003, retry_after=600.0),
+        429,
+        {"error": "too many calls", "field": None, "retry_after": 600.0},
+        {"Retry-After": "600"},
+    ),
+    "meta": (
+        MetaError("invalid parameter", code=100, subcode=33),
+        502,
+        {"error": "invalid parameter", "field": None, "code": 100, "subcode": 33},
+        {},
+    ),
+    "config": (
+        ConfigError("TOKEN_ENCRYPTION_KEY is not a Fernet key", variable="TOKEN_ENCRYPTION_KEY"),
+        500,
+        {"error": "TOKEN_ENCRYPTION_KEY is not a Fernet key", "field": None},
+        {},
+    ),
+    "sync": (
+        SyncError("the bulk operation expired"),
+        500,
+        {"error": "the bulk operation expired", "field": None},
+        {},
+    ),
+}
+
+
+def _raise(request: Request) -> Any:
+    """A sync endpoint (run in the threadpool, as every API endpoint) raising the named error."""
+    raise ERRORS[request.path_params["name"]][0]
+
+
+@pytest.fixture
+def raising_server(queued_ctx: Context) -> Iterator[RunningServer]:
+    """The app with one more API route, ``/api/test-errors/{name}``, raising ``ERRORS[name]``."""
+    app = create_app(queued_ctx, extra_routes=[Route("/api/test-errors/{name}", _raise)])
+    running = start_server(app)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.mark.parametrize("name", sorted(ERRORS))
+def test_each_error_is_answered_from_the_one_map(
+    raising_server: RunningServer, make_shop: Any, name: str
+) -> None:
+    _exc, status, body, headers = ERRORS[name]
+    shop = make_shop()
+    response = _api(raising_server, f"/api/test-errors/{name}", session_token(shop.domain))
+    assert response.status_code == status
+    assert response.json() == body
+    for header, value in headers.items():
+        assert response.headers[header] == value.format(shop=shop.domain)
+    if RETRY_HEADER not in headers:
+        assert RETRY_HEADER not in response.headers  # only a bad session token is worth a retry
 
 
 def test_page_load_without_token_goes_to_the_bounce_page(app_server: RunningServer) -> None:

@@ -165,8 +165,10 @@ def test_errors_are_answered_for_the_page(
     mine, _ = add_segment(meta_ctx.sessions, shop.id, make_people(2), meta_sync=False)
     refused = api.post(f"/meta/segments/{mine}/sync", {"enabled": True})
     assert refused.status_code == 400 and refused.json()["field"] == "meta"
-    # Another shop's segment does not exist here.
+    # Another shop's segment does not exist here; a malformed id is bad input, as everywhere.
     assert api.get(f"/meta/segments/{segment_id}/file").status_code == 404
+    malformed = api.get("/meta/segments/abc/file")
+    assert malformed.status_code == 400 and malformed.json()["field"] == "segment_id"
     assert (api.post(f"/meta/segments/{segment_id}/sync", {"enabled": False})).status_code == 404
 
     token = connect_shop(meta_ctx, meta, shop.id)

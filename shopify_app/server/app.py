@@ -20,7 +20,7 @@ shop's admin may frame it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -118,9 +118,15 @@ def build_routes() -> list[BaseRoute]:
     return routes
 
 
-def create_app(ctx: Context, *, start_worker: bool = False) -> Starlette:
-    """The ASGI app for ``ctx``. ``start_worker`` runs a huey consumer inside this process for
-    as long as the app runs (the single-machine default)."""
+def create_app(
+    ctx: Context, *, start_worker: bool = False, extra_routes: Sequence[BaseRoute] = ()
+) -> Starlette:
+    """The ASGI app for ``ctx``.
+
+    ``start_worker`` runs a huey consumer inside this process for as long as the app runs (the
+    single-machine default). ``extra_routes`` are matched before the app's own, behind the same
+    middleware and error map: how a program embedding the app (a test) adds its own URLs.
+    """
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -138,7 +144,7 @@ def create_app(ctx: Context, *, start_worker: bool = False) -> Starlette:
                 await run_in_threadpool(consumer.stop, True)
 
     app = Starlette(
-        routes=build_routes(),
+        routes=[*extra_routes, *build_routes()],
         exception_handlers=dict(errors.EXCEPTION_HANDLERS),
         lifespan=lifespan,
     )

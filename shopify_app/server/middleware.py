@@ -6,22 +6,24 @@ CSV exports) stream. Both are added by :func:`shopify_app.server.app.create_app`
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs
 
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shopify_app import logs
 from shopify_app.db.models import Shop
 from shopify_app.errors import AuthError
 from shopify_app.jobs import Context
-from shopify_app.server.errors import unauthorized
+from shopify_app.server.errors import NotInstalled, response_for
 from shopify_app.shopify import auth
 
 
 class SessionTokenAuth:
-    """Pure-ASGI guard of ``/api``: a valid session token of an installed shop, or 401.
+    """Pure-ASGI guard of ``/api``: a valid session token of an installed shop, or 401
+    (:class:`~shopify_app.server.errors.NotInstalled` when the shop is not installed).
 
     On success it sets ``request.state.shop_id``, ``shop_domain``, ``user_id`` and
     ``session_token`` and runs the request with the shop bound into the log context.
@@ -46,17 +48,12 @@ class SessionTokenAuth:
         token = header[7:].strip() if header and header[:7].lower() == "bearer " else None
         try:
             session = auth.verify_session_token(self.ctx.settings, token)
+            shop = await run_in_threadpool(self._installed_shop, session.shop)
+            if shop is None:
+                raise NotInstalled(session.shop)
         except AuthError as exc:
-            await unauthorized(exc.reason)(scope, receive, send)
-            return
-        shop = await run_in_threadpool(self._installed_shop, session.shop)
-        if shop is None:
-            response = unauthorized(
-                "the app is not installed on this shop",
-                retry=False,
-                reauthorize=f"/?{urlencode({'shop': session.shop})}",
-            )
-            await response(scope, receive, send)
+            # Starlette's exception handlers sit inside the middleware: answer from the map.
+            await response_for(Request(scope), exc)(scope, receive, send)
             return
         state = scope.setdefault("state", {})
         state.update(

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 
 from shopify_app.db.models import LineItem, Order, Shop
 from shopify_app.server.api.cache import data_version, shop_cache
-from shopify_app.server.api.request import db_session, endpoint, get_shop, request_shop_id, today
+from shopify_app.server.api.request import db_session, get_shop, request_shop_id, today
 
 
 def counted_orders(
@@ -212,7 +212,6 @@ def _first_month(h: list[Any]) -> str | None:
     return _month(h[0][0])
 
 
-@endpoint
 def analytics(request: Request) -> Response:
     """Cohorts, time between orders, RFM grid, repeat trend, products bringing customers back."""
     shop_id = request_shop_id(request)

@@ -12,15 +12,14 @@ from shopify_app.errors import InputError
 from shopify_app.server.api.request import (
     PAGE_SIZE,
     db_session,
-    endpoint,
     int_param,
     iso,
+    path_id,
     request_shop_id,
 )
 from shopify_app.server.errors import NotFound
 
 
-@endpoint
 def products(request: Request) -> Response:
     """Products for pickers: title search, 20 at a time."""
     shop_id = request_shop_id(request)
@@ -37,7 +36,6 @@ def products(request: Request) -> Response:
         )
 
 
-@endpoint
 def audit(request: Request) -> Response:
     """The latest writes to Shopify and Meta, newest first; ``before`` pages back by id."""
     shop_id = request_shop_id(request)
@@ -67,7 +65,6 @@ def audit(request: Request) -> Response:
         )
 
 
-@endpoint
 def data_requests(request: Request) -> Response:
     """Customers' data requests (``customers/data_request``), newest first, for the merchant."""
     shop_id = request_shop_id(request)
@@ -93,17 +90,14 @@ def data_requests(request: Request) -> Response:
         )
 
 
-@endpoint
 def data_request_export(request: Request) -> Response:
     """One data request's export: everything Goldpan holds about that customer, as JSON."""
     shop_id = request_shop_id(request)
-    raw = request.path_params.get("request_id", "")
-    if not str(raw).isdigit():
-        raise InputError("request id must be a number", field="request_id")
+    request_id = path_id(request, "request_id", "data request")
     with db_session(request) as session:
-        row = session.get(DataRequest, int(raw))
+        row = session.get(DataRequest, request_id)
         if row is None or row.shop_id != shop_id:
-            raise NotFound("no such data request")
+            raise NotFound("data request not found")
         return JSONResponse(
             row.export,
             headers={"Content-Disposition": f'attachment; filename="data-request-{row.id}.json"'},

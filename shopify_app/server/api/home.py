@@ -15,7 +15,6 @@ from shopify_app.server.api.analytics import counted_orders, engine_extras, peri
 from shopify_app.server.api.cache import data_version, shop_cache
 from shopify_app.server.api.request import (
     db_session,
-    endpoint,
     get_shop,
     iso,
     request_shop_id,
@@ -114,7 +113,6 @@ def _headline(session: Session, shop_id: int) -> dict[str, Any]:
     }
 
 
-@endpoint
 def home(request: Request) -> Response:
     """Sync status, notices, and the retention headline (plus the model's predicted CLV)."""
     shop_id = request_shop_id(request)

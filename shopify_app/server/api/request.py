@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
+import anyio.from_thread
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 from shopify_app.db.models import Segment, Shop
 from shopify_app.errors import InputError
@@ -24,32 +22,6 @@ from shopify_app.server.errors import NotFound
 
 PAGE_SIZE = 50
 """Rows per page: segment members, audit entries, data requests."""
-
-
-def error_response(
-    status: int, message: str, field: str | None = None, **extra: Any
-) -> JSONResponse:
-    """The JSON error every page endpoint answers: ``{"error", "field", ...}``."""
-    return JSONResponse({"error": message, "field": field, **extra}, status_code=status)
-
-
-def endpoint(fn: Callable[[Request], Response]) -> Callable[[Request], Response]:
-    """Map deliberate errors to JSON: InputError → 400 with the field, NotFound → 404.
-
-    The app's exception handlers would do the same; doing it here keeps the API's answers
-    identical however it is mounted (the tests mount it in a bare Starlette app).
-    """
-
-    @wraps(fn)
-    def wrapper(request: Request) -> Response:
-        try:
-            return fn(request)
-        except NotFound as exc:
-            return error_response(404, str(exc) or "not found")
-        except InputError as exc:
-            return error_response(400, str(exc), exc.field)
-
-    return wrapper
 
 
 def request_shop_id(request: Request) -> int:
@@ -85,20 +57,26 @@ def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> in
     return value
 
 
-def path_id(request: Request) -> int:
-    """The ``segment_id`` path parameter (a number; out of range is simply not found)."""
-    raw = request.path_params.get("segment_id", "")
+def path_id(request: Request, name: str = "segment_id", thing: str = "segment") -> int:
+    """Path parameter ``name``, the id of a ``thing``: not a number is bad input (400); out of
+    range cannot exist, so it is not found (404) like any id the shop does not have."""
+    raw = request.path_params.get(name, "")
     try:
         value = int(raw)
     except (TypeError, ValueError):
-        raise InputError("segment id must be a number", field="segment_id") from None
-    if value <= 0 or value > 2**31:
-        raise NotFound("segment not found")
+        raise InputError(f"{thing} id must be a number", field=name) from None
+    if not 0 < value < 2**31:  # ids are 32-bit integer columns
+        raise NotFound(f"{thing} not found")
     return value
 
 
-def json_body(request: Request, raw: bytes) -> dict[str, Any]:
-    """The body as a JSON object (an empty body is ``{}``)."""
+def json_body(request: Request) -> dict[str, Any]:
+    """The body as a JSON object (an empty body is ``{}``).
+
+    Sync endpoints run in a worker thread; Starlette's ``body()`` is a coroutine, so it is run
+    on the event loop from here.
+    """
+    raw = anyio.from_thread.run(request.body)
     try:
         body = json.loads(raw or b"{}")
     except ValueError:
@@ -106,13 +84,6 @@ def json_body(request: Request, raw: bytes) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InputError("request body must be a JSON object", field="body")
     return body
-
-
-def read_body(request: Request) -> bytes:
-    """The raw body from a sync endpoint (Starlette's ``body()`` is a coroutine)."""
-    import anyio.from_thread
-
-    return anyio.from_thread.run(request.body)
 
 
 def iso(value: dt.datetime | dt.date | None) -> str | None:

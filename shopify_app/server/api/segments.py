@@ -30,7 +30,6 @@ from shopify_app.server.api.cache import data_version, shop_cache
 from shopify_app.server.api.request import (
     PAGE_SIZE,
     db_session,
-    endpoint,
     enqueue,
     get_segment,
     get_shop,
@@ -38,7 +37,6 @@ from shopify_app.server.api.request import (
     iso,
     json_body,
     path_id,
-    read_body,
     request_shop_id,
     today,
 )
@@ -165,7 +163,6 @@ def _segment_row(
     }
 
 
-@endpoint
 def segment_list(request: Request) -> Response:
     """Every segment of the shop with size, revenue share, weekly change and sync state."""
     shop_id = request_shop_id(request)
@@ -185,7 +182,6 @@ def segment_list(request: Request) -> Response:
         )
 
 
-@endpoint
 def segment_detail(request: Request) -> Response:
     """One segment: its row, definition, 30 days of history and its Meta audiences."""
     shop_id = request_shop_id(request)
@@ -280,7 +276,6 @@ def _goldpan_tags(tags: list[Any], prefix: str) -> list[str]:
     return [t for t in tags or [] if isinstance(t, str) and t.startswith(prefix)]
 
 
-@endpoint
 def segment_members(request: Request) -> Response:
     """A page of 50 members with why each qualifies; ``q`` searches name, email, company."""
     shop_id = request_shop_id(request)
@@ -339,7 +334,6 @@ def _csv_safe(value: Any) -> str:
     return text
 
 
-@endpoint
 def segment_members_csv(request: Request) -> Response:
     """Every member as CSV (streamed), for spreadsheets and other tools."""
     shop_id = request_shop_id(request)
@@ -411,7 +405,6 @@ def _tag_preview(session: Session, shop_id: int, seg: Segment) -> dict[str, int]
     return {"gain": int(entry["gain"]), "lose": int(entry["lose"])}
 
 
-@endpoint
 def segment_tag_sync(request: Request) -> Response:
     """Turn tag sync on or off. Turning it on first answers the preview; ``confirm`` applies.
 
@@ -419,7 +412,7 @@ def segment_tag_sync(request: Request) -> Response:
     """
     shop_id = request_shop_id(request)
     segment_id = path_id(request)
-    body = json_body(request, read_body(request))
+    body = json_body(request)
     enabled = body.get("enabled")
     if not isinstance(enabled, bool):
         raise InputError("enabled must be true or false", field="enabled")
@@ -467,7 +460,6 @@ def segment_tag_sync(request: Request) -> Response:
     return JSONResponse({"applied": True, "tag_sync": sync_now, "tag": new_tag})
 
 
-@endpoint
 def segment_native(request: Request) -> Response:
     """Create (or refresh) the segment's native Shopify segment on its tag."""
     shop_id = request_shop_id(request)

@@ -14,11 +14,9 @@ from shopify_app.errors import InputError
 from shopify_app.segments.config import ShopConfig
 from shopify_app.server.api.request import (
     db_session,
-    endpoint,
     enqueue,
     get_shop,
     json_body,
-    read_body,
     request_shop_id,
 )
 
@@ -36,7 +34,6 @@ def _validate_config(current: dict[str, Any], changes: dict[str, Any]) -> dict[s
     return ShopConfig.from_settings({**current, **changes}).to_settings()
 
 
-@endpoint
 def settings_get(request: Request) -> Response:
     """The shop's segment settings, the products its cross-sell rules name, and Meta state."""
     shop_id = request_shop_id(request)
@@ -75,11 +72,10 @@ def settings_get(request: Request) -> Response:
         )
 
 
-@endpoint
 def settings_put(request: Request) -> Response:
     """Change settings (a partial object); refused with the failing field; then recompute."""
     shop_id = request_shop_id(request)
-    body = json_body(request, read_body(request))
+    body = json_body(request)
     changes = body.get("settings", body)
     if not isinstance(changes, dict) or not changes:
         raise InputError("send the settings to change", field="settings")
@@ -107,11 +103,10 @@ def settings_put(request: Request) -> Response:
     return JSONResponse({"settings": validated})
 
 
-@endpoint
 def tags_remove_all(request: Request) -> Response:
     """Remove every Goldpan tag from every customer (for merchants who leave). Needs confirm."""
     shop_id = request_shop_id(request)
-    body = json_body(request, read_body(request))
+    body = json_body(request)
     if body.get("confirm") is not True:
         raise InputError("confirm the removal of every Goldpan tag", field="confirm")
     with db_session(request) as session:
