@@ -449,38 +449,57 @@ def test_json_logs_carry_shop_and_job_and_hide_secrets(settings: Settings) -> No
     assert entry["detail"] == "Bearer [redacted]"
 
 
-def test_demo_bounce_page_mints_tokens_from_the_sandbox(queued_ctx: Context) -> None:
-    demo_settings = queued_ctx.settings.with_overrides(demo=True)
-    demo_ctx = Context(
-        settings=demo_settings,
-        engine=queued_ctx.engine,
-        sessions=queued_ctx.sessions,
-        cipher=queued_ctx.cipher,
-    )
-    server = start_server(create_app(demo_ctx))
+def test_the_admin_around_the_page_is_replaceable(queued_ctx: Context, make_shop: Any) -> None:
+    """The demo shows the page without Shopify's admin: its SandboxAdmin, handed to create_app,
+    mints session tokens from the sandbox and opens the app as the page itself."""
+    from goldpan_sandbox.demo import SandboxAdmin
+
+    sandbox = "http://127.0.0.1:9/sandbox"
+    server = start_server(create_app(queued_ctx, admin=SandboxAdmin(sandbox)))
     try:
-        shop = unique_shop_domain()
-        first = requests.get(
-            f"{server.url}/", params={"shop": shop}, allow_redirects=False, timeout=5
-        )
-        assert first.status_code == 302  # demo: always the bounce page, never /auth
+        shop = make_shop()
         bounce = requests.get(
             f"{server.url}/auth/session-token",
-            params={"shop": shop, "shopify-reload": "//evil.example.com/x"},
+            params={"shop": shop.domain, "shopify-reload": "/?x=</script><b>"},
             timeout=5,
         )
-        assert demo_settings.shop_url(shop) + "/admin/session-token" in bounce.text
+        assert f"{sandbox}/shops/{shop.domain}/admin/session-token" in bounce.text
         assert "app-bridge.js" not in bounce.text
-        assert "evil.example.com" not in bounce.text  # only our own pages are reloaded
+        assert "</script><b>" not in bounce.text  # the reload target cannot break out
+        offsite = requests.get(
+            f"{server.url}/auth/session-token",
+            params={"shop": shop.domain, "shopify-reload": "//evil.example.com/x"},
+            timeout=5,
+        )
+        assert "evil.example.com" not in offsite.text  # only our own pages are reloaded
+        # Opened outside an admin, an installed shop goes to the page, shim on (not to Shopify).
+        opened = requests.get(
+            f"{server.url}/", params={"shop": shop.domain}, allow_redirects=False, timeout=5
+        )
+        assert opened.status_code == 302
+        location = urlsplit(opened.headers["location"])
+        assert location.netloc == "" and location.path == "/"
+        assert dict(parse_qsl(location.query)) == {
+            "shop": shop.domain,
+            "embedded": "1",
+            "demo": "1",
+        }
+        page = requests.get(
+            f"{server.url}/", params={"id_token": session_token(shop.domain)}, timeout=5
+        )
+        assert f'<meta name="goldpan-sandbox-url" content="{sandbox}">' in page.text
     finally:
         server.stop()
-    from shopify_app.server.pages import render_index, sandbox_url
 
-    base = demo_settings.shop_url(shop).removesuffix(f"/shops/{shop}")
-    assert sandbox_url(demo_settings, shop) == base
-    assert sandbox_url(queued_ctx.settings.with_overrides(demo=False), shop) == ""
-    page = render_index(demo_settings, shop, "aG9zdA")
-    assert "{{API_KEY}}" not in page and "{{SANDBOX_URL}}" not in page
+
+def test_the_page_leaves_no_placeholder_unfilled(app_server: RunningServer, make_shop: Any) -> None:
+    shop = make_shop()
+    page = requests.get(
+        f"{app_server.url}/", params={"id_token": session_token(shop.domain)}, timeout=5
+    )
+    assert page.status_code == 200
+    assert f'<meta name="shopify-api-key" content="{TEST_API_KEY}">' in page.text
+    assert "{{" not in page.text
 
 
 def test_page_load_reinstalls_when_the_refresh_token_expired(

@@ -119,13 +119,19 @@ def build_routes() -> list[BaseRoute]:
 
 
 def create_app(
-    ctx: Context, *, start_worker: bool = False, extra_routes: Sequence[BaseRoute] = ()
+    ctx: Context,
+    *,
+    start_worker: bool = False,
+    admin: pages.ShopifyAdmin | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The ASGI app for ``ctx``.
 
     ``start_worker`` runs a huey consumer inside this process for as long as the app runs (the
-    single-machine default). ``extra_routes`` are matched before the app's own, behind the same
-    middleware and error map: how a program embedding the app (a test) adds its own URLs.
+    single-machine default). ``admin`` is what surrounds the page: Shopify's admin unless a
+    program showing the page elsewhere (the demo) passes its own. ``extra_routes`` are matched
+    before the app's own, behind the same middleware and error map: how such a program (or a
+    test) adds URLs.
     """
 
     @asynccontextmanager
@@ -149,6 +155,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    app.state.admin = admin or pages.ShopifyAdmin()
     app.state.metrics_registry = None  # made on the first scrape, then reused
     # Starlette wraps the app with user middleware outermost-first; ours are pure ASGI.
     app.add_middleware(SessionTokenAuth, ctx=ctx)

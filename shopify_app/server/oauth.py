@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from shopify_app.errors import TokenError
 from shopify_app.server import context
-from shopify_app.server.pages import embedded_app_url, message_page
+from shopify_app.server.pages import admin, message_page
 from shopify_app.shopify import auth
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,6 @@ def auth_callback(request: Request) -> Response:
     except TokenError as exc:
         return message_page("Goldpan", f"Shopify refused the installation: {exc}", 400)
     auth.install(ctx, shop, tokens)
-    response = RedirectResponse(embedded_app_url(settings, shop, params.get("host")), 302)
+    response = RedirectResponse(admin(request).app_url(settings, shop, params.get("host")), 302)
     response.delete_cookie(STATE_COOKIE, path="/auth/callback")
     return response

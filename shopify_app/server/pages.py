@@ -4,7 +4,10 @@ The page load carries ``?id_token=``: verified, and when the shop is not install
 a legacy token) exchanged for an expiring offline token and installed (Shopify's managed
 installation). Without a valid token the browser goes to the bounce page
 ``/auth/session-token?shopify-reload=...``, which only loads App Bridge (which fetches a fresh
-token and reloads). In the demo, a small shim fetches the token from the sandbox instead.
+token and reloads).
+
+What surrounds the page — Shopify's admin, with App Bridge — is a :class:`ShopifyAdmin`. A
+program that shows the page without Shopify's admin (the demo) hands ``create_app`` its own.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from __future__ import annotations
 import base64
 import binascii
 import html
-import json
 import logging
+import re
+from collections.abc import Mapping
 from urllib.parse import urlencode
 
 from sqlalchemy import select
@@ -33,6 +37,42 @@ log = logging.getLogger(__name__)
 APP_BRIDGE = "https://cdn.shopify.com/shopifycloud/app-bridge.js"
 
 
+class ShopifyAdmin:
+    """The Shopify admin around the embedded page: App Bridge gets its session tokens, and the
+    merchant opens the app at its URL inside the admin.
+
+    ``create_app`` uses this one unless given another (``create_app(ctx, admin=...)``); the
+    demo's stand-in overrides the three methods.
+    """
+
+    def token_script(self, settings: Settings, shop: str | None, reload_to: str) -> str:
+        """The bounce page's script: get a fresh session token and reload ``reload_to`` with it
+        as ``id_token`` (App Bridge does both)."""
+        return f'<script src="{APP_BRIDGE}"></script>'
+
+    def app_url(self, settings: Settings, shop: str, host: str | None) -> str:
+        """Where the merchant opens the app: inside the admin, from ``host`` when it is sane."""
+        if host:
+            try:
+                decoded = base64.b64decode(host + "=" * (-len(host) % 4)).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                decoded = ""
+            if decoded.startswith("admin.shopify.com/store/") or decoded == f"{shop}/admin":
+                return f"https://{decoded}/apps/{settings.api_key}"
+        store = shop.removesuffix(".myshopify.com")
+        return f"https://admin.shopify.com/store/{store}/apps/{settings.api_key}"
+
+    def page_values(self, settings: Settings, shop: str) -> Mapping[str, str]:
+        """``{{NAME}}`` values for ``web/index.html`` beyond the API key, shop and host."""
+        return {}
+
+
+def admin(request: Request) -> ShopifyAdmin:
+    """The admin ``create_app`` was given."""
+    found: ShopifyAdmin = request.app.state.admin
+    return found
+
+
 def _bounce(request: Request, shop: str | None) -> Response:
     """Send the browser to the bounce page, which reloads this URL with a fresh ``id_token``."""
     query = [(k, v) for k, v in request.query_params.multi_items() if k != "id_token"]
@@ -43,7 +83,8 @@ def _bounce(request: Request, shop: str | None) -> Response:
     return RedirectResponse(f"/auth/session-token?{urlencode(params)}", status_code=302)
 
 
-def message_page(title: str, message: str, status_code: int, shop: str | None = None) -> Response:
+def message_page(title: str, message: str, status_code: int) -> Response:
+    """A plain HTML page saying ``message`` (install problems, a bad shop domain)."""
     body = (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         f"<title>{html.escape(title)}</title></head>"
@@ -63,13 +104,12 @@ def index(request: Request) -> Response:
             return message_page(
                 "Goldpan", "Open Goldpan from your Shopify admin (Apps → Goldpan).", 400
             )
-        if request.query_params.get("embedded") == "1" or settings.demo:
+        if request.query_params.get("embedded") == "1":
             return _bounce(request, query_shop)
         if _load_shop(ctx, query_shop) is None:
             return RedirectResponse(f"/auth?{urlencode({'shop': query_shop})}", status_code=302)
-        return RedirectResponse(
-            embedded_app_url(settings, query_shop, request.query_params.get("host")), 302
-        )
+        host = request.query_params.get("host")
+        return RedirectResponse(admin(request).app_url(settings, query_shop, host), 302)
     try:
         session = auth.verify_session_token(settings, id_token)
     except AuthError as exc:
@@ -88,9 +128,9 @@ def index(request: Request) -> Response:
             log.warning("token exchange refused: %s", exc, extra={"shop": session.shop})
             return message_page("Goldpan", f"Shopify refused the installation: {exc}", 502)
         auth.install(ctx, session.shop, tokens)
-    return HTMLResponse(
-        render_index(settings, session.shop, request.query_params.get("host") or "")
-    )
+    host = request.query_params.get("host") or ""
+    extra = admin(request).page_values(settings, session.shop)
+    return HTMLResponse(render_index(settings, session.shop, host, extra))
 
 
 def _load_shop(ctx: Context, domain: str) -> Shop | None:
@@ -107,68 +147,35 @@ _FALLBACK_INDEX = """<!doctype html>
 """
 
 
-def sandbox_url(settings: Settings, shop: str) -> str:
-    """In the demo, the sandbox's base URL (what precedes ``/shops/{shop}``); else empty."""
-    base, suffix = settings.shop_url(shop), f"/shops/{shop}"
-    return base.removesuffix(suffix) if settings.demo and base.endswith(suffix) else ""
+_PLACEHOLDER = re.compile(r"\{\{[A-Z_]+\}\}")
 
 
-def render_index(settings: Settings, shop: str, host: str = "") -> str:
-    """``web/index.html`` with ``{{API_KEY}}``, ``{{SHOP}}``, ``{{HOST}}`` and (demo only)
-    ``{{SANDBOX_URL}}`` filled in."""
+def render_index(
+    settings: Settings, shop: str, host: str = "", extra: Mapping[str, str] | None = None
+) -> str:
+    """``web/index.html`` with ``{{API_KEY}}``, ``{{SHOP}}``, ``{{HOST}}`` and the ``extra``
+    values filled in; a placeholder nobody fills is emptied."""
     path = WEB_DIR / "index.html"
     template = path.read_text(encoding="utf-8") if path.is_file() else _FALLBACK_INDEX
-    values = (
-        ("API_KEY", settings.api_key),
-        ("SHOP", shop),
-        ("HOST", host),
-        ("SANDBOX_URL", sandbox_url(settings, shop)),
-    )
-    for name, value in values:
+    values = {"API_KEY": settings.api_key, "SHOP": shop, "HOST": host, **(extra or {})}
+    for name, value in values.items():
         template = template.replace("{{" + name + "}}", html.escape(value, quote=True))
-    return template
+    return _PLACEHOLDER.sub("", template)
 
 
 def bounce_page(request: Request) -> Response:
-    """A page that only loads App Bridge; App Bridge reloads ``shopify-reload`` with a token.
-
-    In the demo (``GOLDPAN_DEMO``) there is no Shopify admin around the page, so a shim asks the
-    sandbox for a session token and performs the reload itself.
-    """
+    """A page that only gets a fresh session token and reloads ``shopify-reload`` with it
+    (:meth:`ShopifyAdmin.token_script`: App Bridge, in the admin)."""
     settings = context(request).settings
     reload_to = request.query_params.get("shopify-reload", "/")
     if not reload_to.startswith("/") or reload_to.startswith("//"):
         reload_to = "/"  # only ever reload our own pages
     shop = auth.sanitize_shop(request.query_params.get("shop"))
     api_key = html.escape(settings.api_key, quote=True)
-    if settings.demo and shop is not None:
-        token_url = f"{settings.shop_url(shop)}/admin/session-token"
-        script = (
-            "<script>fetch(" + json.dumps(token_url) + ").then(r => r.json()).then(b => {"
-            "const u = new URL(" + json.dumps(reload_to) + ", location.origin);"
-            "u.searchParams.set('id_token', b.token);"
-            "u.searchParams.set('embedded', '1');"
-            "location.replace(u.toString());});</script>"
-        )
-    else:
-        script = f'<script src="{APP_BRIDGE}"></script>'
+    script = admin(request).token_script(settings, shop, reload_to)
     body = (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         f'<meta name="shopify-api-key" content="{api_key}">{script}'
         "<title>Goldpan</title></head><body></body></html>"
     )
     return HTMLResponse(body)
-
-
-def embedded_app_url(settings: Settings, shop: str, host: str | None) -> str:
-    """The app's URL inside the Shopify admin (from the ``host`` parameter when it is sane)."""
-    if settings.demo:
-        return "/?" + urlencode({"shop": shop, **({"host": host} if host else {})})
-    if host:
-        try:
-            decoded = base64.b64decode(host + "=" * (-len(host) % 4)).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            decoded = ""
-        if decoded.startswith("admin.shopify.com/store/") or decoded == f"{shop}/admin":
-            return f"https://{decoded}/apps/{settings.api_key}"
-    return f"https://admin.shopify.com/store/{shop.removesuffix('.myshopify.com')}/apps/{settings.api_key}"
