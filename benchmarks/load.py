@@ -285,7 +285,7 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
     from shopify_app.shopify import auth
     from shopify_app.tagging.state import ShopTags
     from shopify_app.tagging.writes import sync_tags
-    from tests.fixtures_api import session_token
+    from tests.fixtures_auth import session_token
     from tests.fixtures_scaleout import wait_until
 
     webs = [cluster.start_web() for _ in range(args.webs)]
