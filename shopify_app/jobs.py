@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 TASK_MODULES: tuple[str, ...] = (
     "shopify_app.shopify.webhooks",
     "shopify_app.tagging",
-    "shopify_app.sync",
+    "shopify_app.sync.bulk",
+    "shopify_app.sync.reconcile",
     "shopify_app.meta.audiences",
     "shopify_app.segments.recompute",
 )

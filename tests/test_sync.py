@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from shopify_app import jobs, sync
+from shopify_app import jobs
 from shopify_app.db.models import Customer, LineItem, Order, Product, Shop, SyncRun, Variant
 from shopify_app.errors import SyncError
 from shopify_app.shopify.client import AdminClient
+from shopify_app.sync import bulk, ingest, reconcile, rows, runs, scopes
+from shopify_app.sync.webhooks import apply_webhook
 from tests.fixtures_sync import *  # noqa: F403
 from tests.fixtures_sync import FakeShopify, RecordingContext, bulk_customer, bulk_store, jsonl
 
@@ -59,9 +61,9 @@ def _lines(objects: list[dict[str, Any]]) -> list[bytes]:
 
 
 def test_utc_text() -> None:
-    assert sync.utc_text("2026-01-02T03:04:05Z") == "2026-01-02 03:04:05.000000"
-    assert sync.utc_text("2026-01-02T03:04:05-05:00") == "2026-01-02 08:04:05.000000"
-    assert sync.utc_text(None) is None
+    assert rows.utc_text("2026-01-02T03:04:05Z") == "2026-01-02 03:04:05.000000"
+    assert rows.utc_text("2026-01-02T03:04:05-05:00") == "2026-01-02 08:04:05.000000"
+    assert rows.utc_text(None) is None
 
 
 def test_ingest_is_idempotent_and_children_may_come_first(sync_ctx, make_shop) -> None:
@@ -69,7 +71,7 @@ def test_ingest_is_idempotent_and_children_may_come_first(sync_ctx, make_shop) -
     store = bulk_store()
     objects = store["customers"] + store["orders"] + store["products"]
     run_id = _run(sync_ctx, shop.id)
-    done = sync.ingest_lines(sync_ctx, run_id, shop.id, _lines(objects), batch_lines=7)
+    done = ingest.ingest_lines(sync_ctx, run_id, shop.id, _lines(objects), batch_lines=7)
     assert done == len(objects)
     first = _state(sync_ctx, shop.id)
     assert _counts(first) == {
@@ -78,7 +80,7 @@ def test_ingest_is_idempotent_and_children_may_come_first(sync_ctx, make_shop) -
     # Line items that arrived before their order still point at it.
     order_ids = {o[0] for o in first["orders"]}
     assert all(li[1] in order_ids for li in first["line_items"])
-    sync.ingest_lines(sync_ctx, run_id, shop.id, _lines(objects), batch_lines=11)
+    ingest.ingest_lines(sync_ctx, run_id, shop.id, _lines(objects), batch_lines=11)
     assert _state(sync_ctx, shop.id) == first
     customer = next(c for c in first["customers"] if c[0] == 4)
     assert customer[1:5] == ("c4@example.com", "SUBSCRIBED", "+33612340004", [])
@@ -90,7 +92,7 @@ def test_killed_mid_ingest_resumes_exactly(sync_ctx, make_shop) -> None:
     shop = make_shop()
     store = bulk_store(customers=10, orders=40)
     lines = _lines(store["orders"])
-    sync.ingest_lines(sync_ctx, _run(sync_ctx, reference_shop.id), reference_shop.id, lines)
+    ingest.ingest_lines(sync_ctx, _run(sync_ctx, reference_shop.id), reference_shop.id, lines)
     expected = _state(sync_ctx, reference_shop.id)
 
     def dies_after(n: int) -> Iterator[bytes]:
@@ -101,11 +103,11 @@ def test_killed_mid_ingest_resumes_exactly(sync_ctx, make_shop) -> None:
 
     run_id = _run(sync_ctx, shop.id)
     with pytest.raises(KeyboardInterrupt):
-        sync.ingest_lines(sync_ctx, run_id, shop.id, dies_after(25), batch_lines=10)
+        ingest.ingest_lines(sync_ctx, run_id, shop.id, dies_after(25), batch_lines=10)
     with sync_ctx.sessions() as session:
         checkpoint = session.get(SyncRun, run_id).checkpoint
     assert checkpoint == 20  # the half-read third batch was never committed
-    sync.ingest_lines(
+    ingest.ingest_lines(
         sync_ctx, run_id, shop.id, lines[checkpoint:], start=checkpoint, batch_lines=10
     )
     assert _state(sync_ctx, shop.id) == expected
@@ -123,11 +125,11 @@ def test_initial_sync_end_to_end(sync_ctx: RecordingContext, make_shop, fake_sho
     store = bulk_store()
     _serve(fake_shopify, store)
     fake_shopify.bulk_plan["orders"] = ["RUNNING", "RUNNING", "COMPLETED"]
-    run_ids = sync.initial(sync_ctx, shop.id, poll_interval=0.01)
+    run_ids = bulk.initial(sync_ctx, shop.id, poll_interval=0.01)
     assert len(run_ids) == 3
     state = _state(sync_ctx, shop.id)
     assert _counts(state)["line_items"] == 60 and _counts(state)["customers"] == 20
-    progress = sync.progress(sync_ctx, shop.id)
+    progress = runs.progress(sync_ctx, shop.id)
     assert progress["orders"]["status"] == "done"
     assert progress["orders"]["objects_done"] == progress["orders"]["object_count"] == 90
     assert ("segments.recompute_shop", {"shop_id": shop.id}) in sync_ctx.enqueued
@@ -135,7 +137,7 @@ def test_initial_sync_end_to_end(sync_ctx: RecordingContext, make_shop, fake_sho
     names = fake_shopify.operation_names()
     assert names[:3] == ["BulkOperationRunQuery"] * 3
     # A second call while nothing runs does not duplicate rows.
-    assert sync.initial(sync_ctx, shop.id, poll_interval=0.01)
+    assert bulk.initial(sync_ctx, shop.id, poll_interval=0.01)
     assert _state(sync_ctx, shop.id) == state
 
 
@@ -145,7 +147,7 @@ def test_failed_and_expired_operations_are_retried(sync_ctx, make_shop, fake_sho
     _serve(fake_shopify, store)
     fake_shopify.bulk_plan["orders"] = ["FAILED"]
     fake_shopify.bulk_plan["customers"] = ["RUNNING", "EXPIRED"]
-    sync.initial(sync_ctx, shop.id, poll_interval=0.01)
+    bulk.initial(sync_ctx, shop.id, poll_interval=0.01)
     state = _state(sync_ctx, shop.id)
     assert _counts(state)["orders"] == 30 and _counts(state)["customers"] == 20
     with sync_ctx.sessions() as session:
@@ -164,8 +166,8 @@ def test_a_bulk_operation_failing_every_time_gives_up(sync_ctx, make_shop, fake_
     run_id = _run(sync_ctx, shop.id)
     with sync_ctx.sessions.begin() as session:
         run = session.get(SyncRun, run_id)
-        run.status, run.attempts, run.bulk_operation_id = "running", sync.MAX_ATTEMPTS, "gid://x/1"
-    assert sync.advance(sync_ctx, client, run_id, {"status": "FAILED", "errorCode": "TIMEOUT"})
+        run.status, run.attempts, run.bulk_operation_id = "running", bulk.MAX_ATTEMPTS, "gid://x/1"
+    assert bulk.advance(sync_ctx, client, run_id, {"status": "FAILED", "errorCode": "TIMEOUT"})
     with sync_ctx.sessions() as session:
         run = session.get(SyncRun, run_id)
     assert run.status == "failed" and "TIMEOUT" in run.error
@@ -187,10 +189,10 @@ def test_finish_webhook_ingests_and_download_breaks_resume(
     fake_shopify.truncate["customers"] = 700  # the first download breaks off mid-line
     payload = {"admin_graphql_api_id": gid, "status": "completed", "type": "query",
                "error_code": None}  # fmt: skip
-    sync.on_bulk_finish(sync_ctx, shop.id, payload)
+    bulk.on_bulk_finish(sync_ctx, shop.id, payload)
     assert "customers" not in fake_shopify.truncate  # the broken download did happen
     assert _counts(_state(sync_ctx, shop.id))["customers"] == 20
-    sync.on_bulk_finish(sync_ctx, shop.id, payload)  # a duplicate delivery changes nothing
+    bulk.on_bulk_finish(sync_ctx, shop.id, payload)  # a duplicate delivery changes nothing
     assert _counts(_state(sync_ctx, shop.id))["customers"] == 20
 
 
@@ -232,16 +234,16 @@ def test_order_webhooks_out_of_order_and_duplicated(sync_ctx, make_shop) -> None
     shop = make_shop()
     newer = _rest_order(500, "2026-11-02T10:00:00+01:00", items=[1])
     older = _rest_order(500, "2026-11-01T10:05:00+01:00", items=[1, 2])
-    assert sync.apply_webhook(sync_ctx, shop.id, "orders/updated", newer)
-    assert not sync.apply_webhook(sync_ctx, shop.id, "orders/create", older)  # late, ignored
-    assert sync.apply_webhook(sync_ctx, shop.id, "orders/updated", newer)  # duplicate: same state
+    assert apply_webhook(sync_ctx, shop.id, "orders/updated", newer)
+    assert not apply_webhook(sync_ctx, shop.id, "orders/create", older)  # late, ignored
+    assert apply_webhook(sync_ctx, shop.id, "orders/updated", newer)  # duplicate: same state
     state = _state(sync_ctx, shop.id)
     assert [li[0] for li in state["line_items"]] == [1]
     assert state["orders"][0][:4] == (500, 7, 40.0, ["TEN"])
     assert state["orders"][0][4] == dt.datetime(2026, 11, 1, 9, tzinfo=UTC)
     cancelled = _rest_order(500, "2026-11-03T10:00:00Z", items=[])
     cancelled["cancelled_at"] = "2026-11-03T10:00:00Z"
-    sync.apply_webhook(sync_ctx, shop.id, "orders/cancelled", cancelled)
+    apply_webhook(sync_ctx, shop.id, "orders/cancelled", cancelled)
     with sync_ctx.sessions() as session:
         assert session.get(Order, (shop.id, 500)).cancelled_at is not None
     assert _state(sync_ctx, shop.id)["line_items"] == []
@@ -260,18 +262,18 @@ def test_customer_webhooks(sync_ctx, make_shop) -> None:
                             "zip": "10001", "company": None},
         "created_at": "2026-01-01T00:00:00-05:00", "updated_at": "2026-11-05T00:00:00-05:00",
     }  # fmt: skip
-    sync.apply_webhook(sync_ctx, shop.id, "customers/create", payload)
+    apply_webhook(sync_ctx, shop.id, "customers/create", payload)
     with sync_ctx.sessions() as session:
         stored = session.get(Customer, (shop.id, 77))
     assert stored.tags == ["goldpan-vip", "wholesale"]
     assert stored.email_marketing_state == "SUBSCRIBED"
     update = dict(payload, tags="wholesale", updated_at="2026-11-06T00:00:00-05:00")
-    sync.apply_webhook(sync_ctx, shop.id, "customers/update", update)
+    apply_webhook(sync_ctx, shop.id, "customers/update", update)
     stale = dict(payload, tags="stale", updated_at="2026-11-05T12:00:00-05:00")
-    assert not sync.apply_webhook(sync_ctx, shop.id, "customers/update", stale)
+    assert not apply_webhook(sync_ctx, shop.id, "customers/update", stale)
     with sync_ctx.sessions() as session:
         assert session.get(Customer, (shop.id, 77)).tags == ["wholesale"]
-    sync.apply_webhook(sync_ctx, shop.id, "customers/delete", {"id": 77})
+    apply_webhook(sync_ctx, shop.id, "customers/delete", {"id": 77})
     with sync_ctx.sessions() as session:
         assert session.get(Customer, (shop.id, 77)) is None
 
@@ -285,9 +287,9 @@ def test_bulk_data_never_undoes_a_newer_webhook(sync_ctx, make_shop) -> None:
         "updated_at": "2026-11-05T00:00:00Z",
         "created_at": "2026-01-01T00:00:00Z",
     }
-    sync.apply_webhook(sync_ctx, shop.id, "customers/update", webhook)
+    apply_webhook(sync_ctx, shop.id, "customers/update", webhook)
     old = bulk_customer(5, updated="2026-10-01T00:00:00Z")
-    sync.ingest_lines(sync_ctx, _run(sync_ctx, shop.id, "customers"), shop.id, _lines([old]))
+    ingest.ingest_lines(sync_ctx, _run(sync_ctx, shop.id, "customers"), shop.id, _lines([old]))
     with sync_ctx.sessions() as session:
         assert session.get(Customer, (shop.id, 5)).email == "new@example.com"
 
@@ -295,13 +297,13 @@ def test_bulk_data_never_undoes_a_newer_webhook(sync_ctx, make_shop) -> None:
 def test_reconcile_pulls_changes_since_the_watermark(sync_ctx, make_shop, fake_shopify) -> None:
     shop = make_shop()
     _serve(fake_shopify, bulk_store())
-    sync.initial(sync_ctx, shop.id, poll_interval=0.01)
+    bulk.initial(sync_ctx, shop.id, poll_interval=0.01)
     changed = bulk_customer(3, updated="2026-11-20T00:00:00Z", tags=["new-tag"])
     fake_shopify.pages["customers"] = [changed] + [
         bulk_customer(n, updated="2026-11-20T00:00:00Z") for n in range(100, 250)
     ]
     sync_ctx.enqueued.clear()
-    assert sync.reconcile(sync_ctx, shop.id) == 151
+    assert reconcile.reconcile(sync_ctx, shop.id) == 151
     with sync_ctx.sessions() as session:
         assert session.get(Customer, (shop.id, 3)).tags == ["new-tag"]
         assert (
@@ -318,12 +320,12 @@ def test_reconcile_pulls_changes_since_the_watermark(sync_ctx, make_shop, fake_s
 
 def test_missing_read_all_orders_stores_a_notice(sync_ctx, make_shop) -> None:
     shop = make_shop()
-    assert sync.check_scopes(sync_ctx, shop.id)
+    assert scopes.check_scopes(sync_ctx, shop.id)
     with sync_ctx.sessions() as session:
         notices = session.get(Shop, shop.id).settings["notices"]
-    assert [n["code"] for n in notices] == [sync.NOTICE_READ_ALL_ORDERS]
+    assert [n["code"] for n in notices] == [scopes.NOTICE_READ_ALL_ORDERS]
     granted = make_shop(scopes="read_customers,write_customers,read_orders,read_all_orders")
-    assert not sync.check_scopes(sync_ctx, granted.id)
+    assert not scopes.check_scopes(sync_ctx, granted.id)
     with sync_ctx.sessions() as session:
         assert session.get(Shop, granted.id).settings.get("notices", []) == []
 
@@ -336,10 +338,10 @@ def test_large_batches_with_repeated_lines(sync_ctx, make_shop) -> None:
     objects = store["customers"] + store["orders"]
     lines = _lines(objects)
     run_id = _run(sync_ctx, shop.id)
-    sync.ingest_lines(sync_ctx, run_id, shop.id, lines + lines[:250], batch_lines=5000)
+    ingest.ingest_lines(sync_ctx, run_id, shop.id, lines + lines[:250], batch_lines=5000)
     state = _state(sync_ctx, shop.id)
     assert _counts(state)["customers"] == 300 and _counts(state)["orders"] == 300
-    sync.ingest_lines(sync_ctx, run_id, shop.id, lines, batch_lines=400)
+    ingest.ingest_lines(sync_ctx, run_id, shop.id, lines, batch_lines=400)
     assert _state(sync_ctx, shop.id) == state
 
 
@@ -349,7 +351,7 @@ def test_a_failing_write_stops_the_ingest_at_its_checkpoint(sync_ctx, make_shop)
     broken = json.dumps({"id": "gid://shopify/Customer/x"}).encode()  # not a number
     run_id = _run(sync_ctx, shop.id)
     with pytest.raises(ValueError):
-        sync.ingest_lines(sync_ctx, run_id, shop.id, [*good, broken, *good], batch_lines=10)
+        ingest.ingest_lines(sync_ctx, run_id, shop.id, [*good, broken, *good], batch_lines=10)
     with sync_ctx.sessions() as session:
         assert session.get(SyncRun, run_id).checkpoint == 30
 
@@ -373,11 +375,11 @@ def test_poll_on_a_queue_reschedules_itself(sync_ctx, make_shop, fake_shopify) -
             SyncRun(shop_id=shop.id, kind="initial", resource="customers", status="running",
                     bulk_operation_id=gid, attempts=1)
         )  # fmt: skip
-    assert sync.poll(queued, shop.id) is False
+    assert bulk.poll(queued, shop.id) is False
     [task] = runtime.huey.pending()
     assert task.name == "sync.poll" and task.eta is not None  # queued with a delay
-    assert sync.poll(queued, shop.id) is False
-    assert sync.poll(queued, shop.id) is True  # third look: COMPLETED, ingested
+    assert bulk.poll(queued, shop.id) is False
+    assert bulk.poll(queued, shop.id) is True  # third look: COMPLETED, ingested
     assert _counts(_state(queued, shop.id))["customers"] == 20
 
 
@@ -408,7 +410,7 @@ def _sandbox_sync(
         sandboxed.enqueued = []
         if prepare is not None:
             prepare(sandbox)
-        sync.initial(sandboxed, shop.id, poll_interval=0.05)
+        bulk.initial(sandboxed, shop.id, poll_interval=0.05)
         if then is not None:
             then(sandbox, store, sandboxed, shop.id)
         return _state(sandboxed, shop.id), store
@@ -468,8 +470,8 @@ def test_initial_retried_after_a_refused_export_starts_only_what_is_missing(
     fake_shopify.script.extend([fake_shopify.answer_call, fake_shopify.answer_call])
     fake_shopify.script.append(JSONResponse(refused))
     with pytest.raises(UserErrorsError):
-        sync.initial(sync_ctx, shop.id, poll_interval=0.01)
-    assert len(sync.initial(sync_ctx, shop.id, poll_interval=0.01)) == 1
+        bulk.initial(sync_ctx, shop.id, poll_interval=0.01)
+    assert len(bulk.initial(sync_ctx, shop.id, poll_interval=0.01)) == 1
     started = [c for c in fake_shopify.calls if c["operation"] == "BulkOperationRunQuery"]
     assert len(started) == 4
     assert _counts(_state(sync_ctx, shop.id)) == {
@@ -482,7 +484,7 @@ def test_poll_resumes_an_ingest_whose_worker_died(sync_ctx, make_shop, fake_shop
     shop = make_shop()
     store = bulk_store(customers=10, orders=40)
     lines = _lines(store["orders"])
-    sync.ingest_lines(sync_ctx, _run(sync_ctx, reference.id), reference.id, lines)
+    ingest.ingest_lines(sync_ctx, _run(sync_ctx, reference.id), reference.id, lines)
     fake_shopify.files["orders"] = jsonl(store["orders"])
     run_id = _run(sync_ctx, shop.id)  # "ingesting"
 
@@ -491,7 +493,7 @@ def test_poll_resumes_an_ingest_whose_worker_died(sync_ctx, make_shop, fake_shop
         raise KeyboardInterrupt("worker killed")
 
     with pytest.raises(KeyboardInterrupt):
-        sync.ingest_lines(sync_ctx, run_id, shop.id, dies(35), batch_lines=10)
+        ingest.ingest_lines(sync_ctx, run_id, shop.id, dies(35), batch_lines=10)
     gid = AdminClient(sync_ctx, shop.id).run_bulk_query("bulk_orders")
     with sync_ctx.sessions.begin() as session:
         run = session.get(SyncRun, run_id)
@@ -499,10 +501,10 @@ def test_poll_resumes_an_ingest_whose_worker_died(sync_ctx, make_shop, fake_shop
         run.bulk_operation_id = gid
         assert run.checkpoint == 30
     # A late (duplicate) finish webhook does not start a second ingest of a claimed run.
-    sync.on_bulk_finish(sync_ctx, shop.id, {"admin_graphql_api_id": gid, "status": "completed"})
+    bulk.on_bulk_finish(sync_ctx, shop.id, {"admin_graphql_api_id": gid, "status": "completed"})
     with sync_ctx.sessions() as session:
         assert session.get(SyncRun, run_id).checkpoint == 30
-    assert sync.poll(sync_ctx, shop.id, wait=True, interval=0.01, stall_seconds=0.03)
+    assert bulk.poll(sync_ctx, shop.id, wait=True, interval=0.01, stall_seconds=0.03)
     assert _state(sync_ctx, shop.id) == _state(sync_ctx, reference.id)
 
 
@@ -526,38 +528,38 @@ def test_nothing_brings_a_deleted_customer_back(sync_ctx, make_shop, fake_shopif
     arrives about a customer after its deletion is stale, whichever path it takes."""
     shop = make_shop()
     create = _customer_payload(88, "2026-11-05T00:00:00Z")
-    assert sync.apply_webhook(sync_ctx, shop.id, "customers/create", create)
-    assert sync.apply_webhook(sync_ctx, shop.id, "customers/delete", {"id": 88})
+    assert apply_webhook(sync_ctx, shop.id, "customers/create", create)
+    assert apply_webhook(sync_ctx, shop.id, "customers/delete", {"id": 88})
     # The update Shopify sent before the deletion arrives late, even claiming a later time.
     late = _customer_payload(88, "2026-11-06T00:00:00Z", tags="late")
-    assert not sync.apply_webhook(sync_ctx, shop.id, "customers/update", late)
-    assert not sync.apply_webhook(sync_ctx, shop.id, "customers/create", create)  # redelivered
-    assert sync.apply_webhook(sync_ctx, shop.id, "customers/delete", {"id": 88})  # duplicate
+    assert not apply_webhook(sync_ctx, shop.id, "customers/update", late)
+    assert not apply_webhook(sync_ctx, shop.id, "customers/create", create)  # redelivered
+    assert apply_webhook(sync_ctx, shop.id, "customers/delete", {"id": 88})  # duplicate
     assert not _has_customer(sync_ctx, shop.id, 88)
     # A delete that overtakes the create of a customer never stored: the create stays out too.
-    assert sync.apply_webhook(sync_ctx, shop.id, "customers/delete", {"id": 89})
-    assert not sync.apply_webhook(
+    assert apply_webhook(sync_ctx, shop.id, "customers/delete", {"id": 89})
+    assert not apply_webhook(
         sync_ctx, shop.id, "customers/create", _customer_payload(89, "2026-11-05T00:00:00Z")
     )
     # Their order's webhooks store the order, not a customer.
     order = _rest_order(900, "2026-11-07T10:00:00Z", items=[9001], customer=88)
-    assert sync.apply_webhook(sync_ctx, shop.id, "orders/create", order)
+    assert apply_webhook(sync_ctx, shop.id, "orders/create", order)
     with sync_ctx.sessions() as session:
         assert session.get(Order, (shop.id, 900)).customer_id == 88
     # A bulk export and a reconciliation page read before the deletion.
     old = bulk_customer(88, updated="2026-11-08T00:00:00Z")
     run_id = _run(sync_ctx, shop.id, "customers")
-    sync.ingest_lines(sync_ctx, run_id, shop.id, _lines([old]))
+    ingest.ingest_lines(sync_ctx, run_id, shop.id, _lines([old]))
     assert not _has_customer(sync_ctx, shop.id, 88)
     with sync_ctx.sessions.begin() as session:
         run = session.get(SyncRun, run_id)
         run.status, run.watermark = "done", dt.datetime(2026, 11, 1, tzinfo=UTC)
     fake_shopify.pages["customers"] = [old, bulk_customer(90, updated="2026-11-08T00:00:00Z")]
-    assert sync.reconcile(sync_ctx, shop.id) == 2
+    assert reconcile.reconcile(sync_ctx, shop.id) == 2
     assert not _has_customer(sync_ctx, shop.id, 88)
     assert _has_customer(sync_ctx, shop.id, 90)  # the others are stored as ever
     # Deleting another customer leaves the rest alone.
-    assert sync.apply_webhook(sync_ctx, shop.id, "customers/delete", {"id": 90})
+    assert apply_webhook(sync_ctx, shop.id, "customers/delete", {"id": 90})
     assert not _has_customer(sync_ctx, shop.id, 90)
 
 
@@ -610,7 +612,7 @@ def test_reconcile_reads_every_line_item_and_variant(ctx, make_shop) -> None:
         # Some 2,500 points of pages: a Plus shop's bucket keeps the test from waiting for them.
         sandbox.set_plan(20_000, 1_000)
         sandboxed.enqueued.clear()
-        assert sync.reconcile(sandboxed, shop_id) > 0
+        assert reconcile.reconcile(sandboxed, shop_id) > 0
         assert (
             "segments.recompute_customer",
             {"shop_id": shop_id, "customer_id": customer_id},
@@ -639,9 +641,9 @@ def test_line_item_paging_ends_on_a_deleted_order_and_on_a_stuck_cursor(
     shop = make_shop()
     client = AdminClient(sync_ctx, shop.id)
     fake_shopify.script.append(JSONResponse(graphql_body({"order": None})))
-    batch = sync.Batch.empty()
+    batch = rows.Batch.empty()
     order_6, order_5 = "gid://shopify/Order/6", "gid://shopify/Order/5"
-    assert sync.remaining_children(client, shop.id, "orders", order_6, "c", batch) == 0
+    assert reconcile.remaining_children(client, shop.id, "orders", order_6, "c", batch) == 0
     stuck = {
         "order": {
             "lineItems": {
@@ -652,7 +654,7 @@ def test_line_item_paging_ends_on_a_deleted_order_and_on_a_stuck_cursor(
     }
     fake_shopify.script.extend([JSONResponse(graphql_body(stuck))] * 2)
     with pytest.raises(SyncError, match="did not advance"):
-        sync.remaining_children(client, shop.id, "orders", order_5, None, batch)
+        reconcile.remaining_children(client, shop.id, "orders", order_5, None, batch)
     calls = [c["variables"] for c in fake_shopify.calls if c["operation"] == "OrderLineItems"]
     assert [c["after"] for c in calls] == ["c", None, "c1"]
-    assert calls[0]["first"] == sync.LINE_ITEMS_PAGE
+    assert calls[0]["first"] == reconcile.LINE_ITEMS_PAGE

@@ -14,7 +14,7 @@ import requests
 from sqlalchemy import func, select, update
 
 from goldpan_sandbox.server import RunningServer, start_server
-from shopify_app import jobs, sync
+from shopify_app import jobs
 from shopify_app.db.models import (
     AuditEntry,
     Customer,
@@ -30,6 +30,8 @@ from shopify_app.db.models import (
 from shopify_app.jobs import Context
 from shopify_app.server.app import create_app
 from shopify_app.shopify import auth, webhooks
+from shopify_app.sync.scopes import NOTICE_READ_ALL_ORDERS
+from shopify_app.sync.webhooks import apply_webhook
 from tests.conftest import TEST_API_SECRET, unique_shop_domain
 from tests.fixtures_auth import *  # noqa: F403
 from tests.fixtures_auth import pending_tasks, session_token
@@ -204,7 +206,7 @@ def test_duplicate_delivery_is_processed_once(
         row = session.get(Shop, shop.id)
         assert row is not None and row.scopes == "read_orders,read_customers"
         # Without read_all_orders the page shows why older orders are missing.
-        assert sync.NOTICE_READ_ALL_ORDERS in {n["code"] for n in row.settings["notices"]}
+        assert NOTICE_READ_ALL_ORDERS in {n["code"] for n in row.settings["notices"]}
     # The same event id at another shop is a different event.
     other = make_shop()
     assert deliver(app_server, "app/scopes_update", other.domain, payload, event_id="evt-1").json()[
@@ -376,7 +378,7 @@ def test_customers_redact_deletes_personal_data(
         assert kept is not None and kept.email == "stays@example.com"
     # A customers/update delivered late cannot bring the redacted customer back.
     late = {"id": 701, "email": "gone@example.com", "updated_at": "2099-01-01T00:00:00Z"}
-    assert sync.apply_webhook(queued_ctx, shop.id, "customers/update", late) is False
+    assert apply_webhook(queued_ctx, shop.id, "customers/update", late) is False
     with queued_ctx.sessions() as session:
         assert session.get(Customer, (shop.id, 701)) is None
     forget = [kw for name, kw in pending_tasks(queued_ctx) if name == "meta.forget_customer"]

@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shopify_app import jobs, logs, sync, tagging
+from shopify_app import jobs, logs, tagging
 from shopify_app.db import transaction, write_engine
 from shopify_app.db.models import (
     AuditEntry,
@@ -51,6 +51,10 @@ from shopify_app.db.models import (
 )
 from shopify_app.segments import recompute
 from shopify_app.shopify import auth
+from shopify_app.sync.bulk import on_bulk_finish
+from shopify_app.sync.scopes import check_scopes
+from shopify_app.sync.tombstones import record_deletion
+from shopify_app.sync.webhooks import apply_webhook
 
 log = logging.getLogger(__name__)
 
@@ -384,7 +388,7 @@ def dispatch(
     if event.topic.startswith(("orders/", "customers/")):
         if not shop.is_installed:
             return "skipped", "shop is uninstalled"
-        sync.apply_webhook(ctx, shop.id, event.topic, payload)
+        apply_webhook(ctx, shop.id, event.topic, payload)
         return "done", None
     return "skipped", f"no handler for {event.topic}"
 
@@ -434,7 +438,7 @@ def handle_scopes_update(
         )
         _audit(session, shop.id, "app/scopes_update", detail={"scopes": current})
     # Granted or revoked read_all_orders: the page's notice follows.
-    sync.check_scopes(ctx, shop.id)
+    check_scopes(ctx, shop.id)
     return "done", None
 
 
@@ -446,7 +450,7 @@ def handle_bulk_finish(
         return "skipped", "shop is uninstalled"
     kind = str(payload.get("type", "")).lower()
     if kind == "query":
-        sync.on_bulk_finish(ctx, shop.id, payload)
+        on_bulk_finish(ctx, shop.id, payload)
         return "done", None
     if kind == "mutation":
         tagging.on_bulk_finish(ctx, shop.id, payload)
@@ -596,7 +600,7 @@ def handle_customer_redact(
                 delete(Customer).where(Customer.shop_id == shop.id, Customer.id == customer_id)
             )
             # A late customers/update or an older export must not bring the person back.
-            sync.record_deletion(session.connection(), shop.id, "customers", customer_id)
+            record_deletion(session.connection(), shop.id, "customers", customer_id)
         conditions = []
         if customer_id is not None:
             conditions.append(Order.customer_id == customer_id)
