@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 # Modules whose import declares tasks. A module that defines a task must be listed here.
 TASK_MODULES: tuple[str, ...] = (
     "shopify_app.shopify.webhooks",
+    "shopify_app.sync.inbox",
     "shopify_app.tagging",
     "shopify_app.sync.bulk",
     "shopify_app.sync.reconcile",
