@@ -270,6 +270,21 @@ def compile_bulk_query(document: str) -> tuple[DocumentNode, OperationDefinition
     return parsed, operation
 
 
+def root_field(document: str) -> str | None:
+    """The first top-level field of ``document``: ``orders`` for an export of orders,
+    ``tagsAdd`` for a bulk mutation (None when it cannot be parsed)."""
+    try:
+        parsed = parse(document)
+    except Exception:
+        return None
+    for definition in parsed.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            for selection in definition.selection_set.selections:
+                if isinstance(selection, FieldNode):
+                    return selection.name.value
+    return None
+
+
 def _count_connections(planner: _Planner, type_name: str, selection: Any, depth: int) -> int:
     schema = admin_api.schema()
     gql_type = schema.get_type(type_name)
@@ -502,7 +517,7 @@ class BulkManager:
             op.object_count, op.root_object_count = count, roots
             op.path = path
             op.file_size = path.stat().st_size
-            self._hold()
+            self._hold(op)
             self._finish(op)
         except Exception:
             log.exception("bulk query %s failed", op.id)
@@ -510,10 +525,12 @@ class BulkManager:
             op.completed_at = _now()
             self._notify(op)
 
-    def _hold(self) -> None:
-        delay = self.faults.bulk_delay
-        if delay > 0:
-            time.sleep(delay)
+    def _hold(self, op: BulkOperation) -> None:
+        # The knob is read on every tick, so a test can release operations it holds; a cancel
+        # ends the wait too (the operation then ends CANCELED).
+        started = time.monotonic()
+        while not op.cancel_requested and time.monotonic() - started < self.faults.bulk_delay:
+            time.sleep(0.01)
 
     def _finish(self, op: BulkOperation) -> None:
         if op.cancel_requested:
@@ -521,7 +538,7 @@ class BulkManager:
             op.completed_at = _now()
             self._notify(op)
             return
-        outcome = self.faults.take_bulk_outcome()
+        outcome = self.faults.take_bulk_outcome(root_field(op.query))
         op.completed_at = _now()
         if outcome == "FAILED":
             op.status, op.error_code = "FAILED", self.faults.bulk_error_code
@@ -677,7 +694,7 @@ class BulkManager:
             op.object_count = op.root_object_count = count
             op.path = path
             op.file_size = path.stat().st_size
-            self._hold()
+            self._hold(op)
             self._finish(op)
         except Exception:
             log.exception("bulk mutation %s failed", op.id)
