@@ -26,7 +26,7 @@ from shopify_app.db.models import Shop
 from shopify_app.jobs import Context
 from shopify_app.settings import Settings
 
-pytest_plugins = ("tests.fixtures_sync",)
+pytest_plugins = ("tests.fixtures_auth", "tests.fixtures_scaleout", "tests.fixtures_sync")
 """Fixture modules every test module can use without importing them."""
 
 TEST_API_KEY = "test-api-key"

@@ -7,7 +7,7 @@ when ``GOLDPAN_TEST_DATABASE_URL`` is set, else a SQLite file) and one queue (Re
 ``GOLDPAN_TEST_REDIS_URL`` is set, else huey's SQLite file). Process output goes to log files in
 the test's temporary folder (JSON lines), which tests may read.
 
-Import with ``from tests.fixtures_scaleout import *``.
+A pytest plugin (registered in ``tests/conftest.py``): the ``cluster`` fixture needs no import.
 """
 
 from __future__ import annotations

@@ -35,7 +35,6 @@ from shopify_app.sync import compliance, inbox
 from shopify_app.sync.scopes import NOTICE_READ_ALL_ORDERS
 from shopify_app.sync.webhooks import apply_webhook
 from tests.conftest import TEST_API_SECRET, unique_shop_domain
-from tests.fixtures_auth import *  # noqa: F403
 from tests.fixtures_auth import pending_tasks, session_token
 
 NOW = dt.datetime(2026, 11, 1, 12, tzinfo=dt.UTC)
