@@ -375,13 +375,13 @@ def install(demo: Demo, host: str) -> int:
 
 def wait_for_initial_sync(ctx: Any, shop_id: int, *, timeout: float = 120.0) -> dict[str, Any]:
     """Poll the initial sync's runs until every resource is done; returns their progress."""
-    from shopify_app import sync
+    from shopify_app.sync import runs
 
     deadline = time.monotonic() + timeout
     state: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        state = sync.progress(ctx, shop_id)
-        if len(state) == len(sync.RESOURCES) and all(
+        state = runs.progress(ctx, shop_id)
+        if len(state) == len(runs.RESOURCES) and all(
             run["status"] in SYNC_DONE for run in state.values()
         ):
             failed = {name: run["error"] for name, run in state.items() if run["status"] != "done"}

@@ -307,7 +307,10 @@ def test_deleting_customers_deletes_their_memberships_and_counts_them_out(
     """Memberships have no foreign key to customers: every path that deletes a customer
     (customers/delete, a tombstone purged during a sync) deletes their memberships at once and
     keeps the member counts true, without waiting for a recompute."""
-    from shopify_app import sync
+    from shopify_app.sync.ingest import write_batch
+    from shopify_app.sync.rows import Batch, customer_row
+    from shopify_app.sync.tombstones import record_deletion
+    from shopify_app.sync.webhooks import apply_webhook
 
     ctx = queued_ctx
     shop = make_shop()
@@ -316,19 +319,19 @@ def test_deleting_customers_deletes_their_memberships_and_counts_them_out(
     assert set(memberships(ctx, shop.id, "repeat-customers")) == {a, b, c}
 
     # customers/delete: the customer and their memberships go in one transaction.
-    assert sync.apply_webhook(ctx, shop.id, "customers/delete", {"id": a})
+    assert apply_webhook(ctx, shop.id, "customers/delete", {"id": a})
     assert set(memberships(ctx, shop.id, "repeat-customers")) == {b, c}
     assert segment(ctx, shop.id, "repeat-customers").member_count == 2
     assert _orphans(ctx, shop.id) == []
 
     # A tombstone purged while a sync writes customers (the deletion raced an export).
     with ctx.engine.begin() as conn:
-        sync.record_deletion(conn, shop.id, "customers", b)
-        batch = sync.Batch.empty()
+        record_deletion(conn, shop.id, "customers", b)
+        batch = Batch.empty()
         batch.rows["customers"].append(
-            sync.customer_row(shop.id, {"id": f"gid://shopify/Customer/{c}", "email": "c@x.com"})
+            customer_row(shop.id, {"id": f"gid://shopify/Customer/{c}", "email": "c@x.com"})
         )
-        sync.write_batch(conn, batch)
+        write_batch(conn, batch)
     assert _orphans(ctx, shop.id) == []
     assert set(memberships(ctx, shop.id, "repeat-customers")) == {c}
     with ctx.sessions() as session:
@@ -424,8 +427,8 @@ def test_a_customer_deleted_during_a_full_recompute_keeps_no_memberships(
 ) -> None:  # type: ignore[no-untyped-def]
     """The full recompute reads, evaluates, then writes: a customers/delete committed in
     between must not leave the deleted customer with the memberships just evaluated."""
-    from shopify_app import sync
     from shopify_app.db.models import utcnow
+    from shopify_app.sync.webhooks import apply_webhook
 
     ctx = queued_ctx
     shop = make_shop()
@@ -433,7 +436,7 @@ def test_a_customer_deleted_during_a_full_recompute_keeps_no_memberships(
     loaded_at = utcnow()
     with ctx.sessions() as session:
         ev = library.evaluate(loader.load(session, shop.id), recompute.ShopConfig(), TODAY.date())
-    assert sync.apply_webhook(ctx, shop.id, "customers/delete", {"id": a})
+    assert apply_webhook(ctx, shop.id, "customers/delete", {"id": a})
     with ctx.sessions.begin() as session:
         stored = session.get(Shop, shop.id)
         assert stored is not None

@@ -456,7 +456,7 @@ def test_prefix_change_moves_only_goldpans_own_tags(tag_env: TagEnv) -> None:
 def test_a_late_older_customers_update_cannot_undo_our_write(tag_env: TagEnv) -> None:
     """Shopify's updatedAt from the mutation answer is stored, so helper D's sync sees an
     older delivery (the merchant's edit from before our write, arriving late) as stale."""
-    from shopify_app import sync
+    from shopify_app.sync.webhooks import apply_webhook
 
     env = tag_env
     env.seed({1: ["x", "goldpan-old"]}, {"fans": (True, {1})})
@@ -471,5 +471,5 @@ def test_a_late_older_customers_update_cannot_undo_our_write(tag_env: TagEnv) ->
         "updated_at": (written_at - dt.timedelta(seconds=5)).isoformat(),
         "tags": "goldpan-old, x",
     }
-    assert sync.apply_webhook(env.ctx, env.shop.id, "customers/update", late) is False
+    assert apply_webhook(env.ctx, env.shop.id, "customers/update", late) is False
     assert env.local_tags()[1] == env.shopify_tags()[1] == ["x", "goldpan-fans"]

@@ -56,7 +56,7 @@ def resume_syncs(ctx: Context) -> int:
     worker start doing this is harmless.
     """
     from shopify_app.db.models import Shop, SyncRun
-    from shopify_app.sync import RESOURCES
+    from shopify_app.sync.runs import RESOURCES
 
     with ctx.sessions() as session:
         active = set(
