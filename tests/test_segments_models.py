@@ -10,21 +10,26 @@ import numpy as np
 import pytest
 
 from shopify_app.segments import clv
-from shopify_app.segments.dataset import DatasetBuilder, compute_features, day_number
+from shopify_app.segments.dataset import Dataset, DatasetBuilder, compute_features, day_number
 
 CDNOW = Path(__file__).parent / "fixtures" / "CDNOW_sample.txt"
 CALIBRATION_END = dt.date(1997, 9, 30)  # end of week 39
 
 
-def cdnow_features():  # type: ignore[no-untyped-def]
-    """The CDNOW sample through the engine's own dataset path (same-day orders merged)."""
+def cdnow_dataset() -> Dataset:
+    """The CDNOW sample (2,357 customers, January 1997 to June 1998) as the engine's dataset."""
     builder = DatasetBuilder()
     for n, line in enumerate(CDNOW.read_text().splitlines()):
         cid, _, ymd, _cds, amount = line.split()
         index = builder.add_customer(int(cid))
         day = day_number(dt.date(int(ymd[:4]), int(ymd[4:6]), int(ymd[6:])))
         builder.add_order(index, n + 1, day, float(amount))
-    ds = builder.build().upto(CALIBRATION_END)
+    return builder.build()
+
+
+def cdnow_features():  # type: ignore[no-untyped-def]
+    """The CDNOW sample through the engine's own dataset path (same-day orders merged)."""
+    ds = cdnow_dataset().upto(CALIBRATION_END)
     return compute_features(ds, CALIBRATION_END)
 
 
