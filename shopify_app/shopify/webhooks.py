@@ -49,6 +49,7 @@ from shopify_app.db.models import (
     WebhookEvent,
     utcnow,
 )
+from shopify_app.errors import stored_error
 from shopify_app.segments import recompute
 from shopify_app.shopify import auth
 
@@ -252,7 +253,7 @@ def process(ctx: jobs.Context, event_id: int) -> str:
             try:
                 status, reason = dispatch(follow_ups, event, shops)
             except Exception as exc:
-                _finish(ctx, [event.id], "failed", f"{type(exc).__name__}: {exc}")
+                _finish(ctx, [event.id], "failed", stored_error(exc))
                 log.exception("webhook %s (%s) failed", event.id, event.topic)
                 if event.id == event_id:
                     own_error = exc  # raised below, once the others are handled: huey retries it

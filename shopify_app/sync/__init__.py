@@ -56,7 +56,7 @@ from shopify_app.db.models import (
     Variant,
     utcnow,
 )
-from shopify_app.errors import ShopifyError, SyncError
+from shopify_app.errors import ShopifyError, SyncError, stored_error
 from shopify_app.segments import recompute
 from shopify_app.shopify.client import AdminClient, gid_number
 
@@ -536,7 +536,7 @@ def ingest_run(ctx: jobs.Context, client: AdminClient, run_id: int) -> None:
                     },
                 )
                 if attempt == DOWNLOAD_ATTEMPTS:
-                    _fail(ctx, run_id, str(exc))
+                    _fail(ctx, run_id, stored_error(exc))
                     raise
                 continue
             except Exception:
@@ -1182,7 +1182,7 @@ def reconcile(ctx: jobs.Context, shop_id: int, *, http: Any = None) -> int:
                     batch.lines = len(nodes)
                     done = _commit(ctx, run_id, batch, done)
             except ShopifyError as exc:
-                _fail(ctx, run_id, str(exc))
+                _fail(ctx, run_id, stored_error(exc))
                 raise
             with transaction(ctx.sessions) as session:
                 session.execute(

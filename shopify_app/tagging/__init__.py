@@ -51,7 +51,7 @@ from sqlalchemy.orm import Session
 from shopify_app import jobs
 from shopify_app.db import transaction
 from shopify_app.db.models import AuditEntry, Customer, Membership, Segment, Shop, utcnow
-from shopify_app.errors import GoldpanError, InputError, ShopifyError
+from shopify_app.errors import GoldpanError, InputError, ShopifyError, stored_error
 
 log = logging.getLogger(__name__)
 
@@ -664,7 +664,7 @@ def _write_small(
                         count=len(changes),
                         result="error",
                         detail=_change_detail(changes),
-                        error=str(exc),
+                        error=stored_error(exc),
                     ),
                 )
                 raise
@@ -743,7 +743,9 @@ def _write_bulk(
         except ShopifyError as exc:
             _record(
                 ctx,
-                _audit(state.shop_id, action, count=len(rows), result="error", error=str(exc)),
+                _audit(
+                    state.shop_id, action, count=len(rows), result="error", error=stored_error(exc)
+                ),
             )
             raise
         report.requests += 1
