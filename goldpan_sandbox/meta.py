@@ -28,6 +28,9 @@ It behaves as Meta documents the real service (v25.0 is served too):
 - **Matching**: uploads are matched against a population of "Meta users" the sandbox is seeded
   with (:meth:`MetaSandbox.seed_people`, typically a store's customers at a match rate), so
   ``approximate_count_lower_bound``/``_upper_bound`` mean something.
+- **Access tokens** are read from the ``access_token`` parameter (query string or form body) or
+  the ``Authorization`` header (``Bearer`` or ``OAuth`` scheme), as Graph reads them;
+  ``appsecret_proof`` is checked against whichever token was used.
 - **Errors** are Graph-shaped, ``{"error": {"message", "type", "code", "error_subcode",
   "fbtrace_id"}}``: token missing (104), invalid, expired or revoked (190 with 463/458),
   unknown objects (100/33), throttling (80003, 80004, 17, 613, 4) with an
@@ -37,7 +40,8 @@ It behaves as Meta documents the real service (v25.0 is served too):
   :meth:`set_tos`, :meth:`advance` (the sandbox clock), :attr:`delay`.
 
 Everything is in memory, guarded by one lock; :attr:`MetaSandbox.log` records each request
-(method, path, row count) so tests can see exactly what the app sent.
+(method, path, row count, raw query string, where the access token came from) so tests can see
+exactly what the app sent.
 """
 
 from __future__ import annotations
@@ -234,12 +238,20 @@ class Audience:
 
 @dataclass
 class LoggedRequest:
+    """One request as the stand-in received it (``params`` without the payload and credentials).
+
+    ``query`` is the raw query string and ``token_in`` where the access token came:
+    ``header`` (``Authorization: Bearer``/``OAuth``), ``query``, ``body`` or ``""`` (none).
+    """
+
     method: str
     path: str
     rows: int = 0
     params: dict[str, Any] = field(default_factory=dict)
     http_method: str = ""
     query_length: int = 0
+    query: str = ""
+    token_in: str = ""
 
 
 class MetaSandbox:
@@ -503,6 +515,8 @@ class MetaSandbox:
                 _loggable(params),
                 request.method,
                 len(request.url.query),
+                request.url.query,
+                _token_location(params, request),
             )
         )
         if path == "oauth/access_token":
@@ -592,10 +606,9 @@ class MetaSandbox:
         return token.expires_at is not None and self.now() >= token.expires_at
 
     def _authenticate(self, params: dict[str, Any], request: Request) -> Token:
-        value = params.get("access_token")
-        auth = request.headers.get("authorization", "")
-        if not value and auth.lower().startswith(("bearer ", "oauth ")):
-            value = auth.split(" ", 1)[1].strip()
+        # Like Graph: the access_token parameter (query string or form body), else the
+        # Authorization header with the Bearer or OAuth scheme.
+        value = params.get("access_token") or _header_token(request)
         if not value:
             raise GraphError("An access token is required to request this resource.", 104)
         token = self.tokens.get(str(value))
@@ -1087,6 +1100,21 @@ def _json_param(value: Any, name: str) -> Any:
         return json.loads(value)
     except (TypeError, ValueError):
         raise _param_error(f"Param {name} must be JSON") from None
+
+
+def _header_token(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() in ("bearer", "oauth") and value.strip():
+        return value.strip()
+    return None
+
+
+def _token_location(params: dict[str, Any], request: Request) -> str:
+    if "access_token" in request.query_params:
+        return "query"
+    if params.get("access_token"):
+        return "body"
+    return "header" if _header_token(request) else ""
 
 
 def _row_count(payload: Any) -> int:

@@ -16,16 +16,24 @@
     ├── MetaError                 talking to Meta failed (``.code``, ``.subcode``)
     │   ├── MetaTermsError        Custom Audience terms not accepted (200 / 1870090)
     │   ├── MetaThrottledError    rate limited (80003, 80004, 17, 613, 4) (``.retry_after``)
-    │   └── MetaTokenError        the token expired or was revoked (190)
+    │   ├── MetaTokenError        the token expired or was revoked (190)
+    │   └── MetaUnreachableError  no answer at all: refused, reset, timed out
     └── SyncError                 an import could not finish (bulk operation failed, expired, ...)
 
 No HTTP status lives here: the web edge (:mod:`shopify_app.server.errors`) maps errors to
 responses.
+
+:func:`stored_error` is the one way an error becomes text in the database: a short redacted
+message plus a code, never the raw text of a library's exception.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from shopify_app.logs import redact
+
+STORED_MESSAGE_LIMIT = 300
 
 
 class GoldpanError(Exception):
@@ -151,5 +159,60 @@ class MetaTokenError(MetaError):
     """The Meta access token expired or was revoked (code 190)."""
 
 
+class MetaUnreachableError(MetaError):
+    """Meta could not be reached (connection refused or reset, DNS, timeout) after every retry."""
+
+
 class SyncError(GoldpanError):
     """An import could not finish: a bulk operation failed or expired, a download broke off."""
+
+
+def error_code(exc: BaseException) -> str:
+    """A short, stable code saying what kind of failure ``exc`` is.
+
+    Meta's own ``code/subcode`` (what its documentation and support speak), ``network`` when
+    nothing answered, Shopify's token error, or the kind of Goldpan error; the class name for
+    anything else (a bug or a library's exception).
+    """
+    if isinstance(exc, MetaUnreachableError):
+        return "network"
+    if isinstance(exc, MetaError):
+        if exc.code is None:
+            return "meta"
+        return f"meta {exc.code}" + (f"/{exc.subcode}" if exc.subcode is not None else "")
+    if isinstance(exc, TokenError):
+        return f"shopify {exc.code}"
+    if isinstance(exc, ThrottledError):
+        return "shopify throttled"
+    if isinstance(exc, TransientError):
+        return "shopify unavailable"
+    if isinstance(exc, GraphQLError | UserErrorsError):
+        return "shopify refused"
+    kinds: tuple[tuple[type[GoldpanError], str], ...] = (
+        (ShopifyError, "shopify"),
+        (SyncError, "sync"),
+        (InputError, "input"),
+        (AuthError, "auth"),
+        (ConfigError, "config"),
+    )
+    for kind, code in kinds:
+        if isinstance(exc, kind):
+            return code
+    return type(exc).__name__
+
+
+def stored_error(exc: BaseException) -> str:
+    """The text stored in an ``error`` column for ``exc``: ``"<short message> [<code>]"``.
+
+    A Goldpan error's message is a sentence written for the merchant, redacted and shortened
+    (it may quote an upstream answer). Any other exception's text is never stored: requests'
+    carries the URL with its query string, the database's carries SQL and values, and neither
+    tells a merchant anything; the log has the details, redacted.
+    """
+    if isinstance(exc, GoldpanError):
+        message = " ".join(redact(str(exc)).split())
+        if len(message) > STORED_MESSAGE_LIMIT:
+            message = message[: STORED_MESSAGE_LIMIT - 1].rstrip() + "…"
+    else:
+        message = "Unexpected error; the details are in the log."
+    return f"{message or 'Error'} [{error_code(exc)}]"

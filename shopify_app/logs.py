@@ -1,10 +1,17 @@
 """Logging: JSON lines (or plain text) on stderr, tagged with the shop and job, secrets redacted.
 
 ``bind(shop=..., job=...)`` sets context variables that every record logged inside it carries,
-so one grep finds everything that happened for a store. :class:`RedactingFilter` runs on the
-handler and rewrites anything that looks like a credential — Shopify access/refresh tokens and
-secrets, ``Bearer`` headers, ``client_secret`` / ``access_token`` values — before it is written,
-whatever module logged it (requests' and huey's included).
+so one grep finds everything that happened for a store.
+
+:func:`redact` is the one place that knows what a credential looks like: Shopify and Meta
+tokens, ``Bearer`` headers, ``client_secret`` / ``access_token`` / ``appsecret_proof`` /
+``fb_exchange_token`` / ``code`` values in query strings and bodies, and the whole query string
+of a signed download URL (a bulk operation's result link *is* the credential until it expires).
+Everything Goldpan persists or logs goes through it: the error text stored in the database
+(:func:`shopify_app.errors.stored_error`) and every log record. Records are redacted when they
+are created (a log-record factory installed on import), so no handler ever sees a secret —
+pytest's ``caplog``, uvicorn's and huey's included, not only Goldpan's own handler; that handler's
+:class:`RedactingFilter` also covers the ``extra=`` fields, which are attached after creation.
 """
 
 from __future__ import annotations
@@ -15,25 +22,43 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shopify_app.settings import Settings
+if TYPE_CHECKING:  # settings imports errors, which imports this module
+    from shopify_app.settings import Settings
 
 shop_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("goldpan_shop", default=None)
 job_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("goldpan_job", default=None)
 
 REDACTED = "[redacted]"
 
-_SECRET_PATTERNS = (
-    re.compile(r"\bshp(?:at|rt|ss|ca|pa|ua)_[A-Za-z0-9_-]+"),
-    re.compile(r"(?i)\b(Bearer)\s+[A-Za-z0-9._~+/=-]+"),
-    re.compile(
-        r"(?i)([\"']?(?:client_secret|access_token|refresh_token|subject_token|id_token|"
-        r"api_secret|appsecret_proof|password)[\"']?\s*[=:]\s*[\"']?)([^\"'&\s,}]+)"
-    ),
+# A query string inside free text ends at whitespace, a quote, a bracket or a fragment; one of
+# its values also ends at the next ``&``.
+_QUERY_CHARS = r"[^\s\"'<>()\[\]{}#]"
+_VALUE_CHARS = r"[^\s\"'<>()\[\]{}#&]"
+_SIGNING = (
+    r"signature|x-goog-signature|x-goog-credential|googleaccessid|"
+    r"x-amz-signature|x-amz-credential|sig"
 )
+# A signed URL's query string (GCS V2/V4, S3, Azure SAS) lets whoever holds it download the file:
+# all of it goes, not just the signature.
+_SIGNED_QUERY = re.compile(rf"(?i)\?(?={_QUERY_CHARS}*?(?<![\w-])(?:{_SIGNING})=){_QUERY_CHARS}+")
+_TOKENS = (
+    re.compile(r"\bshp(?:at|rt|ss|ca|pa|ua)_[A-Za-z0-9_-]+"),  # Shopify tokens and secrets
+    re.compile(r"\bEAA[A-Za-z0-9]{20,}"),  # Meta user, page and system-user tokens
+)
+_BEARER = re.compile(r"(?i)\b(Bearer)\s+[A-Za-z0-9._~+/=-]+")
+# Names unambiguous enough to redact as ``name=value``, ``name: value`` or ``"name": "value"``.
+_CREDENTIAL = re.compile(
+    r"(?i)([\"']?(?:client_secret|access_token|refresh_token|subject_token|id_token|"
+    r"api_secret|appsecret_proof|fb_exchange_token|password)[\"']?\s*[=:]\s*[\"']?)"
+    r"([^\"'&\s,}]+)"
+)
+# Short names that are credentials only as URL or form parameters: ``code=`` is an OAuth grant,
+# ``"code": 190`` in a Meta error is not.
+_PARAMETER = re.compile(rf"(?i)((?<![\w-])(?:code|{_SIGNING})=){_VALUE_CHARS}+")
 
 # Attributes every LogRecord has; anything else was passed with ``extra=``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
@@ -45,29 +70,76 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
 
 def redact(text: str) -> str:
     """``text`` with every credential-looking value replaced by ``[redacted]``."""
-    text = _SECRET_PATTERNS[0].sub(REDACTED, text)
-    text = _SECRET_PATTERNS[1].sub(lambda m: f"{m.group(1)} {REDACTED}", text)
-    return _SECRET_PATTERNS[2].sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    text = _SIGNED_QUERY.sub(f"?{REDACTED}", text)
+    for pattern in _TOKENS:
+        text = pattern.sub(REDACTED, text)
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    text = _CREDENTIAL.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    return _PARAMETER.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+
+
+def _redact_args(args: Any) -> Any:
+    if isinstance(args, tuple):
+        return tuple(redact(a) if isinstance(a, str) else a for a in args)
+    if isinstance(args, Mapping):
+        return {k: redact(v) if isinstance(v, str) else v for k, v in args.items()}
+    return args
+
+
+def redact_record(record: logging.LogRecord) -> None:
+    """Rewrite ``record`` in place: message, arguments, string extras and traceback.
+
+    The arguments keep their shape when redacting them one by one is enough (uvicorn's access
+    formatter unpacks them); otherwise the message is formatted and redacted as a whole.
+    """
+    try:
+        message = record.getMessage()
+    except Exception:  # a broken format string must not lose the record
+        message, record.args = str(record.msg), None
+    clean = redact(message)
+    if clean != message:
+        msg = redact(record.msg) if isinstance(record.msg, str) else record.msg
+        args = _redact_args(record.args)
+        try:
+            separately = str(msg) % args if args else str(msg)
+        except Exception:
+            separately = None
+        if separately == clean:
+            record.msg, record.args = msg, args
+        else:
+            record.msg, record.args = clean, None
+    for key, value in list(vars(record).items()):
+        if key not in _STANDARD and isinstance(value, str):
+            setattr(record, key, redact(value))
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
 
 
 class RedactingFilter(logging.Filter):
-    """Rewrites the message, its arguments and string extras of every record."""
+    """Redacts each record again at the handler, now with its ``extra=`` fields attached."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken format string must not lose the record
-            message = str(record.msg)
-        record.msg = redact(message)
-        record.args = None
-        for key, value in list(vars(record).items()):
-            if key not in _STANDARD and isinstance(value, str):
-                setattr(record, key, redact(value))
-        if record.exc_info and not record.exc_text:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
-        elif record.exc_text:
-            record.exc_text = redact(record.exc_text)
+        redact_record(record)
         return True
+
+
+def install_record_redaction() -> None:
+    """Make every log record of the process redacted at creation (idempotent)."""
+    current = logging.getLogRecordFactory()
+    if getattr(current, "goldpan_redacting", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = current(*args, **kwargs)
+        redact_record(record)
+        return record
+
+    factory.goldpan_redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
 
 
 class ContextFilter(logging.Filter):
@@ -146,3 +218,7 @@ def bind(*, shop: str | None = None, job: str | None = None) -> Iterator[None]:
     finally:
         for var, token in reversed(tokens):
             var.reset(token)
+
+
+# On import, not in configure_logging: tests, the CLI and library code log without it.
+install_record_redaction()

@@ -3,6 +3,8 @@ maps its answers onto Goldpan's errors. Raw HTTP on loopback, no client shortcut
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -10,7 +12,15 @@ import pytest
 import requests
 
 from goldpan_sandbox.meta import MAX_ROWS, hashed
-from shopify_app.errors import MetaError, MetaTermsError, MetaThrottledError, MetaTokenError
+from goldpan_sandbox.server import free_port
+from shopify_app.errors import (
+    MetaError,
+    MetaTermsError,
+    MetaThrottledError,
+    MetaTokenError,
+    MetaUnreachableError,
+    stored_error,
+)
 from shopify_app.meta import graph
 from shopify_app.meta.identifiers import SCHEMA, Person, hash_row
 from tests.fixtures_meta import *  # noqa: F403
@@ -454,3 +464,74 @@ def test_client_pauses_when_usage_reaches_100_percent(meta: MetaStand, g: Graph)
     with pytest.raises(MetaThrottledError) as info:
         client.tos_accepted(AD_ACCOUNT)  # too long to wait in-line: the job is re-queued
     assert info.value.retry_after > 500
+
+
+def test_access_token_from_query_body_or_authorization_header(meta: MetaStand, g: Graph) -> None:
+    """Graph reads ``access_token`` as a parameter or from ``Authorization: Bearer|OAuth``."""
+    url = f"{g.base}/me"
+    assert g.get("me").status_code == 200
+    assert g.post(f"{AD_ACCOUNT}/customaudiences", name="n", subtype="CUSTOM").status_code == 400
+    for scheme in ("Bearer", "OAuth", "bearer"):
+        resp = requests.get(url, headers={"Authorization": f"{scheme} {g.token}"}, timeout=10)
+        assert resp.status_code == 200 and resp.json()["id"] == meta.sandbox.login_user
+    basic = requests.get(url, headers={"Authorization": f"Basic {g.token}"}, timeout=10)
+    assert error_of(basic)["code"] == 104
+    wrong = requests.get(url, headers={"Authorization": "Bearer EAAGnope"}, timeout=10)
+    assert error_of(wrong)["code"] == 190
+    assert [r.token_in for r in meta.sandbox.requests_to("/me")] == [
+        "query",
+        "header",
+        "header",
+        "header",
+        "",
+        "header",
+    ]
+    (created,) = meta.sandbox.requests_to("/customaudiences")
+    assert created.token_in == "body"
+    # appsecret_proof is checked against the token from the header as well.
+    meta.sandbox.require_appsecret_proof = True
+    header = {"Authorization": f"Bearer {g.token}"}
+    proof = hmac.new(META_APP_SECRET.encode(), g.token.encode(), hashlib.sha256).hexdigest()
+    signed = requests.get(url, params={"appsecret_proof": proof}, headers=header, timeout=10)
+    assert signed.status_code == 200
+    forged = requests.get(url, params={"appsecret_proof": "0" * 64}, headers=header, timeout=10)
+    assert error_of(forged)["code"] == 100
+
+
+def test_client_sends_the_token_only_in_the_authorization_header(meta: MetaStand, g: Graph) -> None:
+    meta.sandbox.require_appsecret_proof = True  # every call below must also carry the proof
+    client = graph.GraphClient(_settings(meta), g.token, sleep=lambda s: None)
+    assert client.me()["id"] == meta.sandbox.login_user
+    aud = client.create_audience(AD_ACCOUNT, "Fans", "d")
+    client.upload(aud, SCHEMA, [hash_row(p) for p in make_people(3)])
+    client.upload(aud, SCHEMA, [hash_row(p) for p in make_people(1)], mode="remove")
+    client.audience(aud)
+    client.delete_audience(aud)
+    sent = meta.sandbox.log
+    assert {(r.http_method, r.method) for r in sent} == {
+        ("GET", "GET"),
+        ("POST", "POST"),
+        ("POST", "DELETE"),
+        ("DELETE", "DELETE"),
+    }
+    for request in sent:
+        assert request.token_in == "header", request
+        assert g.token not in request.query and "access_token" not in request.query
+
+
+def test_unreachable_meta_error_does_not_quote_the_request(meta: MetaStand, g: Graph) -> None:
+    """``requests``' text names the URL (with ``appsecret_proof`` and, for the token exchange,
+    the client secret and the token); the error Goldpan raises leaves it out."""
+    down = _settings(meta).with_overrides(meta_graph_url=f"http://127.0.0.1:{free_port()}")
+    waits: list[float] = []
+    with pytest.raises(MetaUnreachableError) as info:
+        graph.GraphClient(down, g.token, sleep=waits.append).ad_accounts()
+    assert waits == [1.0, 2.0, 4.0]  # retried, then given up
+    cause = str(info.value.__cause__)
+    assert "appsecret_proof=" in cause  # what used to be stored and shown
+    assert str(info.value) == "Meta could not be reached."
+    assert stored_error(info.value) == "Meta could not be reached. [network]"
+    with pytest.raises(MetaUnreachableError) as exchange:
+        graph.exchange_long_lived(down, g.token)
+    assert META_APP_SECRET in str(exchange.value.__cause__)
+    assert str(exchange.value) == "Meta could not be reached."

@@ -115,3 +115,65 @@ def test_a_populated_0001_database_upgrades_to_head(tmp_path: Path) -> None:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(ctx, Base.metadata) == []
         engine.dispose()
+
+
+LEAKED_TOKEN = "EAAG" + "Zx9" * 20
+LEAKED_PROOF = "ab12" * 16
+LEAKED_ERROR = (
+    "Meta could not be reached: HTTPSConnectionPool(host='graph.facebook.com', port=443): Max "
+    "retries exceeded with url: /v26.0/act_1/customaudiences?fields=id&access_token="
+    f"{LEAKED_TOKEN}&appsecret_proof={LEAKED_PROOF} (Caused by NewConnectionError('refused'))"
+)
+SIGNED_URL = (
+    "https://storage.googleapis.com/shopify-tiers-assets-prod-us-east1/bulk/1.jsonl"
+    "?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Credential=assets%40shopify.iam&"
+    "X-Goog-Expires=604800&X-Goog-SignedHeaders=host&X-Goog-Signature=0badc0de"
+)
+
+
+def test_upgrade_redacts_credentials_stored_by_0001_era_code(tmp_path: Path) -> None:
+    """Error columns held raw ``requests`` text with the Meta token; audit details held URLs."""
+    with fresh_database(tmp_path) as url:
+        db.upgrade(url, "0001")
+        engine = db.make_engine(url)
+        released = MetaData()
+        released.reflect(engine)
+        with_error = [t for t in released.sorted_tables if "error" in t.c]
+        assert {"meta_audiences", "meta_connections", "audit_log", "sync_runs"} <= {
+            t.name for t in with_error
+        }
+        audit = released.tables["audit_log"]
+        with engine.begin() as conn:
+            for table in released.sorted_tables:
+                if table.name == "alembic_version":
+                    continue
+                row = {
+                    c.name: _dummy(c, 1)
+                    for c in table.columns
+                    if not c.nullable or c.primary_key or c.foreign_keys
+                }
+                if "error" in table.c:
+                    row["error"] = LEAKED_ERROR
+                conn.execute(insert(table), [row])
+            leaky_detail = {"download": SIGNED_URL, "answers": [{"message": LEAKED_ERROR}]}
+            conn.execute(audit.update().values(detail=leaky_detail))
+            clean = {c.name: _dummy(c, 2) for c in audit.columns if not c.nullable}
+            conn.execute(
+                insert(audit), [{**clean, "shop_id": 1, "error": "bulk operation failed (TIMEOUT)"}]
+            )
+        db.upgrade(url)
+        redacted = LEAKED_ERROR.replace(LEAKED_TOKEN, "[redacted]").replace(
+            LEAKED_PROOF, "[redacted]"
+        )
+        with engine.connect() as conn:
+            for table in with_error:
+                stored = conn.scalar(select(table.c.error).order_by(*table.primary_key.columns))
+                assert stored == redacted, table.name
+            detail = conn.scalar(select(audit.c.detail).where(audit.c.id == 1))
+            assert detail == {
+                "download": SIGNED_URL.split("?")[0] + "?[redacted]",
+                "answers": [{"message": redacted}],
+            }
+            untouched = conn.scalar(select(audit.c.error).where(audit.c.id == 2))
+            assert untouched == "bulk operation failed (TIMEOUT)"
+        engine.dispose()

@@ -10,7 +10,8 @@ swaps the list without resetting the ad sets' learning.
 
 Failures never crash the page: they are stored on ``MetaConnection`` (token expired or revoked,
 terms not accepted) or ``MetaAudience`` (throttled, flagged, invalid entries, deleted in Ads
-Manager — which is repaired by creating the audience again) and written to the audit log.
+Manager — which is repaired by creating the audience again) and written to the audit log, always
+as :func:`shopify_app.errors.stored_error` text (a short message and a code).
 
 Tasks: ``meta.sync_segment``, ``meta.sync_shop``, ``meta.sync_customer`` (one customer after a
 webhook), ``meta.forget_customer``, ``meta.full_refresh``, ``meta.refresh_shop`` and the hourly
@@ -48,6 +49,7 @@ from shopify_app.errors import (
     MetaTermsError,
     MetaThrottledError,
     MetaTokenError,
+    stored_error,
 )
 from shopify_app.meta import graph
 from shopify_app.meta.identifiers import (
@@ -241,7 +243,7 @@ def record_connection_error(session: Session, conn: MetaConnection, exc: MetaErr
             conn.ad_account_id or ""
         )
     else:
-        conn.error = str(exc)
+        conn.error = stored_error(exc)
 
 
 def _lock(ctx: jobs.Context, key: str) -> AbstractContextManager[None]:
@@ -371,14 +373,14 @@ def _sync_segment(
                 )
             else:
                 aud.status = "replacing" if exc.subcode == 1870145 else "error"
-                aud.error = str(exc)
+                aud.error = stored_error(exc)
             audit(
                 session,
                 shop_id,
                 "audience_sync",
                 subject=target.handle,
                 result="error",
-                error=str(exc),
+                error=stored_error(exc),
             )
         return outcome
     with ctx.sessions.begin() as session:
@@ -410,7 +412,7 @@ def _push(
                     "audience_missing",
                     subject=remote_id,
                     result="error",
-                    error=str(exc),
+                    error=stored_error(exc),
                 )
             remote_id, recreated = None, True
     created = remote_id is None
@@ -616,7 +618,7 @@ def forget_customer(
                     "forget_customer",
                     subject=remote,
                     result="error",
-                    error=str(error),
+                    error=stored_error(error),
                     detail={"customer_id": customer_id},
                 )
                 continue
@@ -747,14 +749,14 @@ def sync_customer(ctx: jobs.Context, shop_id: int, customer_id: int) -> dict[str
                     record_connection_error(session, conn, error)
                 else:
                     row.status = "throttled" if isinstance(error, MetaThrottledError) else "error"
-                    row.error = str(error)
+                    row.error = stored_error(error)
                 audit(
                     session,
                     shop_id,
                     "audience_customer",
                     subject=remote,
                     result="error",
-                    error=str(error),
+                    error=stored_error(error),
                 )
                 continue
             _store_members(session, aud_pk, (c for c, _ in diff.remove), diff.add)
@@ -840,7 +842,7 @@ def create_lookalike(
                 "lookalike_create",
                 subject=origin_id,
                 result="error",
-                error=str(exc),
+                error=stored_error(exc),
             )
         raise
     with ctx.sessions.begin() as session:

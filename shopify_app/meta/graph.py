@@ -5,7 +5,10 @@ One :class:`GraphClient` per token. It maps Graph's error bodies onto :mod:`shop
 80003/80004/17/613/4 with ``retry_after`` from ``X-Business-Use-Case-Usage``) and retries what
 is worth retrying — transient server errors and short throttles — a bounded number of times.
 A throttle longer than ``max_wait`` is raised at once so the job can be re-queued for later
-instead of holding a worker thread.
+instead of holding a worker thread. No answer at all is ``MetaUnreachableError``, whose message
+leaves out ``requests``' text (it quotes the URL).
+
+The user token is sent as ``Authorization: Bearer`` (as Meta's own examples do), never in a URL.
 
 The HTTP session is injected (``http=``) so tests and the demo point the client at the sandbox
 over real loopback HTTP without patching anything.
@@ -33,6 +36,7 @@ from shopify_app.errors import (
     MetaTermsError,
     MetaThrottledError,
     MetaTokenError,
+    MetaUnreachableError,
 )
 from shopify_app.settings import META_GRAPH_VERSION, Settings
 
@@ -154,6 +158,13 @@ def usage_percent(header: str | None) -> float:
     return max(values, default=0.0)
 
 
+def unreachable(exc: requests.RequestException) -> MetaUnreachableError:
+    """The error for a call that got no answer; ``exc``'s text (the URL) is left out of it."""
+    if isinstance(exc, requests.Timeout):
+        return MetaUnreachableError("Meta did not answer in time.")
+    return MetaUnreachableError("Meta could not be reached.")
+
+
 def _int(value: Any) -> int | None:
     try:
         return int(value)
@@ -202,32 +213,37 @@ class GraphClient:
     # --- transport --------------------------------------------------------------------------
 
     def request(self, method: str, path: str, data: dict[str, Any] | None = None) -> Any:
-        """One Graph call with bounded retries; returns the decoded JSON body."""
+        """One Graph call with bounded retries; returns the decoded JSON body.
+
+        The token travels in the ``Authorization`` header, never in the URL: URLs end up in
+        proxies' and servers' access logs and in the text of ``requests``' exceptions.
+        ``appsecret_proof`` stays a parameter (Meta reads it there); it is an HMAC of the token,
+        not the token, and :func:`shopify_app.logs.redact` removes it from anything logged.
+        """
         self._respect_usage()
         url = f"{self.base}/{path.lstrip('/')}"
-        auth = {"access_token": self._token}
+        headers = {"Authorization": f"Bearer {self._token}"}
+        params = {**(data or {})}
         if self._proof:
-            auth["appsecret_proof"] = self._proof
+            params["appsecret_proof"] = self._proof
         attempt = 0
         while True:
             attempt += 1
             try:
-                if method == "GET":
-                    resp = self.http.get(
-                        url,
-                        params={**(data or {}), **auth},
-                        timeout=self.timeout,
-                    )
-                else:
-                    resp = self.http.request(
-                        method,
-                        url,
-                        data={**(data or {}), **auth},
-                        timeout=self.timeout,
-                    )
+                # GET and DELETE carry their parameters in the query string (a DELETE body is
+                # not read); POST in a form body.
+                in_query = method in ("GET", "DELETE")
+                resp = self.http.request(
+                    method,
+                    url,
+                    params=params if in_query else None,
+                    data=None if in_query else params,
+                    headers=headers,
+                    timeout=self.timeout,
+                )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt > self.retries:
-                    raise MetaError(f"Meta could not be reached: {exc}") from exc
+                    raise unreachable(exc) from exc
                 self.sleep(min(2.0 ** (attempt - 1), 8.0))
                 continue
             self.last_usage = resp.headers.get("X-Business-Use-Case-Usage") or self.last_usage
@@ -442,6 +458,8 @@ def exchange_code(
         )
     except MismatchingStateException:
         raise AuthError("meta_state_mismatch") from None
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise unreachable(exc) from exc
     return exchange_long_lived(settings, str(token["access_token"]))
 
 
@@ -451,16 +469,21 @@ def exchange_long_lived(
     """Swap a short-lived user token for a long-lived one (``grant_type=fb_exchange_token``)."""
     if not settings.meta_app_id or not settings.meta_app_secret:
         raise MetaError("META_APP_ID and META_APP_SECRET are not configured")
-    resp = (http or requests.Session()).get(
-        f"{graph_base(settings)}/oauth/access_token",
-        params={
-            "grant_type": "fb_exchange_token",
-            "client_id": settings.meta_app_id,
-            "client_secret": settings.meta_app_secret,
-            "fb_exchange_token": short_token,
-        },
-        timeout=30,
-    )
+    try:
+        # Meta documents this exchange as a GET with the secrets in the query string; a failure's
+        # text therefore holds them, and is not passed on.
+        resp = (http or requests.Session()).get(
+            f"{graph_base(settings)}/oauth/access_token",
+            params={
+                "grant_type": "fb_exchange_token",
+                "client_id": settings.meta_app_id,
+                "client_secret": settings.meta_app_secret,
+                "fb_exchange_token": short_token,
+            },
+            timeout=30,
+        )
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise unreachable(exc) from exc
     if resp.status_code >= 400:
         raise error_from_response(resp)
     body = resp.json()

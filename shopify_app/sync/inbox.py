@@ -22,6 +22,7 @@ from sqlalchemy import or_, select, update
 from shopify_app import jobs, logs
 from shopify_app.db import transaction, write_engine
 from shopify_app.db.models import AuditEntry, Shop, WebhookEvent, utcnow
+from shopify_app.errors import stored_error
 from shopify_app.shopify import auth
 from shopify_app.shopify.webhooks import STALE_PROCESSING
 from shopify_app.sync import compliance
@@ -80,7 +81,7 @@ def process(ctx: jobs.Context, event_id: int) -> str:
             try:
                 status, reason = dispatch(follow_ups, event, shops)
             except Exception as exc:
-                _finish(ctx, [event.id], "failed", f"{type(exc).__name__}: {exc}")
+                _finish(ctx, [event.id], "failed", stored_error(exc))
                 log.exception("webhook %s (%s) failed", event.id, event.topic)
                 if event.id == event_id:
                     own_error = exc  # raised below, once the others are handled: huey retries it

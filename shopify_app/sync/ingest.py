@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from shopify_app import db, jobs
 from shopify_app.db import transaction
 from shopify_app.db.models import Customer, LineItem, Order, Product, SyncRun, Variant, utcnow
-from shopify_app.errors import SyncError
+from shopify_app.errors import SyncError, stored_error
 from shopify_app.shopify.client import AdminClient
 from shopify_app.sync.rows import COLUMNS, Batch, Row, load_line, parse_line
 from shopify_app.sync.runs import fail_run, release_run
@@ -263,7 +263,7 @@ def ingest_run(ctx: jobs.Context, client: AdminClient, run_id: int) -> None:
                     },
                 )
                 if attempt == DOWNLOAD_ATTEMPTS:
-                    fail_run(ctx, run_id, str(exc))
+                    fail_run(ctx, run_id, stored_error(exc))
                     raise
                 continue
             except Exception:

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from shopify_app import jobs
 from shopify_app.db import transaction
 from shopify_app.db.models import Shop, SyncRun, utcnow
-from shopify_app.errors import ShopifyError, SyncError
+from shopify_app.errors import ShopifyError, SyncError, stored_error
 from shopify_app.shopify.client import AdminClient, gid_number
 from shopify_app.sync.ingest import commit_batch
 from shopify_app.sync.rows import (
@@ -201,7 +201,7 @@ def reconcile(ctx: jobs.Context, shop_id: int, *, http: Any = None) -> int:
                     batch.lines = len(nodes)
                     done = commit_batch(ctx, run_id, batch, done)
             except ShopifyError as exc:
-                fail_run(ctx, run_id, str(exc))
+                fail_run(ctx, run_id, stored_error(exc))
                 raise
             with transaction(ctx.sessions) as session:
                 session.execute(

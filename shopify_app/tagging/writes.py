@@ -33,7 +33,7 @@ from sqlalchemy import Table, bindparam, select, update
 from shopify_app import jobs
 from shopify_app.db import transaction
 from shopify_app.db.models import AuditEntry, Customer, Shop
-from shopify_app.errors import ShopifyError
+from shopify_app.errors import ShopifyError, stored_error
 from shopify_app.shopify.client import AdminClient
 from shopify_app.tagging.diff import (
     ADD_DOCUMENT,
@@ -261,7 +261,7 @@ def _write_small(
                         count=len(changes),
                         result="error",
                         detail=_change_detail(changes),
-                        error=str(exc),
+                        error=stored_error(exc),
                     ),
                 )
                 raise
@@ -341,7 +341,7 @@ def _write_bulk(
             _record(
                 ctx,
                 shopify_audit(
-                    state.shop_id, action, count=len(rows), result="error", error=str(exc)
+                    state.shop_id, action, count=len(rows), result="error", error=stored_error(exc)
                 ),
             )
             raise
