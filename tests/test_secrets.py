@@ -19,7 +19,7 @@ import requests
 from sqlalchemy import JSON, String, Text, cast, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from goldpan_sandbox.server import free_port, start_server
+from goldpan_sandbox.server import free_port
 from shopify_app import jobs, logs
 from shopify_app.db.models import AuditEntry, Base, MetaAudience
 from shopify_app.errors import (
@@ -30,7 +30,8 @@ from shopify_app.errors import (
     TokenError,
     stored_error,
 )
-from tests.fixtures_api import build_page_app, session_token
+from tests.fixtures_api import serving
+from tests.fixtures_auth import session_token
 from tests.fixtures_meta import *  # noqa: F403
 from tests.fixtures_meta import META_APP_SECRET, MetaStand, add_segment, connect_shop, make_people
 
@@ -217,11 +218,10 @@ def test_meta_down_leaks_the_token_into_no_table_answer_or_log(  # type: ignore[
     down = dataclasses.replace(meta_ctx, settings=unreachable)
     jobs.run_now(down, "meta.sync_segment", shop_id=shop.id, segment_id=segment_id)
 
-    server = start_server(build_page_app(down))
-    try:
+    with serving(down) as url:
         answers = {
             path: requests.get(
-                server.url + path,
+                url + path,
                 headers={"Authorization": f"Bearer {session_token(shop.domain)}"},
                 timeout=120,
             )
@@ -232,8 +232,6 @@ def test_meta_down_leaks_the_token_into_no_table_answer_or_log(  # type: ignore[
                 f"/api/segments/{segment_id}",
             )
         }
-    finally:
-        server.stop()
 
     # The failures were recorded and answered, as a message and a code.
     with down.sessions() as session:
