@@ -175,9 +175,22 @@ def demo(args: Sequence[str]) -> int:
         ns = parser.parse_args(list(args))
     except SystemExit as exc:  # argparse already printed the usage error (or --help)
         return int(exc.code or 0)
-    from goldpan_sandbox.demo import run_demo
-
+    try:
+        from goldpan_sandbox.demo import run_demo
+    except ModuleNotFoundError as exc:
+        print(f"error: {_missing_extra(exc)}", file=sys.stderr)
+        return 1
     return run_demo(port=ns.port, customers=ns.customers, seed=ns.seed)
+
+
+def _missing_extra(exc: ModuleNotFoundError) -> str:
+    """The message for a dependency of the ``sandbox`` extra missing from a plain app install."""
+    if not exc.name or exc.name.split(".")[0] in {"goldpan_sandbox", "shopify_app"}:
+        raise exc  # our own module: a bug, not an install choice
+    return (
+        f"the sandbox needs {exc.name!r}, which is not installed: "
+        "pip install 'goldpan[sandbox]' (./dev setup does)"
+    )
 
 
 def main(args: Sequence[str]) -> int:
@@ -397,8 +410,11 @@ _COMMANDS = {
 
 def _serve(ns: argparse.Namespace) -> int:
     """Run a standalone Shopify sandbox until Ctrl-C."""
-    from goldpan_sandbox.generator import generate_store
-    from goldpan_sandbox.shopify import ShopifySandbox
+    try:
+        from goldpan_sandbox.generator import generate_store
+        from goldpan_sandbox.shopify import ShopifySandbox
+    except ModuleNotFoundError as exc:
+        raise SandboxError(_missing_extra(exc)) from None
 
     if ns.customers < 0:
         raise UsageError("--customers must not be negative")

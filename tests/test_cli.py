@@ -123,3 +123,20 @@ def test_built_in_commands_do_not_import_the_packages_that_contribute_others() -
     assert _sandbox_modules_after("serve", "--help") == []
     # Listing the commands does import them (for their help), so the check above can fail.
     assert "goldpan_sandbox.cli" in _sandbox_modules_after("--help")
+
+
+@pytest.mark.parametrize("argv", [["demo"], ["sandbox", "serve", "--port", "0"]])
+def test_the_sandbox_without_its_extra_says_how_to_install_it(argv: list[str]) -> None:
+    # sys.modules[name] = None makes importing it fail as if graphql-core were not installed.
+    script = (
+        "import sys\n"
+        "sys.modules['graphql'] = None\n"
+        "from shopify_app.cli import main\n"
+        f"sys.exit(main({argv!r}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    assert "the sandbox needs 'graphql', which is not installed" in done.stderr
+    assert "pip install 'goldpan[sandbox]'" in done.stderr
