@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The deploy check (CI runs it from `./dev test`): build the wheel, install it with its own
-# dependencies only (no sandbox, no test extras) into a clean virtualenv outside the checkout,
-# then run what the container image runs (Dockerfile, compose.yaml): `shopify-app db upgrade`,
+# The deploy check (CI runs it from `./dev test`): build the wheel, install it as the Dockerfile
+# does (its dependencies and the postgres and redis extras; no sandbox, no test tools) into a
+# clean virtualenv outside the checkout, then run what the image runs: `shopify-app db upgrade`,
 # `shopify-app serve` (fetch /healthz, /readyz, the page and a static asset it links), and
 # `shopify-app analyze` on the sample orders export. Any failure exits 1 with the reason.
 #   scripts/wheel_smoke.sh [PYTHON]   PYTHON builds the wheel (default .venv/bin/python)
@@ -37,9 +37,8 @@ rm -rf build
 WHEEL=$(ls "$WORK"/dist/goldpan-*.whl)
 
 say "installing $(basename "$WHEEL") into a clean virtualenv in $WORK"
-"$PYTHON" -m venv --without-pip "$WORK/venv" 2>/dev/null || "$PYTHON" -m venv "$WORK/venv"
-[ -x "$WORK/venv/bin/pip" ] || "$WORK/venv/bin/python" -m ensurepip --upgrade --default-pip >/dev/null
-"$WORK/venv/bin/python" -m pip install --quiet --disable-pip-version-check "$WHEEL" >"$WORK/install.log" 2>&1 ||
+"$PYTHON" -m venv "$WORK/venv"
+"$WORK/venv/bin/python" -m pip install --quiet --disable-pip-version-check "$WHEEL[postgres,redis]" >"$WORK/install.log" 2>&1 ||
   { tail -n 30 "$WORK/install.log" >&2; fail "pip could not install the wheel and its dependencies"; }
 
 # Everything below runs from $WORK with a minimal environment: nothing of the checkout is on the
