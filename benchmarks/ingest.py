@@ -1,7 +1,7 @@
 """Benchmark: ingest a bulk JSONL export (orders + line items + customers) into the database.
 
 Prints seconds, rows/s and peak RSS for a parse-only pass (read + ``json.loads``), a parse +
-row-mapping pass, and the real ingest (``shopify_app.sync.ingest_lines``) into SQLite — and
+row-mapping pass, and the real ingest (``shopify_app.sync.ingest.ingest_lines``) into SQLite — and
 PostgreSQL with ``--database-url`` — plus the ingest / parse-only ratio. Each pass runs in its own
 process so peak RSS is that pass's own.
 
@@ -161,7 +161,7 @@ def _cpu_seconds() -> float:
 
 
 def pass_parse(files: list[str], map_rows: bool) -> dict[str, Any]:
-    from shopify_app.sync import Batch, load_line, parse_line
+    from shopify_app.sync.rows import Batch, load_line, parse_line
 
     cpu = _cpu_seconds()
     started = time.perf_counter()
@@ -185,11 +185,12 @@ def pass_parse(files: list[str], map_rows: bool) -> dict[str, Any]:
 
 
 def pass_ingest(files: list[str], database_url: str, batch_lines: int) -> dict[str, Any]:
-    from shopify_app import db, sync
+    from shopify_app import db
     from shopify_app.crypto import TokenCipher, generate_key
     from shopify_app.db.models import Shop, SyncRun
     from shopify_app.jobs import Context
     from shopify_app.settings import Settings
+    from shopify_app.sync.ingest import ingest_lines
 
     key = generate_key()
     settings = Settings(
@@ -219,7 +220,7 @@ def pass_ingest(files: list[str], database_url: str, batch_lines: int) -> dict[s
     lines = 0
     for name, run_id in zip(files, run_ids, strict=True):
         with open(name, "rb") as fh:
-            lines += sync.ingest_lines(ctx, run_id, shop_id, fh, batch_lines=batch_lines)
+            lines += ingest_lines(ctx, run_id, shop_id, fh, batch_lines=batch_lines)
     seconds = time.perf_counter() - started
     engine.dispose()
     return {

@@ -281,10 +281,11 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
     from sqlalchemy import func, select
 
     from goldpan_sandbox import control, delivery
-    from shopify_app import tagging
     from shopify_app.db.models import Order, Shop, WebhookEvent
     from shopify_app.shopify import auth
-    from tests.fixtures_api import session_token
+    from shopify_app.tagging.state import ShopTags
+    from shopify_app.tagging.writes import sync_tags
+    from tests.fixtures_auth import session_token
     from tests.fixtures_scaleout import wait_until
 
     webs = [cluster.start_web() for _ in range(args.webs)]
@@ -313,7 +314,7 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
             s.execute(update(Segment).values(tag_sync=True))
             shop_ids = list(s.scalars(select(Shop.id)))
         for shop_id in shop_ids:
-            tagging.sync_tags(cluster.ctx, shop_id)
+            sync_tags(cluster.ctx, shop_id)
         # Shopify echoes every tag write as customers/update: let those arrive and be handled
         # before the measured traffic starts.
         cluster.sandbox.delivery.drain(args.drain_timeout)
@@ -531,7 +532,7 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
     with cluster.ctx.sessions() as s:
         for store in stores:
             shop_id = s.scalar(select(Shop.id).where(Shop.domain == store.domain))
-            state = tagging.ShopTags.load(s, int(shop_id))
+            state = ShopTags.load(s, int(shop_id))
             wanted = state.wanted(s, None)
             owned = state.owned
             for customer_id, customer in list(store.customers.items()):

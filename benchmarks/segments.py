@@ -18,6 +18,8 @@ import numpy as np
 from shopify_app.segments import library, metrics
 from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.dataset import CUSTOMER_FIELDS, Dataset, day_number
+from shopify_app.segments.library.context import ShopStats
+from shopify_app.segments.library.stats import compute_stats
 
 BENCH_DOMAIN = "bench.myshopify.com"
 
@@ -304,7 +306,7 @@ def main() -> None:
     ta = time.perf_counter()
     feats = compute_features(ds, as_of)
     tb = time.perf_counter()
-    stats0 = library.compute_stats(ds, feats, cfg, as_of)
+    stats0 = compute_stats(ds, feats, cfg, as_of)
     tc = time.perf_counter()
     library.evaluate(ds, cfg, as_of, stats=stats0)
     td = time.perf_counter()
@@ -320,7 +322,7 @@ def main() -> None:
     from shopify_app.segments.recompute import single_customer_dataset
 
     idx = int(np.argmax(ev.features.n_orders))
-    stats = library.ShopStats.from_dict(ev.stats.to_dict())
+    stats = ShopStats.from_dict(ev.stats.to_dict())
     runs = []
     for _ in range(20):
         t5 = time.perf_counter()

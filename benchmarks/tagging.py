@@ -15,7 +15,6 @@ Usage::
 
     .venv/bin/python benchmarks/tagging.py [--changes 2000] [--bulk-changes 10000]
         [--plan standard|advanced|plus] [--rate 50 --seconds 10 --shops 20]
-        [--stand-in sandbox|fake]
 """
 
 from __future__ import annotations
@@ -38,51 +37,20 @@ from goldpan_sandbox.cost import PLANS
 from goldpan_sandbox.shopify import ShopifySandbox
 from goldpan_sandbox.store import Customer as SandboxCustomer
 from goldpan_sandbox.store import Store
-from shopify_app import db, tagging
+from shopify_app import db
 from shopify_app.crypto import TokenCipher, generate_key
 from shopify_app.db.models import Customer, Membership, Segment, Shop
 from shopify_app.jobs import Context
 from shopify_app.settings import Settings
 from shopify_app.shopify.client import AdminClient
+from shopify_app.tagging.bulk import poll_bulk
+from shopify_app.tagging.writes import sync_tags
 
 API_KEY, API_SECRET = "bench-key", "bench-secret"
 
 
-def _fake_process(conn: Connection, plan: str) -> None:
-    """The tests' small stand-in (tests/fixtures_tagging.py): same protocol, cached parsing."""
-    import sys
-
-    from goldpan_sandbox.server import start_server
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo, for tests/
-    from tests.fixtures_tagging import FakeShopify
-
-    fake = FakeShopify()
-    server = start_server(fake.app)
-    fake.base = server.url
-    chosen = PLANS[plan]
-    conn.send(f"{fake.base}/shops/{{shop}}")
-    while True:
-        command, *args = conn.recv()
-        if command == "stop":
-            server.stop()
-            conn.send(None)
-            return
-        if command == "add_shop":
-            domain, customers = args
-            shop = fake.add_shop(domain, restore=chosen.restore_rate, maximum=chosen.maximum)
-            shop.tags.update({i: ["vip"] for i in range(1, customers + 1)})
-            conn.send("shpat_fake")
-        elif command == "tagged":
-            tags = fake.shops[args[0]].tags
-            conn.send(sum(1 for t in tags.values() if "goldpan-fans" in t))
-
-
-def _sandbox_process(conn: Connection, workdir: str, plan: str, stand_in: str) -> None:
+def _sandbox_process(conn: Connection, workdir: str, plan: str) -> None:
     """The sandbox in its own process (own GIL), driven by commands over a pipe."""
-    if stand_in == "fake":
-        _fake_process(conn, plan)
-        return
     sandbox = ShopifySandbox(API_KEY, API_SECRET, workdir=Path(workdir) / "sandbox")
     sandbox.start()
     chosen = PLANS[plan]
@@ -113,14 +81,14 @@ def _sandbox_process(conn: Connection, workdir: str, plan: str, stand_in: str) -
 class Bench:
     """One SQLite database here; the sandbox in a child process so the two don't share a GIL."""
 
-    def __init__(self, workdir: Path, plan: str, stand_in: str = "sandbox") -> None:
+    def __init__(self, workdir: Path, plan: str) -> None:
         self.conn, child = multiprocessing.Pipe()
         self.process = multiprocessing.Process(
-            target=_sandbox_process, args=(child, str(workdir), plan, stand_in), daemon=True
+            target=_sandbox_process, args=(child, str(workdir), plan), daemon=True
         )
         self.process.start()
         if not self.conn.poll(60):
-            raise RuntimeError("the stand-in process did not start")
+            raise RuntimeError("the sandbox process did not start")
         base = self.conn.recv()
         self.plan = PLANS[plan]
         url = f"sqlite:///{workdir / 'bench.sqlite3'}"
@@ -195,10 +163,10 @@ def small_path(bench: Bench, changes: int) -> dict[str, Any]:
     shop_id, _ = bench.shop(changes, threshold=10**9)
     client = AdminClient(bench.ctx, shop_id)
     started = time.monotonic()
-    report = tagging.sync_tags(bench.ctx, shop_id, client=client)
+    report = sync_tags(bench.ctx, shop_id, client=client)
     wall = time.monotonic() - started
     assert report.changed == changes and bench.tagged(shop_id) == changes, report.summary()
-    again = tagging.sync_tags(bench.ctx, shop_id, client=client)
+    again = sync_tags(bench.ctx, shop_id, client=client)
     return {
         "changes": changes,
         "requests": report.requests,
@@ -214,14 +182,14 @@ def bulk_path(bench: Bench, changes: int) -> dict[str, Any]:
     shop_id, _ = bench.shop(changes)
     client = AdminClient(bench.ctx, shop_id)
     started = time.monotonic()
-    report = tagging.sync_tags(bench.ctx, shop_id, client=client)
+    report = sync_tags(bench.ctx, shop_id, client=client)
     polls = 0
-    while tagging.poll_bulk(bench.ctx, shop_id, client=client):
+    while poll_bulk(bench.ctx, shop_id, client=client):
         polls += 1
         time.sleep(0.1)
     wall = time.monotonic() - started
     assert bench.tagged(shop_id) == changes
-    again = tagging.sync_tags(bench.ctx, shop_id, client=client)
+    again = sync_tags(bench.ctx, shop_id, client=client)
     return {
         "changes": changes,
         "bulk_operations": len(report.bulk_operations),
@@ -253,7 +221,7 @@ def steady_singles(bench: Bench, rate: float, seconds: float, shops: int) -> dic
             clients = local.clients = {}
         if shop_id not in clients:
             clients[shop_id] = AdminClient(bench.ctx, shop_id)
-        tagging.sync_tags(bench.ctx, shop_id, [customer_id], client=clients[shop_id])
+        sync_tags(bench.ctx, shop_id, [customer_id], client=clients[shop_id])
         with lock:
             latencies.append(time.monotonic() - due)
 
@@ -291,19 +259,13 @@ def main() -> None:
     parser.add_argument(
         "--shops", type=int, default=20, help="shops the single writes are spread over"
     )
-    parser.add_argument(
-        "--stand-in",
-        choices=("sandbox", "fake"),
-        default="sandbox",
-        help="helper B's full sandbox, or the tests' small stand-in (isolates Goldpan's overhead)",
-    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        bench = Bench(Path(tmp), args.plan, args.stand_in)
+        bench = Bench(Path(tmp), args.plan)
         try:
             plan = bench.plan
             print(
-                f"{args.stand_in}, plan {args.plan}: bucket {plan.maximum:.0f}, "
+                f"sandbox, plan {args.plan}: bucket {plan.maximum:.0f}, "
                 f"restore {plan.restore_rate:.0f}/s"
             )
             for name, result in (

@@ -270,6 +270,21 @@ def compile_bulk_query(document: str) -> tuple[DocumentNode, OperationDefinition
     return parsed, operation
 
 
+def root_field(document: str) -> str | None:
+    """The first top-level field of ``document``: ``orders`` for an export of orders,
+    ``tagsAdd`` for a bulk mutation (None when it cannot be parsed)."""
+    try:
+        parsed = parse(document)
+    except Exception:
+        return None
+    for definition in parsed.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            for selection in definition.selection_set.selections:
+                if isinstance(selection, FieldNode):
+                    return selection.name.value
+    return None
+
+
 def _count_connections(planner: _Planner, type_name: str, selection: Any, depth: int) -> int:
     schema = admin_api.schema()
     gql_type = schema.get_type(type_name)
@@ -502,26 +517,28 @@ class BulkManager:
             op.object_count, op.root_object_count = count, roots
             op.path = path
             op.file_size = path.stat().st_size
-            self._hold()
-            self._finish(op)
+            self._hold(op)
+            self._finish(op, self.faults.take_bulk_outcome(root_field(op.query)))
         except Exception:
             log.exception("bulk query %s failed", op.id)
             op.status, op.error_code = "FAILED", "INTERNAL_SERVER_ERROR"
             op.completed_at = _now()
             self._notify(op)
 
-    def _hold(self) -> None:
-        delay = self.faults.bulk_delay
-        if delay > 0:
-            time.sleep(delay)
+    def _hold(self, op: BulkOperation) -> None:
+        # The knob is read on every tick, so a test can release operations it holds; a cancel
+        # ends the wait too (the operation then ends CANCELED).
+        started = time.monotonic()
+        while not op.cancel_requested and time.monotonic() - started < self.faults.bulk_delay:
+            time.sleep(0.01)
 
-    def _finish(self, op: BulkOperation) -> None:
+    def _finish(self, op: BulkOperation, outcome: str | None) -> None:
+        """End ``op`` as ``outcome`` (a fault: ``FAILED``/``EXPIRED``) or ``COMPLETED``."""
         if op.cancel_requested:
             op.status = "CANCELED"
             op.completed_at = _now()
             self._notify(op)
             return
-        outcome = self.faults.take_bulk_outcome()
         op.completed_at = _now()
         if outcome == "FAILED":
             op.status, op.error_code = "FAILED", self.faults.bulk_error_code
@@ -658,11 +675,16 @@ class BulkManager:
         ctx = admin_api.RequestContext(op.domain, store, bulk=self)
         path = self.workdir / f"bulk-{op.id}.jsonl"
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        # A failed operation (INTERNAL_SERVER_ERROR, TIMEOUT) "resulted in partial or incomplete
+        # data": it stops partway, the rows after the failure never run, and partialDataUrl holds
+        # the results of those that did. The sandbox fails halfway through the file.
+        outcome = self.faults.take_bulk_outcome(root_field(op.query))
+        stop = _row_count(upload) // 2 if outcome == "FAILED" else None
         try:
             count = 0
             with upload.open(encoding="utf-8") as source, path.open("w", encoding="utf-8") as out:
                 for number, raw in enumerate(source):
-                    if op.cancel_requested:
+                    if op.cancel_requested or count == stop:
                         break
                     if not raw.strip():
                         continue
@@ -677,8 +699,8 @@ class BulkManager:
             op.object_count = op.root_object_count = count
             op.path = path
             op.file_size = path.stat().st_size
-            self._hold()
-            self._finish(op)
+            self._hold(op)
+            self._finish(op, outcome)
         except Exception:
             log.exception("bulk mutation %s failed", op.id)
             op.status, op.error_code = "FAILED", "INTERNAL_SERVER_ERROR"
@@ -747,6 +769,12 @@ class BulkManager:
     def close(self) -> None:
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+def _row_count(upload: Path) -> int:
+    """Rows (non-blank lines) in a bulk mutation's variables file."""
+    with upload.open(encoding="utf-8") as source:
+        return sum(1 for raw in source if raw.strip())
 
 
 def _xml_error(status: int, code: str, message: str) -> Response:

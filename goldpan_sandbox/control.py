@@ -49,8 +49,11 @@ class Faults:
     bulk_error_code: str = "INTERNAL_SERVER_ERROR"
     bulk_outcome_count: int | None = None
     """How many bulk operations the outcome applies to (None: every one until cleared)."""
+    bulk_outcome_root: str | None = None
+    """Only bulk operations whose top-level field is this (``orders``) end that way (None: any)."""
     bulk_delay: float = 0.0
-    """Seconds a bulk operation stays RUNNING before it finishes (to observe it running)."""
+    """Seconds a bulk operation stays RUNNING before it finishes (to observe it running). Read
+    while operations wait: lowering it (to 0) lets the ones already waiting finish."""
     truncate_downloads: int = 0
     """How many of the next result downloads are cut off halfway through."""
     delay: float = 0.0
@@ -71,12 +74,21 @@ class Faults:
         with self._lock:
             self.delay, self.delay_count = seconds, count
 
-    def end_bulk(self, outcome: str | None, count: int | None = None, **extra: Any) -> None:
-        """Make the next bulk operations end ``FAILED``/``EXPIRED`` (None: complete normally)."""
+    def end_bulk(
+        self,
+        outcome: str | None,
+        count: int | None = None,
+        *,
+        root: str | None = None,
+        **extra: Any,
+    ) -> None:
+        """Make the next bulk operations end ``FAILED``/``EXPIRED`` (None: complete normally);
+        with ``root``, only those whose top-level field it names (``orders``, ``customers``)."""
         if outcome not in (None, "FAILED", "EXPIRED"):
             raise ValueError(f"bulk outcome must be FAILED or EXPIRED, not {outcome!r}")
         with self._lock:
             self.bulk_outcome, self.bulk_outcome_count = outcome, count
+            self.bulk_outcome_root = root
             if "error_code" in extra:
                 self.bulk_error_code = extra["error_code"]
 
@@ -85,6 +97,7 @@ class Faults:
             self._http.clear()
             self.delay, self.delay_count = 0.0, None
             self.bulk_outcome, self.bulk_outcome_count = None, None
+            self.bulk_outcome_root = None
             self.bulk_delay = 0.0
             self.truncate_downloads = 0
 
@@ -103,15 +116,19 @@ class Faults:
                 self.delay_count -= 1
             return self.delay
 
-    def take_bulk_outcome(self) -> str | None:
+    def take_bulk_outcome(self, root: str | None = None) -> str | None:
+        """The outcome for an operation ending now whose top-level field is ``root``."""
         with self._lock:
             if self.bulk_outcome is None:
+                return None
+            if self.bulk_outcome_root is not None and root != self.bulk_outcome_root:
                 return None
             outcome = self.bulk_outcome
             if self.bulk_outcome_count is not None:
                 self.bulk_outcome_count -= 1
                 if self.bulk_outcome_count <= 0:
                     self.bulk_outcome, self.bulk_outcome_count = None, None
+                    self.bulk_outcome_root = None
             return outcome
 
     def take_truncation(self) -> bool:
@@ -129,6 +146,7 @@ class Faults:
                 "delay_count": self.delay_count,
                 "bulk_outcome": self.bulk_outcome,
                 "bulk_outcome_count": self.bulk_outcome_count,
+                "bulk_outcome_root": self.bulk_outcome_root,
                 "bulk_error_code": self.bulk_error_code,
                 "bulk_delay": self.bulk_delay,
                 "truncate_downloads": self.truncate_downloads,
@@ -416,7 +434,7 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
 def apply_faults(sandbox: ShopifySandbox, spec: dict[str, Any]) -> None:
     """Set faults from JSON: ``{"http": {"status": 503, "count": 2, "retry_after": 1},
     "delay": {"seconds": 3, "count": 1}, "bulk": {"outcome": "FAILED", "count": 1,
-    "error_code": "TIMEOUT", "delay": 0.5}, "truncate_downloads": 1,
+    "root": "orders", "error_code": "TIMEOUT", "delay": 0.5}, "truncate_downloads": 1,
     "throttle": {"maximum": 100, "restore_rate": 10}, "drain_bucket": true,
     "webhooks": {"duplicate_rate": 0.1, "app_url": "http://..."}, "clear": true}``."""
     faults = sandbox.faults
@@ -432,7 +450,7 @@ def apply_faults(sandbox: ShopifySandbox, spec: dict[str, Any]) -> None:
         bulk = spec["bulk"]
         extra = {"error_code": bulk["error_code"]} if "error_code" in bulk else {}
         if "outcome" in bulk:
-            faults.end_bulk(bulk["outcome"], bulk.get("count"), **extra)
+            faults.end_bulk(bulk["outcome"], bulk.get("count"), root=bulk.get("root"), **extra)
         if "delay" in bulk:
             faults.bulk_delay = float(bulk["delay"])
     if "truncate_downloads" in spec:

@@ -5,23 +5,25 @@ Nothing to configure. :func:`start_demo`:
 1. makes a work folder (a temporary one unless given) with a SQLite database and huey file,
    and settings as the Shopify CLI would pass them — a random API key and secret, a fresh
    ``TOKEN_ENCRYPTION_KEY``, ``SHOPIFY_BASE_URL`` at the Shopify sandbox, ``META_GRAPH_URL`` and
-   ``META_DIALOG_URL`` at the Meta sandbox, ``GOLDPAN_DEMO=1``;
+   ``META_DIALOG_URL`` at the Meta sandbox;
 2. generates a linen shop (:mod:`goldpan_sandbox.generator`) and serves it from the Shopify
    sandbox, and serves the Meta sandbox with an ad account whose "Meta users" are derived from
    the store, so match counts mean something;
-3. migrates the database and starts the app with its background worker inside the process;
+3. migrates the database and starts the app with its background worker inside the process, and
+   with :class:`SandboxAdmin` standing in for the Shopify admin around the page;
 4. installs the app exactly as production does: the sandbox mints an App Bridge session token,
    the app's page is loaded with ``id_token=...``, which runs token exchange, records the shop
    and starts the initial sync (bulk queries, the ``bulk_operations/finish`` webhook, ingest,
    segments, tags);
-5. waits for the initial sync and hands back the page URL. The page, in demo mode, mints its
-   session tokens from the sandbox instead of App Bridge.
+5. waits for the initial sync and hands back the page URL. The page, in demo mode (``demo=1``),
+   mints its session tokens from the sandbox instead of App Bridge.
 
 :func:`run_demo` prints the URL and the live-store commands and runs until interrupted.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import shutil
@@ -29,7 +31,7 @@ import socket
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,8 @@ import requests
 from goldpan_sandbox.generator import generate_store
 from goldpan_sandbox.server import RunningServer, free_port, start_server
 from goldpan_sandbox.shopify import ShopifySandbox
+from shopify_app.server.pages import ShopifyAdmin
+from shopify_app.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +111,9 @@ def demo_settings(
     meta_url: str | None,
     database_url: str | None = None,
     log_level: str = "WARNING",
-) -> Any:
+) -> Settings:
     """Settings for the demo, built the way ``Settings.from_env`` reads the Shopify CLI's."""
     from shopify_app.crypto import generate_key
-    from shopify_app.settings import Settings
 
     env = {
         "SHOPIFY_API_KEY": f"demo-{secrets.token_hex(8)}",
@@ -121,7 +124,6 @@ def demo_settings(
         "DATABASE_URL": database_url or f"sqlite:///{workdir / 'goldpan.sqlite3'}",
         "HUEY_PATH": str(workdir / "huey.sqlite3"),
         "SHOPIFY_BASE_URL": shop_base,
-        "GOLDPAN_DEMO": "1",
         "INLINE_WORKER": "1",
         "LOG_JSON": "false",
         "LOG_LEVEL": log_level,
@@ -138,10 +140,47 @@ def demo_settings(
 
 def page_url(app_url: str, shop: str, host: str) -> str:
     """The embedded page as the admin opens it, with the demo shim switched on."""
-    query = urllib.parse.urlencode(
-        {"shop": shop, "host": host, "embedded": "1", "locale": "en", "demo": "1"}
-    )
-    return f"{app_url}/?{query}"
+    return app_url + _page_path(shop, host, locale="en")
+
+
+def _page_path(shop: str, host: str | None, **extra: str) -> str:
+    query = {"shop": shop, **({"host": host} if host else {}), "embedded": "1", **extra}
+    return "/?" + urllib.parse.urlencode({**query, "demo": "1"})
+
+
+def _js(text: str) -> str:
+    """``text`` as a JavaScript string literal that cannot close the ``<script>`` around it."""
+    return json.dumps(text).replace("<", "\\u003c")
+
+
+@dataclass(frozen=True)
+class SandboxAdmin(ShopifyAdmin):
+    """The demo's stand-in for the Shopify admin around the page (``create_app(admin=...)``).
+
+    There is no App Bridge: the bounce page and the page's shim (``web/demo-shim.js``) get
+    session tokens from the Shopify sandbox at ``sandbox_url``, which signs them with the app's
+    secret as Shopify would; and "the app inside the admin" is the page itself, shim on.
+    """
+
+    sandbox_url: str
+
+    def token_script(self, settings: Settings, shop: str | None, reload_to: str) -> str:
+        if shop is None:
+            return super().token_script(settings, shop, reload_to)
+        token_url = f"{self.sandbox_url}/shops/{shop}/admin/session-token"
+        return (
+            "<script>fetch(" + _js(token_url) + ").then(r => r.json()).then(b => {"
+            "const u = new URL(" + _js(reload_to) + ", location.origin);"
+            "u.searchParams.set('id_token', b.token);"
+            "u.searchParams.set('embedded', '1');"
+            "location.replace(u.toString());});</script>"
+        )
+
+    def app_url(self, settings: Settings, shop: str, host: str | None) -> str:
+        return _page_path(shop, host)
+
+    def page_values(self, settings: Settings, shop: str) -> Mapping[str, str]:
+        return {"SANDBOX_URL": self.sandbox_url}
 
 
 def _meta_sandbox_class() -> Any:
@@ -256,7 +295,7 @@ def start_demo(
             raise DemoError(f"database migration failed: {exc}") from exc
         ctx = build_context(settings)
         stoppers.append(ctx.engine.dispose)
-        app = create_app(ctx, start_worker=True)
+        app = create_app(ctx, start_worker=True, admin=SandboxAdmin(sandbox_url))
         try:
             app_server = start_server(app, port=app_port)
         except (OSError, RuntimeError) as exc:
@@ -336,13 +375,13 @@ def install(demo: Demo, host: str) -> int:
 
 def wait_for_initial_sync(ctx: Any, shop_id: int, *, timeout: float = 120.0) -> dict[str, Any]:
     """Poll the initial sync's runs until every resource is done; returns their progress."""
-    from shopify_app import sync
+    from shopify_app.sync import runs
 
     deadline = time.monotonic() + timeout
     state: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        state = sync.progress(ctx, shop_id)
-        if len(state) == len(sync.RESOURCES) and all(
+        state = runs.progress(ctx, shop_id)
+        if len(state) == len(runs.RESOURCES) and all(
             run["status"] in SYNC_DONE for run in state.values()
         ):
             failed = {name: run["error"] for name, run in state.items() if run["status"] != "done"}

@@ -25,7 +25,9 @@ import asyncio
 import json
 import logging
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +67,16 @@ class ShopifySandbox:
         max_attempts: int = 8,
         workdir: Path | None = None,
         seed: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api_key = api_key
         self.api_secret = api_secret
         self.oauth = OAuthServer(api_key, api_secret)
         self.faults = Faults()
         self.plan = plan or Plan()
+        self.clock = clock
+        """What the cost buckets measure time with: a test sharing its fake clock with the app's
+        client sees the bucket refill by exactly the seconds the client slept."""
         self.delivery = WebhookDelivery(
             api_secret,
             app_url,
@@ -115,7 +121,7 @@ class ShopifySandbox:
             if domain in self._stores:
                 raise ValueError(f"{domain} already exists on this sandbox")
             self._stores[domain] = store
-            self._buckets[domain] = LeakyBucket(self.plan)
+            self._buckets[domain] = LeakyBucket(self.plan, self.clock)
         self.delivery.watch(store)
         return store
 

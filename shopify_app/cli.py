@@ -178,13 +178,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         print("database is at the latest migration")
         return 0
     if command == "serve":
-        from shopify_app.server.app import serve
+        from shopify_app.server.processes import serve
 
         port = args.port if args.port is not None else settings.port
         serve(settings.with_overrides(port=port), host=args.host)
         return 0
     if command == "worker":
-        from shopify_app.server.app import run_worker
+        from shopify_app.server.processes import run_worker
 
         run_worker(settings, threads=args.threads, scheduler=args.scheduler)
         return 0

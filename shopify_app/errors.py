@@ -19,7 +19,8 @@
     │   └── MetaTokenError        the token expired or was revoked (190)
     └── SyncError                 an import could not finish (bulk operation failed, expired, ...)
 
-No HTTP status lives here: the web edge (``app.py``) maps errors to responses.
+No HTTP status lives here: the web edge (:mod:`shopify_app.server.errors`) maps errors to
+responses.
 """
 
 from __future__ import annotations

@@ -41,8 +41,10 @@ log = logging.getLogger(__name__)
 # Modules whose import declares tasks. A module that defines a task must be listed here.
 TASK_MODULES: tuple[str, ...] = (
     "shopify_app.shopify.webhooks",
-    "shopify_app.tagging",
-    "shopify_app.sync",
+    "shopify_app.sync.inbox",
+    "shopify_app.tagging.tasks",
+    "shopify_app.sync.bulk",
+    "shopify_app.sync.reconcile",
     "shopify_app.meta.audiences",
     "shopify_app.segments.recompute",
 )

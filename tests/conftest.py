@@ -26,6 +26,9 @@ from shopify_app.db.models import Shop
 from shopify_app.jobs import Context
 from shopify_app.settings import Settings
 
+pytest_plugins = ("tests.fixtures_auth", "tests.fixtures_scaleout", "tests.fixtures_sync")
+"""Fixture modules every test module can use without importing them."""
+
 TEST_API_KEY = "test-api-key"
 TEST_API_SECRET = "test-api-secret-0123456789abcdef0123"
 # Shopify's published Admin schema, vendored once in the package (the sandbox reads it at runtime).

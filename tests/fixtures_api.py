@@ -1,37 +1,27 @@
-"""Fixtures for the page's API: a seeded shop and a small app serving ``web/`` and ``/api``.
+"""Fixtures for the page's API: a seeded shop, and the real app on loopback with a client that
+signs a fresh session token per request.
 
 :func:`seed_shop` writes customers, orders, line items, products, segments with memberships and
 reasons, a week of segment history, sync runs and audit entries straight into the database with
-Core inserts (fast enough for the 300,000-customer benchmark). :func:`build_page_app` mounts
-``shopify_app.server.api.routes`` under ``/api`` behind a middleware that verifies real HS256
-session tokens (``shopify.auth.verify_session_token``) like the production middleware, serves
-``web/`` like the real app, and offers the sandbox's ``/shops/{shop}/admin/session-token`` so the
-page's demo shim works against it. Tests sign tokens with :func:`session_token`.
+Core inserts (fast enough for the 300,000-customer benchmark). :func:`serving` runs
+``create_app`` — the production routes, session-token middleware and error map — and
+:class:`ApiClient` calls it as App Bridge's fetch does, with real HS256 session tokens signed
+with the test secret.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import random
-import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-import jwt
-import pytest
-from sqlalchemy import insert, select
+import requests
+from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
 
+from goldpan_sandbox.server import start_server
 from shopify_app.db.models import (
     AuditEntry,
     Customer,
@@ -41,17 +31,11 @@ from shopify_app.db.models import (
     Product,
     Segment,
     SegmentHistory,
-    Shop,
     SyncRun,
 )
-from shopify_app.errors import AuthError
 from shopify_app.jobs import Context
-from shopify_app.server import api
-from shopify_app.server import meta_api as meta_web
-from shopify_app.shopify.auth import verify_session_token
-from tests.conftest import TEST_API_KEY, TEST_API_SECRET
-
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+from shopify_app.server.app import create_app
+from tests.fixtures_auth import session_token
 
 PRODUCTS = (
     "Dinner Napkins",
@@ -76,98 +60,38 @@ SEGMENTS = (
 )
 
 
-def session_token(shop_domain: str, *, user_id: int = 42, expires_in: int = 60) -> str:
-    """A session token as App Bridge mints it, signed with the test secret."""
-    now = int(time.time())
-    return jwt.encode(
-        {
-            "iss": f"https://{shop_domain}/admin",
-            "dest": f"https://{shop_domain}",
-            "aud": TEST_API_KEY,
-            "sub": str(user_id),
-            "exp": now + expires_in,
-            "nbf": now - 1,
-            "iat": now - 1,
-            "jti": uuid.uuid4().hex,
-            "sid": uuid.uuid4().hex,
-        },
-        TEST_API_SECRET,
-        algorithm="HS256",
-    )
+@contextmanager
+def serving(ctx: Context) -> Iterator[str]:
+    """``create_app(ctx)`` served on loopback; yields its base URL."""
+    running = start_server(create_app(ctx))
+    try:
+        yield running.url
+    finally:
+        running.stop()
 
 
-class SessionTokenMiddleware:
-    """Verifies ``Authorization: Bearer`` and sets ``request.state`` like the real app does."""
+class ApiClient:
+    """Calls ``/api`` as ``shop``'s admin user: a fresh session token per request, like App
+    Bridge's fetch. Paths are relative to ``/api``."""
 
-    def __init__(self, app: ASGIApp, ctx: Context) -> None:
-        self.app = app
-        self.ctx = ctx
+    def __init__(self, base_url: str, shop: str) -> None:
+        self.base_url = base_url
+        self.shop = shop
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        auth = headers.get(b"authorization", b"").decode()
-        token = auth[7:] if auth.lower().startswith("bearer ") else None
-        try:
-            verified = verify_session_token(self.ctx.settings, token)
-        except AuthError as exc:
-            response: Response = JSONResponse(
-                {"error": exc.reason, "field": None},
-                status_code=401,
-                headers={"X-Shopify-Retry-Invalid-Session-Request": "1"},
-            )
-            await response(scope, receive, send)
-            return
-        with self.ctx.sessions() as session:
-            shop_id = session.scalar(select(Shop.id).where(Shop.domain == verified.shop))
-        if shop_id is None:
-            await JSONResponse({"error": "shop not installed", "field": None}, 401)(
-                scope, receive, send
-            )
-            return
-        state = scope.setdefault("state", {})
-        state.update(shop_id=shop_id, shop_domain=verified.shop, user_id=verified.user_id)
-        await self.app(scope, receive, send)
-
-
-def build_page_app(ctx: Context, *, web_dir: Path = WEB_DIR) -> Starlette:
-    """The page and its API on one origin, as ``shopify_app.server.app`` serves them."""
-
-    def index(request: Request) -> Response:
-        html = (web_dir / "index.html").read_text(encoding="utf-8")
-        base = str(request.base_url).rstrip("/")
-        html = html.replace("{{API_KEY}}", TEST_API_KEY).replace("{{SANDBOX_URL}}", base)
-        return HTMLResponse(html)
-
-    def mint(request: Request) -> Response:
-        shop = request.path_params["shop"]
-        return JSONResponse(
-            {"token": session_token(shop)}, headers={"Access-Control-Allow-Origin": "*"}
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = {"Authorization": f"Bearer {session_token(self.shop)}"}
+        return requests.request(
+            method, f"{self.base_url}/api{path}", headers=headers, timeout=30, **kwargs
         )
 
-    app = Starlette(
-        routes=[
-            Route("/", index),
-            Route("/shops/{shop}/admin/session-token", mint),
-            # /api/meta before /api: a Mount claims every path under its prefix.
-            Mount(
-                "/api/meta",
-                routes=list(meta_web.routes),
-                middleware=[Middleware(SessionTokenMiddleware, ctx=ctx)],
-            ),
-            Mount(
-                "/api",
-                routes=list(api.routes),
-                middleware=[Middleware(SessionTokenMiddleware, ctx=ctx)],
-            ),
-            Mount("/static", app=StaticFiles(directory=web_dir)),
-            Route("/favicon.ico", lambda r: PlainTextResponse("", status_code=204)),
-        ]
-    )
-    app.state.ctx = ctx
-    return app
+    def get(self, path: str, **params: Any) -> requests.Response:
+        return self._call("GET", path, params=params)
+
+    def post(self, path: str, body: Any = None) -> requests.Response:
+        return self._call("POST", path, json=body)
+
+    def put(self, path: str, body: Any) -> requests.Response:
+        return self._call("PUT", path, json=body)
 
 
 def seed_shop(
@@ -380,71 +304,3 @@ def seed_shop(
             )
         )
     return ids
-
-
-@pytest.fixture
-def seeded_shop(
-    make_shop: Any, sessions: sessionmaker[Session]
-) -> Iterator[tuple[Shop, dict[str, int]]]:
-    """A shop with 120 customers, seven computed segments and history."""
-    shop = make_shop()
-    ids = seed_shop(sessions, shop.id, customers=120)
-    yield shop, ids
-
-
-@contextmanager
-def preview_server(
-    tmp: Path, *, customers: int = 400, seed: int = 7, runtime: Any = None
-) -> Iterator[tuple[str, str, Context]]:
-    """A seeded shop behind :func:`build_page_app` on loopback, with its own SQLite database.
-
-    Yields ``(base url, shop domain, ctx)``; the page is at ``{url}/?shop=...&demo=1``. Used by
-    the browser tests until the sandbox demo is available, and by ``scripts/screenshots.py``.
-    """
-    from goldpan_sandbox.server import start_server
-    from shopify_app import db
-    from shopify_app.crypto import TokenCipher, generate_key
-    from shopify_app.settings import Settings
-
-    url = f"sqlite:///{tmp / f'page-{uuid.uuid4().hex[:8]}.sqlite3'}"
-    db.upgrade(url)
-    key = generate_key()
-    settings = Settings.from_env(
-        {
-            "SHOPIFY_API_KEY": TEST_API_KEY,
-            "SHOPIFY_API_SECRET": TEST_API_SECRET,
-            "TOKEN_ENCRYPTION_KEY": key,
-            "DATABASE_URL": url,
-            "HUEY_PATH": str(tmp / "huey.sqlite3"),
-            "LOG_JSON": "false",
-        }
-    )
-    engine = db.make_engine(url)
-    ctx = Context(
-        settings=settings,
-        engine=engine,
-        sessions=db.make_sessionmaker(engine),
-        cipher=TokenCipher((key,)),
-        runtime=runtime,
-    )
-    domain = f"linen-{uuid.uuid4().hex[:6]}.myshopify.com"
-    with ctx.sessions.begin() as session:
-        shop = Shop(
-            domain=domain,
-            name="Aegean Linen Co.",
-            currency="USD",
-            access_token=ctx.cipher.encrypt("shpat_preview"),
-            scopes="read_customers,write_customers,read_orders,read_products",
-            installed_at=dt.datetime.now(dt.UTC),
-            settings={},
-        )
-        session.add(shop)
-        session.flush()
-        shop_id = shop.id
-    seed_shop(ctx.sessions, shop_id, customers=customers, seed=seed)
-    server = start_server(build_page_app(ctx))
-    try:
-        yield server.url, domain, ctx
-    finally:
-        server.stop()
-        engine.dispose()

@@ -7,7 +7,7 @@ when ``GOLDPAN_TEST_DATABASE_URL`` is set, else a SQLite file) and one queue (Re
 ``GOLDPAN_TEST_REDIS_URL`` is set, else huey's SQLite file). Process output goes to log files in
 the test's temporary folder (JSON lines), which tests may read.
 
-Import with ``from tests.fixtures_scaleout import *``.
+A pytest plugin (registered in ``tests/conftest.py``): the ``cluster`` fixture needs no import.
 """
 
 from __future__ import annotations
@@ -34,11 +34,12 @@ from goldpan_sandbox.oauth import host_param
 from goldpan_sandbox.server import RunningServer, start_server
 from goldpan_sandbox.shopify import ShopifySandbox
 from goldpan_sandbox.store import Store
-from shopify_app import db, sync
+from shopify_app import db
 from shopify_app.db.models import Customer, Order, Shop, WebhookEvent
 from shopify_app.jobs import Context
 from shopify_app.server.app import build_context
 from shopify_app.settings import Settings
+from shopify_app.sync import runs
 from tests.conftest import TEST_API_KEY, TEST_API_SECRET, fresh_database, unique_shop_domain
 from tests.fixtures_sandbox import SANDBOX_TOPICS
 
@@ -255,10 +256,10 @@ class Cluster:
                     ),
                 )
             )
-        progress = sync.progress(self.ctx, shop_id)
+        progress = runs.progress(self.ctx, shop_id)
         out: dict[str, Any] = {}
         unfinished = {k: v.get("status") for k, v in progress.items() if v.get("status") != "done"}
-        if len(progress) < len(sync.RESOURCES) or unfinished:
+        if len(progress) < len(runs.RESOURCES) or unfinished:
             out["sync"] = unfinished or sorted(progress)
         if orders != set(store.orders):
             out["orders"] = {

@@ -1,310 +1,115 @@
-"""A small Shopify stand-in for the sync and admin tests, served over loopback HTTP.
+"""Fixtures for the sync and Admin-client tests: the Shopify sandbox on loopback, one shop each.
 
-It answers the documents in ``shopify_app/graphql/`` by operation name with Shopify-shaped
-bodies (``extensions.cost.throttleStatus`` included), runs bulk operations whose result is a
-JSONL file the test provides, accepts staged uploads, refreshes tokens, and can be scripted to
-answer a sequence of faults first (THROTTLED, 429 with Retry-After, 503, slow answers).
+A pytest plugin (registered in ``tests/conftest.py``); test modules import only its helpers.
+
+- ``make_sync_env(build=..., clock=...)``: a started :class:`ShopifySandbox` holding one shop
+  (by default :func:`shaped_store`, the sandbox's copy of :func:`bulk_store`), the app's row for
+  it installed with the sandbox's tokens, a context pointed at the sandbox that records what it
+  enqueues, and an HTTP transport that records what the app sent (:class:`RecordingHttp`).
+  ``clock`` is shared with the sandbox's cost bucket (see :class:`FakeClock`).
+- ``sync_env``: the default one.
+- ``recording_ctx``: the test context recording what it enqueues, for tests without Shopify.
+
+The sandbox is the one stand-in: faults, throttling, bulk operations and tokens are its own,
+as Shopify documents them. Tests only observe the traffic and drive time.
+
+Also the pure builders of bulk JSONL objects (:func:`bulk_store` and friends) for the ingest
+tests, which need no Shopify at all.
 """
 
 from __future__ import annotations
 
-import itertools
+import datetime as dt
 import json
 import re
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+import requests
 
-from goldpan_sandbox.server import start_server
+from goldpan_sandbox.bulk import BulkOperation
+from goldpan_sandbox.cost import LeakyBucket
+from goldpan_sandbox.shopify import ShopifySandbox
+from goldpan_sandbox.store import Address, Customer, LineItem, Order, Product, Store, Variant
+from shopify_app.crypto import TokenCipher
+from shopify_app.db.models import Shop
 from shopify_app.jobs import Context
+from shopify_app.shopify.client import AdminClient, gid_number
+from tests.conftest import TEST_API_KEY, TEST_API_SECRET, unique_shop_domain
 
-Scripted = Callable[[dict[str, Any]], Response] | Response
+UTC = dt.UTC
+HOLD = 3600.0
+"""``bulk_delay`` that keeps bulk operations RUNNING until the test sets it back to 0."""
 
 _OPERATION = re.compile(r"^(?:query|mutation)\s+(\w+)", re.MULTILINE)
 
 
-def throttle(available: float = 1000, maximum: float = 1000, restore: float = 50) -> dict[str, Any]:
-    return {
-        "maximumAvailable": maximum,
-        "currentlyAvailable": available,
-        "restoreRate": restore,
-    }
-
-
-def graphql_body(
-    data: Any, *, requested: int = 10, actual: int | None = None, **status: float
-) -> dict[str, Any]:
-    return {
-        "data": data,
-        "extensions": {
-            "cost": {
-                "requestedQueryCost": requested,
-                "actualQueryCost": requested if actual is None else actual,
-                "throttleStatus": throttle(**status),
-            }
-        },
-    }
-
-
-def throttled_body(requested: int = 100, available: float = 0) -> dict[str, Any]:
-    return {
-        "errors": [
-            {"message": "Throttled", "extensions": {"code": "THROTTLED", "documentation": ""}}
-        ],
-        "extensions": {
-            "cost": {
-                "requestedQueryCost": requested,
-                "actualQueryCost": None,
-                "throttleStatus": throttle(available=available),
-            }
-        },
-    }
+# --- observing the app's traffic ----------------------------------------------------------------
 
 
 @dataclass
-class BulkOp:
-    id: str
-    resource: str
-    statuses: deque[str]
-    status: str = "CREATED"
-    error_code: str | None = None
-    type: str = "QUERY"
+class Call:
+    """One Admin GraphQL request the app sent, with the sandbox's answer."""
 
-    def advance(self) -> None:
-        if self.statuses:
-            self.status = self.statuses.popleft()
+    operation: str
+    variables: dict[str, Any]
+    token: str | None
+    status: int
+    answer: Any
+
+    @property
+    def cost(self) -> dict[str, Any]:
+        return ((self.answer or {}).get("extensions") or {}).get("cost") or {}
+
+    @property
+    def throttled(self) -> bool:
+        errors = (self.answer or {}).get("errors") or []
+        return any((e.get("extensions") or {}).get("code") == "THROTTLED" for e in errors)
 
 
-@dataclass
-class FakeShopify:
-    """State and script of the stand-in; ``url`` is set once the server runs."""
+class RecordingHttp(requests.Session):
+    """The app's HTTP transport (``AdminClient(http=...)``), recording the GraphQL requests it
+    sends and the staged uploads it posts; everything still goes to the sandbox."""
 
-    url: str = ""
-    script: deque[Scripted] = field(default_factory=deque)
-    calls: list[dict[str, Any]] = field(default_factory=list)
-    files: dict[str, bytes] = field(default_factory=dict)  # resource → JSONL
-    truncate: dict[str, int] = field(default_factory=dict)  # resource → bytes actually sent
-    bulk_plan: dict[str, list[str]] = field(default_factory=dict)  # first export: status per poll
-    ops: dict[str, BulkOp] = field(default_factory=dict)
-    pages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "customers" → nodes
-    uploads: list[dict[str, Any]] = field(default_factory=list)
-    valid_tokens: set[str] = field(default_factory=lambda: {"shpat_test"})
-    refreshed: int = 0
-    delay: float = 0.0  # seconds each GraphQL answer takes (timeouts)
-    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[Call] = []
+        self.uploads: list[dict[str, Any]] = []
 
-    def base_for(self, shop: str) -> str:
-        return f"{self.url}/shops/{shop}"
+    def post(self, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        response = super().post(url, *args, **kwargs)
+        if str(url).endswith("/graphql.json"):
+            payload = kwargs.get("json") or {}
+            match = _OPERATION.search(payload.get("query", ""))
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = None
+            self.calls.append(
+                Call(
+                    operation=match.group(1) if match else "anonymous",
+                    variables=payload.get("variables") or {},
+                    token=(kwargs.get("headers") or {}).get("X-Shopify-Access-Token"),
+                    status=response.status_code,
+                    answer=answer,
+                )
+            )
+        elif "files" in kwargs:
+            self.uploads.append(
+                {"fields": dict(kwargs.get("data") or []), "content": kwargs["files"]["file"][1]}
+            )
+        return response
 
     def operation_names(self) -> list[str]:
-        return [c["operation"] for c in self.calls]
+        return [c.operation for c in self.calls]
 
-    # --- handlers ----------------------------------------------------------------------------
-
-    async def graphql(self, request: Request) -> Response:
-        body = await request.json()
-        match = _OPERATION.search(body.get("query", ""))
-        operation = match.group(1) if match else "anonymous"
-        call = {
-            "operation": operation,
-            "variables": body.get("variables") or {},
-            "token": request.headers.get("X-Shopify-Access-Token"),
-            "at": time.monotonic(),
-        }
-        with self.lock:
-            self.calls.append(call)
-            scripted = self.script.popleft() if self.script else None
-        if self.delay:
-            time.sleep(self.delay)
-        if call["token"] not in self.valid_tokens:
-            return JSONResponse({"errors": "[API] Invalid API key or access token"}, 401)
-        if scripted is not None:
-            return scripted if isinstance(scripted, Response) else scripted(call)
-        return JSONResponse(graphql_body(self.answer(operation, call["variables"])))
-
-    def answer_call(self, call: dict[str, Any]) -> Response:
-        """The normal answer (script entries use it to let some calls through)."""
-        return JSONResponse(graphql_body(self.answer(call["operation"], call["variables"])))
-
-    def answer(self, operation: str, variables: dict[str, Any]) -> Any:
-        if operation == "Shop":
-            return {"shop": {"id": "gid://shopify/Shop/1", "name": "Test", "currencyCode": "EUR"}}
-        if operation == "BulkOperationRunQuery":
-            resource = (
-                re.search(r"^query Bulk(\w+)", variables["query"], re.MULTILINE).group(1).lower()
-            )  # type: ignore[union-attr]
-            op_id = f"gid://shopify/BulkOperation/{next(self._ids)}"
-            plan = self.bulk_plan.pop(resource, ["COMPLETED"])  # later exports just work
-            self.ops[op_id] = BulkOp(op_id, resource, deque(plan), status="CREATED")
-            return {
-                "bulkOperationRunQuery": {
-                    "bulkOperation": {"id": op_id, "status": "CREATED", "createdAt": _now()},
-                    "userErrors": [],
-                }
-            }
-        if operation == "BulkOperation":
-            op = self.ops.get(variables["id"])
-            if op is None:
-                return {"bulkOperation": None}
-            op.advance()
-            return {"bulkOperation": self.describe(op)}
-        if operation == "BulkOperationsRunning":
-            return {
-                "bulkOperations": {
-                    "nodes": [
-                        {
-                            "id": o.id,
-                            "type": o.type,
-                            "status": o.status,
-                            "objectCount": "0",
-                            "createdAt": _now(),
-                        }
-                        for o in self.ops.values()
-                        if o.status in ("CREATED", "RUNNING")
-                    ]
-                }
-            }
-        if operation == "StagedUploadsCreate":
-            return {
-                "stagedUploadsCreate": {
-                    "stagedTargets": [
-                        {
-                            "url": f"{self.url}/upload",
-                            "resourceUrl": None,
-                            "parameters": [
-                                {"name": "key", "value": "tmp/1/bulk/vars.jsonl"},
-                                {"name": "policy", "value": "p0l1cy"},
-                            ],
-                        }
-                    ],
-                    "userErrors": [],
-                }
-            }
-        if operation == "BulkOperationRunMutation":
-            op_id = f"gid://shopify/BulkOperation/{next(self._ids)}"
-            self.ops[op_id] = BulkOp(op_id, "mutation", deque(), status="CREATED", type="MUTATION")
-            self.uploads.append({"run": variables})
-            return {
-                "bulkOperationRunMutation": {
-                    "bulkOperation": {"id": op_id, "status": "CREATED", "createdAt": _now()},
-                    "userErrors": [],
-                }
-            }
-        page = {"CustomersPage": "customers", "OrdersPage": "orders", "ProductsPage": "products"}
-        if operation in page:
-            key = page[operation]
-            nodes = self.pages.get(key, [])
-            start = int(variables.get("after") or 0)
-            chunk = nodes[start : start + int(variables["first"])]
-            end = start + len(chunk)
-            return {
-                key: {
-                    "pageInfo": {"hasNextPage": end < len(nodes), "endCursor": str(end)},
-                    "nodes": chunk,
-                }
-            }
-        raise AssertionError(f"the stand-in does not answer {operation}")
-
-    def describe(self, op: BulkOp) -> dict[str, Any]:
-        lines = self.files.get(op.resource, b"").count(b"\n")
-        done = op.status == "COMPLETED"
-        return {
-            "id": op.id,
-            "type": op.type,
-            "status": op.status,
-            "errorCode": op.error_code,
-            "objectCount": str(lines),
-            "rootObjectCount": str(lines),
-            "fileSize": str(len(self.files.get(op.resource, b""))),
-            "url": f"{self.url}/files/{op.resource}.jsonl" if done else None,
-            "partialDataUrl": None,
-            "createdAt": _now(),
-            "completedAt": _now() if done else None,
-        }
-
-    async def download(self, request: Request) -> Response:
-        resource = request.path_params["name"]
-        data = self.files.get(resource, b"")
-        cut = self.truncate.pop(resource, None)
-        if cut is None:
-            return Response(data, media_type="application/jsonl")
-
-        async def partial() -> Any:
-            yield data[:cut]
-            raise ConnectionError("connection dropped")
-
-        # A streamed body that dies: the client sees the chunked transfer end abnormally.
-        return StreamingResponse(partial(), media_type="application/jsonl")
-
-    async def upload(self, request: Request) -> Response:
-        form = await request.form()
-        file = form["file"]
-        content = await file.read()  # type: ignore[union-attr]
-        self.uploads.append(
-            {"fields": {k: v for k, v in form.items() if k != "file"}, "content": content}
-        )
-        return Response(status_code=201)
-
-    async def token(self, request: Request) -> Response:
-        self.refreshed += 1
-        new = f"shpat_refreshed_{self.refreshed}"
-        self.valid_tokens.add(new)
-        return JSONResponse(
-            {
-                "access_token": new,
-                "scope": "read_customers,write_customers,read_orders,read_products",
-                "expires_in": 3600,
-                "refresh_token": f"shprt_{self.refreshed}",
-                "refresh_token_expires_in": 7776000,
-            }
-        )
-
-    def app(self) -> Starlette:
-        return Starlette(
-            routes=[
-                Route(
-                    "/shops/{shop}/admin/api/2026-10/graphql.json", self.graphql, methods=["POST"]
-                ),
-                Route("/shops/{shop}/admin/oauth/access_token", self.token, methods=["POST"]),
-                Route("/files/{name}.jsonl", self.download),
-                Route("/upload", self.upload, methods=["POST"]),
-            ]
-        )
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-@pytest.fixture(scope="session")
-def fake_server_session() -> Iterator[tuple[Any, FakeShopify]]:
-    holder: dict[str, FakeShopify] = {"fake": FakeShopify()}
-
-    async def dispatch(scope: Any, receive: Any, send: Any) -> None:
-        await holder["fake"].app()(scope, receive, send)
-
-    server = start_server(dispatch)
-    yield server, holder  # type: ignore[misc]
-    server.stop()
-
-
-@pytest.fixture
-def fake_shopify(fake_server_session: Any) -> FakeShopify:
-    """A fresh stand-in state per test, on the session's loopback server."""
-    server, holder = fake_server_session
-    fake = FakeShopify(url=server.url)
-    holder["fake"] = fake
-    return fake
+    def named(self, operation: str) -> list[Call]:
+        return [c for c in self.calls if c.operation == operation]
 
 
 class RecordingContext(Context):
@@ -316,23 +121,18 @@ class RecordingContext(Context):
         self.enqueued.append((name, kwargs))
 
 
-@pytest.fixture
-def sync_ctx(ctx: Context, fake_shopify: FakeShopify) -> RecordingContext:
-    """The test context pointed at the stand-in, recording what it enqueues."""
-    settings = ctx.settings.with_overrides(shopify_base_url=f"{fake_shopify.url}/shops/{{shop}}")
-    recording = RecordingContext(
-        settings=settings, engine=ctx.engine, sessions=ctx.sessions, cipher=ctx.cipher
-    )
-    recording.enqueued = []
-    return recording
-
-
 class FakeClock:
-    """A monotonic clock that only moves when the code under test sleeps."""
+    """A monotonic clock that only moves when the code under test sleeps.
+
+    Given to the sandbox too (``ShopifySandbox(clock=...)``), its cost bucket refills by exactly
+    the seconds the client slept. ``on_sleep`` runs after each sleep: another worker of the same
+    app spending the bucket meanwhile, say.
+    """
 
     def __init__(self) -> None:
         self.now = 1000.0
         self.sleeps: list[float] = []
+        self.on_sleep: Callable[[], None] | None = None
 
     def __call__(self) -> float:
         return self.now
@@ -340,6 +140,187 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
+        if self.on_sleep is not None:
+            self.on_sleep()
+
+
+# --- the sandbox with one shop ------------------------------------------------------------------
+
+
+@dataclass
+class SyncEnv:
+    """One sandbox shop and the app's view of it."""
+
+    sandbox: ShopifySandbox
+    store: Store
+    shop: Shop
+    ctx: RecordingContext
+    http: RecordingHttp
+    tokens: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bucket(self) -> LeakyBucket:
+        """The sandbox's cost bucket for (the app, this shop)."""
+        return self.sandbox.bucket(self.store.domain)
+
+    def client(self, **kwargs: Any) -> AdminClient:
+        """An Admin client for the shop, sending through :attr:`http`."""
+        return AdminClient(self.ctx, self.shop.id, http=self.http, **kwargs)
+
+    def bulk_operation(self, gid: str) -> BulkOperation:
+        """The sandbox's side of bulk operation ``gid``."""
+        op = self.sandbox.bulk.get(self.store.domain, gid_number(gid) or 0)
+        assert op is not None, gid
+        return op
+
+    def hold_bulk(self) -> None:
+        """Keep bulk operations RUNNING (those started from now on, and those waiting)."""
+        self.sandbox.faults.bulk_delay = HOLD
+
+    def release_bulk(self) -> None:
+        """Let held bulk operations finish, and wait until every one of the shop's has."""
+        self.sandbox.faults.bulk_delay = 0.0
+        for op in self.sandbox.bulk.operations(self.store.domain):
+            assert self.sandbox.bulk.wait(op), f"bulk operation {op.id} never finished"
+
+    def wait_running(self, gid: str) -> None:
+        """Wait until the sandbox has started running ``gid`` (it starts in a thread)."""
+        op = self.bulk_operation(gid)
+        deadline = time.monotonic() + 10
+        while op.status == "CREATED":
+            assert time.monotonic() < deadline, f"{gid} never started"
+            time.sleep(0.01)
+
+
+def shaped_store(
+    domain: str, customers: int = 20, orders: int = 30, *, name: str = "Test"
+) -> Store:
+    """The sandbox's copy of :func:`bulk_store`: the same ids, counts and shapes (order ``n`` has
+    ``1 + n % 3`` line items; every sixth has no customer; five products of one variant each)."""
+    store = Store(domain, name=name, currency="EUR")
+    created = dt.datetime(2025, 1, 1, tzinfo=UTC)
+    updated = dt.datetime(2026, 10, 1, 10, tzinfo=UTC)
+    for number in range(1, 6):
+        product = Product(
+            number, f"Product {number}", f"product-{number}", "Tea", "Goldpan", created,
+            dt.datetime(2026, 9, 1, tzinfo=UTC),
+        )  # fmt: skip
+        product.variants.append(
+            Variant(number, number, "Default", f"SKU-{number - 1}", Decimal("14.97"))
+        )
+        store.add_product(product)
+    for number in range(1, customers + 1):
+        store.add_customer(
+            Customer(
+                id=number,
+                first_name=f"First{number}",
+                last_name="Ünal" if number % 2 else "Smith",
+                email=f"c{number}@example.com",
+                phone=None if number % 4 else f"+3361234{number:04d}",
+                created_at=created,
+                updated_at=updated,
+                email_marketing_state="SUBSCRIBED" if number % 3 else "NOT_SUBSCRIBED",
+                default_address=Address(
+                    company="Acme" if number % 5 == 0 else None,
+                    city="Lyon",
+                    country_code="FR",
+                    zip="69001",
+                ),
+                tags=["vip"] if number % 7 == 0 else [],
+                rfm_group="LOYAL",
+                predicted_spend_tier="HIGH",
+            ),
+            notify=False,
+        )
+    item = 1
+    placed = dt.datetime(2026, 3, 1, 12, tzinfo=UTC)
+    for number in range(1, orders + 1):
+        items = []
+        for _ in range(1 + number % 3):
+            product = item % 5 + 1
+            items.append(
+                LineItem(item, product, product, f"SKU-{item % 5}", f"Item {item}", 2,
+                         Decimal("14.975"))
+            )  # fmt: skip
+            item += 1
+        store.add_order(
+            Order(
+                id=number,
+                name=f"#{1000 + number}",
+                customer_id=(number % customers) + 1 if number % 6 and customers else None,
+                email=None,
+                created_at=placed,
+                processed_at=placed,
+                updated_at=updated,
+                currency="EUR",
+                line_items=items,
+                discount_codes=["WELCOME"] if number % 2 else [],
+            ),
+            notify=False,
+        )
+    return store
+
+
+@pytest.fixture
+def make_sync_env(
+    ctx: Context, make_shop: Any, cipher: TokenCipher, tmp_path: Path
+) -> Iterator[Callable[..., SyncEnv]]:
+    """Start a sandbox holding ``build(domain)`` (default :func:`shaped_store`) and install the
+    app on it; ``clock`` measures the sandbox's cost bucket."""
+    sandboxes: list[ShopifySandbox] = []
+
+    def factory(
+        build: Callable[[str], Store] = shaped_store, *, clock: Callable[[], float] = time.monotonic
+    ) -> SyncEnv:
+        domain = unique_shop_domain("sync")
+        sandbox = ShopifySandbox(
+            TEST_API_KEY,
+            TEST_API_SECRET,
+            workdir=tmp_path / f"sandbox-{len(sandboxes)}",
+            seed=7,
+            clock=clock,
+        )
+        sandboxes.append(sandbox)
+        store = sandbox.add_shop(domain, build(domain))
+        sandbox.start()
+        tokens = sandbox.install(domain)
+        shop = make_shop(
+            domain,
+            token=tokens["access_token"],
+            refresh_token=cipher.encrypt(tokens["refresh_token"]),
+        )
+        recording = RecordingContext(
+            settings=ctx.settings.with_overrides(shopify_base_url=sandbox.shop_base("{shop}")),
+            engine=ctx.engine,
+            sessions=ctx.sessions,
+            cipher=ctx.cipher,
+        )
+        recording.enqueued = []
+        return SyncEnv(sandbox, store, shop, recording, RecordingHttp(), tokens)
+
+    yield factory
+    for sandbox in sandboxes:
+        sandbox.faults.clear()  # lets operations a test still holds finish
+        sandbox.close()
+
+
+@pytest.fixture
+def sync_env(make_sync_env: Callable[..., SyncEnv]) -> SyncEnv:
+    """A sandbox holding :func:`shaped_store`, the app installed on it."""
+    return make_sync_env()
+
+
+@pytest.fixture
+def recording_ctx(ctx: Context) -> RecordingContext:
+    """The test context recording what it enqueues (for tests that need no Shopify at all)."""
+    recording = RecordingContext(
+        settings=ctx.settings, engine=ctx.engine, sessions=ctx.sessions, cipher=ctx.cipher
+    )
+    recording.enqueued = []
+    return recording
+
+
+# --- bulk JSONL objects, as Shopify writes them -------------------------------------------------
 
 
 def jsonl(rows: list[dict[str, Any]]) -> bytes:

@@ -1,4 +1,5 @@
-"""The page's JSON API over real HTTP: authorization, cross-shop isolation, bad input, paging."""
+"""The page's JSON API over real HTTP, served by ``create_app`` with its session-token
+middleware: authorization, cross-shop isolation, bad input, paging."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import csv
 import io
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,11 +18,11 @@ import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from goldpan_sandbox.server import RunningServer, start_server
 from shopify_app.db.models import Customer, DataRequest, Membership, Segment, Shop, SyncRun
 from shopify_app.jobs import Context
-from shopify_app.segments import library
-from tests.fixtures_api import build_page_app, seed_shop, session_token
+from shopify_app.segments.library.reasons import Reason
+from tests.fixtures_api import ApiClient, seed_shop, serving
+from tests.fixtures_auth import session_token
 
 
 @dataclass
@@ -39,7 +41,8 @@ def queued() -> RecordingRuntime:
 
 
 @pytest.fixture
-def server(ctx: Context, queued: RecordingRuntime) -> Iterator[RunningServer]:
+def server(ctx: Context, queued: RecordingRuntime) -> Iterator[str]:
+    """The app's base URL; what the API queues lands in ``queued``."""
     app_ctx = Context(
         settings=ctx.settings,
         engine=ctx.engine,
@@ -47,9 +50,11 @@ def server(ctx: Context, queued: RecordingRuntime) -> Iterator[RunningServer]:
         cipher=ctx.cipher,
         runtime=queued,  # type: ignore[arg-type]
     )
-    running = start_server(build_page_app(app_ctx))
-    yield running
-    running.stop()
+    with serving(app_ctx) as url:
+        # Starting, the app queues again the webhook events other tests left in the shared
+        # database; only what the API queues counts here.
+        queued.calls.clear()
+        yield url
 
 
 @pytest.fixture
@@ -64,49 +69,21 @@ def shop_b(make_shop: Any, sessions: sessionmaker[Session]) -> tuple[Shop, dict[
     return shop, seed_shop(sessions, shop.id, customers=30, seed=4)
 
 
-class Client:
-    """requests with a fresh session token per call, like App Bridge's fetch."""
-
-    def __init__(self, base: str, shop: str) -> None:
-        self.base = base
-        self.shop = shop
-
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {session_token(self.shop)}"}
-
-    def get(self, path: str, **params: Any) -> requests.Response:
-        return requests.get(
-            f"{self.base}/api{path}", params=params, headers=self._headers(), timeout=10
-        )
-
-    def post(self, path: str, body: Any) -> requests.Response:
-        return requests.post(
-            f"{self.base}/api{path}", json=body, headers=self._headers(), timeout=10
-        )
-
-    def put(self, path: str, body: Any) -> requests.Response:
-        return requests.put(
-            f"{self.base}/api{path}", json=body, headers=self._headers(), timeout=10
-        )
-
-
-def test_requests_without_a_valid_session_token_are_refused(server: RunningServer, shop_a) -> None:
+def test_requests_without_a_valid_session_token_are_refused(server: str, shop_a) -> None:
     shop, _ = shop_a
-    r = requests.get(f"{server.url}/api/segments", timeout=5)
+    r = requests.get(f"{server}/api/segments", timeout=5)
     assert r.status_code == 401
     assert r.headers["X-Shopify-Retry-Invalid-Session-Request"] == "1"
-    expired = session_token(shop.domain, expires_in=-60)
+    expired = session_token(shop.domain, exp=int(time.time()) - 60)
     r = requests.get(
-        f"{server.url}/api/segments", headers={"Authorization": f"Bearer {expired}"}, timeout=5
+        f"{server}/api/segments", headers={"Authorization": f"Bearer {expired}"}, timeout=5
     )
     assert r.status_code == 401
 
 
-def test_segments_list_shows_sizes_revenue_share_and_weekly_change(
-    server: RunningServer, shop_a
-) -> None:
+def test_segments_list_shows_sizes_revenue_share_and_weekly_change(server: str, shop_a) -> None:
     shop, ids = shop_a
-    body = Client(server.url, shop.domain).get("/segments").json()
+    body = ApiClient(server, shop.domain).get("/segments").json()
     rows = {row["handle"]: row for row in body["segments"]}
     assert set(rows) == set(ids)
     vip = rows["vip"]
@@ -118,9 +95,9 @@ def test_segments_list_shows_sizes_revenue_share_and_weekly_change(
     assert rows["one-time-buyers"]["tag_sync"]["enabled"] is False
 
 
-def test_another_shops_segment_is_not_found(server: RunningServer, shop_a, shop_b) -> None:
+def test_another_shops_segment_is_not_found(server: str, shop_a, shop_b) -> None:
     (shop, _ids), (_other, other_ids) = shop_a, shop_b
-    client = Client(server.url, shop.domain)
+    client = ApiClient(server, shop.domain)
     foreign = other_ids["vip"]
     for path in (
         f"/segments/{foreign}",
@@ -133,13 +110,13 @@ def test_another_shops_segment_is_not_found(server: RunningServer, shop_a, shop_
     r = client.post(f"/segments/{foreign}/tag-sync", {"enabled": True, "confirm": True})
     assert r.status_code == 404
     # and the foreign segment is untouched
-    listing = Client(server.url, _other.domain).get("/segments").json()["segments"]
+    listing = ApiClient(server, _other.domain).get("/segments").json()["segments"]
     assert next(s for s in listing if s["id"] == foreign)["tag_sync"]["enabled"] is True
 
 
-def test_member_pages_search_and_sort(server: RunningServer, shop_a) -> None:
+def test_member_pages_search_and_sort(server: str, shop_a) -> None:
     shop, ids = shop_a
-    client = Client(server.url, shop.domain)
+    client = ApiClient(server, shop.domain)
     seg = ids["one-time-buyers"]
     first = client.get(f"/segments/{seg}/members").json()
     assert len(first["members"]) == 50
@@ -171,9 +148,9 @@ def test_member_pages_search_and_sort(server: RunningServer, shop_a) -> None:
     assert found["total"] is None
 
 
-def test_business_buyers_carry_the_reason_they_qualify(server: RunningServer, shop_a) -> None:
+def test_business_buyers_carry_the_reason_they_qualify(server: str, shop_a) -> None:
     shop, ids = shop_a
-    members = Client(server.url, shop.domain).get(f"/segments/{ids['business-buyers']}/members")
+    members = ApiClient(server, shop.domain).get(f"/segments/{ids['business-buyers']}/members")
     reason = members.json()["members"][0]["reason"]
     assert " units of " in reason and " on " in reason
 
@@ -189,31 +166,31 @@ def test_business_buyers_carry_the_reason_they_qualify(server: RunningServer, sh
     ],
 )
 def test_bad_member_queries_answer_400_with_the_field(
-    server: RunningServer, shop_a, params: dict[str, str], field: str
+    server: str, shop_a, params: dict[str, str], field: str
 ) -> None:
     shop, ids = shop_a
-    r = Client(server.url, shop.domain).get(f"/segments/{ids['vip']}/members", **params)
+    r = ApiClient(server, shop.domain).get(f"/segments/{ids['vip']}/members", **params)
     assert r.status_code == 400
     assert r.json()["field"] == field
 
 
-def test_unknown_and_malformed_segment_ids(server: RunningServer, shop_a) -> None:
+def test_unknown_and_malformed_segment_ids(server: str, shop_a) -> None:
     shop, _ = shop_a
-    client = Client(server.url, shop.domain)
+    client = ApiClient(server, shop.domain)
     assert client.get("/segments/999999999").status_code == 404
     r = client.get("/segments/abc")
     assert r.status_code == 400 and r.json()["field"] == "segment_id"
 
 
 def test_members_csv_export_is_complete_and_formula_safe(
-    server: RunningServer, shop_a, sessions: sessionmaker[Session]
+    server: str, shop_a, sessions: sessionmaker[Session]
 ) -> None:
     shop, ids = shop_a
     with sessions.begin() as session:
         seg = session.get(Segment, ids["vip"])
         assert seg is not None
         expected = seg.member_count
-    r = Client(server.url, shop.domain).get(f"/segments/{ids['vip']}/members.csv")
+    r = ApiClient(server, shop.domain).get(f"/segments/{ids['vip']}/members.csv")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/csv")
     assert 'filename="goldpan-vip.csv"' in r.headers["content-disposition"]
@@ -223,10 +200,10 @@ def test_members_csv_export_is_complete_and_formula_safe(
 
 
 def test_members_csv_says_structured_reasons_in_english(
-    server: RunningServer, shop_a, sessions: sessionmaker[Session]
+    server: str, shop_a, sessions: sessionmaker[Session]
 ) -> None:
     shop, ids = shop_a
-    stored = library.Reason(
+    stored = Reason(
         "business.order_units", {"units": 48, "product": "Dinner Napkins", "day_date": "2026-03-03"}
     ).to_json()
     with sessions.begin() as session:
@@ -236,7 +213,7 @@ def test_members_csv_says_structured_reasons_in_english(
         member.reason = stored
         customer_id = member.customer_id
         email = session.get(Customer, (shop.id, customer_id)).email  # type: ignore[union-attr]
-    client = Client(server.url, shop.domain)
+    client = ApiClient(server, shop.domain)
     # The page gets the structured reason to translate; the spreadsheet gets English.
     page = client.get(f"/segments/{ids['business-buyers']}/members", q=email).json()["members"]
     assert {m["id"]: m["reason"] for m in page}[customer_id] == stored
@@ -245,11 +222,9 @@ def test_members_csv_says_structured_reasons_in_english(
     assert rows[customer_id]["reason"] == "48 units of Dinner Napkins on 3 March 2026"
 
 
-def test_tag_sync_previews_before_enabling(
-    server: RunningServer, shop_a, queued: RecordingRuntime
-) -> None:
+def test_tag_sync_previews_before_enabling(server: str, shop_a, queued: RecordingRuntime) -> None:
     shop, ids = shop_a
-    client = Client(server.url, shop.domain)
+    client = ApiClient(server, shop.domain)
     seg = ids["lapsed-90"]
     preview = client.post(f"/segments/{seg}/tag-sync", {"enabled": True}).json()
     assert preview["applied"] is False
@@ -279,26 +254,24 @@ def test_tag_sync_previews_before_enabling(
         ([1, 2], "body"),
     ],
 )
-def test_bad_tag_sync_bodies(server: RunningServer, shop_a, body: Any, field: str) -> None:
+def test_bad_tag_sync_bodies(server: str, shop_a, body: Any, field: str) -> None:
     shop, ids = shop_a
-    r = Client(server.url, shop.domain).post(f"/segments/{ids['vip']}/tag-sync", body)
+    r = ApiClient(server, shop.domain).post(f"/segments/{ids['vip']}/tag-sync", body)
     assert r.status_code == 400
     assert r.json()["field"] == field
 
 
-def test_meta_preview_counts_consenting_members(server: RunningServer, shop_a) -> None:
+def test_meta_preview_counts_consenting_members(server: str, shop_a) -> None:
     shop, ids = shop_a
-    client = Client(server.url, shop.domain)
+    client = ApiClient(server, shop.domain)
     body = client.get(f"/segments/{ids['vip']}/meta-preview").json()
     assert body["connected"] is False and body["policy"] == "subscribed"
     assert 0 < body["preview"]["upload"] < body["preview"]["members"] == 15
 
 
-def test_settings_round_trip_and_refusals(
-    server: RunningServer, shop_a, queued: RecordingRuntime
-) -> None:
+def test_settings_round_trip_and_refusals(server: str, shop_a, queued: RecordingRuntime) -> None:
     shop, _ = shop_a
-    client = Client(server.url, shop.domain)
+    client = ApiClient(server, shop.domain)
     current = client.get("/settings").json()
     assert "tag_prefix" in current["settings"]
     assert current["meta"]["status"] == "disconnected"
@@ -323,7 +296,7 @@ def test_settings_round_trip_and_refusals(
     r = client.put("/settings", {"settings": {}})
     assert r.status_code == 400
     r = requests.put(
-        f"{server.url}/api/settings",
+        f"{server}/api/settings",
         data=b"{not json",
         headers={"Authorization": f"Bearer {session_token(shop.domain)}"},
         timeout=5,
@@ -332,9 +305,9 @@ def test_settings_round_trip_and_refusals(
     assert client.get("/settings").json()["settings"]["tag_prefix"] == "gp-"
 
 
-def test_home_reports_sync_and_retention_headline(server: RunningServer, shop_a) -> None:
+def test_home_reports_sync_and_retention_headline(server: str, shop_a) -> None:
     shop, _ = shop_a
-    body = Client(server.url, shop.domain).get("/home").json()
+    body = ApiClient(server, shop.domain).get("/home").json()
     assert body["sync"]["state"] == "done"
     keys = [m["key"] for m in body["headline"]["metrics"]]
     assert keys == ["repeat_rate", "days_between_orders", "orders_per_customer", "aov", "clv"]
@@ -343,9 +316,9 @@ def test_home_reports_sync_and_retention_headline(server: RunningServer, shop_a)
     assert any(n["key"] == "scope_all_orders" for n in body["notices"])
 
 
-def test_analytics_and_products(server: RunningServer, shop_a, shop_b) -> None:
+def test_analytics_and_products(server: str, shop_a, shop_b) -> None:
     shop, _ = shop_a
-    client = Client(server.url, shop.domain)
+    client = ApiClient(server, shop.domain)
     body = client.get("/analytics").json()
     assert body["cohorts"]["month"]["rows"]
     assert sum(body["histogram"]["counts"]) > 0
@@ -354,20 +327,20 @@ def test_analytics_and_products(server: RunningServer, shop_a, shop_b) -> None:
     found = client.get("/products", q="napkin").json()["products"]
     assert {p["title"] for p in found} == {"Cocktail Napkins", "Dinner Napkins", "Tea Napkins"}
     # the other shop's analytics are computed from its own orders only
-    other = Client(server.url, shop_b[0].domain).get("/analytics").json()
+    other = ApiClient(server, shop_b[0].domain).get("/analytics").json()
     assert other["customers"] == 30
 
 
-def test_audit_is_per_shop(server: RunningServer, shop_a, shop_b) -> None:
+def test_audit_is_per_shop(server: str, shop_a, shop_b) -> None:
     (shop, _), (other, _) = shop_a, shop_b
-    mine = Client(server.url, shop.domain).get("/audit").json()["entries"]
-    theirs = Client(server.url, other.domain).get("/audit").json()["entries"]
+    mine = ApiClient(server, shop.domain).get("/audit").json()["entries"]
+    theirs = ApiClient(server, other.domain).get("/audit").json()["entries"]
     assert {e["id"] for e in mine}.isdisjoint({e["id"] for e in theirs})
-    assert Client(server.url, shop.domain).get("/audit", before="x").status_code == 400
+    assert ApiClient(server, shop.domain).get("/audit", before="x").status_code == 400
 
 
 def test_data_request_exports_are_downloadable_by_their_shop_only(
-    server: RunningServer, shop_a, shop_b, sessions: sessionmaker[Session]
+    server: str, shop_a, shop_b, sessions: sessionmaker[Session]
 ) -> None:
     (shop, _), (other, _) = shop_a, shop_b
     with sessions.begin() as session:
@@ -377,23 +350,23 @@ def test_data_request_exports_are_downloadable_by_their_shop_only(
         session.add(row)
         session.flush()
         request_id = row.id
-    mine = Client(server.url, shop.domain)
+    mine = ApiClient(server, shop.domain)
     listed = mine.get("/data-requests").json()["requests"]
     assert [r["id"] for r in listed] == [request_id] and listed[0]["customer_id"] == 42
     export = mine.get(f"/data-requests/{request_id}")
     assert export.status_code == 200 and export.json() == {"customer": {"id": 42}}
     assert "attachment" in export.headers["Content-Disposition"]
-    theirs = Client(server.url, other.domain)
+    theirs = ApiClient(server, other.domain)
     assert theirs.get(f"/data-requests/{request_id}").status_code == 404
     assert theirs.get("/data-requests").json()["requests"] == []
     assert mine.get("/data-requests/abc").status_code == 400
 
 
 def test_renaming_a_tag_migrates_it_and_remove_all_needs_confirmation(
-    server: RunningServer, shop_a, queued: RecordingRuntime
+    server: str, shop_a, queued: RecordingRuntime
 ) -> None:
     shop, ids = shop_a
-    client = Client(server.url, shop.domain)
+    client = ApiClient(server, shop.domain)
     seg = ids["vip"]
     r = client.post(f"/segments/{seg}/tag-sync", {"enabled": True, "tag": "best customers"})
     assert r.json() == {"applied": True, "tag_sync": True, "tag": "best customers"}
@@ -445,7 +418,7 @@ def test_every_message_the_page_uses_exists() -> None:
 
 
 def test_analytics_prefers_the_engines_rfm_grid_and_clv(
-    server: RunningServer, shop_a, sessions: sessionmaker[Session]
+    server: str, shop_a, sessions: sessionmaker[Session]
 ) -> None:
     shop, _ = shop_a
     grid = [[r * 5 + f for f in range(5)] for r in range(5)]
@@ -456,7 +429,7 @@ def test_analytics_prefers_the_engines_rfm_grid_and_clv(
             **(row.settings or {}),
             "segment_metrics": {"rfm": {"grid": {"counts": grid}}, "clv": {"predicted_12m": 81.5}},
         }
-    client = Client(server.url, shop.domain)
+    client = ApiClient(server, shop.domain)
     body = client.get("/analytics").json()
     assert body["rfm_source"] == "engine"
     assert {(c["r"], c["f"]): c["customers"] for c in body["rfm"]}[(5, 5)] == 24
@@ -467,7 +440,7 @@ def test_analytics_prefers_the_engines_rfm_grid_and_clv(
 
 
 def test_home_shows_import_progress_while_the_initial_sync_runs(
-    server: RunningServer, make_shop: Any, sessions: sessionmaker[Session]
+    server: str, make_shop: Any, sessions: sessionmaker[Session]
 ) -> None:
     shop = make_shop()
     with sessions.begin() as session:
@@ -479,28 +452,13 @@ def test_home_shows_import_progress_while_the_initial_sync_runs(
                         object_count=200, objects_done=80),
             ]
         )  # fmt: skip
-    body = Client(server.url, shop.domain).get("/home").json()
+    body = ApiClient(server, shop.domain).get("/home").json()
     assert body["sync"]["state"] == "running"
     assert body["sync"]["progress"] == pytest.approx(0.4)
     assert body["headline"]["customers"] == 0
-    assert Client(server.url, shop.domain).get("/segments").json()["segments"] == []
+    assert ApiClient(server, shop.domain).get("/segments").json()["segments"] == []
 
 
-def test_mounted_in_the_real_app_behind_its_session_token_middleware(
-    ctx: Context, shop_a, shop_b
-) -> None:
-    from shopify_app.server.app import create_app
-
-    (shop, ids), (_other, other_ids) = shop_a, shop_b
-    running = start_server(create_app(ctx))
-    try:
-        client = Client(running.url, shop.domain)
-        listing = client.get("/segments")
-        assert listing.status_code == 200, listing.text
-        assert {s["id"] for s in listing.json()["segments"]} == set(ids.values())
-        assert client.get(f"/segments/{other_ids['vip']}/members").status_code == 404
-        assert requests.get(f"{running.url}/api/segments", timeout=5).status_code == 401
-        page = requests.get(f"{running.url}/static/app.js", timeout=5)
-        assert page.status_code == 200 and "hashchange" in page.text
-    finally:
-        running.stop()
+def test_the_page_files_are_served_with_the_api(server: str) -> None:
+    page = requests.get(f"{server}/static/app.js", timeout=5)
+    assert page.status_code == 200 and "hashchange" in page.text

@@ -1,5 +1,6 @@
-"""app.py over real HTTP on loopback: session-token API auth, shop isolation, page load with
-token exchange (managed install), the code grant, CSP, health; plus logs.py redaction."""
+"""The app over real HTTP on loopback: session-token API auth, shop isolation, the error map,
+page load with token exchange (managed install), the code grant, CSP, health; plus logs.py
+redaction."""
 
 from __future__ import annotations
 
@@ -14,12 +15,33 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import requests
 from sqlalchemy import select
+from starlette.requests import Request
+from starlette.routing import Route
 
 from goldpan_sandbox.server import RunningServer, start_server
 from shopify_app import logs
 from shopify_app.db.models import Segment, Shop
+from shopify_app.errors import (
+    AuthError,
+    ConfigError,
+    CsvError,
+    GoldpanError,
+    GraphQLError,
+    InputError,
+    MetaError,
+    MetaTermsError,
+    MetaThrottledError,
+    MetaTokenError,
+    SyncError,
+    ThrottledError,
+    TokenError,
+    TransientError,
+    UserErrorsError,
+)
 from shopify_app.jobs import Context
-from shopify_app.server.app import RETRY_HEADER, create_app, csp_for
+from shopify_app.server.app import create_app
+from shopify_app.server.errors import RETRY_HEADER, NotFound
+from shopify_app.server.middleware import csp_for
 from shopify_app.settings import Settings
 from shopify_app.shopify import auth
 from tests.conftest import TEST_API_KEY, TEST_API_SECRET, unique_shop_domain
@@ -68,9 +90,12 @@ def test_api_requires_a_valid_session_token(app_server: RunningServer, make_shop
 
 
 def test_api_refuses_shops_without_the_app(app_server: RunningServer, make_shop: Any) -> None:
-    unknown = _api(app_server, "/api/session", session_token(unique_shop_domain()))
+    shop = unique_shop_domain()
+    unknown = _api(app_server, "/api/session", session_token(shop))
     assert unknown.status_code == 401
+    assert unknown.json() == {"error": "the app is not installed on this shop", "field": None}
     assert unknown.headers["X-Shopify-API-Request-Failure-Reauthorize"] == "1"
+    assert unknown.headers["X-Shopify-API-Request-Failure-Reauthorize-Url"] == f"/?shop={shop}"
     assert RETRY_HEADER not in unknown.headers
     gone = make_shop(access_token=None)
     assert _api(app_server, "/api/session", session_token(gone.domain)).status_code == 401
@@ -97,6 +122,144 @@ def test_one_shops_token_never_reaches_another_shop(
     # A token signed for shop A but whose dest is rewritten to B fails verification.
     forged = session_token(shop_b.domain, secret="not-the-secret")
     assert _api(app_server, f"/api/segments/{segment_id}", forged).status_code == 401
+
+
+# --- the error map: every Goldpan error an endpoint raises, as the page receives it -------------
+
+ERRORS: dict[str, tuple[GoldpanError, int, dict[str, Any], dict[str, str]]] = {
+    # name: (raised, status, body, headers; "{shop}" is the requesting shop's domain)
+    "auth": (
+        AuthError("session token expired"),
+        401,
+        {"error": "session token expired", "field": None},
+        {RETRY_HEADER: "1"},
+    ),
+    "input": (
+        InputError("ratio must be a whole percentage from 1 to 10", field="ratio"),
+        400,
+        {"error": "ratio must be a whole percentage from 1 to 10", "field": "ratio"},
+        {},
+    ),
+    "csv": (
+        CsvError("not a number", row=3, column="Total"),
+        400,
+        {"error": "row 3, column 'Total': not a number", "field": "Total"},
+        {},
+    ),
+    "not-found": (
+        NotFound("segment not found"),
+        404,
+        {"error": "segment not found", "field": None},
+        {},
+    ),
+    "token-uninstalled": (
+        TokenError("the shop uninstalled the app", code="uninstalled"),
+        401,
+        {"error": "the shop uninstalled the app", "field": None},
+        # Install again; the shop is the requesting one, from its session token.
+        {
+            "X-Shopify-API-Request-Failure-Reauthorize": "1",
+            "X-Shopify-API-Request-Failure-Reauthorize-Url": "/?shop={shop}",
+        },
+    ),
+    "token-refused": (
+        TokenError("Shopify answered 500", code="server_error"),
+        502,
+        {"error": "Shopify answered 500", "field": None, "code": "server_error"},
+        {},
+    ),
+    "shopify-throttled": (
+        ThrottledError("the cost bucket stayed empty"),
+        502,
+        {"error": "the cost bucket stayed empty", "field": None},
+        {},
+    ),
+    "shopify-transient": (
+        TransientError("HTTP 503 after 5 attempts"),
+        502,
+        {"error": "HTTP 503 after 5 attempts", "field": None},
+        {},
+    ),
+    "graphql": (
+        GraphQLError("Field 'x' doesn't exist", errors=[{"message": "Field 'x' doesn't exist"}]),
+        502,
+        {"error": "Field 'x' doesn't exist", "field": None},
+        {},
+    ),
+    "user-errors": (
+        UserErrorsError("Tag is invalid", user_errors=[{"field": ["tags"], "message": "invalid"}]),
+        502,
+        {"error": "Tag is invalid", "field": None},
+        {},
+    ),
+    "meta-terms": (
+        MetaTermsError("terms not accepted", code=200, subcode=1870090),
+        409,
+        {"error": "terms not accepted", "field": "terms", "code": 200, "subcode": 1870090},
+        {},
+    ),
+    "meta-token": (
+        MetaTokenError("token expired", code=190, subcode=463),
+        409,
+        {"error": "token expired", "field": "token", "code": 190, "subcode": 463},
+        {},
+    ),
+    "meta-throttled": (
+        MetaThrottledError("too many calls", code=80003, retry_after=600.0),
+        429,
+        {"error": "too many calls", "field": None, "retry_after": 600.0},
+        {"Retry-After": "600"},
+    ),
+    "meta": (
+        MetaError("invalid parameter", code=100, subcode=33),
+        502,
+        {"error": "invalid parameter", "field": None, "code": 100, "subcode": 33},
+        {},
+    ),
+    "config": (
+        ConfigError("TOKEN_ENCRYPTION_KEY is not a Fernet key", variable="TOKEN_ENCRYPTION_KEY"),
+        500,
+        {"error": "TOKEN_ENCRYPTION_KEY is not a Fernet key", "field": None},
+        {},
+    ),
+    "sync": (
+        SyncError("the bulk operation expired"),
+        500,
+        {"error": "the bulk operation expired", "field": None},
+        {},
+    ),
+}
+
+
+def _raise(request: Request) -> Any:
+    """A sync endpoint (run in the threadpool, as every API endpoint) raising the named error."""
+    raise ERRORS[request.path_params["name"]][0]
+
+
+@pytest.fixture
+def raising_server(queued_ctx: Context) -> Iterator[RunningServer]:
+    """The app with one more API route, ``/api/test-errors/{name}``, raising ``ERRORS[name]``."""
+    app = create_app(queued_ctx, extra_routes=[Route("/api/test-errors/{name}", _raise)])
+    running = start_server(app)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.mark.parametrize("name", sorted(ERRORS))
+def test_each_error_is_answered_from_the_one_map(
+    raising_server: RunningServer, make_shop: Any, name: str
+) -> None:
+    _exc, status, body, headers = ERRORS[name]
+    shop = make_shop()
+    response = _api(raising_server, f"/api/test-errors/{name}", session_token(shop.domain))
+    assert response.status_code == status
+    assert response.json() == body
+    for header, value in headers.items():
+        assert response.headers[header] == value.format(shop=shop.domain)
+    if RETRY_HEADER not in headers:
+        assert RETRY_HEADER not in response.headers  # only a bad session token is worth a retry
 
 
 def test_page_load_without_token_goes_to_the_bounce_page(app_server: RunningServer) -> None:
@@ -286,38 +449,57 @@ def test_json_logs_carry_shop_and_job_and_hide_secrets(settings: Settings) -> No
     assert entry["detail"] == "Bearer [redacted]"
 
 
-def test_demo_bounce_page_mints_tokens_from_the_sandbox(queued_ctx: Context) -> None:
-    demo_settings = queued_ctx.settings.with_overrides(demo=True)
-    demo_ctx = Context(
-        settings=demo_settings,
-        engine=queued_ctx.engine,
-        sessions=queued_ctx.sessions,
-        cipher=queued_ctx.cipher,
-    )
-    server = start_server(create_app(demo_ctx))
+def test_the_admin_around_the_page_is_replaceable(queued_ctx: Context, make_shop: Any) -> None:
+    """The demo shows the page without Shopify's admin: its SandboxAdmin, handed to create_app,
+    mints session tokens from the sandbox and opens the app as the page itself."""
+    from goldpan_sandbox.demo import SandboxAdmin
+
+    sandbox = "http://127.0.0.1:9/sandbox"
+    server = start_server(create_app(queued_ctx, admin=SandboxAdmin(sandbox)))
     try:
-        shop = unique_shop_domain()
-        first = requests.get(
-            f"{server.url}/", params={"shop": shop}, allow_redirects=False, timeout=5
-        )
-        assert first.status_code == 302  # demo: always the bounce page, never /auth
+        shop = make_shop()
         bounce = requests.get(
             f"{server.url}/auth/session-token",
-            params={"shop": shop, "shopify-reload": "//evil.example.com/x"},
+            params={"shop": shop.domain, "shopify-reload": "/?x=</script><b>"},
             timeout=5,
         )
-        assert demo_settings.shop_url(shop) + "/admin/session-token" in bounce.text
+        assert f"{sandbox}/shops/{shop.domain}/admin/session-token" in bounce.text
         assert "app-bridge.js" not in bounce.text
-        assert "evil.example.com" not in bounce.text  # only our own pages are reloaded
+        assert "</script><b>" not in bounce.text  # the reload target cannot break out
+        offsite = requests.get(
+            f"{server.url}/auth/session-token",
+            params={"shop": shop.domain, "shopify-reload": "//evil.example.com/x"},
+            timeout=5,
+        )
+        assert "evil.example.com" not in offsite.text  # only our own pages are reloaded
+        # Opened outside an admin, an installed shop goes to the page, shim on (not to Shopify).
+        opened = requests.get(
+            f"{server.url}/", params={"shop": shop.domain}, allow_redirects=False, timeout=5
+        )
+        assert opened.status_code == 302
+        location = urlsplit(opened.headers["location"])
+        assert location.netloc == "" and location.path == "/"
+        assert dict(parse_qsl(location.query)) == {
+            "shop": shop.domain,
+            "embedded": "1",
+            "demo": "1",
+        }
+        page = requests.get(
+            f"{server.url}/", params={"id_token": session_token(shop.domain)}, timeout=5
+        )
+        assert f'<meta name="goldpan-sandbox-url" content="{sandbox}">' in page.text
     finally:
         server.stop()
-    from shopify_app.server.app import render_index, sandbox_url
 
-    base = demo_settings.shop_url(shop).removesuffix(f"/shops/{shop}")
-    assert sandbox_url(demo_settings, shop) == base
-    assert sandbox_url(queued_ctx.settings.with_overrides(demo=False), shop) == ""
-    page = render_index(demo_settings, shop, "aG9zdA")
-    assert "{{API_KEY}}" not in page and "{{SANDBOX_URL}}" not in page
+
+def test_the_page_leaves_no_placeholder_unfilled(app_server: RunningServer, make_shop: Any) -> None:
+    shop = make_shop()
+    page = requests.get(
+        f"{app_server.url}/", params={"id_token": session_token(shop.domain)}, timeout=5
+    )
+    assert page.status_code == 200
+    assert f'<meta name="shopify-api-key" content="{TEST_API_KEY}">' in page.text
+    assert "{{" not in page.text
 
 
 def test_page_load_reinstalls_when_the_refresh_token_expired(

@@ -6,10 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+import jwt
 import pytest
 import requests
+from shopify import session_token as shopify_session_token
 from sqlalchemy import select, update
 
 from shopify_app import db
@@ -54,6 +57,14 @@ def test_oauth_hmac_rejects_tampering_and_absence() -> None:
     assert auth.oauth_hmac("hush", forged) != auth.oauth_hmac(
         "hush", {"code": "x", "shop": "evil.myshopify.com", "timestamp": "1"}
     )
+
+
+def test_oauth_hmac_refuses_a_repeated_parameter() -> None:
+    # Every pair is signed, so a second ``shop`` cannot ride along on a valid signature.
+    signed = [*OAUTH_VECTOR.items(), ("hmac", OAUTH_VECTOR_HMAC)]
+    assert auth.verify_oauth_hmac("hush", signed)
+    assert not auth.verify_oauth_hmac("hush", [*signed, ("shop", "evil.myshopify.com")])
+    assert not auth.verify_oauth_hmac("hush", [("shop", "evil.myshopify.com"), *signed])
 
 
 def test_webhook_hmac_matches_shopify_vector() -> None:
@@ -131,8 +142,6 @@ def test_session_token_rejections(
 
 
 def test_session_token_refuses_other_algorithms(settings: Settings) -> None:
-    import jwt
-
     unsigned = jwt.encode(
         {"dest": "https://a.myshopify.com", "aud": settings.api_key, "exp": time.time() + 60},
         None,
@@ -142,6 +151,91 @@ def test_session_token_refuses_other_algorithms(settings: Settings) -> None:
         auth.verify_session_token(settings, unsigned)
     with pytest.raises(AuthError, match="missing"):
         auth.verify_session_token(settings, None)
+
+
+OTHER_SECRET = "another-apps-secret-long-enough-for-hs256"
+
+
+def _shopify_api_refusal(settings: Settings, token: str) -> BaseException:
+    """What ShopifyAPI's own decoder raises for ``token`` (it must refuse it)."""
+    with pytest.raises(shopify_session_token.SessionTokenError) as refused:
+        shopify_session_token.decode_from_header(
+            f"Bearer {token}", settings.api_key, settings.api_secret
+        )
+    return refused.value
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refusal", "reason"),
+    [
+        (lambda now: {"secret": OTHER_SECRET}, jwt.InvalidSignatureError, "invalid session token"),
+        (lambda now: {"aud": "another-app"}, jwt.InvalidAudienceError, "audience mismatch"),
+        (
+            lambda now: {"dest": "https://other-shop.myshopify.com"},
+            shopify_session_token.MismatchedHostsError,
+            "issuer does not match its dest",
+        ),
+        (
+            lambda now: {"exp": now - auth.SESSION_TOKEN_LEEWAY - 5},
+            jwt.ExpiredSignatureError,
+            "expired",
+        ),
+        (
+            lambda now: {"nbf": now + auth.SESSION_TOKEN_LEEWAY + 5},
+            jwt.ImmatureSignatureError,
+            "not yet valid",
+        ),
+        (lambda now: {"sid": None}, jwt.MissingRequiredClaimError, "sid"),
+        (lambda now: {"iss": None}, jwt.MissingRequiredClaimError, "iss"),
+        (
+            lambda now: {
+                "iss": "https://evil.example.com/admin",
+                "dest": "https://evil.example.com",
+            },
+            shopify_session_token.InvalidIssuerError,
+            "issuer is not a shop",
+        ),
+    ],
+)
+def test_session_token_refused_by_shopify_api_with_our_reason(
+    settings: Settings,
+    overrides: Callable[[int], dict[str, Any]],
+    refusal: type[BaseException],
+    reason: str,
+) -> None:
+    token = session_token("victim.myshopify.com", **overrides(int(time.time())))
+    refused = _shopify_api_refusal(settings, token)
+    assert isinstance(refused, refusal) or isinstance(refused.__cause__, refusal)
+    with pytest.raises(AuthError, match=reason):
+        auth.verify_session_token(settings, token)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"exp": None},
+        {"nbf": None},
+        {"dest": "http://plain.myshopify.com", "iss": "http://plain.myshopify.com/admin"},
+    ],
+)
+def test_session_token_checks_shopify_api_leaves_out(
+    settings: Settings, overrides: dict[str, Any]
+) -> None:
+    token = session_token("lenient.myshopify.com", **overrides)
+    # ShopifyAPI alone accepts these; the checks added around it refuse them.
+    decoded = shopify_session_token.decode_from_header(
+        f"Bearer {token}", settings.api_key, settings.api_secret
+    )
+    assert decoded["aud"] == settings.api_key
+    with pytest.raises(AuthError):
+        auth.verify_session_token(settings, token)
+
+
+def test_session_token_with_non_url_dest_is_refused(settings: Settings) -> None:
+    # ShopifyAPI raises TypeError joining a non-string dest; that must stay a 401, not a 500.
+    token = session_token("victim.myshopify.com", dest=123)
+    with pytest.raises(AuthError, match="must be URLs"):
+        auth.verify_session_token(settings, token)
 
 
 # --- token exchange, install, refresh ----------------------------------------------------------

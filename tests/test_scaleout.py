@@ -18,7 +18,6 @@ from shopify_app import jobs
 from shopify_app.jobs import Context, LeaseLock, Runtime, TaskLockedException
 from shopify_app.server.app import create_app
 from shopify_app.settings import Settings
-from tests.fixtures_scaleout import *  # noqa: F403
 from tests.fixtures_scaleout import Cluster, _redis_url, wait_until
 
 CALLS: list[dict[str, Any]] = []

@@ -12,6 +12,7 @@ from shopify_app.errors import InputError
 from shopify_app.segments import library, rules
 from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.dataset import DatasetBuilder, day_number, product_key_for_title
+from shopify_app.segments.library import reasons
 
 
 def test_defaults_follow_the_playbook() -> None:
@@ -181,7 +182,7 @@ def test_custom_segment_and_or_over_fields_metrics_and_products() -> None:
     seg = ev.segments["custom-ny-vip"]
     assert [ds.info["email"][i] for i in seg.members] == ["ny-big@x.io", "nyc-small@x.io"]
     assert seg.definition.kind == "custom"
-    said = library.render(seg.reasons[0])
+    said = reasons.render(seg.reasons[0])
     assert said.startswith("matches ")
     assert "province code = ny" in said and "net spend >= 100" in said
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,8 @@ from shopify_app.segments.dataset import (
     day_number,
     product_key_for_title,
 )
+from shopify_app.segments.library import reasons
+from shopify_app.segments.library.context import ShopStats
 from shopify_app.segments.recompute import single_customer_dataset
 
 AS_OF = dt.date(2025, 6, 30)
@@ -51,7 +55,7 @@ def reason(ev: library.Evaluation, handle: str, email: str) -> str:
     emails = ev.dataset.info["email"]
     for i, r in zip(seg.members, seg.reasons, strict=True):
         if emails[i] == email:
-            return library.render(r)
+            return reasons.render(r)
     raise AssertionError(f"{email} not in {handle}")
 
 
@@ -292,7 +296,7 @@ def test_model_segments_and_small_shop_fallback() -> None:
     risk = ev.segments["at-risk"]
     assert likely.count > 0 and risk.count > 0
     assert not set(likely.members.tolist()) & set(risk.members.tolist())
-    assert "likely active" in library.render(likely.reasons[0])
+    assert "likely active" in reasons.render(likely.reasons[0])
 
 
 def test_cancelled_and_test_orders_never_reach_the_dataset() -> None:
@@ -324,7 +328,7 @@ def test_incremental_evaluation_matches_the_full_one() -> None:
     ds = store(orders)
     cfg = ShopConfig()
     full = library.evaluate(ds, cfg, AS_OF)
-    stats = library.ShopStats.from_dict(full.stats.to_dict())
+    stats = ShopStats.from_dict(full.stats.to_dict())
     for index in (0, 17, 123, 299):
         one = library.evaluate(single_customer_dataset(ds, index), cfg, AS_OF, stats=stats)
         for handle, result in full.segments.items():
@@ -365,29 +369,29 @@ def test_reasons_are_stored_as_json_the_page_translates_and_render_says_in_engli
         for stored in result.reasons:
             if not stored:
                 continue
-            reason = library.Reason.parse(stored)
+            reason = reasons.Reason.parse(stored)
             assert reason is not None, stored
-            assert reason.key in library.REASON_TEMPLATES, reason.key
-            names = set(re.findall(r"\{(\w+)\}", library.REASON_TEMPLATES[reason.key]))
+            assert reason.key in reasons.REASON_TEMPLATES, reason.key
+            names = set(re.findall(r"\{(\w+)\}", reasons.REASON_TEMPLATES[reason.key]))
             assert set(reason.params) == names, reason.key
-            assert library.Reason.parse(reason.to_json()) == reason
+            assert reasons.Reason.parse(reason.to_json()) == reason
             seen.add(reason.key)
     assert {"business.order_units", "repeat", "one_time", "cross_sell"} <= seen
     text = reason_of(ev, "business-buyers", "big@x.io")
-    assert library.Reason.parse(text).params["product"] == title  # type: ignore[union-attr]
+    assert reasons.Reason.parse(text).params["product"] == title  # type: ignore[union-attr]
     expected_day = AS_OF - dt.timedelta(days=40)
-    assert library.render(text) == (
-        f"48 units of {title} on {expected_day.day} {library.MONTHS[expected_day.month - 1]} "
+    assert reasons.render(text) == (
+        f"48 units of {title} on {expected_day.day} {reasons.MONTHS[expected_day.month - 1]} "
         f"{expected_day.year}"
     )
     # Plain text from before reasons were structured is shown as written.
-    assert library.render("3 orders") == "3 orders"
-    assert library.render(None) == ""
-    assert library.render('{"key": "retired", "params": {"text": "old words"}}') == "old words"
-    months = library.Reason("holiday", {"season_orders": 2, "orders": 3, "season_months": [11, 12]})
-    assert library.render(months) == "2 of 3 orders in November–December"
-    assert library.render(
-        library.Reason("vip", {"spend_money": 1234.5, "share": 10, "cutoff_money": 900})
+    assert reasons.render("3 orders") == "3 orders"
+    assert reasons.render(None) == ""
+    assert reasons.render('{"key": "retired", "params": {"text": "old words"}}') == "old words"
+    months = reasons.Reason("holiday", {"season_orders": 2, "orders": 3, "season_months": [11, 12]})
+    assert reasons.render(months) == "2 of 3 orders in November–December"
+    assert reasons.render(
+        reasons.Reason("vip", {"spend_money": 1234.5, "share": 10, "cutoff_money": 900})
     ) == ("net spend 1,234.50 (top 10% start at 900.00)")
 
 
@@ -402,11 +406,46 @@ def test_english_reason_templates_are_the_pages_and_every_language_has_them() ->
     web = Path(__file__).resolve().parents[1] / "web" / "i18n"
     english = json.loads((web / "en.json").read_text(encoding="utf-8"))
     page = {k.removeprefix("reason."): v for k, v in english.items() if k.startswith("reason.")}
-    assert page == library.REASON_TEMPLATES
+    assert page == reasons.REASON_TEMPLATES
     for lang in ("ar", "ko", "el"):
         other = json.loads((web / f"{lang}.json").read_text(encoding="utf-8"))
-        for key, template in library.REASON_TEMPLATES.items():
+        for key, template in reasons.REASON_TEMPLATES.items():
             translated = other[f"reason.{key}"]
             assert translated != template or key == "rfm", (lang, key)
             placeholders = set(re.findall(r"\{(\w+)\}", template))
             assert set(re.findall(r"\{(\w+)\}", translated)) == placeholders, (lang, key)
+
+
+# Run in a fresh interpreter (this test session has imported everything already): imports the
+# modules named in argv[1] and prints the loaded modules under the prefixes in argv[2].
+IMPORT_PROBE = """
+import importlib, json, sys
+for name in sys.argv[1].split(","):
+    importlib.import_module(name)
+io = sys.argv[2].split(",")
+loaded = [m for m in sys.modules if any(m == p or m.startswith(p + ".") for p in io)]
+print(json.dumps(sorted(loaded)))
+"""
+
+
+def test_the_segments_core_imports_no_io() -> None:
+    """The pure core loads no database, HTTP or job code: only loader and recompute do I/O."""
+    core = [
+        "shopify_app.segments.dataset",
+        "shopify_app.segments.library",
+        "shopify_app.segments.rfm",
+        "shopify_app.segments.clv",
+        "shopify_app.segments.crosssell",
+        "shopify_app.segments.rules",
+        "shopify_app.segments.metrics",
+        "shopify_app.segments.config",
+    ]
+    io = ["sqlalchemy", "requests", "huey", "shopify_app.db", "shopify_app.jobs"]
+    out = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE, ",".join(core), ",".join(io)],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(out.stdout) == []

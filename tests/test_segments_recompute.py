@@ -21,7 +21,8 @@ from shopify_app.db.models import (
     SegmentHistory,
     Shop,
 )
-from shopify_app.segments import dataset, library, recompute
+from shopify_app.segments import dataset, library, loader, recompute
+from shopify_app.segments.library import reasons
 
 _ids = itertools.count(10_000)
 TODAY = dt.datetime.now(dt.UTC).replace(hour=12, minute=0, second=0, microsecond=0)
@@ -135,10 +136,10 @@ def test_full_recompute_writes_segments_memberships_history_and_queues_syncs(
     business = memberships(ctx, shop.id, "business-buyers")
     assert set(business) == {alice}
     # Stored structured (the page translates it); English for exports comes from render().
-    stored = library.Reason.parse(business[alice].reason)
+    stored = reasons.Reason.parse(business[alice].reason)
     assert stored is not None and stored.key == "business.order_units"
     assert stored.params["units"] == 48 and stored.params["product"] == "Dinner Napkins"
-    assert library.render(business[alice].reason).startswith("48 units of Dinner Napkins on ")
+    assert reasons.render(business[alice].reason).startswith("48 units of Dinner Napkins on ")
     assert set(memberships(ctx, shop.id, "one-time-buyers")) == {alice, bob}
     assert set(memberships(ctx, shop.id, "true-fans")) == {carol}
     assert set(memberships(ctx, shop.id, "lapsed-90")) == {bob}
@@ -277,7 +278,7 @@ def test_recompute_rewrites_stale_reasons_and_keys_custom_items(queued_ctx, make
     assert after.reason == before.reason != "stale"
     assert after.since == before.since
     with ctx.sessions() as session:
-        ds = dataset.load(session, shop.id)
+        ds = loader.load(session, shop.id)
     key = dataset.product_key_for_title("Gift Wrap")
     assert ds.line_product.tolist() == [key]
     assert ds.product_titles[key] == "Gift Wrap"
@@ -306,7 +307,10 @@ def test_deleting_customers_deletes_their_memberships_and_counts_them_out(
     """Memberships have no foreign key to customers: every path that deletes a customer
     (customers/delete, a tombstone purged during a sync) deletes their memberships at once and
     keeps the member counts true, without waiting for a recompute."""
-    from shopify_app import sync
+    from shopify_app.sync.ingest import write_batch
+    from shopify_app.sync.rows import Batch, customer_row
+    from shopify_app.sync.tombstones import record_deletion
+    from shopify_app.sync.webhooks import apply_webhook
 
     ctx = queued_ctx
     shop = make_shop()
@@ -315,19 +319,19 @@ def test_deleting_customers_deletes_their_memberships_and_counts_them_out(
     assert set(memberships(ctx, shop.id, "repeat-customers")) == {a, b, c}
 
     # customers/delete: the customer and their memberships go in one transaction.
-    assert sync.apply_webhook(ctx, shop.id, "customers/delete", {"id": a})
+    assert apply_webhook(ctx, shop.id, "customers/delete", {"id": a})
     assert set(memberships(ctx, shop.id, "repeat-customers")) == {b, c}
     assert segment(ctx, shop.id, "repeat-customers").member_count == 2
     assert _orphans(ctx, shop.id) == []
 
     # A tombstone purged while a sync writes customers (the deletion raced an export).
     with ctx.engine.begin() as conn:
-        sync.record_deletion(conn, shop.id, "customers", b)
-        batch = sync.Batch.empty()
+        record_deletion(conn, shop.id, "customers", b)
+        batch = Batch.empty()
         batch.rows["customers"].append(
-            sync.customer_row(shop.id, {"id": f"gid://shopify/Customer/{c}", "email": "c@x.com"})
+            customer_row(shop.id, {"id": f"gid://shopify/Customer/{c}", "email": "c@x.com"})
         )
-        sync.write_batch(conn, batch)
+        write_batch(conn, batch)
     assert _orphans(ctx, shop.id) == []
     assert set(memberships(ctx, shop.id, "repeat-customers")) == {c}
     with ctx.sessions() as session:
@@ -362,8 +366,8 @@ def test_whole_shop_load_matches_the_per_customer_load(ctx, make_shop) -> None: 
         s.add(Order(shop_id=shop.id, id=next(_ids), customer_id=None, created_at=ago(1),
                     processed_at=ago(1), total=9.0))  # fmt: skip
     with ctx.sessions() as session:
-        whole = dataset.load(session, shop.id)
-        by_id = dataset.load(session, shop.id, customer_ids=[a, b, c])
+        whole = loader.load(session, shop.id)
+        by_id = loader.load(session, shop.id, customer_ids=[a, b, c])
     assert whole.customer_ids.tolist() == by_id.customer_ids.tolist() == sorted([a, b, c])
     for name in ("order_customer", "order_day", "order_total", "order_ids"):
         assert getattr(whole, name).tolist() == getattr(by_id, name).tolist(), name
@@ -400,7 +404,7 @@ def test_reasons_with_quotes_backslashes_and_control_characters_round_trip(
         add_order(s, shop.id, a, 20, 10.0, [], billing_company=company)
     recompute.recompute_shop_now(ctx, shop.id)
     stored = memberships(ctx, shop.id, "business-buyers")[a].reason
-    parsed = library.Reason.parse(stored)
+    parsed = reasons.Reason.parse(stored)
     assert parsed is not None and parsed.params["company"] == company
     # Changed reasons go through COPY too: the same text is written again unchanged.
     with ctx.sessions.begin() as s:
@@ -423,16 +427,16 @@ def test_a_customer_deleted_during_a_full_recompute_keeps_no_memberships(
 ) -> None:  # type: ignore[no-untyped-def]
     """The full recompute reads, evaluates, then writes: a customers/delete committed in
     between must not leave the deleted customer with the memberships just evaluated."""
-    from shopify_app import sync
     from shopify_app.db.models import utcnow
+    from shopify_app.sync.webhooks import apply_webhook
 
     ctx = queued_ctx
     shop = make_shop()
     a, b = customers_with_orders(ctx, shop.id, 2, [100, 70])
     loaded_at = utcnow()
     with ctx.sessions() as session:
-        ev = library.evaluate(dataset.load(session, shop.id), recompute.ShopConfig(), TODAY.date())
-    assert sync.apply_webhook(ctx, shop.id, "customers/delete", {"id": a})
+        ev = library.evaluate(loader.load(session, shop.id), recompute.ShopConfig(), TODAY.date())
+    assert apply_webhook(ctx, shop.id, "customers/delete", {"id": a})
     with ctx.sessions.begin() as session:
         stored = session.get(Shop, shop.id)
         assert stored is not None

@@ -7,9 +7,11 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shopify_app import tagging
 from shopify_app.shopify.client import load_document
-from shopify_app.tagging import TagDiff, apply, diff, ownership, tag_key
+from shopify_app.tagging import diff as tag_diff
+from shopify_app.tagging.changes import native_segment_query
+from shopify_app.tagging.diff import TagDiff, apply, diff, plan
+from shopify_app.tagging.tags import ownership, tag_key, tag_problem
 
 PREFIX = "goldpan-"
 OWNED_EXTRA = "VIP Club"  # a segment tag the merchant renamed outside the prefix
@@ -98,36 +100,44 @@ def test_full_customer_reports_instead_of_evicting() -> None:
     assert change == TagDiff(add=("goldpan-a",), remove=("goldpan-old",))
 
 
+def test_plan_leaves_out_unchanged_customers_and_reports_the_limit() -> None:
+    full = [f"m{i}" for i in range(250)]
+    current = {1: ["goldpan-a"], 2: ["x", "goldpan-old"], 3: full}
+    changes, limited = plan(current, {1: {"GOLDPAN-A"}, 3: {"goldpan-a"}}, OWNED)
+    assert changes == {2: TagDiff(remove=("goldpan-old",))}
+    assert limited == {3: ("goldpan-a",)}
+
+
 def test_tags_shopify_refuses_are_reported() -> None:
     change = diff([], {"goldpan-" + "x" * 300, "goldpan-a,b", "goldpan-ok"}, PREFIX)
     assert change.add == ("goldpan-ok",)
     assert len(change.invalid) == 2
-    assert tagging.tag_problem("  ") is not None
+    assert tag_problem("  ") is not None
 
 
 def test_native_segment_query_escapes_quotes() -> None:
-    assert tagging.native_segment_query("goldpan-vip") == "customer_tags CONTAINS 'goldpan-vip'"
-    assert tagging.native_segment_query("o'brien") == "customer_tags CONTAINS 'o\\'brien'"
+    assert native_segment_query("goldpan-vip") == "customer_tags CONTAINS 'goldpan-vip'"
+    assert native_segment_query("o'brien") == "customer_tags CONTAINS 'o\\'brien'"
 
 
 def test_batch_document_files_match_generator() -> None:
-    for slots in tagging.BATCH_SIZES:
-        name = tagging.batch_document_name(slots)
-        assert load_document(name) == tagging.batch_document(slots)
-        assert Path(tagging.__file__).parents[1].joinpath("graphql", f"{name}.graphql").is_file()
+    for slots in tag_diff.BATCH_SIZES:
+        name = tag_diff.batch_document_name(slots)
+        assert load_document(name) == tag_diff.batch_document(slots)
+        assert Path(tag_diff.__file__).parents[1].joinpath("graphql", f"{name}.graphql").is_file()
 
 
 def test_batches_respect_slots() -> None:
     changes = {i: TagDiff(add=("goldpan-a",), remove=("goldpan-b",)) for i in range(25)}
-    batches = list(tagging._batches(changes))
+    batches = list(tag_diff.batches(changes))
     assert [len(b) for b in batches] == [10, 10, 5]
-    doc, variables, keys = tagging._request({i: changes[i] for i in batches[2]})
+    doc, variables, keys = tag_diff.batch_request({i: changes[i] for i in batches[2]})
     assert doc == "tags_batch_10"
     assert sum(variables[f"a{i}On"] for i in range(10)) == 5
     assert len(keys) == 10
-    doc, variables, keys = tagging._request({i: changes[i] for i in range(3)})
+    doc, variables, keys = tag_diff.batch_request({i: changes[i] for i in range(3)})
     assert doc == "tags_batch_4" and len(keys) == 6 and variables["r3On"] is False
-    doc, _, keys = tagging._request({3: changes[3]})
+    doc, _, keys = tag_diff.batch_request({3: changes[3]})
     assert doc == "tags_batch_1" and keys == [("r0", 3), ("a0", 3)]
-    doc, variables, keys = tagging._request({7: TagDiff(add=("goldpan-a",))})
+    doc, variables, keys = tag_diff.batch_request({7: TagDiff(add=("goldpan-a",))})
     assert (doc, keys) == ("tags_add", [("tagsAdd", 7)])

@@ -1,7 +1,6 @@
 """Tag writes over loopback HTTP: convergence, no echo loops, faults, bulk, renames, removal.
 
-Most tests run against helper B's Shopify sandbox (``sandbox_env``); the per-row ``userErrors``
-that succeed on a second try need the small stand-in's ``flaky`` knob (``tag_env``).
+Every test runs against the Shopify sandbox (``tests/fixtures_tagging.py``).
 """
 
 from __future__ import annotations
@@ -10,7 +9,8 @@ import datetime as dt
 import random
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,19 +18,26 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from goldpan_sandbox.shopify import ShopifySandbox
-from shopify_app import jobs, tagging
+from shopify_app import jobs
 from shopify_app.db.models import AuditEntry, Customer, Segment, Shop
 from shopify_app.errors import ShopifyError
-from shopify_app.jobs import Context
 from shopify_app.shopify.client import AdminClient
-from tests.fixtures_tagging import *  # noqa: F403
-from tests.fixtures_tagging import (
-    FakeBackend,
-    FakeShopify,
-    TagEnv,
-    make_sandbox_env,
-    make_tag_env,
+from shopify_app.tagging.bulk import on_bulk_finish, poll_bulk
+from shopify_app.tagging.changes import (
+    ensure_native_segment,
+    on_prefix_changed,
+    on_segment_changed,
+    preview,
 )
+from shopify_app.tagging.state import RUNNING
+from shopify_app.tagging.writes import SyncReport, sync_tags
+
+if TYPE_CHECKING:
+    # Annotations only: the module is loaded as a plugin below, so pytest imports it (and
+    # rewrites its asserts) itself.
+    from tests.fixtures_tagging import TagEnv
+
+pytest_plugins = ["tests.fixtures_tagging"]
 
 MERCHANT = ["wholesale", "VIP", "newsletter", "other-app:loyal"]
 
@@ -91,34 +98,34 @@ def _assert_converged(env: TagEnv, before: dict[int, list[str]]) -> None:
 def _poll_until_done(env: TagEnv) -> None:
     """Bulk operations run in the sandbox's threads: poll (the lost-webhook fallback) until done."""
     for _ in range(400):
-        if tagging.poll_bulk(env.ctx, env.shop.id, client=env.client) == 0:
+        if poll_bulk(env.ctx, env.shop.id, client=env.client) == 0:
             return
         time.sleep(0.025)
     raise AssertionError("tag bulk operations never finished")
 
 
-def test_writes_converge_and_second_run_is_free(sandbox_env: TagEnv) -> None:
-    env = sandbox_env
+def test_writes_converge_and_second_run_is_free(tag_env: TagEnv) -> None:
+    env = tag_env
     _seed_mixed(env)
     before = env.shopify_tags()
-    report = tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    report = sync_tags(env.ctx, env.shop.id, client=env.client)
     assert report.changed > 0 and report.requests == env.calls
     _assert_converged(env, before)
     calls = env.calls
-    again = tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    again = sync_tags(env.ctx, env.shop.id, client=env.client)
     assert again.changed == 0 and env.calls == calls
     # The customers/update echo of our own writes changes nothing and writes nothing.
     env.echo()
-    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    sync_tags(env.ctx, env.shop.id, client=env.client)
     assert env.calls == calls
 
 
-def test_one_mutation_field_per_needed_change(sandbox_env: TagEnv) -> None:
-    env = sandbox_env
+def test_one_mutation_field_per_needed_change(tag_env: TagEnv) -> None:
+    env = tag_env
     env.seed(
         {1: ["a"], 2: ["goldpan-old"], 3: ["goldpan-old", "b"], 4: []}, {"fans": (True, {1, 3})}
     )
-    report = tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    report = sync_tags(env.ctx, env.shop.id, client=env.client)
     # 1: add; 2: remove; 3: add + remove; 4: nothing — one request (tags_batch_4), four fields
     # run: 40 points when skipped slots are free, at most 80 if every slot were priced.
     assert report.changed == 3 and report.requests == 1 and env.calls == 1
@@ -127,7 +134,7 @@ def test_one_mutation_field_per_needed_change(sandbox_env: TagEnv) -> None:
     # A single change is one plain tagsAdd: 10 points.
     spent = env.client.cost_spent
     env.set_members(_segment_id(env, "fans"), {1, 3, 4})
-    tagging.sync_tags(env.ctx, env.shop.id, [4], client=env.client)
+    sync_tags(env.ctx, env.shop.id, [4], client=env.client)
     assert env.client.cost_spent - spent == 10 and env.shopify_tags()[4] == ["goldpan-fans"]
 
 
@@ -138,8 +145,8 @@ def _segment_id(env: TagEnv, handle: str) -> int:
         ).one()
 
 
-def test_faults_mid_write_still_converge(sandbox_env: TagEnv, tag_sandbox: ShopifySandbox) -> None:
-    env = sandbox_env
+def test_faults_mid_write_still_converge(tag_env: TagEnv, tag_sandbox: ShopifySandbox) -> None:
+    env = tag_env
     _seed_mixed(env, 120)
     before = env.shopify_tags()
     # A bucket that holds barely one full batch: throttling between requests, plus 5xx/429.
@@ -147,21 +154,21 @@ def test_faults_mid_write_still_converge(sandbox_env: TagEnv, tag_sandbox: Shopi
     tag_sandbox.faults.fail_next(503, 2)
     tag_sandbox.faults.fail_next(429, 1, retry_after=0.01)
     tag_sandbox.faults.fail_next(502, 1)
-    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    sync_tags(env.ctx, env.shop.id, client=env.client)
     _assert_converged(env, before)
 
 
 def test_a_write_that_gives_up_resumes_on_the_next_run(
-    sandbox_env: TagEnv, tag_sandbox: ShopifySandbox
+    tag_env: TagEnv, tag_sandbox: ShopifySandbox
 ) -> None:
-    env = sandbox_env
+    env = tag_env
     _seed_mixed(env, 60)
     before = env.shopify_tags()
     env.client.max_attempts = 2
-    tagging.sync_tags(env.ctx, env.shop.id, [1000, 1001, 1002], client=env.client)
+    sync_tags(env.ctx, env.shop.id, [1000, 1001, 1002], client=env.client)
     tag_sandbox.faults.fail_next(503, 2)
     with pytest.raises(ShopifyError):
-        tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+        sync_tags(env.ctx, env.shop.id, client=env.client)
     with env.ctx.sessions() as session:
         errors = session.scalars(
             select(AuditEntry).where(
@@ -169,70 +176,96 @@ def test_a_write_that_gives_up_resumes_on_the_next_run(
             )
         ).all()
     assert [e.action for e in errors] == ["tags.write"]
-    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    sync_tags(env.ctx, env.shop.id, client=env.client)
     _assert_converged(env, before)
+
+
+def _merchant_imports(env: TagEnv, customer_ids: list[int]) -> None:
+    """The merchant's import fills these customers to Shopify's 250-tag limit in the admin;
+    Goldpan has not heard of it yet (their customers/update is still on its way)."""
+    shopify = env.shopify_tags()
+    for cid in customer_ids:
+        filler = [f"import-{i}" for i in range(250 - len(shopify[cid]))]
+        env.merchant_sets_tags(cid, [*shopify[cid], *filler])
+
+
+def _merchant_undoes_import(env: TagEnv, customer_ids: list[int]) -> None:
+    """The merchant takes the import's tags off again, and the customers/update arrives."""
+    shopify = env.shopify_tags()
+    for cid in customer_ids:
+        env.merchant_sets_tags(cid, [t for t in shopify[cid] if not t.startswith("import-")])
+    env.echo(customer_ids)
 
 
 def test_user_errors_are_reported_and_retried_next_run(tag_env: TagEnv) -> None:
     env = tag_env
     _seed_mixed(env, 12)
     before = env.shopify_tags()
-    assert isinstance(env.backend, FakeBackend)
-    env.backend.fake.flaky.update({1000, 1002})
-    report = tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    # Each of them needs one Goldpan tag added: Shopify answers that tagsAdd with userErrors.
+    _merchant_imports(env, [1000, 1002])
+    report = sync_tags(env.ctx, env.shop.id, client=env.client)
     assert report.failed and set(report.failed) <= {1000, 1002}
-    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    _merchant_undoes_import(env, [1000, 1002])
+    sync_tags(env.ctx, env.shop.id, client=env.client)
     _assert_converged(env, before)
 
 
-def test_bulk_path_converges_and_retries_row_errors(
-    ctx: Context, make_shop: Any, fake_shopify: FakeShopify
-) -> None:
-    env = make_tag_env(ctx, make_shop, fake_shopify, tag_bulk_threshold=5)
+def test_bulk_path_converges_and_retries_row_errors(make_tag_env: Callable[..., TagEnv]) -> None:
+    env = make_tag_env(tag_bulk_threshold=5)
     _seed_mixed(env, 40)
     before = env.shopify_tags()
-    fake_shopify.flaky.update({1000, 1004, 1006})
-    report = tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    # Both need one tag added and none removed: their rows of the add operation answer
+    # userErrors whatever order the two operations' rows run in.
+    _merchant_imports(env, [1000, 1006])
+    report = sync_tags(env.ctx, env.shop.id, client=env.client)
     assert len(report.bulk_operations) == 2
     # While the operations run, a recompute for those customers writes nothing twice.
     calls = env.calls
-    during = tagging.sync_tags(env.ctx, env.shop.id, [1000, 1002], client=env.client)
+    during = sync_tags(env.ctx, env.shop.id, [1000, 1002], client=env.client)
     assert during.requests == 0 and during.in_flight == 2 and env.calls == calls
-    # Completion by webhook for one, by polling for the other.
+    env.wait_for_bulk()
+    _merchant_undoes_import(env, [1000, 1006])
+    # Completion by webhook for one (removes), by polling for the other (adds).
     finish = {"admin_graphql_api_id": report.bulk_operations[0], "type": "mutation"}
-    tagging.on_bulk_finish(env.ctx, env.shop.id, finish, client=env.client)
-    assert tagging.poll_bulk(env.ctx, env.shop.id, client=env.client) == 0
+    on_bulk_finish(env.ctx, env.shop.id, finish, client=env.client)
+    assert poll_bulk(env.ctx, env.shop.id, client=env.client) == 0
     _assert_converged(env, before)
+    with env.ctx.sessions() as session:
+        adds = session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.shop_id == env.shop.id,
+                AuditEntry.subject == report.bulk_operations[1],
+            )
+        ).one()
+    assert adds.action == "tags.bulk_add" and set(adds.detail["failed"]) == {"1000", "1006"}
     # A repeated finish webhook is a no-op; so is the next run.
-    assert tagging.on_bulk_finish(env.ctx, env.shop.id, finish, client=env.client) is None
+    assert on_bulk_finish(env.ctx, env.shop.id, finish, client=env.client) is None
     calls = env.calls
-    assert tagging.sync_tags(env.ctx, env.shop.id, client=env.client).requests == 0
+    assert sync_tags(env.ctx, env.shop.id, client=env.client).requests == 0
     assert env.calls == calls
 
 
-def test_bulk_path_on_the_sandbox(
-    ctx: Context, make_shop: Any, tag_sandbox: ShopifySandbox
-) -> None:
-    env = make_sandbox_env(ctx, make_shop, tag_sandbox, tag_bulk_threshold=5)
+def test_bulk_path_completes_by_polling(make_tag_env: Callable[..., TagEnv]) -> None:
+    env = make_tag_env(tag_bulk_threshold=5)
     _seed_mixed(env, 40)
     before = env.shopify_tags()
-    report = tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    report = sync_tags(env.ctx, env.shop.id, client=env.client)
     assert len(report.bulk_operations) == 2
     _poll_until_done(env)
     _assert_converged(env, before)
     calls = env.calls
-    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    sync_tags(env.ctx, env.shop.id, client=env.client)
     assert env.calls == calls
 
 
 def test_failed_and_expired_bulk_operations_converge(
-    ctx: Context, make_shop: Any, tag_sandbox: ShopifySandbox
+    make_tag_env: Callable[..., TagEnv], tag_sandbox: ShopifySandbox
 ) -> None:
-    env = make_sandbox_env(ctx, make_shop, tag_sandbox, tag_bulk_threshold=5)
+    env = make_tag_env(tag_bulk_threshold=5)
     _seed_mixed(env, 40)
     before = env.shopify_tags()
     tag_sandbox.faults.end_bulk("EXPIRED", count=1)
-    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    sync_tags(env.ctx, env.shop.id, client=env.client)
     tag_sandbox.faults.end_bulk("FAILED", count=1)
     _poll_until_done(env)
     _assert_converged(env, before)
@@ -243,17 +276,18 @@ def test_failed_and_expired_bulk_operations_converge(
             )
         ).all()
     assert {e.detail.get("status") for e in entries} >= {"EXPIRED"}
-    assert tagging.RUNNING not in {e.result for e in entries}
+    assert RUNNING not in {e.result for e in entries}
 
 
 def test_failed_bulk_with_partial_results_converges(
-    ctx: Context, make_shop: Any, fake_shopify: FakeShopify
+    make_tag_env: Callable[..., TagEnv], tag_sandbox: ShopifySandbox
 ) -> None:
-    env = make_tag_env(ctx, make_shop, fake_shopify, tag_bulk_threshold=5)
+    env = make_tag_env(tag_bulk_threshold=5)
     _seed_mixed(env, 40)
     before = env.shopify_tags()
-    fake_shopify.bulk_faults.extend(["fail", "fail"])
-    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    # Both operations (removes, adds) fail partway: only their first rows ran.
+    tag_sandbox.faults.end_bulk("FAILED", count=2)
+    sync_tags(env.ctx, env.shop.id, client=env.client)
     _poll_until_done(env)
     _assert_converged(env, before)
     with env.ctx.sessions() as session:
@@ -265,14 +299,14 @@ def test_failed_bulk_with_partial_results_converges(
                 )
             )
         }
-    assert "partial" in results and tagging.RUNNING not in results
+    assert "partial" in results and RUNNING not in results
 
 
-def test_tag_limit_is_reported_and_merchant_tags_kept(sandbox_env: TagEnv) -> None:
-    env = sandbox_env
+def test_tag_limit_is_reported_and_merchant_tags_kept(tag_env: TagEnv) -> None:
+    env = tag_env
     full = [f"m{i}" for i in range(249)]
     env.seed({1: full}, {"a": (True, {1}), "b": (True, {1})})
-    report = tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    report = sync_tags(env.ctx, env.shop.id, client=env.client)
     assert report.limited == {1: ("goldpan-b",)}
     assert env.shopify_tags()[1] == [*full, "goldpan-a"]
     with env.ctx.sessions() as session:
@@ -284,18 +318,18 @@ def test_tag_limit_is_reported_and_merchant_tags_kept(sandbox_env: TagEnv) -> No
     assert "250" in entry.detail["message"] and entry.detail["customers"] == {"1": ["goldpan-b"]}
 
 
-def test_rename_migrates_diff_only_and_native_segment_follows(sandbox_env: TagEnv) -> None:
-    env = sandbox_env
+def test_rename_migrates_diff_only_and_native_segment_follows(tag_env: TagEnv) -> None:
+    env = tag_env
     ids = env.seed(
         {1: ["x", "goldpan-fans"], 2: ["goldpan-fans"], 3: ["y"]}, {"fans": (True, {1, 2})}
     )
-    gid = tagging.ensure_native_segment(env.ctx, env.shop.id, ids["fans"], client=env.client)
+    gid = ensure_native_segment(env.ctx, env.shop.id, ids["fans"], client=env.client)
     assert env.native_segments() == {gid: "customer_tags CONTAINS 'goldpan-fans'"}
     with env.ctx.sessions.begin() as session:
         segment = session.get(Segment, ids["fans"])
         assert segment is not None and segment.native_segment_id == gid
         segment.tag = "True Fans"
-    report = tagging.on_segment_changed(
+    report = on_segment_changed(
         env.ctx, env.shop.id, ids["fans"], "goldpan-fans", client=env.client
     )
     assert report.changed == 2
@@ -310,15 +344,15 @@ def test_rename_migrates_diff_only_and_native_segment_follows(sandbox_env: TagEn
     assert env.shopify_tags() == {1: ["x"], 2: [], 3: ["y"]}
 
 
-def test_remove_all_and_preview(sandbox_env: TagEnv) -> None:
-    env = sandbox_env
+def test_remove_all_and_preview(tag_env: TagEnv) -> None:
+    env = tag_env
     ids = env.seed(
         {1: ["x", "goldpan-fans", "goldpan-stale"], 2: ["VIP Club"], 3: ["y"], 4: []},
         {"fans": (False, {1, 3}), "club": (True, {4})},
         renamed={"club": "VIP Club"},
     )
     with env.ctx.sessions() as session:
-        assert tagging.preview(session, env.shop.id) == {
+        assert preview(session, env.shop.id) == {
             "fans": {"gain": 1, "lose": 0},
             "club": {"gain": 1, "lose": 1},
         }
@@ -347,14 +381,12 @@ def test_remove_all_and_preview(sandbox_env: TagEnv) -> None:
     second=st.lists(st.sets(st.sampled_from(["a", "b", "c"])), min_size=8, max_size=8),
 )
 def test_any_membership_changes_converge_over_http(
-    ctx: Context,
-    make_shop: Any,
-    tag_sandbox: ShopifySandbox,
+    make_tag_env: Callable[..., TagEnv],
     start: list[set[str]],
     first: list[set[str]],
     second: list[set[str]],
 ) -> None:
-    env = make_sandbox_env(ctx, make_shop, tag_sandbox)
+    env = make_tag_env()
     customers = {i: sorted(tags) for i, tags in enumerate(start, 1)}
     ids = env.seed(
         customers,
@@ -364,7 +396,7 @@ def test_any_membership_changes_converge_over_http(
     for memberships in (first, second):
         for h in ("a", "b", "c"):
             env.set_members(ids[h], {i for i in customers if h in memberships[i - 1]})
-        tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+        sync_tags(env.ctx, env.shop.id, client=env.client)
         env.echo()
         for i, tags in env.shopify_tags().items():
             assert [t for t in tags if t in keep] == [t for t in customers[i] if t in keep]
@@ -372,22 +404,22 @@ def test_any_membership_changes_converge_over_http(
                 f"goldpan-{h}" for h in memberships[i - 1]
             }
         calls = env.calls
-        tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+        sync_tags(env.ctx, env.shop.id, client=env.client)
         assert env.calls == calls
 
 
 def test_concurrent_runs_never_write_the_same_change_twice(
-    sandbox_env: TagEnv, tag_sandbox: ShopifySandbox
+    tag_env: TagEnv, tag_sandbox: ShopifySandbox
 ) -> None:
-    env = sandbox_env
+    env = tag_env
     _seed_mixed(env, 80)
     before = env.shopify_tags()
     needed = {cid for cid, tags in before.items() if _goldpan(tags) != _expected(cid)}
-    reports: list[tagging.SyncReport] = []
+    reports: list[SyncReport] = []
 
     def run() -> None:
         client = AdminClient(env.ctx, env.shop.id, sleep=lambda s: time.sleep(min(s, 0.02)))
-        reports.append(tagging.sync_tags(env.ctx, env.shop.id, client=client))
+        reports.append(sync_tags(env.ctx, env.shop.id, client=client))
 
     threads = [threading.Thread(target=run) for _ in range(4)]
     for thread in threads:
@@ -398,37 +430,37 @@ def test_concurrent_runs_never_write_the_same_change_twice(
     _assert_converged(env, before)
 
 
-def test_uninstalled_shop_is_left_alone(sandbox_env: TagEnv) -> None:
-    env = sandbox_env
+def test_uninstalled_shop_is_left_alone(tag_env: TagEnv) -> None:
+    env = tag_env
     env.seed({1: ["goldpan-old"]}, {"fans": (True, {1})})
     with env.ctx.sessions.begin() as session:
         shop = session.get(Shop, env.shop.id)
         assert shop is not None
         shop.uninstalled_at = shop.installed_at
-    assert tagging.sync_tags(env.ctx, env.shop.id, client=env.client).requests == 0
+    assert sync_tags(env.ctx, env.shop.id, client=env.client).requests == 0
     assert env.calls == 0
 
 
-def test_prefix_change_moves_only_goldpans_own_tags(sandbox_env: TagEnv) -> None:
-    env = sandbox_env
+def test_prefix_change_moves_only_goldpans_own_tags(tag_env: TagEnv) -> None:
+    env = tag_env
     customers = {1: ["goldpan-fans", "goldpan-merchant-own"], 2: ["x"]}
     env.seed(customers, {"fans": (True, {1, 2})})
     with env.ctx.sessions.begin() as session:
         shop = session.get(Shop, env.shop.id)
         assert shop is not None
         shop.settings = {**shop.settings, "tag_prefix": "gp-"}
-    tagging.on_prefix_changed(env.ctx, env.shop.id, "goldpan-", client=env.client)
+    on_prefix_changed(env.ctx, env.shop.id, "goldpan-", client=env.client)
     assert env.shopify_tags() == {1: ["goldpan-merchant-own", "gp-fans"], 2: ["x", "gp-fans"]}
 
 
-def test_a_late_older_customers_update_cannot_undo_our_write(sandbox_env: TagEnv) -> None:
+def test_a_late_older_customers_update_cannot_undo_our_write(tag_env: TagEnv) -> None:
     """Shopify's updatedAt from the mutation answer is stored, so helper D's sync sees an
     older delivery (the merchant's edit from before our write, arriving late) as stale."""
-    from shopify_app import sync
+    from shopify_app.sync.webhooks import apply_webhook
 
-    env = sandbox_env
+    env = tag_env
     env.seed({1: ["x", "goldpan-old"]}, {"fans": (True, {1})})
-    tagging.sync_tags(env.ctx, env.shop.id, client=env.client)
+    sync_tags(env.ctx, env.shop.id, client=env.client)
     with env.ctx.sessions() as session:
         row = session.get(Customer, (env.shop.id, 1))
         assert row is not None and row.updated_at is not None
@@ -439,5 +471,5 @@ def test_a_late_older_customers_update_cannot_undo_our_write(sandbox_env: TagEnv
         "updated_at": (written_at - dt.timedelta(seconds=5)).isoformat(),
         "tags": "goldpan-old, x",
     }
-    assert sync.apply_webhook(env.ctx, env.shop.id, "customers/update", late) is False
+    assert apply_webhook(env.ctx, env.shop.id, "customers/update", late) is False
     assert env.local_tags()[1] == env.shopify_tags()[1] == ["x", "goldpan-fans"]

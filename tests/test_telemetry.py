@@ -9,11 +9,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shopify_app.db.models import SyncRun, WebhookEvent, utcnow
 from shopify_app.jobs import Context
-from shopify_app.server import telemetry
+from shopify_app.server import health
 
 
 def _samples(ctx: Context) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = telemetry.render(telemetry.make_registry(ctx)).decode()
+    text = health.render(health.make_registry(ctx)).decode()
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)

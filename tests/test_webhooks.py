@@ -1,5 +1,6 @@
-"""Webhook intake over real HTTP (HMAC signed with the test secret) and the topic handlers:
-verification before parsing, deduplication, unknown shops, uninstall and compliance topics."""
+"""Webhook intake over real HTTP (HMAC signed with the test secret) and the handling of stored
+deliveries: verification before parsing, deduplication, unknown shops, grouping, uninstall and
+compliance topics."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import requests
 from sqlalchemy import func, select, update
 
 from goldpan_sandbox.server import RunningServer, start_server
-from shopify_app import jobs, sync
+from shopify_app import jobs
 from shopify_app.db.models import (
     AuditEntry,
     Customer,
@@ -30,8 +31,10 @@ from shopify_app.db.models import (
 from shopify_app.jobs import Context
 from shopify_app.server.app import create_app
 from shopify_app.shopify import auth, webhooks
+from shopify_app.sync import compliance, inbox
+from shopify_app.sync.scopes import NOTICE_READ_ALL_ORDERS
+from shopify_app.sync.webhooks import apply_webhook
 from tests.conftest import TEST_API_SECRET, unique_shop_domain
-from tests.fixtures_auth import *  # noqa: F403
 from tests.fixtures_auth import pending_tasks, session_token
 
 NOW = dt.datetime(2026, 11, 1, 12, tzinfo=dt.UTC)
@@ -86,7 +89,7 @@ def deliver_and_process(
     response = deliver(server, topic, shop, payload, **kw)
     assert response.status_code == 200, response.text
     (event_id,) = set(_queued_ids(ctx)) - before
-    webhooks.process(ctx, event_id=event_id)
+    inbox.process(ctx, event_id=event_id)
     with ctx.sessions() as session:
         event = session.get(WebhookEvent, event_id)
     assert event is not None
@@ -195,16 +198,16 @@ def test_duplicate_delivery_is_processed_once(
     assert event.topic == "app/scopes_update" and event.api_version == "2026-10"
     assert event.triggered_at == dt.datetime(2026, 11, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
     assert _queued_ids(queued_ctx).count(event.id) == 1
-    assert webhooks.process(queued_ctx, event_id=event.id) == "done"
+    assert inbox.process(queued_ctx, event_id=event.id) == "done"
     # A redelivered job (e.g. re-queued at start-up) does not run the handler again.
-    assert webhooks.process(queued_ctx, event_id=event.id) == "done"
+    assert inbox.process(queued_ctx, event_id=event.id) == "done"
     (event,) = _events(queued_ctx, shop.domain)
     assert event.status == "done" and event.attempts == 1
     with queued_ctx.sessions() as session:
         row = session.get(Shop, shop.id)
         assert row is not None and row.scopes == "read_orders,read_customers"
         # Without read_all_orders the page shows why older orders are missing.
-        assert sync.NOTICE_READ_ALL_ORDERS in {n["code"] for n in row.settings["notices"]}
+        assert NOTICE_READ_ALL_ORDERS in {n["code"] for n in row.settings["notices"]}
     # The same event id at another shop is a different event.
     other = make_shop()
     assert deliver(app_server, "app/scopes_update", other.domain, payload, event_id="evt-1").json()[
@@ -233,7 +236,7 @@ def test_requeue_pending_picks_up_stranded_rows(queued_ctx: Context, make_shop: 
         event_pk = event.id
     assert webhooks.requeue_pending(queued_ctx) >= 1
     assert event_pk in _queued_ids(queued_ctx)
-    assert webhooks.process(queued_ctx, event_id=event_pk) == "skipped"
+    assert inbox.process(queued_ctx, event_id=event_pk) == "skipped"
 
 
 def test_unhandled_topics_are_skipped(
@@ -376,7 +379,7 @@ def test_customers_redact_deletes_personal_data(
         assert kept is not None and kept.email == "stays@example.com"
     # A customers/update delivered late cannot bring the redacted customer back.
     late = {"id": 701, "email": "gone@example.com", "updated_at": "2099-01-01T00:00:00Z"}
-    assert sync.apply_webhook(queued_ctx, shop.id, "customers/update", late) is False
+    assert apply_webhook(queued_ctx, shop.id, "customers/update", late) is False
     with queued_ctx.sessions() as session:
         assert session.get(Customer, (shop.id, 701)) is None
     forget = [kw for name, kw in pending_tasks(queued_ctx) if name == "meta.forget_customer"]
@@ -452,7 +455,7 @@ def test_app_toml_declares_what_the_intake_serves() -> None:
         "shop/redact",
     }
     assert {t for t, uri in topics.items() if uri == "/webhooks/compliance"} == set(
-        webhooks.COMPLIANCE_TOPICS
+        compliance.TOPICS
     )
     assert all(
         config["application_url"].rstrip("/") + "/auth/callback" == url
@@ -547,7 +550,7 @@ def test_queued_deliveries_of_a_shop_are_handled_together(
     first, second, third, elsewhere, compliance = _queued_ids(queued_ctx)[-5:]
 
     # The first task takes the shop's other queued order deliveries along...
-    assert webhooks.process(queued_ctx, event_id=first) == "done"
+    assert inbox.process(queued_ctx, event_id=first) == "done"
     by_id = {e.id: e for e in _events(queued_ctx, shop.domain)}
     assert [by_id[i].status for i in (first, second, third)] == ["done"] * 3
     with queued_ctx.sessions() as session:
@@ -557,10 +560,10 @@ def test_queued_deliveries_of_a_shop_are_handled_together(
     assert by_id[compliance].status == "queued"
     assert [e.status for e in _events(queued_ctx, other.domain)] == ["queued"]
     # Their own tasks, when they come, find them done and handle nothing twice.
-    assert webhooks.process(queued_ctx, event_id=second) == "done"
-    assert webhooks.process(queued_ctx, event_id=third) == "done"
+    assert inbox.process(queued_ctx, event_id=second) == "done"
+    assert inbox.process(queued_ctx, event_id=third) == "done"
     assert [e.attempts for e in _events(queued_ctx, shop.domain) if e.id != compliance] == [1] * 3
-    assert webhooks.process(queued_ctx, event_id=elsewhere) == "done"
+    assert inbox.process(queued_ctx, event_id=elsewhere) == "done"
 
 
 def test_a_delivery_being_handled_in_a_group_is_left_to_that_group(
@@ -576,7 +579,7 @@ def test_a_delivery_being_handled_in_a_group_is_left_to_that_group(
         session.execute(
             update(WebhookEvent).where(WebhookEvent.id == event_id).values(status="processing")
         )
-    assert webhooks.process(queued_ctx, event_id=event_id) == "processing"
+    assert inbox.process(queued_ctx, event_id=event_id) == "processing"
     (event,) = _events(queued_ctx, shop.domain)
     assert (event.status, event.attempts) == ("processing", 0)
     # Left behind by a worker that died: claimed and handled again.
@@ -586,7 +589,7 @@ def test_a_delivery_being_handled_in_a_group_is_left_to_that_group(
             .where(WebhookEvent.id == event_id)
             .values(received_at=utcnow() - webhooks.STALE_PROCESSING * 2)
         )
-    assert webhooks.process(queued_ctx, event_id=event_id) == "done"
+    assert inbox.process(queued_ctx, event_id=event_id) == "done"
     (event,) = _events(queued_ctx, shop.domain)
     assert (event.status, event.attempts) == ("done", 1)
 
@@ -630,7 +633,7 @@ def test_a_failing_delivery_in_a_group_fails_alone(
     first, second, third = _queued_ids(queued_ctx)[-3:]
     # The task's own delivery fails after the others are handled (huey retries it)...
     with pytest.raises(ValueError):
-        webhooks.process(queued_ctx, event_id=first)
+        inbox.process(queued_ctx, event_id=first)
     by_id = {e.id: e for e in _events(queued_ctx, shop.domain)}
     assert [by_id[i].status for i in (first, second, third)] == ["failed", "done", "failed"]
     # ...and a taken-along one that failed is queued again on its own.

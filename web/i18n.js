@@ -119,7 +119,8 @@ function monthNames(list) {
 }
 
 /** Reason parameters in the page's language; the name says the kind (as in
- * shopify_app/segments/library.py): *_date an ISO day, *_money an amount, *_months month numbers. */
+ * shopify_app/segments/library/reasons.py): *_date an ISO day, *_money an amount,
+ * *_months month numbers. */
 function reasonParams(params) {
   const shown = {};
   for (const [name, value] of Object.entries(params || {})) {

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import shopify_app.db.models
+import shopify_app.db.types
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -27,7 +27,7 @@ def upgrade() -> None:
         sa.Column("segment_id", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("customer_id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("shop_id", sa.Integer(), nullable=False),
-        sa.Column("since", shopify_app.db.models.UTCDateTime(), nullable=False),
+        sa.Column("since", shopify_app.db.types.UTCDateTime(), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("segment_id", "customer_id", name=op.f("pk_memberships")),
     )
@@ -45,17 +45,17 @@ def upgrade() -> None:
         sa.Column("timezone", sa.String(length=64), nullable=True),
         sa.Column("plan", sa.String(length=64), nullable=True),
         sa.Column("access_token", sa.Text(), nullable=True),
-        sa.Column("access_token_expires_at", shopify_app.db.models.UTCDateTime(), nullable=True),
+        sa.Column("access_token_expires_at", shopify_app.db.types.UTCDateTime(), nullable=True),
         sa.Column("refresh_token", sa.Text(), nullable=True),
-        sa.Column("refresh_token_expires_at", shopify_app.db.models.UTCDateTime(), nullable=True),
+        sa.Column("refresh_token_expires_at", shopify_app.db.types.UTCDateTime(), nullable=True),
         sa.Column("token_version", sa.Integer(), nullable=False),
         sa.Column("scopes", sa.String(length=1024), nullable=False),
-        sa.Column("installed_at", shopify_app.db.models.UTCDateTime(), nullable=True),
-        sa.Column("uninstalled_at", shopify_app.db.models.UTCDateTime(), nullable=True),
+        sa.Column("installed_at", shopify_app.db.types.UTCDateTime(), nullable=True),
+        sa.Column("uninstalled_at", shopify_app.db.types.UTCDateTime(), nullable=True),
         sa.Column("settings", sa.JSON(), nullable=False),
         sa.Column("api_cost_spent", sa.BigInteger(), nullable=False),
-        sa.Column("created_at", shopify_app.db.models.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", shopify_app.db.models.UTCDateTime(), nullable=False),
+        sa.Column("created_at", shopify_app.db.types.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", shopify_app.db.types.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_shops")),
         sa.UniqueConstraint("domain", name=op.f("uq_shops_domain")),
     )
@@ -67,12 +67,12 @@ def upgrade() -> None:
         sa.Column("webhook_id", sa.String(length=255), nullable=True),
         sa.Column("topic", sa.String(length=64), nullable=False),
         sa.Column("api_version", sa.String(length=16), nullable=True),
-        sa.Column("triggered_at", shopify_app.db.models.UTCDateTime(), nullable=True),
-        sa.Column("received_at", shopify_app.db.models.UTCDateTime(), nullable=False),
+        sa.Column("triggered_at", shopify_app.db.types.UTCDateTime(), nullable=True),
+        sa.Column("received_at", shopify_app.db.types.UTCDateTime(), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("processed_at", shopify_app.db.models.UTCDateTime(), nullable=True),
+        sa.Column("processed_at", shopify_app.db.types.UTCDateTime(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_events")),
         sa.UniqueConstraint("shop_domain", "event_id", name=op.f("uq_webhook_events_shop_domain")),
@@ -84,7 +84,7 @@ def upgrade() -> None:
         "audit_log",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("shop_id", sa.Integer(), nullable=False),
-        sa.Column("at", shopify_app.db.models.UTCDateTime(), nullable=False),
+        sa.Column("at", shopify_app.db.types.UTCDateTime(), nullable=False),
         sa.Column("target", sa.String(length=16), nullable=False),
         sa.Column("action", sa.String(length=64), nullable=False),
         sa.Column("subject", sa.String(length=255), nullable=True),
@@ -122,8 +122,8 @@ def upgrade() -> None:
         ),
         sa.Column("rfm_group", sa.String(length=32), nullable=True),
         sa.Column("predicted_spend_tier", sa.String(length=32), nullable=True),
-        sa.Column("created_at", shopify_app.db.models.UTCDateTime(), nullable=True),
-        sa.Column("updated_at", shopify_app.db.models.UTCDateTime(), nullable=True),
+        sa.Column("created_at", shopify_app.db.types.UTCDateTime(), nullable=True),
+        sa.Column("updated_at", shopify_app.db.types.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["shop_id"], ["shops.id"], name=op.f("fk_customers_shop_id_shops"), ondelete="CASCADE"
         ),
@@ -138,7 +138,7 @@ def upgrade() -> None:
         sa.Column("shop_id", sa.Integer(), nullable=False),
         sa.Column("request_id", sa.String(length=64), nullable=True),
         sa.Column("customer_id", sa.BigInteger(), nullable=True),
-        sa.Column("requested_at", shopify_app.db.models.UTCDateTime(), nullable=False),
+        sa.Column("requested_at", shopify_app.db.types.UTCDateTime(), nullable=False),
         sa.Column("export", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(
             ["shop_id"],
@@ -174,12 +174,12 @@ def upgrade() -> None:
         "meta_connections",
         sa.Column("shop_id", sa.Integer(), nullable=False),
         sa.Column("access_token", sa.Text(), nullable=True),
-        sa.Column("token_expires_at", shopify_app.db.models.UTCDateTime(), nullable=True),
+        sa.Column("token_expires_at", shopify_app.db.types.UTCDateTime(), nullable=True),
         sa.Column("ad_account_id", sa.String(length=64), nullable=True),
         sa.Column("tos_accepted", sa.Boolean(), nullable=False),
         sa.Column("status", sa.String(length=32), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("connected_at", shopify_app.db.models.UTCDateTime(), nullable=True),
+        sa.Column("connected_at", shopify_app.db.types.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["shop_id"],
             ["shops.id"],
@@ -195,10 +195,10 @@ def upgrade() -> None:
         sa.Column("customer_id", sa.BigInteger(), nullable=True),
         sa.Column("name", sa.String(length=64), nullable=True),
         sa.Column("email", sa.String(length=320), nullable=True),
-        sa.Column("created_at", shopify_app.db.models.UTCDateTime(), nullable=False),
-        sa.Column("processed_at", shopify_app.db.models.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", shopify_app.db.models.UTCDateTime(), nullable=True),
-        sa.Column("cancelled_at", shopify_app.db.models.UTCDateTime(), nullable=True),
+        sa.Column("created_at", shopify_app.db.types.UTCDateTime(), nullable=False),
+        sa.Column("processed_at", shopify_app.db.types.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", shopify_app.db.types.UTCDateTime(), nullable=True),
+        sa.Column("cancelled_at", shopify_app.db.types.UTCDateTime(), nullable=True),
         sa.Column("test", sa.Boolean(), nullable=False),
         sa.Column("total", sa.Numeric(precision=14, scale=2, asdecimal=False), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=True),
@@ -221,7 +221,7 @@ def upgrade() -> None:
         sa.Column("product_type", sa.String(length=255), nullable=True),
         sa.Column("vendor", sa.String(length=255), nullable=True),
         sa.Column("status", sa.String(length=32), nullable=True),
-        sa.Column("updated_at", shopify_app.db.models.UTCDateTime(), nullable=True),
+        sa.Column("updated_at", shopify_app.db.types.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["shop_id"], ["shops.id"], name=op.f("fk_products_shop_id_shops"), ondelete="CASCADE"
         ),
@@ -241,9 +241,9 @@ def upgrade() -> None:
         sa.Column("meta_sync", sa.Boolean(), nullable=False),
         sa.Column("native_segment_id", sa.String(length=255), nullable=True),
         sa.Column("member_count", sa.Integer(), nullable=False),
-        sa.Column("computed_at", shopify_app.db.models.UTCDateTime(), nullable=True),
-        sa.Column("created_at", shopify_app.db.models.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", shopify_app.db.models.UTCDateTime(), nullable=False),
+        sa.Column("computed_at", shopify_app.db.types.UTCDateTime(), nullable=True),
+        sa.Column("created_at", shopify_app.db.types.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", shopify_app.db.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["shop_id"], ["shops.id"], name=op.f("fk_segments_shop_id_shops"), ondelete="CASCADE"
         ),
@@ -265,11 +265,11 @@ def upgrade() -> None:
         sa.Column("object_count", sa.BigInteger(), nullable=False),
         sa.Column("objects_done", sa.BigInteger(), nullable=False),
         sa.Column("checkpoint", sa.BigInteger(), nullable=False),
-        sa.Column("watermark", shopify_app.db.models.UTCDateTime(), nullable=True),
+        sa.Column("watermark", shopify_app.db.types.UTCDateTime(), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("started_at", shopify_app.db.models.UTCDateTime(), nullable=False),
-        sa.Column("finished_at", shopify_app.db.models.UTCDateTime(), nullable=True),
+        sa.Column("started_at", shopify_app.db.types.UTCDateTime(), nullable=False),
+        sa.Column("finished_at", shopify_app.db.types.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["shop_id"], ["shops.id"], name=op.f("fk_sync_runs_shop_id_shops"), ondelete="CASCADE"
         ),
@@ -283,7 +283,7 @@ def upgrade() -> None:
         sa.Column("shop_id", sa.Integer(), nullable=False),
         sa.Column("resource", sa.String(length=16), nullable=False),
         sa.Column("id", sa.BigInteger(), autoincrement=False, nullable=False),
-        sa.Column("deleted_at", shopify_app.db.models.UTCDateTime(), nullable=False),
+        sa.Column("deleted_at", shopify_app.db.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["shop_id"], ["shops.id"], name=op.f("fk_tombstones_shop_id_shops"), ondelete="CASCADE"
         ),
@@ -321,8 +321,8 @@ def upgrade() -> None:
         sa.Column("approximate_lower", sa.BigInteger(), nullable=True),
         sa.Column("approximate_upper", sa.BigInteger(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("last_synced_at", shopify_app.db.models.UTCDateTime(), nullable=True),
-        sa.Column("last_full_refresh_at", shopify_app.db.models.UTCDateTime(), nullable=True),
+        sa.Column("last_synced_at", shopify_app.db.types.UTCDateTime(), nullable=True),
+        sa.Column("last_full_refresh_at", shopify_app.db.types.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["segment_id"],
             ["segments.id"],

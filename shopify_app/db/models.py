@@ -6,9 +6,9 @@ idempotent and let children arrive before their parents (bulk JSONL has no order
 carry ``customer_id`` without a foreign key to ``customers``: a customer may be synced after
 their orders, or deleted while their orders stay.
 
-Every datetime is stored as UTC and comes back timezone-aware (:class:`UTCDateTime`), on
-SQLite and PostgreSQL alike. Money is ``Numeric`` read as float: segments and metrics do
-arithmetic on it, and display rounds.
+Every datetime is stored as UTC and comes back timezone-aware (:class:`UTCDateTime`, in
+:mod:`.types`), on SQLite and PostgreSQL alike. Money is ``Numeric`` read as float: segments
+and metrics do arithmetic on it, and display rounds.
 """
 
 from __future__ import annotations
@@ -20,20 +20,21 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    ColumnElement,
     Date,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
     MetaData,
-    Numeric,
     String,
     Text,
     UniqueConstraint,
+    and_,
 )
-from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
+
+from shopify_app.db.types import Money, UTCDateTime, utcnow
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -42,35 +43,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-
-def utcnow() -> dt.datetime:
-    """The current time, timezone-aware UTC."""
-    return dt.datetime.now(dt.UTC)
-
-
-class UTCDateTime(TypeDecorator[dt.datetime]):
-    """Stores naive UTC, returns aware UTC; refuses naive input (ambiguous)."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: Goldpan stores only aware datetimes")
-        return value.astimezone(dt.UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):  # raw SQLite text (e.g. from a Core select on an expression)
-            value = dt.datetime.fromisoformat(value)
-        return value.replace(tzinfo=dt.UTC)
-
-
-Money = Numeric(14, 2, asdecimal=False)
 
 
 class Base(DeclarativeBase):
@@ -113,10 +85,15 @@ class Shop(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    @property
+    @hybrid_property
     def is_installed(self) -> bool:
-        """Installed and holding a token."""
+        """Installed and holding a token: the one definition, in Python and in SQL."""
         return self.uninstalled_at is None and self.access_token is not None
+
+    @is_installed.inplace.expression
+    @classmethod
+    def _installed_expression(cls) -> ColumnElement[bool]:
+        return and_(cls.uninstalled_at.is_(None), cls.access_token.is_not(None))
 
 
 class Customer(Base):

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from shopify_app.errors import InputError
+from shopify_app.tagging.tags import DEFAULT_PREFIX, prefix_problem
 
 HANDLE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
-TAG_PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}$")
 CONSENT_POLICIES = ("subscribed", "subscribed_or_pending", "all")
 
 
@@ -58,7 +58,7 @@ DEFAULT_CROSS_SELL = (
 class ShopConfig:
     """Everything a merchant can tune about segments; the defaults follow the playbook."""
 
-    tag_prefix: str = "goldpan-"
+    tag_prefix: str = DEFAULT_PREFIX
     consent_policy: str = "subscribed"
     business_units_per_order: int = 36
     business_units_per_window: int = 72
@@ -152,12 +152,10 @@ def _float(lo: float, hi: float) -> Any:
 
 
 def _tag_prefix(value: Any, name: str) -> str:
-    if not isinstance(value, str) or not TAG_PREFIX_RE.match(value):
-        raise InputError(
-            "tag prefix must be 1-32 letters, digits or - _ . : (starting with a letter or digit)",
-            field=name,
-        )
-    return value
+    problem = prefix_problem(value if isinstance(value, str) else "")
+    if problem is not None:
+        raise InputError(problem, field=name)
+    return str(value)
 
 
 def _consent(value: Any, name: str) -> str:

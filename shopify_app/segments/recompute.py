@@ -4,8 +4,9 @@
   every segment row exists (built-ins are created on the first run), replace memberships by
   difference (new members inserted, departed ones deleted, ``since`` of the others kept),
   write today's history row per segment, cache the shop-level yardsticks
-  (:class:`~shopify_app.segments.library.ShopStats`) in ``Shop.settings["segment_stats"]``, then
-  queue ``tags.sync`` and ``meta.sync_shop`` when those tasks exist.
+  (:class:`~shopify_app.segments.library.context.ShopStats`) in
+  ``Shop.settings["segment_stats"]``, then queue ``tags.sync`` and ``meta.sync_shop`` when those
+  tasks exist.
 - ``segments.recompute_customer(shop_id, customer_id)``: after a webhook, re-evaluate one
   customer against the cached yardsticks and fix only their memberships and the counts.
 - ``segments.daily``: a full recompute of every installed shop (days pass: "lapsed" changes
@@ -54,10 +55,10 @@ from shopify_app.db.models import (
     utcnow,
 )
 from shopify_app.errors import InputError
-from shopify_app.segments import crosssell, library, metrics
-from shopify_app.segments import dataset as dataset_mod
+from shopify_app.segments import crosssell, library, loader, metrics
 from shopify_app.segments.config import ShopConfig
-from shopify_app.segments.dataset import Dataset, IntArray
+from shopify_app.segments.dataset import Dataset, IntArray, distinct
+from shopify_app.segments.library.context import SegmentDef, ShopStats
 
 log = logging.getLogger(__name__)
 
@@ -80,19 +81,19 @@ def shop_config(shop: Shop) -> ShopConfig:
         return ShopConfig()
 
 
-def cached_stats(shop: Shop) -> library.ShopStats | None:
+def cached_stats(shop: Shop) -> ShopStats | None:
     """The yardsticks cached by the last full recompute, if any."""
     data = (shop.settings or {}).get(STATS_KEY)
     if not data:
         return None
     try:
-        return library.ShopStats.from_dict(data)
+        return ShopStats.from_dict(data)
     except (KeyError, TypeError, ValueError):
         return None
 
 
 def _ensure_segments(
-    session: Session, shop_id: int, cfg: ShopConfig, defs: list[library.SegmentDef]
+    session: Session, shop_id: int, cfg: ShopConfig, defs: list[SegmentDef]
 ) -> dict[str, Segment]:
     """Segment rows for every definition (created on first sight), keyed by handle."""
     existing = {
@@ -161,7 +162,7 @@ def diff_memberships(
     order = np.lexsort((cur_cid, cur_seg))
     cur_seg, cur_cid = cur_seg[order], cur_cid[order]
     cur_reason = np.asarray(cur_reason_list, dtype=object)[order] if len(order) else None
-    seg_ids = dataset_mod.distinct(np.concatenate([cur_seg, np.fromiter(wanted, dtype=np.int64)]))
+    seg_ids = distinct(np.concatenate([cur_seg, np.fromiter(wanted, dtype=np.int64)]))
     bounds = np.searchsorted(cur_seg, np.append(seg_ids, np.iinfo(np.int64).max))
     add_s: list[IntArray] = []
     add_c: list[IntArray] = []
@@ -218,10 +219,10 @@ def _current_memberships(
 ) -> tuple[IntArray, IntArray, list[str | None]]:
     """Every stored membership of the shop as (segment ids, customer ids, reasons)."""
     t = MEMBERSHIPS
-    rows = dataset_mod.fetch_rows(
+    rows = loader.fetch_rows(
         session, select(t.c.segment_id, t.c.customer_id, t.c.reason).where(t.c.shop_id == shop_id)
     )
-    segment_ids, customer_ids, reasons = dataset_mod.columns(rows, 3)
+    segment_ids, customer_ids, reasons = loader.columns(rows, 3)
     return (
         np.array(segment_ids, dtype=np.int64),
         np.array(customer_ids, dtype=np.int64),
@@ -433,7 +434,7 @@ def write_evaluation(
         seg.member_count = len(members)
         seg.computed_at = now
         history.append((seg.id, len(members), revenue))
-    with dataset_mod.many_rows():
+    with loader.many_rows():
         diff = diff_memberships(_current_memberships(session, shop.id), wanted)
     _write_diff(session, shop.id, now, diff)
     if loaded_at is not None:
@@ -552,7 +553,7 @@ def recompute_shop_now(
             return {}
         cfg = shop_config(shop)
         with _sqlite_cache(session), times.phase("load"):
-            ds = dataset_mod.load(session, shop_id)
+            ds = loader.load(session, shop_id)
     with times.phase("evaluate"):
         ev = library.evaluate(ds, cfg, as_of)
 
@@ -659,7 +660,7 @@ def recompute_customers_now(
         if stats is None:
             return None
         cfg = shop_config(shop)
-        ds = dataset_mod.load(session, shop_id, customer_ids=ids)
+        ds = loader.load(session, shop_id, customer_ids=ids)
         segs = {
             handle: (int(sid), bool(enabled))
             for sid, handle, enabled in session.execute(

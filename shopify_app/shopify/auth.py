@@ -4,7 +4,8 @@ One operation per function, in the manner of shopify-app-js:
 
 * :func:`verify_oauth_hmac` / :func:`verify_webhook_hmac` — constant-time HMAC checks.
 * :func:`sanitize_shop` — the only accepted shop domain shape.
-* :func:`verify_session_token` — App Bridge ID tokens (HS256, ``aud`` = API key, 10 s leeway).
+* :func:`verify_session_token` — App Bridge ID tokens, decoded by ShopifyAPI
+  (``shopify.session_token``) with the checks it leaves out added here.
 * :func:`exchange_token`, :func:`migrate_token`, :func:`refresh_token`, :func:`exchange_code` —
   the calls to ``/admin/oauth/access_token``; each returns a :class:`TokenSet`.
 * :func:`install` — persist a :class:`TokenSet` for a shop (encrypted).
@@ -17,6 +18,13 @@ One operation per function, in the manner of shopify-app-js:
 
 Verification never raises for bad input; it returns ``False`` or raises :class:`AuthError` with a
 reason, and the web edge maps that to 401.
+
+Only session-token decoding is ShopifyAPI's. Its HMAC, ``validate_params`` and permission-URL
+helpers read the key and secret from process-global class state (``shopify.Session.secret``), which
+threads holding different secrets (the test suite does) would race on; its HMAC takes a dict, so a
+repeated parameter is collapsed instead of refused; ``validate_params`` allows a day of replay where
+the callback allows 90 s; its domain check completes bare names and strips schemes; its permission
+URL ignores ``SHOPIFY_BASE_URL``. It has no webhook verifier.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from urllib.parse import urlsplit
 import jwt
 import requests
 from cryptography.fernet import InvalidToken
+from shopify import session_token as shopify_session_token
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -53,8 +62,8 @@ TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
 OFFLINE_TOKEN_TYPE = "urn:shopify:params:oauth:token-type:offline-access-token"
 
-SESSION_TOKEN_LEEWAY = 10
-"""Seconds of clock skew tolerated on ``exp``/``nbf`` (Shopify's guidance)."""
+SESSION_TOKEN_LEEWAY: int = shopify_session_token.LEEWAY_SECONDS
+"""Seconds of clock skew tolerated on ``exp``/``nbf``: ShopifyAPI's, which is Shopify's (10 s)."""
 
 REFRESH_MARGIN = dt.timedelta(minutes=5)
 """Refresh an access token when it has less than this left."""
@@ -138,36 +147,34 @@ class SessionToken:
 
 
 def verify_session_token(settings: Settings, token: str | None) -> SessionToken:
-    """Verify a session token (HS256, ``aud`` = API key, ``exp``/``nbf`` ±10 s, shop from ``dest``).
+    """Verify a session token with ShopifyAPI, then what it leaves out; the shop is ``dest``.
+
+    ``shopify.session_token.decode_from_header`` checks the HS256 signature, ``aud`` = API key,
+    ``exp``/``nbf`` with a 10 s leeway, that ``iss`` is a myshopify domain naming the same shop as
+    ``dest``, and requires ``iss``, ``dest``, ``sub``, ``jti`` and ``sid``. PyJWT checks ``exp``
+    and ``nbf`` only when present, and ShopifyAPI accepts any scheme, so a token without them or a
+    ``dest`` that is not ``https://`` on a shop domain is refused here.
 
     Raises :class:`AuthError` with the reason when anything is off.
     """
     if not token:
         raise AuthError("missing session token")
     try:
-        claims = jwt.decode(
-            token,
-            settings.api_secret,
-            algorithms=["HS256"],
-            audience=settings.api_key,
-            leeway=SESSION_TOKEN_LEEWAY,
-            options={"require": ["exp", "nbf", "dest", "aud"]},
+        claims = shopify_session_token.decode_from_header(
+            f"Bearer {token}", settings.api_key, settings.api_secret
         )
-    except jwt.ExpiredSignatureError:
-        raise AuthError("session token expired") from None
-    except jwt.ImmatureSignatureError:
-        raise AuthError("session token not yet valid") from None
-    except jwt.InvalidAudienceError:
-        raise AuthError("session token audience mismatch") from None
-    except jwt.InvalidTokenError as exc:
-        raise AuthError(f"invalid session token: {exc}") from None
-    dest = urlsplit(str(claims["dest"]))
+    except shopify_session_token.SessionTokenError as exc:
+        raise AuthError(_session_token_reason(exc)) from None
+    except TypeError:
+        # ShopifyAPI joins ``iss``/``dest`` as URLs: a signed token with non-string ones.
+        raise AuthError("invalid session token: iss and dest must be URLs") from None
+    missing = [claim for claim in ("exp", "nbf") if claims.get(claim) is None]
+    if missing:
+        raise AuthError(f"invalid session token: missing {', '.join(missing)}")
+    dest = urlsplit(claims["dest"])
     shop = sanitize_shop(dest.hostname)
     if shop is None or dest.scheme != "https":
         raise AuthError("session token dest is not a shop")
-    iss = claims.get("iss")
-    if iss is not None and urlsplit(str(iss)).hostname != shop:
-        raise AuthError("session token issuer does not match its dest")
     sub = claims.get("sub")
     return SessionToken(
         shop=shop,
@@ -178,6 +185,22 @@ def verify_session_token(settings: Settings, token: str | None) -> SessionToken:
         jti=claims.get("jti"),
         raw=token,
     )
+
+
+def _session_token_reason(exc: Exception) -> str:
+    """The 401 reason for a ShopifyAPI refusal; PyJWT's own error is its ``__cause__``."""
+    cause = exc.__cause__
+    if isinstance(cause, jwt.ExpiredSignatureError):
+        return "session token expired"
+    if isinstance(cause, jwt.ImmatureSignatureError):
+        return "session token not yet valid"
+    if isinstance(cause, jwt.InvalidAudienceError):
+        return "session token audience mismatch"
+    if isinstance(exc, shopify_session_token.MismatchedHostsError):
+        return "session token issuer does not match its dest"
+    if isinstance(exc, shopify_session_token.InvalidIssuerError):
+        return "session token issuer is not a shop"
+    return f"invalid session token: {exc}"
 
 
 def _ts(value: Any) -> dt.datetime | None:

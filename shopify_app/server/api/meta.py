@@ -1,12 +1,14 @@
-"""The page's Meta endpoints (mounted at ``/api/meta``) and the Facebook Login callback.
+"""The Meta endpoints (``/api/meta/...``, and the segment's ``meta-preview``) and the Facebook
+Login callback.
 
-``routes`` sit behind the session-token middleware, which sets ``request.state.shop_id``; the
-context is ``request.app.state.ctx``. ``public_routes`` holds ``/meta/callback``, where
-Facebook Login returns: it has no session token (it is a top-level browser tab), so the shop
-comes from the signed, time-limited ``state`` the connect call minted.
+The API endpoints sit behind the session-token middleware, which sets
+``request.state.shop_id``. ``/meta/callback`` is where Facebook Login returns: it has no session
+token (it is a top-level browser tab), so the shop comes from the signed, time-limited
+``state`` the connect call minted.
 
-Errors are answered as JSON ``{"error", "field"}`` (plus ``terms_url`` or ``retry_after`` for
-Meta's terms and throttling) so the page can show them; nothing here lets an exception escape.
+Meta's errors propagate to :mod:`shopify_app.server.errors` (terms and a revoked token 409,
+throttling 429 with ``retry_after``); the ones that say something about the connection are
+remembered on it first, so the settings card shows them.
 """
 
 from __future__ import annotations
@@ -20,76 +22,36 @@ import html
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterator
-from functools import wraps
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
 
 from shopify_app import jobs
-from shopify_app.db.models import MetaAudience, MetaConnection, Segment, Shop, utcnow
+from shopify_app.db.models import MetaAudience, MetaConnection, Shop, utcnow
 from shopify_app.errors import (
     AuthError,
     InputError,
     MetaError,
     MetaTermsError,
-    MetaThrottledError,
     MetaTokenError,
 )
 from shopify_app.meta import audiences, graph
 from shopify_app.meta.identifiers import Person, consent_allows, csv_text
-from shopify_app.server import api
-from shopify_app.server.api import NotFound, error_response, request_shop_id
+from shopify_app.server import context
+from shopify_app.server.api.request import (
+    db_session,
+    get_segment,
+    get_shop,
+    json_body,
+    path_id,
+    request_shop_id,
+)
+from shopify_app.server.errors import json_error
 
 STATE_MAX_AGE = 15 * 60
-
-
-def endpoint(fn: Callable[[Request], Response]) -> Callable[[Request], Response]:
-    """The page API's error mapping (:func:`shopify_app.server.api.endpoint`) plus Meta's errors."""
-
-    @api.endpoint
-    @wraps(fn)
-    def wrapper(request: Request) -> Response:
-        try:
-            return fn(request)
-        except AuthError as exc:
-            return error_response(403, exc.reason)
-        except MetaTermsError as exc:
-            return error_response(409, str(exc), "terms", code=exc.code, subcode=exc.subcode)
-        except MetaTokenError as exc:
-            return error_response(409, str(exc), "token", code=exc.code, subcode=exc.subcode)
-        except MetaThrottledError as exc:
-            return JSONResponse(
-                {"error": str(exc), "field": None, "retry_after": exc.retry_after},
-                status_code=429,
-                headers={"Retry-After": str(int(exc.retry_after))},
-            )
-        except MetaError as exc:
-            return error_response(502, str(exc), None, code=exc.code, subcode=exc.subcode)
-
-    return wrapper
-
-
-def _ctx(request: Request) -> jobs.Context:
-    return request.app.state.ctx  # type: ignore[no-any-return,unused-ignore]
-
-
-def _body(request: Request) -> dict[str, Any]:
-    import anyio.from_thread
-
-    raw = anyio.from_thread.run(request.body)
-    if not raw:
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise InputError("the body must be JSON") from None
-    if not isinstance(body, dict):
-        raise InputError("the body must be a JSON object")
-    return body
 
 
 def redirect_uri(ctx: jobs.Context) -> str:
@@ -208,21 +170,35 @@ def _remember_error(ctx: jobs.Context, shop_id: int, exc: MetaError) -> None:
                 audiences.record_connection_error(session, conn, exc)
 
 
-def _segment(session: Any, shop_id: int, raw: str) -> Segment:
-    try:
-        segment_id = int(raw)
-    except ValueError:
-        raise NotFound("segment not found") from None
-    seg = session.get(Segment, segment_id)
-    if seg is None or seg.shop_id != shop_id:
-        raise NotFound("segment not found")
-    return seg
+def preview(request: Request) -> Response:
+    """Before Meta sync is turned on: how many members the consent policy lets us upload.
+
+    Switching it on and off, lookalikes and the hashed file are the endpoints below.
+    """
+    shop_id = request_shop_id(request)
+    segment_id = path_id(request)
+    with db_session(request) as session:
+        shop = get_shop(session, shop_id)
+        seg = get_segment(session, shop_id, segment_id)
+        policy = audiences.consent_policy(shop)
+        upload = sum(
+            1
+            for _cid, person in audiences.segment_people(session, shop_id, seg.id)
+            if consent_allows(policy, person)
+        )
+        conn = session.get(MetaConnection, shop_id)
+        return JSONResponse(
+            {
+                "preview": {"upload": upload, "members": seg.member_count},
+                "policy": policy,
+                "connected": conn is not None and conn.status == "connected",
+            }
+        )
 
 
-@endpoint
 def status(request: Request) -> Response:
     """The connection and every audience, for the Meta card on the page."""
-    ctx, shop_id = _ctx(request), request_shop_id(request)
+    ctx, shop_id = context(request), request_shop_id(request)
     with ctx.sessions() as session:
         pending = session.get(MetaConnection, shop_id)
         account = pending.ad_account_id if pending and pending.status == "terms" else None
@@ -247,23 +223,21 @@ def status(request: Request) -> Response:
         )
 
 
-@endpoint
 def connect(request: Request) -> Response:
     """Start Facebook Login: the dialog URL to open in a new tab (it can't run in the iframe)."""
-    ctx, shop_id = _ctx(request), request_shop_id(request)
+    ctx, shop_id = context(request), request_shop_id(request)
     if not (ctx.settings.meta_app_id and ctx.settings.meta_app_secret):
-        return error_response(
+        return json_error(
             503, "Facebook Login is not configured (META_APP_ID, META_APP_SECRET)", "meta"
         )
     state = sign_state(ctx.settings.api_secret, shop_id)
     return JSONResponse({"url": graph.login_url(ctx.settings, redirect_uri(ctx), state)})
 
 
-@endpoint
 def paste_token(request: Request) -> Response:
     """Use a system-user token the merchant pasted (Business Settings → System users)."""
-    ctx, shop_id = _ctx(request), request_shop_id(request)
-    token = _body(request).get("token")
+    ctx, shop_id = context(request), request_shop_id(request)
+    token = json_body(request).get("token")
     if not isinstance(token, str) or len(token.strip()) < 20 or " " in token.strip():
         raise InputError("paste the whole access token", field="token")
     client = graph.GraphClient(ctx.settings, token.strip())
@@ -275,10 +249,9 @@ def paste_token(request: Request) -> Response:
     return JSONResponse(_conn_json(conn))
 
 
-@endpoint
 def ad_accounts(request: Request) -> Response:
     """The ad accounts the connected login can manage."""
-    ctx, shop_id = _ctx(request), request_shop_id(request)
+    ctx, shop_id = context(request), request_shop_id(request)
     _conn, client = _client(ctx, shop_id)
     try:
         accounts = client.ad_accounts()
@@ -324,11 +297,10 @@ def _check_terms(ctx: jobs.Context, shop_id: int, account_id: str) -> None:
         ctx.enqueue("meta.sync_shop", shop_id=shop_id)
 
 
-@endpoint
 def choose_account(request: Request) -> Response:
     """Pick the ad account; checks the Custom Audience terms (link to accept them if missing)."""
-    ctx, shop_id = _ctx(request), request_shop_id(request)
-    raw = _body(request).get("ad_account_id")
+    ctx, shop_id = context(request), request_shop_id(request)
+    raw = json_body(request).get("ad_account_id")
     if not isinstance(raw, str) or not raw.removeprefix("act_").isdigit():
         raise InputError("choose an ad account", field="ad_account_id")
     account_id = "act_" + raw.removeprefix("act_")
@@ -344,10 +316,9 @@ def choose_account(request: Request) -> Response:
         return JSONResponse(_conn_json(session.get(MetaConnection, shop_id)))
 
 
-@endpoint
 def disconnect(request: Request) -> Response:
     """Forget the token (audiences stay in Ads Manager; sync stops)."""
-    ctx, shop_id = _ctx(request), request_shop_id(request)
+    ctx, shop_id = context(request), request_shop_id(request)
     with ctx.sessions.begin() as session:
         conn = session.get(MetaConnection, shop_id)
         if conn is not None:
@@ -359,15 +330,14 @@ def disconnect(request: Request) -> Response:
     return JSONResponse(answer)
 
 
-@endpoint
 def segment_sync(request: Request) -> Response:
     """Turn Meta sync on (syncs now) or off (the audience stays, marked paused)."""
-    ctx, shop_id = _ctx(request), request_shop_id(request)
-    enabled = _body(request).get("enabled")
+    ctx, shop_id = context(request), request_shop_id(request)
+    enabled = json_body(request).get("enabled")
     if not isinstance(enabled, bool):
         raise InputError("enabled must be true or false", field="enabled")
     with ctx.sessions.begin() as session:
-        seg = _segment(session, shop_id, request.path_params["segment_id"])
+        seg = get_segment(session, shop_id, path_id(request))
         conn = session.get(MetaConnection, shop_id)
         if enabled and (conn is None or conn.status != "connected"):
             raise InputError("connect Meta and pick an ad account first", field="meta")
@@ -391,13 +361,12 @@ def segment_sync(request: Request) -> Response:
         return JSONResponse({"enabled": enabled, "audiences": [_audience_json(a) for a in rows]})
 
 
-@endpoint
 def segment_lookalike(request: Request) -> Response:
     """Create a lookalike of the segment's audience: ``{"country": "US", "ratio": 1..10}``."""
-    ctx, shop_id = _ctx(request), request_shop_id(request)
-    body = _body(request)
+    ctx, shop_id = context(request), request_shop_id(request)
+    body = json_body(request)
     with ctx.sessions() as session:
-        seg = _segment(session, shop_id, request.path_params["segment_id"])
+        seg = get_segment(session, shop_id, path_id(request))
     ratio = body.get("ratio")
     if not isinstance(ratio, int) or isinstance(ratio, bool):
         raise InputError("ratio must be a whole percentage from 1 to 10", field="ratio")
@@ -405,12 +374,11 @@ def segment_lookalike(request: Request) -> Response:
     return JSONResponse(_audience_json(aud), status_code=201)
 
 
-@endpoint
 def segment_file(request: Request) -> Response:
     """The segment as the hashed customer file (same as ``analyze --meta-dir``)."""
-    ctx, shop_id = _ctx(request), request_shop_id(request)
+    ctx, shop_id = context(request), request_shop_id(request)
     with ctx.sessions() as session:
-        seg = _segment(session, shop_id, request.path_params["segment_id"])
+        seg = get_segment(session, shop_id, path_id(request))
         shop = session.get(Shop, shop_id)
         policy = audiences.consent_policy(shop) if shop is not None else "subscribed"
         people = [
@@ -447,7 +415,7 @@ def _page(title: str, message: str, status: int = 200) -> HTMLResponse:
 
 def callback(request: Request) -> Response:
     """Facebook Login returns here: check ``state``, exchange the code, store the token."""
-    ctx = _ctx(request)
+    ctx = context(request)
     q = request.query_params
     state = q.get("state") or ""
     try:
@@ -475,20 +443,3 @@ def callback(request: Request) -> Response:
         "Facebook Login is done. Return to Goldpan to choose the ad account; "
         "you can close this tab.",
     )
-
-
-routes = [
-    Route("/status", status, methods=["GET"]),
-    Route("/connect", connect, methods=["POST"]),
-    Route("/token", paste_token, methods=["POST"]),
-    Route("/disconnect", disconnect, methods=["POST"]),
-    Route("/adaccounts", ad_accounts, methods=["GET"]),
-    Route("/account", choose_account, methods=["POST"]),
-    Route("/segments/{segment_id}/sync", segment_sync, methods=["POST"]),
-    Route("/segments/{segment_id}/lookalike", segment_lookalike, methods=["POST"]),
-    Route("/segments/{segment_id}/file", segment_file, methods=["GET"]),
-]
-
-public_routes = [Route("/meta/callback", callback, methods=["GET"])]
-
-__all__ = ["public_routes", "redirect_uri", "routes", "sign_state", "verify_state"]

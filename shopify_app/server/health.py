@@ -1,26 +1,100 @@
-"""Prometheus metrics: webhook lag, queue depth, Shopify API cost used, sync progress.
+"""What operations look at: ``/healthz``, ``/readyz`` and the Prometheus ``/metrics``.
 
 The figures that matter for operations live in the database (the webhook inbox, sync runs,
 shops), which every web process and worker shares. So instead of counters kept in one process's
 memory — wrong as soon as there are two processes — a collector reads them at scrape time from
-the database and the job queue. Any web process answers ``/metrics`` with the cluster's view.
+the database and the job queue: webhook lag, queue depth, Shopify API cost used, sync progress.
+Any web process answers ``/metrics`` with the cluster's view.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hmac
+import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
+from shopify_app import db
 from shopify_app.db.models import Shop, SyncRun, WebhookEvent, utcnow
 from shopify_app.jobs import Context
+from shopify_app.server import context
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def healthz(request: Request) -> Response:
+    """The process is alive and serving."""
+    return JSONResponse({"status": "ok"})
+
+
+_heads_lock = threading.Lock()
+_heads: set[str] | None = None
+
+
+def _script_heads() -> set[str]:
+    global _heads
+    with _heads_lock:
+        if _heads is None:
+            from alembic.script import ScriptDirectory
+
+            _heads = set(ScriptDirectory(str(db.MIGRATIONS_DIR)).get_heads())
+        return _heads
+
+
+def readyz(request: Request) -> Response:
+    """The database answers and its schema is at the latest migration."""
+    from alembic.runtime.migration import MigrationContext
+
+    ctx = context(request)
+    try:
+        with ctx.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            current = set(MigrationContext.configure(conn).get_current_heads())
+    except Exception as exc:
+        log.warning("readiness check failed: %s", exc)
+        return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
+    expected = _script_heads()
+    if current != expected:
+        return JSONResponse(
+            {"status": "unavailable", "migrations": sorted(current), "head": sorted(expected)},
+            503,
+        )
+    return JSONResponse({"status": "ok", "migrations": sorted(current)})
+
+
+def metrics(request: Request) -> Response:
+    """Prometheus text exposition of the cluster's gauges (:class:`GoldpanCollector`).
+
+    With ``METRICS_TOKEN`` set, only ``Authorization: Bearer <token>`` may read it.
+    """
+    settings = context(request).settings
+    if settings.metrics_token:
+        header = request.headers.get("authorization", "")
+        given = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        if not hmac.compare_digest(given.encode(), settings.metrics_token.encode()):
+            return JSONResponse(
+                {"error": "metrics need a bearer token"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+    registry = getattr(request.app.state, "metrics_registry", None)
+    if registry is None:
+        registry = request.app.state.metrics_registry = make_registry(context(request))
+    return Response(render(registry), media_type=CONTENT_TYPE)
+
+
+# --- the collector ---------------------------------------------------------------------------
 
 
 class GoldpanCollector(Collector):

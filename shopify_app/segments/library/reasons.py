@@ -1,0 +1,198 @@
+"""Membership reasons: stored as JSON for the page, said in English for exports and ``analyze``.
+
+A membership reason is stored as JSON, ``{"key": "repeat", "params": {...}}``, so the page can
+say it in the merchant's language (``reason.<key>`` in web/i18n/<lang>.json, filled by
+web/i18n.js) while the CSV export, the data-request export and ``analyze`` say it in English
+through :func:`render`. The English templates live here, not in web/i18n/en.json, because the
+package must work installed without ``web/``; tests/test_segments_library.py checks that
+en.json holds exactly these templates and the other languages the same placeholders.
+
+A parameter's name says how to show it, on both sides:
+
+- ``*_date``   an ISO day ("2026-03-03") shown as a date ("3 March 2026")
+- ``*_money``  an amount shown with two decimals ("1,234.50"; the shop's currency is implied)
+- ``*_months`` month numbers ([11, 12]) shown as month names ("November–December")
+- anything else: numbers with grouping and at most one decimal, text as written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shopify_app.segments.dataset import day_date
+
+MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+
+
+REASON_TEMPLATES: dict[str, str] = {
+    "business.order_units": "{units} units of {product} on {day_date}",
+    "business.order_units_unnamed": "{units} units of one item on {day_date}",
+    "business.window_units": "{units} units in the last {days} days",
+    "business.company": "orders for a company: {company}",
+    "business.domain": "email at {domain}, a company another business buyer also uses",
+    "repeat": "{orders} orders, the last on {last_date}",
+    "true_fan": "{orders} orders, about every {days} days",
+    "one_time": "one order on {day_date} ({spend_money})",
+    # Lapsed reasons name the day of the last order, not "N days ago": a count relative to
+    # as-of would change every member's reason every day, and the daily recompute would
+    # rewrite them all. The segment's own name says how long ago ("Lapsed 60–89 days").
+    "lapsed": "last order on {last_date}",
+    "lapsed.discount": "last order on {last_date}; suggest {percent}% off",
+    "lapsed.reminder": (
+        "last order on {last_date}; usually orders every {every} days: send a reminder, no discount"
+    ),
+    "vip": "net spend {spend_money} (top {share}% start at {cutoff_money})",
+    "likely": "{percent}% likely active; {orders} orders expected in {days} days",
+    "at_risk": "spent {spend_money} over {orders} orders; only {percent}% likely still active",
+    "rfm": "R{r} F{f} M{m}",
+    "cross_sell": "bought {bought}; never bought {never}",
+    "holiday": "{season_orders} of {orders} orders in {season_months}",
+    "milestone": "spent {spend_money}: {gap_money} from the {goal_money} reward",
+    "region": "lives in {place}, where {customers} customers are",
+    "custom": "matches {rule}",
+}
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+_json_text = json.JSONEncoder(ensure_ascii=False).encode
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a customer is in a segment: a message key and its parameters."""
+
+    key: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """The stored form (what ``Membership.reason`` holds)."""
+        return json.dumps(
+            {"key": self.key, "params": self.params}, ensure_ascii=False, separators=(",", ":")
+        )
+
+    @classmethod
+    def parse(cls, stored: str | None) -> Reason | None:
+        """The reason in a stored string; None for empty or plain (pre-JSON) text."""
+        if not stored or not stored.startswith("{"):
+            return None
+        try:
+            data = json.loads(stored)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("key"), str):
+            return None
+        params = data.get("params")
+        return cls(data["key"], params if isinstance(params, dict) else {})
+
+
+def encoder(key: str, *, text: tuple[str, ...] = ()) -> Callable[..., str]:
+    """A function writing one reason key's JSON from keyword arguments (the template's names).
+
+    A big shop gives a million members a reason each, so this is the hot path: the function is
+    generated (as :mod:`dataclasses` does) to be one %-format over positional values, several
+    times faster than ``json.dumps`` or a ``**kwargs`` wrapper. Numbers go in as given, ``*_date``
+    values are ISO days (nothing to escape), ``*_money`` gets two decimals, and the ``text``
+    names and ``*_months`` lists are JSON-encoded.
+    """
+    names = list(dict.fromkeys(_PLACEHOLDER.findall(REASON_TEMPLATES[key])))
+    encoded = set(text) | {n for n in names if n.endswith("_months")}
+    if not set(text) <= set(names):
+        raise ValueError(f"{key}: unknown text parameters {sorted(set(text) - set(names))}")
+    parts, values = [], []
+    for name in names:
+        if name.endswith("_date"):
+            code = '"%s"'
+        elif name.endswith("_money"):
+            code = "%.2f"
+        else:
+            code = "%s"
+        parts.append(_json_text(name).replace("%", "%%") + ":" + code)
+        values.append(f"_json_text({name})" if name in encoded else name)
+    template = (
+        '{"key":' + _json_text(key).replace("%", "%%") + ',"params":{' + ",".join(parts) + "}}"
+    )
+    source = f"def encode(*, {', '.join(names)}):\n    return TEMPLATE % ({', '.join(values)},)\n"
+    namespace: dict[str, Any] = {"TEMPLATE": template, "_json_text": _json_text}
+    exec(source, namespace)  # the names come from REASON_TEMPLATES, never from input
+    encode: Callable[..., str] = namespace["encode"]
+    return encode
+
+
+def _iso(day: int) -> str:
+    return day_date(day).isoformat()
+
+
+def _season_label(months: list[int] | tuple[int, ...]) -> str:
+    months = list(months)
+    if len(months) == 1:
+        return MONTHS[months[0] - 1]
+    if months == list(range(months[0], months[-1] + 1)):
+        return f"{MONTHS[months[0] - 1]}–{MONTHS[months[-1] - 1]}"
+    return ", ".join(MONTHS[m - 1] for m in months)
+
+
+def _english(name: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if name.endswith("_date") and isinstance(value, str):
+        try:
+            d = dt.date.fromisoformat(value)
+        except ValueError:
+            return value
+        return f"{d.day} {MONTHS[d.month - 1]} {d.year}"
+    if name.endswith("_money") and isinstance(value, int | float):
+        return money(float(value))
+    if name.endswith("_months") and isinstance(value, list):
+        return _season_label([int(m) for m in value if 1 <= int(m) <= 12])
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value.is_integer() else f"{value:,.1f}"
+    return str(value)
+
+
+def render(reason: Reason | str | None) -> str:
+    """A reason in English: the stored JSON, a :class:`Reason`, or plain text (returned as is)."""
+    if reason is None:
+        return ""
+    parsed = reason if isinstance(reason, Reason) else Reason.parse(reason)
+    if parsed is None:
+        return str(reason)
+    template = REASON_TEMPLATES.get(parsed.key)
+    if template is None:
+        text = parsed.params.get("text")
+        return str(text) if text is not None else parsed.key
+    params = parsed.params
+    return _PLACEHOLDER.sub(lambda m: _english(m.group(1), params.get(m.group(1))), template)
+
+
+def money(value: float) -> str:
+    """Money as the page shows it: thousands separators, two decimals."""
+    return f"{value:,.2f}"
+
+
+class IsoDays:
+    """Formats day numbers as ISO dates, caching because many members share a day."""
+
+    def __init__(self) -> None:
+        self._cache: dict[int, str] = {}
+
+    def __call__(self, day: int) -> str:
+        text = self._cache.get(day)
+        if text is None:
+            text = self._cache[day] = _iso(day)
+        return text
+
+
+def constant(text: str) -> Callable[[int], str]:
+    """The same reason for every member (segments whose reason does not vary by customer)."""
+    return lambda _i: text

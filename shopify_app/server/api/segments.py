@@ -1,0 +1,469 @@
+"""The segments views: the list, one segment, its members (page and CSV), tag sync, native
+segments."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from shopify_app.db.models import (
+    AuditEntry,
+    Customer,
+    MetaAudience,
+    Segment,
+    SegmentHistory,
+    Shop,
+)
+from shopify_app.errors import InputError
+from shopify_app.segments.library import reasons
+from shopify_app.server import context
+from shopify_app.server.api.cache import data_version, shop_cache
+from shopify_app.server.api.request import (
+    PAGE_SIZE,
+    db_session,
+    enqueue,
+    get_segment,
+    get_shop,
+    int_param,
+    iso,
+    json_body,
+    path_id,
+    request_shop_id,
+    today,
+)
+from shopify_app.server.api.settings import load_config
+from shopify_app.tagging import changes as tag_changes
+from shopify_app.tagging.tags import ownership, segment_tag, validate_tag
+
+MEMBER_SORTS = ("id", "name", "spent", "orders", "since")
+"""Accepted ``sort`` values for the members list (``-`` prefix: descending)."""
+
+
+def _prefix(shop: Shop) -> str:
+    return str(load_config(shop)["tag_prefix"])
+
+
+def _meta_states(session: Session, shop_id: int) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {}
+    rows = session.scalars(
+        select(MetaAudience).where(MetaAudience.shop_id == shop_id).order_by(MetaAudience.id)
+    ).all()
+    for aud in rows:
+        entry = out.setdefault(aud.segment_id, {"audience": None, "lookalikes": []})
+        data = {
+            "id": aud.id,
+            "audience_id": aud.audience_id,
+            "status": aud.status,
+            "received": aud.received,
+            "invalid": aud.invalid,
+            "approximate_lower": aud.approximate_lower,
+            "approximate_upper": aud.approximate_upper,
+            "error": aud.error,
+            "spec": aud.spec,
+            "last_synced_at": iso(aud.last_synced_at),
+        }
+        if aud.kind == "lookalike":
+            entry["lookalikes"].append(data)
+        else:
+            entry["audience"] = data
+    return out
+
+
+def _latest_history(
+    session: Session, shop_id: int, column: Any, up_to: dt.date | None = None
+) -> dict[int, Any]:
+    """One SegmentHistory column per segment, from each segment's newest day (≤ ``up_to``)."""
+    where = [SegmentHistory.shop_id == shop_id]
+    if up_to is not None:
+        where.append(SegmentHistory.day <= up_to)
+    newest = (
+        select(SegmentHistory.segment_id, func.max(SegmentHistory.day).label("day"))
+        .where(*where)
+        .group_by(SegmentHistory.segment_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(SegmentHistory.segment_id, column).join(
+            newest,
+            and_(
+                SegmentHistory.segment_id == newest.c.segment_id,
+                SegmentHistory.day == newest.c.day,
+            ),
+        )
+    ).all()
+    return {int(sid): value for sid, value in rows}
+
+
+def _segment_revenue(session: Session, shop_id: int) -> tuple[dict[int, float], float]:
+    """Latest revenue per segment (from SegmentHistory) and the shop's total net spend."""
+    revenue = _latest_history(session, shop_id, SegmentHistory.revenue)
+    # The shop's total spend scans every customer: computed once per recompute, not per request.
+    total = shop_cache.get(
+        "total_spend",
+        shop_id,
+        data_version(session, shop_id),
+        lambda: session.scalar(
+            select(func.coalesce(func.sum(Customer.amount_spent), 0)).where(
+                Customer.shop_id == shop_id
+            )
+        ),
+    )
+    return {sid: float(rev or 0) for sid, rev in revenue.items()}, float(total or 0)
+
+
+def _week_ago_members(session: Session, shop_id: int) -> dict[int, int]:
+    """Each segment's member count a week ago (its newest history row up to then)."""
+    week_ago = today() - dt.timedelta(days=7)
+    members = _latest_history(session, shop_id, SegmentHistory.members, up_to=week_ago)
+    return {sid: int(n) for sid, n in members.items()}
+
+
+def _segment_row(
+    seg: Segment,
+    prefix: str,
+    revenue: dict[int, float],
+    total: float,
+    week_ago: dict[int, int],
+    meta: dict[int, dict[str, Any]],
+) -> dict[str, Any]:
+    before = week_ago.get(seg.id)
+    audience = meta.get(seg.id, {}).get("audience")
+    rev = revenue.get(seg.id)
+    return {
+        "id": seg.id,
+        "handle": seg.handle,
+        "kind": seg.kind,
+        "name": seg.name,
+        "enabled": seg.enabled,
+        "tag": segment_tag(seg.tag, seg.handle, prefix),
+        "members": seg.member_count,
+        "revenue": rev,
+        "revenue_share": (rev / total) if rev is not None and total > 0 else None,
+        "change_week": (seg.member_count - before) if before is not None else None,
+        "tag_sync": {"enabled": seg.tag_sync, "tag": segment_tag(seg.tag, seg.handle, prefix)},
+        "native_segment": seg.native_segment_id,
+        "meta_sync": {
+            "enabled": seg.meta_sync,
+            "status": audience["status"] if audience else None,
+            "error": audience["error"] if audience else None,
+        },
+        "computed_at": iso(seg.computed_at),
+    }
+
+
+def segment_list(request: Request) -> Response:
+    """Every segment of the shop with size, revenue share, weekly change and sync state."""
+    shop_id = request_shop_id(request)
+    with db_session(request) as session:
+        prefix = _prefix(get_shop(session, shop_id))
+        rows = session.scalars(
+            select(Segment).where(Segment.shop_id == shop_id).order_by(Segment.id)
+        ).all()
+        revenue, total = _segment_revenue(session, shop_id)
+        week_ago = _week_ago_members(session, shop_id)
+        meta = _meta_states(session, shop_id)
+        return JSONResponse(
+            {
+                "segments": [_segment_row(s, prefix, revenue, total, week_ago, meta) for s in rows],
+                "total_revenue": total,
+            }
+        )
+
+
+def segment_detail(request: Request) -> Response:
+    """One segment: its row, definition, 30 days of history and its Meta audiences."""
+    shop_id = request_shop_id(request)
+    segment_id = path_id(request)
+    with db_session(request) as session:
+        seg = get_segment(session, shop_id, segment_id)
+        prefix = _prefix(get_shop(session, shop_id))
+        revenue, total = _segment_revenue(session, shop_id)
+        week_ago = _week_ago_members(session, shop_id)
+        meta = _meta_states(session, shop_id)
+        history = session.execute(
+            select(SegmentHistory.day, SegmentHistory.members, SegmentHistory.revenue)
+            .where(SegmentHistory.segment_id == seg.id)
+            .order_by(SegmentHistory.day.desc())
+            .limit(30)
+        ).all()
+        row = _segment_row(seg, prefix, revenue, total, week_ago, meta)
+        row["definition"] = seg.definition
+        row["history"] = [
+            {"day": d.isoformat(), "members": m, "revenue": float(r or 0)}
+            for d, m, r in reversed(history)
+        ]
+        row["meta"] = meta.get(seg.id, {"audience": None, "lookalikes": []})
+        return JSONResponse(row)
+
+
+_MEMBER_COLUMNS: dict[str, Any] = {
+    "spent": Customer.amount_spent,
+    "orders": Customer.number_of_orders,
+}
+
+
+def _member_query(seg: Segment, q: str | None, sort: str) -> Any:
+    from shopify_app.db.models import Membership
+
+    stmt = (
+        select(Membership.customer_id, Membership.reason, Membership.since, Customer)
+        .join(
+            Customer,
+            and_(Customer.shop_id == Membership.shop_id, Customer.id == Membership.customer_id),
+        )
+        # The segment was already checked to be this shop's; filtering on segment_id alone lets
+        # the primary key (segment_id, customer_id) drive the walk (shop_id would pick the
+        # shop-wide index and scan every membership of the shop).
+        .where(Membership.segment_id == seg.id)
+    )
+    if q:
+        like = f"%{q.lower()}%"
+        stmt = stmt.where(
+            or_(
+                func.lower(Customer.email).like(like),
+                func.lower(
+                    func.coalesce(Customer.first_name, "")
+                    + " "
+                    + func.coalesce(Customer.last_name, "")
+                ).like(like),
+                func.lower(func.coalesce(Customer.company, "")).like(like),
+            )
+        )
+    desc = sort.startswith("-")
+    key = sort.lstrip("-")
+    col: Any
+    if key == "since":
+        col = Membership.since
+    elif key == "name":
+        col = func.lower(
+            func.coalesce(Customer.first_name, "") + " " + func.coalesce(Customer.last_name, "")
+        )
+    else:
+        col = _MEMBER_COLUMNS.get(key, Membership.customer_id)
+    # Membership.customer_id breaks ties so pages are stable; for the default sort it is the
+    # primary-key walk itself (segment_id, customer_id), which needs no sorting at all.
+    if key == "id":
+        order = [Membership.customer_id.desc() if desc else Membership.customer_id.asc()]
+    else:
+        order = [col.desc() if desc else col.asc(), Membership.customer_id.asc()]
+    return stmt.order_by(*order)
+
+
+def _member_params(request: Request) -> tuple[str | None, str, int]:
+    q = (request.query_params.get("q") or "").strip() or None
+    if q is not None and len(q) > 100:
+        raise InputError("search is limited to 100 characters", field="q")
+    sort = request.query_params.get("sort") or "id"
+    if sort.lstrip("-") not in MEMBER_SORTS or sort.count("-") > 1:
+        raise InputError(f"sort must be one of {', '.join(MEMBER_SORTS)}", field="sort")
+    page = int_param(request, "page", 1, 1, 1_000_000)
+    return q, sort, page
+
+
+def _goldpan_tags(tags: list[Any], prefix: str) -> list[str]:
+    owned = ownership(prefix)
+    return [t for t in tags or [] if isinstance(t, str) and owned(t)]
+
+
+def segment_members(request: Request) -> Response:
+    """A page of 50 members with why each qualifies; ``q`` searches name, email, company."""
+    shop_id = request_shop_id(request)
+    segment_id = path_id(request)
+    q, sort, page = _member_params(request)
+    after = request.query_params.get("after")
+    with db_session(request) as session:
+        seg = get_segment(session, shop_id, segment_id)
+        stmt = _member_query(seg, q, sort)
+        if after and sort == "id" and page == 1:
+            # Keyset continuation for the default order: constant time however deep.
+            from shopify_app.db.models import Membership
+
+            try:
+                after_id = int(after)
+            except ValueError:
+                raise InputError("after must be a customer id", field="after") from None
+            stmt = stmt.where(Membership.customer_id > after_id)
+        rows = session.execute(stmt.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)).all()
+        prefix = _prefix(get_shop(session, shop_id))
+        members = [
+            {
+                "id": cust.id,
+                "first_name": cust.first_name,
+                "last_name": cust.last_name,
+                "email": cust.email,
+                "company": cust.company,
+                "orders": cust.number_of_orders,
+                "spent": float(cust.amount_spent or 0),
+                "country": cust.country_code,
+                "reason": reason,
+                "since": iso(since),
+                "tags": _goldpan_tags(cust.tags, prefix),
+            }
+            for _cid, reason, since, cust in rows[:PAGE_SIZE]
+        ]
+        return JSONResponse(
+            {
+                "members": members,
+                "page": page,
+                "page_size": PAGE_SIZE,
+                "has_next": len(rows) > PAGE_SIZE,
+                "next_after": members[-1]["id"] if members and len(rows) > PAGE_SIZE else None,
+                "total": None if q else seg.member_count,
+                "q": q,
+                "sort": sort,
+            }
+        )
+
+
+def _csv_safe(value: Any) -> str:
+    """Neutralise spreadsheet formulas (CSV injection) in exported text."""
+    text = "" if value is None else str(value)
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + text
+    return text
+
+
+def segment_members_csv(request: Request) -> Response:
+    """Every member as CSV (streamed), for spreadsheets and other tools."""
+    shop_id = request_shop_id(request)
+    segment_id = path_id(request)
+    sessions = context(request).sessions
+    with db_session(request) as session:
+        seg = get_segment(session, shop_id, segment_id)
+        handle = seg.handle
+
+    def rows() -> Iterator[str]:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(
+            [
+                "customer_id",
+                "first_name",
+                "last_name",
+                "email",
+                "phone",
+                "company",
+                "country",
+                "orders",
+                "amount_spent",
+                "reason",
+                "member_since",
+            ]
+        )
+        with sessions() as s:
+            stmt = _member_query(seg, None, "id").execution_options(yield_per=2000)
+            for _cid, reason, since, c in s.execute(stmt):
+                writer.writerow(
+                    [c.id]
+                    + [
+                        _csv_safe(v)
+                        for v in (
+                            c.first_name,
+                            c.last_name,
+                            c.email,
+                            c.phone,
+                            c.company,
+                            c.country_code,
+                        )
+                    ]
+                    + [
+                        c.number_of_orders,
+                        f"{float(c.amount_spent or 0):.2f}",
+                        # Spreadsheets get the reason in English, not the page's JSON.
+                        _csv_safe(reasons.render(reason)),
+                        iso(since),
+                    ]
+                )
+                if buf.tell() > 64_000:
+                    yield buf.getvalue()
+                    buf.seek(0)
+                    buf.truncate()
+        yield buf.getvalue()
+
+    return StreamingResponse(
+        rows(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="goldpan-{handle}.csv"'},
+    )
+
+
+def _tag_preview(session: Session, shop_id: int, seg: Segment) -> dict[str, int]:
+    entry = tag_changes.preview(session, shop_id).get(seg.handle)
+    if entry is None:  # a disabled segment: nobody carries its tag because of Goldpan
+        return {"gain": 0, "lose": 0}
+    return {"gain": int(entry["gain"]), "lose": int(entry["lose"])}
+
+
+def segment_tag_sync(request: Request) -> Response:
+    """Turn tag sync on or off. Turning it on first answers the preview; ``confirm`` applies.
+
+    Body: ``{"enabled": bool, "confirm": bool, "tag": optional new tag}``.
+    """
+    shop_id = request_shop_id(request)
+    segment_id = path_id(request)
+    body = json_body(request)
+    enabled = body.get("enabled")
+    if not isinstance(enabled, bool):
+        raise InputError("enabled must be true or false", field="enabled")
+    confirm = body.get("confirm", False)
+    if not isinstance(confirm, bool):
+        raise InputError("confirm must be true or false", field="confirm")
+    tag = body.get("tag")
+    if tag is not None:
+        if not isinstance(tag, str):
+            raise InputError("the tag must be text", field="tag")
+        tag = validate_tag(tag)
+    with db_session(request) as session, session.begin():
+        shop = get_shop(session, shop_id)
+        seg = get_segment(session, shop_id, segment_id)
+        prefix = _prefix(shop)
+        old_tag = segment_tag(seg.tag, seg.handle, prefix)
+        new_tag = tag if tag is not None else old_tag
+        if enabled and not confirm and not seg.tag_sync:
+            preview = _tag_preview(session, shop_id, seg)
+            return JSONResponse({"applied": False, "preview": preview, "tag": new_tag})
+        if new_tag != old_tag:
+            # Keep the merchant's name; an untouched tag stays None so it follows the prefix.
+            seg.tag = new_tag
+        seg.tag_sync = enabled
+        session.add(
+            AuditEntry(
+                shop_id=shop_id,
+                target="app",
+                action="tag_sync.enable" if enabled else "tag_sync.disable",
+                subject=seg.handle,
+                count=seg.member_count,
+                detail={"tag": new_tag, "user_id": getattr(request.state, "user_id", None)},
+            )
+        )
+        sync_now = seg.tag_sync
+    enqueue(
+        request,
+        "tags.segment_changed",
+        shop_id=shop_id,
+        segment_id=segment_id,
+        old_tag=old_tag if old_tag != new_tag else None,
+    )
+    return JSONResponse({"applied": True, "tag_sync": sync_now, "tag": new_tag})
+
+
+def segment_native(request: Request) -> Response:
+    """Create (or refresh) the segment's native Shopify segment on its tag."""
+    shop_id = request_shop_id(request)
+    segment_id = path_id(request)
+    with db_session(request) as session:
+        seg = get_segment(session, shop_id, segment_id)
+        if not seg.tag_sync:
+            raise InputError(
+                "turn tag sync on first: the native segment follows the tag", field="tag_sync"
+            )
+    enqueue(request, "tags.native_segment", shop_id=shop_id, segment_id=segment_id)
+    return JSONResponse({"queued": True}, status_code=202)

@@ -1,0 +1,115 @@
+"""The settings view: the shop's segment settings (with the Meta card's state), and removing
+every Goldpan tag for merchants who leave."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from shopify_app.db.models import AuditEntry, MetaConnection, Product, Shop
+from shopify_app.errors import InputError
+from shopify_app.segments.config import ShopConfig
+from shopify_app.server.api.request import (
+    db_session,
+    enqueue,
+    get_shop,
+    json_body,
+    request_shop_id,
+)
+
+
+def load_config(shop: Shop) -> dict[str, Any]:
+    """The shop's segment settings, validated, every key present (defaults filled in)."""
+    return ShopConfig.from_settings(shop.settings or {}).to_settings()
+
+
+def _validate_config(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``changes`` into ``current`` and validate; raises InputError naming the field."""
+    unknown = sorted(set(changes) - set(current))
+    if unknown:
+        raise InputError(f"unknown setting {unknown[0]!r}", field=unknown[0])
+    return ShopConfig.from_settings({**current, **changes}).to_settings()
+
+
+def settings_get(request: Request) -> Response:
+    """The shop's segment settings, the products its cross-sell rules name, and Meta state."""
+    shop_id = request_shop_id(request)
+    with db_session(request) as session:
+        shop = get_shop(session, shop_id)
+        config = load_config(shop)
+        # Cross-sell rules name products by id (picked) or by title words (typed).
+        ids = {
+            int(ref)
+            for rule in config["cross_sell"]
+            for side in ("bought", "never")
+            for ref in rule[side]
+            if str(ref).isdigit() and len(str(ref)) < 19
+        }
+        products = (
+            session.execute(
+                select(Product.id, Product.title).where(
+                    Product.shop_id == shop_id, Product.id.in_(sorted(ids))
+                )
+            ).all()
+            if ids
+            else []
+        )
+        conn = session.get(MetaConnection, shop_id)
+        return JSONResponse(
+            {
+                "settings": config,
+                "products": {str(pid): title for pid, title in products},
+                "meta": {
+                    "status": conn.status if conn else "disconnected",
+                    "ad_account_id": conn.ad_account_id if conn else None,
+                    "tos_accepted": conn.tos_accepted if conn else False,
+                    "error": conn.error if conn else None,
+                },
+            }
+        )
+
+
+def settings_put(request: Request) -> Response:
+    """Change settings (a partial object); refused with the failing field; then recompute."""
+    shop_id = request_shop_id(request)
+    body = json_body(request)
+    changes = body.get("settings", body)
+    if not isinstance(changes, dict) or not changes:
+        raise InputError("send the settings to change", field="settings")
+    with db_session(request) as session, session.begin():
+        shop = get_shop(session, shop_id)
+        current = load_config(shop)
+        old_prefix = current.get("tag_prefix")
+        validated = _validate_config(current, changes)
+        # Keys other features keep in Shop.settings are left as they are.
+        shop.settings = {**(shop.settings or {}), **validated}
+        session.add(
+            AuditEntry(
+                shop_id=shop_id,
+                target="app",
+                action="settings.update",
+                subject=",".join(sorted(changes))[:255],
+                count=len(changes),
+                detail={"user_id": getattr(request.state, "user_id", None)},
+            )
+        )
+    enqueue(request, "segments.recompute_shop", shop_id=shop_id)
+    if old_prefix and validated.get("tag_prefix") != old_prefix:
+        # After the recompute has written the new tags: take the old prefix's tags off.
+        enqueue(request, "tags.prefix_changed", shop_id=shop_id, old_prefix=old_prefix)
+    return JSONResponse({"settings": validated})
+
+
+def tags_remove_all(request: Request) -> Response:
+    """Remove every Goldpan tag from every customer (for merchants who leave). Needs confirm."""
+    shop_id = request_shop_id(request)
+    body = json_body(request)
+    if body.get("confirm") is not True:
+        raise InputError("confirm the removal of every Goldpan tag", field="confirm")
+    with db_session(request) as session:
+        get_shop(session, shop_id)
+    enqueue(request, "tags.remove_all", shop_id=shop_id)
+    return JSONResponse({"queued": True}, status_code=202)

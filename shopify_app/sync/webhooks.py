@@ -1,0 +1,101 @@
+"""Applying store-data webhooks: ``orders/*`` and ``customers/*`` deliveries.
+
+:func:`apply_webhook` upserts the REST-shaped payloads unless what is stored is newer, and asks
+the segments engine to recompute the customer concerned. ``customers/delete`` leaves a tombstone
+(:mod:`shopify_app.sync.tombstones`): nothing brings a deleted customer back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from shopify_app import db, jobs
+from shopify_app.db.models import Customer, LineItem, Order
+from shopify_app.segments import recompute
+from shopify_app.sync.ingest import upsert_sql, write_batch
+from shopify_app.sync.rows import Batch, rest_customer_row, rest_order_rows, utc_text
+from shopify_app.sync.tombstones import is_deleted, record_deletion
+
+log = logging.getLogger(__name__)
+
+
+def _aware(text: str | None) -> dt.datetime | None:
+    return None if text is None else dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+
+
+def _is_stale(stored_updated: dt.datetime | None, incoming: str | None) -> bool:
+    if stored_updated is None or incoming is None:
+        return False
+    return stored_updated > (_aware(incoming) or stored_updated)
+
+
+def apply_webhook(ctx: jobs.Context, shop_id: int, topic: str, payload: dict[str, Any]) -> bool:
+    """Apply an ``orders/*`` or ``customers/*`` delivery; True if it changed anything.
+
+    A delivery older than the stored row (by ``updated_at``) is ignored: webhooks arrive at
+    least once and in any order. The customer concerned is then recomputed.
+    """
+    customer_id: int | None
+    if topic in ("orders/create", "orders/updated", "orders/cancelled", "orders/edited"):
+        order, items = rest_order_rows(shop_id, payload)
+        customer_id = order[2]
+        with db.write_engine(ctx.engine).begin() as conn:
+            stored = conn.execute(
+                select(Order.updated_at).where(Order.shop_id == shop_id, Order.id == order[1])
+            ).first()
+            if stored is not None and _is_stale(stored[0], order[7]):
+                return False
+            batch = Batch.empty()
+            batch.rows["orders"].append(order)
+            batch.rows["line_items"] = items
+            write_batch(conn, batch)
+            # Line items removed by an order edit disappear from the payload: drop them too.
+            conn.execute(
+                delete(LineItem).where(
+                    LineItem.shop_id == shop_id,
+                    LineItem.order_id == order[1],
+                    LineItem.id.not_in([i[1] for i in items] or [-1]),
+                )
+            )
+    elif topic in ("customers/create", "customers/update"):
+        customer_id = int(payload["id"])
+        with db.write_engine(ctx.engine).begin() as conn:
+            db.lock_customers(conn, shop_id, [customer_id])
+            if is_deleted(conn, shop_id, "customers", customer_id):
+                # Shopify never reuses an id: anything about a deleted customer is stale.
+                return False
+            stored_customer = conn.execute(
+                select(Customer.__table__).where(
+                    Customer.shop_id == shop_id, Customer.id == customer_id
+                )
+            ).first()
+            if stored_customer is not None and _is_stale(
+                stored_customer.updated_at, utc_text(payload.get("updated_at"))
+            ):
+                return False
+            # The upsert alone, not write_batch: its purge of every deleted customer of the
+            # shop is for bulk pages read before a deletion; this one customer was just
+            # checked to be alive, under its lock.
+            conn.exec_driver_sql(
+                upsert_sql(conn.dialect, "customers"),
+                [rest_customer_row(shop_id, payload, stored_customer)],
+            )
+    elif topic == "customers/delete":
+        customer_id = int(payload["id"])
+        with db.write_engine(ctx.engine).begin() as conn:
+            db.lock_customers(conn, shop_id, [customer_id])
+            record_deletion(conn, shop_id, "customers", customer_id)
+            recompute.forget_customers(conn, shop_id, [customer_id])
+            conn.execute(
+                delete(Customer).where(Customer.shop_id == shop_id, Customer.id == customer_id)
+            )
+    else:
+        log.warning("topic %s is not a sync topic", topic)
+        return False
+    if customer_id is not None:
+        ctx.enqueue("segments.recompute_customer", shop_id=shop_id, customer_id=customer_id)
+    return True

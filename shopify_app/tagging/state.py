@@ -1,0 +1,127 @@
+"""What Goldpan knows about a shop's tags: prefix, threshold, synced segments, current tags.
+
+"Current" is ``Customer.tags``: what Shopify has now, kept by sync from ``customers/update`` and
+bulk imports, and by the writes from Shopify's answers. The ledger of bulk mutations in flight
+(``AuditEntry`` rows with :data:`RUNNING`) lives here too, because a run must skip customers
+whose tags a running operation is still changing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shopify_app.db.models import AuditEntry, Customer, Membership, Segment, Shop
+from shopify_app.errors import GoldpanError
+from shopify_app.tagging.tags import DEFAULT_PREFIX, Ownership, ownership, segment_tag
+
+DEFAULT_BULK_THRESHOLD = 500
+"""Changed customers above which a run uses bulk mutations instead of aliased requests."""
+RUNNING = "running"
+"""``AuditEntry.result`` of a bulk mutation still in flight."""
+BULK_ACTIONS = ("tags.bulk_add", "tags.bulk_remove")
+"""``AuditEntry.action`` of the bulk mutations' ledger entries."""
+
+
+def shop_prefix(shop: Shop) -> str:
+    """The shop's tag prefix (merchant setting ``tag_prefix``), default ``goldpan-``."""
+    value = (shop.settings or {}).get("tag_prefix")
+    return value if isinstance(value, str) and value.strip() else DEFAULT_PREFIX
+
+
+def bulk_threshold(shop: Shop) -> int:
+    """Changed customers above which a run uses bulk mutations (setting ``tag_bulk_threshold``)."""
+    value = (shop.settings or {}).get("tag_bulk_threshold")
+    return value if isinstance(value, int) and value > 0 else DEFAULT_BULK_THRESHOLD
+
+
+@dataclass
+class ShopTags:
+    """What a run needs to know about a shop's tagging: which segments tag, and what is owned."""
+
+    shop_id: int
+    prefix: str
+    threshold: int
+    synced: dict[int, str]
+    """Segment id → tag, for enabled segments with tag sync on."""
+    owned_tags: frozenset[str]
+    """Explicitly owned tags (every segment's tag, and old tags being migrated away)."""
+
+    @property
+    def owned(self) -> Ownership:
+        """The ownership predicate for :func:`~shopify_app.tagging.diff.diff`."""
+        return ownership(self.prefix, self.owned_tags)
+
+    @classmethod
+    def load(cls, session: Session, shop_id: int, extra_owned: Iterable[str] = ()) -> ShopTags:
+        """Read the shop's prefix, threshold and segments."""
+        shop = session.get(Shop, shop_id)
+        if shop is None:
+            raise GoldpanError(f"shop {shop_id} does not exist")
+        prefix = shop_prefix(shop)
+        # Columns, not ORM objects: this runs for every tag write (once per changed customer).
+        segments = session.execute(
+            select(
+                Segment.id, Segment.handle, Segment.tag, Segment.enabled, Segment.tag_sync
+            ).where(Segment.shop_id == shop_id)
+        ).all()
+        tags = {s.id: segment_tag(s.tag, s.handle, prefix) for s in segments}
+        synced = {s.id: tags[s.id] for s in segments if s.enabled and s.tag_sync}
+        owned = set(tags.values()) | {t for t in extra_owned if t}
+        return cls(shop_id, prefix, bulk_threshold(shop), synced, frozenset(owned))
+
+    def wanted(self, session: Session, customer_ids: Sequence[int] | None) -> dict[int, set[str]]:
+        """Customer id → the Goldpan tags their memberships call for (only customers with any)."""
+        wanted: dict[int, set[str]] = defaultdict(set)
+        if not self.synced:
+            return wanted
+        query = select(Membership.customer_id, Membership.segment_id).where(
+            Membership.shop_id == self.shop_id, Membership.segment_id.in_(list(self.synced))
+        )
+        for chunk in id_chunks(customer_ids):
+            q = query if chunk is None else query.where(Membership.customer_id.in_(chunk))
+            for customer_id, segment_id in session.execute(q):
+                wanted[customer_id].add(self.synced[segment_id])
+        return wanted
+
+
+def id_chunks(ids: Sequence[int] | None, size: int = 900) -> Iterator[list[int] | None]:
+    """``ids`` in chunks SQLite can bind (it caps bound parameters); ``None``: every customer."""
+    if ids is None:
+        yield None
+        return
+    unique = sorted(set(ids))
+    for i in range(0, len(unique), size):
+        yield unique[i : i + size]
+
+
+def current_tags(
+    session: Session, shop_id: int, customer_ids: Sequence[int] | None
+) -> dict[int, list[str]]:
+    """Customer id → the tags Shopify has now (as stored), for ``customer_ids`` or everyone."""
+    current: dict[int, list[str]] = {}
+    query = select(Customer.id, Customer.tags).where(Customer.shop_id == shop_id)
+    for chunk in id_chunks(customer_ids):
+        q = query if chunk is None else query.where(Customer.id.in_(chunk))
+        for customer_id, tags in session.execute(q):
+            current[customer_id] = list(tags or [])
+    return current
+
+
+def in_flight(session: Session, shop_id: int) -> set[int]:
+    """Customers in a bulk mutation still running: their result decides, not a second write."""
+    busy: set[int] = set()
+    entries = session.scalars(
+        select(AuditEntry).where(
+            AuditEntry.shop_id == shop_id,
+            AuditEntry.action.in_(BULK_ACTIONS),
+            AuditEntry.result == RUNNING,
+        )
+    ).all()
+    for entry in entries:
+        busy.update(int(row[0]) for row in entry.detail.get("rows", []))
+    return busy

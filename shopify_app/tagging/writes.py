@@ -1,0 +1,436 @@
+"""Tag writes to Shopify: only the difference, never the same change twice.
+
+* **Small diffs** go out as aliased ``tagsRemove``/``tagsAdd`` requests (:mod:`.diff`'s batch
+  documents), each batch re-diffed under its claim just before it is sent.
+* **Above the bulk threshold** (default 500 changed customers) the rows go out as bulk
+  mutations (``tags_remove`` and ``tags_add`` over a staged JSONL upload), recorded as running
+  until :mod:`.bulk` sees them finish.
+
+After a write, Goldpan stores the tags Shopify answered with (the mutation selects the
+customer's resulting ``tags``), so the echoed ``customers/update`` computes an empty diff: no
+loops, no second write.
+
+Concurrent writers for the same customer (50 webhooks/s on several workers) must not write the
+same diff twice. On PostgreSQL the batch holds ``SELECT ... FOR UPDATE`` on its customer rows
+across the request; on SQLite (one process by design) process-local customer locks serialise
+writers of the same customer and the stored tags are updated compare-and-set, so a newer
+``customers/update`` that landed during the request is never overwritten by an older answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+
+from sqlalchemy import Table, bindparam, select, update
+
+from shopify_app import jobs
+from shopify_app.db import transaction
+from shopify_app.db.models import AuditEntry, Customer, Shop
+from shopify_app.errors import ShopifyError
+from shopify_app.shopify.client import AdminClient
+from shopify_app.tagging.diff import (
+    ADD_DOCUMENT,
+    REMOVE_DOCUMENT,
+    TagDiff,
+    apply,
+    batch_request,
+    batches,
+    customer_gid,
+    diff,
+    plan,
+)
+from shopify_app.tagging.state import RUNNING, ShopTags, current_tags, in_flight
+from shopify_app.tagging.tags import MAX_TAGS_PER_CUSTOMER
+
+log = logging.getLogger(__name__)
+
+MAX_BULK_ATTEMPTS = 3
+"""After this many bulk attempts the leftovers go out as small requests (which never loop)."""
+
+
+class AdminAPI(Protocol):
+    """The part of :class:`~shopify_app.shopify.client.AdminClient` tagging uses."""
+
+    def execute(
+        self, document_name: str, variables: dict[str, Any] | None = None
+    ) -> dict[str, Any]: ...
+
+    def run_bulk_mutation(self, document_name: str, rows: Iterable[dict[str, Any]]) -> str: ...
+
+    def bulk_operation(self, gid: str) -> dict[str, Any]: ...
+
+    def stream_jsonl(self, url: str) -> Iterator[dict[str, Any]]: ...
+
+
+def admin_client(ctx: jobs.Context, shop_id: int) -> AdminAPI:
+    """The Admin API client of ``shop_id``."""
+    client: AdminAPI = AdminClient(ctx, shop_id)
+    return client
+
+
+@dataclass
+class SyncReport:
+    """The outcome of one run (the task returns :meth:`summary`)."""
+
+    checked: int = 0
+    changed: int = 0
+    added: int = 0
+    removed: int = 0
+    requests: int = 0
+    bulk_operations: list[str] = field(default_factory=list)
+    in_flight: int = 0
+    limited: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts only (safe to store as a task result)."""
+        return {
+            "checked": self.checked,
+            "changed": self.changed,
+            "added": self.added,
+            "removed": self.removed,
+            "requests": self.requests,
+            "bulk_operations": list(self.bulk_operations),
+            "in_flight": self.in_flight,
+            "limited": len(self.limited),
+            "failed": len(self.failed),
+        }
+
+
+_STRIPES = tuple(threading.Lock() for _ in range(256))
+"""Process-local customer locks for SQLite, striped: writes for different customers of one
+shop run in parallel (50 webhooks/s need that), writes for the same customer never do."""
+
+
+@contextmanager
+def _local_locks(shop_id: int, customer_ids: Sequence[int]) -> Iterator[None]:
+    # Sorted acquisition: two batches sharing stripes cannot deadlock.
+    stripes = sorted({hash((shop_id, cid)) % len(_STRIPES) for cid in customer_ids})
+    with ExitStack() as stack:
+        for stripe in stripes:
+            stack.enter_context(_STRIPES[stripe])
+        yield
+
+
+@dataclass
+class _Claim:
+    """Customers held for one write: their tags as read, and what to store afterwards."""
+
+    current: dict[int, list[str]]
+    results: dict[int, list[str]] = field(default_factory=dict)
+    updated_at: dict[int, dt.datetime] = field(default_factory=dict)
+    audit: list[AuditEntry] = field(default_factory=list)
+
+    def answer(self, customer_id: int, node: Mapping[str, Any]) -> bool:
+        """Take Shopify's answer for a customer (its tags, updatedAt); False if it had none."""
+        tags = node.get("tags")
+        if not isinstance(tags, list):
+            return False
+        self.results[customer_id] = [str(t) for t in tags]
+        stamp = parse_timestamp(node.get("updatedAt"))
+        if stamp is not None:
+            self.updated_at[customer_id] = stamp
+        return True
+
+
+def parse_timestamp(value: Any) -> dt.datetime | None:
+    """Shopify's ``updatedAt`` (ISO 8601, ``Z`` for UTC) as an aware datetime, else ``None``."""
+    if not isinstance(value, str):
+        return None
+    try:
+        stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
+
+
+def _later(stored: dt.datetime | None, answered: dt.datetime | None) -> dt.datetime | None:
+    """``updated_at`` after a write: Shopify's answer if newer, else what was stored (see
+    :func:`store_answer`)."""
+    if answered is not None and (stored is None or answered > stored):
+        return answered
+    return stored
+
+
+def store_answer(row: Customer, tags: list[str], updated_at: dt.datetime | None) -> None:
+    """Store Shopify's answer. ``updated_at`` moves forward only, so an older customers/update
+    arriving late (say, the merchant's edit from before our write) is seen as stale by sync
+    and cannot bring back tags Shopify no longer has."""
+    row.tags = list(tags)
+    if updated_at is not None and (row.updated_at is None or updated_at > row.updated_at):
+        row.updated_at = updated_at
+
+
+@contextmanager
+def _claim(ctx: jobs.Context, shop_id: int, customer_ids: Sequence[int]) -> Iterator[_Claim]:
+    """Hold ``customer_ids`` against other tag writers for one request (see module docstring)."""
+    ids = sorted(set(customer_ids))
+    if ctx.engine.dialect.name == "postgresql":
+        with transaction(ctx.sessions) as session:
+            rows = session.execute(
+                select(Customer.id, Customer.tags, Customer.updated_at)
+                .where(Customer.shop_id == shop_id, Customer.id.in_(ids))
+                .order_by(Customer.id)
+                .with_for_update()
+            ).all()
+            claim = _Claim({r.id: list(r.tags or []) for r in rows})
+            yield claim
+            stored_at = {r.id: r.updated_at for r in rows}
+            if claim.results:
+                # One statement for the batch's customers (executemany), not one per customer.
+                table = cast(Table, Customer.__table__)
+                c = table.c
+                session.connection().execute(
+                    update(table)
+                    .where(c.shop_id == shop_id, c.id == bindparam("customer_id"))
+                    .values(tags=bindparam("new_tags"), updated_at=bindparam("new_updated_at")),
+                    [
+                        {
+                            "customer_id": customer_id,
+                            "new_tags": list(tags),
+                            "new_updated_at": _later(
+                                stored_at.get(customer_id), claim.updated_at.get(customer_id)
+                            ),
+                        }
+                        for customer_id, tags in claim.results.items()
+                    ],
+                )
+            session.add_all(claim.audit)
+        return
+    with _local_locks(shop_id, ids):
+        with transaction(ctx.sessions) as session:
+            claim = _Claim(current_tags(session, shop_id, ids))
+        yield claim
+        with transaction(ctx.sessions) as session:
+            for customer_id, tags in claim.results.items():
+                row = session.get(Customer, (shop_id, customer_id))
+                # Compare-and-set: a customers/update stored during the request is newer.
+                if row is not None and list(row.tags or []) == claim.current.get(customer_id):
+                    store_answer(row, tags, claim.updated_at.get(customer_id))
+            session.add_all(claim.audit)
+
+
+shopify_audit = functools.partial(AuditEntry.of, target="shopify")
+"""Every tag write's audit-log entry (target ``"shopify"``)."""
+
+
+def _record(ctx: jobs.Context, *entries: AuditEntry) -> None:
+    with transaction(ctx.sessions) as session:
+        session.add_all(entries)
+
+
+def _write_small(
+    ctx: jobs.Context,
+    client: AdminAPI,
+    state: ShopTags,
+    planned: Mapping[int, TagDiff],
+    wanted: Mapping[int, set[str]],
+    report: SyncReport,
+) -> None:
+    """Write ``planned`` with aliased requests, re-diffing each batch under its claim."""
+    owned = state.owned
+    for batch in batches(planned):
+        with _claim(ctx, state.shop_id, batch) as claim:
+            # Re-diff against the tags as they are now: another writer or a customers/update
+            # may have changed them since planning.
+            changes: dict[int, TagDiff] = {}
+            for cid in batch:
+                if cid in claim.current:
+                    change = diff(claim.current[cid], wanted.get(cid, set()), owned)
+                    if not change.empty:
+                        changes[cid] = change
+            if not changes:
+                continue
+            document, variables, keys = batch_request(changes)
+            try:
+                data = client.execute(document, variables)
+            except ShopifyError as exc:
+                _record(
+                    ctx,
+                    shopify_audit(
+                        state.shop_id,
+                        "tags.write",
+                        subject=document,
+                        count=len(changes),
+                        result="error",
+                        detail=_change_detail(changes),
+                        error=str(exc),
+                    ),
+                )
+                raise
+            report.requests += 1
+            failed: dict[int, str] = {}
+            for key, customer_id in keys:
+                payload = data.get(key) or {}
+                errors = payload.get("userErrors") or []
+                if errors:
+                    failed[customer_id] = "; ".join(str(e.get("message")) for e in errors)
+                    continue
+                # The node's tags are Shopify's state after this field, whatever came before.
+                node = payload.get("node") or {}
+                if not claim.answer(customer_id, node):
+                    # An answer without the node: assume Shopify applied what was asked.
+                    base = claim.results.get(customer_id, claim.current[customer_id])
+                    one = changes[customer_id]
+                    removing = key.startswith("r") or key == "tagsRemove"
+                    step = TagDiff(remove=one.remove) if removing else TagDiff(add=one.add)
+                    claim.results[customer_id] = apply(base, step)
+            ok = {cid: c for cid, c in changes.items() if cid not in failed}
+            report.changed += len(ok)
+            report.added += sum(len(c.add) for c in ok.values())
+            report.removed += sum(len(c.remove) for c in ok.values())
+            report.failed.update(failed)
+            claim.audit.append(
+                shopify_audit(
+                    state.shop_id,
+                    "tags.write",
+                    subject=document,
+                    count=len(changes),
+                    result="partial" if failed else "ok",
+                    detail={
+                        **_change_detail(changes),
+                        "failed": {str(k): v for k, v in failed.items()},
+                    },
+                )
+            )
+            if failed:
+                log.warning("tag write for shop %s: userErrors for %s", state.shop_id, failed)
+
+
+def _change_detail(changes: Mapping[int, TagDiff]) -> dict[str, Any]:
+    return {
+        "customers": len(changes),
+        "added": sum(len(c.add) for c in changes.values()),
+        "removed": sum(len(c.remove) for c in changes.values()),
+        "changes": [[cid, list(c.add), list(c.remove)] for cid, c in sorted(changes.items())],
+    }
+
+
+def _write_bulk(
+    ctx: jobs.Context,
+    client: AdminAPI,
+    state: ShopTags,
+    planned: Mapping[int, TagDiff],
+    report: SyncReport,
+    attempt: int,
+) -> None:
+    """Start bulk mutations (removes, then adds) and record them as running."""
+    for action, document in (
+        ("tags.bulk_remove", REMOVE_DOCUMENT),
+        ("tags.bulk_add", ADD_DOCUMENT),
+    ):
+        rows: list[tuple[int, list[str]]] = [
+            (cid, list(c.add if document == ADD_DOCUMENT else c.remove))
+            for cid, c in sorted(planned.items())
+        ]
+        rows = [(cid, tags) for cid, tags in rows if tags]
+        if not rows:
+            continue
+        try:
+            gid = client.run_bulk_mutation(
+                document, ({"id": customer_gid(cid), "tags": tags} for cid, tags in rows)
+            )
+        except ShopifyError as exc:
+            _record(
+                ctx,
+                shopify_audit(
+                    state.shop_id, action, count=len(rows), result="error", error=str(exc)
+                ),
+            )
+            raise
+        report.requests += 1
+        report.bulk_operations.append(gid)
+        _record(
+            ctx,
+            shopify_audit(
+                state.shop_id,
+                action,
+                subject=gid,
+                count=len(rows),
+                result=RUNNING,
+                detail={"operation": gid, "attempt": attempt, "rows": [list(r) for r in rows]},
+            ),
+        )
+
+
+def _record_limits(ctx: jobs.Context, shop_id: int, limited: Mapping[int, tuple[str, ...]]) -> None:
+    if not limited:
+        return
+    log.warning(
+        "shop %s: %d customers at Shopify's %d-tag limit; Goldpan tags not added",
+        shop_id,
+        len(limited),
+        MAX_TAGS_PER_CUSTOMER,
+    )
+    sample = dict(list(sorted(limited.items()))[:100])
+    entry = shopify_audit(
+        shop_id,
+        "tags.limit",
+        count=len(limited),
+        result="partial",
+        detail={
+            "message": (
+                f"{len(limited)} customers already have {MAX_TAGS_PER_CUSTOMER} tags; "
+                "Goldpan did not add its tags to them and never removes the merchant's tags "
+                "to make room"
+            ),
+            "customers": {str(cid): list(tags) for cid, tags in sample.items()},
+        },
+    )
+    entry.target = "app"
+    _record(ctx, entry)
+
+
+def sync_tags(
+    ctx: jobs.Context,
+    shop_id: int,
+    customer_ids: Sequence[int] | None = None,
+    *,
+    client: AdminAPI | None = None,
+    extra_owned: Iterable[str] = (),
+    wanted_override: Mapping[int, set[str]] | None = None,
+    attempt: int = 1,
+) -> SyncReport:
+    """Write the tag diff of ``customer_ids`` (all customers when ``None``) to Shopify.
+
+    ``extra_owned`` adds tags Goldpan owns only for this run (an old tag being migrated away);
+    ``wanted_override`` replaces the memberships (``remove_all`` wants nothing). An unchanged
+    customer costs nothing; a changed one one slot in an aliased request, or one bulk row.
+    """
+    with ctx.sessions() as session:
+        shop = session.get(Shop, shop_id)
+        if shop is None or not shop.is_installed:
+            # Uninstalled (or redacted): nothing can be written, and nothing should be.
+            log.info("tags for shop %s skipped: not installed", shop_id)
+            return SyncReport()
+        state = ShopTags.load(session, shop_id, extra_owned)
+        current = current_tags(session, shop_id, customer_ids)
+        found = (
+            wanted_override
+            if wanted_override is not None
+            else state.wanted(session, list(current) if customer_ids is not None else None)
+        )
+        wanted = {cid: set(found.get(cid, set())) for cid in current}
+        planned, limited = plan(current, wanted, state.owned)
+        busy = in_flight(session, shop_id) if planned else set()
+    report = SyncReport(checked=len(current), limited=dict(limited))
+    for customer_id in busy & planned.keys():
+        del planned[customer_id]
+        report.in_flight += 1
+    _record_limits(ctx, shop_id, limited)
+    if not planned:
+        return report
+    client = client or admin_client(ctx, shop_id)
+    if len(planned) > state.threshold and attempt <= MAX_BULK_ATTEMPTS:
+        _write_bulk(ctx, client, state, planned, report, attempt)
+    else:
+        _write_small(ctx, client, state, planned, wanted, report)
+    log.info("tags for shop %s: %s", shop_id, report.summary())
+    return report

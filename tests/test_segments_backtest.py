@@ -1,0 +1,203 @@
+"""The per-shop backtest and the rhythm rules: checked predictions, honest fallbacks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+
+import numpy as np
+import pytest
+
+from shopify_app.segments import backtest, cadence, clv
+from shopify_app.segments.dataset import compute_features, day_number
+from tests.test_segments_models import cdnow_dataset
+
+AS_OF = day_number(dt.date(1997, 10, 1))
+
+
+def history(orders: list[tuple[int, int, float]], customers: int) -> backtest.OrderHistory:
+    """Orders as (customer, day, value)."""
+    c, d, v = zip(*orders, strict=True) if orders else ((), (), ())
+    return backtest.OrderHistory.from_orders(
+        np.array(c, np.int64), np.array(d, np.int64), np.array(v, np.float64), customers
+    )
+
+
+@pytest.fixture(scope="module")
+def cdnow() -> backtest.OrderHistory:
+    return backtest.OrderHistory.of(cdnow_dataset())
+
+
+def test_rhythm_agrees_with_the_dataset_features(cdnow: backtest.OrderHistory) -> None:
+    as_of = dt.date(1997, 9, 30)
+    features = compute_features(cdnow_dataset().upto(as_of), as_of)
+    rhythm = cdnow.rhythm(day_number(as_of))
+    assert np.array_equal(rhythm.orders, features.occasions)  # same-day orders are one visit
+    assert np.array_equal(rhythm.first_day, features.first_day)
+    assert np.array_equal(rhythm.last_day, features.last_day)
+    assert np.allclose(rhythm.spend, features.spend)
+    for ours, theirs in zip(rhythm.model_inputs(), features.bgnbd_inputs(), strict=True):
+        assert np.allclose(ours, theirs)
+
+
+def test_usual_interval_counts_one_extra_gap_of_the_shops_typical_length() -> None:
+    every_10_days = [(0, 0, 1.0), (0, 10, 1.0), (0, 20, 1.0), (0, 30, 1.0), (0, 30, 5.0)]
+    once_in_30_days = [(1, 0, 1.0), (1, 30, 1.0)]
+    h = history([*every_10_days, *once_in_30_days, (2, 5, 1.0)], customers=4)
+    rhythm = h.rhythm(40)
+    assert rhythm.typical_interval == 20.0  # the median of 10 and 30
+    assert rhythm.usual_interval[:3].tolist() == [(30 + 20) / 4, (30 + 20) / 2, 20.0]
+    assert rhythm.orders.tolist() == [4, 2, 1, 0]
+    assert rhythm.spend[0] == 9.0
+    assert rhythm.days_since_last[:3].tolist() == [10, 10, 35]
+    assert not rhythm.has_orders[3]
+
+
+def test_rhythm_ranking_is_the_horizon_over_usual_gap_plus_silence() -> None:
+    # The docstring's worked example: monthly, 10 days since -> about two orders in 90 days.
+    value = cadence.expected_orders(np.array([10.0, 300.0]), np.array([30.0, 30.0]), 90)
+    assert value.tolist() == [90 / 40, 90 / 330]
+
+
+def test_the_issues_binge_buyer_is_never_likely_to_buy() -> None:
+    # 34 orders in two days, then 373 silent days: "100% likely active" before.
+    binge = [(0, 0, 10.0)] * 17 + [(0, 1, 10.0)] * 17
+    others = [(c, day, 20.0) for c in range(1, 5) for day in (300, 330, 360)]
+    h = history(binge + others, customers=5)
+    rhythm = h.rhythm(374)
+    since = rhythm.days_since_last.astype(np.float64)
+    usual = rhythm.usual_interval
+    assert cadence.silent_too_long(since, usual).tolist() == [True, False, False, False, False]
+    scores = np.array([9.0, 4.0, 3.0, 2.0, 1.0])  # whatever ranks the binge buyer first
+    likely = cadence.likely_to_buy(scores, since, usual, size=2)
+    assert likely.tolist() == [False, True, True, False, False]
+    # A size beyond everyone eligible takes everyone eligible, never the silent.
+    assert cadence.likely_to_buy(scores, since, usual, size=5).tolist() == [False] + [True] * 4
+
+
+def test_at_risk_is_valuable_repeat_customers_overdue_on_their_own_rhythm() -> None:
+    orders = np.array([5, 5, 1, 5, 5])
+    since = np.array([60.0, 3.0, 60.0, 60.0, 200.0])
+    usual = np.array([30.0, 30.0, 30.0, 30.0, 30.0])
+    spend = np.array([500.0, 500.0, 500.0, 10.0, 500.0])
+    risk = cadence.at_risk(orders, since, usual, spend, min_spend=100.0)
+    # overdue | ordered 3 days ago (the issue's "at-risk") | one order | low spend | gone quiet
+    assert risk.tolist() == [True, False, False, False, False]
+
+
+def test_true_fans_are_on_their_rhythm_now() -> None:
+    orders = np.array([6, 6, 3, 2])
+    since = np.array([20.0, 60.0, 100.0, 5.0])
+    usual = np.array([30.0, 30.0, 600.0, 30.0])
+    fans = cadence.true_fans(orders, since, usual, min_orders=3)
+    # monthly and on time | monthly but overdue | every 600 days (the issue's "fan" in
+    # lapsed-90) | two orders
+    assert fans.tolist() == [True, False, False, False]
+
+
+def test_likely_size_takes_bands_while_they_order_at_twice_the_average() -> None:
+    assert cadence.chance_threshold(0.2) == pytest.approx(0.4)
+    assert cadence.chance_threshold(0.6) == pytest.approx(0.8)  # halfway to certain
+    # 1,000 customers: bands of 25 (1% is 10, fewer than 25), at most 100 members.
+    ranked = np.zeros(300, dtype=bool)
+    ranked[:50] = True
+    ranked[50:60] = True  # the third band: 10 of 25 = 40%, just enough
+    ranked[75:80] = True  # the fourth: 20%, not enough
+    assert cadence.likely_size(ranked, 1000, 0.2) == 75
+    assert cadence.likely_size(np.ones(300, dtype=bool), 1000, 0.2) == 100
+    assert cadence.likely_size(np.zeros(300, dtype=bool), 1000, 0.2) == 0
+
+
+def test_auc_is_the_share_of_correctly_ordered_pairs() -> None:
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 5, 60).astype(np.float64)  # plenty of ties
+    positive = rng.random(60) < 0.3
+    pairs = [
+        1.0 if p > n else 0.5 if p == n else 0.0
+        for p, n in itertools.product(scores[positive], scores[~positive])
+    ]
+    assert backtest.auc(scores, positive) == pytest.approx(np.mean(pairs))
+
+
+def test_horizon_is_90_days_or_half_the_history() -> None:
+    assert backtest.horizon_for(400) == 90
+    assert backtest.horizon_for(120) == 60
+    assert backtest.horizon_for(56) == 28
+    assert backtest.horizon_for(55) is None
+
+
+def test_backtest_on_the_cdnow_sample(cdnow: backtest.OrderHistory) -> None:
+    bt = backtest.run(cdnow, AS_OF)
+    assert bt.enough and bt.horizon == 90
+    assert bt.calibration_day == day_number(dt.date(1997, 7, 3))
+    assert bt.customers == 2357  # the whole cohort had ordered by then
+    # The store average, counted here straight from the orders.
+    ds = cdnow_dataset()
+    window = (ds.order_day > bt.calibration_day) & (ds.order_day <= AS_OF)
+    assert bt.ordered == len(np.unique(ds.order_customer[window]))
+    assert [c.name for c in bt.candidates] == ["bgnbd", "mbgnbd", "rhythm"]
+    assert all(c.refused is None for c in bt.candidates)
+    best = max(c.top_average for c in bt.candidates)
+    assert bt.candidate(bt.chosen).top_average == best  # type: ignore[union-attr]
+    # Every candidate finds real signal: its top ordered at well over the store average.
+    for c in bt.candidates:
+        assert c.top_share > 2 * bt.store_average and c.auc > 0.6
+    assert bt.likely_size > 0
+    assert bt.likely_ordered >= cadence.chance_threshold(bt.store_average)
+    assert bt.text.startswith(
+        f"Of the {bt.likely_size:,} customers we would have called likely to buy on 3 July "
+        f"1997, {bt.likely_ordered:.0%} ordered within 90 days; store average "
+        f"{bt.store_average:.0%}."
+    )
+
+
+def test_likely_to_buy_holds_up_on_the_days_after(cdnow: backtest.OrderHistory) -> None:
+    # The backtest sizes the segment; the next 90 days, which it never saw, judge it.
+    bt = backtest.run(cdnow, AS_OF)
+    rhythm = cdnow.rhythm(AS_OF)
+    has = rhythm.has_orders
+    since = rhythm.days_since_last[has].astype(np.float64)
+    usual = rhythm.usual_interval[has]
+    likely = cadence.likely_to_buy(
+        backtest.score(bt.chosen, rhythm, bt.horizon),
+        since,
+        usual,
+        round(bt.likely_share * int(has.sum())),
+    )
+    ordered = cdnow.ordered_between(AS_OF, AS_OF + 90)[has]
+    assert likely.sum() > 0
+    assert not (likely & cadence.silent_too_long(since, usual)).any()
+    assert ordered[likely].mean() > 2 * ordered.mean()
+
+
+def test_young_or_small_shops_get_not_enough_history_instead_of_numbers() -> None:
+    young = history([(c, 100 + c % 40, 20.0) for c in range(200)], customers=200)
+    bt = backtest.run(young, 140)
+    assert not bt.enough
+    assert bt.text == f"{backtest.NOT_ENOUGH}: 40 days of orders; the backtest needs 56"
+    small = history([(c, day, 20.0) for c in range(30) for day in (0, 200, 380)], customers=30)
+    bt = backtest.run(small, 400)
+    assert not bt.enough and "30 customers" in bt.text and bt.customers == 0
+    # No repeat customers: nobody ever orders again, so there is nothing to be right about.
+    once = history([(c, c * 2, 20.0) for c in range(300)], customers=300)
+    bt = backtest.run(once, 600)
+    assert not bt.enough and "0 of whom ordered" in bt.text
+
+
+@pytest.mark.parametrize("repeaters", [0, 1])
+def test_models_step_aside_with_reasons_when_there_is_nothing_to_fit(repeaters: int) -> None:
+    # 300 one-order customers at the calibration day (plus 0 or 1 who ordered twice); 40 of
+    # them order again inside the window.
+    orders = [(c, c, 20.0) for c in range(300)]
+    orders += [(c, 301, 20.0) for c in range(repeaters)]
+    orders += [(c, 450 + c % 30, 25.0) for c in range(100, 140)]
+    bt = backtest.run(history(orders, customers=300), 500)
+    assert bt.enough and bt.horizon == 90
+    for name in backtest.MODELS:
+        refused = bt.candidate(name).refused  # type: ignore[union-attr]
+        assert refused == (
+            f"too few customers to fit (300 with orders, {repeaters} of them repeat; needs "
+            f"{clv.MIN_CUSTOMERS} and {clv.MIN_REPEAT_CUSTOMERS})"
+        )
+    assert bt.chosen == backtest.RHYTHM
+    assert bt.text.endswith("Ranked by order rhythm, the best of 3 ways tried.")
