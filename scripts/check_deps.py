@@ -32,7 +32,6 @@ LAYERS = (
 )
 
 NOT_IMPORTED = {
-    "shopifyapi": ("dependencies", "pending issue 14 item 7 (session tokens, OAuth HMAC)"),
     "python-multipart": ("sandbox", "Starlette parses the sandbox's multipart uploads with it"),
     "psycopg": ("test", "SQLAlchemy's postgresql+psycopg driver, for the PostgreSQL pass"),
     "ruff": ("test", "lint command (./dev lint)"),
@@ -110,6 +109,8 @@ def problems(root: Path) -> list[str]:
                 )
         group = allowed_groups[-1]
         needed = {dist for dist, (where, _why) in NOT_IMPORTED.items() if where == group}
+        for dist in sorted(needed & used):
+            found.append(f"{dist} is imported by {', '.join(trees)}: drop it from NOT_IMPORTED")
         for dist in sorted(own - used - needed):
             found.append(f"{dist} is declared in {group} but not imported by {', '.join(trees)}")
     return found
