@@ -1,4 +1,8 @@
-"""``shopify-app sandbox ...``: run the Shopify stand-in, and drive a running one.
+"""``shopify-app sandbox ...`` runs the Shopify stand-in and drives a running one; and the demo.
+
+``sandbox`` and ``demo`` reach ``shopify-app`` through the ``shopify_app.commands`` entry points
+declared in ``pyproject.toml`` (:data:`SANDBOX`, :data:`DEMO`): the app lists and runs them
+without importing this package.
 
 ``serve`` runs a standalone sandbox with a generated store. The other commands talk to a running
 sandbox (the demo's, or ``serve``'s) over its JSON control API (``/_sandbox/...``) so anyone can
@@ -27,7 +31,7 @@ from typing import Any
 
 import requests
 
-from shopify_app.cli import iso_date
+from shopify_app.cli import Command, iso_date
 
 DEFAULT_PORT = 8001
 """``serve``'s port, and where the commands look by default (the demo runs its sandbox here)."""
@@ -157,6 +161,36 @@ def build_parser() -> argparse.ArgumentParser:
     webhooks.add_argument("--topic", default=None)
     webhooks.add_argument("--last", type=_positive, default=20)
     return parser
+
+
+def demo(args: Sequence[str]) -> int:
+    """Run ``shopify-app demo <args>``: the whole app against the sandbox; returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="shopify-app demo", description="Run the whole app against the local sandbox."
+    )
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--customers", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=7)
+    try:
+        ns = parser.parse_args(list(args))
+    except SystemExit as exc:  # argparse already printed the usage error (or --help)
+        return int(exc.code or 0)
+    try:
+        from goldpan_sandbox.demo import run_demo
+    except ModuleNotFoundError as exc:
+        print(f"error: {_missing_extra(exc)}", file=sys.stderr)
+        return 1
+    return run_demo(port=ns.port, customers=ns.customers, seed=ns.seed)
+
+
+def _missing_extra(exc: ModuleNotFoundError) -> str:
+    """The message for a dependency of the ``sandbox`` extra missing from a plain app install."""
+    if not exc.name or exc.name.split(".")[0] in {"goldpan_sandbox", "shopify_app"}:
+        raise exc  # our own module: a bug, not an install choice
+    return (
+        f"the sandbox needs {exc.name!r}, which is not installed: "
+        "pip install 'goldpan[sandbox]' (./dev setup does)"
+    )
 
 
 def main(args: Sequence[str]) -> int:
@@ -360,6 +394,9 @@ def _webhooks(client: ControlClient, ns: argparse.Namespace) -> Any:
     return {"deliveries": deliveries[-ns.last :]}
 
 
+SANDBOX = Command(help="run or drive the Shopify/Meta stand-ins", run=main)
+DEMO = Command(help="run the whole app against the local sandbox", run=demo)
+
 _COMMANDS = {
     "order": _order,
     "cancel": _cancel,
@@ -373,8 +410,11 @@ _COMMANDS = {
 
 def _serve(ns: argparse.Namespace) -> int:
     """Run a standalone Shopify sandbox until Ctrl-C."""
-    from goldpan_sandbox.generator import generate_store
-    from goldpan_sandbox.shopify import ShopifySandbox
+    try:
+        from goldpan_sandbox.generator import generate_store
+        from goldpan_sandbox.shopify import ShopifySandbox
+    except ModuleNotFoundError as exc:
+        raise SandboxError(_missing_extra(exc)) from None
 
     if ns.customers < 0:
         raise UsageError("--customers must not be negative")

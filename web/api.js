@@ -4,7 +4,7 @@
 
 export class ApiError extends Error {
   constructor(status, body) {
-    super((body && body.error) || `HTTP ${status}`);
+    super(body?.error || `HTTP ${status}`);
     this.status = status;
     this.field = body ? body.field : null;
     this.body = body;

@@ -54,7 +54,7 @@ async function route() {
   const hash = location.hash || "#/";
   const match = ROUTES.map((r) => ({ r, m: hash.match(r.pattern) })).find((x) => x.m);
   const root = document.getElementById("app");
-  if (current && current.dispose) current.dispose();
+  if (current?.dispose) current.dispose();
   current = null;
   if (!match) {
     location.hash = "#/";
@@ -77,7 +77,7 @@ async function route() {
 
 async function start() {
   if (params.get("demo") === "1") await import("./demo-shim.js");
-  await init(params.get("locale") || (window.shopify && window.shopify.config?.locale) || "en");
+  await init(params.get("locale") || window.shopify?.config?.locale || "en");
   const root = document.getElementById("app");
   root.tabIndex = -1;
   window.addEventListener("hashchange", route);

@@ -8,7 +8,7 @@ const shop = params.get("shop") || "linen-lane.myshopify.com";
 
 function substituted(name) {
   const meta = document.querySelector(`meta[name="${name}"]`);
-  return meta && meta.content && !meta.content.includes("{{") ? meta.content : "";
+  return meta?.content && !meta.content.includes("{{") ? meta.content : "";
 }
 
 let tokenUrl = null;

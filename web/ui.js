@@ -56,7 +56,7 @@ export function empty(heading, text, action) {
 
 /** An error banner with a retry button; messages for known failures are translated. */
 export function failure(error, retry) {
-  let message = error && error.message ? error.message : String(error);
+  let message = error?.message ? error.message : String(error);
   if (message === "app-bridge-missing") message = t("error.app_bridge");
   else if (error && error.status === 401) message = t("error.session");
   else if (error && error.status >= 500) message = t("error.server");
@@ -92,7 +92,7 @@ export function table(headers, rows, attrs = {}) {
           cells.map((cell, i) =>
             h(
               "s-table-cell",
-              { class: headers[i] && headers[i].numeric ? "gp-num" : undefined },
+              { class: headers[i]?.numeric ? "gp-num" : undefined },
               cell,
             ),
           ),
@@ -104,7 +104,7 @@ export function table(headers, rows, attrs = {}) {
 
 /** A transient confirmation: App Bridge's toast in the admin, a local one elsewhere. */
 export function toast(message) {
-  if (window.shopify && window.shopify.toast) {
+  if (window.shopify?.toast) {
     window.shopify.toast.show(message);
     return;
   }

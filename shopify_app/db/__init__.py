@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+from shopify_app.resources import resource_dir
+
+MIGRATIONS_DIR = resource_dir("migrations")
 
 
 def make_engine(database_url: str, **kwargs: Any) -> Engine:
@@ -120,7 +121,7 @@ def _shop_key(shop_id: int) -> int:
 
 
 def alembic_config(database_url: str) -> Any:
-    """The Alembic config pointing at this repository's migrations and ``database_url``."""
+    """The Alembic config for the shipped migrations and ``database_url`` (no ``alembic.ini``)."""
     from alembic.config import Config
 
     cfg = Config()

@@ -1,7 +1,7 @@
-"""Where the shipped front end lives (``web/`` in a checkout)."""
+"""Where the shipped front end lives (``web/`` in a checkout, inside the package in a wheel)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from shopify_app.resources import resource_dir
 
-WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+WEB_DIR = resource_dir("web")

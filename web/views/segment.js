@@ -186,13 +186,13 @@ function metaSection(segment) {
         "ul",
         null,
         lookalikes.map((l) =>
-          h("li", null, `${(l.spec && l.spec.country) || ""} ${l.spec && l.spec.ratio ? percent(l.spec.ratio, 0) : ""} · `, badge(l.status)),
+          h("li", null, `${l.spec?.country || ""} ${l.spec?.ratio ? percent(l.spec.ratio, 0) : ""} · `, badge(l.status)),
         ),
       ),
     );
   }
   // A lookalike needs a synced audience of at least 100 people (Meta's rule).
-  const eligible = audience && audience.audience_id && segment.members >= 100;
+  const eligible = audience?.audience_id && segment.members >= 100;
   const country = h("input", { class: "gp-input gp-short", value: "US", maxlength: "2", "aria-label": t("lookalike.country"), "data-input": "lookalike-country" });
   const ratio = h("input", { class: "gp-input gp-short", type: "number", min: "1", max: "10", value: "1", "aria-label": t("lookalike.ratio"), "data-input": "lookalike-ratio" });
   parts.push(
