@@ -54,7 +54,8 @@ from shopify_app.meta.identifiers import consent_allows
 from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.library import reasons
 from shopify_app.tagging import changes as tag_changes
-from shopify_app.tagging.tags import ownership, segment_tag, validate_tag
+from shopify_app.tagging import ledger as tag_ledger
+from shopify_app.tagging.tags import segment_tag, tag_key, validate_tag
 
 log = logging.getLogger(__name__)
 
@@ -573,11 +574,6 @@ def _member_params(request: Request) -> tuple[str | None, str, int]:
     return q, sort, page
 
 
-def _goldpan_tags(tags: list[Any], prefix: str) -> list[str]:
-    owned = ownership(prefix)
-    return [t for t in tags or [] if isinstance(t, str) and owned(t)]
-
-
 @endpoint
 def segment_members(request: Request) -> Response:
     """A page of 50 members with why each qualifies; ``q`` searches name, email, company."""
@@ -598,7 +594,8 @@ def segment_members(request: Request) -> Response:
                 raise InputError("after must be a customer id", field="after") from None
             stmt = stmt.where(Membership.customer_id > after_id)
         rows = session.execute(stmt.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)).all()
-        prefix = _prefix(_shop(session, shop_id))
+        # The tags Goldpan wrote on them (the ledger), as Shopify spells them.
+        ours = tag_ledger.owned(session, shop_id, [cust.id for *_, cust in rows[:PAGE_SIZE]])
         members = [
             {
                 "id": cust.id,
@@ -611,7 +608,7 @@ def segment_members(request: Request) -> Response:
                 "country": cust.country_code,
                 "reason": reason,
                 "since": _iso(since),
-                "tags": _goldpan_tags(cust.tags, prefix),
+                "tags": [t for t in cust.tags or [] if tag_key(str(t)) in ours.get(cust.id, {})],
             }
             for _cid, reason, since, cust in rows[:PAGE_SIZE]
         ]
@@ -1081,6 +1078,8 @@ def settings_put(request: Request) -> Response:
         current = _load_config(shop)
         old_prefix = current.get("tag_prefix")
         validated = _validate_config(current, changes)
+        if old_prefix and validated["tag_prefix"] != old_prefix:
+            tag_changes.move_prefix(session, shop_id, old_prefix, validated["tag_prefix"])
         # Keys other features keep in Shop.settings are left as they are.
         shop.settings = {**(shop.settings or {}), **validated}
         session.add(
