@@ -250,23 +250,23 @@ def test_tag_sync_previews_before_enabling(
 ) -> None:
     shop, ids = shop_a
     client = Client(server.url, shop.domain)
-    seg = ids["lapsed-90"]
+    seg = ids["lapsed-tier-2"]
     preview = client.post(f"/segments/{seg}/tag-sync", {"enabled": True}).json()
     assert preview["applied"] is False
     assert preview["preview"]["gain"] >= 0 and "lose" in preview["preview"]
-    assert preview["tag"] == "goldpan-lapsed-90"
+    assert preview["tag"] == "goldpan-lapsed-tier-2"
     listing = client.get("/segments").json()["segments"]
     assert next(s for s in listing if s["id"] == seg)["tag_sync"]["enabled"] is False
     assert queued.calls == []
 
     done = client.post(f"/segments/{seg}/tag-sync", {"enabled": True, "confirm": True}).json()
-    assert done == {"applied": True, "tag_sync": True, "tag": "goldpan-lapsed-90"}
+    assert done == {"applied": True, "tag_sync": True, "tag": "goldpan-lapsed-tier-2"}
     assert (
         "tags.segment_changed",
         {"shop_id": shop.id, "segment_id": seg, "old_tag": None},
     ) in queued.calls
     audit = client.get("/audit").json()["entries"]
-    assert audit[0]["action"] == "tag_sync.enable" and audit[0]["subject"] == "lapsed-90"
+    assert audit[0]["action"] == "tag_sync.enable" and audit[0]["subject"] == "lapsed-tier-2"
 
 
 @pytest.mark.parametrize(
@@ -410,7 +410,7 @@ def test_renaming_a_tag_migrates_it_and_remove_all_needs_confirmation(
     assert client.post("/tags/remove-all", {}).status_code == 400
     assert client.post("/tags/remove-all", {"confirm": True}).status_code == 202
     assert queued.calls[-1] == ("tags.remove_all", {"shop_id": shop.id})
-    r = client.post(f"/segments/{ids['lapsed-60']}/native-segment", {})
+    r = client.post(f"/segments/{ids['lapsed-tier-1']}/native-segment", {})
     assert r.status_code == 400 and r.json()["field"] == "tag_sync"
 
 

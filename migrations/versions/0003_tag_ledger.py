@@ -1,4 +1,4 @@
-"""tag ledger: the tags Goldpan wrote, seeded from what is safe to claim
+"""tag ledger: the tags Goldpan wrote, seeded from what is safe to claim; lapsed tiers by position
 
 Revision ID: 0003_tag_ledger
 Revises: 0001
@@ -11,12 +11,19 @@ on. Every other tag stays the merchant's, including ``goldpan-`` tags on custome
 members (left behind by older versions, or typed by hand): Goldpan never removes them; the
 merchant can, with Shopify's bulk editor.
 
+Lapsed tiers become segments by position: ``lapsed-60`` / ``lapsed-90`` (named after their
+days) become ``lapsed-tier-1`` / ``lapsed-tier-2`` in the order of the shop's configured tiers,
+keeping their id, members, tag and syncs (so Meta audiences and tags carry over). A row whose
+days are no longer a configured tier (left behind by an earlier tier change, with 0 members) has
+its tag and Meta syncs turned off, with an audit entry, as a settings change does now.
+
 The migration reads its tables through ``sa.table`` clauses, never through the models.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -31,8 +38,10 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-DEFAULT_PREFIX = "goldpan-"  # as shipped with 0001; a copy, so this revision never changes
+DEFAULT_PREFIX = "goldpan-"  # as shipped with 0001; copies, so this revision never changes
+DEFAULT_TIER_DAYS = (60, 90)
 BATCH = 5_000
+DAYS_HANDLE = re.compile(r"^lapsed-(\d+)$")
 
 shops = sa.table("shops", sa.column("id", sa.Integer), sa.column("settings", sa.JSON))
 segments = sa.table(
@@ -43,6 +52,18 @@ segments = sa.table(
     sa.column("tag", sa.String),
     sa.column("enabled", sa.Boolean),
     sa.column("tag_sync", sa.Boolean),
+    sa.column("meta_sync", sa.Boolean),
+)
+audit_log = sa.table(
+    "audit_log",
+    sa.column("shop_id", sa.Integer),
+    sa.column("at", shopify_app.db.types.UTCDateTime()),
+    sa.column("target", sa.String),
+    sa.column("action", sa.String),
+    sa.column("subject", sa.String),
+    sa.column("count", sa.Integer),
+    sa.column("result", sa.String),
+    sa.column("detail", sa.JSON),
 )
 memberships = sa.table(
     "memberships",
@@ -86,11 +107,72 @@ def upgrade() -> None:
     conn = op.get_bind()
     for shop_id, settings in conn.execute(sa.select(shops.c.id, shops.c.settings)).all():
         _seed_ledger(conn, int(shop_id), _prefix(settings))
+        _tiers_by_position(conn, int(shop_id), settings)
 
 
 def _prefix(settings: Any) -> str:
     value = (settings or {}).get("tag_prefix") if isinstance(settings, dict) else None
     return value if isinstance(value, str) and value.strip() else DEFAULT_PREFIX
+
+
+def _tier_days(settings: Any) -> list[int]:
+    """The shop's configured tier days, in order (the defaults when none are stored)."""
+    tiers = settings.get("lapsed_tiers") if isinstance(settings, dict) else None
+    if isinstance(tiers, list) and tiers:
+        days = [t.get("days") for t in tiers if isinstance(t, dict)]
+        if days and all(isinstance(d, int) for d in days):
+            return [int(d) for d in days]
+    return list(DEFAULT_TIER_DAYS)
+
+
+def _tiers_by_position(conn: sa.Connection, shop_id: int, settings: Any) -> None:
+    """``lapsed-<days>`` → ``lapsed-tier-<n>`` (see the module docstring); the tag is kept."""
+    prefix = _prefix(settings)
+    position = {days: n for n, days in enumerate(_tier_days(settings), 1)}
+    now = dt.datetime.now(dt.UTC)
+    rows = conn.execute(
+        sa.select(
+            segments.c.id,
+            segments.c.handle,
+            segments.c.tag,
+            segments.c.tag_sync,
+            segments.c.meta_sync,
+        ).where(segments.c.shop_id == shop_id, segments.c.handle.like("lapsed-%"))
+    ).all()
+    for sid, handle, tag, tag_sync, meta_sync in rows:
+        match = DAYS_HANDLE.match(handle)
+        if match is None:
+            continue
+        kept = (tag or "").strip() or f"{prefix}{handle}"
+        tier = position.get(int(match.group(1)))
+        if tier is not None:
+            conn.execute(
+                segments.update()
+                .where(segments.c.id == sid)
+                .values(handle=f"lapsed-tier-{tier}", tag=kept)
+            )
+        elif tag_sync or meta_sync:
+            conn.execute(
+                segments.update()
+                .where(segments.c.id == sid)
+                .values(tag=kept, tag_sync=False, meta_sync=False)
+            )
+            conn.execute(
+                audit_log.insert().values(
+                    shop_id=shop_id,
+                    at=now,
+                    target="app",
+                    action="segment.removed",
+                    subject=handle,
+                    count=0,
+                    result="ok",
+                    detail={
+                        "reason": "lapsed tier no longer in the settings",
+                        "tag_sync": bool(tag_sync),
+                        "meta_sync": bool(meta_sync),
+                    },
+                )
+            )
 
 
 def _seed_ledger(conn: sa.Connection, shop_id: int, prefix: str) -> None:
@@ -144,4 +226,14 @@ def _seed_ledger(conn: sa.Connection, shop_id: int, prefix: str) -> None:
 
 
 def downgrade() -> None:
+    conn = op.get_bind()
+    for shop_id, settings in conn.execute(sa.select(shops.c.id, shops.c.settings)).all():
+        taken = set(conn.scalars(sa.select(segments.c.handle).where(segments.c.shop_id == shop_id)))
+        for n, days in enumerate(_tier_days(settings), 1):
+            if f"lapsed-{days}" not in taken:
+                conn.execute(
+                    segments.update()
+                    .where(segments.c.shop_id == shop_id, segments.c.handle == f"lapsed-tier-{n}")
+                    .values(handle=f"lapsed-{days}")
+                )
     op.drop_table("tag_ledger")

@@ -8,6 +8,10 @@ raises :class:`~shopify_app.errors.InputError` whose ``field`` names it
 
 A merchant's change goes through :meth:`ShopConfig.changed`, which also holds a new tag prefix
 to the rules for new prefixes; a prefix stored before those rules stays readable.
+
+Lapsed tiers are segments by position (:func:`lapsed_handle`: tier 1, tier 2, ...), not by their
+days, so changing 60/90 days to 45/120/180 keeps tier 1 and 2 (their tag, their syncs) and adds
+tier 3.
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ class LapsedTier:
 
     days: int
     discount_percent: int
+
+
+def lapsed_handle(tier: int) -> str:
+    """The handle of the ``tier``-th lapsed tier (1-based): ``lapsed-tier-1``, whatever its days."""
+    return f"lapsed-tier-{tier}"
 
 
 @dataclass(frozen=True)
@@ -277,4 +286,4 @@ _PARSERS: dict[str, Any] = {
 
 assert set(_PARSERS) == {f.name for f in fields(ShopConfig)}  # every field has a parser
 
-__all__ = ["CONSENT_POLICIES", "CrossSellRule", "LapsedTier", "ShopConfig"]
+__all__ = ["CONSENT_POLICIES", "CrossSellRule", "LapsedTier", "ShopConfig", "lapsed_handle"]
