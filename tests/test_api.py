@@ -303,14 +303,33 @@ def test_settings_round_trip_and_refusals(
     assert "tag_prefix" in current["settings"]
     assert current["meta"]["status"] == "disconnected"
 
+    # vip and true-fans sync their tags: a new prefix moves them, so the effect comes first.
     r = client.put("/settings", {"settings": {"tag_prefix": "gp-"}})
+    assert r.status_code == 409, r.text
+    preview = r.json()
+    assert preview["applied"] is False and preview["changed"] == ["tag_prefix"]
+    moves = {row["tag"]: row for row in preview["tags"]}
+    assert moves["gp-vip"] == {"tag": "gp-vip", "segment": "vip", "added": 15, "removed": 0}
+    # These customers were never given goldpan-vip (no ledger rows): nothing to take off.
+    assert "goldpan-vip" not in moves
+    assert preview["customers"] >= 15 and queued.calls == []
+    assert client.get("/settings").json()["settings"]["tag_prefix"] == "goldpan-"
+    # A confirmation of another preview applies nothing either.
+    r = client.put("/settings", {"settings": {"tag_prefix": "gp-"}, "confirm": "0" * 32})
+    assert r.status_code == 409 and queued.calls == []
+    r = client.put("/settings", {"settings": {"tag_prefix": "gp-"}, "confirm": preview["token"]})
     assert r.status_code == 200, r.text
+    assert r.json()["applied"] is True
     assert client.get("/settings").json()["settings"]["tag_prefix"] == "gp-"
     assert ("segments.recompute_shop", {"shop_id": shop.id}) in queued.calls
-    # the old prefix's tags are taken off after the recompute wrote the new ones
+    # every tag Goldpan wrote under the old prefix moves to the new one
     assert ("tags.prefix_changed", {"shop_id": shop.id, "old_prefix": "goldpan-"}) in queued.calls
+    listing = client.get("/segments").json()["segments"]
+    assert next(s for s in listing if s["handle"] == "vip")["tag"] == "gp-vip"
     queued.calls.clear()
-    client.put("/settings", {"settings": {"vip_share": 0.2}})
+    # A change that moves nothing synced applies at once.
+    r = client.put("/settings", {"settings": {"milestone_amount": 750}})
+    assert r.status_code == 200 and r.json()["tags"] == []
     assert [name for name, _ in queued.calls] == ["segments.recompute_shop"]
 
     r = client.put("/settings", {"settings": {"tag_prefix": ""}})
@@ -462,7 +481,7 @@ def test_analytics_prefers_the_engines_rfm_grid_and_clv(
     assert {(c["r"], c["f"]): c["customers"] for c in body["rfm"]}[(5, 5)] == 24
     assert client.get("/home").json()["headline"]["predicted_clv"] == 81.5
     # the engine's keys survive a settings change
-    assert client.put("/settings", {"settings": {"vip_share": 0.2}}).status_code == 200
+    assert client.put("/settings", {"settings": {"milestone_amount": 750}}).status_code == 200
     assert client.get("/analytics").json()["rfm_source"] == "engine"
 
 

@@ -124,6 +124,8 @@ def _ensure_segments(
                 seg.definition = d.definition
             if seg.kind != d.kind:
                 seg.kind = d.kind
+            if seg.name != d.name:  # a lapsed tier's name says its days, which may change
+                seg.name = d.name
     session.flush()
     return existing
 

@@ -51,10 +51,12 @@ from shopify_app.db.models import (
 from shopify_app.errors import GoldpanError, InputError
 from shopify_app.meta import audiences
 from shopify_app.meta.identifiers import consent_allows
+from shopify_app.segments import settings_change
 from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.library import reasons
 from shopify_app.tagging import changes as tag_changes
 from shopify_app.tagging import ledger as tag_ledger
+from shopify_app.tagging import usage as tag_usage
 from shopify_app.tagging.tags import segment_tag, tag_key, validate_tag
 
 log = logging.getLogger(__name__)
@@ -227,14 +229,6 @@ def _version(session: Session, shop_id: int) -> Any:
 def _load_config(shop: Shop) -> dict[str, Any]:
     """The shop's segment settings, validated, every key present (defaults filled in)."""
     return ShopConfig.from_settings(shop.settings or {}).to_settings()
-
-
-def _validate_config(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``changes`` into ``current`` and validate; raises InputError naming the field."""
-    unknown = sorted(set(changes) - set(current))
-    if unknown:
-        raise InputError(f"unknown setting {unknown[0]!r}", field=unknown[0])
-    return ShopConfig.from_settings({**current, **changes}).to_settings()
 
 
 def _prefix(shop: Shop) -> str:
@@ -732,11 +726,13 @@ def segment_tag_sync(request: Request) -> Response:
         prefix = _prefix(shop)
         old_tag = segment_tag(seg.tag, seg.handle, prefix)
         new_tag = tag if tag is not None else old_tag
+        if new_tag != old_tag:
+            ctx = request.app.state.ctx
+            tag_usage.refuse_rename(ctx, session, shop_id, seg.id, new_tag, prefix=prefix)
         if enabled and not confirm and not seg.tag_sync:
             preview = _tag_preview(session, shop_id, seg)
             return JSONResponse({"applied": False, "preview": preview, "tag": new_tag})
         if new_tag != old_tag:
-            # Keep the merchant's name; an untouched tag stays None so it follows the prefix.
             seg.tag = new_tag
         seg.tag_sync = enabled
         session.add(
@@ -1067,36 +1063,27 @@ def settings_get(request: Request) -> Response:
 
 @endpoint
 def settings_put(request: Request) -> Response:
-    """Change settings (a partial object); refused with the failing field; then recompute."""
+    """Change settings (``{"settings": {...}}``, a partial object); refused with the failing
+    field. A change that moves tags or Meta audiences answers 409 with its effect (and a
+    ``token``) and is applied only when sent again with ``"confirm": <token>``; then recompute.
+    """
     shop_id = request_shop_id(request)
     body = _json_body(request, _read_body(request))
+    confirm = body.pop("confirm", None)
     changes = body.get("settings", body)
     if not isinstance(changes, dict) or not changes:
         raise InputError("send the settings to change", field="settings")
-    with _session(request) as session, session.begin():
-        shop = _shop(session, shop_id)
-        current = _load_config(shop)
-        old_prefix = current.get("tag_prefix")
-        validated = _validate_config(current, changes)
-        if old_prefix and validated["tag_prefix"] != old_prefix:
-            tag_changes.move_prefix(session, shop_id, old_prefix, validated["tag_prefix"])
-        # Keys other features keep in Shop.settings are left as they are.
-        shop.settings = {**(shop.settings or {}), **validated}
-        session.add(
-            AuditEntry(
-                shop_id=shop_id,
-                target="app",
-                action="settings.update",
-                subject=",".join(sorted(changes))[:255],
-                count=len(changes),
-                detail={"user_id": getattr(request.state, "user_id", None)},
-            )
-        )
+    ctx = request.app.state.ctx
+    change = settings_change.prepare(ctx, shop_id, changes)
+    if change.effect.moves and confirm != change.token:
+        return JSONResponse({"applied": False, **change.preview()}, status_code=409)
+    settings_change.apply(ctx, change, user_id=getattr(request.state, "user_id", None))
     _enqueue(request, "segments.recompute_shop", shop_id=shop_id)
-    if old_prefix and validated.get("tag_prefix") != old_prefix:
-        # After the recompute has written the new tags: take the old prefix's tags off.
+    old_prefix, new_prefix = change.before["tag_prefix"], change.after["tag_prefix"]
+    if new_prefix != old_prefix:
+        # Every tag Goldpan wrote under the old names moves to the new ones.
         _enqueue(request, "tags.prefix_changed", shop_id=shop_id, old_prefix=old_prefix)
-    return JSONResponse({"settings": validated})
+    return JSONResponse({"applied": True, "settings": change.after, **change.preview()})
 
 
 @endpoint

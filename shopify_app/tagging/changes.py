@@ -20,7 +20,7 @@ from shopify_app.db.models import AuditEntry, Customer, Membership, Segment, Sho
 from shopify_app.errors import InputError, ShopifyError
 from shopify_app.tagging import ledger
 from shopify_app.tagging.state import shop_prefix
-from shopify_app.tagging.tags import moved_tag, segment_tag, tag_key
+from shopify_app.tagging.tags import moved_tag, quoted, segment_tag, tag_key
 from shopify_app.tagging.writes import (
     AdminAPI,
     SyncReport,
@@ -143,7 +143,7 @@ def ensure_native_segment(
     client = client or admin_client(ctx, shop_id)
     query = native_segment_query(tag)
     if existing is None:
-        found = client.execute("segments", {"query": f"name:'{_escape(name)}'"})
+        found = client.execute("segments", {"query": f"name:{quoted(name)}"})
         nodes = ((found.get("segments") or {}).get("nodes")) or []
         existing = next((n["id"] for n in nodes if n.get("name") == name), None)
     if existing is None:
@@ -175,11 +175,6 @@ def ensure_native_segment(
     if errors or not gid:
         raise ShopifyError(f"native segment for {tag!r} refused: {errors}")
     return str(gid)
-
-
-def _escape(value: str) -> str:
-    """``value`` escaped for single quotes (ShopifyQL and Shopify's search syntax alike)."""
-    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def preview(session: Session, shop_id: int) -> dict[str, dict[str, int]]:
@@ -227,4 +222,4 @@ def preview(session: Session, shop_id: int) -> dict[str, dict[str, int]]:
 
 def native_segment_query(tag: str) -> str:
     """The ShopifyQL query of a native segment holding the customers tagged ``tag``."""
-    return f"customer_tags CONTAINS '{_escape(tag)}'"
+    return f"customer_tags CONTAINS {quoted(tag)}"

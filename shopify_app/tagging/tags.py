@@ -104,6 +104,11 @@ def stored_prefix_problem(prefix: str) -> str | None:
     return "tag prefix must be 1-32 letters, digits or - _ . : / (starting with a letter or digit)"
 
 
+def quoted(value: str) -> str:
+    """``value`` as a single-quoted string of Shopify's search syntax and ShopifyQL alike."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def segment_tag(own_tag: str | None, handle: str, prefix: str) -> str:
     """The tag a segment writes: its own tag, else ``prefix`` + ``handle``."""
     return (own_tag or "").strip() or f"{prefix}{handle}"
