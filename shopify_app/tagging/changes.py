@@ -56,19 +56,16 @@ def on_segment_changed(
     return report
 
 
-def move_prefix(session: Session, shop_id: int, old_prefix: str, new_prefix: str) -> dict[str, str]:
+def move_prefix(session: Session, shop_id: int, old_prefix: str, new_prefix: str) -> None:
     """In the settings change's transaction: rename the segment tags named under ``old_prefix``
-    to ``new_prefix`` (a tag the merchant renamed outside the prefix stays). Returns handle →
-    new tag; :func:`on_prefix_changed` then moves the customers' tags."""
-    moved: dict[str, str] = {}
+    to ``new_prefix`` (a tag the merchant renamed outside the prefix stays);
+    :func:`on_prefix_changed` then moves the customers' tags."""
     for segment in session.scalars(select(Segment).where(Segment.shop_id == shop_id)):
         tag = moved_tag(
             segment_tag(segment.tag, segment.handle, old_prefix), old_prefix, new_prefix
         )
         if tag is not None:
             segment.tag = tag
-            moved[segment.handle] = tag
-    return moved
 
 
 def on_prefix_changed(
