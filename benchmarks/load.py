@@ -283,7 +283,9 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
     from goldpan_sandbox import control, delivery
     from shopify_app.db.models import Order, Shop, WebhookEvent
     from shopify_app.shopify import auth
+    from shopify_app.tagging import ledger
     from shopify_app.tagging.state import ShopTags
+    from shopify_app.tagging.tags import tag_key
     from shopify_app.tagging.writes import sync_tags
     from tests.fixtures_auth import session_token
     from tests.fixtures_scaleout import wait_until
@@ -534,10 +536,11 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
             shop_id = s.scalar(select(Shop.id).where(Shop.domain == store.domain))
             state = ShopTags.load(s, int(shop_id))
             wanted = state.wanted(s, None)
-            owned = state.owned
+            written = ledger.owned(s, int(shop_id), None)
             for customer_id, customer in list(store.customers.items()):
-                have = {t for t in customer.tags if owned(t)}
-                if have != wanted.get(customer_id, set()):
+                ours = written.get(customer_id, {})
+                have = {tag_key(t) for t in customer.tags if tag_key(t) in ours}
+                if have != {tag_key(t) for t in wanted.get(customer_id, set())}:
                     off += 1
     figures["tags_not_converged"] = off
     figures["duplicated"] = (

@@ -54,8 +54,8 @@ SEGMENTS = (
     ("repeat-customers", "Repeat customers"),
     ("true-fans", "True fans"),
     ("one-time-buyers", "One-time buyers"),
-    ("lapsed-60", "Lapsed 60 days"),
-    ("lapsed-90", "Lapsed 90+ days"),
+    ("lapsed-tier-1", "Lapsed 60–89 days"),
+    ("lapsed-tier-2", "Lapsed 90+ days"),
     ("vip", "VIP"),
 )
 
@@ -226,9 +226,9 @@ def seed_shop(
         if len(days) == 1:
             members["one-time-buyers"].append((cid, f"1 order on {best[2].isoformat()}"))
         if 60 <= last_gap < 90:
-            members["lapsed-60"].append((cid, f"last order {last_gap} days ago"))
+            members["lapsed-tier-1"].append((cid, f"last order {last_gap} days ago"))
         if last_gap >= 90:
-            members["lapsed-90"].append((cid, f"last order {last_gap} days ago"))
+            members["lapsed-tier-2"].append((cid, f"last order {last_gap} days ago"))
         flush()
     flush(final=True)
 
@@ -290,6 +290,18 @@ def seed_shop(
                 status="completed",
                 object_count=next_order - 1,
                 objects_done=next_order - 1,
+                finished_at=now,
+            )
+        )
+        # The customers are all here (tag-name checks read them, not the Admin API).
+        session.add(
+            SyncRun(
+                shop_id=shop_id,
+                kind="initial",
+                resource="customers",
+                status="done",
+                object_count=customers,
+                objects_done=customers,
                 finished_at=now,
             )
         )

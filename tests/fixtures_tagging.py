@@ -33,6 +33,7 @@ from goldpan_sandbox.store import Store
 from shopify_app.db.models import Customer, Membership, Segment, Shop
 from shopify_app.jobs import Context
 from shopify_app.shopify.client import AdminClient
+from shopify_app.tagging import ledger
 from tests.conftest import TEST_API_KEY, TEST_API_SECRET, unique_shop_domain
 
 
@@ -82,8 +83,10 @@ class TagEnv:
         segments: dict[str, tuple[bool, set[int]]],
         *,
         renamed: dict[str, str] | None = None,
+        written: dict[int, list[str]] | None = None,
     ) -> dict[str, int]:
-        """Customers (same tags here and in Shopify); segments: handle → (tag_sync, members)."""
+        """Customers (same tags here and in Shopify); segments: handle → (tag_sync, members);
+        ``written``: tags among the customers' that Goldpan wrote earlier (its ledger)."""
         ids: dict[str, int] = {}
         now = dt.datetime.now(dt.UTC)
         with self.ctx.sessions.begin() as session:
@@ -120,7 +123,16 @@ class TagEnv:
                             segment_id=segment.id, customer_id=customer_id, shop_id=self.shop.id
                         )
                     )
+            pairs = [(cid, tag) for cid, tags in (written or {}).items() for tag in tags]
+            ledger.record(session, self.shop.id, added=pairs)
         return ids
+
+    def written(self) -> dict[int, set[str]]:
+        """Customer id → the tags Goldpan's ledger says it wrote (as Shopify compares them)."""
+        with self.ctx.sessions() as session:
+            return {
+                cid: set(tags) for cid, tags in ledger.owned(session, self.shop.id, None).items()
+            }
 
     def set_members(self, segment_id: int, members: set[int]) -> None:
         with self.ctx.sessions.begin() as session:

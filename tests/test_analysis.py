@@ -54,7 +54,7 @@ def test_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
     for handle, seg in segments.items():
         assert seg["count"] == len(seg["customers"]), handle
     assert "judy@gmail.com" not in json.dumps(segments)
-    assert segments["lapsed-90"]["customers"]
+    assert segments["lapsed-tier-2"]["customers"]
     assert "cross_sell_suggestions" in report
 
 
@@ -83,10 +83,10 @@ def test_meta_dir_writes_hashed_lists_of_subscribed_customers(
     emails = {r[0] for r in rows[1:]}
     assert sha("alice@hotellux.com") in emails
     assert all(len(v) in (0, 64) for r in rows[1:] for v in r)
-    with open(target / "lapsed-60.csv", newline="") as fh:
+    with open(target / "lapsed-tier-1.csv", newline="") as fh:
         lapsed = list(csv.reader(fh))
-    # erin is lapsed-60 but did not accept marketing: header only.
-    assert report["segments"]["lapsed-60"]["customers"] == ["erin@yahoo.com"]
+    # erin is in the first lapsed tier (60 days) but did not accept marketing: header only.
+    assert report["segments"]["lapsed-tier-1"]["customers"] == ["erin@yahoo.com"]
     assert lapsed == [["email", "phone", "fn", "ln", "ct", "st", "zip", "country"]]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".meta-")]  # staging removed
 

@@ -225,23 +225,23 @@ def test_members_csv_says_structured_reasons_in_english(
 def test_tag_sync_previews_before_enabling(server: str, shop_a, queued: RecordingRuntime) -> None:
     shop, ids = shop_a
     client = ApiClient(server, shop.domain)
-    seg = ids["lapsed-90"]
+    seg = ids["lapsed-tier-2"]
     preview = client.post(f"/segments/{seg}/tag-sync", {"enabled": True}).json()
     assert preview["applied"] is False
     assert preview["preview"]["gain"] >= 0 and "lose" in preview["preview"]
-    assert preview["tag"] == "goldpan-lapsed-90"
+    assert preview["tag"] == "goldpan-lapsed-tier-2"
     listing = client.get("/segments").json()["segments"]
     assert next(s for s in listing if s["id"] == seg)["tag_sync"]["enabled"] is False
     assert queued.calls == []
 
     done = client.post(f"/segments/{seg}/tag-sync", {"enabled": True, "confirm": True}).json()
-    assert done == {"applied": True, "tag_sync": True, "tag": "goldpan-lapsed-90"}
+    assert done == {"applied": True, "tag_sync": True, "tag": "goldpan-lapsed-tier-2"}
     assert (
         "tags.segment_changed",
         {"shop_id": shop.id, "segment_id": seg, "old_tag": None},
     ) in queued.calls
     audit = client.get("/audit").json()["entries"]
-    assert audit[0]["action"] == "tag_sync.enable" and audit[0]["subject"] == "lapsed-90"
+    assert audit[0]["action"] == "tag_sync.enable" and audit[0]["subject"] == "lapsed-tier-2"
 
 
 @pytest.mark.parametrize(
@@ -276,14 +276,33 @@ def test_settings_round_trip_and_refusals(server: str, shop_a, queued: Recording
     assert "tag_prefix" in current["settings"]
     assert current["meta"]["status"] == "disconnected"
 
+    # vip and true-fans sync their tags: a new prefix moves them, so the effect comes first.
     r = client.put("/settings", {"settings": {"tag_prefix": "gp-"}})
+    assert r.status_code == 409, r.text
+    preview = r.json()
+    assert preview["applied"] is False and preview["changed"] == ["tag_prefix"]
+    moves = {row["tag"]: row for row in preview["tags"]}
+    assert moves["gp-vip"] == {"tag": "gp-vip", "segment": "vip", "added": 15, "removed": 0}
+    # These customers were never given goldpan-vip (no ledger rows): nothing to take off.
+    assert "goldpan-vip" not in moves
+    assert preview["customers"] >= 15 and queued.calls == []
+    assert client.get("/settings").json()["settings"]["tag_prefix"] == "goldpan-"
+    # A confirmation of another preview applies nothing either.
+    r = client.put("/settings", {"settings": {"tag_prefix": "gp-"}, "confirm": "0" * 32})
+    assert r.status_code == 409 and queued.calls == []
+    r = client.put("/settings", {"settings": {"tag_prefix": "gp-"}, "confirm": preview["token"]})
     assert r.status_code == 200, r.text
+    assert r.json()["applied"] is True
     assert client.get("/settings").json()["settings"]["tag_prefix"] == "gp-"
     assert ("segments.recompute_shop", {"shop_id": shop.id}) in queued.calls
-    # the old prefix's tags are taken off after the recompute wrote the new ones
+    # every tag Goldpan wrote under the old prefix moves to the new one
     assert ("tags.prefix_changed", {"shop_id": shop.id, "old_prefix": "goldpan-"}) in queued.calls
+    listing = client.get("/segments").json()["segments"]
+    assert next(s for s in listing if s["handle"] == "vip")["tag"] == "gp-vip"
     queued.calls.clear()
-    client.put("/settings", {"settings": {"vip_share": 0.2}})
+    # A change that moves nothing synced applies at once.
+    r = client.put("/settings", {"settings": {"milestone_amount": 750}})
+    assert r.status_code == 200 and r.json()["tags"] == []
     assert [name for name, _ in queued.calls] == ["segments.recompute_shop"]
 
     r = client.put("/settings", {"settings": {"tag_prefix": ""}})
@@ -383,7 +402,7 @@ def test_renaming_a_tag_migrates_it_and_remove_all_needs_confirmation(
     assert client.post("/tags/remove-all", {}).status_code == 400
     assert client.post("/tags/remove-all", {"confirm": True}).status_code == 202
     assert queued.calls[-1] == ("tags.remove_all", {"shop_id": shop.id})
-    r = client.post(f"/segments/{ids['lapsed-60']}/native-segment", {})
+    r = client.post(f"/segments/{ids['lapsed-tier-1']}/native-segment", {})
     assert r.status_code == 400 and r.json()["field"] == "tag_sync"
 
 
@@ -435,7 +454,7 @@ def test_analytics_prefers_the_engines_rfm_grid_and_clv(
     assert {(c["r"], c["f"]): c["customers"] for c in body["rfm"]}[(5, 5)] == 24
     assert client.get("/home").json()["headline"]["predicted_clv"] == 81.5
     # the engine's keys survive a settings change
-    assert client.put("/settings", {"settings": {"vip_share": 0.2}}).status_code == 200
+    assert client.put("/settings", {"settings": {"milestone_amount": 750}}).status_code == 200
     assert client.get("/analytics").json()["rfm_source"] == "engine"
 
 

@@ -138,6 +138,22 @@ def test_validation_names_the_field(settings: dict[str, Any], field: str) -> Non
     assert info.value.field == field
 
 
+def test_a_change_holds_a_new_prefix_to_the_rules_but_keeps_an_old_one() -> None:
+    # Saved before prefixes had to be 3+ characters ending in a separator: still readable, and
+    # other settings can change without touching it.
+    legacy = ShopConfig.from_settings({"tag_prefix": "gp"})
+    assert legacy.tag_prefix == "gp"
+    assert legacy.changed({"vip_share": 0.2}).tag_prefix == "gp"
+    assert legacy.changed({"tag_prefix": "gp-"}).tag_prefix == "gp-"
+    for prefix in ("VIP", "s", "gp:", "gp"):
+        with pytest.raises(InputError) as info:
+            ShopConfig().changed({"tag_prefix": prefix})
+        assert info.value.field == "tag_prefix", prefix
+    with pytest.raises(InputError) as info:
+        ShopConfig().changed({"no_such_setting": 1})
+    assert info.value.field == "no_such_setting"
+
+
 def test_rules_nesting_limit() -> None:
     spec: dict[str, Any] = {"field": "city", "op": "=", "value": "a"}
     for _ in range(6):

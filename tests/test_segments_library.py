@@ -175,22 +175,24 @@ def test_lapsed_tiers_discounts_and_reminders() -> None:
         ]
     )
     ev = library.evaluate(ds, ShopConfig(), AS_OF)
-    assert members(ev, "lapsed-60") == {"sixty@x.io", "edge@x.io"}
-    assert members(ev, "lapsed-90") == {"ninety@x.io", "reg@x.io"}
-    assert reason(ev, "lapsed-60", "sixty@x.io").endswith("suggest 10% off")
-    assert reason(ev, "lapsed-90", "ninety@x.io").endswith("suggest 15% off")
-    assert "reminder, no discount" in reason(ev, "lapsed-90", "reg@x.io")
-    assert ev.segments["lapsed-90"].definition.definition["discount_percent"] == 15
+    assert members(ev, "lapsed-tier-1") == {"sixty@x.io", "edge@x.io"}
+    assert members(ev, "lapsed-tier-2") == {"ninety@x.io", "reg@x.io"}
+    assert reason(ev, "lapsed-tier-1", "sixty@x.io").endswith("suggest 10% off")
+    assert reason(ev, "lapsed-tier-2", "ninety@x.io").endswith("suggest 15% off")
+    assert "reminder, no discount" in reason(ev, "lapsed-tier-2", "reg@x.io")
+    assert ev.segments["lapsed-tier-2"].definition.definition["discount_percent"] == 15
 
+    # Tiers are segments by position: new days keep tier 1 and 2 and add tier 3.
     cfg = ShopConfig(lapsed_tiers=(LapsedTier(30, 5), LapsedTier(75, 10), LapsedTier(120, 20)))
     ev = library.evaluate(ds, cfg, AS_OF)
     assert set(h for h in ev.segments if h.startswith("lapsed-")) == {
-        "lapsed-30",
-        "lapsed-75",
-        "lapsed-120",
+        "lapsed-tier-1",
+        "lapsed-tier-2",
+        "lapsed-tier-3",
     }
-    assert members(ev, "lapsed-30") == {"sixty@x.io"}
-    assert members(ev, "lapsed-75") == {"edge@x.io", "ninety@x.io", "reg@x.io"}
+    assert members(ev, "lapsed-tier-1") == {"sixty@x.io"}
+    assert members(ev, "lapsed-tier-2") == {"edge@x.io", "ninety@x.io", "reg@x.io"}
+    assert ev.segments["lapsed-tier-1"].definition.definition["min_days"] == 30
 
 
 def test_vip_is_top_share_by_net_spend() -> None:

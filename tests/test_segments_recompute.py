@@ -142,7 +142,7 @@ def test_full_recompute_writes_segments_memberships_history_and_queues_syncs(
     assert reasons.render(business[alice].reason).startswith("48 units of Dinner Napkins on ")
     assert set(memberships(ctx, shop.id, "one-time-buyers")) == {alice, bob}
     assert set(memberships(ctx, shop.id, "true-fans")) == {carol}
-    assert set(memberships(ctx, shop.id, "lapsed-90")) == {bob}
+    assert set(memberships(ctx, shop.id, "lapsed-tier-2")) == {bob}
     everyone = set().union(*(memberships(ctx, shop.id, h) for h in counts))
     assert gone not in everyone  # only cancelled and test orders
 

@@ -1,4 +1,5 @@
-"""The pure tag diff: Goldpan's namespace only, Shopify's comparison rules, the 250-tag limit."""
+"""The pure tag diff: only the tags Goldpan wrote, Shopify's comparison rules, the 250-tag limit;
+and the naming rules for prefixes and moved tags."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from shopify_app.shopify.client import load_document
 from shopify_app.tagging import diff as tag_diff
 from shopify_app.tagging.changes import native_segment_query
 from shopify_app.tagging.diff import TagDiff, apply, diff, plan
-from shopify_app.tagging.tags import ownership, tag_key, tag_problem
+from shopify_app.tagging.tags import (
+    moved_tag,
+    prefix_problem,
+    stored_prefix_problem,
+    tag_key,
+    tag_problem,
+    written,
+)
 
 PREFIX = "goldpan-"
 OWNED_EXTRA = "VIP Club"  # a segment tag the merchant renamed outside the prefix
@@ -41,7 +49,11 @@ def _unique(tags: list[str]) -> list[str]:
 
 currents = st.lists(st.one_of(merchant_tags, goldpan_tags), max_size=30).map(_unique)
 wanteds = st.sets(goldpan_tags, max_size=8)
-OWNED = ownership(PREFIX, [OWNED_EXTRA])
+
+
+def OWNED(tag: str) -> bool:
+    """What the ledger says in these properties: every generated Goldpan tag was written by it."""
+    return tag_key(tag).startswith(PREFIX) or tag_key(tag) == "vip club"
 
 
 def _others(tags: list[str]) -> list[str]:
@@ -82,34 +94,64 @@ def test_limit_never_evicts_merchant_tags(current: list[str], wanted: set[str], 
 
 def test_examples() -> None:
     current = ["wholesale", "goldpan-vip", "Goldpan-Lapsed", "newsletter"]
-    change = diff(current, {"goldpan-vip", "goldpan-fans"}, PREFIX)
+    ours = written(["goldpan-vip", "goldpan-lapsed"])
+    change = diff(current, {"goldpan-vip", "goldpan-fans"}, ours)
     assert change == TagDiff(add=("goldpan-fans",), remove=("Goldpan-Lapsed",))
     # Shopify compares trimmed and case-insensitively: nothing to do.
-    assert diff(["GOLDPAN-VIP "], {"goldpan-vip"}, PREFIX).empty
-    # Another app's tag that merely contains the prefix is not ours.
-    assert diff(["x-goldpan-vip"], set(), PREFIX).empty
+    assert diff(["GOLDPAN-VIP "], {"goldpan-vip"}, ours).empty
+    # A tag under the prefix that Goldpan did not write is not Goldpan's, nor is one that
+    # merely contains a tag Goldpan wrote.
+    assert diff(["goldpan-merchant", "x-goldpan-vip"], set(), ours).empty
+
+
+def test_only_written_tags_are_ever_removed() -> None:
+    """The issue's merchant: prefix ``VIP``, a rename to ``pop-up-2024``, a prefix ``s``."""
+    merchant = ["VIP", "staff", "pop-up-2024", "goldpan-friends"]
+    ours = written(["VIPone-time-buyers", "goldpan-vip"])
+    change = diff([*merchant, "VIPone-time-buyers", "goldpan-vip"], set(), ours)
+    assert change == TagDiff(remove=("VIPone-time-buyers", "goldpan-vip"))
+    assert apply([*merchant, "VIPone-time-buyers", "goldpan-vip"], change) == merchant
 
 
 def test_full_customer_reports_instead_of_evicting() -> None:
     current = [f"m{i}" for i in range(249)]
-    change = diff(current, {"goldpan-a", "goldpan-b"}, PREFIX)
+    change = diff(current, {"goldpan-a", "goldpan-b"}, written([]))
     assert change.add == ("goldpan-a",)
     assert change.dropped == ("goldpan-b",)
     # Freeing Goldpan's own tag makes room in the same diff.
-    change = diff([*current, "goldpan-old"], {"goldpan-a"}, PREFIX)
+    change = diff([*current, "goldpan-old"], {"goldpan-a"}, written(["goldpan-old"]))
     assert change == TagDiff(add=("goldpan-a",), remove=("goldpan-old",))
 
 
 def test_plan_leaves_out_unchanged_customers_and_reports_the_limit() -> None:
     full = [f"m{i}" for i in range(250)]
-    current = {1: ["goldpan-a"], 2: ["x", "goldpan-old"], 3: full}
-    changes, limited = plan(current, {1: {"GOLDPAN-A"}, 3: {"goldpan-a"}}, OWNED)
+    current = {1: ["goldpan-a"], 2: ["x", "goldpan-old"], 3: full, 4: ["goldpan-old"]}
+    ledger = {1: ["goldpan-a"], 2: ["goldpan-old"]}
+    changes, limited = plan(current, {1: {"GOLDPAN-A"}, 3: {"goldpan-a"}}, ledger)
+    # 4 carries the same tag as 2, but Goldpan never wrote it there.
     assert changes == {2: TagDiff(remove=("goldpan-old",))}
     assert limited == {3: ("goldpan-a",)}
 
 
+def test_prefix_rules() -> None:
+    for good in ("goldpan-", "gp-", "gp_", "gp.", "my/", "Shop2-"):
+        assert prefix_problem(good) is None, good
+    for bad in ("VIP", "s", "s-", "gp", "gp:", "-gp-", "has space-", "x" * 40 + "-", ""):
+        assert prefix_problem(bad) is not None, bad
+    # A prefix saved before these rules stays readable; nonsense does not.
+    assert stored_prefix_problem("gp") is None and stored_prefix_problem("gp:") is None
+    assert stored_prefix_problem("") is not None and stored_prefix_problem("a b") is not None
+
+
+def test_moved_tags_follow_the_prefix_only_when_named_under_it() -> None:
+    assert moved_tag("goldpan-vip", "goldpan-", "gp-") == "gp-vip"
+    assert moved_tag("Goldpan-Lapsed-60", "goldpan-", "gp-") == "gp-Lapsed-60"
+    assert moved_tag("best customers", "goldpan-", "gp-") is None
+    assert moved_tag("gp-vip", "gp-", "goldpan-") == "goldpan-vip"
+
+
 def test_tags_shopify_refuses_are_reported() -> None:
-    change = diff([], {"goldpan-" + "x" * 300, "goldpan-a,b", "goldpan-ok"}, PREFIX)
+    change = diff([], {"goldpan-" + "x" * 300, "goldpan-a,b", "goldpan-ok"}, written([]))
     assert change.add == ("goldpan-ok",)
     assert len(change.invalid) == 2
     assert tag_problem("  ") is not None

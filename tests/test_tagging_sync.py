@@ -1,4 +1,5 @@
-"""Tag writes over loopback HTTP: convergence, no echo loops, faults, bulk, renames, removal.
+"""Tag writes over loopback HTTP: convergence, no echo loops, faults, bulk, renames, removal,
+and the ledger: only tags Goldpan wrote are ever removed.
 
 Every test runs against the Shopify sandbox (``tests/fixtures_tagging.py``).
 """
@@ -55,12 +56,16 @@ def _merchant(tags: list[str]) -> list[str]:
 
 
 def _seed_mixed(env: TagEnv, n: int = 30) -> dict[str, int]:
+    """Customers with merchant tags and, for some, a tag Goldpan wrote in an earlier run."""
     rng = random.Random(7)
     customers = {}
+    written = {}
     for cid in _ids(n):
         tags = rng.sample(MERCHANT, rng.randint(0, 3))
         if rng.random() < 0.4:
-            tags.append(rng.choice(["goldpan-lapsed", "Goldpan-Fans", "goldpan-gone"]))
+            ours = rng.choice(["goldpan-lapsed", "Goldpan-Fans", "goldpan-gone"])
+            tags.append(ours)
+            written[cid] = [ours]
         customers[cid] = tags
     members = {
         "fans": {c for c in customers if c % 2 == 0},
@@ -74,6 +79,7 @@ def _seed_mixed(env: TagEnv, n: int = 30) -> dict[str, int]:
             "lapsed": (True, members["lapsed"]),
             "bulk": (False, members["bulk"]),
         },
+        written=written,
     )
 
 
@@ -89,9 +95,12 @@ def _expected(customer_id: int) -> set[str]:
 def _assert_converged(env: TagEnv, before: dict[int, list[str]]) -> None:
     shopify = env.shopify_tags()
     assert set(shopify) == set(before)
+    written = env.written()
     for cid, tags in shopify.items():
         assert _merchant(tags) == _merchant(before[cid]), cid
         assert _goldpan(tags) == _expected(cid), cid
+        # The ledger holds exactly the Goldpan tags the customer carries.
+        assert written.get(cid, set()) == _expected(cid), cid
     assert env.local_tags() == shopify
 
 
@@ -123,7 +132,9 @@ def test_writes_converge_and_second_run_is_free(tag_env: TagEnv) -> None:
 def test_one_mutation_field_per_needed_change(tag_env: TagEnv) -> None:
     env = tag_env
     env.seed(
-        {1: ["a"], 2: ["goldpan-old"], 3: ["goldpan-old", "b"], 4: []}, {"fans": (True, {1, 3})}
+        {1: ["a"], 2: ["goldpan-old"], 3: ["goldpan-old", "b"], 4: []},
+        {"fans": (True, {1, 3})},
+        written={2: ["goldpan-old"], 3: ["goldpan-old"]},
     )
     report = sync_tags(env.ctx, env.shop.id, client=env.client)
     # 1: add; 2: remove; 3: add + remove; 4: nothing — one request (tags_batch_4), four fields
@@ -321,7 +332,9 @@ def test_tag_limit_is_reported_and_merchant_tags_kept(tag_env: TagEnv) -> None:
 def test_rename_migrates_diff_only_and_native_segment_follows(tag_env: TagEnv) -> None:
     env = tag_env
     ids = env.seed(
-        {1: ["x", "goldpan-fans"], 2: ["goldpan-fans"], 3: ["y"]}, {"fans": (True, {1, 2})}
+        {1: ["x", "goldpan-fans"], 2: ["goldpan-fans"], 3: ["y", "True Fans"]},
+        {"fans": (True, {1, 2})},
+        written={1: ["goldpan-fans"], 2: ["goldpan-fans"]},
     )
     gid = ensure_native_segment(env.ctx, env.shop.id, ids["fans"], client=env.client)
     assert env.native_segments() == {gid: "customer_tags CONTAINS 'goldpan-fans'"}
@@ -333,34 +346,58 @@ def test_rename_migrates_diff_only_and_native_segment_follows(tag_env: TagEnv) -
         env.ctx, env.shop.id, ids["fans"], "goldpan-fans", client=env.client
     )
     assert report.changed == 2
-    assert env.shopify_tags() == {1: ["x", "True Fans"], 2: ["True Fans"], 3: ["y"]}
+    # 3 had "True Fans" before Goldpan (the rename's collision check is the API's): kept.
+    assert env.shopify_tags() == {1: ["x", "True Fans"], 2: ["True Fans"], 3: ["y", "True Fans"]}
     assert env.native_segments() == {gid: "customer_tags CONTAINS 'True Fans'"}
-    # Turning tag sync off removes the renamed tag (still Goldpan's), nothing else.
+    # Turning tag sync off removes the renamed tag where Goldpan wrote it, nothing else.
     with env.ctx.sessions.begin() as session:
         seg = session.get(Segment, ids["fans"])
         assert seg is not None
         seg.tag_sync = False
     jobs.run_now(env.ctx, "tags.segment_changed", shop_id=env.shop.id, segment_id=ids["fans"])
-    assert env.shopify_tags() == {1: ["x"], 2: [], 3: ["y"]}
+    assert env.shopify_tags() == {1: ["x"], 2: [], 3: ["y", "True Fans"]}
+    assert env.written() == {}
 
 
 def test_remove_all_and_preview(tag_env: TagEnv) -> None:
     env = tag_env
     ids = env.seed(
-        {1: ["x", "goldpan-fans", "goldpan-stale"], 2: ["VIP Club"], 3: ["y"], 4: []},
+        {
+            1: ["x", "goldpan-fans", "goldpan-stale"],
+            2: ["VIP Club"],
+            3: ["y", "goldpan-mine"],
+            4: [],
+            5: ["VIP Club", "goldpan-fans"],
+        },
         {"fans": (False, {1, 3}), "club": (True, {4})},
         renamed={"club": "VIP Club"},
+        written={1: ["goldpan-fans", "goldpan-stale"], 2: ["VIP Club"]},
     )
     with env.ctx.sessions() as session:
+        # 5 carries both tags without Goldpan having written them: nothing to lose there.
         assert preview(session, env.shop.id) == {
             "fans": {"gain": 1, "lose": 0},
             "club": {"gain": 1, "lose": 1},
         }
     jobs.run_now(env.ctx, "tags.sync", shop_id=env.shop.id)
-    # "fans" does not sync, so its prefixed tag is stale Goldpan state and goes.
-    assert env.shopify_tags() == {1: ["x"], 2: [], 3: ["y"], 4: ["VIP Club"]}
+    # "fans" does not sync, so the tags Goldpan wrote for it are stale and go; the merchant's
+    # look-alikes stay.
+    assert env.shopify_tags() == {
+        1: ["x"],
+        2: [],
+        3: ["y", "goldpan-mine"],
+        4: ["VIP Club"],
+        5: ["VIP Club", "goldpan-fans"],
+    }
     jobs.run_now(env.ctx, "tags.remove_all", shop_id=env.shop.id)
-    assert env.shopify_tags() == {1: ["x"], 2: [], 3: ["y"], 4: []}
+    assert env.shopify_tags() == {
+        1: ["x"],
+        2: [],
+        3: ["y", "goldpan-mine"],
+        4: [],
+        5: ["VIP Club", "goldpan-fans"],
+    }
+    assert env.written() == {}
     with env.ctx.sessions() as session:
         segments = session.scalars(select(Segment).where(Segment.id.in_(ids.values())))
         assert not any(s.tag_sync for s in segments)
@@ -373,7 +410,11 @@ def test_remove_all_and_preview(tag_env: TagEnv) -> None:
 )
 @given(
     start=st.lists(
-        st.sets(st.sampled_from(["m1", "M2", "goldpan-a", "GOLDPAN-B", "goldpan-c", "VIP Club"])),
+        st.sets(
+            st.sampled_from(
+                ["m1", "M2", "goldpan-a", "GOLDPAN-B", "goldpan-c", "VIP Club", "goldpan-mine"]
+            )
+        ),
         min_size=1,
         max_size=8,
     ),
@@ -388,11 +429,14 @@ def test_any_membership_changes_converge_over_http(
 ) -> None:
     env = make_tag_env()
     customers = {i: sorted(tags) for i, tags in enumerate(start, 1)}
+    # Goldpan wrote the goldpan-a/b/c tags in an earlier run; "goldpan-mine" is the merchant's.
+    ours = {"goldpan-a", "goldpan-b", "goldpan-c"}
     ids = env.seed(
         customers,
         {h: (True, {i for i in customers if h in first[i - 1]}) for h in ("a", "b", "c")},
+        written={i: [t for t in tags if t.lower() in ours] for i, tags in customers.items()},
     )
-    keep = ("m1", "M2", "VIP Club")
+    keep = ("m1", "M2", "VIP Club", "goldpan-mine")
     for memberships in (first, second):
         for h in ("a", "b", "c"):
             env.set_members(ids[h], {i for i in customers if h in memberships[i - 1]})
@@ -400,9 +444,10 @@ def test_any_membership_changes_converge_over_http(
         env.echo()
         for i, tags in env.shopify_tags().items():
             assert [t for t in tags if t in keep] == [t for t in customers[i] if t in keep]
-            assert {t.lower() for t in tags if t.lower().startswith("goldpan-")} == {
+            assert {t.lower() for t in tags if t.lower() in ours} == {
                 f"goldpan-{h}" for h in memberships[i - 1]
             }
+            assert env.written().get(i, set()) == {f"goldpan-{h}" for h in memberships[i - 1]}
         calls = env.calls
         sync_tags(env.ctx, env.shop.id, client=env.client)
         assert env.calls == calls
@@ -444,7 +489,7 @@ def test_uninstalled_shop_is_left_alone(tag_env: TagEnv) -> None:
 def test_prefix_change_moves_only_goldpans_own_tags(tag_env: TagEnv) -> None:
     env = tag_env
     customers = {1: ["goldpan-fans", "goldpan-merchant-own"], 2: ["x"]}
-    env.seed(customers, {"fans": (True, {1, 2})})
+    env.seed(customers, {"fans": (True, {1, 2})}, written={1: ["goldpan-fans"]})
     with env.ctx.sessions.begin() as session:
         shop = session.get(Shop, env.shop.id)
         assert shop is not None
@@ -459,7 +504,7 @@ def test_a_late_older_customers_update_cannot_undo_our_write(tag_env: TagEnv) ->
     from shopify_app.sync.webhooks import apply_webhook
 
     env = tag_env
-    env.seed({1: ["x", "goldpan-old"]}, {"fans": (True, {1})})
+    env.seed({1: ["x", "goldpan-old"]}, {"fans": (True, {1})}, written={1: ["goldpan-old"]})
     sync_tags(env.ctx, env.shop.id, client=env.client)
     with env.ctx.sessions() as session:
         row = session.get(Customer, (env.shop.id, 1))

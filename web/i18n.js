@@ -99,10 +99,12 @@ export function month(value) {
 export function segmentName(segment) {
   const key = `segment.${segment.handle}`;
   if (has(key)) return t(key);
-  const lapsed = segment.handle.match(/^lapsed-(\d+)$/);
-  if (lapsed) {
+  if (/^lapsed-tier-\d+$/.test(segment.handle)) {
+    // Tiers are segments by position; their days are in the name ("Lapsed 60–89 days").
     const range = (segment.name || "").match(/(\d+)\s*[–-]\s*(\d+)/);
-    return range ? t("segment.lapsed_range", { from: Number(range[1]), to: Number(range[2]) }) : t("segment.lapsed_open", { from: Number(lapsed[1]) });
+    const open = (segment.name || "").match(/(\d+)\+/);
+    if (range) return t("segment.lapsed_range", { from: Number(range[1]), to: Number(range[2]) });
+    if (open) return t("segment.lapsed_open", { from: Number(open[1]) });
   }
   const rfm = segment.handle.match(/^rfm-(.+)$/);
   if (rfm && has(`rfm.${rfm[1]}`)) return t("segment.rfm", { group: t(`rfm.${rfm[1]}`) });

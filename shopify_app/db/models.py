@@ -262,6 +262,28 @@ class Membership(Base):
     reason: Mapped[str | None] = mapped_column(Text)
 
 
+class TagLedger(Base):
+    """A tag Goldpan wrote on a customer: the only tags it may ever remove.
+
+    Written in the transaction that stores Shopify's answer to a successful ``tagsAdd`` (or a
+    bulk add's row), deleted with a successful ``tagsRemove``. A tag the customer had before
+    (the merchant's ``VIP``, ``staff``, or a ``goldpan-`` tag typed by hand) has no row, so no
+    prefix, rename or removal can take it off. ``tag_key`` is the tag as Shopify compares it
+    (trimmed, lower case). No foreign key to customers, as with memberships: whoever deletes a
+    customer deletes their rows (``shopify_app.segments.recompute.forget_customers``).
+    """
+
+    __tablename__ = "tag_ledger"
+
+    shop_id: Mapped[int] = mapped_column(
+        ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True
+    )
+    customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    tag_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    tag: Mapped[str] = mapped_column(Text)
+    written_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class SegmentHistory(Base):
     """A segment's size and revenue on a day, for "change since last week"."""
 

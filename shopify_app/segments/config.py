@@ -5,6 +5,13 @@
 keep their own settings next to it. Every value is validated on the way in, and a bad one
 raises :class:`~shopify_app.errors.InputError` whose ``field`` names it
 (``"lapsed_tiers[1].days"``), so the page can put the message next to the right input.
+
+A merchant's change goes through :meth:`ShopConfig.changed`, which also holds a new tag prefix
+to the rules for new prefixes; a prefix stored before those rules stays readable.
+
+Lapsed tiers are segments by position (:func:`lapsed_handle`: tier 1, tier 2, ...), not by their
+days, so changing 60/90 days to 45/120/180 keeps tier 1 and 2 (their tag, their syncs) and adds
+tier 3.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from shopify_app.errors import InputError
-from shopify_app.tagging.tags import DEFAULT_PREFIX, prefix_problem
+from shopify_app.tagging.tags import DEFAULT_PREFIX, prefix_problem, stored_prefix_problem
 
 HANDLE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 CONSENT_POLICIES = ("subscribed", "subscribed_or_pending", "all")
@@ -26,6 +33,11 @@ class LapsedTier:
 
     days: int
     discount_percent: int
+
+
+def lapsed_handle(tier: int) -> str:
+    """The handle of the ``tier``-th lapsed tier (1-based): ``lapsed-tier-1``, whatever its days."""
+    return f"lapsed-tier-{tier}"
 
 
 @dataclass(frozen=True)
@@ -108,6 +120,23 @@ class ShopConfig:
         data["custom_segments"] = [dict(c) for c in self.custom_segments]
         return data
 
+    def changed(self, changes: dict[str, Any]) -> ShopConfig:
+        """This config with ``changes`` (some settings, by key) applied and validated.
+
+        Unknown keys are refused. A new tag prefix must pass
+        :func:`~shopify_app.tagging.tags.prefix_problem`; the stored one is not re-judged.
+        """
+        current = self.to_settings()
+        unknown = sorted(set(changes) - set(current))
+        if unknown:
+            raise InputError(f"unknown setting {unknown[0]!r}", field=unknown[0])
+        config = ShopConfig.from_settings({**current, **changes})
+        if config.tag_prefix != self.tag_prefix:
+            problem = prefix_problem(config.tag_prefix)
+            if problem is not None:
+                raise InputError(problem, field="tag_prefix")
+        return config
+
     def validate(self) -> None:
         """Cross-field checks; raises :class:`InputError` naming the field."""
         days = [t.days for t in self.lapsed_tiers]
@@ -152,7 +181,7 @@ def _float(lo: float, hi: float) -> Any:
 
 
 def _tag_prefix(value: Any, name: str) -> str:
-    problem = prefix_problem(value if isinstance(value, str) else "")
+    problem = stored_prefix_problem(value if isinstance(value, str) else "")
     if problem is not None:
         raise InputError(problem, field=name)
     return str(value)
@@ -257,4 +286,4 @@ _PARSERS: dict[str, Any] = {
 
 assert set(_PARSERS) == {f.name for f in fields(ShopConfig)}  # every field has a parser
 
-__all__ = ["CONSENT_POLICIES", "CrossSellRule", "LapsedTier", "ShopConfig"]
+__all__ = ["CONSENT_POLICIES", "CrossSellRule", "LapsedTier", "ShopConfig", "lapsed_handle"]

@@ -51,6 +51,7 @@ from shopify_app.db.models import (
     Segment,
     SegmentHistory,
     Shop,
+    TagLedger,
     Tombstone,
     utcnow,
 )
@@ -95,7 +96,11 @@ def cached_stats(shop: Shop) -> ShopStats | None:
 def _ensure_segments(
     session: Session, shop_id: int, cfg: ShopConfig, defs: list[SegmentDef]
 ) -> dict[str, Segment]:
-    """Segment rows for every definition (created on first sight), keyed by handle."""
+    """Segment rows for every definition (created on first sight), keyed by handle.
+
+    A new segment's tag is the prefix plus its handle; after that the tag is the segment's own
+    (the merchant may rename it, and a prefix change moves it), so it is never reset here.
+    """
     existing = {
         seg.handle: seg
         for seg in session.scalars(select(Segment).where(Segment.shop_id == shop_id))
@@ -119,9 +124,8 @@ def _ensure_segments(
                 seg.definition = d.definition
             if seg.kind != d.kind:
                 seg.kind = d.kind
-            wanted_tag = f"{cfg.tag_prefix}{d.handle}"
-            if seg.tag != wanted_tag:
-                seg.tag = wanted_tag
+            if seg.name != d.name:  # a lapsed tier's name says its days, which may change
+                seg.name = d.name
     session.flush()
     return existing
 
@@ -738,12 +742,13 @@ def recompute_customers_now(
 
 
 def forget_customers(conn: Connection, shop_id: int, customer_ids: Any) -> None:
-    """Delete the memberships of customers being deleted, and count them out of their segments.
+    """Delete the memberships and tag-ledger rows of customers being deleted, and count them
+    out of their segments.
 
     Call it in the transaction that deletes the customers: memberships carry no foreign key to
     customers (PostgreSQL would check it row by row on every membership a full recompute
-    inserts: most of that write's time), so whoever deletes a customer deletes their
-    memberships. ``customer_ids`` is a list of ids or a select of them.
+    inserts: most of that write's time), and neither does the ledger, so whoever deletes a
+    customer deletes their rows. ``customer_ids`` is a list of ids or a select of them.
     """
     t = MEMBERSHIPS
     s = SEGMENTS
@@ -766,6 +771,11 @@ def forget_customers(conn: Connection, shop_id: int, customer_ids: Any) -> None:
         )
     )
     conn.execute(delete(t).where(*theirs))
+    conn.execute(
+        delete(TagLedger).where(
+            TagLedger.shop_id == shop_id, TagLedger.customer_id.in_(customer_ids)
+        )
+    )
 
 
 @jobs.task("segments.recompute_customer")

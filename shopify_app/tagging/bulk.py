@@ -2,7 +2,8 @@
 
 A bulk mutation started by :mod:`.writes` completes via the ``bulk_operations/finish`` webhook
 (:func:`on_bulk_finish`) or polling (:func:`poll_bulk`, the fallback when the webhook is late or
-lost); rows that answered ``userErrors`` or never ran are diffed and written again.
+lost); rows that answered ``userErrors`` or never ran are diffed and written again. Rows that
+succeeded go into (adds) or out of (removes) the ledger with the tags Shopify answered.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 from shopify_app import jobs
 from shopify_app.db import transaction
 from shopify_app.db.models import AuditEntry, Customer, utcnow
+from shopify_app.tagging import ledger
 from shopify_app.tagging.diff import TagDiff, apply
 from shopify_app.tagging.state import BULK_ACTIONS, RUNNING, id_chunks
 from shopify_app.tagging.writes import (
@@ -113,6 +115,11 @@ def on_bulk_finish(
                 )
                 tags = apply(list(customer.tags or []), step)
             store_answer(customer, [str(t) for t in tags], stamps.get(customer_id))
+        done = [(cid, str(tag)) for cid in answered if cid in customers for tag in row_tags[cid]]
+        if kind == "add":
+            ledger.record(session, shop_id, added=done)
+        else:
+            ledger.record(session, shop_id, removed=done)
         entry_row.result = "ok" if not missing else ("error" if not answered else "partial")
         entry_row.error = (
             None if not missing else f"{status}: {len(missing)} of {len(rows)} rows not applied"

@@ -1,8 +1,9 @@
 """The pure tag diff and the request documents it becomes; no database, no HTTP.
 
 :func:`diff` takes the tags a customer has in Shopify now, the Goldpan tags they should have,
-and what Goldpan owns (:mod:`.tags`), and returns what to add and remove; :func:`plan` does it
-for every customer of a run. :func:`apply` is what Shopify ends up with after a diff.
+and which tags Goldpan wrote on them (the ledger, :mod:`.ledger`), and returns what to add and
+remove; :func:`plan` does it for every customer of a run. :func:`apply` is what Shopify ends up
+with after a diff.
 
 Small diffs go out as ``tagsRemove``/``tagsAdd`` fields, up to :data:`BATCH_SLOTS` of each per
 request, through static aliased documents (``tags_batch_<n>.graphql``, n = 1, 4, 10) whose slots
@@ -20,12 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from shopify_app.tagging.tags import (
-    DEFAULT_PREFIX,
     MAX_TAGS_PER_CUSTOMER,
     Ownership,
-    ownership,
     tag_key,
     tag_problem,
+    written,
 )
 
 BATCH_SIZES = (1, 4, 10)
@@ -65,20 +65,20 @@ class TagDiff:
 def diff(
     current: Sequence[str],
     wanted: Iterable[str],
-    owned: Ownership | str = DEFAULT_PREFIX,
+    owned: Ownership,
     *,
     limit: int = MAX_TAGS_PER_CUSTOMER,
 ) -> TagDiff:
     """The tag changes that turn ``current`` into "``current``'s other tags plus ``wanted``".
 
-    * Removes only owned tags that are not wanted, spelled exactly as Shopify has them.
+    * Removes only tags Goldpan wrote (``owned``) that are not wanted, spelled exactly as
+      Shopify has them.
     * Adds wanted tags missing from ``current`` (compared as Shopify does: trimmed,
       case-insensitive), in sorted order so runs are deterministic.
     * Never makes room by removing a tag Goldpan does not own: when the result would exceed
       ``limit`` tags, the adds that do not fit are reported in ``dropped`` instead.
     * Wanted tags Shopify would refuse (empty, too long, with a comma) go to ``invalid``.
     """
-    is_owned = ownership(owned) if isinstance(owned, str) else owned
     wanted_by_key: dict[str, str] = {}
     invalid: list[str] = []
     for tag in wanted:
@@ -87,7 +87,7 @@ def diff(
             continue
         wanted_by_key.setdefault(tag_key(tag), tag.strip())
     current_keys = {tag_key(t) for t in current}
-    remove = tuple(t for t in current if is_owned(t) and tag_key(t) not in wanted_by_key)
+    remove = tuple(t for t in current if owned(t) and tag_key(t) not in wanted_by_key)
     add = sorted(tag for key, tag in wanted_by_key.items() if key not in current_keys)
     removed_keys = {tag_key(t) for t in remove}
     kept = len({tag_key(t) for t in current} - removed_keys)
@@ -115,15 +115,17 @@ def apply(current: Sequence[str], change: TagDiff) -> list[str]:
 def plan(
     current: Mapping[int, Sequence[str]],
     wanted: Mapping[int, Set[str]],
-    owned: Ownership,
+    ledger: Mapping[int, Iterable[str]],
 ) -> tuple[dict[int, TagDiff], dict[int, tuple[str, ...]]]:
     """Diff every customer in ``current``: (the changes to write, customers who hit the limit).
 
-    Customers without an entry in ``wanted`` want no Goldpan tag; unchanged ones are left out.
+    ``ledger`` holds the tags Goldpan wrote per customer. Customers without an entry in
+    ``wanted`` want no Goldpan tag; unchanged ones are left out.
     """
     changes: dict[int, TagDiff] = {}
     limited: dict[int, tuple[str, ...]] = {}
     for customer_id, tags in current.items():
+        owned = written(ledger.get(customer_id, ()))
         change = diff(tags, wanted.get(customer_id, frozenset()), owned)
         if change.dropped:
             limited[customer_id] = change.dropped

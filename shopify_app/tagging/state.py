@@ -1,5 +1,7 @@
 """What Goldpan knows about a shop's tags: prefix, threshold, synced segments, current tags.
 
+What Goldpan owns is in :mod:`.ledger`.
+
 "Current" is ``Customer.tags``: what Shopify has now, kept by sync from ``customers/update`` and
 bulk imports, and by the writes from Shopify's answers. The ledger of bulk mutations in flight
 (``AuditEntry`` rows with :data:`RUNNING`) lives here too, because a run must skip customers
@@ -9,7 +11,7 @@ whose tags a running operation is still changing.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -17,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from shopify_app.db.models import AuditEntry, Customer, Membership, Segment, Shop
 from shopify_app.errors import GoldpanError
-from shopify_app.tagging.tags import DEFAULT_PREFIX, Ownership, ownership, segment_tag
+from shopify_app.tagging.tags import DEFAULT_PREFIX, segment_tag
 
 DEFAULT_BULK_THRESHOLD = 500
 """Changed customers above which a run uses bulk mutations instead of aliased requests."""
@@ -41,23 +43,16 @@ def bulk_threshold(shop: Shop) -> int:
 
 @dataclass
 class ShopTags:
-    """What a run needs to know about a shop's tagging: which segments tag, and what is owned."""
+    """What a run needs to know about a shop's tagging: which segments tag, with which tag."""
 
     shop_id: int
     prefix: str
     threshold: int
     synced: dict[int, str]
     """Segment id → tag, for enabled segments with tag sync on."""
-    owned_tags: frozenset[str]
-    """Explicitly owned tags (every segment's tag, and old tags being migrated away)."""
-
-    @property
-    def owned(self) -> Ownership:
-        """The ownership predicate for :func:`~shopify_app.tagging.diff.diff`."""
-        return ownership(self.prefix, self.owned_tags)
 
     @classmethod
-    def load(cls, session: Session, shop_id: int, extra_owned: Iterable[str] = ()) -> ShopTags:
+    def load(cls, session: Session, shop_id: int) -> ShopTags:
         """Read the shop's prefix, threshold and segments."""
         shop = session.get(Shop, shop_id)
         if shop is None:
@@ -69,10 +64,10 @@ class ShopTags:
                 Segment.id, Segment.handle, Segment.tag, Segment.enabled, Segment.tag_sync
             ).where(Segment.shop_id == shop_id)
         ).all()
-        tags = {s.id: segment_tag(s.tag, s.handle, prefix) for s in segments}
-        synced = {s.id: tags[s.id] for s in segments if s.enabled and s.tag_sync}
-        owned = set(tags.values()) | {t for t in extra_owned if t}
-        return cls(shop_id, prefix, bulk_threshold(shop), synced, frozenset(owned))
+        synced = {
+            s.id: segment_tag(s.tag, s.handle, prefix) for s in segments if s.enabled and s.tag_sync
+        }
+        return cls(shop_id, prefix, bulk_threshold(shop), synced)
 
     def wanted(self, session: Session, customer_ids: Sequence[int] | None) -> dict[int, set[str]]:
         """Customer id → the Goldpan tags their memberships call for (only customers with any)."""

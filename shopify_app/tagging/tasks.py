@@ -109,7 +109,7 @@ def segment_changed_task(
 
 @jobs.task("tags.prefix_changed")
 def prefix_changed_task(ctx: jobs.Context, shop_id: int, old_prefix: str) -> dict[str, Any]:
-    """Task: the shop's tag prefix changed; move the prefix-named tags diff-only."""
+    """Task: the shop's tag prefix changed; move every tag Goldpan wrote, diff-only."""
     with _task_client(ctx, shop_id) as client:
         return on_prefix_changed(ctx, shop_id, old_prefix, client=client).summary()
 

@@ -8,7 +8,9 @@
 
 After a write, Goldpan stores the tags Shopify answered with (the mutation selects the
 customer's resulting ``tags``), so the echoed ``customers/update`` computes an empty diff: no
-loops, no second write.
+loops, no second write. The same transaction records each successful add in the ledger and
+deletes each successful remove from it (:mod:`.ledger`): only tags in the ledger are ever
+removed.
 
 Concurrent writers for the same customer (50 webhooks/s on several workers) must not write the
 same diff twice. On PostgreSQL the batch holds ``SELECT ... FOR UPDATE`` on its customer rows
@@ -35,6 +37,7 @@ from shopify_app.db import transaction
 from shopify_app.db.models import AuditEntry, Customer, Shop
 from shopify_app.errors import ShopifyError, stored_error
 from shopify_app.shopify.client import AdminClient
+from shopify_app.tagging import ledger
 from shopify_app.tagging.diff import (
     ADD_DOCUMENT,
     REMOVE_DOCUMENT,
@@ -47,7 +50,7 @@ from shopify_app.tagging.diff import (
     plan,
 )
 from shopify_app.tagging.state import RUNNING, ShopTags, current_tags, in_flight
-from shopify_app.tagging.tags import MAX_TAGS_PER_CUSTOMER
+from shopify_app.tagging.tags import MAX_TAGS_PER_CUSTOMER, written
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +124,15 @@ def _local_locks(shop_id: int, customer_ids: Sequence[int]) -> Iterator[None]:
 
 @dataclass
 class _Claim:
-    """Customers held for one write: their tags as read, and what to store afterwards."""
+    """Customers held for one write: their tags and ledger rows as read, and what to store
+    afterwards (Shopify's answers, the ledger's changes, the audit entry)."""
 
     current: dict[int, list[str]]
+    owned: ledger.Written
     results: dict[int, list[str]] = field(default_factory=dict)
     updated_at: dict[int, dt.datetime] = field(default_factory=dict)
+    added: list[tuple[int, str]] = field(default_factory=list)
+    removed: list[tuple[int, str]] = field(default_factory=list)
     audit: list[AuditEntry] = field(default_factory=list)
 
     def answer(self, customer_id: int, node: Mapping[str, Any]) -> bool:
@@ -180,7 +187,9 @@ def _claim(ctx: jobs.Context, shop_id: int, customer_ids: Sequence[int]) -> Iter
                 .order_by(Customer.id)
                 .with_for_update()
             ).all()
-            claim = _Claim({r.id: list(r.tags or []) for r in rows})
+            claim = _Claim(
+                {r.id: list(r.tags or []) for r in rows}, ledger.owned(session, shop_id, ids)
+            )
             yield claim
             stored_at = {r.id: r.updated_at for r in rows}
             if claim.results:
@@ -202,11 +211,12 @@ def _claim(ctx: jobs.Context, shop_id: int, customer_ids: Sequence[int]) -> Iter
                         for customer_id, tags in claim.results.items()
                     ],
                 )
+            ledger.record(session, shop_id, claim.added, claim.removed)
             session.add_all(claim.audit)
         return
     with _local_locks(shop_id, ids):
         with transaction(ctx.sessions) as session:
-            claim = _Claim(current_tags(session, shop_id, ids))
+            claim = _Claim(current_tags(session, shop_id, ids), ledger.owned(session, shop_id, ids))
         yield claim
         with transaction(ctx.sessions) as session:
             for customer_id, tags in claim.results.items():
@@ -214,6 +224,8 @@ def _claim(ctx: jobs.Context, shop_id: int, customer_ids: Sequence[int]) -> Iter
                 # Compare-and-set: a customers/update stored during the request is newer.
                 if row is not None and list(row.tags or []) == claim.current.get(customer_id):
                     store_answer(row, tags, claim.updated_at.get(customer_id))
+            # Shopify applied these whether or not its answer was stored above.
+            ledger.record(session, shop_id, claim.added, claim.removed)
             session.add_all(claim.audit)
 
 
@@ -235,14 +247,14 @@ def _write_small(
     report: SyncReport,
 ) -> None:
     """Write ``planned`` with aliased requests, re-diffing each batch under its claim."""
-    owned = state.owned
     for batch in batches(planned):
         with _claim(ctx, state.shop_id, batch) as claim:
-            # Re-diff against the tags as they are now: another writer or a customers/update
-            # may have changed them since planning.
+            # Re-diff against the tags (and ledger) as they are now: another writer or a
+            # customers/update may have changed them since planning.
             changes: dict[int, TagDiff] = {}
             for cid in batch:
                 if cid in claim.current:
+                    owned = written(claim.owned.get(cid, ()))
                     change = diff(claim.current[cid], wanted.get(cid, set()), owned)
                     if not change.empty:
                         changes[cid] = change
@@ -273,13 +285,17 @@ def _write_small(
                 if errors:
                     failed[customer_id] = "; ".join(str(e.get("message")) for e in errors)
                     continue
+                one = changes[customer_id]
+                removing = key.startswith("r") or key == "tagsRemove"
+                if removing:
+                    claim.removed.extend((customer_id, tag) for tag in one.remove)
+                else:
+                    claim.added.extend((customer_id, tag) for tag in one.add)
                 # The node's tags are Shopify's state after this field, whatever came before.
                 node = payload.get("node") or {}
                 if not claim.answer(customer_id, node):
                     # An answer without the node: assume Shopify applied what was asked.
                     base = claim.results.get(customer_id, claim.current[customer_id])
-                    one = changes[customer_id]
-                    removing = key.startswith("r") or key == "tagsRemove"
                     step = TagDiff(remove=one.remove) if removing else TagDiff(add=one.add)
                     claim.results[customer_id] = apply(base, step)
             ok = {cid: c for cid, c in changes.items() if cid not in failed}
@@ -394,15 +410,15 @@ def sync_tags(
     customer_ids: Sequence[int] | None = None,
     *,
     client: AdminAPI | None = None,
-    extra_owned: Iterable[str] = (),
     wanted_override: Mapping[int, set[str]] | None = None,
     attempt: int = 1,
 ) -> SyncReport:
     """Write the tag diff of ``customer_ids`` (all customers when ``None``) to Shopify.
 
-    ``extra_owned`` adds tags Goldpan owns only for this run (an old tag being migrated away);
-    ``wanted_override`` replaces the memberships (``remove_all`` wants nothing). An unchanged
-    customer costs nothing; a changed one one slot in an aliased request, or one bulk row.
+    Every tag in the ledger that is not wanted comes off (a renamed segment's old tag, the
+    tags of the old prefix, a segment whose sync is off); nothing else does. ``wanted_override``
+    replaces the memberships (``remove_all`` wants nothing). An unchanged customer costs
+    nothing; a changed one one slot in an aliased request, or one bulk row.
     """
     with ctx.sessions() as session:
         shop = session.get(Shop, shop_id)
@@ -410,20 +426,23 @@ def sync_tags(
             # Uninstalled (or redacted): nothing can be written, and nothing should be.
             log.info("tags for shop %s skipped: not installed", shop_id)
             return SyncReport()
-        state = ShopTags.load(session, shop_id, extra_owned)
+        state = ShopTags.load(session, shop_id)
         current = current_tags(session, shop_id, customer_ids)
-        found = (
-            wanted_override
-            if wanted_override is not None
-            else state.wanted(session, list(current) if customer_ids is not None else None)
-        )
+        chosen = list(current) if customer_ids is not None else None
+        found = wanted_override if wanted_override is not None else state.wanted(session, chosen)
         wanted = {cid: set(found.get(cid, set())) for cid in current}
-        planned, limited = plan(current, wanted, state.owned)
-        busy = in_flight(session, shop_id) if planned else set()
+        owned = ledger.owned(session, shop_id, chosen)
+        planned, limited = plan(current, wanted, owned)
+        gone = ledger.stale(current, wanted, owned)
+        busy = in_flight(session, shop_id) if planned or gone else set()
     report = SyncReport(checked=len(current), limited=dict(limited))
     for customer_id in busy & planned.keys():
         del planned[customer_id]
         report.in_flight += 1
+    gone = [(cid, tag) for cid, tag in gone if cid not in busy]
+    if gone:
+        with transaction(ctx.sessions) as session:
+            ledger.record(session, shop_id, removed=gone)
     _record_limits(ctx, shop_id, limited)
     if not planned:
         return report

@@ -15,7 +15,7 @@ const METRICS = {
   clv: { format: (v, c) => money(v, c), higherIsBetter: true },
 };
 
-const FOCUS = ["business-buyers", "true-fans", "lapsed-60", "lapsed-90", "one-time-buyers", "vip"];
+const FOCUS = ["business-buyers", "true-fans", "lapsed-tier-1", "lapsed-tier-2", "one-time-buyers", "vip"];
 
 function syncCard(sync) {
   if (sync.state === "running") {

@@ -1,10 +1,12 @@
 // Settings: thresholds, lapsed tiers, cross-sell rules with product pickers from the synced
 // catalogue, tag prefix, consent policy, and the Meta connection. The server validates every
 // value (ShopConfig); a refused one comes back with its field and is shown next to the input.
+// A change that moves tags or Meta audiences comes back first as its effect (409 with a token):
+// the page shows it and saves again with the token only when the merchant confirms.
 
 import { api, query } from "../api.js";
 import { debounce, h, mount, nextId } from "../dom.js";
-import { t } from "../i18n.js";
+import { segmentName, t } from "../i18n.js";
 import { badge, banner, button, confirmDialog, failure, loading, page, section, toast, withStates } from "../ui.js";
 
 const NUMBERS = [
@@ -171,6 +173,34 @@ function rulesEditor(rules, titles) {
   return el;
 }
 
+/** What a settings change would do (the API's preview): tags, customers, audiences, removals. */
+function effectView(preview) {
+  const segment = (handle, name) => segmentName({ handle, name: name || handle });
+  const list = (key, items) =>
+    items.length ? [h("p", { class: "gp-label" }, t(key)), h("ul", { class: "gp-effect", "data-effect": key.split(".").pop() }, items)] : [];
+  return h(
+    "div",
+    { "data-preview": "settings" },
+    h("p", null, t("settings.preview.customers", { count: preview.customers })),
+    ...list(
+      "settings.preview.tags",
+      preview.tags.map((r) =>
+        h("li", { "data-tag": r.tag }, t("settings.preview.tag", { tag: r.segment ? `${r.tag} · ${segment(r.segment)}` : r.tag, added: r.added, removed: r.removed })),
+      ),
+    ),
+    ...list(
+      "settings.preview.audiences",
+      preview.audiences.map((a) =>
+        h("li", { "data-audience": a.segment }, a.paused ? t("settings.preview.audience_paused", { name: segment(a.segment, a.name) }) : t("settings.preview.audience", { name: segment(a.segment, a.name), added: a.added, removed: a.removed })),
+      ),
+    ),
+    ...list(
+      "settings.preview.removed",
+      preview.removed.map((r) => h("li", { "data-removed": r.segment }, t("settings.preview.removed_item", { name: segment(r.segment, r.name), tag: r.tag }))),
+    ),
+  );
+}
+
 function metaCard(status, reload) {
   const errors = h("div");
   const act = (label, fn, attrs = {}) =>
@@ -318,9 +348,27 @@ export async function render(root) {
       const saveButton = root.querySelector("[data-action='save']");
       saveButton.setAttribute("loading", "");
       try {
-        await api.put("/settings", { settings: changes });
+        let saved;
+        try {
+          saved = await api.put("/settings", { settings: changes });
+        } catch (error) {
+          if (error.status !== 409) throw error;
+          // It moves tags or audiences: show the effect, apply only if the merchant confirms.
+          const preview = error.body;
+          showError(null, "");
+          if (!(await confirmDialog(t("settings.preview.title"), effectView(preview), t("settings.preview.apply")))) {
+            mount(status, banner("info", t("settings.preview.cancelled"), h("p", null, t("settings.preview.cancelled_body"))));
+            return;
+          }
+          saved = await api.put("/settings", { settings: changes, confirm: preview.token });
+        }
         showError(null, "");
-        mount(status, banner("success", t("settings.saved"), h("p", null, t("settings.saved_body"))));
+        const notices = [banner("success", t("settings.saved"), h("p", null, t("settings.saved_body")))];
+        if (saved.removed && saved.removed.length) {
+          const names = saved.removed.map((r) => segmentName({ handle: r.segment, name: r.name })).join(", ");
+          notices.push(banner("warning", t("settings.removed_notice"), h("p", { "data-notice": "removed" }, t("settings.removed_notice_body", { segments: names }))));
+        }
+        mount(status, ...notices);
         toast(t("settings.saved"));
       } catch (error) {
         if (error.status === 400) {

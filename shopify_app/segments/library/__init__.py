@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shopify_app.segments import rfm, rules
-from shopify_app.segments.config import ShopConfig
+from shopify_app.segments.config import ShopConfig, lapsed_handle
 from shopify_app.segments.dataset import Dataset, Features, IntArray, compute_features
 from shopify_app.segments.library import (
     cross_sell,
@@ -104,7 +104,7 @@ def segment_definitions(cfg: ShopConfig, stats: ShopStats) -> list[SegmentDef]:
         )
         defs.append(
             SegmentDef(
-                f"lapsed-{tier.days}",
+                lapsed_handle(i + 1),
                 name,
                 "builtin",
                 {

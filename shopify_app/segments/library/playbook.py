@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shopify_app.segments.config import ShopConfig
+from shopify_app.segments.config import ShopConfig, lapsed_handle
 from shopify_app.segments.dataset import Dataset, Features, email_domain
 from shopify_app.segments.evidence import company_evidence, is_mailbox_domain
 from shopify_app.segments.library.context import BoolArray, Context
@@ -142,6 +142,9 @@ def one_time_buyers(ctx: Context) -> None:
 def lapsed(ctx: Context) -> None:
     """One segment per lapsed tier: days since the last order, up to the next tier.
 
+    Tiers are segments by position (``lapsed-tier-1``, ...), so a tier whose days change keeps
+    its segment, tag and syncs.
+
     The reason suggests the tier's discount, except to regulars still within their usual
     interval (times ``reminder_factor``): they get a reminder, not a discount.
     """
@@ -169,7 +172,7 @@ def lapsed(ctx: Context) -> None:
                 return discount(last_date=last, percent=pct)
             return plain(last_date=last)
 
-        ctx.put(f"lapsed-{tier.days}", (since >= tier.days) & (since < upper), reason)
+        ctx.put(lapsed_handle(i_t + 1), (since >= tier.days) & (since < upper), reason)
 
 
 def vip(ctx: Context) -> None:

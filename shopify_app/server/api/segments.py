@@ -41,7 +41,9 @@ from shopify_app.server.api.request import (
 )
 from shopify_app.server.api.settings import load_config
 from shopify_app.tagging import changes as tag_changes
-from shopify_app.tagging.tags import ownership, segment_tag, validate_tag
+from shopify_app.tagging import ledger as tag_ledger
+from shopify_app.tagging import usage as tag_usage
+from shopify_app.tagging.tags import segment_tag, tag_key, validate_tag
 
 MEMBER_SORTS = ("id", "name", "spent", "orders", "since")
 """Accepted ``sort`` values for the members list (``-`` prefix: descending)."""
@@ -268,11 +270,6 @@ def _member_params(request: Request) -> tuple[str | None, str, int]:
     return q, sort, page
 
 
-def _goldpan_tags(tags: list[Any], prefix: str) -> list[str]:
-    owned = ownership(prefix)
-    return [t for t in tags or [] if isinstance(t, str) and owned(t)]
-
-
 def segment_members(request: Request) -> Response:
     """A page of 50 members with why each qualifies; ``q`` searches name, email, company."""
     shop_id = request_shop_id(request)
@@ -292,7 +289,8 @@ def segment_members(request: Request) -> Response:
                 raise InputError("after must be a customer id", field="after") from None
             stmt = stmt.where(Membership.customer_id > after_id)
         rows = session.execute(stmt.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)).all()
-        prefix = _prefix(get_shop(session, shop_id))
+        # The tags Goldpan wrote on them (the ledger), as Shopify spells them.
+        ours = tag_ledger.owned(session, shop_id, [cust.id for *_, cust in rows[:PAGE_SIZE]])
         members = [
             {
                 "id": cust.id,
@@ -305,7 +303,7 @@ def segment_members(request: Request) -> Response:
                 "country": cust.country_code,
                 "reason": reason,
                 "since": iso(since),
-                "tags": _goldpan_tags(cust.tags, prefix),
+                "tags": [t for t in cust.tags or [] if tag_key(str(t)) in ours.get(cust.id, {})],
             }
             for _cid, reason, since, cust in rows[:PAGE_SIZE]
         ]
@@ -427,6 +425,9 @@ def segment_tag_sync(request: Request) -> Response:
         prefix = _prefix(shop)
         old_tag = segment_tag(seg.tag, seg.handle, prefix)
         new_tag = tag if tag is not None else old_tag
+        if new_tag != old_tag:
+            ctx = request.app.state.ctx
+            tag_usage.refuse_rename(ctx, session, shop_id, seg.id, new_tag, prefix=prefix)
         if enabled and not confirm and not seg.tag_sync:
             preview = _tag_preview(session, shop_id, seg)
             return JSONResponse({"applied": False, "preview": preview, "tag": new_tag})

@@ -9,8 +9,9 @@ from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from shopify_app.db.models import AuditEntry, MetaConnection, Product, Shop
+from shopify_app.db.models import MetaConnection, Product, Shop
 from shopify_app.errors import InputError
+from shopify_app.segments import settings_change
 from shopify_app.segments.config import ShopConfig
 from shopify_app.server.api.request import (
     db_session,
@@ -24,14 +25,6 @@ from shopify_app.server.api.request import (
 def load_config(shop: Shop) -> dict[str, Any]:
     """The shop's segment settings, validated, every key present (defaults filled in)."""
     return ShopConfig.from_settings(shop.settings or {}).to_settings()
-
-
-def _validate_config(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``changes`` into ``current`` and validate; raises InputError naming the field."""
-    unknown = sorted(set(changes) - set(current))
-    if unknown:
-        raise InputError(f"unknown setting {unknown[0]!r}", field=unknown[0])
-    return ShopConfig.from_settings({**current, **changes}).to_settings()
 
 
 def settings_get(request: Request) -> Response:
@@ -73,34 +66,27 @@ def settings_get(request: Request) -> Response:
 
 
 def settings_put(request: Request) -> Response:
-    """Change settings (a partial object); refused with the failing field; then recompute."""
+    """Change settings (``{"settings": {...}}``, a partial object); refused with the failing
+    field. A change that moves tags or Meta audiences answers 409 with its effect (and a
+    ``token``) and is applied only when sent again with ``"confirm": <token>``; then recompute.
+    """
     shop_id = request_shop_id(request)
     body = json_body(request)
+    confirm = body.pop("confirm", None)
     changes = body.get("settings", body)
     if not isinstance(changes, dict) or not changes:
         raise InputError("send the settings to change", field="settings")
-    with db_session(request) as session, session.begin():
-        shop = get_shop(session, shop_id)
-        current = load_config(shop)
-        old_prefix = current.get("tag_prefix")
-        validated = _validate_config(current, changes)
-        # Keys other features keep in Shop.settings are left as they are.
-        shop.settings = {**(shop.settings or {}), **validated}
-        session.add(
-            AuditEntry(
-                shop_id=shop_id,
-                target="app",
-                action="settings.update",
-                subject=",".join(sorted(changes))[:255],
-                count=len(changes),
-                detail={"user_id": getattr(request.state, "user_id", None)},
-            )
-        )
+    ctx = request.app.state.ctx
+    change = settings_change.prepare(ctx, shop_id, changes)
+    if change.effect.moves and confirm != change.token:
+        return JSONResponse({"applied": False, **change.preview()}, status_code=409)
+    settings_change.apply(ctx, change, user_id=getattr(request.state, "user_id", None))
     enqueue(request, "segments.recompute_shop", shop_id=shop_id)
-    if old_prefix and validated.get("tag_prefix") != old_prefix:
-        # After the recompute has written the new tags: take the old prefix's tags off.
+    old_prefix, new_prefix = change.before["tag_prefix"], change.after["tag_prefix"]
+    if new_prefix != old_prefix:
+        # Every tag Goldpan wrote under the old names moves to the new ones.
         enqueue(request, "tags.prefix_changed", shop_id=shop_id, old_prefix=old_prefix)
-    return JSONResponse({"settings": validated})
+    return JSONResponse({"applied": True, "settings": change.after, **change.preview()})
 
 
 def tags_remove_all(request: Request) -> Response:

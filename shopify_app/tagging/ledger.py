@@ -1,0 +1,104 @@
+"""The ledger of tags Goldpan wrote (:class:`~shopify_app.db.models.TagLedger`): what it owns.
+
+Ownership is what the ledger says, never a prefix: a row is added in the transaction that
+stores Shopify's answer to a successful ``tagsAdd`` (or bulk add row) and deleted with a
+successful ``tagsRemove``. So a prefix change, a rename or "remove all" can only take off tags
+Goldpan put on, and a tag the customer had before stays whatever it is called.
+
+Rows for tags neither on the customer any more (removed by hand in the admin) nor wanted are
+dropped by each run (:func:`stale`), so the ledger does not claim a tag the merchant adds later.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence, Set
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from shopify_app.db.models import TagLedger, utcnow
+from shopify_app.tagging.state import id_chunks
+from shopify_app.tagging.tags import tag_key
+
+LEDGER = cast(Table, TagLedger.__table__)
+
+Written = dict[int, dict[str, str]]
+"""Customer id → {tag key: the tag as Goldpan wrote it}."""
+
+
+def owned(session: Session, shop_id: int, customer_ids: Sequence[int] | None) -> Written:
+    """The tags Goldpan wrote on ``customer_ids`` (every customer of the shop when ``None``)."""
+    t = LEDGER
+    found: Written = defaultdict(dict)
+    query = select(t.c.customer_id, t.c.tag_key, t.c.tag).where(t.c.shop_id == shop_id)
+    for chunk in id_chunks(customer_ids):
+        q = query if chunk is None else query.where(t.c.customer_id.in_(chunk))
+        for customer_id, key, tag in session.execute(q):
+            found[int(customer_id)][key] = tag
+    return found
+
+
+def record(
+    session: Session,
+    shop_id: int,
+    added: Iterable[tuple[int, str]] = (),
+    removed: Iterable[tuple[int, str]] = (),
+) -> None:
+    """In the caller's transaction: Goldpan wrote ``added`` and took ``removed`` off.
+
+    Pairs are (customer id, tag). Writing a tag again refreshes its row.
+    """
+    t = LEDGER
+    conn = session.connection()
+    now = utcnow()
+    rows = {
+        (cid, tag_key(tag)): {
+            "shop_id": shop_id,
+            "customer_id": cid,
+            "tag_key": tag_key(tag),
+            "tag": tag.strip(),
+            "written_at": now,
+        }
+        for cid, tag in added
+    }
+    gone = sorted({(cid, tag_key(tag)) for cid, tag in removed})
+    if gone:
+        conn.execute(
+            delete(t).where(
+                t.c.shop_id == shop_id,
+                t.c.customer_id == bindparam("cid"),
+                t.c.tag_key == bindparam("key"),
+            ),
+            [{"cid": cid, "key": key} for cid, key in gone],
+        )
+    if rows:
+        make: Any = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        stmt = make(t)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[t.c.shop_id, t.c.customer_id, t.c.tag_key],
+                set_={"tag": stmt.excluded.tag, "written_at": stmt.excluded.written_at},
+            ),
+            [rows[k] for k in sorted(rows)],
+        )
+
+
+def stale(
+    current: Mapping[int, Sequence[str]],
+    wanted: Mapping[int, Set[str]],
+    written: Written,
+) -> list[tuple[int, str]]:
+    """Ledger rows of ``current``'s customers whose tag is neither on the customer nor wanted:
+    gone from Shopify (the merchant took it off), so Goldpan no longer owns anything there."""
+    rows: list[tuple[int, str]] = []
+    for customer_id, tags in current.items():
+        mine = written.get(customer_id)
+        if not mine:
+            continue
+        keep = {tag_key(t) for t in tags} | {tag_key(t) for t in wanted.get(customer_id, ())}
+        rows.extend((customer_id, tag) for key, tag in mine.items() if key not in keep)
+    return rows
