@@ -1,0 +1,94 @@
+"""One set of numbers everywhere: amounts carry the shop's currency; counts take the right
+plural."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from shopify_app.db.models import Customer, Membership, Order, Segment
+from shopify_app.jobs import Context
+from shopify_app.segments import recompute
+from shopify_app.segments.library import reasons
+
+AS_OF = dt.date(2026, 6, 30)
+
+
+def test_english_reasons_take_the_plural_the_count_needs_and_the_currency() -> None:
+    render = reasons.render
+    assert render(reasons.Reason("repeat", {"orders": 1, "last_date": "2026-03-03"})) == (
+        "1 order, the last on 3 March 2026"
+    )
+    assert render(reasons.Reason("repeat", {"orders": 2, "last_date": "2026-03-03"})) == (
+        "2 orders, the last on 3 March 2026"
+    )
+    assert render(reasons.Reason("true_fan", {"orders": 4, "days": 1})) == (
+        "4 orders, about every 1 day"
+    )
+    assert render(reasons.Reason("true_fan.same_day", {"orders": 3})) == (
+        "3 orders, all on the same day"
+    )
+    # A fraction shown as "1" takes the singular, as it reads.
+    likely = reasons.Reason("likely", {"percent": 80, "orders": 0.96, "days": 90})
+    assert render(likely) == "80% likely active; 1 order expected in 90 days"
+    assert render(reasons.Reason("likely", {"percent": 80, "orders": 0.4, "days": 90})) == (
+        "80% likely active; 0.4 orders expected in 90 days"
+    )
+    vip = reasons.Reason("vip", {"spend_money": 1234.5, "share": 10, "cutoff_money": 900})
+    assert render(vip, "EUR") == "net spend EUR 1,234.50 (top 10% start at EUR 900.00)"
+    assert render(vip, "KRW") == "net spend KRW 1,234 (top 10% start at KRW 900)"
+    assert render(vip) == "net spend 1,234.50 (top 10% start at 900.00)"  # currency unknown
+    region = reasons.Reason("region", {"place": "Athens, GR", "customers": 1})
+    assert render(region) == "lives in Athens, GR, home to 1 customer"
+
+
+def test_a_same_day_repeat_says_so_instead_of_about_every_0_days(
+    ctx: Context, make_shop: Any, sessions: sessionmaker[Session]
+) -> None:
+    shop = make_shop()
+    when = dt.datetime.combine(AS_OF, dt.time(9), tzinfo=dt.UTC) - dt.timedelta(days=20)
+    with sessions.begin() as session:
+        session.add(Customer(shop_id=shop.id, id=1, email="same@example.com"))
+        for n in range(3):  # three orders within one morning
+            at = when + dt.timedelta(minutes=10 * n)
+            session.add(
+                Order(
+                    shop_id=shop.id,
+                    id=100 + n,
+                    customer_id=1,
+                    name=f"#{100 + n}",
+                    created_at=at,
+                    processed_at=at,
+                    total=20.0,
+                    currency="USD",
+                    discount_codes=[],
+                )
+            )
+    recompute.recompute_shop_now(ctx, shop.id, as_of=AS_OF)
+    with sessions() as session:
+        reason = session.scalar(
+            select(Membership.reason)
+            .join(Segment, Segment.id == Membership.segment_id)
+            .where(Segment.shop_id == shop.id, Segment.handle == "true-fans")
+        )
+    assert reasons.render(reason) == "3 orders, all on the same day"
+
+
+def test_every_count_has_its_plural_forms_in_every_language() -> None:
+    web = Path(__file__).resolve().parents[1] / "web" / "i18n"
+    english = json.loads((web / "en.json").read_text(encoding="utf-8"))
+    for name, (one, other) in reasons.COUNTED.items():
+        assert english[f"count.{name}"] == {"one": one, "other": other}
+    for template in reasons.REASON_TEMPLATES.values():
+        # The noun comes with the count: no template writes it after a counted placeholder.
+        for name in reasons.COUNTED:
+            assert f"{{{name}}} {name}" not in template, template
+    arabic = json.loads((web / "ar.json").read_text(encoding="utf-8"))
+    for name in reasons.COUNTED:
+        # Arabic has six plural forms; each count spells all of them.
+        assert set(arabic[f"count.{name}"]) == {"zero", "one", "two", "few", "many", "other"}
