@@ -3,20 +3,69 @@ plural."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 from pathlib import Path
 from typing import Any
 
+import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shopify_app.db.models import Customer, Membership, Order, Segment
+from shopify_app.db.models import Customer, Membership, Order, Segment, Shop
 from shopify_app.jobs import Context
 from shopify_app.segments import recompute
 from shopify_app.segments.library import reasons
+from shopify_app.sync import bulk, reconcile
+from tests.fixtures_api import ApiClient, serving
+from tests.fixtures_auth import session_token
+from tests.fixtures_sync import SyncEnv
 
 AS_OF = dt.date(2026, 6, 30)
+
+
+def test_the_sync_reads_the_shops_currency_and_amounts_carry_it(
+    sync_env: SyncEnv, sessions: sessionmaker[Session]
+) -> None:
+    env = sync_env
+    bulk.initial(env.ctx, env.shop.id, http=env.http, poll_interval=0.01)
+    with sessions() as session:
+        shop = session.get(Shop, env.shop.id)
+        assert shop is not None
+        assert (shop.currency, shop.name) == (env.store.currency, env.store.name)
+        assert shop.timezone == env.store.timezone
+    assert env.store.currency == "EUR"
+    recompute.recompute_shop_now(env.ctx, env.shop.id)
+    with serving(env.ctx) as url:
+        client = ApiClient(url, env.shop.domain)
+        assert client.get("/home").json()["shop"]["currency"] == "EUR"
+        # The members export says reasons in English, amounts in the shop's currency.
+        with sessions() as session:
+            one_time = session.scalar(
+                select(Segment.id).where(
+                    Segment.shop_id == env.shop.id, Segment.handle == "one-time-buyers"
+                )
+            )
+            stored = session.scalars(
+                select(Membership.reason).where(Membership.segment_id == one_time)
+            ).all()
+        assert stored
+        spend = reasons.Reason.parse(stored[0]).params["spend_money"]  # type: ignore[union-attr]
+        exported = requests.get(
+            f"{url}/api/segments/{one_time}/members.csv",
+            headers={"Authorization": f"Bearer {session_token(env.shop.domain)}"},
+            timeout=30,
+        )
+    assert exported.status_code == 200
+    texts = [row["reason"] for row in csv.DictReader(io.StringIO(exported.text))]
+    assert f"(EUR {spend:,.2f})" in "\n".join(texts)
+    # A shop that changes its currency is seen at the next reconciliation.
+    env.store.currency = "KRW"
+    reconcile.reconcile(env.ctx, env.shop.id, http=env.http)
+    with sessions() as session:
+        assert session.get(Shop, env.shop.id).currency == "KRW"  # type: ignore[union-attr]
 
 
 def test_english_reasons_take_the_plural_the_count_needs_and_the_currency() -> None:
