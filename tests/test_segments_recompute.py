@@ -236,7 +236,7 @@ def test_empty_shop_and_cached_page_data(queued_ctx, make_shop) -> None:  # type
     recompute.recompute_shop_now(ctx, shop.id)
     with ctx.sessions() as session:
         settings = session.get(Shop, shop.id).settings  # type: ignore[union-attr]
-    assert settings[recompute.METRICS_KEY]["customers"] == 1
+    assert settings[recompute.METRICS_KEY]["headline"]["customers"] == 1
     assert settings[recompute.SUGGESTIONS_KEY] == []
     assert set(memberships(ctx, shop.id, "vip")) == {a}
 
