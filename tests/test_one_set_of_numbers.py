@@ -1,5 +1,5 @@
-"""One set of numbers everywhere: amounts carry the shop's currency; counts take the right
-plural."""
+"""One set of numbers everywhere: the page's API shows exactly what ``shopify-app analyze``
+prints for the same store; amounts carry the shop's currency; counts take the right plural."""
 
 from __future__ import annotations
 
@@ -10,20 +10,127 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shopify_app.db.models import Customer, Membership, Order, Segment, Shop
+from shopify_app.cli import main
+from shopify_app.db.models import Customer, LineItem, Membership, Order, Segment, Shop
 from shopify_app.jobs import Context
-from shopify_app.segments import recompute
+from shopify_app.segments import metrics, recompute
 from shopify_app.segments.library import reasons
 from shopify_app.sync import bulk, reconcile
-from tests.fixtures_api import ApiClient, serving
+from tests.fixtures_api import ApiClient, seed_shop, serving
 from tests.fixtures_auth import session_token
 from tests.fixtures_sync import SyncEnv
 
 AS_OF = dt.date(2026, 6, 30)
+
+EXPORT_COLUMNS = [
+    "Name",
+    "Email",
+    "Financial Status",
+    "Currency",
+    "Total",
+    "Discount Code",
+    "Created at",
+    "Lineitem quantity",
+    "Lineitem name",
+    "Lineitem price",
+    "Billing Name",
+    "Billing Company",
+    "Cancelled at",
+    "Payment Method",
+    "Refunded Amount",
+    "Id",
+]
+
+
+def export_orders(session: Session, shop_id: int, path: Path) -> int:
+    """The shop's orders as Shopify's "Export orders" CSV writes them: one row per line item,
+    the order's own fields on its first row, newest order first. Returns the orders written."""
+    emails = {
+        cid: email
+        for cid, email in session.execute(
+            select(Customer.id, Customer.email).where(Customer.shop_id == shop_id)
+        )
+    }
+    lines: dict[int, list[LineItem]] = {}
+    for item in session.scalars(
+        select(LineItem).where(LineItem.shop_id == shop_id).order_by(LineItem.id)
+    ):
+        lines.setdefault(item.order_id, []).append(item)
+    orders = session.scalars(
+        select(Order).where(Order.shop_id == shop_id).order_by(Order.created_at.desc())
+    ).all()
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(EXPORT_COLUMNS)
+        for order in orders:
+            head = {
+                "Name": order.name,
+                "Email": emails.get(order.customer_id, order.email) or "",
+                "Financial Status": "paid",
+                "Currency": order.currency or "",
+                "Total": f"{order.total:.2f}",
+                "Discount Code": ", ".join(str(c) for c in order.discount_codes or []),
+                # The day the app counts an order on is its processing day (UTC).
+                "Created at": f"{order.processed_at:%Y-%m-%d %H:%M:%S} +0000",
+                "Billing Company": order.billing_company or "",
+                "Cancelled at": f"{order.cancelled_at:%Y-%m-%d %H:%M:%S} +0000"
+                if order.cancelled_at
+                else "",
+                "Payment Method": "bogus" if order.test else "shopify_payments",
+                "Refunded Amount": "0.00",
+                "Id": str(order.id),
+            }
+            for n, item in enumerate(lines.get(order.id, [])):
+                row = head if n == 0 else {"Name": order.name}
+                row = {
+                    **row,
+                    "Lineitem quantity": str(item.quantity),
+                    "Lineitem name": item.title,
+                    "Lineitem price": f"{item.amount / max(item.quantity, 1):.2f}",
+                }
+                writer.writerow([row.get(c, "") for c in EXPORT_COLUMNS])
+    return len(orders)
+
+
+def test_the_page_shows_exactly_what_analyze_prints(
+    ctx: Context,
+    make_shop: Any,
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    shop = make_shop()
+    seed_shop(sessions, shop.id, customers=160, seed=21, as_of=AS_OF)
+    recompute.recompute_shop_now(ctx, shop.id, as_of=AS_OF)
+    export = tmp_path / "orders_export.csv"
+    with sessions() as session:
+        assert export_orders(session, shop.id, export) > 160
+    assert main(["analyze", str(export), "--as-of", AS_OF.isoformat(), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)["metrics"]
+    assert printed["headline"]["customers"] == 160
+
+    with serving(ctx) as url:
+        client = ApiClient(url, shop.domain)
+        analytics = client.get("/analytics").json()
+        home = client.get("/home").json()["metrics"]
+
+    shown = analytics["metrics"]
+    # Every headline figure and every table, as stored by the recompute and shown by the page.
+    for key in printed:
+        assert shown[key] == printed[key], key
+    assert shown == printed
+    assert home["headline"] == printed["headline"]
+    assert home["year_before"] == printed["year_before"]
+    assert home["as_of"] == printed["as_of"] == AS_OF.isoformat()
+    # The store is big enough for every table to hold something worth comparing.
+    assert printed["cohorts"]["product"] and printed["first_product"]
+    assert printed["discount_codes"][0]["customers"] and printed["rfm"]["cells"]
+    assert printed["headline"]["clv_predicted_12m"] and printed["year_before"]["customers"]
 
 
 def test_the_sync_reads_the_shops_currency_and_amounts_carry_it(
@@ -41,6 +148,7 @@ def test_the_sync_reads_the_shops_currency_and_amounts_carry_it(
     with serving(env.ctx) as url:
         client = ApiClient(url, env.shop.domain)
         assert client.get("/home").json()["shop"]["currency"] == "EUR"
+        assert client.get("/analytics").json()["currency"] == "EUR"
         # The members export says reasons in English, amounts in the shop's currency.
         with sessions() as session:
             one_time = session.scalar(
@@ -141,3 +249,4 @@ def test_every_count_has_its_plural_forms_in_every_language() -> None:
     for name in reasons.COUNTED:
         # Arabic has six plural forms; each count spells all of them.
         assert set(arabic[f"count.{name}"]) == {"zero", "one", "two", "few", "many", "other"}
+    assert set(metrics.NAMES) == set(metrics.DEFINITIONS)
