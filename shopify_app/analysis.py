@@ -18,12 +18,14 @@ import os
 import shutil
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any, TextIO
 
 from shopify_app.errors import InputError
 from shopify_app.segments import crosssell, library, metrics
 from shopify_app.segments.config import ShopConfig
+from shopify_app.segments.library.reasons import counted, money
 from shopify_app.sync.orders_csv import CsvImport, read_orders
 
 
@@ -168,14 +170,31 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
+def _figure(key: str, value: Any, currency: str | None) -> str:
+    """A headline figure as the report shows it (as the page does: amounts in the currency,
+    rates as percentages, days with their unit)."""
+    if value is None:
+        return "-"
+    if key in ("revenue", "average_order_value", "clv_simple", "clv_predicted_12m"):
+        return money(value, currency)
+    if key == "repeat_purchase_rate":
+        return _pct(value)
+    if key.endswith("_days_between_orders"):
+        return counted("days", value)
+    return f"{value:,}"
+
+
 def print_report(report: dict[str, Any], out: TextIO) -> None:
     """The readable summary."""
     src = report["source"]
     m = report["metrics"]
+    figures = m["headline"]
+    currency = src["currency"]
     model = report["model"]
     out.write(
-        f"Goldpan analysis as of {report['as_of']}: {m['orders']} orders from "
-        f"{m['customers']} customers counted ({src['orders']} orders in the file, "
+        f"Goldpan analysis as of {report['as_of']}: {counted('orders', figures['orders'])} from "
+        f"{counted('customers', figures['customers'])} counted "
+        f"({counted('orders', src['orders'])} in the file, "
         f"{src['first_order']} to {src['last_order']})\n"
     )
     skipped = src["skipped_cancelled"] + src["skipped_test"] + src["skipped_without_email"]
@@ -184,26 +203,20 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
             f"left out: {src['skipped_cancelled']} cancelled, {src['skipped_test']} test, "
             f"{src['skipped_without_email']} without an email\n"
         )
-    clv = m["clv"]
+    before = m["year_before"]
     _table(
         out,
         "Retention",
-        ["metric", "value"],
+        ["figure", "value", f"as of {before['as_of']}"],
         [
-            ["customers", m["customers"]],
-            ["orders", m["orders"]],
-            ["revenue", f"{m['revenue']:,.2f}"],
-            ["average order value", f"{m['average_order_value']:,.2f}"],
-            ["orders per customer", m["orders_per_customer"]],
-            ["repeat purchase rate", _pct(m["repeat_purchase_rate"])],
-            ["average days between orders", m["average_days_between_orders"] or "-"],
-            ["CLV (AOV x frequency x lifespan)", f"{clv['simple']:,.2f}"],
-            [
-                "predicted 12-month CLV",
-                "-" if clv["predicted_12m"] is None else f"{clv['predicted_12m']:,.2f}",
-            ],
+            [name, _figure(key, figures[key], currency), _figure(key, before[key], currency)]
+            for key, name in metrics.NAMES.items()
         ],
     )
+    out.write("\nDefinitions\n")
+    for key, name in metrics.NAMES.items():
+        out.write(textwrap.fill(f"{name}: {metrics.DEFINITIONS[key]}", 100, subsequent_indent="  "))
+        out.write("\n")
     bg = model["bgnbd"]
     gg = model["gamma_gamma"]
     if model["status"] == "fitted":
@@ -226,12 +239,21 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
         ],
     )
     periods = m["previous_period"]
+
+    def period_value(key: str, value: float) -> str:
+        return money(value, currency) if key == "revenue" else f"{value:,}"
+
     _table(
         out,
-        f"Last {periods['days']} days vs the {periods['days']} before",
+        f"Last {counted('days', periods['days'])} vs the {periods['days']} before",
         ["", "current", "previous", "change"],
         [
-            [k, periods["current"][k], periods["previous"][k], _pct(periods["change"][k])]
+            [
+                k.replace("_", " "),
+                period_value(k, periods["current"][k]),
+                period_value(k, periods["previous"][k]),
+                _pct(periods["change"][k]),
+            ]
             for k in ("orders", "revenue", "customers", "returning_customers")
         ],
     )
@@ -251,7 +273,7 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
             "Discount-code quality (repeat rate of customers acquired with each code)",
             ["code", "customers", "repeat rate"],
             [
-                [r["key"], r["customers"], _pct(r["repeat_purchase_rate"])]
+                [r["key"] or "(no code)", r["customers"], _pct(r["repeat_purchase_rate"])]
                 for r in m["discount_codes"][:10]
             ],
         )
@@ -273,9 +295,12 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
         )
     _table(
         out,
-        "Days between orders",
-        ["days", "orders"],
-        [[b["days"], b["count"]] for b in m["days_between_orders_histogram"]],
+        "Days between consecutive order days",
+        ["days", "gaps"],
+        [
+            [f"{b['from']}-{b['to']}" if b["to"] is not None else f"{b['from']}+", b["count"]]
+            for b in m["days_between_orders_histogram"]
+        ],
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from shopify_app.cli import main
+from shopify_app.segments import metrics
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLE = FIXTURES / "orders_export_sample.csv"
@@ -29,11 +30,10 @@ def test_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(report["model"]["gamma_gamma"]) >= {"p", "q", "gamma"}
     assert report["model"]["status"] == "fallback"  # nine customers: too few for the model
     m = report["metrics"]
+    assert m["version"] == metrics.VERSION
+    assert list(m["headline"]) == list(metrics.DEFINITIONS)
+    assert set(m["year_before"]) == {"as_of", *metrics.DEFINITIONS}
     for key in (
-        "repeat_purchase_rate",
-        "average_days_between_orders",
-        "orders_per_customer",
-        "average_order_value",
         "clv",
         "cohorts",
         "first_product",
@@ -42,9 +42,12 @@ def test_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
         "rfm",
         "repeat_rate_trend",
         "previous_period",
+        "backtest",
     ):
         assert key in m, key
-    assert m["customers"] == 9  # judy ordered after --as-of; grace cancelled; heidi a test
+    assert (
+        m["headline"]["customers"] == 9
+    )  # judy ordered after --as-of; grace cancelled; heidi a test
     segments = report["segments"]
     assert set(segments["business-buyers"]["customers"]) == {
         "alice@hotellux.com",
@@ -61,9 +64,28 @@ def test_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
 def test_readable_tables(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["analyze", str(SAMPLE), "--as-of", "2025-06-30"]) == 0
     out = capsys.readouterr().out
-    assert "repeat purchase rate" in out
     assert "business-buyers" in out
     assert "fallback" in out
+    # Every headline figure, with its definition; amounts in the export's currency.
+    for key, name in metrics.NAMES.items():
+        assert name in out, key
+        assert " ".join(metrics.DEFINITIONS[key].split()[:6]) in out.replace("\n  ", " "), key
+    assert "Revenue                          USD 1,011.00" in out
+    assert "16 orders from 9 customers counted (20 orders in the file" in out
+
+
+def test_one_order_is_one_order(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """English plurals: a shop with one order and one customer says so."""
+    one = tmp_path / "one.csv"
+    with open(SAMPLE, encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    header, first = rows[0], next(r for r in rows[1:] if r[0] == "#1009")
+    with open(one, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([header, first])
+    assert main(["analyze", str(one), "--as-of", "2025-06-30"]) == 0
+    out = capsys.readouterr().out
+    assert "1 order from 1 customer counted (1 order in the file" in out
+    assert "1 orders" not in out and "1 customers" not in out
 
 
 def test_meta_dir_writes_hashed_lists_of_subscribed_customers(

@@ -4,6 +4,7 @@ middleware: authorization, cross-shop isolation, bad input, paging."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import re
@@ -18,8 +19,17 @@ import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shopify_app.db.models import Customer, DataRequest, Membership, Segment, Shop, SyncRun
+from shopify_app.db.models import (
+    Customer,
+    DataRequest,
+    Membership,
+    Segment,
+    Shop,
+    ShopMetrics,
+    SyncRun,
+)
 from shopify_app.jobs import Context
+from shopify_app.segments import metrics, recompute
 from shopify_app.segments.library.reasons import Reason
 from tests.fixtures_api import ApiClient, seed_shop, serving
 from tests.fixtures_auth import session_token
@@ -324,30 +334,36 @@ def test_settings_round_trip_and_refusals(server: str, shop_a, queued: Recording
     assert client.get("/settings").json()["settings"]["tag_prefix"] == "gp-"
 
 
-def test_home_reports_sync_and_retention_headline(server: str, shop_a) -> None:
-    shop, _ = shop_a
-    body = ApiClient(server, shop.domain).get("/home").json()
-    assert body["sync"]["state"] == "done"
-    keys = [m["key"] for m in body["headline"]["metrics"]]
-    assert keys == ["repeat_rate", "days_between_orders", "orders_per_customer", "aov", "clv"]
-    repeat = body["headline"]["metrics"][0]
-    assert 0 < repeat["value"] < 1
-    assert any(n["key"] == "scope_all_orders" for n in body["notices"])
-
-
-def test_analytics_and_products(server: str, shop_a, shop_b) -> None:
+def test_home_reports_sync_and_retention_headline(server: str, shop_a, ctx: Context) -> None:
     shop, _ = shop_a
     client = ApiClient(server, shop.domain)
-    body = client.get("/analytics").json()
-    assert body["cohorts"]["month"]["rows"]
-    assert sum(body["histogram"]["counts"]) > 0
-    assert sum(cell["customers"] for cell in body["rfm"]) == body["customers"]
-    assert body["repeat_trend"] and body["products"]
+    body = client.get("/home").json()
+    assert body["sync"]["state"] == "done"
+    assert any(n["key"] == "scope_all_orders" for n in body["notices"])
+    assert body["metrics"] is None  # no full recompute has stored them yet
+    recompute.recompute_shop_now(ctx, shop.id)
+    headline = client.get("/home").json()["metrics"]
+    assert list(headline["headline"]) == list(metrics.DEFINITIONS)
+    assert 0 < headline["headline"]["repeat_purchase_rate"] < 1
+    assert headline["year_before"]["as_of"] < headline["as_of"]
+
+
+def test_analytics_and_products(server: str, shop_a, shop_b, ctx: Context) -> None:
+    shop, _ = shop_a
+    client = ApiClient(server, shop.domain)
+    assert client.get("/analytics").json()["metrics"] is None
+    recompute.recompute_shop_now(ctx, shop.id)
+    recompute.recompute_shop_now(ctx, shop_b[0].id)
+    body = client.get("/analytics").json()["metrics"]
+    assert body["cohorts"]["month"] and body["cohorts"]["product"]
+    assert sum(b["count"] for b in body["days_between_orders_histogram"]) > 0
+    assert sum(c["customers"] for c in body["rfm"]["cells"]) == body["headline"]["customers"]
+    assert body["repeat_rate_trend"] and body["first_product"]
     found = client.get("/products", q="napkin").json()["products"]
     assert {p["title"] for p in found} == {"Cocktail Napkins", "Dinner Napkins", "Tea Napkins"}
     # the other shop's analytics are computed from its own orders only
-    other = ApiClient(server, shop_b[0].domain).get("/analytics").json()
-    assert other["customers"] == 30
+    other = ApiClient(server, shop_b[0].domain).get("/analytics").json()["metrics"]
+    assert other["headline"]["customers"] == 30
 
 
 def test_audit_is_per_shop(server: str, shop_a, shop_b) -> None:
@@ -436,26 +452,24 @@ def test_every_message_the_page_uses_exists() -> None:
     assert sorted(used - set(english)) == []
 
 
-def test_analytics_prefers_the_engines_rfm_grid_and_clv(
-    server: str, shop_a, sessions: sessionmaker[Session]
+def test_metrics_of_an_older_shape_wait_for_the_next_recompute_and_survive_settings(
+    server: str, shop_a, sessions: sessionmaker[Session], ctx: Context
 ) -> None:
     shop, _ = shop_a
-    grid = [[r * 5 + f for f in range(5)] for r in range(5)]
-    with sessions.begin() as session:
-        row = session.get(Shop, shop.id)
-        assert row is not None
-        row.settings = {
-            **(row.settings or {}),
-            "segment_metrics": {"rfm": {"grid": {"counts": grid}}, "clv": {"predicted_12m": 81.5}},
-        }
     client = ApiClient(server, shop.domain)
-    body = client.get("/analytics").json()
-    assert body["rfm_source"] == "engine"
-    assert {(c["r"], c["f"]): c["customers"] for c in body["rfm"]}[(5, 5)] == 24
-    assert client.get("/home").json()["headline"]["predicted_clv"] == 81.5
-    # the engine's keys survive a settings change
-    assert client.put("/settings", {"settings": {"milestone_amount": 750}}).status_code == 200
-    assert client.get("/analytics").json()["rfm_source"] == "engine"
+    with sessions.begin() as session:
+        # What the page kept before metrics had their own table and version.
+        session.merge(
+            ShopMetrics(shop_id=shop.id, as_of=dt.date(2026, 1, 1), data={"customers": 3})
+        )
+    assert client.get("/analytics").json()["metrics"] is None
+    assert client.get("/home").json()["metrics"] is None
+    recompute.recompute_shop_now(ctx, shop.id)
+    stored = client.get("/analytics").json()
+    assert stored["metrics"]["version"] == metrics.VERSION and stored["computed_at"]
+    # A settings change leaves them alone: they are not part of the shop's settings.
+    assert client.put("/settings", {"settings": {"vip_share": 0.2}}).status_code == 200
+    assert client.get("/analytics").json() == stored
 
 
 def test_home_shows_import_progress_while_the_initial_sync_runs(
@@ -474,7 +488,7 @@ def test_home_shows_import_progress_while_the_initial_sync_runs(
     body = ApiClient(server, shop.domain).get("/home").json()
     assert body["sync"]["state"] == "running"
     assert body["sync"]["progress"] == pytest.approx(0.4)
-    assert body["headline"]["customers"] == 0
+    assert body["metrics"] is None
     assert ApiClient(server, shop.domain).get("/segments").json()["segments"] == []
 
 

@@ -176,4 +176,60 @@ def test_upgrade_redacts_credentials_stored_by_0001_era_code(tmp_path: Path) -> 
             }
             untouched = conn.scalar(select(audit.c.error).where(audit.c.id == 2))
             assert untouched == "bulk operation failed (TIMEOUT)"
+
+
+def test_0004_moves_the_metrics_out_of_the_shop_settings_and_back(tmp_path: Path) -> None:
+    shops = table_clause(
+        "shops",
+        Column("id", Integer),
+        Column("domain", String),
+        Column("settings", JSON),
+        Column("token_version", Integer),
+        Column("scopes", String),
+        Column("api_cost_spent", Integer),
+        Column("created_at", DateTime),
+        Column("updated_at", DateTime),
+    )
+    figures = {"as_of": "2026-11-20", "customers": 12, "clv": {"simple": 90.5}}
+    with fresh_database(tmp_path) as url:
+        db.upgrade(url, "0001")
+        engine = db.make_engine(url)
+        at = dt.datetime(2026, 11, 23, 12, 0)
+        with engine.begin() as conn:
+            conn.execute(
+                insert(shops),
+                [
+                    {
+                        "id": n,
+                        "domain": f"s{n}.myshopify.com",
+                        "settings": settings,
+                        "token_version": 0,
+                        "scopes": "",
+                        "api_cost_spent": 0,
+                        "created_at": at,
+                        "updated_at": at,
+                    }
+                    for n, settings in (
+                        (1, {"vip_share": 0.2, "segment_metrics": figures}),
+                        (2, {"vip_share": 0.1}),
+                    )
+                ],
+            )
+        db.upgrade(url, "0004_shop_metrics")
+        stored = table_clause(
+            "shop_metrics", Column("shop_id", Integer), Column("as_of", Date), Column("data", JSON)
+        )
+        with engine.connect() as conn:
+            assert conn.execute(select(stored.c.shop_id, stored.c.as_of, stored.c.data)).all() == [
+                (1, dt.date(2026, 11, 20), figures)
+            ]
+            settings = dict(conn.execute(select(shops.c.id, shops.c.settings)).all())
+        assert settings == {1: {"vip_share": 0.2}, 2: {"vip_share": 0.1}}
+        db.downgrade(url, "0001")
+        with engine.connect() as conn:
+            settings = dict(conn.execute(select(shops.c.id, shops.c.settings)).all())
+        assert settings == {
+            1: {"vip_share": 0.2, "segment_metrics": figures},
+            2: {"vip_share": 0.1},
+        }
         engine.dispose()

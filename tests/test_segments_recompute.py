@@ -20,6 +20,7 @@ from shopify_app.db.models import (
     Segment,
     SegmentHistory,
     Shop,
+    ShopMetrics,
 )
 from shopify_app.segments import dataset, library, loader, recompute
 from shopify_app.segments.library import reasons
@@ -236,7 +237,9 @@ def test_empty_shop_and_cached_page_data(queued_ctx, make_shop) -> None:  # type
     recompute.recompute_shop_now(ctx, shop.id)
     with ctx.sessions() as session:
         settings = session.get(Shop, shop.id).settings  # type: ignore[union-attr]
-    assert settings[recompute.METRICS_KEY]["customers"] == 1
+        stored = session.get(ShopMetrics, shop.id)
+    assert stored is not None and stored.data["headline"]["customers"] == 1
+    assert "segment_metrics" not in settings  # metrics live in their own table
     assert settings[recompute.SUGGESTIONS_KEY] == []
     assert set(memberships(ctx, shop.id, "vip")) == {a}
 

@@ -153,9 +153,9 @@ def test_initial_sync_end_to_end(sync_env: SyncEnv) -> None:
     assert progress["orders"]["status"] == "done"
     assert progress["orders"]["objects_done"] == progress["orders"]["object_count"] == 90
     assert ("segments.recompute_shop", {"shop_id": env.shop.id}) in env.ctx.enqueued
-    # Three exports started at once, before any was polled.
+    # The shop's details, then three exports started at once, before any was polled.
     names = env.http.operation_names()
-    assert names[:3] == ["BulkOperationRunQuery"] * 3
+    assert names[:4] == ["Shop"] + ["BulkOperationRunQuery"] * 3
     # A second call while nothing runs does not duplicate rows.
     assert bulk.initial(env.ctx, env.shop.id, http=env.http, poll_interval=0.01)
     assert _state(env.ctx, env.shop.id) == state

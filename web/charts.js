@@ -121,7 +121,7 @@ export function hbars({ title, desc, items }) {
 export function line({ title, desc, points, format }) {
   const left = 48;
   const bottom = 40;
-  const width = Math.max(360, left + points.length * 36 + 20);
+  const width = Math.max(360, left + points.length * 64 + 20); // room for a "Mar 2026" label
   const height = 220;
   const plot = height - bottom - 12;
   const max = Math.min(1, Math.max(0.05, ...points.map((p) => p.value)) * 1.1);

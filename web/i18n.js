@@ -33,7 +33,9 @@ export async function init(requested) {
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
 }
 
-const plurals = () => new Intl.PluralRules(locale);
+// Plural forms follow the number as it is shown (at most one decimal, as number() shows it):
+// 0.96 is shown as "1", so it takes the form of 1.
+const plurals = () => new Intl.PluralRules(locale, { maximumFractionDigits: 1 });
 
 /** The message ``key`` with ``{name}`` placeholders filled; plural messages pick by ``count``. */
 export function t(key, params = {}) {
@@ -68,13 +70,12 @@ export function percent(value, digits = 1) {
   }).format(value);
 }
 
+/** An amount in the shop's currency (its own decimals: none for yen or won); two decimals
+ * without a currency when the shop's is not known yet. */
 export function money(value, currency) {
   if (value === null || value === undefined) return "—";
-  return new Intl.NumberFormat(locale, {
-    style: "currency",
-    currency: currency || "USD",
-    maximumFractionDigits: 2,
-  }).format(value);
+  if (!currency) return number(value, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  return new Intl.NumberFormat(locale, { style: "currency", currency }).format(value);
 }
 
 export function date(value, options = { dateStyle: "medium" }) {
@@ -121,17 +122,20 @@ function monthNames(list) {
 }
 
 /** Reason parameters in the page's language; the name says the kind (as in
- * shopify_app/segments/library/reasons.py): *_date an ISO day, *_money an amount,
- * *_months month numbers. */
-function reasonParams(params) {
+ * shopify_app/segments/library/reasons.py): *_date an ISO day, *_money an amount in
+ * ``currency``, *_months month numbers, and a name with a ``count.<name>`` message ("orders",
+ * "days", ...) a count, shown with its noun in the plural the locale needs. */
+function reasonParams(params, currency) {
   const shown = {};
   for (const [name, value] of Object.entries(params || {})) {
     if (name.endsWith("_date") && typeof value === "string") {
       shown[name] = date(value, { dateStyle: "long", timeZone: "UTC" });
     } else if (name.endsWith("_money") && typeof value === "number") {
-      shown[name] = number(value, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+      shown[name] = money(value, currency);
     } else if (name.endsWith("_months") && Array.isArray(value)) {
       shown[name] = monthNames(value);
+    } else if (typeof value === "number" && has(`count.${name}`)) {
+      shown[name] = t(`count.${name}`, { count: value });
     } else {
       shown[name] = value;
     }
@@ -139,14 +143,15 @@ function reasonParams(params) {
   return shown;
 }
 
-/** A membership reason; structured reasons ({"key", "params"}) are translated. */
-export function reason(value) {
+/** A membership reason; structured reasons ({"key", "params"}) are translated, amounts in
+ * the shop's ``currency``. */
+export function reason(value, currency) {
   if (!value) return "";
   if (value.startsWith("{")) {
     try {
       const parsed = JSON.parse(value);
       if (parsed.key && has(`reason.${parsed.key}`)) {
-        return t(`reason.${parsed.key}`, reasonParams(parsed.params));
+        return t(`reason.${parsed.key}`, reasonParams(parsed.params, currency));
       }
       if (parsed.text) return parsed.text;
     } catch {

@@ -298,6 +298,23 @@ class SegmentHistory(Base):
     revenue: Mapped[float] = mapped_column(Money, default=0)
 
 
+class ShopMetrics(Base):
+    """The shop's retention metrics (:func:`shopify_app.segments.metrics.compute`) as of a day.
+
+    Written by every full recompute, read only by the views that show them: kept apart from
+    ``Shop.settings`` so that the many reads of a shop row do not parse them.
+    """
+
+    __tablename__ = "shop_metrics"
+
+    shop_id: Mapped[int] = mapped_column(
+        ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True
+    )
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    computed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 class WebhookEvent(Base):
     """A received webhook: the deduplication record and the durable inbox of work.
 

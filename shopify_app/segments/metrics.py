@@ -1,40 +1,87 @@
-"""Retention metrics: the numbers that show whether repeat-customer marketing is working.
+"""Retention metrics: the one engine behind every number the page, the API and ``analyze`` show.
 
-:func:`compute` returns one JSON-able dict: headline figures (customers, orders, revenue, AOV,
-orders per customer, repeat purchase rate, average days between orders), simple CLV
-(AOV × yearly purchase frequency × lifespan) next to the model's predicted 12-month CLV, cohort
-retention by first-order month, the products and discount codes that bring customers back,
-a histogram of days between orders, the RFM grid, the repeat-rate trend, and the last 90 days
-against the 90 before.
+:func:`compute` returns one JSON-able dict (its shape is :data:`VERSION`): the headline figures
+(each defined once, in words, in :data:`DEFINITIONS`) as of the day and as of a year earlier;
+the parts of the simple CLV; cohort retention by first-order month, first product and first
+discount code; the products and discount codes that bring customers back; a histogram of days
+between orders; the RFM grid with average spend; the repeat-rate trend; the last 90 days
+against the 90 before; and the backtest of the purchase rankings. The full recompute stores it
+per shop (``ShopMetrics``) and the page shows it as stored; ``analyze`` prints it.
+
+Tables are ordered by their numbers and then by their labels, so two loads of the same orders
+(the database, an orders export) give the same output whatever order their customers come in.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 import numpy as np
 
-from shopify_app.segments import rfm
-from shopify_app.segments.dataset import Dataset, compute_features, day_date, day_number, distinct
+from shopify_app.segments import backtest, rfm
+from shopify_app.segments.dataset import Dataset, IntArray, day_date, day_number, distinct
 
-GAP_BINS = (
-    (0, 7, "0-7"),
-    (8, 14, "8-14"),
-    (15, 30, "15-30"),
-    (31, 60, "31-60"),
-    (61, 90, "61-90"),
-    (91, 180, "91-180"),
-    (181, 365, "181-365"),
-    (366, 10**7, "366+"),
-)
+VERSION = 2
+"""The shape of :func:`compute`'s output; readers treat stored output of another shape as
+not computed yet."""
+
+NAMES: dict[str, str] = {
+    "customers": "Customers",
+    "orders": "Orders",
+    "revenue": "Revenue",
+    "average_order_value": "Average order value",
+    "orders_per_customer": "Orders per customer",
+    "repeat_customers": "Repeat customers",
+    "repeat_purchase_rate": "Repeat purchase rate",
+    "average_days_between_orders": "Average time between orders",
+    "median_days_between_orders": "Median time between orders",
+    "clv_simple": "Customer lifetime value",
+    "clv_predicted_12m": "Predicted spend, next 12 months",
+}
+"""The headline figures, in order, by name (English: ``analyze``; the page's ``metric.<key>``)."""
+
+DEFINITIONS: dict[str, str] = {
+    "customers": "Customers with at least one counted order.",
+    "orders": "Orders counted: every order except cancelled and test orders.",
+    "revenue": "The counted orders' totals, net of refunds.",
+    "average_order_value": "Revenue divided by the number of orders.",
+    "orders_per_customer": "Orders divided by the customers who placed at least one.",
+    "repeat_customers": "Customers with two or more orders.",
+    "repeat_purchase_rate": "Share of customers with an order who ordered at least twice.",
+    "average_days_between_orders": (
+        "The mean gap between a customer's consecutive order days (orders on one day count once)."
+    ),
+    "median_days_between_orders": "The middle of those gaps: half are shorter, half longer.",
+    "clv_simple": (
+        "Average order value × orders per customer per year × expected years as a customer "
+        "(1 ÷ the share of customers lost in a year, at most 10), over the last 12 months."
+    ),
+    "clv_predicted_12m": (
+        "What the average customer is expected to spend in the next 12 months, by the purchase "
+        "model (or each customer's own order rhythm when the model cannot be fitted)."
+    ),
+}
+"""One line per headline figure, in English: ``analyze`` prints them, and the page shows the
+same words from ``definition.<key>`` in web/i18n/<lang>.json (a test keeps en.json equal to
+these and to :data:`NAMES`)."""
+
+MAX_LIFESPAN_YEARS = 10.0
+COHORT_MONTHS = 12  # first-order months shown, and months after the first order followed
+TOP_GROUPS = 20  # first products and discount codes listed
+COHORT_GROUPS = 8  # of them, the largest followed month by month
+MIN_GROUP = 5  # customers a first product needs to be reported (fewer is noise)
+
+GAP_BINS = ((1, 7), (8, 14), (15, 30), (31, 60), (61, 90), (91, 180), (181, 365), (366, None))
+"""Days between consecutive order days, as (from, to) with ``to`` None for "and more"."""
 
 
 def _rate(num: float, den: float) -> float:
     return round(float(num) / float(den), 4) if den else 0.0
 
 
-def _month_index(days: np.ndarray) -> np.ndarray:
+def _month_index(days: IntArray) -> IntArray:
     return np.asarray(days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64))
 
 
@@ -42,32 +89,60 @@ def _month_label(index: int) -> str:
     return f"{1970 + index // 12:04d}-{index % 12 + 1:02d}"
 
 
-def compute(
-    ds: Dataset, as_of: dt.date, *, evaluation: Any = None, cohort_months: int = 12
-) -> dict[str, Any]:
+def compute(ds: Dataset, as_of: dt.date, *, evaluation: Any = None) -> dict[str, Any]:
     """All retention metrics as of ``as_of`` (orders after it are ignored).
 
     ``evaluation`` (a :class:`shopify_app.segments.library.Evaluation` for the same data) adds
-    the predicted CLV and the RFM grid; without it those parts are left out.
+    the predicted CLV and the RFM grid; without it those are left out (None).
     """
     ds = ds.upto(as_of)
     today = day_number(as_of)
-    f = evaluation.features if evaluation is not None else compute_features(ds, as_of)
-    has = f.has_orders
-    customers = int(has.sum())
-    orders = ds.n_orders
-    revenue = float(ds.order_total.sum())
-    repeaters = int((f.n_orders >= 2).sum())
-    aov = revenue / orders if orders else 0.0
+    year_before = as_of - dt.timedelta(days=365)
+    headline, clv_parts = _headline(ds, today)
+    previous, _ = _headline(ds.upto(year_before), today - 365)
+    has = np.diff(ds.order_start) > 0
+    headline["clv_predicted_12m"] = (
+        round(float(evaluation.predictions.clv_12m[has].mean()), 2)
+        if evaluation is not None and has.any()
+        else None
+    )
+    previous["clv_predicted_12m"] = None  # the model of a year ago is not kept
+    products = _first_products(ds)
+    codes = _first_codes(ds)
+    return {
+        "version": VERSION,
+        "as_of": as_of.isoformat(),
+        "headline": headline,
+        "year_before": {"as_of": year_before.isoformat(), **previous},
+        "clv": clv_parts,
+        "days_between_orders_histogram": _histogram(_gaps(ds)),
+        "repeat_rate_by_period": _periods(ds, today),
+        "repeat_rate_trend": _trend(ds, today),
+        "cohorts": _cohorts(ds, today, products, codes),
+        "first_product": _returning(ds, products),
+        "discount_codes": _returning(ds, codes),
+        "previous_period": _previous(ds, today, 90),
+        "rfm": _rfm_grid(evaluation) if evaluation is not None else None,
+        "backtest": _backtest(backtest.run(backtest.OrderHistory.of(ds), today)),
+    }
 
-    # Gaps between consecutive orders of the same customer (distinct days only).
+
+def _gaps(ds: Dataset) -> IntArray:
+    """Days between each customer's consecutive order days (same-day orders count once)."""
     same = ds.order_customer[1:] == ds.order_customer[:-1]
     gaps = (ds.order_day[1:] - ds.order_day[:-1])[same]
-    gaps = gaps[gaps > 0]
-    histogram = [
-        {"days": label, "count": int(((gaps >= lo) & (gaps <= hi)).sum())}
-        for lo, hi, label in GAP_BINS
-    ]
+    return np.asarray(gaps[gaps > 0], dtype=np.int64)
+
+
+def _headline(ds: Dataset, today: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The headline figures (see :data:`DEFINITIONS`) and the simple CLV's parts."""
+    per_customer = np.diff(ds.order_start)
+    customers = int((per_customer > 0).sum())
+    orders = ds.n_orders
+    revenue = float(ds.order_total.sum())
+    repeaters = int((per_customer >= 2).sum())
+    aov = revenue / orders if orders else 0.0
+    gaps = _gaps(ds)
 
     # Simple CLV = AOV x purchases per customer per year x expected lifespan in years.
     last_year = ds.order_day > today - 365
@@ -77,45 +152,48 @@ def compute(
     frequency = float(last_year.sum()) / len(active_now) if len(active_now) else 0.0
     retained = len(np.intersect1d(active_now, active_before, assume_unique=True))
     churn = 1 - retained / len(active_before) if len(active_before) else None
-    lifespan = min(1 / churn, 10.0) if churn else (1.0 if churn is None else 10.0)
+    if churn is None:
+        lifespan = 1.0  # no year before to measure churn on: count one year
+    else:
+        lifespan = min(1 / churn, MAX_LIFESPAN_YEARS) if churn else MAX_LIFESPAN_YEARS
     aov_year = float(ds.order_total[last_year].sum() / last_year.sum()) if last_year.any() else aov
 
-    result: dict[str, Any] = {
-        "as_of": as_of.isoformat(),
+    def ratio(value: float, digits: int) -> float | None:
+        return round(value, digits) if customers else None  # nothing to divide by
+
+    headline = {
         "customers": customers,
         "orders": orders,
         "revenue": round(revenue, 2),
-        "average_order_value": round(aov, 2),
-        "orders_per_customer": round(orders / customers, 3) if customers else 0.0,
+        "average_order_value": ratio(aov, 2),
+        "orders_per_customer": ratio(orders / max(customers, 1), 3),
         "repeat_customers": repeaters,
-        "repeat_purchase_rate": _rate(repeaters, customers),
+        "repeat_purchase_rate": ratio(repeaters / max(customers, 1), 4),
         "average_days_between_orders": round(float(gaps.mean()), 1) if len(gaps) else None,
         "median_days_between_orders": float(np.median(gaps)) if len(gaps) else None,
-        "clv": {
-            "average_order_value": round(aov_year, 2),
-            "purchases_per_year": round(frequency, 3),
-            "lifespan_years": round(lifespan, 2),
-            "simple": round(aov_year * frequency * lifespan, 2),
-            "predicted_12m": (
-                round(float(evaluation.predictions.clv_12m[has].mean()), 2)
-                if evaluation is not None and customers
-                else None
-            ),
-        },
-        "days_between_orders_histogram": histogram,
-        "repeat_rate_by_period": _periods(ds, f, today),
-        "repeat_rate_trend": _trend(ds, today),
-        "cohorts": _cohorts(ds, f, today, cohort_months),
-        "first_product": _first_product(ds, f),
-        "discount_codes": _first_code(ds, f),
-        "previous_period": _previous(ds, today, 90),
+        "clv_simple": ratio(aov_year * frequency * lifespan, 2),
     }
-    if evaluation is not None:
-        result["rfm"] = _rfm_grid(evaluation)
-    return result
+    parts = {
+        "average_order_value": round(aov_year, 2),
+        "purchases_per_year": round(frequency, 3),
+        "lifespan_years": round(lifespan, 2),
+    }
+    return headline, parts
 
 
-def _periods(ds: Dataset, f: Any, today: int) -> list[dict[str, Any]]:
+def _histogram(gaps: IntArray) -> list[dict[str, Any]]:
+    """How many gaps fall in each of :data:`GAP_BINS`."""
+    return [
+        {
+            "from": lo,
+            "to": hi,
+            "count": int(((gaps >= lo) & (gaps <= (hi or gaps.max(initial=0)))).sum()),
+        }
+        for lo, hi in GAP_BINS
+    ]
+
+
+def _periods(ds: Dataset, today: int) -> list[dict[str, Any]]:
     """Per 90-day period: customers who ordered in it, and the share who were repeat buyers."""
     out = []
     for k in range(4):
@@ -139,7 +217,8 @@ def _periods(ds: Dataset, f: Any, today: int) -> list[dict[str, Any]]:
 
 
 def _trend(ds: Dataset, today: int) -> list[dict[str, Any]]:
-    """Cumulative repeat purchase rate at each of the last 12 month ends."""
+    """The repeat purchase rate as it stood at each of the last 12 month ends (today for the
+    current month)."""
     out = []
     this_month = int(_month_index(np.array([today]))[0])
     for m in range(this_month - 11, this_month + 1):
@@ -156,75 +235,16 @@ def _trend(ds: Dataset, today: int) -> list[dict[str, Any]]:
     return out
 
 
-def _cohorts(ds: Dataset, f: Any, today: int, months: int) -> list[dict[str, Any]]:
-    """First-order-month cohorts: share of each cohort ordering again k months later."""
-    has = f.has_orders
-    if not has.any():
-        return []
-    cohort = np.full(ds.n_customers, -1, dtype=np.int64)
-    cohort[has] = _month_index(f.first_day[has])
-    order_month = _month_index(ds.order_day)
-    offset = order_month - cohort[ds.order_customer]
-    this_month = int(_month_index(np.array([today]))[0])
-    first_cohort = this_month - months + 1
-    keep = (cohort[ds.order_customer] >= first_cohort) & (offset >= 1)
-    pairs = (
-        np.unique(np.stack([ds.order_customer[keep], offset[keep]]), axis=1)
-        if keep.any()
-        else np.zeros((2, 0), np.int64)
-    )
-    out = []
-    for m in range(first_cohort, this_month + 1):
-        members = cohort == m
-        size = int(members.sum())
-        if not size:
-            continue
-        ages = this_month - m
-        sel = cohort[pairs[0]] == m
-        counts = np.bincount(pairs[1][sel], minlength=ages + 1)
-        out.append(
-            {
-                "month": _month_label(m),
-                "customers": size,
-                "retention": [_rate(counts[k], size) for k in range(1, ages + 1)],
-            }
-        )
-    return out
+Groups = dict[str | None, IntArray]
+"""Customer indices by a label (a product title, a discount code; None: no code)."""
 
 
-def _returning(
-    ds: Dataset, f: Any, groups: dict[Any, np.ndarray], labels: dict[Any, str]
-) -> list[dict[str, Any]]:
-    # The day of each customer's second distinct order day: the first order after day one.
-    second = np.full(ds.n_customers, -1, dtype=np.int64)
-    later = ds.order_day > f.first_day[ds.order_customer]
-    customers, first_index = np.unique(ds.order_customer[later], return_index=True)
-    second[customers] = ds.order_day[later][first_index]
-    delay = np.where(second >= 0, second - f.first_day, -1)
-    out: list[dict[str, Any]] = []
-    for key, members in groups.items():
-        n = len(members)
-        d = delay[members]
-        out.append(
-            {
-                "key": labels.get(key, str(key)),
-                "customers": n,
-                "repeat_purchase_rate": _rate((d >= 0).sum(), n),
-                "returned_within_90_days": _rate(((d >= 0) & (d <= 90)).sum(), n),
-                "returned_within_365_days": _rate(((d >= 0) & (d <= 365)).sum(), n),
-            }
-        )
-    out.sort(key=lambda row: (-row["repeat_purchase_rate"], -row["customers"]))
-    return out
-
-
-def _first_product(
-    ds: Dataset, f: Any, top: int = 20, min_customers: int = 5
-) -> list[dict[str, Any]]:
-    """Repeat rate by a product in the customer's first order: the products that bring them back."""
-    has = f.has_orders
+def _first_products(ds: Dataset) -> Groups:
+    """Customers by each product in their first order: the :data:`TOP_GROUPS` products most
+    customers started with, those with at least :data:`MIN_GROUP` of them."""
+    has = np.diff(ds.order_start) > 0
     if not has.any() or not len(ds.line_order):
-        return []
+        return {}
     first_order = np.zeros(ds.n_orders, dtype=bool)
     first_order[ds.order_start[:-1][has]] = True
     lines = first_order[ds.line_order]
@@ -234,29 +254,103 @@ def _first_product(
     # where ``np.unique(..., axis=1)`` goes through a much slower structured view.
     uprod, pidx = np.unique(prod, return_inverse=True)
     key = distinct(pidx.astype(np.int64) * ds.n_customers + cust)
-    pairs = (uprod[key // ds.n_customers], key % ds.n_customers)
-    products, counts = np.unique(pairs[0], return_counts=True)
-    chosen = products[np.argsort(-counts)][:top]
-    groups = {
-        int(p): pairs[1][pairs[0] == p] for p in chosen if (pairs[0] == p).sum() >= min_customers
+    pair_product, pair_customer = uprod[key // ds.n_customers], key % ds.n_customers
+    products, counts = np.unique(pair_product, return_counts=True)
+    label = {int(p): ds.product_titles.get(int(p), str(int(p))) for p in products}
+    sized = [(int(n), label[int(p)], int(p)) for p, n in zip(products, counts, strict=True)]
+    chosen = sorted((s for s in sized if s[0] >= MIN_GROUP), key=lambda s: (-s[0], s[1]))
+    return {title: pair_customer[pair_product == p] for _, title, p in chosen[:TOP_GROUPS]}
+
+
+def _first_codes(ds: Dataset) -> Groups:
+    """Customers by the discount code of their first order (None: no code); the
+    :data:`TOP_GROUPS` codes most customers started with, and the customers without one."""
+    has = np.nonzero(np.diff(ds.order_start) > 0)[0]
+    by_code: dict[str | None, list[int]] = {}
+    for c in has.tolist():
+        code = ds.order_discount[int(ds.order_start[c])] or None
+        by_code.setdefault(code, []).append(c)
+    codes = sorted((k for k in by_code if k is not None), key=lambda k: (-len(by_code[k]), k))
+    kept = codes[:TOP_GROUPS] + ([None] if None in by_code else [])
+    return {k: np.asarray(by_code[k], dtype=np.int64) for k in kept}
+
+
+def _second_day(ds: Dataset) -> IntArray:
+    """Each customer's second distinct order day (-1 for none)."""
+    first = np.full(ds.n_customers, -1, dtype=np.int64)
+    has = np.diff(ds.order_start) > 0
+    first[has] = ds.order_day[ds.order_start[:-1][has]]
+    second = np.full(ds.n_customers, -1, dtype=np.int64)
+    later = ds.order_day > first[ds.order_customer]
+    customers, first_index = np.unique(ds.order_customer[later], return_index=True)
+    second[customers] = ds.order_day[later][first_index]
+    return np.where(second >= 0, second - first, -1)
+
+
+def _returning(ds: Dataset, groups: Groups) -> list[dict[str, Any]]:
+    """Per group: its customers, the share who ordered again, within 90 and 365 days."""
+    delay = _second_day(ds)
+    out: list[dict[str, Any]] = []
+    for key, members in groups.items():
+        n = len(members)
+        d = delay[members]
+        out.append(
+            {
+                "key": key,
+                "customers": n,
+                "repeat_purchase_rate": _rate((d >= 0).sum(), n),
+                "returned_within_90_days": _rate(((d >= 0) & (d <= 90)).sum(), n),
+                "returned_within_365_days": _rate(((d >= 0) & (d <= 365)).sum(), n),
+            }
+        )
+    out.sort(key=lambda row: (-row["repeat_purchase_rate"], -row["customers"], row["key"] or ""))
+    return out
+
+
+def _cohorts(ds: Dataset, today: int, products: Groups, codes: Groups) -> dict[str, Any]:
+    """Retention month by month after the first order, for customers grouped three ways.
+
+    ``retention[k - 1]`` is the share of a group's customers who ordered in the k-th calendar
+    month after their first order's month, among those whose k-th month has begun; the list
+    stops where no one in the group has reached the month yet.
+    """
+    has = np.diff(ds.order_start) > 0
+    if not has.any():
+        return {"months": COHORT_MONTHS, "month": [], "product": [], "discount": []}
+    first_month = np.full(ds.n_customers, 10**9, dtype=np.int64)
+    first_month[has] = _month_index(ds.order_day[ds.order_start[:-1][has]])
+    offset = _month_index(ds.order_day) - first_month[ds.order_customer]
+    keep = (offset >= 1) & (offset <= COHORT_MONTHS)
+    # Each (customer, month after the first) once, as one integer key.
+    pairs = distinct(ds.order_customer[keep] * (COHORT_MONTHS + 1) + offset[keep])
+    ordered = np.zeros((ds.n_customers, COHORT_MONTHS + 1), dtype=bool)
+    ordered[pairs // (COHORT_MONTHS + 1), pairs % (COHORT_MONTHS + 1)] = True
+    this_month = int(_month_index(np.array([today]))[0])
+
+    def row(key: str | None, members: IntArray) -> dict[str, Any]:
+        retention = []
+        for k in range(1, COHORT_MONTHS + 1):
+            reached = members[first_month[members] <= this_month - k]
+            if not len(reached):
+                break
+            retention.append(_rate(ordered[reached, k].sum(), len(reached)))
+        return {"key": key, "customers": len(members), "retention": retention}
+
+    months = range(this_month - COHORT_MONTHS + 1, this_month + 1)
+    by_month = [
+        row(_month_label(m), np.nonzero(first_month == m)[0].astype(np.int64)) for m in months
+    ]
+
+    def largest(groups: Groups) -> list[dict[str, Any]]:
+        ranked = sorted(groups, key=lambda k: (-len(groups[k]), k or ""))[:COHORT_GROUPS]
+        return [row(k, groups[k]) for k in ranked]
+
+    return {
+        "months": COHORT_MONTHS,
+        "month": [r for r in by_month if r["customers"]],
+        "product": largest(products),
+        "discount": largest(codes),
     }
-    labels = {p: ds.product_titles.get(p, str(p)) for p in groups}
-    return _returning(ds, f, groups, labels)
-
-
-def _first_code(ds: Dataset, f: Any, top: int = 20) -> list[dict[str, Any]]:
-    """Repeat rate of customers acquired with each discount code (and with none)."""
-    has = np.nonzero(f.has_orders)[0]
-    if not len(has):
-        return []
-    codes = [ds.order_discount[int(ds.order_start[c])] for c in has]
-    by_code: dict[str, list[int]] = {}
-    for c, code in zip(has, codes, strict=True):
-        by_code.setdefault(code, []).append(int(c))
-    ranked = sorted(by_code, key=lambda k: -len(by_code[k]))[: top + 1]
-    groups = {k: np.asarray(by_code[k], dtype=np.int64) for k in ranked}
-    labels = {k: (k or "(no code)") for k in ranked}
-    return _returning(ds, f, groups, labels)
 
 
 def _previous(ds: Dataset, today: int, days: int) -> dict[str, Any]:
@@ -291,19 +385,49 @@ def _previous(ds: Dataset, today: int, days: int) -> dict[str, Any]:
 
 
 def _rfm_grid(evaluation: Any) -> dict[str, Any]:
+    """Customers with orders by recency score (1-5) and the rounded mean of their frequency
+    and monetary scores (1-5), as the RFM groups are cut: count and average net spend per
+    cell (cells without customers left out)."""
     r, f_s, m = evaluation.rfm_scores
     has = evaluation.features.has_orders
-    fm = np.floor((f_s + m) / 2 + 0.5).astype(np.int64)
-    grid = np.zeros((5, 5), dtype=np.int64)
-    np.add.at(grid, (r[has] - 1, np.clip(fm[has], 1, 5) - 1), 1)
-    codes = evaluation.rfm_group[has]
-    counts = np.bincount(codes, minlength=len(rfm.GROUP_KEYS))
+    fm = np.clip(np.floor((f_s + m) / 2 + 0.5).astype(np.int64), 1, 5)
+    cell = (r[has] - 1) * 5 + (fm[has] - 1)
+    counts = np.bincount(cell, minlength=25)
+    spend = np.bincount(cell, weights=evaluation.features.spend[has], minlength=25)
+    groups = np.bincount(evaluation.rfm_group[has], minlength=len(rfm.GROUP_KEYS))
     return {
-        "grid": {
-            "rows": "recency 1..5",
-            "columns": "frequency+monetary 1..5",
-            "counts": grid.tolist(),
-        },
-        "groups": {key: int(counts[i]) for i, key in enumerate(rfm.GROUP_KEYS)},
+        "cells": [
+            {
+                "r": i // 5 + 1,
+                "fm": i % 5 + 1,
+                "customers": int(counts[i]),
+                "average_spend": round(float(spend[i] / counts[i]), 2),
+            }
+            for i in range(25)
+            if counts[i]
+        ],
+        "groups": {key: int(groups[i]) for i, key in enumerate(rfm.GROUP_KEYS)},
         "edges": evaluation.stats.rfm_edges.to_dict(),
+    }
+
+
+def _share(value: float) -> float | None:
+    return round(value, 4) if math.isfinite(value) else None
+
+
+def _backtest(result: backtest.Backtest) -> dict[str, Any]:
+    """The backtest of the purchase rankings, as numbers the page words in its language (and
+    ``text``, the same in English)."""
+    return {
+        "enough": result.enough,
+        "text": result.text,
+        "horizon_days": result.horizon,
+        "calibration_date": day_date(result.calibration_day).isoformat() if result.enough else None,
+        "customers": result.customers,
+        "ordered": result.ordered,
+        "store_average": _share(result.store_average),
+        "likely_size": result.likely_size,
+        "likely_ordered": _share(result.likely_ordered),
+        "chosen": result.chosen,
+        "candidates": len(result.candidates),
     }

@@ -5,8 +5,8 @@
   difference (new members inserted, departed ones deleted, ``since`` of the others kept),
   write today's history row per segment, cache the shop-level yardsticks
   (:class:`~shopify_app.segments.library.context.ShopStats`) in
-  ``Shop.settings["segment_stats"]``, then queue ``tags.sync`` and ``meta.sync_shop`` when those
-  tasks exist.
+  ``Shop.settings["segment_stats"]``, store the retention metrics in ``ShopMetrics``, then
+  queue ``tags.sync`` and ``meta.sync_shop`` when those tasks exist.
 - ``segments.recompute_customer(shop_id, customer_id)``: after a webhook, re-evaluate one
   customer against the cached yardsticks and fix only their memberships and the counts.
 - ``segments.daily``: a full recompute of every installed shop (days pass: "lapsed" changes
@@ -51,6 +51,7 @@ from shopify_app.db.models import (
     Segment,
     SegmentHistory,
     Shop,
+    ShopMetrics,
     TagLedger,
     Tombstone,
     utcnow,
@@ -64,7 +65,6 @@ from shopify_app.segments.library.context import SegmentDef, ShopStats
 log = logging.getLogger(__name__)
 
 STATS_KEY = "segment_stats"
-METRICS_KEY = "segment_metrics"  # the latest metrics.compute() output, for the page
 SUGGESTIONS_KEY = "cross_sell_suggestions"  # mined rules the merchant may accept
 MEMBERSHIPS = cast(Table, Membership.__table__)
 SEGMENTS = cast(Table, Segment.__table__)
@@ -536,10 +536,11 @@ def recompute_shop_now(
 ) -> dict[str, int]:
     """Full recompute of one shop; returns member counts by handle.
 
-    Segments and memberships are written in one transaction. The cached yardsticks, metrics
-    and suggestions go into ``Shop.settings`` afterwards in a short read-modify-write of their
-    own (row-locked on PostgreSQL), so a merchant saving settings meanwhile is not overwritten
-    by the copy read at the start of a long recompute. ``times``, if given, receives the
+    Segments and memberships are written in one transaction. The cached yardsticks and
+    suggestions go into ``Shop.settings`` afterwards in a short read-modify-write of their own
+    (row-locked on PostgreSQL), so a merchant saving settings meanwhile is not overwritten by
+    the copy read at the start of a long recompute; the metrics replace the shop's
+    ``ShopMetrics`` row in the same transaction. ``times``, if given, receives the
     duration of each phase (load, evaluate, write, metrics, settings).
     """
     as_of = as_of or library.today()
@@ -561,11 +562,14 @@ def recompute_shop_now(
     with times.phase("evaluate"):
         ev = library.evaluate(ds, cfg, as_of)
 
+    figures: dict[str, Any] | None = None
+
     def page_extras() -> dict[str, Any]:
+        nonlocal figures
         extra: dict[str, Any] = {STATS_KEY: ev.stats.to_dict()}
         with times.phase("metrics"):
             try:
-                extra[METRICS_KEY] = _json_safe(metrics.compute(ev.dataset, as_of, evaluation=ev))
+                figures = _json_safe(metrics.compute(ev.dataset, as_of, evaluation=ev))
                 extra[SUGGESTIONS_KEY] = [s.to_dict() for s in crosssell.mine(ev.dataset)]
             except Exception:  # the page's extras must never cost the segments themselves
                 log.exception("metrics for shop %s failed", shop_id)
@@ -593,6 +597,10 @@ def recompute_shop_now(
         fresh = session.get(Shop, shop_id, with_for_update=True)
         if fresh is not None:
             fresh.settings = {**(fresh.settings or {}), **_json_safe(extra)}
+            if figures is not None:
+                session.merge(
+                    ShopMetrics(shop_id=shop_id, as_of=as_of, computed_at=utcnow(), data=figures)
+                )
     log.info(
         "recomputed %d segments for shop %s (%d customers): %s",
         len(counts),

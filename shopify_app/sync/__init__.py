@@ -15,6 +15,7 @@
   ``shop/redact``;
 - :mod:`~shopify_app.sync.tombstones` — deleted customers stay deleted, whatever arrives late;
 - :mod:`~shopify_app.sync.runs` — sync runs: what a sync covers, which are active, progress;
+- :mod:`~shopify_app.sync.shop` — the shop's name, currency, time zone and plan;
 - :mod:`~shopify_app.sync.scopes` — the notice for shops without ``read_all_orders``;
 - :mod:`~shopify_app.sync.orders_csv` — Shopify's orders-export CSV, for ``analyze``.
 

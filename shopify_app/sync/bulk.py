@@ -24,6 +24,7 @@ from shopify_app.shopify.client import AdminClient
 from shopify_app.sync.ingest import ingest_run
 from shopify_app.sync.runs import RESOURCES, active_runs, fail_run
 from shopify_app.sync.scopes import check_scopes
+from shopify_app.sync.shop import refresh_shop
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ def initial(
     started = utcnow()
     run_ids: list[int] = []
     with AdminClient(ctx, shop_id, http=http) as client:
+        refresh_shop(ctx, client, shop_id)
         for resource in missing:
             gid = client.run_bulk_query(f"bulk_{resource}")
             with transaction(ctx.sessions) as session:

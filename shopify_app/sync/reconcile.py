@@ -31,6 +31,7 @@ from shopify_app.sync.rows import (
 )
 from shopify_app.sync.runs import RESOURCES, active_runs, fail_run
 from shopify_app.sync.scopes import check_scopes
+from shopify_app.sync.shop import refresh_shop
 
 # Reconciliation page sizes. Shopify refuses a query whose requested cost (2 per connection plus
 # its page size times the cost of a node, 1 per object) exceeds 1,000 points, so each page is
@@ -168,6 +169,7 @@ def reconcile(ctx: jobs.Context, shop_id: int, *, http: Any = None) -> int:
     changed: set[int] = set()
     total = 0
     with AdminClient(ctx, shop_id, http=http) as client:
+        refresh_shop(ctx, client, shop_id)
         for resource in RESOURCES:
             mark = _watermark(ctx, shop_id, resource)
             if mark is None:

@@ -21,6 +21,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from goldpan_sandbox import control
 from goldpan_sandbox.demo import Demo, start_demo
+from shopify_app.segments import metrics
 from tests.conftest import unique_shop_domain
 
 pytestmark = pytest.mark.e2e
@@ -113,9 +114,53 @@ def test_page_loads_with_segments_populated(page: Page, demo: Demo) -> None:
 def test_home_shows_sync_and_retention_headline(page: Page, demo: Demo) -> None:
     open_page(page, demo)
     expect(page.locator("[data-sync='done']")).to_be_visible()
-    expect(page.locator("[data-metric='repeat_rate'] .gp-metric-value")).to_have_text(
+    expect(page.locator("[data-metric='repeat_purchase_rate'] .gp-metric-value")).to_have_text(
         re.compile(r"\d")
     )
+    # Each figure beside its definition; amounts in the shop's currency (the demo sells in USD).
+    aov = page.locator("[data-metric='average_order_value']")
+    expect(aov.locator(".gp-metric-value")).to_have_text(re.compile(r"^\$[\d,]+\.\d\d$"))
+    expect(aov.locator("[data-definition]")).to_have_text(
+        metrics.DEFINITIONS["average_order_value"]
+    )
+    expect(page.locator("[data-definition]")).to_have_count(6)
+
+
+def test_reasons_and_counts_follow_the_locale_and_the_shops_currency(
+    page: Page, demo: Demo
+) -> None:
+    """The page's own formatting code in a real browser: plural forms from the locale's rules,
+    amounts in the currency with its own decimals."""
+    open_page(page, demo)
+    said = page.evaluate(
+        """async () => {
+          const i18n = await import("/static/i18n.js");
+          const reason = (key, params, currency) =>
+            i18n.reason(JSON.stringify({ key, params }), currency);
+          const out = {};
+          for (const lang of ["en", "ar", "el", "ko"]) {
+            await i18n.init(lang);
+            out[lang] = [
+              reason("repeat", { orders: 1, last_date: "2026-03-03" }),
+              reason("repeat", { orders: 3, last_date: "2026-03-03" }),
+              reason("true_fan.same_day", { orders: 3 }),
+              reason("one_time", { day_date: "2026-03-03", spend_money: 1250 }, "KRW"),
+              i18n.t("count.days", { count: 0.96 }),
+            ];
+          }
+          return out;
+        }"""
+    )
+    assert said["en"] == [
+        "1 order, the last on March 3, 2026",
+        "3 orders, the last on March 3, 2026",
+        "3 orders, all on the same day",
+        "one order on March 3, 2026 (₩1,250)",
+        "1 day",
+    ]
+    assert said["ar"][0].startswith("طلب واحد،") and said["ar"][1].startswith("3 طلبات،")
+    assert said["el"][0].startswith("1 παραγγελία,") and said["el"][1].startswith("3 παραγγελίες,")
+    assert said["ko"][0].startswith("주문 1건,") and "₩1,250" in said["ko"][3]
 
 
 def test_a_segment_opens_with_members_search_and_export(page: Page, demo: Demo) -> None:
@@ -143,6 +188,8 @@ def test_arabic_is_right_to_left(page: Page, demo: Demo) -> None:
 
 def test_analytics_charts_are_accessible_svg(page: Page, demo: Demo) -> None:
     open_page(page, demo, "analytics")
+    figures = page.locator("[data-table='figures'] [data-figure]")
+    expect(figures).to_have_count(len(metrics.NAMES))
     charts = page.locator("svg.gp-chart[role='img']")
     expect(charts.first).to_be_visible()
     assert charts.count() >= 5

@@ -1,30 +1,68 @@
-// Analytics: is retention improving? Cohort heat maps (first-order month, first product, first
-// discount code), time between orders, the RFM grid, the repeat-rate trend, and the products
-// that bring customers back — as accessible SVG, each with its numbers in a table.
+// Analytics: is retention improving? Every figure of the metrics engine with its definition,
+// cohort heat maps (first-order month, first product, first discount code), time between
+// orders, the RFM grid, the repeat-rate trend, the products and codes that bring customers
+// back, the last 90 days against the 90 before, and how well the purchase rankings did — as
+// accessible SVG, each with its numbers in a table. The numbers are the ones the last full
+// recompute stored, the same `shopify-app analyze` prints.
 
 import { api } from "../api.js";
 import { heatmap, bars, hbars, line } from "../charts.js";
 import { h, mount } from "../dom.js";
-import { month, number, percent, t } from "../i18n.js";
+import { FIGURES, changeOf, formatFigure } from "../figures.js";
+import { date, money, month, number, percent, t } from "../i18n.js";
 import { empty, page, section, table, withStates } from "../ui.js";
+
+const longDate = (iso) => date(iso, { dateStyle: "long", timeZone: "UTC" });
 
 function dataTable(headers, rows) {
   return h("details", { class: "gp-data" }, h("summary", null, t("analytics.show_data")), table(headers, rows));
 }
 
+function figuresSection(metrics, currency) {
+  const rows = Object.keys(FIGURES).map((key) => {
+    const value = metrics.headline[key];
+    const previous = metrics.year_before[key];
+    const delta = changeOf(key, value, previous);
+    return [
+      h("span", { "data-figure": key }, t(`metric.${key}`)),
+      formatFigure(key, value, currency),
+      formatFigure(key, previous, currency),
+      delta ? `${delta.change >= 0 ? "▲" : "▼"} ${percent(Math.abs(delta.change))}` : "—",
+      h("span", { class: "gp-subdued" }, t(`definition.${key}`)),
+    ];
+  });
+  return section(
+    t("analytics.figures"),
+    h("p", { class: "gp-subdued" }, t("analytics.figures_help", { date: longDate(metrics.as_of), before: longDate(metrics.year_before.as_of) })),
+    table(
+      [
+        t("analytics.figure"),
+        { label: t("analytics.now"), numeric: true },
+        { label: t("analytics.year_before"), numeric: true },
+        { label: t("analytics.change"), numeric: true },
+        t("analytics.definition"),
+      ],
+      rows,
+      { "data-table": "figures" },
+    ),
+  );
+}
+
 function cohortSection(cohorts) {
   const kinds = ["month", "product", "discount"];
+  const offsets = Array.from({ length: cohorts.months }, (_, i) => i + 1);
   const holder = h("div");
   const tabs = h("div", { class: "gp-segmented", role: "tablist", "aria-label": t("analytics.cohorts_by") });
+  const rowLabel = (kind, row) => (kind === "month" ? month(row.key) : (row.key ?? t("analytics.no_code")));
   const show = (kind) => {
     for (const el of tabs.children) el.setAttribute("aria-selected", el.dataset.kind === kind ? "true" : "false");
-    const data = cohorts[kind];
-    if (!data.rows.length) {
+    const rows = cohorts[kind];
+    if (!rows.length) {
       mount(holder, empty(t(`analytics.no_cohorts.${kind}`)));
       return;
     }
-    const max = Math.max(0.01, ...data.rows.flatMap((r) => r.retention));
-    const rowLabel = (row) => (kind === "month" ? month(row.key) : row.key);
+    const max = Math.max(0.01, ...rows.flatMap((r) => r.retention));
+    const label = (row) => rowLabel(kind, row);
     mount(
       holder,
       h(
@@ -32,20 +70,21 @@ function cohortSection(cohorts) {
         { class: "gp-scroll" },
         heatmap({
           title: t(`analytics.cohort_title.${kind}`),
-          desc: t("analytics.cohort_desc", { count: data.rows.length }),
-          rows: data.rows,
-          columns: data.offsets,
+          desc: t("analytics.cohort_desc", { count: rows.length }),
+          rows,
+          columns: offsets,
           value: (row, k) => row.retention[k - 1] ?? null,
           scale: (v) => v / max,
           label: (v) => (v ? percent(v, 0) : ""),
-          rowLabel: (row) => `${rowLabel(row)} (${number(row.size)})`,
+          rowLabel: (row) => `${label(row)} (${number(row.customers)})`,
           colLabel: (k) => t("analytics.month_n", { n: k }),
-          describe: (row, k, v) => t("analytics.cohort_cell", { cohort: rowLabel(row), n: k, rate: percent(v) }),
+          describe: (row, k, v) =>
+            v === null ? t("analytics.cohort_cell_later", { cohort: label(row), n: k }) : t("analytics.cohort_cell", { cohort: label(row), n: k, rate: percent(v) }),
         }),
       ),
       dataTable(
-        [t("analytics.cohort"), { label: t("analytics.customers"), numeric: true }, ...data.offsets.map((k) => ({ label: t("analytics.month_n", { n: k }), numeric: true }))],
-        data.rows.map((row) => [rowLabel(row), number(row.size), ...row.retention.map((v) => percent(v))]),
+        [t("analytics.cohort"), { label: t("analytics.customers"), numeric: true }, ...offsets.map((k) => ({ label: t("analytics.month_n", { n: k }), numeric: true }))],
+        rows.map((row) => [label(row), number(row.customers), ...offsets.map((k) => percent(row.retention[k - 1] ?? null))]),
       ),
     );
   };
@@ -58,13 +97,13 @@ function cohortSection(cohorts) {
   return section(t("analytics.cohorts"), h("p", { class: "gp-subdued" }, t("analytics.cohorts_help")), tabs, holder);
 }
 
-function histogramSection(hist) {
-  const labels = hist.bins.map((lo, i) => (i + 1 < hist.bins.length ? `${lo}–${hist.bins[i + 1] - 1}` : `${lo}+`));
-  const total = hist.counts.reduce((a, b) => a + b, 0);
-  const items = hist.counts.map((count, i) => ({
-    label: labels[i],
-    value: count,
-    title: t("analytics.hist_bar", { range: labels[i], count }),
+function histogramSection(histogram) {
+  const range = (bin) => (bin.to === null ? `${number(bin.from)}+` : `${number(bin.from)}–${number(bin.to)}`);
+  const total = histogram.reduce((n, bin) => n + bin.count, 0);
+  const items = histogram.map((bin) => ({
+    label: range(bin),
+    value: bin.count,
+    title: t("analytics.hist_bar", { range: range(bin), count: bin.count }),
   }));
   return section(
     t("analytics.histogram"),
@@ -80,14 +119,15 @@ function histogramSection(hist) {
   );
 }
 
-function rfmSection(cells, source) {
-  const engine = source === "engine";
-  const byKey = new Map(cells.map((c) => [`${c.r}-${c.f}`, c]));
+function rfmSection(rfm, currency) {
+  const cells = rfm ? rfm.cells : [];
+  const byKey = new Map(cells.map((c) => [`${c.r}-${c.fm}`, c]));
   const max = Math.max(1, ...cells.map((c) => c.customers));
   const total = cells.reduce((n, c) => n + c.customers, 0);
+  const cell = (r, fm) => byKey.get(`${r}-${fm}`) || { customers: 0, average_spend: null };
   return section(
     t("analytics.rfm"),
-    h("p", { class: "gp-subdued" }, t(engine ? "analytics.rfm_help_engine" : "analytics.rfm_help")),
+    h("p", { class: "gp-subdued" }, t("analytics.rfm_help")),
     total
       ? h(
           "div",
@@ -97,55 +137,136 @@ function rfmSection(cells, source) {
             desc: t("analytics.rfm_desc", { count: total }),
             rows: [5, 4, 3, 2, 1],
             columns: [1, 2, 3, 4, 5],
-            value: (r, f) => (byKey.get(`${r}-${f}`) || { customers: 0 }).customers,
+            value: (r, fm) => cell(r, fm).customers,
             scale: (v) => v / max,
             label: (v) => number(v),
             rowLabel: (r) => t("analytics.recency_n", { n: r }),
-            colLabel: (f) => t(engine ? "analytics.fm_n" : "analytics.frequency_n", { n: f }),
-            describe: (r, f, v) => t("analytics.rfm_cell", { r, f, count: v }),
+            colLabel: (fm) => t("analytics.fm_n", { n: fm }),
+            describe: (r, fm, v) => t("analytics.rfm_cell", { r, fm, count: v, spend: money(cell(r, fm).average_spend, currency) }),
             cellWidth: 64,
           }),
         )
       : empty(t("analytics.no_data")),
+    total
+      ? dataTable(
+          [t("analytics.recency"), t("analytics.fm"), { label: t("analytics.customers"), numeric: true }, { label: t("analytics.average_spend"), numeric: true }],
+          cells.map((c) => [number(c.r), number(c.fm), number(c.customers), money(c.average_spend, currency)]),
+        )
+      : null,
   );
 }
 
 function trendSection(trend) {
+  const shown = trend.filter((p) => p.customers);
+  const last = shown[shown.length - 1];
   return section(
     t("analytics.trend"),
     h("p", { class: "gp-subdued" }, t("analytics.trend_help")),
-    trend.length
+    shown.length
       ? h(
           "div",
           { class: "gp-scroll" },
           line({
             title: t("analytics.trend"),
-            desc: t("analytics.trend_desc", { first: month(trend[0].month), last: month(trend[trend.length - 1].month), rate: percent(trend[trend.length - 1].repeat_rate) }),
-            points: trend.map((p) => ({ label: month(p.month), value: p.repeat_rate, title: t("analytics.trend_point", { month: month(p.month), rate: percent(p.repeat_rate), count: p.customers }) })),
+            desc: t("analytics.trend_desc", { first: month(shown[0].month), last: month(last.month), rate: percent(last.repeat_purchase_rate) }),
+            points: shown.map((p) => ({
+              label: month(p.month),
+              value: p.repeat_purchase_rate,
+              title: t("analytics.trend_point", { month: month(p.month), rate: percent(p.repeat_purchase_rate), count: p.customers }),
+            })),
             format: (v) => percent(v, 0),
           }),
         )
       : empty(t("analytics.no_data")),
-    trend.length ? dataTable([t("analytics.month"), { label: t("analytics.customers"), numeric: true }, { label: t("metric.repeat_rate"), numeric: true }], trend.map((p) => [month(p.month), number(p.customers), percent(p.repeat_rate)])) : null,
+    shown.length
+      ? dataTable(
+          [t("analytics.month"), { label: t("analytics.customers"), numeric: true }, { label: t("metric.repeat_purchase_rate"), numeric: true }],
+          shown.map((p) => [month(p.month), number(p.customers), percent(p.repeat_purchase_rate)]),
+        )
+      : null,
   );
 }
 
-function productsSection(products) {
+// Products (by first product) and discount codes (by first code) that bring customers back.
+function returningSection(kind, rows) {
+  const label = (row) => row.key ?? t("analytics.no_code");
+  const top = rows.slice(0, 10);
   return section(
-    t("analytics.products"),
-    h("p", { class: "gp-subdued" }, t("analytics.products_help")),
-    products.length
+    t(`analytics.${kind}`),
+    h("p", { class: "gp-subdued" }, t(`analytics.${kind}_help`)),
+    top.length
       ? h(
           "div",
           { class: "gp-scroll" },
           hbars({
-            title: t("analytics.products"),
-            desc: t("analytics.products_desc", { title: products[0].title, rate: percent(products[0].repeat_rate) }),
-            items: products.map((p) => ({ label: p.title, value: p.repeat_rate, text: percent(p.repeat_rate, 0), title: t("analytics.product_bar", { title: p.title, rate: percent(p.repeat_rate), count: p.customers }) })),
+            title: t(`analytics.${kind}`),
+            desc: t("analytics.returning_desc", { title: label(top[0]), rate: percent(top[0].repeat_purchase_rate) }),
+            items: top.map((row) => ({
+              label: label(row),
+              value: row.repeat_purchase_rate,
+              text: percent(row.repeat_purchase_rate, 0),
+              title: t("analytics.returning_bar", { title: label(row), rate: percent(row.repeat_purchase_rate), count: row.customers }),
+            })),
           }),
         )
-      : empty(t("analytics.no_data")),
-    products.length ? dataTable([t("analytics.product"), { label: t("analytics.customers"), numeric: true }, { label: t("metric.repeat_rate"), numeric: true }], products.map((p) => [p.title, number(p.customers), percent(p.repeat_rate)])) : null,
+      : empty(t(`analytics.no_${kind}`)),
+    rows.length
+      ? dataTable(
+          [
+            t(`analytics.${kind}_key`),
+            { label: t("analytics.customers"), numeric: true },
+            { label: t("metric.repeat_purchase_rate"), numeric: true },
+            { label: t("analytics.within_90"), numeric: true },
+            { label: t("analytics.within_365"), numeric: true },
+          ],
+          rows.map((row) => [label(row), number(row.customers), percent(row.repeat_purchase_rate), percent(row.returned_within_90_days), percent(row.returned_within_365_days)]),
+        )
+      : null,
+  );
+}
+
+function periodSection(period, currency) {
+  const keys = ["orders", "revenue", "customers", "returning_customers"];
+  const show = (key, value) => (key === "revenue" ? money(value, currency) : number(value));
+  return section(
+    t("analytics.period_title", { count: period.days }),
+    h("p", { class: "gp-subdued" }, t("analytics.period_help", { from: longDate(period.current.start), to: longDate(period.current.end) })),
+    table(
+      [
+        "",
+        { label: t("analytics.period_current"), numeric: true },
+        { label: t("analytics.period_previous"), numeric: true },
+        { label: t("analytics.change"), numeric: true },
+      ],
+      keys.map((key) => [
+        t(`analytics.period_row.${key}`),
+        show(key, period.current[key]),
+        show(key, period.previous[key]),
+        period.change[key] === null ? "—" : percent(period.change[key]),
+      ]),
+      { "data-table": "period" },
+    ),
+  );
+}
+
+function backtestSection(result) {
+  let text;
+  if (!result.enough) text = t("backtest.not_enough");
+  else if (!result.likely_size) {
+    text = t("backtest.none_stood_out", { date: longDate(result.calibration_date), days: result.horizon_days, average: percent(result.store_average, 0) });
+  } else {
+    text = t("backtest.result", {
+      count: result.likely_size,
+      date: longDate(result.calibration_date),
+      share: percent(result.likely_ordered, 0),
+      days: result.horizon_days,
+      average: percent(result.store_average, 0),
+    });
+  }
+  return section(
+    t("backtest.title"),
+    h("p", { "data-backtest": result.enough ? "checked" : "not-enough" }, text),
+    result.enough ? h("p", { class: "gp-subdued" }, t("backtest.chosen", { method: t(`backtest.method.${result.chosen}`), count: result.candidates })) : null,
   );
 }
 
@@ -153,23 +274,29 @@ export async function render(root) {
   await withStates(
     root,
     () => api.get("/analytics"),
-    (data) => {
-      root.append(
-        page(
-          t("analytics.title"),
-          {},
-          data.orders
-            ? [
-                h("p", { class: "gp-subdued" }, t("analytics.summary", { customers: data.customers, orders: data.orders })),
-                cohortSection(data.cohorts),
-                trendSection(data.repeat_trend),
-                histogramSection(data.histogram),
-                rfmSection(data.rfm, data.rfm_source),
-                productsSection(data.products),
-              ]
-            : section(null, empty(t("analytics.no_data"), t("home.no_orders_body"))),
-        ),
-      );
+    ({ metrics, currency }) => {
+      let body;
+      if (!metrics) body = section(null, empty(t("home.not_computed"), t("home.not_computed_body")));
+      else if (!metrics.headline.orders) body = section(null, empty(t("analytics.no_data"), t("home.no_orders_body")));
+      else {
+        body = [
+          h("p", { class: "gp-subdued" }, t("analytics.summary", {
+            customers: t("count.customers", { count: metrics.headline.customers }),
+            orders: t("count.orders", { count: metrics.headline.orders }),
+            date: longDate(metrics.as_of),
+          })),
+          figuresSection(metrics, currency),
+          cohortSection(metrics.cohorts),
+          trendSection(metrics.repeat_rate_trend),
+          histogramSection(metrics.days_between_orders_histogram),
+          rfmSection(metrics.rfm, currency),
+          returningSection("products", metrics.first_product),
+          returningSection("codes", metrics.discount_codes),
+          periodSection(metrics.previous_period, currency),
+          backtestSection(metrics.backtest),
+        ];
+      }
+      root.append(page(t("analytics.title"), {}, body));
     },
   );
 }

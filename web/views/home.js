@@ -1,19 +1,22 @@
 // Home: sync status (a progress bar while the first import runs), notices, and the retention
-// headline against the previous period, plus the segments worth acting on today.
+// headline — the metrics engine's figures as of its last run, each with its definition and the
+// same figure a year earlier — plus the segments worth acting on today.
 
 import { api } from "../api.js";
 import { h } from "../dom.js";
-import { dateTime, money, number, percent, segmentName, t } from "../i18n.js";
+import { changeOf, formatFigure } from "../figures.js";
+import { date, dateTime, number, percent, segmentName, t } from "../i18n.js";
 import { badge, banner, button, empty, page, section, withStates } from "../ui.js";
 
-// For each headline metric: how to show it and whether a rise is good news.
-const METRICS = {
-  repeat_rate: { format: (v) => percent(v), higherIsBetter: true },
-  days_between_orders: { format: (v) => t("unit.days", { count: Math.round(v) }), higherIsBetter: false },
-  orders_per_customer: { format: (v) => number(v, { maximumFractionDigits: 2 }), higherIsBetter: true },
-  aov: { format: (v, c) => money(v, c), higherIsBetter: true },
-  clv: { format: (v, c) => money(v, c), higherIsBetter: true },
-};
+// The headline figures shown here (analytics lists them all).
+const HEADLINE = [
+  "repeat_purchase_rate",
+  "average_days_between_orders",
+  "orders_per_customer",
+  "average_order_value",
+  "clv_simple",
+  "clv_predicted_12m",
+];
 
 const FOCUS = ["business-buyers", "true-fans", "lapsed-tier-1", "lapsed-tier-2", "one-time-buyers", "vip"];
 
@@ -57,35 +60,41 @@ function notice(n) {
   return banner(n.tone || "info", t(`notice.${n.key}.title`), h("p", null, t(`notice.${n.key}.body`, n.params)));
 }
 
-function metricCard(metric, currency, predicted) {
-  const spec = METRICS[metric.key];
-  const { value, previous } = metric;
-  let delta = null;
-  if (value !== null && previous !== null && previous !== 0) {
-    const change = (value - previous) / Math.abs(previous);
-    const good = spec.higherIsBetter ? change >= 0 : change <= 0;
-    delta = h(
-      "span",
-      { class: `gp-delta ${good ? "gp-good" : "gp-bad"}` },
-      badge(`${change >= 0 ? "▲" : "▼"} ${percent(Math.abs(change))}`, good ? "success" : "critical"),
-    );
-  }
+function metricCard(key, metrics, currency) {
+  const value = metrics.headline[key];
+  const previous = metrics.year_before[key];
+  const delta = changeOf(key, value, previous);
   return h(
     "div",
-    { class: "gp-metric", "data-metric": metric.key },
-    h("p", { class: "gp-metric-label" }, t(`metric.${metric.key}`)),
-    h("p", { class: "gp-metric-value" }, value === null ? "—" : spec.format(value, currency)),
-    h(
-      "p",
-      { class: "gp-subdued" },
-      t("metric.previous", { value: previous === null ? "—" : spec.format(previous, currency) }),
-      " ",
-      delta,
-    ),
-    metric.key === "clv" && predicted !== null && predicted !== undefined
-      ? h("p", { class: "gp-subdued", "data-predicted-clv": "" }, t("metric.predicted_clv", { value: money(predicted, currency) }))
-      : null,
+    { class: "gp-metric", "data-metric": key },
+    h("p", { class: "gp-metric-label" }, t(`metric.${key}`)),
+    h("p", { class: "gp-metric-value" }, formatFigure(key, value, currency)),
+    h("p", { class: "gp-subdued gp-definition", "data-definition": key }, t(`definition.${key}`)),
+    previous === null || previous === undefined
+      ? null
+      : h(
+          "p",
+          { class: "gp-subdued" },
+          t("metric.year_before", { value: formatFigure(key, previous, currency) }),
+          " ",
+          delta
+            ? h(
+                "span",
+                { class: `gp-delta ${delta.good ? "gp-good" : "gp-bad"}` },
+                badge(`${delta.change >= 0 ? "▲" : "▼"} ${percent(Math.abs(delta.change))}`, delta.good ? "success" : "critical"),
+              )
+            : null,
+        ),
   );
+}
+
+function headline(metrics, currency) {
+  if (!metrics) return empty(t("home.not_computed"), t("home.not_computed_body"));
+  if (!metrics.headline.customers) return empty(t("home.no_orders"), t("home.no_orders_body"));
+  return [
+    h("p", { class: "gp-subdued" }, t("home.headline_help", { date: date(metrics.as_of, { dateStyle: "long", timeZone: "UTC" }) })),
+    h("div", { class: "gp-metrics" }, HEADLINE.map((key) => metricCard(key, metrics, currency))),
+  ];
 }
 
 export async function render(root) {
@@ -95,7 +104,7 @@ export async function render(root) {
     return { home, list };
   };
   const draw = ({ home, list }) => {
-    const currency = home.shop.currency || "USD";
+    const currency = home.shop.currency;
     const focus = list.segments
       .filter((s) => FOCUS.includes(s.handle))
       .sort((a, b) => FOCUS.indexOf(a.handle) - FOCUS.indexOf(b.handle));
@@ -105,13 +114,7 @@ export async function render(root) {
         {},
         syncCard(home.sync),
         ...home.notices.map(notice),
-        section(
-          t("home.headline"),
-          h("p", { class: "gp-subdued" }, t("home.headline_help")),
-          home.headline.customers
-            ? h("div", { class: "gp-metrics" }, home.headline.metrics.map((m) => metricCard(m, currency, home.headline.predicted_clv)))
-            : empty(t("home.no_orders"), t("home.no_orders_body")),
-        ),
+        section(t("home.headline"), headline(home.metrics, currency)),
         section(
           t("home.act_now"),
           focus.length

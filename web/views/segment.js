@@ -62,7 +62,7 @@ function membersSection(segment, currency) {
           h("div", { "data-customer": m.id }, h("span", { class: "gp-strong", dir: "auto" }, memberName(m)), h("br"), h("span", { class: "gp-subdued", dir: "ltr" }, m.email || "")),
           number(m.orders),
           money(m.spent, currency),
-          h("span", { class: "gp-reason", dir: "auto" }, reason(m.reason)),
+          h("span", { class: "gp-reason", dir: "auto" }, reason(m.reason, currency)),
           date(m.since),
         ]),
         { "data-table": "members" },

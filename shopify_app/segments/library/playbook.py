@@ -121,9 +121,13 @@ def true_fans(ctx: Context) -> None:
     n_orders_l, interval_l = ctx.n_orders, ctx.mean_interval
     business = ctx.members_mask("business-buyers")
     true_fan = encoder("true_fan")
+    same_day = encoder("true_fan.same_day")
 
     def reason(i: int) -> str:
-        return true_fan(orders=n_orders_l[i], days=round(float(interval_l[i])))
+        interval = float(interval_l[i])
+        if interval == 0:  # every order on one day: no rhythm to speak of, and it says so
+            return same_day(orders=n_orders_l[i])
+        return true_fan(orders=n_orders_l[i], days=max(1, round(interval)))
 
     ctx.put("true-fans", (ctx.features.n_orders >= ctx.cfg.true_fan_min_orders) & ~business, reason)
 
@@ -166,8 +170,7 @@ def lapsed(ctx: Context) -> None:
         def reason(i: int, pct: int = pct) -> str:
             last = days(int(last_day_l[i]))
             if regular_l[i]:
-                every = round(float(interval_l[i]))
-                return reminder(last_date=last, every=every)
+                return reminder(last_date=last, days=max(1, round(float(interval_l[i]))))
             if pct:
                 return discount(last_date=last, percent=pct)
             return plain(last_date=last)

@@ -14,7 +14,7 @@ import numpy as np
 from shopify_app.segments import clv
 from shopify_app.segments.dataset import Features
 from shopify_app.segments.library.context import Context, Predictions, ShopStats
-from shopify_app.segments.library.reasons import encoder
+from shopify_app.segments.library.reasons import counted, encoder
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,8 @@ def fit_models(
             None,
             None,
             "fallback",
-            f"too few customers for the purchase model ({n} customers, {repeat} repeat; "
-            f"needs {clv.MIN_CUSTOMERS} and {clv.MIN_REPEAT_CUSTOMERS}): "
+            f"too few customers for the purchase model ({counted('customers', n)}, "
+            f"{repeat} repeat; needs {clv.MIN_CUSTOMERS} and {clv.MIN_REPEAT_CUSTOMERS}): "
             "predictions use each customer's own order rhythm",
         )
     if history < clv.MIN_HISTORY_DAYS:

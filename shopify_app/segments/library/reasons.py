@@ -10,8 +10,12 @@ en.json holds exactly these templates and the other languages the same placehold
 A parameter's name says how to show it, on both sides:
 
 - ``*_date``   an ISO day ("2026-03-03") shown as a date ("3 March 2026")
-- ``*_money``  an amount shown with two decimals ("1,234.50"; the shop's currency is implied)
+- ``*_money``  an amount shown in the shop's currency ("USD 1,234.50"; without one known, two
+  decimals)
 - ``*_months`` month numbers ([11, 12]) shown as month names ("November–December")
+- a name in :data:`COUNTED` (``orders``, ``units``, ``days``, ``customers``): a count shown with
+  its noun in the plural the number needs ("1 order", "3 orders"; the page's ``count.<name>``
+  messages, chosen by the locale's plural rules), so templates never write the noun themselves
 - anything else: numbers with grouping and at most one decimal, text as written.
 """
 
@@ -33,13 +37,14 @@ MONTHS = (
 
 
 REASON_TEMPLATES: dict[str, str] = {
-    "business.order_units": "{units} units of {product} on {day_date}",
-    "business.order_units_unnamed": "{units} units of one item on {day_date}",
-    "business.window_units": "{units} units in the last {days} days",
+    "business.order_units": "{units} of {product} on {day_date}",
+    "business.order_units_unnamed": "{units} of one item on {day_date}",
+    "business.window_units": "{units} in the last {days}",
     "business.company": "orders for a company: {company}",
     "business.domain": "email at {domain}, a company another business buyer also uses",
-    "repeat": "{orders} orders, the last on {last_date}",
-    "true_fan": "{orders} orders, about every {days} days",
+    "repeat": "{orders}, the last on {last_date}",
+    "true_fan": "{orders}, about every {days}",
+    "true_fan.same_day": "{orders}, all on the same day",
     "one_time": "one order on {day_date} ({spend_money})",
     # Lapsed reasons name the day of the last order, not "N days ago": a count relative to
     # as-of would change every member's reason every day, and the daily recompute would
@@ -47,18 +52,33 @@ REASON_TEMPLATES: dict[str, str] = {
     "lapsed": "last order on {last_date}",
     "lapsed.discount": "last order on {last_date}; suggest {percent}% off",
     "lapsed.reminder": (
-        "last order on {last_date}; usually orders every {every} days: send a reminder, no discount"
+        "last order on {last_date}; usually orders every {days}: send a reminder, no discount"
     ),
     "vip": "net spend {spend_money} (top {share}% start at {cutoff_money})",
-    "likely": "{percent}% likely active; {orders} orders expected in {days} days",
-    "at_risk": "spent {spend_money} over {orders} orders; only {percent}% likely still active",
+    "likely": "{percent}% likely active; {orders} expected in {days}",
+    "at_risk": "spent {spend_money} over {orders}; only {percent}% likely still active",
     "rfm": "R{r} F{f} M{m}",
     "cross_sell": "bought {bought}; never bought {never}",
-    "holiday": "{season_orders} of {orders} orders in {season_months}",
+    "holiday": "{season_orders} of {orders} in {season_months}",
     "milestone": "spent {spend_money}: {gap_money} from the {goal_money} reward",
-    "region": "lives in {place}, where {customers} customers are",
+    "region": "lives in {place}, home to {customers}",
     "custom": "matches {rule}",
 }
+
+COUNTED: dict[str, tuple[str, str]] = {
+    "orders": ("{count} order", "{count} orders"),
+    "units": ("{count} unit", "{count} units"),
+    "days": ("{count} day", "{count} days"),
+    "customers": ("{count} customer", "{count} customers"),
+}
+"""Counts shown with their noun, by parameter name: English (one, other) here, and
+``count.<name>`` in web/i18n/<lang>.json with the language's own plural forms."""
+
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND",
+     "VUV", "XAF", "XOF", "XPF"}
+)  # fmt: skip
+"""ISO 4217 currencies without minor units (amounts shown without decimals)."""
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _json_text = json.JSONEncoder(ensure_ascii=False).encode
@@ -138,7 +158,21 @@ def _season_label(months: list[int] | tuple[int, ...]) -> str:
     return ", ".join(MONTHS[m - 1] for m in months)
 
 
-def _english(name: str, value: Any) -> str:
+def _number(value: int | float) -> str:
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.0f}" if value.is_integer() else f"{value:,.1f}"
+
+
+def counted(name: str, value: float) -> str:
+    """A count of the noun :data:`COUNTED` names, in English: "1 order", "3 orders", "0.4
+    orders" (the plural follows the number as shown, one decimal at most)."""
+    shown: int | float = value if isinstance(value, int) else round(float(value), 1)
+    one, other = COUNTED[name]
+    return (one if shown == 1 else other).replace("{count}", _number(shown))
+
+
+def _english(name: str, value: Any, currency: str | None) -> str:
     if value is None:
         return ""
     if name.endswith("_date") and isinstance(value, str):
@@ -148,20 +182,21 @@ def _english(name: str, value: Any) -> str:
             return value
         return f"{d.day} {MONTHS[d.month - 1]} {d.year}"
     if name.endswith("_money") and isinstance(value, int | float):
-        return money(float(value))
+        return money(float(value), currency)
     if name.endswith("_months") and isinstance(value, list):
         return _season_label([int(m) for m in value if 1 <= int(m) <= 12])
     if isinstance(value, bool):
         return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.0f}" if value.is_integer() else f"{value:,.1f}"
+    if name in COUNTED and isinstance(value, int | float):
+        return counted(name, value)
+    if isinstance(value, int | float):
+        return _number(value)
     return str(value)
 
 
-def render(reason: Reason | str | None) -> str:
-    """A reason in English: the stored JSON, a :class:`Reason`, or plain text (returned as is)."""
+def render(reason: Reason | str | None, currency: str | None = None) -> str:
+    """A reason in English: the stored JSON, a :class:`Reason`, or plain text (returned as is);
+    amounts in ``currency`` (the shop's ISO code) when it is known."""
     if reason is None:
         return ""
     parsed = reason if isinstance(reason, Reason) else Reason.parse(reason)
@@ -172,12 +207,18 @@ def render(reason: Reason | str | None) -> str:
         text = parsed.params.get("text")
         return str(text) if text is not None else parsed.key
     params = parsed.params
-    return _PLACEHOLDER.sub(lambda m: _english(m.group(1), params.get(m.group(1))), template)
+    return _PLACEHOLDER.sub(
+        lambda m: _english(m.group(1), params.get(m.group(1)), currency), template
+    )
 
 
-def money(value: float) -> str:
-    """Money as the page shows it: thousands separators, two decimals."""
-    return f"{value:,.2f}"
+def money(value: float, currency: str | None = None) -> str:
+    """An amount in English: "USD 1,234.50" (no decimals for currencies without minor units),
+    or "1,234.50" when the currency is not known."""
+    if not currency:
+        return f"{value:,.2f}"
+    code = currency.upper()
+    return f"{code} {value:,.{0 if code in ZERO_DECIMAL_CURRENCIES else 2}f}"
 
 
 class IsoDays:

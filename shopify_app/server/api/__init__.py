@@ -10,7 +10,8 @@ from the app's context; :mod:`.request` holds what they all read from a request.
 
 * :mod:`.home` — sync status, notices, the retention headline;
 * :mod:`.segments` — the list, one segment, its members (and CSV), tag sync, native segments;
-* :mod:`.analytics` — cohorts, time between orders, RFM, repeat trend, products;
+* :mod:`.analytics` — the retention metrics the last full recompute stored (cohorts, time
+  between orders, RFM, repeat trend, products, the backtest);
 * :mod:`.settings` — the shop's segment settings, removing every Goldpan tag;
 * :mod:`.audit` — the audit log, customers' data requests, the product picker;
 * :mod:`.meta` — the Meta connection, audiences, and the Facebook Login callback.
@@ -18,6 +19,7 @@ from the app's context; :mod:`.request` holds what they all read from a request.
 The two hot paths — the segments list and a 50-member page — read precomputed columns
 (``Segment.member_count``, ``SegmentHistory``) and walk the ``memberships`` primary key
 (``segment_id, customer_id``) as a keyset, so a 300,000-customer shop answers as fast as a
-small one. Everything heavier (analytics) is cached per shop until the segments are recomputed
+small one. Analytics and the headline read the one row the full recompute stores
+(``ShopMetrics``); the segments' total spend is cached per shop until they are recomputed
 (:mod:`.cache`).
 """

@@ -1,4 +1,4 @@
-"""Expensive per-shop results (analytics, the headline, total spend), kept until they change."""
+"""Expensive per-shop results (the segments' total spend), kept until they change."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The home view: who is calling, sync progress, notices, and the retention headline."""
+"""The home view: who is calling, sync progress, notices, and the retention headline (the
+stored metrics' headline figures, now and a year earlier)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from shopify_app.db.models import AuditEntry, MetaConnection, Segment, Shop, SyncRun
-from shopify_app.server.api.analytics import counted_orders, engine_extras, period_metrics
-from shopify_app.server.api.cache import data_version, shop_cache
-from shopify_app.server.api.request import (
-    db_session,
-    get_shop,
-    iso,
-    request_shop_id,
-    today,
-)
+from shopify_app.server.api.analytics import stored_metrics
+from shopify_app.server.api.request import db_session, get_shop, iso, request_shop_id
 
 
 def session(request: Request) -> Response:
@@ -93,43 +87,29 @@ def _notices(session: Session, shop: Shop, sync: dict[str, Any]) -> list[dict[st
     return notices
 
 
-HEADLINE_KEYS = ("repeat_rate", "days_between_orders", "orders_per_customer", "aov", "clv")
-
-
-def _headline(session: Session, shop_id: int) -> dict[str, Any]:
-    """Retention headline: the last 12 months against the 12 months before."""
-    as_of = today()
-    previous_as_of = as_of - dt.timedelta(days=365)
-    orders = counted_orders(session, shop_id)
-    now = period_metrics(orders, as_of)
-    before = period_metrics(orders, previous_as_of)
-    return {
-        "as_of": as_of.isoformat(),
-        "previous_as_of": previous_as_of.isoformat(),
-        "customers": now["customers"],
-        "metrics": [
-            {"key": key, "value": now[key], "previous": before[key]} for key in HEADLINE_KEYS
-        ],
-    }
-
-
 def home(request: Request) -> Response:
-    """Sync status, notices, and the retention headline (plus the model's predicted CLV)."""
+    """Sync status, notices, and the retention headline (``metrics`` null until computed)."""
     shop_id = request_shop_id(request)
     with db_session(request) as session:
         shop = get_shop(session, shop_id)
         sync = _sync_status(session, shop_id)
-        version = data_version(session, shop_id)
-        headline = dict(
-            shop_cache.get("headline", shop_id, version, lambda: _headline(session, shop_id))
+        stored = stored_metrics(session, shop_id)
+        headline = (
+            {
+                "as_of": stored[0]["as_of"],
+                "computed_at": stored[1],
+                "headline": stored[0]["headline"],
+                "year_before": stored[0]["year_before"],
+            }
+            if stored
+            else None
         )
-        headline["predicted_clv"] = engine_extras(shop).get("clv", {}).get("predicted_12m")
         return JSONResponse(
             {
                 "shop": {"domain": shop.domain, "name": shop.name, "currency": shop.currency},
                 "sync": sync,
                 "notices": _notices(session, shop, sync),
-                "headline": headline,
+                "metrics": headline,
                 "segments_total": session.scalar(
                     select(func.count(Segment.id)).where(Segment.shop_id == shop_id)
                 ),

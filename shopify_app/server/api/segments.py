@@ -337,6 +337,7 @@ def segment_members_csv(request: Request) -> Response:
     with db_session(request) as session:
         seg = get_segment(session, shop_id, segment_id)
         handle = seg.handle
+        currency = get_shop(session, shop_id).currency
 
     def rows() -> Iterator[str]:
         buf = io.StringIO()
@@ -376,7 +377,7 @@ def segment_members_csv(request: Request) -> Response:
                         c.number_of_orders,
                         f"{float(c.amount_spent or 0):.2f}",
                         # Spreadsheets get the reason in English, not the page's JSON.
-                        _csv_safe(reasons.render(reason)),
+                        _csv_safe(reasons.render(reason, currency)),
                         iso(since),
                     ]
                 )
