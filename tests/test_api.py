@@ -468,7 +468,11 @@ def test_metrics_of_an_older_shape_wait_for_the_next_recompute_and_survive_setti
     stored = client.get("/analytics").json()
     assert stored["metrics"]["version"] == metrics.VERSION and stored["computed_at"]
     # A settings change leaves them alone: they are not part of the shop's settings.
-    assert client.put("/settings", {"settings": {"vip_share": 0.2}}).status_code == 200
+    change = {"settings": {"vip_share": 0.2}}
+    preview = client.put("/settings", change)  # it moves VIP tags: previewed first
+    assert preview.status_code == 409
+    confirmed = client.put("/settings", {**change, "confirm": preview.json()["token"]})
+    assert confirmed.status_code == 200
     assert client.get("/analytics").json() == stored
 
 
