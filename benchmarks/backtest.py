@@ -106,7 +106,8 @@ def show_next(ds: Dataset, bt: backtest.Backtest, as_of: int) -> None:
     ordered = history.ordered_between(as_of, as_of + HORIZON)[has]
     customers = int(has.sum())
     chosen = backtest.score(bt.chosen, rhythm, HORIZON)
-    likely = cadence.likely_to_buy(chosen, since, usual, round(bt.likely_share * customers))
+    cutoff = cadence.likely_cutoff(chosen, since, usual, round(bt.likely_share * customers))
+    likely = cadence.likely_to_buy(chosen, since, usual, cutoff)
     size = int(likely.sum())
     hits = int(ordered[likely].sum())
     print(
