@@ -1,14 +1,20 @@
-"""The per-shop backtest and the rhythm rules: checked predictions, honest fallbacks."""
+"""The per-shop backtest and the rhythm rules: checked predictions, honest fallbacks (also
+through ``shopify-app analyze`` on a tiny shop, one without repeat customers and one where every
+order has the same value)."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import itertools
 import json
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from shopify_app.cli import main
 from shopify_app.segments import backtest, cadence, clv
 from shopify_app.segments.dataset import compute_features, day_number
 from tests.test_segments_models import cdnow_dataset
@@ -274,3 +280,89 @@ def test_models_step_aside_with_reasons_when_there_is_nothing_to_fit(repeaters: 
         )
     assert bt.chosen == backtest.RHYTHM
     assert bt.text.endswith("Ranked by order rhythm, the best of 3 ways tried.")
+
+
+def orders_csv(path: Path, orders: list[tuple[str, dt.date, float]]) -> Path:
+    """An orders export with just the columns ``analyze`` needs."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(
+            ["Name", "Email", "Created at", "Total", "Lineitem quantity", "Lineitem name"]
+        )
+        for n, (email, day, total) in enumerate(orders):
+            writer.writerow([f"#{n + 1}", email, f"{day} 12:00:00 +0000", f"{total:.2f}", 1, "Mug"])
+    return path
+
+
+def analyze(
+    path: Path, as_of: dt.date, capsys: pytest.CaptureFixture[str]
+) -> tuple[dict[str, Any], str]:
+    """``shopify-app analyze`` as JSON and as text."""
+    assert main(["analyze", str(path), "--as-of", as_of.isoformat(), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert main(["analyze", str(path), "--as-of", as_of.isoformat()]) == 0
+    return report, capsys.readouterr().out
+
+
+TODAY = dt.date(2025, 6, 30)
+
+
+def test_analyze_on_a_three_customer_shop_says_not_enough_history(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ago = [TODAY - dt.timedelta(days=d) for d in (200, 100, 30, 4, 3)]
+    a, b, c = "a@x.io", "b@x.io", "c@x.io"
+    orders = [(a, ago[0], 20.0), (a, ago[2], 20.0), (b, ago[3], 35.0), (c, ago[1], 50.0)]
+    path = orders_csv(tmp_path / "tiny.csv", [*orders, (c, ago[4], 50.0)])
+    report, text = analyze(path, TODAY, capsys)
+    assert report["model"]["status"] == "fallback" and report["model"]["ranking"] is None
+    assert not report["backtest"]["enough"]
+    assert report["backtest"]["likely_to_buy"] == (
+        "not enough history yet: the backtest needs 50 customers on 1 April 2025 and 10 of them "
+        "ordering in the next 90 days; this store had 2 and 2"
+    )
+    assert report["segments"]["likely-to-buy"]["count"] == 0
+    assert report["segments"]["at-risk"]["count"] == 0
+    assert report["metrics"]["clv"]["predicted_12m"] is None
+    assert f"Model: fallback — No predictions: {report['backtest']['likely_to_buy']}." in text
+    assert "likely active" not in text and "BG/NBD" not in text
+
+
+def test_analyze_on_a_shop_without_repeat_customers_predicts_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    orders = [(f"c{i}@x.io", TODAY - dt.timedelta(days=2 * i), 30.0) for i in range(300)]
+    report, text = analyze(orders_csv(tmp_path / "once.csv", orders), TODAY, capsys)
+    assert report["backtest"]["likely_to_buy"].endswith("this store had 255 and 0")
+    assert report["segments"]["likely-to-buy"]["count"] == 0
+    assert report["model"]["bgnbd"]["r"] is None and report["model"]["mbgnbd"]["r"] is None
+    assert "No predictions: not enough history yet" in text
+
+
+def test_analyze_on_a_constant_spend_shop_uses_the_average_order_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 300 customers ordering every 20 to 80 days, every order 25.00.
+    rng = np.random.default_rng(11)
+    orders = []
+    for i in range(300):
+        start, gap = int(rng.integers(60, 500)), int(rng.integers(20, 80))
+        orders += [
+            (f"c{i}@x.io", TODAY - dt.timedelta(days=start - k * gap), 25.0)
+            for k in range(int(rng.integers(1, 10)))
+            if start - k * gap >= 0
+        ]
+    report, text = analyze(orders_csv(tmp_path / "flat.csv", orders), TODAY, capsys)
+    model = report["model"]
+    assert report["backtest"]["enough"] and model["status"] == "fitted"
+    assert model["gamma_gamma"]["p"] is None
+    assert (
+        "order values from each customer's average (Gamma-Gamma: repeat orders all have "
+        "(almost) the same value)" in model["note"]
+    )
+    assert report["metrics"]["clv"]["predicted_12m"] > 0
+    assert "Gamma-Gamma: p=" not in text
+    likely = report["backtest"]["likely_to_buy"]
+    assert likely.startswith("Of the ") or likely.startswith("On ")
+    assert f"Likely to buy, checked on this store's history: {likely}" in text
+    assert f"At risk, checked the same way: {report['backtest']['at_risk']}" in text

@@ -46,7 +46,8 @@ def test_headline_numbers() -> None:
     assert m["average_days_between_orders"] == round((31 + 59 + 120) / 3, 1)
     hist = {b["days"]: b["count"] for b in m["days_between_orders_histogram"]}
     assert hist["31-60"] == 2 and hist["91-180"] == 1
-    assert m["clv"]["predicted_12m"] is not None and m["clv"]["simple"] > 0
+    # Four customers: too little history for checked predictions, so no predicted value.
+    assert m["clv"]["predicted_12m"] is None and m["clv"]["simple"] > 0
     assert sum(m["rfm"]["groups"].values()) == 4
 
 

@@ -98,7 +98,7 @@ def compute(
             "simple": round(aov_year * frequency * lifespan, 2),
             "predicted_12m": (
                 round(float(evaluation.predictions.clv_12m[has].mean()), 2)
-                if evaluation is not None and customers
+                if evaluation is not None and customers and evaluation.predictions.available
                 else None
             ),
         },

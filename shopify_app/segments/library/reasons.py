@@ -39,7 +39,7 @@ REASON_TEMPLATES: dict[str, str] = {
     "business.company": "orders for a company: {company}",
     "business.domain": "email at {domain}, a company another business buyer also uses",
     "repeat": "{orders} orders, the last on {last_date}",
-    "true_fan": "{orders} orders, about every {days} days",
+    "true_fan": "{orders} orders, about every {days} days; the last on {last_date}",
     "one_time": "one order on {day_date} ({spend_money})",
     # Lapsed reasons name the day of the last order, not "N days ago": a count relative to
     # as-of would change every member's reason every day, and the daily recompute would
@@ -50,8 +50,16 @@ REASON_TEMPLATES: dict[str, str] = {
         "last order on {last_date}; usually orders every {every} days: send a reminder, no discount"
     ),
     "vip": "net spend {spend_money} (top {share}% start at {cutoff_money})",
-    "likely": "{percent}% likely active; {orders} orders expected in {days} days",
-    "at_risk": "spent {spend_money} over {orders} orders; only {percent}% likely still active",
+    # Predictions are explained by the customer's own rhythm (the segment's page says how the
+    # shop's ranking did in the backtest), with the day of the last order for the same reason.
+    "likely": "orders about every {every} days; last order on {last_date}",
+    "likely.one_order": (
+        "ordered once so far, on {last_date}; repeat customers here order about every {every} days"
+    ),
+    "at_risk": (
+        "spent {spend_money} over {orders} orders; usually orders about every {every} days, "
+        "the last on {last_date}"
+    ),
     "rfm": "R{r} F{f} M{m}",
     "cross_sell": "bought {bought}; never bought {never}",
     "holiday": "{season_orders} of {orders} orders in {season_months}",
