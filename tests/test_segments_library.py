@@ -592,6 +592,22 @@ def reason_of(ev: library.Evaluation, handle: str, email: str) -> str:
     return next(r for i, r in zip(seg.members, seg.reasons, strict=True) if emails[i] == email)
 
 
+def test_prediction_messages_are_the_pages_and_every_language_has_them() -> None:
+    # What the backtest says: one English source (backtest.MESSAGES), which en.json holds.
+    web = Path(__file__).resolve().parents[1] / "web" / "i18n"
+    english = json.loads((web / "en.json").read_text(encoding="utf-8"))
+    page = {k.removeprefix("prediction."): v for k, v in english.items()}
+    assert {k: page[k] for k in backtest.MESSAGES} == backtest.MESSAGES
+    assert {k: page[f"candidate.{k}"] for k in backtest.LABELS} == backtest.LABELS
+    keys = [k for k in english if k.startswith("prediction.")]
+    for lang in ("ar", "ko", "el"):
+        other = json.loads((web / f"{lang}.json").read_text(encoding="utf-8"))
+        for key in keys:
+            placeholders = set(re.findall(r"\{(\w+)\}", english[key]))
+            assert other[key] != english[key] or "/NBD" in key, (lang, key)
+            assert set(re.findall(r"\{(\w+)\}", other[key])) == placeholders, (lang, key)
+
+
 def test_english_reason_templates_are_the_pages_and_every_language_has_them() -> None:
     # One English source: the page's en.json holds exactly the templates render() uses.
     web = Path(__file__).resolve().parents[1] / "web" / "i18n"
