@@ -2,16 +2,18 @@
 
 For each store and as-of day it prints two tables:
 
-* **backtest** — what the shop-level backtest (:mod:`shopify_app.segments.backtest`) sees:
-  customers ranked as they stood one horizon before the as-of day, then who ordered in the
-  horizon. Each candidate's share of its top 10% that ordered and its AUC, the chosen one, the
-  store average, and the plain-words sentence the merchant reads.
-* **next 90 days** — the issue's done-when, on days the backtest never saw: ``likely-to-buy``
-  (the chosen ranking, sized by the backtest, nobody silent for more than three of their usual
-  intervals) against the same number of customers picked by the one-line rule ("orders in the
-  last 365 days, then most recent first"), by BG/NBD's own expected purchases, and by each
-  candidate; the store average; and how many members are silent for more than three of their
-  usual intervals (must be 0).
+* **backtest** — what the shop-level backtest (:mod:`shopify_app.segments.backtest`) saw in
+  the library's full evaluation as of that day: customers ranked as they stood one horizon
+  before, then who ordered in the horizon. Each candidate's share of its top 10% that ordered
+  and its AUC, the chosen one, the store average, and the plain-words sentence the merchant
+  reads.
+* **next 90 days** — the issue's done-when, on days the backtest never saw: the
+  ``likely-to-buy`` segment the library produced (the chosen ranking, sized by the backtest,
+  nobody silent for more than three of their usual intervals) against the same number of
+  customers picked by the one-line rule ("orders in the last 365 days, then most recent
+  first"), by BG/NBD's own expected purchases, and by each candidate; ``at-risk``; the store
+  average; and how many members are silent for more than three of their usual intervals
+  (must be 0).
 
 Run::
 
@@ -30,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shopify_app.segments import backtest, cadence, clv
+from shopify_app.segments import backtest, cadence, clv, library
+from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.dataset import Dataset, DatasetBuilder, day_date, day_number
 
 HORIZON = 90
@@ -95,40 +98,48 @@ def show_backtest(bt: backtest.Backtest) -> None:
             print(f"    {c.label:<22}{c.top_share:>12.1%}{c.top_average:>11.1%}{c.auc:>8.3f}{mark}")
     print(f"    likely-to-buy size {bt.likely_size:,} ({bt.likely_share:.1%} of customers)")
     print(f'    "{bt.text}"')
+    at_risk = " ".join(backtest.english(key, params) for key, params in bt.messages("at-risk"))
+    print(f'    "{at_risk}"')
 
 
-def show_next(ds: Dataset, bt: backtest.Backtest, as_of: int) -> None:
+def show_next(ds: Dataset, ev: library.Evaluation, as_of: int) -> None:
+    """The segments the library produced as of ``as_of``, judged on the next 90 days."""
     history = backtest.OrderHistory.of(ds)
     rhythm = history.rhythm(as_of)
     has = rhythm.has_orders
-    since = rhythm.days_since_last[has].astype(np.float64)
-    usual = rhythm.usual_interval[has]
-    ordered = history.ordered_between(as_of, as_of + HORIZON)[has]
-    customers = int(has.sum())
-    chosen = backtest.score(bt.chosen, rhythm, HORIZON)
-    likely = cadence.likely_to_buy(chosen, since, usual, round(bt.likely_share * customers))
+    since = rhythm.days_since_last.astype(np.float64)
+    usual = rhythm.usual_interval
+    ordered = history.ordered_between(as_of, as_of + HORIZON)
+    likely = np.zeros(ds.n_customers, dtype=bool)
+    likely[ev.segments["likely-to-buy"].members] = True
     size = int(likely.sum())
     hits = int(ordered[likely].sum())
     print(
-        f"  next {HORIZON} days from {day_date(as_of)}: {customers:,} customers, store average "
-        f"{ordered.mean():.1%}"
+        f"  next {HORIZON} days from {day_date(as_of)}: {int(has.sum()):,} customers, store "
+        f"average {ordered[has].mean():.1%}"
     )
     print(f"    {'':<46}{'size':>7}{'ordered':>9}{'share':>8}")
 
-    def row(label: str, ordered_count: int) -> None:
-        share = ordered_count / size if size else float("nan")
-        print(f"    {label:<46}{size:>7,}{ordered_count:>9,}{share:>8.1%}")
+    def row(label: str, count: int, ordered_count: int) -> None:
+        share = ordered_count / count if count else float("nan")
+        print(f"    {label:<46}{count:>7,}{ordered_count:>9,}{share:>8.1%}")
 
-    row(f"likely-to-buy ({backtest.LABELS[bt.chosen]})", hits)
+    ranking = ev.stats.ranking
+    row(f"likely-to-buy ({backtest.LABELS[ranking] if ranking else 'none'})", size, hits)
     baselines = {"one-line rule (365-day orders, recent first)": one_line_rule(rhythm)}
     for name in backtest.CANDIDATES:
         try:
             baselines[f"top by {backtest.LABELS[name]}"] = backtest.score(name, rhythm, HORIZON)
         except clv.DegenerateFit as refused:
             print(f"    {'top by ' + backtest.LABELS[name]:<46}refused: {refused.reason}")
-    counts = {label: top_ordered(s, since, ordered, size) for label, s in baselines.items()}
-    for label, count in counts.items():
-        row(label, count)
+    counts = {}
+    for label, scores in baselines.items():
+        full = np.full(ds.n_customers, -np.inf)
+        full[has] = scores
+        counts[label] = top_ordered(full, since, ordered, size)
+        row(label, size, counts[label])
+    risk = ev.segments["at-risk"].members
+    row("at-risk", len(risk), int(ordered[risk].sum()))
     silent = int((likely & cadence.silent_too_long(since, usual)).sum())
     print(f"    members silent for more than {cadence.SILENCE_LIMIT:g} usual intervals: {silent}")
     line = counts["one-line rule (365-day orders, recent first)"]
@@ -140,17 +151,18 @@ def show_next(ds: Dataset, bt: backtest.Backtest, as_of: int) -> None:
 
 
 def report(name: str, ds: Dataset, days: list[dt.date]) -> None:
-    history = backtest.OrderHistory.of(ds)
     for day in days:
         started = time.perf_counter()
-        bt = backtest.run(history, day_number(day), horizon=HORIZON)
+        ev = library.evaluate(ds, ShopConfig(), day)
         took = time.perf_counter() - started
-        print(f"\n{name}, as of {day} ({took:.1f} s for the backtest)")
+        print(f"\n{name}, as of {day} ({took:.1f} s for the whole evaluation, backtest included)")
+        bt = ev.stats.backtest
+        print(f"  model: {ev.stats.model_note}")
         if not bt.enough:
             print(f"  {bt.text}")
             continue
         show_backtest(bt)
-        show_next(ds, bt, day_number(day))
+        show_next(ds, ev, day_number(day))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from shopify_app.errors import InputError
-from shopify_app.segments import crosssell, library, metrics
+from shopify_app.segments import backtest, clv, crosssell, library, metrics
 from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.library.reasons import counted, money
 from shopify_app.sync.orders_csv import CsvImport, read_orders
@@ -48,7 +48,6 @@ def build_report(
     ds = imported.dataset
     ev = library.evaluate(ds, cfg, as_of)
     stats = ev.stats
-    bg = stats.bgnbd
     gg = stats.gamma_gamma
     emails = [e or "" for e in ds.info["email"]]
     segments = {
@@ -76,24 +75,36 @@ def build_report(
         "model": {
             "status": stats.model_status,
             "note": stats.model_note,
-            "bgnbd": {
-                "r": bg.r if bg else None,
-                "alpha": bg.alpha if bg else None,
-                "a": bg.a if bg else None,
-                "b": bg.b if bg else None,
-                "log_likelihood": bg.log_likelihood if bg else None,
-                "time_unit": bg.time_unit if bg else "week",
-            },
+            "ranking": stats.ranking,
+            "purchase_model": stats.purchase_model,
+            **{name: _count_params(stats.models.get(name)) for name in backtest.MODELS},
             "gamma_gamma": {
                 "p": gg.p if gg else None,
                 "q": gg.q if gg else None,
                 "gamma": gg.gamma if gg else None,
             },
         },
+        "backtest": {
+            **stats.backtest.to_dict(),
+            "likely_to_buy": stats.backtest.text,
+            "at_risk": _say(stats.backtest, "at-risk"),
+        },
         "segments": segments,
         "cross_sell_suggestions": [s.to_dict() for s in crosssell.mine(ev.dataset)],
     }
     return report, ev
+
+
+def _count_params(params: clv.CountParams | None) -> dict[str, Any]:
+    """A purchase model's parameters (all None when it was not fitted)."""
+    names = ("r", "alpha", "a", "b", "log_likelihood")
+    values = {n: getattr(params, n) if params else None for n in names}
+    return {**values, "time_unit": params.time_unit if params else "week"}
+
+
+def _say(bt: backtest.Backtest, segment: str) -> str:
+    """What the backtest says about one segment, in English."""
+    return " ".join(backtest.english(key, params) for key, params in bt.messages(segment))
 
 
 def _progress(stream: TextIO) -> Any:
@@ -217,18 +228,23 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
     for key, name in metrics.NAMES.items():
         out.write(textwrap.fill(f"{name}: {metrics.DEFINITIONS[key]}", 100, subsequent_indent="  "))
         out.write("\n")
-    bg = model["bgnbd"]
+    checked = report["backtest"]
+    out.write("\n")
+    if checked["enough"]:
+        out.write(f"Likely to buy, checked on this store's history: {checked['likely_to_buy']}\n")
+        out.write(f"At risk, checked the same way: {checked['at_risk']}\n")
+    out.write(f"Model: {model['status']} — {model['note']}\n")
+    for name, label in (("bgnbd", "BG/NBD"), ("mbgnbd", "MBG/NBD")):
+        p = model[name]
+        if p["r"] is not None:
+            used = " (in use)" if name == model["purchase_model"] else ""
+            out.write(
+                f"  {label}{used}: r={p['r']:.3f} alpha={p['alpha']:.3f} a={p['a']:.3f} "
+                f"b={p['b']:.3f} (per {p['time_unit']})\n"
+            )
     gg = model["gamma_gamma"]
-    if model["status"] == "fitted":
-        out.write(
-            f"\nModel: BG/NBD r={bg['r']:.3f} alpha={bg['alpha']:.3f} "
-            f"a={bg['a']:.3f} b={bg['b']:.3f} (per {bg['time_unit']})"
-        )
-        if gg["p"] is not None:
-            out.write(f"; Gamma-Gamma p={gg['p']:.2f} q={gg['q']:.2f} gamma={gg['gamma']:.2f}")
-        out.write("\n")
-    else:
-        out.write(f"\nModel: fallback — {model['note']}\n")
+    if gg["p"] is not None:
+        out.write(f"  Gamma-Gamma: p={gg['p']:.2f} q={gg['q']:.2f} gamma={gg['gamma']:.2f}\n")
     _table(
         out,
         "Segments",

@@ -13,11 +13,13 @@ reported with its reason and left out; the rhythm ranking always competes.
 The horizon is 90 days, or half the shop's history when that is shorter, so that the ranking
 is calibrated on at least as much history as it is judged on. Below a 28-day horizon, 50
 customers or 10 customers who ordered in the window, the result says "not enough history yet"
-instead of numbers.
+instead of numbers (:data:`MESSAGES` says so, in words the page translates).
 
 The same measurement sizes ``likely-to-buy``: from the top of the chosen ranking down, the
 segment takes customers while groups ranked like them ordered at least twice as often as the
-average customer (:func:`shopify_app.segments.cadence.likely_size`).
+average customer (:func:`shopify_app.segments.cadence.likely_size`); and it measures the
+shop's ``at-risk`` rule the same way: who it would have named, and how many of them ordered,
+against their peers who were on their rhythm.
 
 Pure: no I/O. The input is :class:`OrderHistory`, which a dataset provides as it is
 (:meth:`OrderHistory.of`: ``order_start``, ``order_day``, ``order_total``).
@@ -28,7 +30,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -52,10 +55,12 @@ MODELS: dict[str, Callable[[FloatArray, FloatArray, FloatArray], clv.CountParams
     "bgnbd": clv.fit_bgnbd,
     "mbgnbd": clv.fit_mbgnbd,
 }
+PARAMS: dict[str, type[clv.BgNbdParams] | type[clv.MbgNbdParams]] = {
+    "bgnbd": clv.BgNbdParams,
+    "mbgnbd": clv.MbgNbdParams,
+}  # each model's fitted parameters (their ``from_dict`` reads them back)
 CANDIDATES = (*MODELS, RHYTHM)
 LABELS = {"bgnbd": "the BG/NBD model", "mbgnbd": "the MBG/NBD model", RHYTHM: "order rhythm"}
-
-NOT_ENOUGH = "not enough history yet"
 
 
 @dataclass(frozen=True)
@@ -177,16 +182,110 @@ class CandidateResult:
         """The candidate in words."""
         return LABELS[self.name]
 
+    @property
+    def merit(self) -> tuple[float, float, bool]:
+        """What :func:`run` chooses by: the best share across the top, then the better
+        overall ranking, then the rhythm ranking, which a merchant can check by hand."""
+        return (self.top_average, self.auc, self.name == RHYTHM)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (NaN, where the candidate was refused, as null)."""
+        return {
+            "name": self.name,
+            "top_share": _finite(self.top_share),
+            "top_average": _finite(self.top_average),
+            "auc": _finite(self.auc),
+            "refused": self.refused,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CandidateResult:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            name=str(data["name"]),
+            top_share=_nan_if_none(data.get("top_share")),
+            top_average=_nan_if_none(data.get("top_average")),
+            auc=_nan_if_none(data.get("auc")),
+            refused=None if data.get("refused") is None else str(data["refused"]),
+        )
+
+
+# What the backtest says, in English: ``analyze`` and the benchmark print these, and the page
+# shows web/i18n/<lang>.json's ``prediction.<key>`` with the same placeholders (a test checks
+# en.json holds exactly these). ``*_date`` is an ISO day, ``*_share`` a fraction shown as a
+# percentage, ``ranking`` a candidate's name (:data:`LABELS`).
+MESSAGES: dict[str, str] = {
+    "short_history": (
+        "not enough history yet: the backtest needs {needed_days} days of orders, this store "
+        "has {history_days}"
+    ),
+    "few_customers": (
+        "not enough history yet: the backtest needs {needed_customers} customers on "
+        "{calibration_date} and {needed_ordered} of them ordering in the next {horizon} days; "
+        "this store had {customers} and {ordered}"
+    ),
+    "likely": (
+        "Of the {size} customers we would have called likely to buy on {calibration_date}, "
+        "{ordered_share} ordered within {horizon} days; store average {average_share}."
+    ),
+    "likely_none": (
+        "On {calibration_date} no group of customers stood out: none ordered within {horizon} "
+        "days at twice the store average ({average_share})."
+    ),
+    "at_risk": (
+        "Customers we would have called at risk on {calibration_date}: {size}. {ordered_share} "
+        "of them ordered within {horizon} days, against {peers_share} of the repeat customers "
+        "who had spent as much and were on their rhythm; store average {average_share}."
+    ),
+    "at_risk_no_peers": (
+        "Customers we would have called at risk on {calibration_date}: {size}. {ordered_share} "
+        "of them ordered within {horizon} days; store average {average_share}."
+    ),
+    "at_risk_none": "On {calibration_date} nobody would have been at risk.",
+    "ranking": "Ranked by {ranking}, the best of {tried} ways tried.",
+}
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _nan_if_none(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _words(day: dt.date) -> str:
+    return f"{day.day} {day:%B} {day.year}"
+
+
+def english(key: str, params: dict[str, Any]) -> str:
+    """One of :data:`MESSAGES` in English."""
+    shown: dict[str, str] = {}
+    for name, value in params.items():
+        if name.endswith("_date"):
+            shown[name] = _words(dt.date.fromisoformat(value))
+        elif name.endswith("_share"):
+            shown[name] = f"{value:.0%}"
+        elif name == "ranking":
+            shown[name] = LABELS[value]
+        elif isinstance(value, int):
+            shown[name] = f"{value:,}"
+        else:
+            shown[name] = str(value)
+    return MESSAGES[key].format(**shown)
+
 
 @dataclass(frozen=True)
 class Backtest:
-    """What the backtest found. Without enough history, ``enough`` is false, ``note`` says why
-    and the numbers are empty (``chosen`` falls back to the rhythm ranking)."""
+    """What the backtest found. Without enough history, ``enough`` is false, ``why`` and
+    ``why_params`` say why (a key of :data:`MESSAGES`) and the numbers are empty (``chosen``
+    falls back to the rhythm ranking)."""
 
     as_of: int
     horizon: int
     enough: bool
-    note: str
+    why: str = ""
+    why_params: dict[str, Any] = field(default_factory=dict)
     calibration_day: int = 0
     customers: int = 0  # customers with orders at the calibration day
     ordered: int = 0  # of them, how many ordered in the window
@@ -196,37 +295,102 @@ class Backtest:
     likely_share: float = 0.0  # likely-to-buy's size, as a share of customers with orders
     likely_size: int = 0  # ... in the backtest
     likely_ordered: float = math.nan  # ... and the share of them that ordered
+    at_risk_size: int = 0  # customers at-risk would have held at the calibration day
+    at_risk_ordered: float = math.nan  # ... and the share of them that ordered
+    # The same share for their peers: repeat customers who had spent as much, on their rhythm.
+    at_risk_peers_ordered: float = math.nan
 
     @property
     def store_average(self) -> float:
         """Share of customers (with orders at the calibration day) who ordered in the window."""
         return self.ordered / self.customers if self.customers else math.nan
 
+    @property
+    def note(self) -> str:
+        """Why there is not enough history, in English ('' when there is)."""
+        return english(self.why, self.why_params) if self.why else ""
+
     def candidate(self, name: str) -> CandidateResult | None:
         """One candidate's result, if it ran."""
         return next((c for c in self.candidates if c.name == name), None)
 
+    def ranked(self) -> list[str]:
+        """The candidates that competed, best first (the first is ``chosen``)."""
+        competed = [c for c in self.candidates if c.refused is None]
+        return [c.name for c in sorted(competed, key=lambda c: c.merit, reverse=True)]
+
+    def messages(self, segment: str = "likely-to-buy") -> list[tuple[str, dict[str, Any]]]:
+        """What the backtest says about ``likely-to-buy`` or ``at-risk``, as (key of
+        :data:`MESSAGES`, parameters): the page translates them, :attr:`text` says them."""
+        if not self.enough:
+            return [(self.why, self.why_params)]
+        common = {
+            "calibration_date": day_date(self.calibration_day).isoformat(),
+            "horizon": self.horizon,
+            "average_share": self.store_average,
+        }
+        if segment == "at-risk":
+            if not self.at_risk_size:
+                return [("at_risk_none", {"calibration_date": common["calibration_date"]})]
+            found = {**common, "size": self.at_risk_size, "ordered_share": self.at_risk_ordered}
+            if math.isnan(self.at_risk_peers_ordered):
+                return [("at_risk_no_peers", found)]
+            return [("at_risk", {**found, "peers_share": self.at_risk_peers_ordered})]
+        ranking = ("ranking", {"ranking": self.chosen, "tried": len(self.candidates)})
+        if not self.likely_size:
+            return [("likely_none", common), ranking]
+        size = {"size": self.likely_size, "ordered_share": self.likely_ordered}
+        return [("likely", {**common, **size}), ranking]
+
     @property
     def text(self) -> str:
-        """The result in plain words, for the page and ``analyze``."""
-        if not self.enough:
-            return f"{NOT_ENOUGH}: {self.note}"
-        day = _words(day_date(self.calibration_day))
-        average = f"store average {self.store_average:.0%}"
-        ranking = f"Ranked by {LABELS[self.chosen]}, the best of {len(self.candidates)} ways tried."
-        if not self.likely_size:
-            return (
-                f"On {day} no group of customers stood out: none ordered within {self.horizon} "
-                f"days at twice the store average ({average}). {ranking}"
-            )
-        return (
-            f"Of the {self.likely_size:,} customers we would have called likely to buy on {day}, "
-            f"{self.likely_ordered:.0%} ordered within {self.horizon} days; {average}. {ranking}"
+        """The result for ``likely-to-buy`` in plain words, for ``analyze``."""
+        return " ".join(english(key, params) for key, params in self.messages())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (kept in the shop's cached statistics; NaN as null)."""
+        return {
+            "as_of": self.as_of,
+            "horizon": self.horizon,
+            "enough": self.enough,
+            "why": self.why,
+            "why_params": dict(self.why_params),
+            "calibration_day": self.calibration_day,
+            "customers": self.customers,
+            "ordered": self.ordered,
+            "compared_at": self.compared_at,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "chosen": self.chosen,
+            "likely_share": self.likely_share,
+            "likely_size": self.likely_size,
+            "likely_ordered": _finite(self.likely_ordered),
+            "at_risk_size": self.at_risk_size,
+            "at_risk_ordered": _finite(self.at_risk_ordered),
+            "at_risk_peers_ordered": _finite(self.at_risk_peers_ordered),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Backtest:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            as_of=int(data["as_of"]),
+            horizon=int(data["horizon"]),
+            enough=bool(data["enough"]),
+            why=str(data.get("why", "")),
+            why_params=dict(data.get("why_params") or {}),
+            calibration_day=int(data.get("calibration_day", 0)),
+            customers=int(data.get("customers", 0)),
+            ordered=int(data.get("ordered", 0)),
+            compared_at=int(data.get("compared_at", 0)),
+            candidates=tuple(CandidateResult.from_dict(c) for c in data.get("candidates", [])),
+            chosen=str(data.get("chosen", RHYTHM)),
+            likely_share=float(data.get("likely_share", 0.0)),
+            likely_size=int(data.get("likely_size", 0)),
+            likely_ordered=_nan_if_none(data.get("likely_ordered")),
+            at_risk_size=int(data.get("at_risk_size", 0)),
+            at_risk_ordered=_nan_if_none(data.get("at_risk_ordered")),
+            at_risk_peers_ordered=_nan_if_none(data.get("at_risk_peers_ordered")),
         )
-
-
-def _words(day: dt.date) -> str:
-    return f"{day.day} {day:%B} {day.year}"
 
 
 def auc(scores: FloatArray, positive: BoolArray) -> float:
@@ -240,10 +404,20 @@ def auc(scores: FloatArray, positive: BoolArray) -> float:
     return float((ranks[positive].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
-def run(history: OrderHistory, as_of: int, horizon: int | None = None) -> Backtest:
+def run(
+    history: OrderHistory,
+    as_of: int,
+    horizon: int | None = None,
+    *,
+    overdue: float = cadence.OVERDUE_FACTOR,
+    at_risk_spend_share: float = 0.5,
+) -> Backtest:
     """Backtest every candidate on ``history`` as of day ``as_of`` (see the module docstring).
 
     ``horizon`` overrides :func:`horizon_for` (the benchmark uses 90 days throughout).
+    ``overdue`` and ``at_risk_spend_share`` are the shop's at-risk rule (overdue by more than
+    that many usual intervals; spent at least that quantile of customers' spend), measured
+    the same way: who it would have named at the calibration day, and how many of them ordered.
     """
     days = history.day[history.day <= as_of]
     history_days = int(as_of - days.min()) if len(days) else 0
@@ -253,7 +427,8 @@ def run(history: OrderHistory, as_of: int, horizon: int | None = None) -> Backte
             as_of,
             0,
             False,
-            f"{history_days} days of orders; the backtest needs {2 * MIN_HORIZON}",
+            "short_history",
+            {"history_days": history_days, "needed_days": 2 * MIN_HORIZON},
         )
     cut = as_of - chosen_horizon
     rhythm = history.rhythm(cut)
@@ -265,11 +440,19 @@ def run(history: OrderHistory, as_of: int, horizon: int | None = None) -> Backte
             as_of,
             chosen_horizon,
             False,
-            f"{customers} customers on {_words(day_date(cut))}, {buyers} of whom ordered in the "
-            f"next {chosen_horizon} days; the backtest needs {MIN_CUSTOMERS} and {MIN_BUYERS}",
+            "few_customers",
+            {
+                "customers": customers,
+                "calibration_date": day_date(cut).isoformat(),
+                "ordered": buyers,
+                "horizon": chosen_horizon,
+                "needed_customers": MIN_CUSTOMERS,
+                "needed_ordered": MIN_BUYERS,
+            },
         )
     since = rhythm.days_since_last[has].astype(np.float64)
-    eligible = ~cadence.silent_too_long(since, rhythm.usual_interval[has])
+    usual = rhythm.usual_interval[has]
+    eligible = ~cadence.silent_too_long(since, usual)
     compared_at = min(math.ceil(COMPARE_SHARE * customers), int(eligible.sum()))
     results: list[CandidateResult] = []
     orders: dict[str, IntArray] = {}
@@ -293,19 +476,17 @@ def run(history: OrderHistory, as_of: int, horizon: int | None = None) -> Backte
                 auc(scores, ordered),
             )
         )
-    # The best share across the top wins; the better overall ranking breaks a tie, and then
-    # the rhythm ranking, which a merchant can check by hand.
-    best = max(
-        (r for r in results if r.refused is None),
-        key=lambda r: (r.top_average, r.auc, r.name == RHYTHM),
-    )
+    best = max((r for r in results if r.refused is None), key=lambda r: r.merit)
     in_order = ordered[orders[best.name]]
     size = cadence.likely_size(in_order, customers, buyers / customers)
+    spend = rhythm.spend[has]
+    min_spend = float(np.quantile(spend, at_risk_spend_share))
+    risk = cadence.at_risk(rhythm.orders[has], since, usual, spend, min_spend, overdue=overdue)
+    peers = (rhythm.orders[has] >= 2) & (spend >= min_spend) & (since <= overdue * usual)
     return Backtest(
         as_of=as_of,
         horizon=chosen_horizon,
         enough=True,
-        note="",
         calibration_day=cut,
         customers=customers,
         ordered=buyers,
@@ -315,4 +496,7 @@ def run(history: OrderHistory, as_of: int, horizon: int | None = None) -> Backte
         likely_share=size / customers,
         likely_size=size,
         likely_ordered=float(in_order[:size].mean()) if size else math.nan,
+        at_risk_size=int(risk.sum()),
+        at_risk_ordered=float(ordered[risk].mean()) if risk.any() else math.nan,
+        at_risk_peers_ordered=float(ordered[peers].mean()) if peers.any() else math.nan,
     )

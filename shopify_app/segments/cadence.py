@@ -5,8 +5,9 @@ every 400 days and has been silent for 75 is not. Segments that ignore this cont
 themselves: a "true fan" who orders every 600 days, a "likely buyer" silent for a year. So
 every rule here compares a customer's silence with their *usual interval*: their own average
 gap between order days, counting one extra gap of the shop's typical length (the median of its
-repeat customers' own gaps). The extra gap keeps two quick orders from making a weekly
-customer, and gives one-order customers the shop's typical gap.
+repeat customers' own gaps, once at least ten repeat customers have one). The extra gap keeps
+two quick orders from making a weekly customer, and gives one-order customers the shop's
+typical gap.
 
 Everything is a plain function over per-customer arrays (indexed alike), so the segment
 library, the backtest and the benchmarks share one definition.
@@ -27,7 +28,32 @@ BoolArray = NDArray[np.bool_]
 OVERDUE_FACTOR = 1.5  # silent for longer than this many usual intervals: overdue
 SILENCE_LIMIT = 3.0  # silent for longer than this many: gone quiet, never "likely to buy"
 FAN_MAX_INTERVAL = 180.0  # true fans usually order at least twice a year
-TYPICAL_INTERVAL_FALLBACK = 90.0  # a shop without repeat customers has no rhythm of its own
+TYPICAL_INTERVAL_FALLBACK = 90.0  # a shop with few repeat customers has no rhythm of its own
+# Below this many repeat customers the median of their gaps is one or two customers' habit, not
+# the shop's: one customer who ordered twice in two days would make everyone "overdue" in three.
+MIN_TYPICAL_REPEATERS = 10
+# A customer scored alone (the incremental recompute) may differ from the same customer scored
+# among all in the last bits: the likely-to-buy cutoff is met within this relative margin.
+CUTOFF_TOLERANCE = 1e-9
+
+
+def typical_interval(orders: IntArray, first_day: IntArray, last_day: IntArray) -> float:
+    """The shop's typical gap between order days: the median of repeat customers' own gaps
+    (:data:`TYPICAL_INTERVAL_FALLBACK` below :data:`MIN_TYPICAL_REPEATERS` of them)."""
+    repeat = orders > 1
+    if int(repeat.sum()) < MIN_TYPICAL_REPEATERS:
+        return TYPICAL_INTERVAL_FALLBACK
+    own = (last_day[repeat] - first_day[repeat]) / (orders[repeat] - 1)
+    return max(float(np.median(own)), 1.0)
+
+
+def usual_interval(
+    orders: IntArray, first_day: IntArray, last_day: IntArray, typical: float
+) -> FloatArray:
+    """Each customer's usual gap between order days (see the module docstring): their span
+    plus one ``typical`` gap, over their order days. Never below one day."""
+    span = np.where(orders > 0, last_day - first_day, 0)
+    return np.asarray((span + typical) / np.maximum(orders, 1), dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -54,19 +80,13 @@ class Rhythm:
 
     @property
     def typical_interval(self) -> float:
-        """The shop's typical gap between order days: the median of repeat customers' own."""
-        repeat = self.orders > 1
-        if not repeat.any():
-            return TYPICAL_INTERVAL_FALLBACK
-        own = (self.last_day[repeat] - self.first_day[repeat]) / (self.orders[repeat] - 1)
-        return max(float(np.median(own)), 1.0)
+        """The shop's typical gap between order days (:func:`typical_interval`)."""
+        return typical_interval(self.orders, self.first_day, self.last_day)
 
     @property
     def usual_interval(self) -> FloatArray:
-        """Each customer's usual gap between order days (see the module docstring)."""
-        typical = self.typical_interval
-        span = np.where(self.orders > 0, self.last_day - self.first_day, 0)
-        return np.asarray((span + typical) / np.maximum(self.orders, 1), dtype=np.float64)
+        """Each customer's usual gap between order days (:func:`usual_interval`)."""
+        return usual_interval(self.orders, self.first_day, self.last_day, self.typical_interval)
 
     def model_inputs(self) -> tuple[FloatArray, FloatArray, FloatArray]:
         """``(x, t_x, T)`` in weeks for customers with orders, as the purchase models take them."""
@@ -101,21 +121,39 @@ def ranked(scores: FloatArray, days_since_last: FloatArray) -> IntArray:
     return np.lexsort((days_since_last, -scores)).astype(np.int64)
 
 
-def likely_to_buy(
+def likely_cutoff(
     scores: FloatArray,
     days_since_last: FloatArray,
     usual: FloatArray,
     size: int,
     limit: float = SILENCE_LIMIT,
-) -> BoolArray:
-    """The ``size`` highest-ranked customers, leaving out anyone silent for more than
-    ``limit`` of their usual intervals (pass customers with orders only). ``size`` comes from
-    :func:`likely_size` (the backtest measures how far down the ranking the chance holds up)."""
-    eligible = ~silent_too_long(days_since_last, usual, limit)
+) -> float:
+    """The score that puts a customer among the ``size`` highest-ranked, leaving out anyone
+    silent for more than ``limit`` of their usual intervals (pass customers with orders only);
+    infinity when nobody qualifies. ``size`` comes from :func:`likely_size`.
+
+    A cutoff rather than a count, so one customer can be judged alone against it (the
+    incremental recompute); customers tied with the last one are in too.
+    """
+    eligible = ~silent_too_long(days_since_last, usual, limit) & (scores > 0)
+    take = min(size, int(eligible.sum()))
+    if take <= 0:
+        return math.inf
     order = ranked(np.where(eligible, scores, -np.inf), days_since_last)
-    members = np.zeros(len(scores), dtype=np.bool_)
-    members[order[: min(size, int(eligible.sum()))]] = True
-    return members
+    return float(scores[order[take - 1]])
+
+
+def likely_to_buy(
+    scores: FloatArray,
+    days_since_last: FloatArray,
+    usual: FloatArray,
+    cutoff: float,
+    limit: float = SILENCE_LIMIT,
+) -> BoolArray:
+    """Customers scoring at least ``cutoff`` (:func:`likely_cutoff`) who have not been silent
+    for more than ``limit`` of their usual intervals."""
+    eligible = ~silent_too_long(days_since_last, usual, limit) & (scores > 0)
+    return np.asarray(eligible & (scores >= cutoff * (1 - CUTOFF_TOLERANCE)), dtype=np.bool_)
 
 
 def chance_threshold(store_average: float) -> float:

@@ -46,7 +46,6 @@ FloatArray = NDArray[np.float64]
 # Below these the fitted parameters are noise: the output says the model fell back.
 MIN_CUSTOMERS = 50
 MIN_REPEAT_CUSTOMERS = 10
-MIN_HISTORY_DAYS = 90
 MAX_FIT_CUSTOMERS = 50_000  # larger shops are fitted on a fixed-seed random sample
 
 # Every parameter is searched within [1e-6, 1e5] (weeks for time scales; Gamma-Gamma's scale

@@ -103,7 +103,7 @@ def compute(ds: Dataset, as_of: dt.date, *, evaluation: Any = None) -> dict[str,
     has = np.diff(ds.order_start) > 0
     headline["clv_predicted_12m"] = (
         round(float(evaluation.predictions.clv_12m[has].mean()), 2)
-        if evaluation is not None and has.any()
+        if evaluation is not None and has.any() and evaluation.predictions.available
         else None
     )
     previous["clv_predicted_12m"] = None  # the model of a year ago is not kept
@@ -123,7 +123,12 @@ def compute(ds: Dataset, as_of: dt.date, *, evaluation: Any = None) -> dict[str,
         "discount_codes": _returning(ds, codes),
         "previous_period": _previous(ds, today, 90),
         "rfm": _rfm_grid(evaluation) if evaluation is not None else None,
-        "backtest": _backtest(backtest.run(backtest.OrderHistory.of(ds), today)),
+        # The full evaluation already ran the shop's backtest: the same result, not a second run.
+        "backtest": _backtest(
+            evaluation.stats.backtest
+            if evaluation is not None
+            else backtest.run(backtest.OrderHistory.of(ds), today)
+        ),
     }
 
 

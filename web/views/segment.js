@@ -116,6 +116,36 @@ function membersSection(segment, currency) {
   );
 }
 
+/** Backtest message parameters in the page's language: *_date an ISO day, *_share a
+ * fraction, ranking a candidate's name (as shopify_app/segments/backtest.py names them). */
+function predictionParams(params) {
+  const shown = {};
+  for (const [name, value] of Object.entries(params || {})) {
+    if (name.endsWith("_date")) shown[name] = date(value, { dateStyle: "long", timeZone: "UTC" });
+    else if (name.endsWith("_share")) shown[name] = percent(value, 0);
+    else if (name === "ranking") shown[name] = t(`prediction.candidate.${value}`);
+    else shown[name] = value;
+  }
+  return shown;
+}
+
+/** How the shop's backtest did for likely-to-buy / at-risk, and the rule the segment uses. */
+function predictionSection(segment, currency) {
+  const prediction = segment.prediction;
+  if (!prediction) return null;
+  const said = prediction.messages.map((m) => h("p", { "data-prediction": m.key }, t(`prediction.${m.key}`, predictionParams(m.params))));
+  const rule = segment.definition || {};
+  if (prediction.enough && segment.handle === "likely-to-buy") {
+    said.push(h("p", { class: "gp-subdued" }, t("prediction.likely_rule", { share: percent(rule.share, 1), limit: rule.silence_limit })));
+  }
+  if (prediction.enough && segment.handle === "at-risk") {
+    said.push(
+      h("p", { class: "gp-subdued" }, t("prediction.at_risk_rule", { min_money: money(rule.min_spend, currency), overdue: rule.overdue_factor, limit: rule.silence_limit })),
+    );
+  }
+  return section(t("prediction.title"), ...said);
+}
+
 function exportsSection(segment) {
   const errors = h("div");
   const run = (label, action) =>
@@ -270,6 +300,7 @@ export async function render(root, id) {
             h("dd", null, dateTime(segment.computed_at)),
           ),
         ),
+        predictionSection(segment, currency),
         membersSection(segment, currency),
         exportsSection(segment),
         metaSection(segment),

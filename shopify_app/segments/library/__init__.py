@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shopify_app.segments import rfm, rules
+from shopify_app.segments import cadence, rfm, rules
 from shopify_app.segments.config import ShopConfig, lapsed_handle
 from shopify_app.segments.dataset import Dataset, Features, IntArray, compute_features
 from shopify_app.segments.library import (
@@ -92,7 +92,12 @@ def segment_definitions(cfg: ShopConfig, stats: ShopStats) -> list[SegmentDef]:
             "true-fans",
             BUILTIN_NAMES["true-fans"],
             "builtin",
-            {"min_orders": cfg.true_fan_min_orders},
+            {
+                "min_orders": cfg.true_fan_min_orders,
+                "max_interval_days": cadence.FAN_MAX_INTERVAL,
+                "overdue_factor": cfg.reminder_factor,
+                "before_lapsed_days": cfg.lapsed_tiers[0].days,
+            },
         ),
         SegmentDef("one-time-buyers", BUILTIN_NAMES["one-time-buyers"], "builtin", {}),
     ]
@@ -126,8 +131,11 @@ def segment_definitions(cfg: ShopConfig, stats: ShopStats) -> list[SegmentDef]:
             BUILTIN_NAMES["likely-to-buy"],
             "builtin",
             {
-                "min_p_alive": cfg.likely_min_p_alive,
-                "min_purchases_90d": cfg.likely_min_purchases_90d,
+                "ranking": stats.ranking,
+                "share": stats.likely_share,
+                "min_score": finite_or_none(stats.likely_min_score),
+                "horizon_days": stats.horizon,
+                "silence_limit": cadence.SILENCE_LIMIT,
             },
         ),
         SegmentDef(
@@ -135,8 +143,9 @@ def segment_definitions(cfg: ShopConfig, stats: ShopStats) -> list[SegmentDef]:
             BUILTIN_NAMES["at-risk"],
             "builtin",
             {
-                "max_p_alive": cfg.at_risk_max_p_alive,
                 "min_spend": finite_or_none(stats.at_risk_min_spend),
+                "overdue_factor": cfg.reminder_factor,
+                "silence_limit": cadence.SILENCE_LIMIT,
             },
         ),
     ]
@@ -220,6 +229,7 @@ def evaluate(
     if stats is None:
         stats = compute_stats(ds, f, cfg, as_of, companies=companies, region_keys=keys)
     preds = predictions.predict(f, stats)
+    usual = cadence.usual_interval(f.occasions, f.first_day, f.last_day, stats.typical_interval)
     scores = rfm.scores(stats.rfm_edges, f.days_since_last, f.n_orders, f.spend)
     group = np.where(f.has_orders, rfm.groups(*scores), -1)
     ctx = Context(
@@ -236,7 +246,8 @@ def evaluate(
         n_orders=f.n_orders.tolist(),
         last_day=f.last_day.tolist(),
         spend=f.spend.tolist(),
-        mean_interval=f.mean_interval.tolist(),
+        usual_interval=usual,
+        usual_days=np.round(usual).astype(np.int64).tolist(),
     )
     for family in FAMILIES:
         family(ctx)

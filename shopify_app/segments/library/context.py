@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shopify_app.segments import clv, rfm
+from shopify_app.segments.backtest import PARAMS, Backtest
 from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.dataset import Dataset, Features, FloatArray, IntArray
 from shopify_app.segments.library.reasons import IsoDays
@@ -60,20 +61,34 @@ def _inf_if_none(value: Any) -> float:
 
 @dataclass
 class ShopStats:
-    """Shop-level yardsticks from the last full recompute (JSON-cached for incremental runs)."""
+    """Shop-level yardsticks from the last full recompute (JSON-cached for incremental runs).
+
+    The predictions part (see :mod:`.predictions`): ``backtest`` is what the shop's backtest
+    found; ``ranking`` the candidate that orders ``likely-to-buy`` (``None``: no predictions,
+    the backtest had not enough history); ``purchase_model`` the fitted model behind expected
+    purchases, chance of being active and 12-month value (``None``: none could be trusted);
+    ``models`` every candidate model fitted on the whole history; ``model_note`` all of that in
+    plain words.
+    """
 
     as_of: str
     customers: int
     vip_cutoff: float
     at_risk_min_spend: float
     rfm_edges: rfm.RfmEdges
-    bgnbd: clv.BgNbdParams | None
+    backtest: Backtest
+    ranking: str | None
+    purchase_model: str | None
+    models: dict[str, clv.CountParams]
     gamma_gamma: clv.GammaGammaParams | None
-    model_status: str  # fitted | fallback
+    model_status: str  # fitted (a purchase model is in use) | fallback
     model_note: str
+    horizon: int  # days the ranking looks ahead (the backtest's horizon)
+    likely_share: float  # likely-to-buy's size as a share of customers with orders
+    likely_min_score: float  # the ranking score that earns likely-to-buy (inf: nobody)
+    typical_interval: float  # days (:func:`shopify_app.segments.cadence.typical_interval`)
     business_domains: list[str]
     regions: list[tuple[str, str, int]]  # (country, province, customers)
-    median_interval: float
     mean_order_value: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,26 +100,41 @@ class ShopStats:
             "vip_cutoff": finite_or_none(self.vip_cutoff),
             "at_risk_min_spend": finite_or_none(self.at_risk_min_spend),
             "rfm_edges": self.rfm_edges.to_dict(),
-            "bgnbd": self.bgnbd.to_dict() if self.bgnbd else None,
+            "backtest": self.backtest.to_dict(),
+            "ranking": self.ranking,
+            "purchase_model": self.purchase_model,
+            "models": {name: params.to_dict() for name, params in self.models.items()},
             "gamma_gamma": self.gamma_gamma.to_dict() if self.gamma_gamma else None,
             "model_status": self.model_status,
             "model_note": self.model_note,
+            "horizon": self.horizon,
+            "likely_share": self.likely_share,
+            "likely_min_score": finite_or_none(self.likely_min_score),
+            "typical_interval": self.typical_interval,
             "business_domains": self.business_domains,
             "regions": [list(r) for r in self.regions],
-            "median_interval": self.median_interval,
             "mean_order_value": self.mean_order_value,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ShopStats:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`. Raises ``KeyError`` for stats cached before the
+        backtest existed: the caller then waits for a full recompute."""
         return cls(
             as_of=str(data["as_of"]),
             customers=int(data.get("customers", 0)),
             vip_cutoff=_inf_if_none(data.get("vip_cutoff")),
             at_risk_min_spend=_inf_if_none(data.get("at_risk_min_spend")),
             rfm_edges=rfm.RfmEdges.from_dict(data["rfm_edges"]),
-            bgnbd=clv.BgNbdParams.from_dict(data["bgnbd"]) if data.get("bgnbd") else None,
+            backtest=Backtest.from_dict(data["backtest"]),
+            ranking=None if data.get("ranking") is None else str(data["ranking"]),
+            purchase_model=(
+                None if data.get("purchase_model") is None else str(data["purchase_model"])
+            ),
+            models={
+                name: PARAMS[name].from_dict(params)
+                for name, params in (data.get("models") or {}).items()
+            },
             gamma_gamma=(
                 clv.GammaGammaParams.from_dict(data["gamma_gamma"])
                 if data.get("gamma_gamma")
@@ -112,20 +142,25 @@ class ShopStats:
             ),
             model_status=str(data.get("model_status", "fallback")),
             model_note=str(data.get("model_note", "")),
+            horizon=int(data["horizon"]),
+            likely_share=float(data.get("likely_share", 0.0)),
+            likely_min_score=_inf_if_none(data.get("likely_min_score")),
+            typical_interval=float(data["typical_interval"]),
             business_domains=list(data.get("business_domains", [])),
             regions=[(str(c), str(p), int(n)) for c, p, n in data.get("regions", [])],
-            median_interval=float(data.get("median_interval", 90.0)),
             mean_order_value=float(data.get("mean_order_value", 0.0)),
         )
 
 
 @dataclass
 class Predictions:
-    """Per-customer model outputs (zeros for customers without orders)."""
+    """Per-customer model outputs (zeros for customers without orders). Without a trusted
+    purchase model (``available`` false) they are NaN: no numbers rather than made-up ones."""
 
     p_alive: FloatArray
     purchases_90d: FloatArray
     clv_12m: FloatArray
+    available: bool
 
 
 @dataclass
@@ -152,7 +187,10 @@ class Context:
     n_orders: list[int]
     last_day: list[int]
     spend: list[float]
-    mean_interval: list[float]
+    # Each customer's usual gap between order days (the rhythm every cadence rule reads,
+    # :func:`shopify_app.segments.cadence.usual_interval`), and rounded to days for reasons.
+    usual_interval: FloatArray
+    usual_days: list[int]
     iso_day: IsoDays = field(default_factory=IsoDays)
     segments: dict[str, SegmentResult] = field(default_factory=dict)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from shopify_app.segments import cadence
 from shopify_app.segments.config import ShopConfig, lapsed_handle
 from shopify_app.segments.dataset import Dataset, Features, email_domain
 from shopify_app.segments.evidence import company_evidence, is_mailbox_domain
@@ -117,19 +118,31 @@ def repeat_customers(ctx: Context) -> None:
 
 
 def true_fans(ctx: Context) -> None:
-    """At least ``true_fan_min_orders`` orders, business buyers aside (they order for work)."""
-    n_orders_l, interval_l = ctx.n_orders, ctx.mean_interval
-    business = ctx.members_mask("business-buyers")
+    """Repeat customers on their rhythm now (:func:`shopify_app.segments.cadence.true_fans`):
+    at least ``true_fan_min_orders`` order days, usually ordering at least twice a year, not
+    overdue, and never in a lapsed tier at the same time; business buyers aside (they order
+    for work)."""
+    f, cfg = ctx.features, ctx.cfg
+    since = f.days_since_last
+    fans = cadence.true_fans(
+        f.occasions,
+        since.astype(np.float64),
+        ctx.usual_interval,
+        min_orders=cfg.true_fan_min_orders,
+        overdue=cfg.reminder_factor,
+    )
+    fans &= since < cfg.lapsed_tiers[0].days
+    fans &= ~ctx.members_mask("business-buyers")
+    n_orders_l, usual_l, last_day_l, days = ctx.n_orders, ctx.usual_days, ctx.last_day, ctx.iso_day
     true_fan = encoder("true_fan")
     same_day = encoder("true_fan.same_day")
 
     def reason(i: int) -> str:
-        interval = float(interval_l[i])
-        if interval == 0:  # every order on one day: no rhythm to speak of, and it says so
+        if not usual_l[i]:  # every order on one day: no rhythm to speak of, and it says so
             return same_day(orders=n_orders_l[i])
-        return true_fan(orders=n_orders_l[i], days=max(1, round(interval)))
+        return true_fan(orders=n_orders_l[i], days=usual_l[i], last_date=days(int(last_day_l[i])))
 
-    ctx.put("true-fans", (ctx.features.n_orders >= ctx.cfg.true_fan_min_orders) & ~business, reason)
+    ctx.put("true-fans", fans, reason)
 
 
 def one_time_buyers(ctx: Context) -> None:
@@ -149,14 +162,15 @@ def lapsed(ctx: Context) -> None:
     Tiers are segments by position (``lapsed-tier-1``, ...), so a tier whose days change keeps
     its segment, tag and syncs.
 
-    The reason suggests the tier's discount, except to regulars still within their usual
-    interval (times ``reminder_factor``): they get a reminder, not a discount.
+    The reason suggests the tier's discount, except to regulars (``true_fan_min_orders``
+    order days or more) still within their usual interval times ``reminder_factor``: they get
+    a reminder, not a discount.
     """
     f, cfg = ctx.features, ctx.cfg
-    last_day_l, interval_l, days = ctx.last_day, ctx.mean_interval, ctx.iso_day
+    last_day_l, usual_l, days = ctx.last_day, ctx.usual_days, ctx.iso_day
     since = f.days_since_last
-    regular = (f.n_orders >= cfg.true_fan_min_orders) & (
-        since <= np.nan_to_num(f.mean_interval, nan=-1) * cfg.reminder_factor
+    regular = (f.occasions >= cfg.true_fan_min_orders) & (
+        since <= ctx.usual_interval * cfg.reminder_factor
     )
     regular_l = regular.tolist()
     plain = encoder("lapsed")
@@ -170,7 +184,7 @@ def lapsed(ctx: Context) -> None:
         def reason(i: int, pct: int = pct) -> str:
             last = days(int(last_day_l[i]))
             if regular_l[i]:
-                return reminder(last_date=last, days=max(1, round(float(interval_l[i]))))
+                return reminder(last_date=last, days=usual_l[i])
             if pct:
                 return discount(last_date=last, percent=pct)
             return plain(last_date=last)

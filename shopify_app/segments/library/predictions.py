@@ -1,138 +1,199 @@
-"""Model-driven segments (likely to buy, at risk) and the BG/NBD + Gamma-Gamma fits behind them.
+"""Predictions that were checked, and the segments read from them: likely to buy, at risk.
 
-:func:`fit_models` fits the shop's models (kept in :class:`~.context.ShopStats`), :func:`predict`
-turns them into per-customer :class:`~.context.Predictions`, falling back to each customer's own
-order rhythm when the shop's data cannot carry a fit.
+A full recompute runs the shop's backtest (:mod:`shopify_app.segments.backtest`) and
+:func:`choose` keeps what it found: the candidate that ranked best orders ``likely-to-buy``
+(fitted again on the whole history), and the best model that can be trusted gives expected
+purchases, the chance of being active and 12-month value. A model whose fit on the whole
+history is refused steps aside for the next candidate, and the note says so. Below the
+backtest's minimum of history there are no predictions: ``likely-to-buy`` and ``at-risk`` stay
+empty and the note says "not enough history yet" instead of numbers nobody checked.
+
+:func:`ranking_scores` and :func:`predict` turn the cached choice (in
+:class:`~.context.ShopStats`) into per-customer numbers, so the incremental recompute judges one
+customer alone exactly as the full one judged them among everyone.
 """
 
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass
 
 import numpy as np
 
-from shopify_app.segments import clv
-from shopify_app.segments.dataset import Features
-from shopify_app.segments.library.context import Context, Predictions, ShopStats
-from shopify_app.segments.library.reasons import counted, encoder
-
-log = logging.getLogger(__name__)
+from shopify_app.segments import backtest, cadence, clv
+from shopify_app.segments.dataset import Features, FloatArray, IntArray
+from shopify_app.segments.library.context import BoolArray, Context, Predictions, ShopStats
+from shopify_app.segments.library.reasons import encoder
 
 
-def fit_models(
-    f: Features,
-) -> tuple[clv.BgNbdParams | None, clv.GammaGammaParams | None, str, str]:
-    """The shop's BG/NBD and Gamma-Gamma fits with status and note (None: too little data)."""
+@dataclass(frozen=True)
+class ModelChoice:
+    """What the backtest and the fits on the whole history settled (see :class:`ShopStats`)."""
+
+    ranking: str | None
+    purchase_model: str | None
+    models: dict[str, clv.CountParams]
+    gamma_gamma: clv.GammaGammaParams | None
+    status: str
+    note: str
+
+
+def _sample(n: int) -> slice | IntArray:
+    """Which customers a fit sees: all, or the same fixed-seed sample the backtest draws."""
+    if n <= clv.MAX_FIT_CUSTOMERS:
+        return slice(None)
+    return np.random.default_rng(0).choice(n, clv.MAX_FIT_CUSTOMERS, replace=False)
+
+
+def choose(rhythm: cadence.Rhythm, repeat_value: FloatArray, bt: backtest.Backtest) -> ModelChoice:
+    """The ranking and the purchase model for a shop, from its backtest ``bt`` and every
+    customer's history ``rhythm`` (``repeat_value``: mean value of repeat order days, for
+    the customers with orders), with a note saying what is in use and why."""
+    if not bt.enough:
+        return ModelChoice(None, None, {}, None, "fallback", f"No predictions: {bt.note}.")
+    label = backtest.LABELS
+    order = bt.ranked()
+    models: dict[str, clv.CountParams] = {}
+    refused = [
+        f"{c.label} could not compete in the backtest: {c.refused}."
+        for c in bt.candidates
+        if c.refused is not None
+    ]
+    for name in order:
+        if name in backtest.MODELS:
+            try:
+                models[name] = backtest.fit_model(name, rhythm)
+            except clv.DegenerateFit as exc:
+                refused.append(f"{label[name]} was refused on the whole history: {exc.reason}.")
+    ranking = next(n for n in order if n == backtest.RHYTHM or n in models)
+    purchase_model = next((n for n in order if n in models), None)
+
+    best = "in this shop's backtest" if ranking == bt.chosen else "that fit the whole history"
+    words = [f"Likely to buy is ranked by {label[ranking]}, the best of the ways tried {best}."]
+    gamma_gamma = None
+    if purchase_model is None:
+        words.append("No purchase model can be trusted here: no expected purchases or values.")
+    else:
+        x, _t_x, _T = rhythm.model_inputs()
+        pick = _sample(len(x))
+        try:
+            gamma_gamma = clv.fit_gamma_gamma(x[pick], repeat_value[pick])
+            values = "the Gamma-Gamma model"
+        except clv.DegenerateFit as exc:
+            values = f"each customer's average (Gamma-Gamma: {exc.reason})"
+        words.append(
+            f"Expected purchases and 12-month value come from {label[purchase_model]}, "
+            f"order values from {values}."
+        )
+        if len(x) > clv.MAX_FIT_CUSTOMERS:
+            words.append(f"Fitted on a random sample of {clv.MAX_FIT_CUSTOMERS:,} customers.")
+    words += [reason[0].upper() + reason[1:] for reason in refused]
+    status = "fitted" if purchase_model is not None else "fallback"
+    return ModelChoice(ranking, purchase_model, models, gamma_gamma, status, " ".join(words))
+
+
+def ranking_scores(f: Features, stats: ShopStats, usual: FloatArray) -> FloatArray:
+    """Each customer's score on the shop's ranking: expected orders in the next
+    ``stats.horizon`` days (0 without orders, or without predictions)."""
+    scores = np.zeros(len(f.n_orders))
     mask = f.has_orders
-    n = int(mask.sum())
-    repeat = int((f.occasions[mask] > 1).sum())
-    history = int(f.as_of - f.first_day[mask].min()) if n else 0
-    if n < clv.MIN_CUSTOMERS or repeat < clv.MIN_REPEAT_CUSTOMERS:
-        return (
-            None,
-            None,
-            "fallback",
-            f"too few customers for the purchase model ({counted('customers', n)}, "
-            f"{repeat} repeat; needs {clv.MIN_CUSTOMERS} and {clv.MIN_REPEAT_CUSTOMERS}): "
-            "predictions use each customer's own order rhythm",
-        )
-    if history < clv.MIN_HISTORY_DAYS:
-        return (
-            None,
-            None,
-            "fallback",
-            f"only {history} days of order history (needs {clv.MIN_HISTORY_DAYS}): "
-            "predictions use each customer's own order rhythm",
-        )
-    x, t_x, T = f.bgnbd_inputs()
-    m = f.repeat_value[mask]
-    sampled = ""
-    if len(x) > clv.MAX_FIT_CUSTOMERS:
-        # Four parameters are pinned down long before 50,000 customers; a fixed-seed sample
-        # keeps big shops' fits fast and reproducible (predictions still cover everyone).
-        pick = np.random.default_rng(0).choice(len(x), clv.MAX_FIT_CUSTOMERS, replace=False)
-        x, t_x, T, m = x[pick], t_x[pick], T[pick], m[pick]
-        sampled = f" on a random sample of {clv.MAX_FIT_CUSTOMERS:,} customers"
-    try:
-        bg = clv.fit_bgnbd(x, t_x, T)
-    except (ValueError, FloatingPointError) as exc:
-        log.warning("BG/NBD fit failed: %s", exc)
-        return None, None, "fallback", "the purchase model did not converge: rhythm fallback"
-    gg: clv.GammaGammaParams | None = None
-    try:
-        gg = clv.fit_gamma_gamma(x, m)
-        if gg.q <= 1:
-            gg = None
-    except (ValueError, FloatingPointError) as exc:
-        log.warning("Gamma-Gamma fit failed: %s", exc)
-    note = "BG/NBD and Gamma-Gamma fitted" if gg else "BG/NBD fitted; order value is the average"
-    note += sampled
-    return bg, gg, "fitted", note
+    if stats.ranking is None or not mask.any():
+        return scores
+    if stats.ranking == backtest.RHYTHM:
+        since = f.days_since_last[mask].astype(np.float64)
+        scores[mask] = cadence.expected_orders(since, usual[mask], stats.horizon)
+    else:
+        x, t_x, T = f.bgnbd_inputs()
+        params = stats.models[stats.ranking]
+        scores[mask] = clv.expected_purchases(params, stats.horizon / 7, x, t_x, T)
+    return scores
 
 
 def predict(f: Features, stats: ShopStats) -> Predictions:
-    """P(active), expected purchases in 90 days and 12-month value for every customer."""
+    """P(active), expected purchases in 90 days and 12-month value for every customer, from
+    the shop's purchase model; NaN throughout when it has none."""
     n_c = len(f.n_orders)
     mask = f.has_orders
+    if stats.purchase_model is None:
+        nan = np.full(n_c, np.nan)
+        return Predictions(nan, nan.copy(), nan.copy(), available=False)
     alive = np.zeros(n_c)
     p90 = np.zeros(n_c)
     value_12m = np.zeros(n_c)
     if not mask.any():
-        return Predictions(alive, p90, value_12m)
-    aov = np.where(f.n_orders > 0, f.spend / np.maximum(f.n_orders, 1), 0.0)
-    if stats.bgnbd is not None:
-        x, t_x, T = f.bgnbd_inputs()
-        alive[mask] = clv.p_alive(stats.bgnbd, x, t_x, T)
-        p90[mask] = clv.expected_purchases(stats.bgnbd, 90 / 7, x, t_x, T)
-        p365 = clv.expected_purchases(stats.bgnbd, 365 / 7, x, t_x, T)
-        if stats.gamma_gamma is not None:
-            value = clv.expected_order_value(
-                stats.gamma_gamma, x, f.repeat_value[mask], stats.mean_order_value
-            )
-        else:
-            value = aov[mask]
-        value_12m[mask] = p365 * value
-        return Predictions(alive, p90, value_12m)
-    # Rhythm fallback: a customer is expected back after their usual interval (the shop's
-    # median for one-order customers); the longer past it, the less likely they are active.
-    interval = np.where(f.n_orders > 1, f.mean_interval, stats.median_interval)
-    interval = np.maximum(np.nan_to_num(interval, nan=stats.median_interval), 1.0)[mask]
-    overdue = np.maximum(f.days_since_last[mask] - interval, 0) / interval
-    alive[mask] = np.exp(-overdue)
-    p90[mask] = alive[mask] * 90 / interval
-    value_12m[mask] = alive[mask] * 365 / interval * aov[mask]
-    return Predictions(alive, p90, value_12m)
+        return Predictions(alive, p90, value_12m, available=True)
+    params = stats.models[stats.purchase_model]
+    x, t_x, T = f.bgnbd_inputs()
+    alive[mask] = clv.p_alive(params, x, t_x, T)
+    p90[mask] = clv.expected_purchases(params, 90 / 7, x, t_x, T)
+    p365 = clv.expected_purchases(params, 365 / 7, x, t_x, T)
+    if stats.gamma_gamma is not None:
+        value = clv.expected_order_value(
+            stats.gamma_gamma, x, f.repeat_value[mask], stats.mean_order_value
+        )
+    else:
+        value = f.spend[mask] / f.n_orders[mask]
+    value_12m[mask] = p365 * value
+    return Predictions(alive, p90, value_12m, available=True)
 
 
 def likely_to_buy(ctx: Context) -> None:
-    """Likely still active and expected to order again within 90 days."""
-    preds, cfg = ctx.predictions, ctx.cfg
-    likely = encoder("likely")
-    # Predictions drift a little every day (a day older, a refitted model): in steps of 5 %
-    # and half an order the reason stays put, so the daily recompute does not rewrite most
-    # of these members for a change in the last digit.
-    likely_percent = (np.round(preds.p_alive * 20) * 5).astype(np.int64).tolist()
-    likely_orders = (np.round(preds.purchases_90d * 2) / 2).tolist()
-    ctx.put(
-        "likely-to-buy",
-        (preds.p_alive >= cfg.likely_min_p_alive)
-        & (preds.purchases_90d >= cfg.likely_min_purchases_90d),
-        lambda i: likely(percent=likely_percent[i], orders=likely_orders[i], days=90),
+    """The top of the shop's ranking, as many as the backtest says hold up, nobody silent for
+    more than three of their usual intervals; empty without predictions."""
+    stats, f = ctx.stats, ctx.features
+    members: BoolArray = np.zeros(len(f.n_orders), dtype=bool)
+    if stats.ranking is not None:
+        scores = ranking_scores(f, stats, ctx.usual_interval)
+        since = f.days_since_last.astype(np.float64)
+        members = cadence.likely_to_buy(scores, since, ctx.usual_interval, stats.likely_min_score)
+    occasions_l, last_day_l, usual_l, days = (
+        f.occasions.tolist(),
+        ctx.last_day,
+        ctx.usual_days,
+        ctx.iso_day,
     )
+    typical = round(stats.typical_interval)
+    regular = encoder("likely")
+    first = encoder("likely.one_order")
+
+    def reason(i: int) -> str:
+        last = days(int(last_day_l[i]))
+        if occasions_l[i] > 1:
+            return regular(days=usual_l[i], last_date=last)
+        return first(last_date=last, days=typical)
+
+    ctx.put("likely-to-buy", members, reason)
 
 
 def at_risk(ctx: Context) -> None:
-    """Repeat customers who spent well (a shop yardstick) and are now unlikely to be active."""
-    f, preds, cfg = ctx.features, ctx.predictions, ctx.cfg
-    spend_l, n_orders_l = ctx.spend, ctx.n_orders
-    p_alive_l = preds.p_alive.tolist()
+    """Repeat customers who spent well (a shop yardstick) and are overdue against their own
+    rhythm but not yet gone (:func:`shopify_app.segments.cadence.at_risk`); empty without
+    predictions, since the backtest is what checks the rule."""
+    stats, f, cfg = ctx.stats, ctx.features, ctx.cfg
+    members: BoolArray = np.zeros(len(f.n_orders), dtype=bool)
+    if stats.ranking is not None:
+        members = cadence.at_risk(
+            f.occasions,
+            f.days_since_last.astype(np.float64),
+            ctx.usual_interval,
+            f.spend,
+            stats.at_risk_min_spend,
+            overdue=cfg.reminder_factor,
+        )
+    spend_l, n_orders_l, last_day_l, usual_l, days = (
+        ctx.spend,
+        ctx.n_orders,
+        ctx.last_day,
+        ctx.usual_days,
+        ctx.iso_day,
+    )
     reason = encoder("at_risk")
     ctx.put(
         "at-risk",
-        (f.n_orders >= 2)
-        & (f.spend >= ctx.stats.at_risk_min_spend)
-        & (preds.p_alive < cfg.at_risk_max_p_alive),
+        members,
         lambda i: reason(
-            spend_money=spend_l[i], orders=n_orders_l[i], percent=round(p_alive_l[i] * 100)
+            spend_money=spend_l[i],
+            orders=n_orders_l[i],
+            days=usual_l[i],
+            last_date=days(int(last_day_l[i])),
         ),
     )

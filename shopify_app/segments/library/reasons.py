@@ -43,7 +43,7 @@ REASON_TEMPLATES: dict[str, str] = {
     "business.company": "orders for a company: {company}",
     "business.domain": "email at {domain}, a company another business buyer also uses",
     "repeat": "{orders}, the last on {last_date}",
-    "true_fan": "{orders}, about every {days}",
+    "true_fan": "{orders}, about every {days}; the last on {last_date}",
     "true_fan.same_day": "{orders}, all on the same day",
     "one_time": "one order on {day_date} ({spend_money})",
     # Lapsed reasons name the day of the last order, not "N days ago": a count relative to
@@ -55,8 +55,16 @@ REASON_TEMPLATES: dict[str, str] = {
         "last order on {last_date}; usually orders every {days}: send a reminder, no discount"
     ),
     "vip": "net spend {spend_money} (top {share}% start at {cutoff_money})",
-    "likely": "{percent}% likely active; {orders} expected in {days}",
-    "at_risk": "spent {spend_money} over {orders}; only {percent}% likely still active",
+    # Predictions are explained by the customer's own rhythm (the segment's page says how the
+    # shop's ranking did in the backtest), with the day of the last order for the same reason.
+    "likely": "orders about every {days}; last order on {last_date}",
+    "likely.one_order": (
+        "ordered once so far, on {last_date}; repeat customers here order about every {days}"
+    ),
+    "at_risk": (
+        "spent {spend_money} over {orders}; usually orders about every {days}, the last on "
+        "{last_date}"
+    ),
     "rfm": "R{r} F{f} M{m}",
     "cross_sell": "bought {bought}; never bought {never}",
     "holiday": "{season_orders} of {orders} in {season_months}",

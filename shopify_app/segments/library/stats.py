@@ -1,10 +1,11 @@
 """The shop-level yardsticks (:class:`~.context.ShopStats`) a full recompute derives.
 
 Some quantities belong to the whole shop rather than one customer: the VIP spend cutoff, the
-RFM quintile edges, the fitted BG/NBD and Gamma-Gamma parameters, the email domains business
-buyers use and the regions with most customers. A full recompute derives them from the
-dataset; the incremental recompute of one customer passes the cached ones back in, so that
-customer is judged by the same yardsticks as everyone else.
+RFM quintile edges, the backtest and the predictions it settled (which ranking, which model,
+how many are likely to buy and the score that earns it), the shop's typical gap between orders,
+the email domains business buyers use and the regions with most customers. A full recompute
+derives them from the dataset; the incremental recompute of one customer passes the cached
+ones back in, so that customer is judged by the same yardsticks as everyone else.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import math
 
 import numpy as np
 
-from shopify_app.segments import rfm
+from shopify_app.segments import backtest, cadence, rfm
 from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.dataset import Dataset, Features
 from shopify_app.segments.library.context import ShopStats
 from shopify_app.segments.library.playbook import business_domains, company_names
-from shopify_app.segments.library.predictions import fit_models
+from shopify_app.segments.library.predictions import choose, ranking_scores
 from shopify_app.segments.library.regions import customer_regions, top_regions
 
 
@@ -47,25 +48,49 @@ def compute_stats(
         vip_cutoff = math.inf
         at_risk_min = math.inf
     edges = rfm.fit_edges(f.days_since_last[mask], f.n_orders[mask], spend)
-    bg, gg, status, note = fit_models(f)
 
+    history = backtest.OrderHistory.of(ds)
+    bt = backtest.run(
+        history,
+        f.as_of,
+        overdue=cfg.reminder_factor,
+        at_risk_spend_share=cfg.at_risk_min_spend_share,
+    )
+    choice = choose(history.rhythm(f.as_of), f.repeat_value[mask], bt)
     companies = company_names(ds) if companies is None else companies
     keys = customer_regions(ds) if region_keys is None else region_keys
-    intervals = f.mean_interval[f.n_orders > 1]
-    median_interval = float(np.median(intervals)) if len(intervals) else 90.0
+    typical = cadence.typical_interval(f.occasions, f.first_day, f.last_day)
     total_orders = int(f.n_orders.sum())
-    return ShopStats(
+    stats = ShopStats(
         as_of=as_of.isoformat(),
         customers=n,
         vip_cutoff=vip_cutoff,
         at_risk_min_spend=at_risk_min,
         rfm_edges=edges,
-        bgnbd=bg,
-        gamma_gamma=gg,
-        model_status=status,
-        model_note=note,
+        backtest=bt,
+        ranking=choice.ranking,
+        purchase_model=choice.purchase_model,
+        models=choice.models,
+        gamma_gamma=choice.gamma_gamma,
+        model_status=choice.status,
+        model_note=choice.note,
+        horizon=bt.horizon or backtest.DEFAULT_HORIZON,
+        likely_share=bt.likely_share,
+        likely_min_score=math.inf,
+        typical_interval=typical,
         business_domains=business_domains(ds, f, cfg, companies),
         regions=top_regions(keys, mask, cfg),
-        median_interval=max(median_interval, 1.0),
         mean_order_value=float(f.spend.sum() / total_orders) if total_orders else 0.0,
     )
+    if choice.ranking is not None and stats.likely_share > 0:
+        # The segment's size is the backtest's share of today's customers; the cutoff is the
+        # score of the last of them, so one customer alone can be judged against it.
+        usual = cadence.usual_interval(f.occasions, f.first_day, f.last_day, typical)
+        scores = ranking_scores(f, stats, usual)
+        stats.likely_min_score = cadence.likely_cutoff(
+            scores[mask],
+            f.days_since_last[mask].astype(np.float64),
+            usual[mask],
+            round(stats.likely_share * n),
+        )
+    return stats

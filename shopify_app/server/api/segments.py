@@ -23,7 +23,9 @@ from shopify_app.db.models import (
     Shop,
 )
 from shopify_app.errors import InputError
+from shopify_app.segments import backtest
 from shopify_app.segments.library import reasons
+from shopify_app.segments.recompute import cached_stats
 from shopify_app.server import context
 from shopify_app.server.api.cache import data_version, shop_cache
 from shopify_app.server.api.request import (
@@ -47,6 +49,9 @@ from shopify_app.tagging.tags import segment_tag, tag_key, validate_tag
 
 MEMBER_SORTS = ("id", "name", "spent", "orders", "since")
 """Accepted ``sort`` values for the members list (``-`` prefix: descending)."""
+
+PREDICTED = ("likely-to-buy", "at-risk")
+"""Segments the shop's backtest checks: their view says how it did."""
 
 
 def _prefix(shop: Shop) -> str:
@@ -180,13 +185,31 @@ def segment_list(request: Request) -> Response:
         )
 
 
+def _prediction(shop: Shop, handle: str) -> dict[str, Any] | None:
+    """What the shop's backtest says about a prediction segment: message keys and parameters
+    the page translates (``prediction.<key>``), and the same in English. None for the other
+    segments, and before the first full recompute."""
+    stats = cached_stats(shop) if handle in PREDICTED else None
+    if stats is None:
+        return None
+    said = stats.backtest.messages(handle)
+    return {
+        "enough": stats.backtest.enough,
+        "ranking": stats.ranking,
+        "messages": [{"key": key, "params": params} for key, params in said],
+        "text": " ".join(backtest.english(key, params) for key, params in said),
+    }
+
+
 def segment_detail(request: Request) -> Response:
-    """One segment: its row, definition, 30 days of history and its Meta audiences."""
+    """One segment: its row, definition, 30 days of history, its Meta audiences, and for the
+    predicted segments how the shop's backtest did."""
     shop_id = request_shop_id(request)
     segment_id = path_id(request)
     with db_session(request) as session:
         seg = get_segment(session, shop_id, segment_id)
-        prefix = _prefix(get_shop(session, shop_id))
+        shop = get_shop(session, shop_id)
+        prefix = _prefix(shop)
         revenue, total = _segment_revenue(session, shop_id)
         week_ago = _week_ago_members(session, shop_id)
         meta = _meta_states(session, shop_id)
@@ -203,6 +226,7 @@ def segment_detail(request: Request) -> Response:
             for d, m, r in reversed(history)
         ]
         row["meta"] = meta.get(seg.id, {"audience": None, "lookalikes": []})
+        row["prediction"] = _prediction(shop, seg.handle)
         return JSONResponse(row)
 
 
