@@ -111,7 +111,8 @@ def test_the_page_shows_exactly_what_analyze_prints(
     with sessions() as session:
         assert export_orders(session, shop.id, export) > 160
     assert main(["analyze", str(export), "--as-of", AS_OF.isoformat(), "--json"]) == 0
-    printed = json.loads(capsys.readouterr().out)["metrics"]
+    report = json.loads(capsys.readouterr().out)
+    printed = report["metrics"]
     assert printed["headline"]["customers"] == 160
 
     with serving(ctx) as url:
@@ -130,7 +131,10 @@ def test_the_page_shows_exactly_what_analyze_prints(
     # The store is big enough for every table to hold something worth comparing.
     assert printed["cohorts"]["product"] and printed["first_product"]
     assert printed["discount_codes"][0]["customers"] and printed["rfm"]["cells"]
-    assert printed["headline"]["clv_predicted_12m"] and printed["year_before"]["customers"]
+    assert printed["year_before"]["customers"]
+    # A predicted value exactly when a purchase model passed the shop's backtest and its fit.
+    fitted = report["model"]["purchase_model"] is not None
+    assert (printed["headline"]["clv_predicted_12m"] is not None) == fitted
 
 
 def test_the_sync_reads_the_shops_currency_and_amounts_carry_it(
@@ -184,18 +188,11 @@ def test_english_reasons_take_the_plural_the_count_needs_and_the_currency() -> N
     assert render(reasons.Reason("repeat", {"orders": 2, "last_date": "2026-03-03"})) == (
         "2 orders, the last on 3 March 2026"
     )
-    assert render(reasons.Reason("true_fan", {"orders": 4, "days": 1})) == (
-        "4 orders, about every 1 day"
-    )
-    assert render(reasons.Reason("true_fan.same_day", {"orders": 3})) == (
-        "3 orders, all on the same day"
-    )
+    fan = reasons.Reason("true_fan", {"orders": 4, "days": 1, "last_date": "2026-03-03"})
+    assert render(fan) == "4 orders, about every 1 day; the last on 3 March 2026"
     # A fraction shown as "1" takes the singular, as it reads.
-    likely = reasons.Reason("likely", {"percent": 80, "orders": 0.96, "days": 90})
-    assert render(likely) == "80% likely active; 1 order expected in 90 days"
-    assert render(reasons.Reason("likely", {"percent": 80, "orders": 0.4, "days": 90})) == (
-        "80% likely active; 0.4 orders expected in 90 days"
-    )
+    assert reasons.counted("orders", 0.96) == "1 order"
+    assert reasons.counted("orders", 0.4) == "0.4 orders"
     vip = reasons.Reason("vip", {"spend_money": 1234.5, "share": 10, "cutoff_money": 900})
     assert render(vip, "EUR") == "net spend EUR 1,234.50 (top 10% start at EUR 900.00)"
     assert render(vip, "KRW") == "net spend KRW 1,234 (top 10% start at KRW 900)"
@@ -204,7 +201,7 @@ def test_english_reasons_take_the_plural_the_count_needs_and_the_currency() -> N
     assert render(region) == "lives in Athens, GR, home to 1 customer"
 
 
-def test_a_same_day_repeat_says_so_instead_of_about_every_0_days(
+def test_a_same_day_repeat_is_no_rhythm_and_never_about_every_0_days(
     ctx: Context, make_shop: Any, sessions: sessionmaker[Session]
 ) -> None:
     shop = make_shop()
@@ -228,12 +225,18 @@ def test_a_same_day_repeat_says_so_instead_of_about_every_0_days(
             )
     recompute.recompute_shop_now(ctx, shop.id, as_of=AS_OF)
     with sessions() as session:
-        reason = session.scalar(
-            select(Membership.reason)
-            .join(Segment, Segment.id == Membership.segment_id)
-            .where(Segment.shop_id == shop.id, Segment.handle == "true-fans")
+        said = dict(
+            session.execute(
+                select(Segment.handle, Membership.reason)
+                .join(Segment, Segment.id == Membership.segment_id)
+                .where(Segment.shop_id == shop.id, Membership.customer_id == 1)
+            ).all()
         )
-    assert reasons.render(reason) == "3 orders, all on the same day"
+    # Three orders in one morning are one order day: a repeat customer, but no rhythm to call
+    # them a fan by, and no reason claims one.
+    assert reasons.render(said["repeat-customers"]) == "3 orders, the last on 10 June 2026"
+    assert "true-fans" not in said
+    assert not any("every 0" in reasons.render(r) for r in said.values())
 
 
 def test_every_count_has_its_plural_forms_in_every_language() -> None:

@@ -323,7 +323,7 @@ def test_analyze_on_a_three_customer_shop_says_not_enough_history(
     )
     assert report["segments"]["likely-to-buy"]["count"] == 0
     assert report["segments"]["at-risk"]["count"] == 0
-    assert report["metrics"]["clv"]["predicted_12m"] is None
+    assert report["metrics"]["headline"]["clv_predicted_12m"] is None
     assert f"Model: fallback — No predictions: {report['backtest']['likely_to_buy']}." in text
     assert "likely active" not in text and "BG/NBD" not in text
 
@@ -360,7 +360,7 @@ def test_analyze_on_a_constant_spend_shop_uses_the_average_order_value(
         "order values from each customer's average (Gamma-Gamma: repeat orders all have "
         "(almost) the same value)" in model["note"]
     )
-    assert report["metrics"]["clv"]["predicted_12m"] > 0
+    assert report["metrics"]["headline"]["clv_predicted_12m"] > 0
     assert "Gamma-Gamma: p=" not in text
     likely = report["backtest"]["likely_to_buy"]
     assert likely.startswith("Of the ") or likely.startswith("On ")

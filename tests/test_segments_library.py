@@ -158,7 +158,7 @@ def test_repeat_true_fans_one_time() -> None:
     }
     assert members(ev, "repeat-customers") == repeat
     assert members(ev, "true-fans") == {"fan@gmail.com"}  # business buyers are not "fans"
-    assert "old@gmail.com" in members(ev, "lapsed-90")
+    assert "old@gmail.com" in members(ev, "lapsed-tier-2")
     assert members(ev, "one-time-buyers") == {"one@gmail.com"}
     # Fewer than ten repeat customers: the usual interval counts one extra 90-day gap.
     usual = round((60 + 90) / 3)
@@ -505,7 +505,7 @@ def test_incremental_evaluation_matches_the_full_one() -> None:
     assert full.stats.ranking is not None  # predictions were made and checked
     stats = ShopStats.from_dict(json.loads(json.dumps(full.stats.to_dict(), allow_nan=False)))
     picked = {0, 17, 123, 299}
-    for handle in ("likely-to-buy", "at-risk", "true-fans", "lapsed-90"):
+    for handle in ("likely-to-buy", "at-risk", "true-fans", "lapsed-tier-2"):
         members_of = full.segments[handle].members.tolist()
         assert members_of, handle
         picked |= {members_of[0], members_of[-1]}

@@ -143,7 +143,7 @@ def test_reasons_and_counts_follow_the_locale_and_the_shops_currency(
             out[lang] = [
               reason("repeat", { orders: 1, last_date: "2026-03-03" }),
               reason("repeat", { orders: 3, last_date: "2026-03-03" }),
-              reason("true_fan.same_day", { orders: 3 }),
+              reason("true_fan", { orders: 3, days: 1, last_date: "2026-03-03" }),
               reason("one_time", { day_date: "2026-03-03", spend_money: 1250 }, "KRW"),
               i18n.t("count.days", { count: 0.96 }),
             ];
@@ -154,7 +154,7 @@ def test_reasons_and_counts_follow_the_locale_and_the_shops_currency(
     assert said["en"] == [
         "1 order, the last on March 3, 2026",
         "3 orders, the last on March 3, 2026",
-        "3 orders, all on the same day",
+        "3 orders, about every 1 day; the last on March 3, 2026",
         "one order on March 3, 2026 (₩1,250)",
         "1 day",
     ]

@@ -135,14 +135,13 @@ def true_fans(ctx: Context) -> None:
     fans &= ~ctx.members_mask("business-buyers")
     n_orders_l, usual_l, last_day_l, days = ctx.n_orders, ctx.usual_days, ctx.last_day, ctx.iso_day
     true_fan = encoder("true_fan")
-    same_day = encoder("true_fan.same_day")
-
-    def reason(i: int) -> str:
-        if not usual_l[i]:  # every order on one day: no rhythm to speak of, and it says so
-            return same_day(orders=n_orders_l[i])
-        return true_fan(orders=n_orders_l[i], days=usual_l[i], last_date=days(int(last_day_l[i])))
-
-    ctx.put("true-fans", fans, reason)
+    ctx.put(
+        "true-fans",
+        fans,
+        lambda i: true_fan(
+            orders=n_orders_l[i], days=usual_l[i], last_date=days(int(last_day_l[i]))
+        ),
+    )
 
 
 def one_time_buyers(ctx: Context) -> None:

@@ -44,7 +44,6 @@ REASON_TEMPLATES: dict[str, str] = {
     "business.domain": "email at {domain}, a company another business buyer also uses",
     "repeat": "{orders}, the last on {last_date}",
     "true_fan": "{orders}, about every {days}; the last on {last_date}",
-    "true_fan.same_day": "{orders}, all on the same day",
     "one_time": "one order on {day_date} ({spend_money})",
     # Lapsed reasons name the day of the last order, not "N days ago": a count relative to
     # as-of would change every member's reason every day, and the daily recompute would
