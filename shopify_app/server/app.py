@@ -35,7 +35,7 @@ from shopify_app.jobs import Context, Runtime, make_huey
 from shopify_app.server import errors, health, oauth, pages
 from shopify_app.server.api import analytics, audit, home, meta, segments, settings
 from shopify_app.server.assets import WEB_DIR
-from shopify_app.server.middleware import FrameAncestors, SessionTokenAuth
+from shopify_app.server.middleware import BodyLimit, FrameAncestors, SessionTokenAuth
 from shopify_app.settings import Settings
 from shopify_app.shopify import webhooks
 
@@ -158,6 +158,7 @@ def create_app(
     app.state.admin = admin or pages.ShopifyAdmin()
     app.state.metrics_registry = None  # made on the first scrape, then reused
     # Starlette wraps the app with user middleware outermost-first; ours are pure ASGI.
+    app.add_middleware(BodyLimit)  # inside the token check: anonymous bodies are never read
     app.add_middleware(SessionTokenAuth, ctx=ctx)
     app.add_middleware(FrameAncestors)
     return app

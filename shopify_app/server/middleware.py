@@ -1,7 +1,8 @@
-"""Pure-ASGI middleware: the session-token guard of ``/api`` and the frame-ancestors policy.
+"""Pure-ASGI middleware: the session-token guard of ``/api``, the cap on ``/api`` request
+bodies and the frame-ancestors policy.
 
 Pure ASGI rather than ``BaseHTTPMiddleware``: nothing is buffered and streaming responses (the
-CSV exports) stream. Both are added by :func:`shopify_app.server.app.create_app`.
+CSV exports) stream. All are added by :func:`shopify_app.server.app.create_app`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from shopify_app import logs
 from shopify_app.db.models import Shop
 from shopify_app.errors import AuthError
 from shopify_app.jobs import Context
-from shopify_app.server.errors import NotInstalled, response_for
+from shopify_app.server.errors import NotInstalled, json_error, response_for
 from shopify_app.shopify import auth
 
 
@@ -75,6 +76,78 @@ class SessionTokenAuth:
                 )
             ).first()
         return int(row[0]) if row else None
+
+
+MAX_API_BODY = 256 * 1024
+"""Bytes an ``/api`` request body may have. The largest real one, a full settings object with
+50 custom segments, is a few kilobytes; settings themselves are capped lower
+(:mod:`shopify_app.segments.limits`)."""
+
+
+class BodyLimit:
+    """Pure-ASGI: an ``/api`` request body over ``limit`` bytes is refused with 413.
+
+    Refused by ``Content-Length`` before anything is read, and while streaming for a body sent
+    without one (chunked) or longer than it claimed. The body is read here, at most ``limit``
+    bytes, and handed to the endpoint as one message: endpoints read it whole anyway.
+    """
+
+    def __init__(self, app: ASGIApp, prefix: str = "/api", limit: int = MAX_API_BODY) -> None:
+        self.app = app
+        self.prefix = prefix
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not (
+            path == self.prefix or path.startswith(self.prefix + "/")
+        ):
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length") or ""
+        # The server has checked the header's syntax; a body longer than it is counted below.
+        if declared.isascii() and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body: Message | None = {
+            "type": "http.request",
+            "body": b"".join(chunks),
+            "more_body": False,
+        }
+
+        async def replay() -> Message:
+            nonlocal body
+            if body is not None:
+                message, body = body, None
+                return message
+            return await receive()  # after the body: a disconnect, for streaming responses
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kb = self.limit // 1024
+        response = json_error(
+            413,
+            f"the request body is larger than {kb} KB",
+            "body",
+            limit=self.limit,
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
 
 
 class FrameAncestors:

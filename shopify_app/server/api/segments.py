@@ -286,10 +286,7 @@ def segment_members(request: Request) -> Response:
             # Keyset continuation for the default order: constant time however deep.
             from shopify_app.db.models import Membership
 
-            try:
-                after_id = int(after)
-            except ValueError:
-                raise InputError("after must be a customer id", field="after") from None
+            after_id = int_param(request, "after", 0, 0, 2**63 - 1)
             stmt = stmt.where(Membership.customer_id > after_id)
         rows = session.execute(stmt.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)).all()
         prefix = _prefix(get_shop(session, shop_id))

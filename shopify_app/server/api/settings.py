@@ -46,7 +46,7 @@ def settings_get(request: Request) -> Response:
             for rule in config["cross_sell"]
             for side in ("bought", "never")
             for ref in rule[side]
-            if str(ref).isdigit() and len(str(ref)) < 19
+            if str(ref).isascii() and str(ref).isdigit() and len(str(ref)) < 19
         }
         products = (
             session.execute(
