@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from shopify_app.db.models import AuditEntry, MetaConnection, Product, Shop
 from shopify_app.errors import InputError
+from shopify_app.segments import limits
 from shopify_app.segments.config import ShopConfig
 from shopify_app.server.api.request import (
     db_session,
@@ -27,11 +28,18 @@ def load_config(shop: Shop) -> dict[str, Any]:
 
 
 def _validate_config(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``changes`` into ``current`` and validate; raises InputError naming the field."""
+    """Merge ``changes`` into ``current`` and validate; raises InputError naming the field.
+
+    The change is bounded before it is parsed, and the result before it is stored
+    (:mod:`shopify_app.segments.limits`).
+    """
     unknown = sorted(set(changes) - set(current))
     if unknown:
         raise InputError(f"unknown setting {unknown[0]!r}", field=unknown[0])
-    return ShopConfig.from_settings({**current, **changes}).to_settings()
+    limits.check(changes, "")
+    validated = ShopConfig.from_settings({**current, **changes}).to_settings()
+    limits.check_size(validated)
+    return validated
 
 
 def settings_get(request: Request) -> Response:
