@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import math
 import re
+from contextlib import AbstractContextManager
 from typing import Any
 
 import anyio.from_thread
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
+from shopify_app.db import transaction
 from shopify_app.db.models import Segment, Shop
 from shopify_app.errors import InputError
 from shopify_app.server import context
@@ -43,8 +45,15 @@ def request_shop_id(request: Request) -> int:
 
 
 def db_session(request: Request) -> Session:
-    """A database session of the app's context (close it: use it in a ``with``)."""
+    """A database session of the app's context, for reading (close it: use it in a ``with``)."""
     return context(request).sessions()
+
+
+def db_write(request: Request) -> AbstractContextManager[Session]:
+    """A session in one write transaction (:func:`shopify_app.db.transaction`): every endpoint
+    that writes uses it, so that on SQLite it waits its turn instead of failing with
+    "database is locked" when it read before writing."""
+    return transaction(context(request).sessions)
 
 
 def enqueue(request: Request, name: str, **kwargs: Any) -> None:

@@ -29,6 +29,7 @@ from shopify_app.server.api.cache import data_version, shop_cache
 from shopify_app.server.api.request import (
     PAGE_SIZE,
     db_session,
+    db_write,
     enqueue,
     get_segment,
     get_shop,
@@ -418,7 +419,7 @@ def segment_tag_sync(request: Request) -> Response:
         if not isinstance(tag, str):
             raise InputError("the tag must be text", field="tag")
         tag = validate_tag(tag)
-    with db_session(request) as session, session.begin():
+    with db_write(request) as session:
         shop = get_shop(session, shop_id)
         seg = get_segment(session, shop_id, segment_id)
         prefix = _prefix(shop)

@@ -15,6 +15,7 @@ from shopify_app.segments import limits
 from shopify_app.segments.config import ShopConfig
 from shopify_app.server.api.request import (
     db_session,
+    db_write,
     enqueue,
     get_shop,
     json_body,
@@ -87,7 +88,7 @@ def settings_put(request: Request) -> Response:
     changes = body.get("settings", body)
     if not isinstance(changes, dict) or not changes:
         raise InputError("send the settings to change", field="settings")
-    with db_session(request) as session, session.begin():
+    with db_write(request) as session:
         shop = get_shop(session, shop_id)
         current = load_config(shop)
         old_prefix = current.get("tag_prefix")

@@ -1,0 +1,98 @@
+"""Security review, Low and Info findings (issue 16): writes that wait for the database's write
+lock, response headers, ``/metrics``, file modes, shop ids, and how long audit entries keep
+customer ids."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from shopify_app import db
+from shopify_app.db.models import AuditEntry, MetaAudience, MetaConnection, Segment, Shop
+from shopify_app.jobs import Context
+from shopify_app.meta import audiences
+from tests.fixtures_api import ApiClient, serving
+from tests.test_api import RecordingRuntime
+
+
+@pytest.fixture
+def server(ctx: Context) -> Iterator[str]:
+    """The app on loopback; what the API queues is recorded, not run."""
+    app_ctx = Context(ctx.settings, ctx.engine, ctx.sessions, ctx.cipher)
+    app_ctx.runtime = RecordingRuntime()  # type: ignore[assignment]
+    with serving(app_ctx) as url:
+        yield url
+
+
+@contextmanager
+def another_writer(engine: Engine, seconds: float = 1.0) -> Iterator[None]:
+    """Another process's write transaction, open while the block starts and committed after
+    ``seconds``: on SQLite it holds the write lock, as a settings save or a sync does."""
+    conn = db.write_engine(engine).connect()
+    tx = conn.begin()
+    conn.execute(update(Shop).where(Shop.id == -1).values(name="busy"))
+    timer = threading.Timer(seconds, tx.commit)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.join()
+        conn.close()
+
+
+# --- writes wait for the lock ----------------------------------------------------------------
+
+
+def test_meta_disconnect_waits_for_another_writer(
+    server: str, make_shop: Any, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    shop = make_shop()
+    with sessions.begin() as session:
+        session.add(
+            MetaConnection(
+                shop_id=shop.id, access_token=ctx.cipher.encrypt("EAAG-token"), status="connected"
+            )
+        )
+    with another_writer(ctx.engine):
+        r = ApiClient(server, shop.domain).post("/meta/disconnect")
+    assert r.status_code == 200, r.text
+    with sessions() as session:
+        conn = session.get(MetaConnection, shop.id)
+        assert conn is not None and conn.status == "disconnected" and conn.access_token is None
+
+
+def test_a_meta_job_waits_for_another_writer(
+    make_shop: Any, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    shop = make_shop()
+    with sessions.begin() as session:
+        segment = Segment(shop_id=shop.id, handle="vip", name="VIP")
+        session.add(segment)
+        session.flush()
+        session.add(
+            MetaAudience(shop_id=shop.id, segment_id=segment.id, kind="custom", audience_id="77")
+        )
+    # Meta is not connected: the job records that it could not remove the person.
+    with another_writer(ctx.engine):
+        done = audiences.forget_customer(ctx, shop.id, customer_id=5, email="a@example.com")
+    assert done == 0
+    with sessions() as session:
+        entries = session.scalars(select(AuditEntry).where(AuditEntry.shop_id == shop.id)).all()
+    assert [(e.action, e.result) for e in entries] == [("forget_customer", "error")]
+
+
+def test_a_settings_save_waits_for_another_writer(
+    server: str, make_shop: Any, ctx: Context
+) -> None:
+    shop = make_shop()
+    client = ApiClient(server, shop.domain)
+    with another_writer(ctx.engine):
+        r = client.put("/settings", {"settings": {"vip_share": 0.2}})
+    assert r.status_code == 200, r.text
+    assert client.get("/settings").json()["settings"]["vip_share"] == 0.2
