@@ -4,6 +4,8 @@ customer ids."""
 
 from __future__ import annotations
 
+import csv
+import io
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,10 +16,18 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shopify_app import db
-from shopify_app.db.models import AuditEntry, MetaAudience, MetaConnection, Segment, Shop
+from shopify_app.db.models import (
+    AuditEntry,
+    Customer,
+    Membership,
+    MetaAudience,
+    MetaConnection,
+    Segment,
+    Shop,
+)
 from shopify_app.jobs import Context
 from shopify_app.meta import audiences
-from tests.fixtures_api import ApiClient, serving
+from tests.fixtures_api import ApiClient, seed_shop, serving
 from tests.test_api import RecordingRuntime
 
 
@@ -96,3 +106,48 @@ def test_a_settings_save_waits_for_another_writer(
         r = client.put("/settings", {"settings": {"vip_share": 0.2}})
     assert r.status_code == 200, r.text
     assert client.get("/settings").json()["settings"]["vip_share"] == 0.2
+
+
+# --- CSV exports -----------------------------------------------------------------------------
+
+FORMULAS = [
+    '=HYPERLINK("https://evil.example")',
+    " =1+1",
+    "\n=1+1",
+    "  \t@SUM(A1)",
+    "＝1+1",
+    "＋1+1",
+    "－1+1",
+    "＠SUM(A1)",
+    "﹦1+1",
+    "\tplain",
+    "\rplain",
+    "-5",
+]
+
+
+def test_members_csv_neutralises_every_formula_form(
+    server: str, make_shop: Any, sessions: sessionmaker[Session]
+) -> None:
+    shop = make_shop()
+    ids = seed_shop(sessions, shop.id, customers=150, seed=3, history=False)
+    with sessions.begin() as session:
+        members = session.scalars(
+            select(Membership)
+            .where(Membership.segment_id == ids["vip"])
+            .order_by(Membership.customer_id)
+        ).all()
+        assert len(members) >= len(FORMULAS) + 1
+        names = {}
+        for member, formula in zip(members, [*FORMULAS, " Anna"], strict=False):
+            customer = session.get(Customer, (shop.id, member.customer_id))
+            assert customer is not None
+            customer.first_name = names[customer.id] = formula
+    r = ApiClient(server, shop.domain).get(f"/segments/{ids['vip']}/members.csv")
+    rows = {int(row["customer_id"]): row for row in csv.DictReader(io.StringIO(r.text))}
+    for customer_id, name in names.items():
+        cell = rows[customer_id]["first_name"]
+        if name == " Anna":
+            assert cell == " Anna"  # a leading space alone is kept as written
+        else:
+            assert cell == "'" + name, (name, cell)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
@@ -321,10 +322,20 @@ def segment_members(request: Request) -> Response:
         )
 
 
+_FORMULA_STARTS = frozenset("=+-@")
+
+
 def _csv_safe(value: Any) -> str:
-    """Neutralise spreadsheet formulas (CSV injection) in exported text."""
+    """Neutralise spreadsheet formulas (CSV injection) in exported text: a leading apostrophe
+    makes the cell text.
+
+    Spreadsheets read a cell as a formula when it starts with ``= + - @`` also after leading
+    spaces or line breaks, and in the full-width and small forms (``＝ ＋ － ＠``, which NFKC
+    folds to ASCII); a leading tab or carriage return is neutralised too.
+    """
     text = "" if value is None else str(value)
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    first = text.lstrip()[:1]
+    if text[:1] in ("\t", "\r", "\n") or unicodedata.normalize("NFKC", first) in _FORMULA_STARTS:
         return "'" + text
     return text
 
