@@ -53,8 +53,8 @@ class Settings:
     inline_worker: bool = True
     # Only for `shopify-app demo`: serve the session-token shim instead of loading App Bridge.
     demo: bool = False
-    # When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>`; unset, it is open
-    # (keep it on a private network then).
+    # GET /metrics is served only when this is set, to `Authorization: Bearer <METRICS_TOKEN>`;
+    # unset, /metrics answers 404.
     metrics_token: str | None = field(default=None, repr=False)
     # Seconds a per-shop job lock outlives a worker that died holding it (JOB_LOCK_TTL).
     job_lock_ttl: float = 60.0
