@@ -1,5 +1,6 @@
-"""Bounded input (issue 16): request bodies, JSON, ids and settings, over real HTTP through
-``create_app``, and a property test throwing random and oversized settings at the API."""
+"""Bounded input (issue 16): request bodies, JSON, ids and settings over real HTTP through
+``create_app``, a property test throwing random and oversized settings at the API, and the
+files ``analyze`` reads."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +17,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
+from shopify_app.cli import main
 from shopify_app.db.models import Shop
-from shopify_app.errors import InputError
+from shopify_app.errors import CsvError, InputError
 from shopify_app.jobs import Context
 from shopify_app.segments import crosssell, library, limits, rules
 from shopify_app.segments.config import ShopConfig
@@ -24,6 +27,7 @@ from shopify_app.segments.dataset import DatasetBuilder, day_number, product_key
 from shopify_app.segments.library.reasons import Reason
 from shopify_app.server.api.request import MAX_JSON_DEPTH
 from shopify_app.server.middleware import MAX_API_BODY
+from shopify_app.sync.orders_csv import MAX_LINE_CHARS, read_orders
 from tests.fixtures_api import ApiClient, seed_shop, serving
 from tests.fixtures_auth import session_token
 from tests.test_api import RecordingRuntime
@@ -410,3 +414,27 @@ def test_random_and_oversized_settings_never_fail_and_refusals_change_nothing(
         return
     assert isinstance(body["error"], str) and body["error"]
     assert stored_settings(sessions, shop.id) == before
+
+
+# --- analyze reads regular files, line by bounded line ---------------------------------------
+
+SAMPLE = Path(__file__).parent / "fixtures" / "orders_export_sample.csv"
+
+
+def test_analyze_reads_regular_files_only(capsys: pytest.CaptureFixture[str]) -> None:
+    # /dev/zero was read until the machine ran out of memory; /dev/null shows the refusal
+    # without that risk (it used to be read as an empty file).
+    assert main(["analyze", "/dev/null", "--json"]) == 2
+    assert "/dev/null is not a regular file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("row", [1, 3])
+def test_a_line_over_the_limit_is_a_clear_error_naming_its_row(tmp_path: Path, row: int) -> None:
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)
+    long_line = "a," * (MAX_LINE_CHARS // 2 + 1) + "\n"  # short fields: the csv module takes it
+    export = tmp_path / "orders.csv"
+    export.write_text("".join([*lines[: row - 1], long_line, *lines[row - 1 :]]), encoding="utf-8")
+    with pytest.raises(CsvError) as refused:
+        read_orders(export)
+    assert refused.value.row == row
+    assert f"row {row}: the line is longer than 1,000,000 characters" in str(refused.value)
