@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import requests
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -151,3 +152,40 @@ def test_members_csv_neutralises_every_formula_form(
             assert cell == " Anna"  # a leading space alone is kept as written
         else:
             assert cell == "'" + name, (name, cell)
+
+
+# --- response headers ------------------------------------------------------------------------
+
+
+def test_every_response_carries_nosniff_a_referrer_policy_and_hsts_behind_https(
+    server: str, make_shop: Any
+) -> None:
+    shop = make_shop()
+    answers = [
+        requests.get(f"{server}/healthz", timeout=10),
+        requests.get(f"{server}/api/home", timeout=10),  # 401: no session token
+        requests.get(f"{server}/metrics", timeout=10),  # 404: no METRICS_TOKEN
+        ApiClient(server, shop.domain).get("/settings"),
+        # The page: its bounce page inside the admin, and the redirect there from outside.
+        requests.get(f"{server}/", params={"shop": shop.domain, "embedded": "1"}, timeout=10),
+        requests.get(f"{server}/", params={"shop": shop.domain}, allow_redirects=False, timeout=10),
+    ]
+    assert [r.status_code for r in answers] == [200, 401, 404, 200, 200, 302]
+    assert answers[4].headers["content-type"].startswith("text/html")
+    for r in answers:
+        assert r.headers["x-content-type-options"] == "nosniff", r.url
+        assert r.headers["referrer-policy"] == "strict-origin-when-cross-origin", r.url
+        assert r.headers["strict-transport-security"] == "max-age=31536000", r.url
+
+
+def test_plain_http_gets_no_hsts(ctx: Context) -> None:
+    plain = Context(
+        ctx.settings.with_overrides(app_url="http://127.0.0.1:8000"),
+        ctx.engine,
+        ctx.sessions,
+        ctx.cipher,
+    )
+    with serving(plain) as url:
+        r = requests.get(f"{url}/healthz", timeout=10)
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert "strict-transport-security" not in r.headers

@@ -15,7 +15,8 @@ Requests, by path:
 
 Every HTML response carries ``Content-Security-Policy: frame-ancestors https://<shop>
 https://admin.shopify.com`` (:class:`~shopify_app.server.middleware.FrameAncestors`), so only the
-shop's admin may frame it.
+shop's admin may frame it; every response carries ``nosniff``, a referrer policy and, behind
+https, HSTS (:class:`~shopify_app.server.middleware.SecurityHeaders`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ from shopify_app.jobs import Context, Runtime, make_huey
 from shopify_app.server import errors, health, oauth, pages
 from shopify_app.server.api import analytics, audit, home, meta, segments, settings
 from shopify_app.server.assets import WEB_DIR
-from shopify_app.server.middleware import BodyLimit, FrameAncestors, SessionTokenAuth
+from shopify_app.server.middleware import (
+    BodyLimit,
+    FrameAncestors,
+    SecurityHeaders,
+    SessionTokenAuth,
+)
 from shopify_app.settings import Settings
 from shopify_app.shopify import webhooks
 
@@ -157,10 +163,11 @@ def create_app(
     app.state.ctx = ctx
     app.state.admin = admin or pages.ShopifyAdmin()
     app.state.metrics_registry = None  # made on the first scrape, then reused
-    # Starlette wraps the app with user middleware outermost-first; ours are pure ASGI.
+    # Each add_middleware wraps what was added before it; ours are pure ASGI.
     app.add_middleware(BodyLimit)  # inside the token check: anonymous bodies are never read
     app.add_middleware(SessionTokenAuth, ctx=ctx)
     app.add_middleware(FrameAncestors)
+    app.add_middleware(SecurityHeaders, hsts=ctx.settings.app_url.startswith("https://"))
     return app
 
 

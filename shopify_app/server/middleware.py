@@ -1,5 +1,5 @@
 """Pure-ASGI middleware: the session-token guard of ``/api``, the cap on ``/api`` request
-bodies and the frame-ancestors policy.
+bodies, the frame-ancestors policy and the headers every response carries.
 
 Pure ASGI rather than ``BaseHTTPMiddleware``: nothing is buffered and streaming responses (the
 CSV exports) stream. All are added by :func:`shopify_app.server.app.create_app`.
@@ -177,6 +177,43 @@ class FrameAncestors:
             await send(message)
 
         await self.app(scope, receive, send_with_csp)
+
+
+class SecurityHeaders:
+    """Pure-ASGI: headers on every response, unless the handler set its own.
+
+    * ``X-Content-Type-Options: nosniff`` — a browser never reads a CSV export or a JSON answer
+      as a script or a page;
+    * ``Referrer-Policy: strict-origin-when-cross-origin`` — the embedded page's URL carries the
+      shop, ``host`` and App Bridge's ``id_token``; other sites (Shopify's CDN included) get
+      only the origin. App Bridge reads the page's own URL, never the referrer;
+    * ``Strict-Transport-Security`` when the app is served over https (``hsts``): browsers never
+      try plain http again. Without https (the demo, a laptop) it would lock them out.
+    """
+
+    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+        self.app = app
+        self.headers = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"strict-origin-when-cross-origin"),
+        ]
+        if hsts:
+            self.headers.append((b"strict-transport-security", b"max-age=31536000"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                headers.extend((k, v) for k, v in self.headers if k not in present)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def csp_for(shop: str | None) -> str:
