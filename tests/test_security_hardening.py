@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +31,8 @@ from shopify_app.db.models import (
 )
 from shopify_app.jobs import Context
 from shopify_app.meta import audiences
+from shopify_app.server.app import build_context
+from shopify_app.settings import Settings
 from tests.fixtures_api import ApiClient, seed_shop, serving
 from tests.test_api import RecordingRuntime
 
@@ -189,3 +194,31 @@ def test_plain_http_gets_no_hsts(ctx: Context) -> None:
         r = requests.get(f"{url}/healthz", timeout=10)
     assert r.headers["x-content-type-options"] == "nosniff"
     assert "strict-transport-security" not in r.headers
+
+
+# --- file modes ------------------------------------------------------------------------------
+
+
+def test_sqlite_and_huey_files_are_created_owner_only(tmp_path: Path, settings: Settings) -> None:
+    local = settings.with_overrides(
+        database_url=f"sqlite:///{tmp_path / 'data' / 'goldpan.sqlite3'}",
+        huey_path=str(tmp_path / "queue" / "huey.sqlite3"),
+    )
+    old_umask = os.umask(0o022)  # the usual default: new files readable by everyone
+    try:
+        ctx = build_context(local)
+        with ctx.engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE probe (x INTEGER)")
+            conn.exec_driver_sql("INSERT INTO probe VALUES (1)")
+            files = [*sorted((tmp_path / "data").iterdir()), tmp_path / "queue" / "huey.sqlite3"]
+            modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in files}
+        ctx.engine.dispose()
+    finally:
+        os.umask(old_umask)
+    assert set(modes) == {
+        "goldpan.sqlite3",
+        "goldpan.sqlite3-wal",
+        "goldpan.sqlite3-shm",
+        "huey.sqlite3",
+    }
+    assert modes == dict.fromkeys(modes, 0o600)
