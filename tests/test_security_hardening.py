@@ -5,6 +5,7 @@ customer ids."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import os
 import stat
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, column, delete, func, insert, select, table, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shopify_app import db
@@ -33,6 +34,7 @@ from shopify_app.jobs import Context
 from shopify_app.meta import audiences
 from shopify_app.server.app import build_context
 from shopify_app.settings import Settings
+from tests.conftest import fresh_database
 from tests.fixtures_api import ApiClient, seed_shop, serving
 from tests.test_api import RecordingRuntime
 
@@ -222,3 +224,64 @@ def test_sqlite_and_huey_files_are_created_owner_only(tmp_path: Path, settings: 
         "huey.sqlite3",
     }
     assert modes == dict.fromkeys(modes, 0o600)
+
+
+# --- shop ids --------------------------------------------------------------------------------
+
+
+def test_a_deleted_shops_id_is_never_given_to_the_next_install(
+    make_shop: Any, sessions: sessionmaker[Session]
+) -> None:
+    redacted = make_shop()  # the newest shop: the one SQLite used to hand out again
+    with sessions.begin() as session:
+        session.execute(delete(Shop).where(Shop.id == redacted.id))
+    assert make_shop().id > redacted.id
+
+
+def test_the_autoincrement_rebuild_keeps_every_shops_rows(tmp_path: Path) -> None:
+    """0007 rebuilds ``shops`` on SQLite; the tables that cascade from it must keep their rows."""
+    with fresh_database(tmp_path) as url:
+        db.upgrade(url, "0002_redact_secrets")
+        engine = db.make_engine(url)
+        shops = table(
+            "shops",
+            *(column(name) for name in ("id", "domain", "token_version", "scopes", "settings")),
+            *(column(name) for name in ("api_cost_spent", "created_at", "updated_at")),
+        )
+        segments = table(
+            "segments",
+            *(column(name) for name in ("shop_id", "handle", "kind", "name", "definition")),
+            *(column(name) for name in ("enabled", "tag_sync", "meta_sync", "member_count")),
+            *(column(name) for name in ("created_at", "updated_at")),
+        )
+        now = dt.datetime(2026, 12, 1, 12, 0)
+
+        def add_shop(conn: Any, domain: str) -> int:
+            row = {"domain": domain, "token_version": 0, "scopes": "", "settings": "{}"}
+            row |= {"api_cost_spent": 0, "created_at": now, "updated_at": now}
+            return int(conn.execute(insert(shops).values(row).returning(shops.c.id)).scalar_one())
+
+        with engine.begin() as conn:
+            ids = [add_shop(conn, f"s{n}.myshopify.com") for n in range(3)]
+            conn.execute(
+                insert(segments),
+                [
+                    {"shop_id": shop_id, "handle": "vip", "kind": "builtin", "name": "VIP"}
+                    | {"definition": "{}", "enabled": True, "tag_sync": False, "meta_sync": False}
+                    | {"member_count": 0, "created_at": now, "updated_at": now}
+                    for shop_id in ids
+                ],
+            )
+        db.upgrade(url)
+        with engine.begin() as conn:
+            assert conn.scalar(select(func.count()).select_from(segments)) == 3
+            newest = add_shop(conn, "new.myshopify.com")
+            conn.execute(delete(shops).where(shops.c.id == newest))
+            assert add_shop(conn, "next.myshopify.com") > newest
+            if engine.dialect.name == "sqlite":
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        db.downgrade(url, "0002_redact_secrets")
+        with engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(segments)) == 3
+            assert conn.scalar(select(func.count()).select_from(shops)) == 4
+        engine.dispose()
