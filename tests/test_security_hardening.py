@@ -20,7 +20,7 @@ import requests
 from sqlalchemy import Engine, column, delete, func, insert, select, table, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shopify_app import db
+from shopify_app import db, jobs
 from shopify_app.db.models import (
     AuditEntry,
     Customer,
@@ -34,6 +34,7 @@ from shopify_app.jobs import Context
 from shopify_app.meta import audiences
 from shopify_app.server.app import build_context
 from shopify_app.settings import Settings
+from shopify_app.sync import audit_retention
 from tests.conftest import fresh_database
 from tests.fixtures_api import ApiClient, seed_shop, serving
 from tests.test_api import RecordingRuntime
@@ -285,3 +286,80 @@ def test_the_autoincrement_rebuild_keeps_every_shops_rows(tmp_path: Path) -> Non
             assert conn.scalar(select(func.count()).select_from(segments)) == 3
             assert conn.scalar(select(func.count()).select_from(shops)) == 4
         engine.dispose()
+
+
+# --- how long audit entries keep customer ids ------------------------------------------------
+
+
+def test_audit_entries_keep_customer_ids_for_30_days(
+    make_shop: Any, sessions: sessionmaker[Session], ctx: Context
+) -> None:
+    shop = make_shop()
+    now = dt.datetime.now(dt.UTC)
+    old, recent = now - dt.timedelta(days=31), now - dt.timedelta(days=29)
+    write = {
+        "customers": 2,
+        "added": 2,
+        "removed": 0,
+        "changes": [[5001, ["goldpan-vip"], []], [5002, ["goldpan-vip"], []]],
+        "failed": {"5003": "gid://shopify/Customer/5003 is locked"},
+    }
+    running = {"operation": "gid://shopify/BulkOperation/1", "attempt": 1, "rows": [[5001, ["a"]]]}
+    entries = {
+        "write": AuditEntry.of(shop.id, "tags.write", target="shopify", at=old, detail=write),
+        "recent": AuditEntry.of(shop.id, "tags.write", target="shopify", at=recent, detail=write),
+        "running": AuditEntry.of(
+            shop.id, "tags.bulk_add", target="shopify", at=old, result="running", detail=running
+        ),
+        "finished": AuditEntry.of(
+            shop.id,
+            "tags.bulk_add",
+            target="shopify",
+            at=old,
+            detail={"operation": "gid://shopify/BulkOperation/2", "rows": 120, "failed": {}},
+        ),
+        "limit": AuditEntry.of(
+            shop.id, "tags.limit", target="app", at=old, detail={"customers": {"5004": ["a"]}}
+        ),
+        "meta": AuditEntry.of(
+            shop.id,
+            "forget_customer",
+            target="meta",
+            at=old,
+            subject="77",
+            detail={"customer_id": 5005},
+            error="Meta refused gid://shopify/Customer/5005",
+        ),
+        "redact": AuditEntry.of(shop.id, "customers/redact", target="app", at=old, subject="5006"),
+    }
+    with sessions.begin() as session:
+        session.add_all(entries.values())
+    ids = {name: entry.id for name, entry in entries.items()}
+
+    assert audit_retention.purge_customer_ids(ctx) >= 5
+    with sessions() as session:
+        got = {name: session.get(AuditEntry, pk) for name, pk in ids.items()}
+    purged = {"customer_ids_removed": True}
+    assert got["write"].detail == {  # type: ignore[union-attr]
+        "customers": 2, "added": 2, "removed": 0, "changes": 2, "failed": 1, **purged
+    }  # fmt: skip
+    assert got["recent"].detail == write  # type: ignore[union-attr]
+    assert got["running"].detail == running  # type: ignore[union-attr]
+    assert got["finished"].detail == {  # type: ignore[union-attr]
+        "operation": "gid://shopify/BulkOperation/2", "rows": 120, "failed": 0, **purged
+    }  # fmt: skip
+    assert got["limit"].detail == {"customers": 1, **purged}  # type: ignore[union-attr]
+    meta = got["meta"]
+    assert meta is not None and meta.detail == purged and meta.subject == "77"
+    assert meta.error == "Meta refused gid://shopify/Customer/-"
+    redact = got["redact"]
+    assert redact is not None and redact.subject is None and redact.detail == purged
+    # Done once: the next day's run finds nothing more to do.
+    assert audit_retention.purge_customer_ids(ctx) == 0
+
+
+def test_the_purge_runs_daily() -> None:
+    jobs.load_task_modules()
+    spec = jobs._REGISTRY["audit.purge_customer_ids"]
+    assert spec.fn is audit_retention.purge_customer_ids
+    assert spec.schedule == {"hour": "4", "minute": "40"}
