@@ -7,7 +7,8 @@ Requests, by path:
 * ``/api/...`` — JSON for the page (:mod:`.api`), behind
   :class:`~shopify_app.server.middleware.SessionTokenAuth`; handlers read
   ``request.state.shop_id`` and never take a shop from the request, so one shop's token can never
-  reach another shop's data;
+  reach another shop's data; bodies over 256 KB are refused with 413
+  (:class:`~shopify_app.server.middleware.BodyLimit`);
 * ``/meta/callback`` — where Facebook Login returns (:mod:`.api.meta`);
 * ``/webhooks``, ``/webhooks/compliance`` — see :mod:`shopify_app.shopify.webhooks`;
 * ``/healthz``, ``/readyz``, ``/metrics`` — for operations (:mod:`.health`);
