@@ -8,6 +8,7 @@ immutable :class:`Settings`; no other module touches ``os.environ``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Mapping
@@ -53,8 +54,8 @@ class Settings:
     inline_worker: bool = True
     # Only for `shopify-app demo`: serve the session-token shim instead of loading App Bridge.
     demo: bool = False
-    # When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>`; unset, it is open
-    # (keep it on a private network then).
+    # GET /metrics is served only when this is set, to `Authorization: Bearer <METRICS_TOKEN>`;
+    # unset, /metrics answers 404.
     metrics_token: str | None = field(default=None, repr=False)
     # Seconds a per-shop job lock outlives a worker that died holding it (JOB_LOCK_TTL).
     job_lock_ttl: float = 60.0
@@ -123,16 +124,25 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def ensure_local_dirs(self) -> None:
-        """Create the folders a SQLite database or huey file needs."""
-        for url_or_path in (self.database_url, self.huey_path):
+        """Create the SQLite database and huey files (and their folders) if missing, readable
+        and writable by their owner only (0600).
+
+        They hold customers' personal data and encrypted tokens; a default umask would make
+        them world-readable. SQLite gives the ``-wal`` and ``-shm`` files it creates next to a
+        database the database file's mode. Existing files keep theirs.
+        """
+        local = [self.database_url] if self.redis_url else [self.database_url, self.huey_path]
+        for url_or_path in local:
             path = (
-                url_or_path.removeprefix("sqlite:///")
+                url_or_path.removeprefix("sqlite:///").split("?", 1)[0]
                 if url_or_path.startswith("sqlite:///")
                 else url_or_path
             )
             if "://" in path or path in ("", ":memory:"):
                 continue
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -43,9 +43,11 @@ from shopify_app.sync import runs
 from tests.conftest import TEST_API_KEY, TEST_API_SECRET, fresh_database, unique_shop_domain
 from tests.fixtures_sandbox import SANDBOX_TOPICS
 
-__all__ = ["Cluster", "cluster", "free_port", "wait_until"]
+__all__ = ["CLUSTER_METRICS_TOKEN", "Cluster", "cluster", "free_port", "wait_until"]
 
 AS_OF = dt.date(2026, 11, 1)
+CLUSTER_METRICS_TOKEN = "cluster-metrics-token"
+"""The cluster's ``METRICS_TOKEN``: /metrics is served only with one."""
 
 
 def free_port() -> int:
@@ -109,6 +111,7 @@ class Cluster:
             "LOG_JSON": "true",
             "LOG_LEVEL": "INFO",
             "JOB_LOCK_TTL": "3",
+            "METRICS_TOKEN": CLUSTER_METRICS_TOKEN,
         }
         self.env.pop("PORT", None)
         self.settings = Settings.from_env(self.env)

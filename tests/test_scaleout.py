@@ -18,7 +18,7 @@ from shopify_app import jobs
 from shopify_app.jobs import Context, LeaseLock, Runtime, TaskLockedException
 from shopify_app.server.app import create_app
 from shopify_app.settings import Settings
-from tests.fixtures_scaleout import Cluster, _redis_url, wait_until
+from tests.fixtures_scaleout import CLUSTER_METRICS_TOKEN, Cluster, _redis_url, wait_until
 
 CALLS: list[dict[str, Any]] = []
 
@@ -130,8 +130,8 @@ def test_periodic_tasks_run_once_per_cluster(ctx: Context, tmp_path: Path) -> No
     assert first._claim_periodic(name) is False
 
 
-def test_metrics_need_the_bearer_token_when_one_is_set(ctx: Context) -> None:
-    open_app = start_server(create_app(ctx))
+def test_metrics_are_served_only_with_a_token_and_only_to_its_bearer(ctx: Context) -> None:
+    unset = start_server(create_app(ctx))
     guarded_ctx = Context(
         ctx.settings.with_overrides(metrics_token="s3cret-metrics"),
         ctx.engine,
@@ -140,10 +140,11 @@ def test_metrics_need_the_bearer_token_when_one_is_set(ctx: Context) -> None:
     )
     guarded = start_server(create_app(guarded_ctx))
     try:
-        response = requests.get(f"{open_app.url}/metrics", timeout=10)
-        assert response.status_code == 200
-        assert "goldpan_webhook_lag_seconds" in response.text
-        assert response.headers["content-type"].startswith("text/plain")
+        # No token configured: there is no /metrics to scrape, with or without a header.
+        assert requests.get(f"{unset.url}/metrics", timeout=10).status_code == 404
+        anything = {"Authorization": "Bearer anything"}
+        assert requests.get(f"{unset.url}/metrics", headers=anything, timeout=10).status_code == 404
+        assert requests.get(f"{unset.url}/healthz", timeout=10).status_code == 200
 
         url = f"{guarded.url}/metrics"
         assert requests.get(url, timeout=10).status_code == 401
@@ -151,10 +152,12 @@ def test_metrics_need_the_bearer_token_when_one_is_set(ctx: Context) -> None:
         assert wrong.status_code == 401
         ok = requests.get(url, headers={"Authorization": "Bearer s3cret-metrics"}, timeout=10)
         assert ok.status_code == 200 and "goldpan_shops_installed" in ok.text
+        assert "goldpan_webhook_lag_seconds" in ok.text
+        assert ok.headers["content-type"].startswith("text/plain")
         assert requests.get(f"{guarded.url}/healthz", timeout=10).status_code == 200
         assert requests.get(f"{guarded.url}/readyz", timeout=10).json()["status"] == "ok"
     finally:
-        open_app.stop()
+        unset.stop()
         guarded.stop()
 
 
@@ -197,4 +200,5 @@ def test_two_web_processes_and_two_workers_reach_the_stores_exact_state(
 
 
 def cluster_metrics(web: str) -> str:
-    return requests.get(f"{web}/metrics", timeout=5).text
+    headers = {"Authorization": f"Bearer {CLUSTER_METRICS_TOKEN}"}
+    return requests.get(f"{web}/metrics", headers=headers, timeout=5).text

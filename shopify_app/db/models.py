@@ -65,6 +65,8 @@ class Shop(Base):
     """
 
     __tablename__ = "shops"
+    # SQLite must never hand a deleted shop's id to the next install (migration 0007).
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     domain: Mapped[str] = mapped_column(String(255), unique=True)

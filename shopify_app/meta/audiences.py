@@ -32,6 +32,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from shopify_app import jobs
+from shopify_app.db import transaction
 from shopify_app.db.models import (
     AuditEntry,
     Customer,
@@ -276,7 +277,7 @@ def sync_shop(ctx: jobs.Context, shop_id: int) -> None:
             ctx.enqueue("meta.sync_segment", shop_id=shop_id, segment_id=segment_id)
     off = [sid for sid, on, enabled in segments if not (on and enabled)]
     if off:
-        with ctx.sessions.begin() as session:
+        with transaction(ctx.sessions) as session:
             for aud in session.scalars(
                 select(MetaAudience).where(
                     MetaAudience.shop_id == shop_id,
@@ -323,7 +324,7 @@ def _sync_segment(
     # writer (webhook intake, sync) for the length of an upload. Each step that Meta accepted
     # is recorded in its own short transaction, so a failure halfway loses nothing.
     outcome = {"added": 0, "removed": 0}
-    with ctx.sessions.begin() as session:
+    with transaction(ctx.sessions) as session:
         conn = session.get(MetaConnection, shop_id)
         segment = session.get(Segment, segment_id)
         shop = session.get(Shop, shop_id)
@@ -356,7 +357,7 @@ def _sync_segment(
     try:
         outcome = _push(ctx, client, target, replace=replace)
     except MetaError as exc:
-        with ctx.sessions.begin() as session:
+        with transaction(ctx.sessions) as session:
             aud = session.get(MetaAudience, target.aud_pk)
             conn = session.get(MetaConnection, shop_id)
             if aud is None or conn is None:
@@ -383,7 +384,7 @@ def _sync_segment(
                 error=stored_error(exc),
             )
         return outcome
-    with ctx.sessions.begin() as session:
+    with transaction(ctx.sessions) as session:
         conn = session.get(MetaConnection, shop_id)
         if conn is not None and conn.status == "error":
             conn.status, conn.error = "connected", None
@@ -405,7 +406,7 @@ def _push(
         except MetaError as exc:
             if exc.code != 100:
                 raise
-            with ctx.sessions.begin() as session:
+            with transaction(ctx.sessions) as session:
                 audit(
                     session,
                     target.shop_id,
@@ -418,7 +419,7 @@ def _push(
     created = remote_id is None
     if created:
         remote_id = client.create_audience(target.account_id, target.name, target.description)
-        with ctx.sessions.begin() as session:
+        with transaction(ctx.sessions) as session:
             aud = _aud(session, target)
             session.execute(
                 delete(MetaAudienceMember).where(MetaAudienceMember.audience_id == aud.id)
@@ -438,7 +439,7 @@ def _push(
         result = client.upload(
             remote_id, SCHEMA, wanted.values(), mode="replace", total=len(wanted)
         )
-        with ctx.sessions.begin() as session:
+        with transaction(ctx.sessions) as session:
             aud = _aud(session, target)
             session.execute(
                 delete(MetaAudienceMember).where(MetaAudienceMember.audience_id == aud.id)
@@ -469,7 +470,7 @@ def _push(
                 mode="remove",
                 total=len(diff.remove),
             )
-            with ctx.sessions.begin() as session:
+            with transaction(ctx.sessions) as session:
                 # A changed customer's row goes too: should the add below fail, the next sync
                 # sees them as new and adds them.
                 _store_members(session, target.aud_pk, (c for c, _ in diff.remove), [])
@@ -485,7 +486,7 @@ def _push(
             result = client.upload(
                 remote_id, SCHEMA, [r for _, r in diff.add], mode="add", total=len(diff.add)
             )
-            with ctx.sessions.begin() as session:
+            with transaction(ctx.sessions) as session:
                 aud = _aud(session, target)
                 _store_members(session, aud.id, (), diff.add)
                 aud.received += result.received
@@ -504,7 +505,7 @@ def _push(
         outcome = {"added": len(diff.add), "removed": len(diff.remove)}
     if outcome["added"] or outcome["removed"] or info is None:
         info = client.audience(remote_id)  # the size and status after this sync's uploads
-    with ctx.sessions.begin() as session:
+    with transaction(ctx.sessions) as session:
         aud = _aud(session, target)
         if created and not replace:
             # The first upload of a new audience is a full list: the weekly replace starts now.
@@ -607,7 +608,7 @@ def forget_customer(
                 received = client.upload(remote, SCHEMA, rows, mode="remove").received
             except MetaError as exc:
                 error = exc
-        with ctx.sessions.begin() as session:
+        with transaction(ctx.sessions) as session:
             if error is not None:
                 conn = session.get(MetaConnection, shop_id)
                 if isinstance(error, MetaTokenError | MetaTermsError) and conn is not None:
@@ -739,7 +740,7 @@ def sync_customer(ctx: jobs.Context, shop_id: int, customer_id: int) -> dict[str
                 received, invalid = result.received, result.invalid
         except MetaError as exc:
             error = exc
-        with ctx.sessions.begin() as session:
+        with transaction(ctx.sessions) as session:
             row = session.get(MetaAudience, aud_pk)
             if row is None:
                 continue
@@ -832,7 +833,7 @@ def create_lookalike(
     try:
         audience_id = client.create_lookalike(account_id, name, origin_id, country, ratio)
     except MetaError as exc:
-        with ctx.sessions.begin() as session:
+        with transaction(ctx.sessions) as session:
             conn = session.get(MetaConnection, shop_id)
             if isinstance(exc, MetaTokenError | MetaTermsError) and conn is not None:
                 record_connection_error(session, conn, exc)
@@ -845,7 +846,7 @@ def create_lookalike(
                 error=stored_error(exc),
             )
         raise
-    with ctx.sessions.begin() as session:
+    with transaction(ctx.sessions) as session:
         aud = MetaAudience(
             shop_id=shop_id,
             segment_id=segment_id,

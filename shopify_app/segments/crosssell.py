@@ -51,7 +51,7 @@ class Suggestion:
 def products_matching(ds: Dataset, reference: str) -> set[int]:
     """Product keys a rule reference names: an id, or title words contained in the title."""
     ref = reference.strip().lower()
-    if ref.lstrip("-").isdigit() and int(ref) in ds.product_titles:
+    if ref.isascii() and ref.removeprefix("-").isdigit() and int(ref) in ds.product_titles:
         return {int(ref)}
     return {key for key, title in ds.product_titles.items() if ref in title.lower()}
 

@@ -56,8 +56,15 @@ PRODUCT_FIELD = "products"
 NUMERIC_OPS = ("=", "!=", ">", ">=", "<", "<=")
 TEXT_OPS = ("=", "!=", "contains", "not_contains", "in", "not_in")
 PRODUCT_OPS = ("includes", "excludes")
+_KNOWN_FIELDS = ", ".join([*NUMERIC_FIELDS, *TEXT_FIELDS, PRODUCT_FIELD])
 MAX_DEPTH = 4
 MAX_RULES = 50
+DESCRIBE_CHARS = 200
+"""The longest rule description: it is every member's reason, stored once per member."""
+DESCRIBE_VALUES = 3
+"""Values of an ``in`` / ``not_in`` list a description names; the rest are counted."""
+DESCRIBE_VALUE_CHARS = 40
+"""Characters of one value a description shows."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,8 @@ def _parse_condition(item: Mapping[str, Any], path: str) -> Condition:
     field = item.get("field")
     op = item.get("op")
     value = item.get("value")
+    if not isinstance(field, str):  # a list or an object cannot even be looked up
+        raise InputError(f"field must be one of: {_KNOWN_FIELDS}", field=f"{path}.field")
     if field in NUMERIC_FIELDS:
         if op not in NUMERIC_OPS:
             raise InputError(f"op must be one of {' '.join(NUMERIC_OPS)}", field=f"{path}.op")
@@ -152,8 +161,9 @@ def _parse_condition(item: Mapping[str, Any], path: str) -> Condition:
         if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
             raise InputError("needs a product id or title words", field=f"{path}.value")
         return Condition(field, op, str(value).strip())
-    known = ", ".join([*NUMERIC_FIELDS, *TEXT_FIELDS, PRODUCT_FIELD])
-    raise InputError(f"unknown field {field!r}; known fields: {known}", field=f"{path}.field")
+    raise InputError(
+        f"unknown field {field!r}; known fields: {_KNOWN_FIELDS}", field=f"{path}.field"
+    )
 
 
 Mask = NDArray[np.bool_]
@@ -216,16 +226,33 @@ def _condition(cond: Condition, columns: Mapping[str, Any], product_mask: Any) -
 
 
 def describe(cond: Condition | Group) -> str:
-    """A short human sentence for a rule tree (used as the membership reason)."""
+    """A short human sentence for a rule tree, at most :data:`DESCRIBE_CHARS` characters.
+
+    It is every member's reason, so it is bounded whatever the rules hold: a list names its
+    first :data:`DESCRIBE_VALUES` values and counts the rest ("city in paris, lyon, nice and
+    97 more"), long values and long descriptions end in "…".
+    """
+    return _clip(_sentence(cond), DESCRIBE_CHARS)
+
+
+def _sentence(cond: Condition | Group) -> str:
     if isinstance(cond, Group):
         joiner = " and " if cond.match == "all" else " or "
-        parts = [describe(c) for c in cond.children]
+        parts = [_sentence(c) for c in cond.children]
         text = joiner.join(parts)
         return f"({text})" if len(parts) > 1 else text
     label = NUMERIC_FIELDS.get(cond.field) or TEXT_FIELDS.get(cond.field) or cond.field
     value = cond.value
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
     if isinstance(value, tuple):
-        value = ", ".join(value)
-    return f"{label} {cond.op.replace('_', ' ')} {value}"
+        shown = ", ".join(_clip(v, DESCRIBE_VALUE_CHARS) for v in value[:DESCRIBE_VALUES])
+        rest = len(value) - DESCRIBE_VALUES
+        text = f"{shown} and {rest:,} more" if rest > 0 else shown
+    else:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        text = _clip(str(value), DESCRIBE_VALUE_CHARS)
+    return f"{label} {cond.op.replace('_', ' ')} {text}"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -7,7 +7,8 @@ Requests, by path:
 * ``/api/...`` — JSON for the page (:mod:`.api`), behind
   :class:`~shopify_app.server.middleware.SessionTokenAuth`; handlers read
   ``request.state.shop_id`` and never take a shop from the request, so one shop's token can never
-  reach another shop's data;
+  reach another shop's data; bodies over 256 KB are refused with 413
+  (:class:`~shopify_app.server.middleware.BodyLimit`);
 * ``/meta/callback`` — where Facebook Login returns (:mod:`.api.meta`);
 * ``/webhooks``, ``/webhooks/compliance`` — see :mod:`shopify_app.shopify.webhooks`;
 * ``/healthz``, ``/readyz``, ``/metrics`` — for operations (:mod:`.health`);
@@ -15,7 +16,8 @@ Requests, by path:
 
 Every HTML response carries ``Content-Security-Policy: frame-ancestors https://<shop>
 https://admin.shopify.com`` (:class:`~shopify_app.server.middleware.FrameAncestors`), so only the
-shop's admin may frame it.
+shop's admin may frame it; every response carries ``nosniff``, a referrer policy and, behind
+https, HSTS (:class:`~shopify_app.server.middleware.SecurityHeaders`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,12 @@ from shopify_app.jobs import Context, Runtime, make_huey
 from shopify_app.server import errors, health, oauth, pages
 from shopify_app.server.api import analytics, audit, home, meta, segments, settings
 from shopify_app.server.assets import WEB_DIR
-from shopify_app.server.middleware import FrameAncestors, SessionTokenAuth
+from shopify_app.server.middleware import (
+    BodyLimit,
+    FrameAncestors,
+    SecurityHeaders,
+    SessionTokenAuth,
+)
 from shopify_app.settings import Settings
 from shopify_app.shopify import webhooks
 
@@ -157,9 +164,11 @@ def create_app(
     app.state.ctx = ctx
     app.state.admin = admin or pages.ShopifyAdmin()
     app.state.metrics_registry = None  # made on the first scrape, then reused
-    # Starlette wraps the app with user middleware outermost-first; ours are pure ASGI.
+    # Each add_middleware wraps what was added before it; ours are pure ASGI.
+    app.add_middleware(BodyLimit)  # inside the token check: anonymous bodies are never read
     app.add_middleware(SessionTokenAuth, ctx=ctx)
     app.add_middleware(FrameAncestors)
+    app.add_middleware(SecurityHeaders, hsts=ctx.settings.app_url.startswith("https://"))
     return app
 
 

@@ -27,6 +27,7 @@ from shopify_app import db
 from shopify_app.db.models import Shop, SyncRun, WebhookEvent, utcnow
 from shopify_app.jobs import Context
 from shopify_app.server import context
+from shopify_app.server.errors import json_error
 
 log = logging.getLogger(__name__)
 
@@ -76,18 +77,19 @@ def readyz(request: Request) -> Response:
 def metrics(request: Request) -> Response:
     """Prometheus text exposition of the cluster's gauges (:class:`GoldpanCollector`).
 
-    With ``METRICS_TOKEN`` set, only ``Authorization: Bearer <token>`` may read it.
+    Served only when ``METRICS_TOKEN`` is set, and only to ``Authorization: Bearer <token>``:
+    the gauges tell how many shops are installed and how busy the app is, which is nobody
+    else's business. Without a token the URL does not exist (404).
     """
     settings = context(request).settings
-    if settings.metrics_token:
-        header = request.headers.get("authorization", "")
-        given = header[7:].strip() if header[:7].lower() == "bearer " else ""
-        if not hmac.compare_digest(given.encode(), settings.metrics_token.encode()):
-            return JSONResponse(
-                {"error": "metrics need a bearer token"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+    if not settings.metrics_token:
+        return json_error(404, "not found")
+    header = request.headers.get("authorization", "")
+    given = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    if not hmac.compare_digest(given.encode(), settings.metrics_token.encode()):
+        return json_error(
+            401, "metrics need a bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
     registry = getattr(request.app.state, "metrics_registry", None)
     if registry is None:
         registry = request.app.state.metrics_registry = make_registry(context(request))

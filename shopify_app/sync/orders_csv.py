@@ -8,7 +8,9 @@ orders and test orders (the Bogus Gateway). Totals are net of the "Refunded Amou
 
 The file is streamed row by row. Anything that does not look like an orders export — missing
 columns, a bad date, a bad amount or quantity — raises :class:`CsvError` naming the row (the
-header is row 1) and the column.
+header is row 1) and the column. Only regular files are read, a line at most
+:data:`MAX_LINE_CHARS` long: a device, a pipe or a binary file fails at once instead of being
+read into memory (``analyze /dev/zero`` once grew to 8 GB looking for the first line's end).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +59,9 @@ TEST_GATEWAYS = frozenset({"bogus", "bogus gateway"})
 DATE_FORMATS = ("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M %z", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
 
 Progress = Callable[[int, int], None]
+
+MAX_LINE_CHARS = 1_000_000
+"""The longest line read; an export's lines are a few hundred characters."""
 
 
 @dataclass
@@ -110,7 +116,16 @@ def _split_name(name: str) -> tuple[str | None, str | None]:
 
 
 def _counting_lines(handle: io.TextIOBase, counter: list[int]) -> Iterator[str]:
-    for line in handle:
+    """The file's lines, at most :data:`MAX_LINE_CHARS` each; counts bytes for the progress."""
+    number = 0
+    while line := handle.readline(MAX_LINE_CHARS + 1):
+        number += 1
+        if len(line) > MAX_LINE_CHARS:
+            raise CsvError(
+                f"the line is longer than {MAX_LINE_CHARS:,} characters: "
+                "not an orders export (export it again from Shopify)",
+                row=number,
+            )
         counter[0] += len(line.encode("utf-8", "replace"))
         yield line
 
@@ -119,7 +134,10 @@ def read_orders(path: str | Path, *, progress: Progress | None = None) -> CsvImp
     """Stream an orders-export CSV into a :class:`CsvImport`; raises :class:`CsvError`."""
     path = Path(path)
     try:
-        total_bytes = path.stat().st_size
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise CsvError(f"{path} is not a regular file: give the path of the exported CSV")
+        total_bytes = info.st_size
         handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise CsvError(f"cannot read {path}: {exc.strerror or exc}") from None

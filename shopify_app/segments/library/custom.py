@@ -49,7 +49,12 @@ def custom_columns(ctx: Context) -> dict[str, Any]:
 
 
 def custom_segments(ctx: Context) -> None:
-    """One segment per custom rule set; the rule, said in words, is every member's reason."""
+    """One segment per custom rule set; the rule, said in words, is every member's reason.
+
+    The reason is the ``custom`` template with one parameter, the rule's description, which
+    :func:`~shopify_app.segments.rules.describe` keeps short whatever the rule holds: it is
+    stored once per member.
+    """
     if not ctx.cfg.custom_segments:
         return
     ds = ctx.dataset

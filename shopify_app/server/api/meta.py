@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from shopify_app import jobs
+from shopify_app.db import transaction
 from shopify_app.db.models import MetaAudience, MetaConnection, Shop, utcnow
 from shopify_app.errors import (
     AuthError,
@@ -139,7 +140,7 @@ def _audience_json(aud: MetaAudience) -> dict[str, Any]:
 def _store_token(
     ctx: jobs.Context, shop_id: int, token: str, expires_in: int | None
 ) -> MetaConnection:
-    with ctx.sessions.begin() as session:
+    with transaction(ctx.sessions) as session:
         conn = session.get(MetaConnection, shop_id)
         if conn is None:
             conn = MetaConnection(shop_id=shop_id)
@@ -164,7 +165,7 @@ def _client(ctx: jobs.Context, shop_id: int) -> tuple[MetaConnection, graph.Grap
 
 def _remember_error(ctx: jobs.Context, shop_id: int, exc: MetaError) -> None:
     if isinstance(exc, MetaTokenError | MetaTermsError):
-        with ctx.sessions.begin() as session:
+        with transaction(ctx.sessions) as session:
             conn = session.get(MetaConnection, shop_id)
             if conn is not None:
                 audiences.record_connection_error(session, conn, exc)
@@ -281,7 +282,7 @@ def _check_terms(ctx: jobs.Context, shop_id: int, account_id: str) -> None:
     except MetaError as exc:
         _remember_error(ctx, shop_id, exc)
         raise
-    with ctx.sessions.begin() as session:
+    with transaction(ctx.sessions) as session:
         conn = session.get(MetaConnection, shop_id)
         assert conn is not None
         conn.ad_account_id = account_id
@@ -319,7 +320,7 @@ def choose_account(request: Request) -> Response:
 def disconnect(request: Request) -> Response:
     """Forget the token (audiences stay in Ads Manager; sync stops)."""
     ctx, shop_id = context(request), request_shop_id(request)
-    with ctx.sessions.begin() as session:
+    with transaction(ctx.sessions) as session:
         conn = session.get(MetaConnection, shop_id)
         if conn is not None:
             conn.access_token = None
@@ -336,7 +337,7 @@ def segment_sync(request: Request) -> Response:
     enabled = json_body(request).get("enabled")
     if not isinstance(enabled, bool):
         raise InputError("enabled must be true or false", field="enabled")
-    with ctx.sessions.begin() as session:
+    with transaction(ctx.sessions) as session:
         seg = get_segment(session, shop_id, path_id(request))
         conn = session.get(MetaConnection, shop_id)
         if enabled and (conn is None or conn.status != "connected"):

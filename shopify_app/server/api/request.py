@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import re
+from contextlib import AbstractContextManager
 from typing import Any
 
 import anyio.from_thread
@@ -15,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
+from shopify_app.db import transaction
 from shopify_app.db.models import Segment, Shop
 from shopify_app.errors import InputError
 from shopify_app.server import context
@@ -22,6 +26,13 @@ from shopify_app.server.errors import NotFound
 
 PAGE_SIZE = 50
 """Rows per page: segment members, audit entries, data requests."""
+
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of arrays and objects a request body may have (settings need about 14)."""
+
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,18}")
+"""A whole number as a URL carries one: ASCII digits only. ``int()`` also takes other scripts'
+digits (``'٣'`` is 3), underscores and spaces, and raises on superscripts (``'²'``)."""
 
 
 def request_shop_id(request: Request) -> int:
@@ -34,8 +45,15 @@ def request_shop_id(request: Request) -> int:
 
 
 def db_session(request: Request) -> Session:
-    """A database session of the app's context (close it: use it in a ``with``)."""
+    """A database session of the app's context, for reading (close it: use it in a ``with``)."""
     return context(request).sessions()
+
+
+def db_write(request: Request) -> AbstractContextManager[Session]:
+    """A session in one write transaction (:func:`shopify_app.db.transaction`): every endpoint
+    that writes uses it, so that on SQLite it waits its turn instead of failing with
+    "database is locked" when it read before writing."""
+    return transaction(context(request).sessions)
 
 
 def enqueue(request: Request, name: str, **kwargs: Any) -> None:
@@ -48,10 +66,9 @@ def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> in
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InputError(f"{name} must be a whole number", field=name) from None
+    if not _WHOLE_NUMBER.fullmatch(raw):
+        raise InputError(f"{name} must be a whole number", field=name)
+    value = int(raw)
     if not lo <= value <= hi:
         raise InputError(f"{name} must be between {lo} and {hi}", field=name)
     return value
@@ -61,29 +78,84 @@ def path_id(request: Request, name: str = "segment_id", thing: str = "segment") 
     """Path parameter ``name``, the id of a ``thing``: not a number is bad input (400); out of
     range cannot exist, so it is not found (404) like any id the shop does not have."""
     raw = request.path_params.get(name, "")
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise InputError(f"{thing} id must be a number", field=name) from None
+    if not isinstance(raw, str) or not _WHOLE_NUMBER.fullmatch(raw):
+        raise InputError(f"{thing} id must be a number", field=name)
+    value = int(raw)
     if not 0 < value < 2**31:  # ids are 32-bit integer columns
         raise NotFound(f"{thing} not found")
     return value
 
 
 def json_body(request: Request) -> dict[str, Any]:
-    """The body as a JSON object (an empty body is ``{}``).
+    """The body as a JSON object (an empty body is ``{}``); see :func:`parse_json`.
 
     Sync endpoints run in a worker thread; Starlette's ``body()`` is a coroutine, so it is run
     on the event loop from here.
     """
-    raw = anyio.from_thread.run(request.body)
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError:
-        raise InputError("request body is not valid JSON", field="body") from None
+    body = parse_json(anyio.from_thread.run(request.body) or b"{}")
     if not isinstance(body, dict):
         raise InputError("request body must be a JSON object", field="body")
     return body
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """JSON as the API accepts it: finite numbers that fit 64 bits, at most
+    :data:`MAX_JSON_DEPTH` deep; anything else is an :class:`InputError` (400).
+
+    Python's parser takes ``NaN``, ``Infinity`` and ``1e400`` (infinity) though they are not
+    JSON; stored, they make every later answer fail to serialise. A 400-digit integer overflows
+    every float conversion and database column after it. And the parser's recursion limit turns
+    a deeply nested body into a ``RecursionError``, not a refusal.
+    """
+    try:
+        value = json.loads(raw, parse_constant=_not_a_number, parse_float=_finite, parse_int=_int64)
+    except RecursionError:
+        raise _too_deep() from None
+    except ValueError:
+        raise InputError("request body is not valid JSON", field="body") from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise _too_deep()
+    return value
+
+
+def _not_a_number(text: str) -> Any:
+    raise InputError(f"numbers must be finite, got {text}", field="body")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise InputError(f"numbers must be finite, got {text[:32]}", field="body")
+    return value
+
+
+def _int64(text: str) -> int:
+    value = int(text)
+    if not -(2**63) <= value < 2**63:
+        raise InputError(f"numbers must fit in 64 bits, got {text[:32]}…", field="body")
+    return value
+
+
+def _too_deep() -> InputError:
+    return InputError(f"request body nests deeper than {MAX_JSON_DEPTH} levels", field="body")
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > MAX_JSON_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def iso(value: dt.datetime | dt.date | None) -> str | None:

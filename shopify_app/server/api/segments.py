@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,6 +32,7 @@ from shopify_app.server.api.cache import data_version, shop_cache
 from shopify_app.server.api.request import (
     PAGE_SIZE,
     db_session,
+    db_write,
     enqueue,
     get_segment,
     get_shop,
@@ -307,10 +309,7 @@ def segment_members(request: Request) -> Response:
             # Keyset continuation for the default order: constant time however deep.
             from shopify_app.db.models import Membership
 
-            try:
-                after_id = int(after)
-            except ValueError:
-                raise InputError("after must be a customer id", field="after") from None
+            after_id = int_param(request, "after", 0, 0, 2**63 - 1)
             stmt = stmt.where(Membership.customer_id > after_id)
         rows = session.execute(stmt.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)).all()
         # The tags Goldpan wrote on them (the ledger), as Shopify spells them.
@@ -345,10 +344,20 @@ def segment_members(request: Request) -> Response:
         )
 
 
+_FORMULA_STARTS = frozenset("=+-@")
+
+
 def _csv_safe(value: Any) -> str:
-    """Neutralise spreadsheet formulas (CSV injection) in exported text."""
+    """Neutralise spreadsheet formulas (CSV injection) in exported text: a leading apostrophe
+    makes the cell text.
+
+    Spreadsheets read a cell as a formula when it starts with ``= + - @`` also after leading
+    spaces or line breaks, and in the full-width and small forms (``＝ ＋ － ＠``, which NFKC
+    folds to ASCII); a leading tab or carriage return is neutralised too.
+    """
     text = "" if value is None else str(value)
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    first = text.lstrip()[:1]
+    if text[:1] in ("\t", "\r", "\n") or unicodedata.normalize("NFKC", first) in _FORMULA_STARTS:
         return "'" + text
     return text
 
@@ -444,7 +453,7 @@ def segment_tag_sync(request: Request) -> Response:
         if not isinstance(tag, str):
             raise InputError("the tag must be text", field="tag")
         tag = validate_tag(tag)
-    with db_session(request) as session, session.begin():
+    with db_write(request) as session:
         shop = get_shop(session, shop_id)
         seg = get_segment(session, shop_id, segment_id)
         prefix = _prefix(shop)

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from shopify_app.db.models import MetaConnection, Product, Shop
 from shopify_app.errors import InputError
-from shopify_app.segments import settings_change
+from shopify_app.segments import limits, settings_change
 from shopify_app.segments.config import ShopConfig
 from shopify_app.server.api.request import (
     db_session,
@@ -39,7 +39,7 @@ def settings_get(request: Request) -> Response:
             for rule in config["cross_sell"]
             for side in ("bought", "never")
             for ref in rule[side]
-            if str(ref).isdigit() and len(str(ref)) < 19
+            if str(ref).isascii() and str(ref).isdigit() and len(str(ref)) < 19
         }
         products = (
             session.execute(
@@ -76,8 +76,11 @@ def settings_put(request: Request) -> Response:
     changes = body.get("settings", body)
     if not isinstance(changes, dict) or not changes:
         raise InputError("send the settings to change", field="settings")
+    # Bounded before it is parsed, and the result before it is stored (segments.limits).
+    limits.check(changes, "")
     ctx = request.app.state.ctx
     change = settings_change.prepare(ctx, shop_id, changes)
+    limits.check_size(change.after)
     if change.effect.moves and confirm != change.token:
         return JSONResponse({"applied": False, **change.preview()}, status_code=409)
     settings_change.apply(ctx, change, user_id=getattr(request.state, "user_id", None))
