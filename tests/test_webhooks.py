@@ -5,7 +5,9 @@ compliance topics."""
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import json
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -638,3 +640,51 @@ def test_a_failing_delivery_in_a_group_fails_alone(
     assert [by_id[i].status for i in (first, second, third)] == ["failed", "done", "failed"]
     # ...and a taken-along one that failed is queued again on its own.
     assert _queued_ids(queued_ctx).count(third) == 2
+
+
+# --- body size --------------------------------------------------------------------------------
+
+
+def _raw_post(server: RunningServer, headers: dict[str, str], chunks: list[bytes]) -> int:
+    """POST ``/webhooks`` over a raw connection (headers as given, body as sent so far); the
+    answer's status, read even when the server stops reading the body early."""
+    url = urllib.parse.urlsplit(server.url)
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+    try:
+        conn.putrequest("POST", "/webhooks")
+        for name, value in headers.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        for chunk in chunks:
+            try:
+                conn.send(chunk)
+            except OSError:  # the server answered and closed: read its answer
+                break
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_oversized_bodies_are_refused_before_the_hmac_check(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    shop = make_shop()
+    signed = {
+        "X-Shopify-Topic": "orders/create",
+        "X-Shopify-Shop-Domain": shop.domain,
+        "X-Shopify-Hmac-Sha256": "not-checked-yet",
+    }
+    # A declared length over the cap is answered at once: no body was sent at all.
+    declared = {**signed, "Content-Length": str(200 * 1024 * 1024)}
+    assert _raw_post(app_server, declared, []) == 413
+    # Without a length (chunked), reading stops at the cap.
+    piece = b"x" * (1024 * 1024)
+    count = webhooks.MAX_BODY_BYTES // len(piece) + 2
+    chunked = {**signed, "Transfer-Encoding": "chunked"}
+    frames = [b"%x\r\n%s\r\n" % (len(piece), piece)] * count + [b"0\r\n\r\n"]
+    assert _raw_post(app_server, chunked, frames) == 413
+    # A body at the cap is read and checked as usual (here: a forged HMAC).
+    at_cap = b"x" * webhooks.MAX_BODY_BYTES
+    answer = requests.post(f"{app_server.url}/webhooks", data=at_cap, headers=signed, timeout=30)
+    assert answer.status_code == 401
+    assert _events(queued_ctx, shop.domain) == []

@@ -1,8 +1,9 @@
 """Webhook intake: verify, deduplicate, store, enqueue, answer fast.
 
 The intake (``/webhooks``, ``/webhooks/compliance``, as declared in ``shopify.app.toml``) reads the
-raw body, checks ``X-Shopify-Hmac-Sha256`` in constant time *before* parsing anything (missing or
-forged → 401), and inserts a :class:`~shopify_app.db.models.WebhookEvent`. The unique constraint on
+raw body up to :data:`MAX_BODY_BYTES` (413 above it, refused by ``Content-Length`` before reading),
+checks ``X-Shopify-Hmac-Sha256`` in constant time *before* parsing anything (missing or forged →
+401), and inserts a :class:`~shopify_app.db.models.WebhookEvent`. The unique constraint on
 ``(shop_domain, event_id)`` makes a redelivery a no-op. The row id is queued as
 ``webhooks.process`` and Shopify gets its 200 at once; the row is the durable inbox, so rows
 still ``queued`` are queued again on start-up (:func:`requeue_pending`) and every five minutes.
@@ -53,10 +54,38 @@ class Delivery:
     body: str
 
 
+MAX_BODY_BYTES = 8 * 1024 * 1024
+"""The largest body the intake reads (413 above it). Shopify documents no limit for HTTPS
+deliveries; its staff report bodies "upwards of a megabyte" for big orders, and its EventBridge
+deliveries stop at 1,000,000 bytes. 8 MiB leaves room for the largest order Shopify will send
+while a client cannot make a worker hold hundreds of megabytes before the HMAC check."""
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes | None:
+    """The raw body, or None when it is larger than ``limit``.
+
+    A declared ``Content-Length`` above the limit is refused without reading a byte; a body
+    without one (chunked) is read only up to the limit.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def receive(request: Request) -> Response:
-    """The endpoint: HMAC first, then store + enqueue in the threadpool, then 200."""
+    """The endpoint: size cap, HMAC, then store + enqueue in the threadpool, then 200."""
     ctx: jobs.Context = request.app.state.ctx
-    body = await request.body()
+    body = await read_body(request)
+    if body is None:
+        return JSONResponse({"error": f"body larger than {MAX_BODY_BYTES} bytes"}, status_code=413)
     if not auth.verify_webhook_hmac(
         ctx.settings.api_secret, body, request.headers.get("x-shopify-hmac-sha256")
     ):
