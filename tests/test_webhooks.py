@@ -5,6 +5,7 @@ compliance topics."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import http.client
 import json
 import urllib.parse
@@ -638,6 +639,8 @@ def test_a_failing_delivery_in_a_group_fails_alone(
         inbox.process(queued_ctx, event_id=first)
     by_id = {e.id: e for e in _events(queued_ctx, shop.domain)}
     assert [by_id[i].status for i in (first, second, third)] == ["failed", "done", "failed"]
+    # A failed delivery keeps its payload for the retries; a handled one keeps none.
+    assert [by_id[i].payload is None for i in (first, second, third)] == [False, True, False]
     # ...and a taken-along one that failed is queued again on its own.
     assert _queued_ids(queued_ctx).count(third) == 2
 
@@ -688,3 +691,118 @@ def test_oversized_bodies_are_refused_before_the_hmac_check(
     answer = requests.post(f"{app_server.url}/webhooks", data=at_cap, headers=signed, timeout=30)
     assert answer.status_code == 401
     assert _events(queued_ctx, shop.domain) == []
+
+
+# --- what is kept, and for how long -----------------------------------------------------------
+
+
+def test_a_handled_delivery_keeps_its_ids_and_body_hash_but_no_payload(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    shop = make_shop()
+    payload = {"id": 1, "previous": [], "current": ["read_orders"]}
+    event = deliver_and_process(
+        queued_ctx, app_server, "app/scopes_update", shop.domain, payload, event_id="evt-kept"
+    )
+    body = json.dumps(payload).encode()
+    assert (event.status, event.payload) == ("done", None)
+    assert (event.event_id, event.topic) == ("evt-kept", "app/scopes_update")
+    assert event.body_hash == hashlib.sha256(body).hexdigest()
+    # The row still deduplicates: a redelivery of the same event is not handled again.
+    again = deliver(app_server, "app/scopes_update", shop.domain, payload, event_id="evt-kept")
+    assert again.json() == {"status": "duplicate"}
+
+
+def test_an_event_id_with_another_body_is_not_taken_for_a_redelivery(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    """The event id is an unsigned header: a body signed for another event that borrows it is
+    a delivery of its own, and cannot make the genuine one look like a duplicate."""
+    shop = make_shop()
+    first = {"id": 1, "previous": [], "current": ["read_orders"]}
+    other = {"id": 1, "previous": [], "current": ["read_orders", "read_customers"]}
+    assert deliver(app_server, "app/scopes_update", shop.domain, first, event_id="e").json() == {
+        "status": "queued"
+    }
+    assert deliver(app_server, "app/scopes_update", shop.domain, other, event_id="e").json() == {
+        "status": "queued"
+    }
+    assert deliver(app_server, "app/scopes_update", shop.domain, first, event_id="e").json() == {
+        "status": "duplicate"
+    }
+    assert len(_events(queued_ctx, shop.domain)) == 2
+
+
+def test_finished_deliveries_are_purged_after_the_retention_period(
+    queued_ctx: Context, make_shop: Any
+) -> None:
+    shop = make_shop()
+    old = utcnow() - webhooks.RETENTION - dt.timedelta(hours=1)
+    recent = utcnow() - webhooks.RETENTION + dt.timedelta(hours=1)
+    rows = {
+        ("done", old): None,
+        ("skipped", old): None,
+        ("failed", old): "{}",
+        ("queued", old): "{}",
+        ("done", recent): None,
+        ("failed", recent): "{}",
+    }
+    with queued_ctx.sessions.begin() as session:
+        for n, ((status, received), payload) in enumerate(rows.items()):
+            session.add(
+                WebhookEvent(
+                    shop_domain=shop.domain,
+                    event_id=f"purge-{n}",
+                    topic="orders/create",
+                    payload=payload,
+                    status=status,
+                    received_at=received,
+                )
+            )
+    assert webhooks.purge(queued_ctx) >= 3
+    kept = {(e.status, e.received_at == old) for e in _events(queued_ctx, shop.domain)}
+    # Only an unfinished delivery outlives the period (its handling is still to come).
+    assert kept == {("queued", True), ("done", False), ("failed", False)}
+
+
+def test_deliveries_stored_before_the_body_hash_lose_their_payload_once_handled(
+    tmp_path: Any,
+) -> None:
+    """Migration 0006: rows a released version stored keep only what a handled delivery keeps."""
+    from sqlalchemy import MetaData, Table, insert
+
+    from shopify_app import db
+    from tests.conftest import fresh_database
+
+    with fresh_database(tmp_path) as url:
+        db.upgrade(url, "0001")
+        engine = db.make_engine(url)
+        released = Table("webhook_events", MetaData(), autoload_with=engine)
+        bodies = {"done": '{"email": "old@example.com"}', "queued": '{"id": 5}'}
+        with engine.begin() as conn:
+            conn.execute(
+                insert(released),
+                [
+                    {
+                        "shop_domain": "old.myshopify.com",
+                        "event_id": status,
+                        "topic": "orders/create",
+                        "received_at": dt.datetime(2026, 12, 1, 12),
+                        "payload": body,
+                        "status": status,
+                        "attempts": 1,
+                    }
+                    for status, body in bodies.items()
+                ],
+            )
+        db.upgrade(url)
+        table = WebhookEvent.__table__
+        with engine.connect() as conn:
+            stored = {
+                r.status: (r.payload, r.body_hash)
+                for r in conn.execute(select(table.c.status, table.c.payload, table.c.body_hash))
+            }
+        engine.dispose()
+    digest = {k: hashlib.sha256(v.encode()).hexdigest() for k, v in bodies.items()}
+    assert stored["done"] == (None, digest["done"])
+    assert stored["queued"] == (bodies["queued"], digest["queued"])

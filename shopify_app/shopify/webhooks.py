@@ -4,9 +4,12 @@ The intake (``/webhooks``, ``/webhooks/compliance``, as declared in ``shopify.ap
 raw body up to :data:`MAX_BODY_BYTES` (413 above it, refused by ``Content-Length`` before reading),
 checks ``X-Shopify-Hmac-Sha256`` in constant time *before* parsing anything (missing or forged →
 401), and inserts a :class:`~shopify_app.db.models.WebhookEvent`. The unique constraint on
-``(shop_domain, event_id)`` makes a redelivery a no-op. The row id is queued as
-``webhooks.process`` and Shopify gets its 200 at once; the row is the durable inbox, so rows
-still ``queued`` are queued again on start-up (:func:`requeue_pending`) and every five minutes.
+``(shop_domain, event_id, body_hash)`` makes a redelivery a no-op: the event id is a header, which
+the HMAC does not cover, so only the same event with the same signed body is a redelivery. The
+row id is queued as ``webhooks.process`` and Shopify gets its 200 at once; the row is the durable
+inbox, so rows still ``queued`` are queued again on start-up (:func:`requeue_pending`) and every
+five minutes. A handled row keeps no payload, and :func:`purge` deletes finished rows after
+:data:`RETENTION`.
 
 A delivery for a shop Goldpan does not know gets 200 and changes nothing. Handling a stored
 delivery is :mod:`shopify_app.sync.inbox`'s work; the intake queues it by task name and never
@@ -22,7 +25,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -40,6 +43,13 @@ log = logging.getLogger(__name__)
 STALE_PROCESSING = dt.timedelta(minutes=10)
 """A row left ``processing`` this long belongs to a worker that died; it is queued again."""
 
+HANDLED = ("done", "skipped")
+"""The statuses of a delivery there is nothing more to do with: its row keeps no payload."""
+
+RETENTION = dt.timedelta(days=30)
+"""How long a finished delivery's row (ids, topic, body hash, outcome) is kept. Deduplication
+needs it only for Shopify's retry window (four hours); the rest is for the audit."""
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -52,6 +62,7 @@ class Delivery:
     api_version: str | None
     triggered_at: dt.datetime | None
     body: str
+    body_hash: str
 
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -99,10 +110,11 @@ async def receive(request: Request) -> Response:
         json.loads(body or b"null")
     except ValueError:
         return JSONResponse({"error": "body is not JSON"}, status_code=400)
+    body_hash = hashlib.sha256(body).hexdigest()
     event_id = (
         headers.get("x-shopify-event-id")
         or headers.get("x-shopify-webhook-id")
-        or "sha256:" + hashlib.sha256(body).hexdigest()
+        or "sha256:" + body_hash
     )
     delivery = Delivery(
         shop_domain=shop,
@@ -112,6 +124,7 @@ async def receive(request: Request) -> Response:
         api_version=headers.get("x-shopify-api-version"),
         triggered_at=_parse_time(headers.get("x-shopify-triggered-at")),
         body=body.decode("utf-8", errors="replace"),
+        body_hash=body_hash,
     )
     outcome = await run_in_threadpool(accept, ctx, delivery)
     return JSONResponse({"status": outcome})
@@ -139,6 +152,7 @@ def accept(ctx: jobs.Context, delivery: Delivery) -> str:
                     topic=delivery.topic,
                     api_version=delivery.api_version,
                     triggered_at=delivery.triggered_at,
+                    body_hash=delivery.body_hash,
                     payload=delivery.body,
                     status="queued",
                 )
@@ -199,6 +213,23 @@ def requeue_stale(ctx: jobs.Context) -> int:
     """Every five minutes: queue again what a dead worker left behind (see
     :func:`requeue_pending`), so recovery does not wait for the next process start."""
     return requeue_pending(ctx)
+
+
+@jobs.periodic("webhooks.purge", hour="3", minute="41")
+def purge(ctx: jobs.Context) -> int:
+    """Daily: delete the rows of deliveries finished more than :data:`RETENTION` ago (a failed
+    one's payload with it); returns how many. Queued or running deliveries are never touched."""
+    cutoff = utcnow() - RETENTION
+    with write_engine(ctx.engine).begin() as conn:
+        result = conn.execute(
+            delete(WebhookEvent).where(
+                WebhookEvent.status.in_((*HANDLED, "failed")), WebhookEvent.received_at < cutoff
+            )
+        )
+    purged = int(result.rowcount or 0)
+    if purged:
+        log.info("purged %d old webhook deliveries", purged)
+    return purged
 
 
 routes = [
