@@ -41,6 +41,29 @@ from tests.conftest import TEST_API_SECRET, unique_shop_domain
 from tests.fixtures_auth import pending_tasks, session_token
 
 NOW = dt.datetime(2026, 11, 1, 12, tzinfo=dt.UTC)
+STAMP = "2026-11-01T12:00:00Z"
+
+
+def order_payload(number: int, **fields: Any) -> dict[str, Any]:
+    """An ``orders/*`` payload as Shopify sends it (the fields Goldpan reads)."""
+    return {
+        "id": number,
+        "admin_graphql_api_id": f"gid://shopify/Order/{number}",
+        "created_at": STAMP,
+        "updated_at": STAMP,
+        "line_items": [],
+        **fields,
+    }
+
+
+def shop_payload(domain: str) -> dict[str, Any]:
+    """The shop resource, as ``app/uninstalled`` carries it."""
+    return {"id": 1, "name": "Linen & Co", "domain": "linen.example", "myshopify_domain": domain}
+
+
+def shopify_time(moment: dt.datetime) -> str:
+    """``X-Shopify-Triggered-At`` as Shopify writes it: UTC with nanoseconds."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "789Z"
 
 
 @pytest.fixture
@@ -65,8 +88,7 @@ def deliver(
 ) -> requests.Response:
     body = json.dumps(payload).encode()
     if triggered_at is None:
-        # Shopify's format: UTC with nanoseconds.
-        triggered_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
+        triggered_at = shopify_time(dt.datetime.now(dt.UTC))
     headers = {
         "Content-Type": "application/json",
         "X-Shopify-Topic": topic,
@@ -186,20 +208,21 @@ def test_duplicate_delivery_is_processed_once(
 ) -> None:
     shop = make_shop()
     payload = {"id": 1, "previous": ["read_orders"], "current": ["read_orders", "read_customers"]}
+    triggered = dt.datetime.now(dt.UTC).replace(microsecond=123456) - dt.timedelta(hours=1)
     first = deliver(
         app_server,
         "app/scopes_update",
         shop.domain,
         payload,
         event_id="evt-1",
-        triggered_at="2026-11-01T12:00:00.123456789Z",
+        triggered_at=shopify_time(triggered),
     )
     second = deliver(app_server, "app/scopes_update", shop.domain, payload, event_id="evt-1")
     assert first.json() == {"status": "queued"}
     assert second.status_code == 200 and second.json() == {"status": "duplicate"}
     (event,) = _events(queued_ctx, shop.domain)
     assert event.topic == "app/scopes_update" and event.api_version == "2026-10"
-    assert event.triggered_at == dt.datetime(2026, 11, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+    assert event.triggered_at == triggered
     assert _queued_ids(queued_ctx).count(event.id) == 1
     assert inbox.process(queued_ctx, event_id=event.id) == "done"
     # A redelivered job (e.g. re-queued at start-up) does not run the handler again.
@@ -222,8 +245,11 @@ def test_unknown_shop_gets_200_and_nothing_changes(
     app_server: RunningServer, queued_ctx: Context
 ) -> None:
     shop = unique_shop_domain()
-    for topic, path in (("orders/create", "/webhooks"), ("shop/redact", "/webhooks/compliance")):
-        response = deliver(app_server, topic, shop, {"shop_domain": shop}, path=path)
+    for topic, path, payload in (
+        ("orders/create", "/webhooks", order_payload(1)),
+        ("shop/redact", "/webhooks/compliance", {"shop_id": 1, "shop_domain": shop}),
+    ):
+        response = deliver(app_server, topic, shop, payload, path=path)
         assert response.status_code == 200 and response.json() == {"status": "ignored"}
     assert _events(queued_ctx, shop) == []
 
@@ -249,7 +275,11 @@ def test_unhandled_topics_are_skipped(
     event = deliver_and_process(queued_ctx, app_server, "themes/publish", shop.domain, {"id": 1})
     assert (event.status, event.error) == ("skipped", "no handler for themes/publish")
     bulk = deliver_and_process(
-        queued_ctx, app_server, "bulk_operations/finish", shop.domain, {"type": "other"}
+        queued_ctx,
+        app_server,
+        "bulk_operations/finish",
+        shop.domain,
+        {"admin_graphql_api_id": "gid://shopify/BulkOperation/1", "type": "other"},
     )
     assert (bulk.status, bulk.error) == ("skipped", "unknown bulk operation type 'other'")
 
@@ -271,7 +301,7 @@ def test_app_uninstalled_is_idempotent_and_keeps_data(
         == 200
     )
     first = deliver_and_process(
-        queued_ctx, app_server, "app/uninstalled", shop.domain, {"id": 1, "domain": shop.domain}
+        queued_ctx, app_server, "app/uninstalled", shop.domain, shop_payload(shop.domain)
     )
     assert first.status == "done"
     with queued_ctx.sessions() as session:
@@ -282,7 +312,7 @@ def test_app_uninstalled_is_idempotent_and_keeps_data(
         uninstalled_at = row.uninstalled_at
         assert session.get(Customer, (shop.id, 501)) is not None  # kept until shop/redact
     second = deliver_and_process(
-        queued_ctx, app_server, "app/uninstalled", shop.domain, {"id": 1, "domain": shop.domain}
+        queued_ctx, app_server, "app/uninstalled", shop.domain, shop_payload(shop.domain)
     )
     assert (second.status, second.error) == ("done", "already uninstalled")
     with queued_ctx.sessions() as session:
@@ -302,7 +332,9 @@ def test_app_uninstalled_is_idempotent_and_keeps_data(
     )
     assert response.status_code == 401
     # Store-data webhooks after uninstall change nothing.
-    late = deliver_and_process(queued_ctx, app_server, "orders/create", shop.domain, {"id": 9})
+    late = deliver_and_process(
+        queued_ctx, app_server, "orders/create", shop.domain, order_payload(9)
+    )
     assert (late.status, late.error) == ("skipped", "shop is uninstalled")
 
 
@@ -404,7 +436,9 @@ def test_shop_redact_deletes_everything_after_uninstall(
         queued_ctx, app_server, "shop/redact", shop.domain, payload, path="/webhooks/compliance"
     )
     assert installed.status == "skipped"  # reinstalled shops keep their data
-    deliver_and_process(queued_ctx, app_server, "app/uninstalled", shop.domain, {"id": 1})
+    deliver_and_process(
+        queued_ctx, app_server, "app/uninstalled", shop.domain, shop_payload(shop.domain)
+    )
     event = deliver_and_process(
         queued_ctx, app_server, "shop/redact", shop.domain, payload, path="/webhooks/compliance"
     )
@@ -495,7 +529,7 @@ def test_in_process_worker_handles_deliveries_end_to_end(
         stranded_id = stranded.id
     server = start_server(create_app(ctx, start_worker=True))
     try:
-        response = deliver(server, "app/uninstalled", shop.domain, {"id": 1})
+        response = deliver(server, "app/uninstalled", shop.domain, shop_payload(shop.domain))
         assert response.json() == {"status": "queued"}
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -518,15 +552,15 @@ def test_in_process_worker_handles_deliveries_end_to_end(
 def test_late_uninstall_from_before_a_reinstall_is_ignored(
     app_server: RunningServer, queued_ctx: Context, make_shop: Any
 ) -> None:
-    # make_shop installs "now"; the delivery was triggered on 2026-11-01, before that install.
+    # make_shop installs "now"; the delivery, retried by Shopify, was triggered an hour before.
     shop = make_shop()
     event = deliver_and_process(
         queued_ctx,
         app_server,
         "app/uninstalled",
         shop.domain,
-        {"id": 1},
-        triggered_at="2026-11-01T12:00:00.123456789Z",
+        shop_payload(shop.domain),
+        triggered_at=shopify_time(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)),
     )
     assert event.status == "skipped"
     with queued_ctx.sessions() as session:
@@ -542,14 +576,19 @@ def test_queued_deliveries_of_a_shop_are_handled_together(
 ) -> None:
     shop, other = make_shop(), make_shop()
 
-    def order(number: int) -> dict[str, Any]:
-        stamp = "2026-11-01T12:00:00Z"
-        return {"id": number, "created_at": stamp, "updated_at": stamp, "line_items": []}
-
     for n in (1, 2, 3):
-        assert deliver(app_server, "orders/create", shop.domain, order(500 + n)).ok
-    assert deliver(app_server, "orders/create", other.domain, order(600)).ok
-    assert deliver(app_server, "customers/data_request", shop.domain, {"shop_id": 1}).ok
+        assert deliver(app_server, "orders/create", shop.domain, order_payload(500 + n)).ok
+    assert deliver(app_server, "orders/create", other.domain, order_payload(600)).ok
+    request = {
+        "shop_id": 1,
+        "shop_domain": shop.domain,
+        "customer": {"id": 1},
+        "orders_requested": [],
+        "data_request": {"id": 1},
+    }
+    assert deliver(
+        app_server, "customers/data_request", shop.domain, request, path="/webhooks/compliance"
+    ).ok
     first, second, third, elsewhere, compliance = _queued_ids(queued_ctx)[-5:]
 
     # The first task takes the shop's other queued order deliveries along...
@@ -573,9 +612,7 @@ def test_a_delivery_being_handled_in_a_group_is_left_to_that_group(
     app_server: RunningServer, queued_ctx: Context, make_shop: Any
 ) -> None:
     shop = make_shop()
-    stamp = "2026-11-01T12:00:00Z"
-    payload = {"id": 801, "created_at": stamp, "updated_at": stamp, "line_items": []}
-    assert deliver(app_server, "orders/create", shop.domain, payload).ok
+    assert deliver(app_server, "orders/create", shop.domain, order_payload(801)).ok
     (event_id,) = _queued_ids(queued_ctx)[-1:]
     # Another worker's group holds it (claimed just now): its own task claims nothing.
     with queued_ctx.sessions.begin() as session:
@@ -628,9 +665,8 @@ def test_a_failing_delivery_in_a_group_fails_alone(
     app_server: RunningServer, queued_ctx: Context, make_shop: Any
 ) -> None:
     shop = make_shop()
-    stamp = "2026-11-01T12:00:00Z"
-    good = {"id": 701, "created_at": stamp, "updated_at": stamp, "line_items": []}
-    broken = {"id": "not-a-number"}
+    good = order_payload(701)
+    broken = order_payload(702, line_items=[{"id": "not-a-number"}])
     for payload in (broken, good, broken):
         assert deliver(app_server, "orders/create", shop.domain, payload).ok
     first, second, third = _queued_ids(queued_ctx)[-3:]
@@ -806,3 +842,161 @@ def test_deliveries_stored_before_the_body_hash_lose_their_payload_once_handled(
     digest = {k: hashlib.sha256(v.encode()).hexdigest() for k, v in bodies.items()}
     assert stored["done"] == (None, digest["done"])
     assert stored["queued"] == (bodies["queued"], digest["queued"])
+
+
+# --- headers tied to the signed body -----------------------------------------------------------
+
+
+def _replay(
+    server: RunningServer, body: bytes, topic: str, shop: str, path: str = "/webhooks"
+) -> requests.Response:
+    """Send a body signed by Shopify again, with headers of the sender's choosing."""
+    headers = {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Shop-Domain": shop,
+        "X-Shopify-Hmac-Sha256": auth.webhook_hmac(TEST_API_SECRET, body),
+        "X-Shopify-Event-Id": str(uuid.uuid4()),
+        "X-Shopify-Triggered-At": shopify_time(dt.datetime.now(dt.UTC)),
+    }
+    return requests.post(f"{server.url}{path}", data=body, headers=headers, timeout=10)
+
+
+def test_a_genuine_body_replayed_under_another_shop_or_topic_is_refused(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    """The review's repro: signed deliveries of one shop, replayed with another shop's domain
+    (and ``app/uninstalled``, then ``shop/redact``), must not touch that shop."""
+    mine, victim = make_shop(), make_shop()
+    signed = {
+        "order": order_payload(901),
+        "uninstall": shop_payload(mine.domain),
+        "shop redact": {"shop_id": 1, "shop_domain": mine.domain},
+        "victim's redaction": {
+            "shop_id": 2,
+            "shop_domain": victim.domain,
+            "customer": {"id": 5},
+            "orders_to_redact": [],
+        },
+    }
+    bodies = {name: json.dumps(payload).encode() for name, payload in signed.items()}
+    for name in ("order", "uninstall", "shop redact", "victim's redaction"):
+        uninstall = _replay(app_server, bodies[name], "app/uninstalled", victim.domain)
+        redact = _replay(
+            app_server, bodies[name], "shop/redact", victim.domain, "/webhooks/compliance"
+        )
+        assert (uninstall.status_code, redact.status_code) == (400, 400), name
+    # Within one shop, a body is refused under a topic whose payload it is not.
+    relabelled = _replay(app_server, bodies["order"], "customers/update", mine.domain)
+    assert relabelled.status_code == 400
+    assert "gid://shopify/Customer/" in relabelled.json()["error"]
+    assert _events(queued_ctx, victim.domain) == []
+    with queued_ctx.sessions() as session:
+        row = session.get(Shop, victim.id)
+        assert row is not None and row.is_installed
+    # The same bodies with their own headers are accepted.
+    assert _replay(app_server, bodies["order"], "orders/create", mine.domain).status_code == 200
+    own = _replay(app_server, bodies["uninstall"], "app/uninstalled", mine.domain)
+    assert own.json() == {"status": "queued"}
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        (
+            "orders/create",
+            {"id": 1},
+            "orders/create payload's admin_graphql_api_id is not gid://shopify/Order/",
+        ),
+        (
+            "orders/updated",
+            {"id": 2, "admin_graphql_api_id": "gid://shopify/Order/3"},
+            "payload id and admin_graphql_api_id disagree",
+        ),
+        (
+            "customers/delete",
+            order_payload(4),
+            "customers/delete payload's admin_graphql_api_id is not gid://shopify/Customer/",
+        ),
+        (
+            "bulk_operations/finish",
+            {"type": "query"},
+            "bulk_operations/finish payload's admin_graphql_api_id",
+        ),
+        (
+            "app/uninstalled",
+            {"id": 1, "domain": "linen.example"},
+            "app/uninstalled payload without myshopify_domain",
+        ),
+        ("app/scopes_update", {"id": 1}, "app/scopes_update payload without current"),
+        ("customers/redact", {"customer": {"id": 1}}, "customers/redact payload without shop"),
+        ("customers/data_request", {"id": 1}, "customers/data_request payload without shop_domain"),
+        ("orders/create", ["not", "an", "object"], "payload is not a JSON object"),
+    ],
+)
+def test_a_payload_that_is_not_the_topics_is_refused(
+    app_server: RunningServer,
+    queued_ctx: Context,
+    make_shop: Any,
+    topic: str,
+    payload: Any,
+    reason: str,
+) -> None:
+    shop = make_shop()
+    answer = deliver(app_server, topic, shop.domain, payload)
+    assert answer.status_code == 400 and answer.json()["error"].startswith(reason)
+    assert _events(queued_ctx, shop.domain) == []
+
+
+def test_compliance_payloads_must_name_the_shop_and_their_own_topic(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    shop, other = make_shop(), make_shop()
+    path = "/webhooks/compliance"
+    redaction = {"shop_domain": shop.domain, "customer": {"id": 1}, "orders_to_redact": []}
+    elsewhere = deliver(app_server, "customers/redact", other.domain, redaction, path=path)
+    assert elsewhere.status_code == 400
+    assert (
+        elsewhere.json()["error"] == "payload shop_domain is not the shop of X-Shopify-Shop-Domain"
+    )
+    as_shop = deliver(app_server, "shop/redact", shop.domain, redaction, path=path)
+    assert as_shop.json()["error"] == "shop/redact payload with another topic's fields"
+    as_request = deliver(app_server, "customers/data_request", shop.domain, redaction, path=path)
+    assert as_request.json()["error"] == "customers/data_request payload without data_request"
+    assert _events(queued_ctx, shop.domain) == _events(queued_ctx, other.domain) == []
+
+
+def test_deliveries_outside_shopifys_retry_window_are_refused(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    shop = make_shop()
+    now = dt.datetime.now(dt.UTC)
+    payload = order_payload(77)
+    for age, status in (
+        (webhooks.RETRY_WINDOW + dt.timedelta(hours=1), 400),
+        (-dt.timedelta(hours=1), 400),  # "triggered" an hour from now
+        (webhooks.RETRY_WINDOW - dt.timedelta(minutes=1), 200),  # Shopify's last retry
+    ):
+        answer = deliver(
+            app_server, "orders/create", shop.domain, payload, triggered_at=shopify_time(now - age)
+        )
+        assert answer.status_code == status, (age, answer.text)
+    assert len(_events(queued_ctx, shop.domain)) == 1
+
+
+def test_shop_redact_acts_only_on_a_shop_that_uninstalled(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    # No token (an install that never completed), but Goldpan never saw it uninstalled.
+    shop = make_shop(access_token=None)
+    event = deliver_and_process(
+        queued_ctx,
+        app_server,
+        "shop/redact",
+        shop.domain,
+        {"shop_id": 1, "shop_domain": shop.domain},
+        path="/webhooks/compliance",
+    )
+    assert (event.status, event.error) == ("skipped", "the shop never uninstalled the app")
+    with queued_ctx.sessions() as session:
+        assert session.get(Shop, shop.id) is not None

@@ -11,6 +11,11 @@ inbox, so rows still ``queued`` are queued again on start-up (:func:`requeue_pen
 five minutes. A handled row keeps no payload, and :func:`purge` deletes finished rows after
 :data:`RETENTION`.
 
+The HMAC covers the body, not the headers, so a genuine body could be replayed under another
+shop's domain or topic: :func:`check_payload` ties the headers to the signed payload (the shop
+it names, the object type its topic implies, the fields its topic always has) and
+:func:`check_age` refuses deliveries older than Shopify's retry window; both answer 400.
+
 A delivery for a shop Goldpan does not know gets 200 and changes nothing. Handling a stored
 delivery is :mod:`shopify_app.sync.inbox`'s work; the intake queues it by task name and never
 imports it.
@@ -24,6 +29,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -107,9 +113,14 @@ async def receive(request: Request) -> Response:
     if shop is None or not topic:
         return JSONResponse({"error": "missing shop or topic header"}, status_code=400)
     try:
-        json.loads(body or b"null")
+        payload = json.loads(body or b"null")
     except ValueError:
         return JSONResponse({"error": "body is not JSON"}, status_code=400)
+    triggered_at = _parse_time(headers.get("x-shopify-triggered-at"))
+    reason = check_payload(shop, topic, payload) or check_age(triggered_at, utcnow())
+    if reason is not None:
+        log.warning("webhook refused: %s", reason, extra={"shop": shop, "topic": topic})
+        return JSONResponse({"error": reason}, status_code=400)
     body_hash = hashlib.sha256(body).hexdigest()
     event_id = (
         headers.get("x-shopify-event-id")
@@ -122,12 +133,105 @@ async def receive(request: Request) -> Response:
         event_id=event_id.strip()[:255],
         webhook_id=headers.get("x-shopify-webhook-id"),
         api_version=headers.get("x-shopify-api-version"),
-        triggered_at=_parse_time(headers.get("x-shopify-triggered-at")),
+        triggered_at=triggered_at,
         body=body.decode("utf-8", errors="replace"),
         body_hash=body_hash,
     )
     outcome = await run_in_threadpool(accept, ctx, delivery)
     return JSONResponse({"status": outcome})
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a topic's payload looks like, for :func:`check_payload`."""
+
+    resource: str | None = None
+    """The type in ``admin_graphql_api_id`` (``gid://shopify/<resource>/<id>``), required."""
+    shop_key: str | None = None
+    """The key naming the shop, required."""
+    keys: frozenset[str] = frozenset()
+    """Other keys the payload always has."""
+    foreign: frozenset[str] = frozenset()
+    """Keys of other topics' payloads, which this one never has."""
+
+
+_COMPLIANCE_KEYS = frozenset({"customer", "orders_to_redact", "orders_requested", "data_request"})
+
+SHAPES: dict[str, Shape] = {
+    "app/uninstalled": Shape(shop_key="myshopify_domain"),
+    "app/scopes_update": Shape(keys=frozenset({"current"})),
+    **dict.fromkeys(("orders/create", "orders/updated", "orders/cancelled"), Shape("Order")),
+    **dict.fromkeys(
+        ("customers/create", "customers/update", "customers/delete"), Shape("Customer")
+    ),
+    "bulk_operations/finish": Shape("BulkOperation"),
+    "customers/data_request": Shape(
+        shop_key="shop_domain", keys=frozenset({"customer", "data_request"})
+    ),
+    "customers/redact": Shape(
+        shop_key="shop_domain", keys=frozenset({"customer", "orders_to_redact"})
+    ),
+    "shop/redact": Shape(shop_key="shop_domain", foreign=_COMPLIANCE_KEYS),
+}
+"""The payload of every topic Goldpan subscribes to (``shopify.app.toml``), as Shopify sends it.
+The HMAC covers the body but not the headers: these tie the headers to what was signed, so a
+genuine body replayed under another shop's domain or another topic is refused."""
+
+SHOP_KEYS = ("shop_domain", "myshopify_domain", "domain")
+"""Payload keys that name a shop; ``domain`` is the primary domain, compared when it is the
+``*.myshopify.com`` one."""
+
+_GID = re.compile(r"gid://shopify/(\w+)/(\d+)")
+
+
+def check_payload(shop: str, topic: str, payload: Any) -> str | None:
+    """Why ``payload`` cannot be ``topic`` for ``shop`` (the delivery's headers), or None."""
+    if not isinstance(payload, dict):
+        return "payload is not a JSON object"
+    for key in SHOP_KEYS:
+        named = payload.get(key)
+        if not isinstance(named, str) or (
+            key == "domain" and not named.lower().endswith(".myshopify.com")
+        ):
+            continue
+        if named.strip().lower() != shop:
+            return f"payload {key} is not the shop of X-Shopify-Shop-Domain"
+    shape = SHAPES.get(topic)
+    if shape is None:
+        return None  # not subscribed: stored and skipped
+    if shape.shop_key is not None and not isinstance(payload.get(shape.shop_key), str):
+        return f"{topic} payload without {shape.shop_key}"
+    missing = sorted(shape.keys - payload.keys())
+    if missing:
+        return f"{topic} payload without {', '.join(missing)}"
+    if shape.foreign & payload.keys():
+        return f"{topic} payload with another topic's fields"
+    if shape.resource is not None:
+        match = _GID.fullmatch(str(payload.get("admin_graphql_api_id") or ""))
+        if match is None or match.group(1) != shape.resource:
+            return f"{topic} payload's admin_graphql_api_id is not gid://shopify/{shape.resource}/…"
+        if "id" in payload and str(payload["id"]) != match.group(2):
+            return "payload id and admin_graphql_api_id disagree"
+    return None
+
+
+RETRY_WINDOW = dt.timedelta(hours=4)
+"""Shopify retries a failed delivery 8 times over 4 hours and then gives up (developer
+changelog, 2024-09-10), telling apps to judge staleness by ``X-Shopify-Triggered-At``."""
+
+CLOCK_SKEW = dt.timedelta(minutes=5)
+"""Tolerance between Shopify's clock and ours."""
+
+
+def check_age(triggered_at: dt.datetime | None, now: dt.datetime) -> str | None:
+    """Why a delivery triggered at ``triggered_at`` cannot be a Shopify delivery now, or None."""
+    if triggered_at is None:
+        return None
+    if triggered_at < now - RETRY_WINDOW - CLOCK_SKEW:
+        return "delivery is older than Shopify's retry window"
+    if triggered_at > now + CLOCK_SKEW:
+        return "delivery is triggered in the future"
+    return None
 
 
 def accept(ctx: jobs.Context, delivery: Delivery) -> str:

@@ -223,11 +223,14 @@ def handle_shop_redact(
 ) -> Outcome:
     """``shop/redact`` (48 h after uninstall): delete everything about the shop.
 
-    A shop that has installed the app again since is left alone: the redaction was meant for
-    the old installation, and the merchant is using the app now.
+    Only a shop whose uninstall Goldpan recorded (a verified ``app/uninstalled``) is deleted. A
+    shop that has installed the app again since is left alone: the redaction was meant for the
+    old installation, and the merchant is using the app now.
     """
     if shop.is_installed:
         return "skipped", "the shop has the app installed again"
+    if shop.uninstalled_at is None:
+        return "skipped", "the shop never uninstalled the app"
     with transaction(ctx.sessions) as session:
         # Every table keyed by shop cascades from shops (ON DELETE CASCADE), except memberships
         # (no foreign keys: they would slow every full recompute's write).
