@@ -217,6 +217,8 @@ def dispatch(
     if event.topic.startswith(("orders/", "customers/")):
         if not shop.is_installed:
             return "skipped", "shop is uninstalled"
+        if event.topic.startswith("orders/"):
+            payload = compliance.without_forgotten_buyer(ctx, shop.id, payload)
         apply_webhook(ctx, shop.id, event.topic, payload)
         return "done", None
     return "skipped", f"no handler for {event.topic}"
