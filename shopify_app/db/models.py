@@ -391,6 +391,23 @@ class MetaConnection(Base):
     status: Mapped[str] = mapped_column(String(32), default="disconnected")
     error: Mapped[str | None] = mapped_column(Text)
     connected_at: Mapped[dt.datetime | None]
+    # The Facebook user the token belongs to, as Meta names them ("connected as …").
+    user_name: Mapped[str | None] = mapped_column(String(255))
+
+
+class MetaLogin(Base):
+    """A Facebook Login in progress: its ``state`` (hashed), single use, for a few minutes.
+
+    It is bound to the browser that opened ``/meta/login`` (the hash of a first-party cookie set
+    there) so that only that browser can complete it at ``/meta/callback``.
+    """
+
+    __tablename__ = "meta_logins"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    browser_hash: Mapped[str | None] = mapped_column(String(64))
+    expires_at: Mapped[dt.datetime]
 
 
 class MetaAudience(Base):
