@@ -2,9 +2,11 @@
 
 It behaves as Meta documents the real service (v25.0 is served too):
 
-- **Facebook Login**: ``/{version}/dialog/oauth`` plays the consenting merchant and redirects
-  back with ``code`` and ``state`` (or ``error=access_denied`` when told to refuse); codes are
-  single use, bound to their ``redirect_uri`` and expire after 10 minutes.
+- **Facebook Login**: ``/{version}/dialog/oauth`` plays the consenting Facebook user
+  (:attr:`MetaSandbox.login_user`, named in :attr:`MetaSandbox.user_names`) and redirects back
+  with ``code`` and ``state`` (or ``error=access_denied`` when told to refuse); codes are
+  single use, bound to their ``redirect_uri`` and expire after 10 minutes. ``/me`` answers the
+  token's user id and name.
   ``/{version}/oauth/access_token`` exchanges a code for a short-lived token (2 h) and, with
   ``grant_type=fb_exchange_token``, a token for a long-lived one (60 days).
   :meth:`MetaSandbox.issue_system_user_token` mints a never-expiring system-user token.
@@ -275,6 +277,7 @@ class MetaSandbox:
         self._by_name_zip: dict[tuple[str, str, str], int] = {}
         self._user_ids = itertools.count(1)
         self.login_user = "10000000000001"
+        self.user_names: dict[str, str] = {self.login_user: "Sandbox Merchant"}
         self.login_outcome = "approve"  # approve | deny
         self.delay = 0.0  # seconds added to every Graph answer
         # Seconds after an upload before Meta's size estimate reflects it (sandbox clock).
@@ -539,7 +542,8 @@ class MetaSandbox:
         if path == "me/adaccounts":
             return self._me_adaccounts(token), {}
         if path == "me":
-            return {"id": token.user_id, "name": "Sandbox Merchant"}, {}
+            name = self.user_names.get(token.user_id, f"Facebook user {token.user_id}")
+            return {"id": token.user_id, "name": name}, {}
         if parts[0].startswith("act_"):
             acct = self._account(token, parts[0])
             headers = self._usage_header(acct)

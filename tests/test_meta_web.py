@@ -4,18 +4,19 @@ middleware, with Facebook Login and the Graph API on the stand-in."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
-import time
 import urllib.parse
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import pytest
 import requests
+from sqlalchemy import func, select, update
 
-from shopify_app.db.models import MetaConnection
+from shopify_app.db.models import MetaConnection, MetaLogin, utcnow
 from shopify_app.jobs import Context
 from shopify_app.meta.identifiers import CSV_HEADER
-from shopify_app.server.api import meta as web
 from tests.fixtures_api import ApiClient, serving
 from tests.fixtures_meta import *  # noqa: F403
 from tests.fixtures_meta import AD_ACCOUNT, MetaStand, add_segment, connect_shop, make_people
@@ -27,18 +28,52 @@ def app_url(meta_ctx: Context) -> Iterator[str]:
         yield url
 
 
-def _callback(app_url: str, query: str) -> requests.Response:
-    """Facebook Login's redirect back: a top-level browser tab, no session token."""
-    return requests.get(f"{app_url}/meta/callback?{query}", timeout=30)
+APP = "https://goldpan.test"  # SHOPIFY_APP_URL in the tests; served on loopback
+
+
+def _on_loopback(app_url: str, url: str, path: str) -> str:
+    """``url`` (an address on Goldpan's public origin) as served by the test server."""
+    parts = urllib.parse.urlsplit(url)
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == f"{APP}{path}"
+    return f"{app_url}{path}?{parts.query}"
+
+
+@dataclass
+class Tab:
+    """A browser tab doing Facebook Login: its cookie for Goldpan's origin, and where it is.
+
+    The cookie is ``Secure`` (Goldpan runs on https); the test server is plain http on
+    loopback, so the tab sends it itself, as the browser would to https://goldpan.test.
+    """
+
+    app_url: str
+    cookies: dict[str, str] = field(default_factory=dict)
+
+    def get(self, url: str) -> requests.Response:
+        response = requests.get(url, cookies=self.cookies, allow_redirects=False, timeout=30)
+        self.cookies.update(response.cookies.get_dict())
+        return response
+
+    def open_login(self, login_url: str) -> str:
+        """Open the URL the page got from ``/meta/connect``; returns the dialog's URL."""
+        start = self.get(_on_loopback(self.app_url, login_url, "/meta/login"))
+        assert start.status_code == 302, start.text
+        return str(start.headers["location"])
+
+    def consent(self, dialog_url: str) -> str:
+        """Facebook Login's dialog: returns where it sends the tab back (Goldpan's callback)."""
+        dialog = self.get(dialog_url)
+        assert dialog.status_code == 302
+        return str(dialog.headers["location"])
+
+    def come_back(self, callback_url: str) -> requests.Response:
+        return self.get(_on_loopback(self.app_url, callback_url, "/meta/callback"))
 
 
 def _login(app_url: str, api: ApiClient) -> requests.Response:
-    url = api.post("/meta/connect").json()["url"]
-    dialog = requests.get(url, allow_redirects=False, timeout=10)
-    assert dialog.status_code == 302
-    back = urllib.parse.urlsplit(dialog.headers["location"])
-    assert f"{back.scheme}://{back.netloc}{back.path}" == "https://goldpan.test/meta/callback"
-    return _callback(app_url, back.query)
+    """The whole Facebook Login, in one tab, as the merchant does it."""
+    tab = Tab(app_url)
+    return tab.come_back(tab.consent(tab.open_login(api.post("/meta/connect").json()["url"])))
 
 
 def test_facebook_login_account_choice_terms_sync_lookalike_and_file(
@@ -48,20 +83,29 @@ def test_facebook_login_account_choice_terms_sync_lookalike_and_file(
     api = ApiClient(app_url, shop.domain)
     assert api.get("/meta/status").json()["status"] == "disconnected"
 
-    url = api.post("/meta/connect").json()["url"]
-    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
-    assert url.startswith(f"{meta.url}/v26.0/dialog/oauth")
+    tab = Tab(app_url)
+    login_url = api.post("/meta/connect").json()["url"]
+    assert login_url.startswith(f"{APP}/meta/login?state=")  # a Goldpan URL starts the tab
+    dialog = tab.open_login(login_url)
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(dialog).query)
+    assert dialog.startswith(f"{meta.url}/v26.0/dialog/oauth")
     assert query["scope"] == ["ads_management"] and query["client_id"] == [meta.sandbox.app_id]
-    assert query["redirect_uri"] == ["https://goldpan.test/meta/callback"]
+    assert query["redirect_uri"] == [f"{APP}/meta/callback"]
 
-    page = _login(app_url, api)
-    assert page.status_code == 200 and "Meta connected" in page.text
+    page = tab.come_back(tab.consent(dialog))
+    assert page.status_code == 200 and "Connected as Sandbox Merchant" in page.text
     with meta_ctx.sessions() as s:
         conn = s.get(MetaConnection, shop.id)
-        assert conn is not None and conn.status == "pending"
+        assert conn is not None and conn.status == "confirm"
         token = meta_ctx.cipher.decrypt(conn.access_token or "")
         assert meta.sandbox.tokens[token].kind == "long"  # exchanged for a long-lived token
         assert conn.token_expires_at is not None
+    # Nothing is used until the merchant confirms whose Facebook account it is.
+    shown = api.get("/meta/status").json()
+    assert (shown["status"], shown["user_name"]) == ("confirm", "Sandbox Merchant")
+    assert api.get("/meta/adaccounts").json()["field"] == "meta"
+    assert api.post("/meta/confirm").json()["status"] == "pending"
+    assert api.post("/meta/confirm").status_code == 400  # once
 
     accounts = api.get("/meta/adaccounts").json()["data"]
     assert [a["id"] for a in accounts] == [AD_ACCOUNT]
@@ -107,31 +151,105 @@ def test_facebook_login_account_choice_terms_sync_lookalike_and_file(
     off = api.post(f"/meta/segments/{segment_id}/sync", {"enabled": False})
     assert off.json()["audiences"][0]["status"] == "paused"
 
+    # Logging in again keeps the chosen account once the merchant confirms.
+    assert _login(app_url, api).status_code == 200
+    assert api.post("/meta/confirm").json()["status"] == "connected"
+
+
+def test_a_login_completes_only_in_the_browser_that_started_it(
+    app_url: str, meta_ctx: Context, meta: MetaStand, make_shop
+) -> None:  # type: ignore[no-untyped-def]
+    """The review's repro: a second client that learns the login's ``state`` completed the flow
+    and attached its own Facebook user's ad account to the shop."""
+    shop = make_shop()
+    api = ApiClient(app_url, shop.domain)
+    merchant, intruder = Tab(app_url), Tab(app_url)
+    login_url = api.post("/meta/connect").json()["url"]
+    dialog = merchant.open_login(login_url)
+    # The intruder has the dialog's URL (state included) and a Facebook account of its own.
+    meta.sandbox.login_user = "10000000000666"
+    meta.sandbox.user_names["10000000000666"] = "Mallory"
+    back = intruder.consent(dialog)
+    refused = intruder.come_back(back)
+    assert refused.status_code == 400 and "not started in this browser" in refused.text
+    # Nor can it bind the login to itself: the Goldpan URL works once.
+    assert intruder.get(_on_loopback(app_url, login_url, "/meta/login")).status_code == 400
+    with meta_ctx.sessions() as s:
+        assert s.get(MetaConnection, shop.id) is None
+    # The merchant's own tab completes it, and the page names the account it connected.
+    meta.sandbox.login_user = "10000000000001"
+    page = merchant.come_back(merchant.consent(dialog))
+    assert page.status_code == 200 and "Connected as Sandbox Merchant" in page.text
+    assert api.get("/meta/status").json()["user_name"] == "Sandbox Merchant"
+
+
+def test_a_connection_the_merchant_does_not_recognise_is_dropped(
+    app_url: str, meta_ctx: Context, meta: MetaStand, make_shop
+) -> None:  # type: ignore[no-untyped-def]
+    shop = make_shop()
+    api = ApiClient(app_url, shop.domain)
+    meta.sandbox.login_user = "10000000000777"
+    meta.sandbox.user_names["10000000000777"] = "<b>Not the merchant</b>"
+    page = _login(app_url, api)
+    assert "Connected as &lt;b&gt;Not the merchant&lt;/b&gt;" in page.text  # escaped
+    assert api.get("/meta/status").json()["user_name"] == "<b>Not the merchant</b>"
+    # "Not me": the page disconnects; nothing was synced and the token is gone.
+    gone = api.post("/meta/disconnect").json()
+    assert (gone["status"], gone["user_name"]) == ("disconnected", None)
+    with meta_ctx.sessions() as s:
+        conn = s.get(MetaConnection, shop.id)
+        assert conn is not None and conn.access_token is None
+
 
 def test_callback_rejects_forged_expired_and_denied_logins(
     app_url: str, meta_ctx: Context, meta: MetaStand, make_shop
 ) -> None:  # type: ignore[no-untyped-def]
     shop = make_shop()
-    secret = meta_ctx.settings.api_secret
-    forged = web.sign_state("not-the-secret", shop.id)
-    assert _callback(app_url, f"code=x&state={forged}").status_code == 400
-    old = web.sign_state(secret, shop.id, now=time.time() - 3600)
-    assert _callback(app_url, f"code=x&state={old}").status_code == 400
-    assert _callback(app_url, "code=x&state=garbage").status_code == 400
+    api = ApiClient(app_url, shop.domain)
+    tab = Tab(app_url)
+    # A state Goldpan never issued, with or without a cookie of Goldpan's.
+    tab.open_login(api.post("/meta/connect").json()["url"])
+    for query in ("code=x&state=garbage", "code=x", "code=x&state="):
+        assert tab.get(f"{app_url}/meta/callback?{query}").status_code == 400
+        assert requests.get(f"{app_url}/meta/callback?{query}", timeout=10).status_code == 400
+    assert tab.get(f"{app_url}/meta/login?state=garbage").status_code == 400
+    # An expired one.
+    dialog = tab.open_login(api.post("/meta/connect").json()["url"])
+    back = tab.consent(dialog)
+    with meta_ctx.sessions.begin() as s:
+        s.execute(
+            update(MetaLogin)
+            .where(MetaLogin.shop_id == shop.id)
+            .values(expires_at=utcnow() - dt.timedelta(seconds=1))
+        )
+    assert tab.come_back(back).status_code == 400
+    # A start link opened too late.
+    late = api.post("/meta/connect").json()["url"]
+    with meta_ctx.sessions.begin() as s:
+        s.execute(
+            update(MetaLogin)
+            .where(MetaLogin.shop_id == shop.id)
+            .values(expires_at=utcnow() - dt.timedelta(seconds=1))
+        )
+    assert tab.get(_on_loopback(app_url, late, "/meta/login")).status_code == 400
+    # The merchant refused in the dialog.
     meta.sandbox.login_outcome = "deny"
-    page = _login(app_url, ApiClient(app_url, shop.domain))
+    page = _login(app_url, api)
     assert page.status_code == 400 and "cancelled" in page.text
     with meta_ctx.sessions() as s:
         assert s.get(MetaConnection, shop.id) is None
+        # Expired logins were cleared as new ones started; the last one was used up.
+        left = select(func.count()).where(MetaLogin.shop_id == shop.id)
+        assert s.scalar(left) == 0
 
 
-def test_code_cannot_be_replayed(app_url: str, meta: MetaStand, make_shop) -> None:  # type: ignore[no-untyped-def]
+def test_a_login_completes_once(app_url: str, meta: MetaStand, make_shop) -> None:  # type: ignore[no-untyped-def]
     shop = make_shop()
-    url = ApiClient(app_url, shop.domain).post("/meta/connect").json()["url"]
-    location = requests.get(url, allow_redirects=False, timeout=10).headers["location"]
-    query = urllib.parse.urlsplit(location).query
-    assert _callback(app_url, query).status_code == 200
-    again = _callback(app_url, query)
+    tab = Tab(app_url)
+    login_url = ApiClient(app_url, shop.domain).post("/meta/connect").json()["url"]
+    back = tab.consent(tab.open_login(login_url))
+    assert tab.come_back(back).status_code == 200
+    again = tab.come_back(back)
     assert again.status_code == 400 and "Meta connection failed" in again.text
 
 

@@ -5,7 +5,10 @@ compliance topics."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import http.client
 import json
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -38,6 +41,29 @@ from tests.conftest import TEST_API_SECRET, unique_shop_domain
 from tests.fixtures_auth import pending_tasks, session_token
 
 NOW = dt.datetime(2026, 11, 1, 12, tzinfo=dt.UTC)
+STAMP = "2026-11-01T12:00:00Z"
+
+
+def order_payload(number: int, **fields: Any) -> dict[str, Any]:
+    """An ``orders/*`` payload as Shopify sends it (the fields Goldpan reads)."""
+    return {
+        "id": number,
+        "admin_graphql_api_id": f"gid://shopify/Order/{number}",
+        "created_at": STAMP,
+        "updated_at": STAMP,
+        "line_items": [],
+        **fields,
+    }
+
+
+def shop_payload(domain: str) -> dict[str, Any]:
+    """The shop resource, as ``app/uninstalled`` carries it."""
+    return {"id": 1, "name": "Linen & Co", "domain": "linen.example", "myshopify_domain": domain}
+
+
+def shopify_time(moment: dt.datetime) -> str:
+    """``X-Shopify-Triggered-At`` as Shopify writes it: UTC with nanoseconds."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "789Z"
 
 
 @pytest.fixture
@@ -62,8 +88,7 @@ def deliver(
 ) -> requests.Response:
     body = json.dumps(payload).encode()
     if triggered_at is None:
-        # Shopify's format: UTC with nanoseconds.
-        triggered_at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
+        triggered_at = shopify_time(dt.datetime.now(dt.UTC))
     headers = {
         "Content-Type": "application/json",
         "X-Shopify-Topic": topic,
@@ -183,20 +208,21 @@ def test_duplicate_delivery_is_processed_once(
 ) -> None:
     shop = make_shop()
     payload = {"id": 1, "previous": ["read_orders"], "current": ["read_orders", "read_customers"]}
+    triggered = dt.datetime.now(dt.UTC).replace(microsecond=123456) - dt.timedelta(hours=1)
     first = deliver(
         app_server,
         "app/scopes_update",
         shop.domain,
         payload,
         event_id="evt-1",
-        triggered_at="2026-11-01T12:00:00.123456789Z",
+        triggered_at=shopify_time(triggered),
     )
     second = deliver(app_server, "app/scopes_update", shop.domain, payload, event_id="evt-1")
     assert first.json() == {"status": "queued"}
     assert second.status_code == 200 and second.json() == {"status": "duplicate"}
     (event,) = _events(queued_ctx, shop.domain)
     assert event.topic == "app/scopes_update" and event.api_version == "2026-10"
-    assert event.triggered_at == dt.datetime(2026, 11, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+    assert event.triggered_at == triggered
     assert _queued_ids(queued_ctx).count(event.id) == 1
     assert inbox.process(queued_ctx, event_id=event.id) == "done"
     # A redelivered job (e.g. re-queued at start-up) does not run the handler again.
@@ -219,8 +245,11 @@ def test_unknown_shop_gets_200_and_nothing_changes(
     app_server: RunningServer, queued_ctx: Context
 ) -> None:
     shop = unique_shop_domain()
-    for topic, path in (("orders/create", "/webhooks"), ("shop/redact", "/webhooks/compliance")):
-        response = deliver(app_server, topic, shop, {"shop_domain": shop}, path=path)
+    for topic, path, payload in (
+        ("orders/create", "/webhooks", order_payload(1)),
+        ("shop/redact", "/webhooks/compliance", {"shop_id": 1, "shop_domain": shop}),
+    ):
+        response = deliver(app_server, topic, shop, payload, path=path)
         assert response.status_code == 200 and response.json() == {"status": "ignored"}
     assert _events(queued_ctx, shop) == []
 
@@ -246,7 +275,11 @@ def test_unhandled_topics_are_skipped(
     event = deliver_and_process(queued_ctx, app_server, "themes/publish", shop.domain, {"id": 1})
     assert (event.status, event.error) == ("skipped", "no handler for themes/publish")
     bulk = deliver_and_process(
-        queued_ctx, app_server, "bulk_operations/finish", shop.domain, {"type": "other"}
+        queued_ctx,
+        app_server,
+        "bulk_operations/finish",
+        shop.domain,
+        {"admin_graphql_api_id": "gid://shopify/BulkOperation/1", "type": "other"},
     )
     assert (bulk.status, bulk.error) == ("skipped", "unknown bulk operation type 'other'")
 
@@ -268,7 +301,7 @@ def test_app_uninstalled_is_idempotent_and_keeps_data(
         == 200
     )
     first = deliver_and_process(
-        queued_ctx, app_server, "app/uninstalled", shop.domain, {"id": 1, "domain": shop.domain}
+        queued_ctx, app_server, "app/uninstalled", shop.domain, shop_payload(shop.domain)
     )
     assert first.status == "done"
     with queued_ctx.sessions() as session:
@@ -279,7 +312,7 @@ def test_app_uninstalled_is_idempotent_and_keeps_data(
         uninstalled_at = row.uninstalled_at
         assert session.get(Customer, (shop.id, 501)) is not None  # kept until shop/redact
     second = deliver_and_process(
-        queued_ctx, app_server, "app/uninstalled", shop.domain, {"id": 1, "domain": shop.domain}
+        queued_ctx, app_server, "app/uninstalled", shop.domain, shop_payload(shop.domain)
     )
     assert (second.status, second.error) == ("done", "already uninstalled")
     with queued_ctx.sessions() as session:
@@ -299,7 +332,9 @@ def test_app_uninstalled_is_idempotent_and_keeps_data(
     )
     assert response.status_code == 401
     # Store-data webhooks after uninstall change nothing.
-    late = deliver_and_process(queued_ctx, app_server, "orders/create", shop.domain, {"id": 9})
+    late = deliver_and_process(
+        queued_ctx, app_server, "orders/create", shop.domain, order_payload(9)
+    )
     assert (late.status, late.error) == ("skipped", "shop is uninstalled")
 
 
@@ -401,7 +436,9 @@ def test_shop_redact_deletes_everything_after_uninstall(
         queued_ctx, app_server, "shop/redact", shop.domain, payload, path="/webhooks/compliance"
     )
     assert installed.status == "skipped"  # reinstalled shops keep their data
-    deliver_and_process(queued_ctx, app_server, "app/uninstalled", shop.domain, {"id": 1})
+    deliver_and_process(
+        queued_ctx, app_server, "app/uninstalled", shop.domain, shop_payload(shop.domain)
+    )
     event = deliver_and_process(
         queued_ctx, app_server, "shop/redact", shop.domain, payload, path="/webhooks/compliance"
     )
@@ -492,7 +529,7 @@ def test_in_process_worker_handles_deliveries_end_to_end(
         stranded_id = stranded.id
     server = start_server(create_app(ctx, start_worker=True))
     try:
-        response = deliver(server, "app/uninstalled", shop.domain, {"id": 1})
+        response = deliver(server, "app/uninstalled", shop.domain, shop_payload(shop.domain))
         assert response.json() == {"status": "queued"}
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -515,15 +552,15 @@ def test_in_process_worker_handles_deliveries_end_to_end(
 def test_late_uninstall_from_before_a_reinstall_is_ignored(
     app_server: RunningServer, queued_ctx: Context, make_shop: Any
 ) -> None:
-    # make_shop installs "now"; the delivery was triggered on 2026-11-01, before that install.
+    # make_shop installs "now"; the delivery, retried by Shopify, was triggered an hour before.
     shop = make_shop()
     event = deliver_and_process(
         queued_ctx,
         app_server,
         "app/uninstalled",
         shop.domain,
-        {"id": 1},
-        triggered_at="2026-11-01T12:00:00.123456789Z",
+        shop_payload(shop.domain),
+        triggered_at=shopify_time(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)),
     )
     assert event.status == "skipped"
     with queued_ctx.sessions() as session:
@@ -539,14 +576,19 @@ def test_queued_deliveries_of_a_shop_are_handled_together(
 ) -> None:
     shop, other = make_shop(), make_shop()
 
-    def order(number: int) -> dict[str, Any]:
-        stamp = "2026-11-01T12:00:00Z"
-        return {"id": number, "created_at": stamp, "updated_at": stamp, "line_items": []}
-
     for n in (1, 2, 3):
-        assert deliver(app_server, "orders/create", shop.domain, order(500 + n)).ok
-    assert deliver(app_server, "orders/create", other.domain, order(600)).ok
-    assert deliver(app_server, "customers/data_request", shop.domain, {"shop_id": 1}).ok
+        assert deliver(app_server, "orders/create", shop.domain, order_payload(500 + n)).ok
+    assert deliver(app_server, "orders/create", other.domain, order_payload(600)).ok
+    request = {
+        "shop_id": 1,
+        "shop_domain": shop.domain,
+        "customer": {"id": 1},
+        "orders_requested": [],
+        "data_request": {"id": 1},
+    }
+    assert deliver(
+        app_server, "customers/data_request", shop.domain, request, path="/webhooks/compliance"
+    ).ok
     first, second, third, elsewhere, compliance = _queued_ids(queued_ctx)[-5:]
 
     # The first task takes the shop's other queued order deliveries along...
@@ -570,9 +612,7 @@ def test_a_delivery_being_handled_in_a_group_is_left_to_that_group(
     app_server: RunningServer, queued_ctx: Context, make_shop: Any
 ) -> None:
     shop = make_shop()
-    stamp = "2026-11-01T12:00:00Z"
-    payload = {"id": 801, "created_at": stamp, "updated_at": stamp, "line_items": []}
-    assert deliver(app_server, "orders/create", shop.domain, payload).ok
+    assert deliver(app_server, "orders/create", shop.domain, order_payload(801)).ok
     (event_id,) = _queued_ids(queued_ctx)[-1:]
     # Another worker's group holds it (claimed just now): its own task claims nothing.
     with queued_ctx.sessions.begin() as session:
@@ -625,9 +665,8 @@ def test_a_failing_delivery_in_a_group_fails_alone(
     app_server: RunningServer, queued_ctx: Context, make_shop: Any
 ) -> None:
     shop = make_shop()
-    stamp = "2026-11-01T12:00:00Z"
-    good = {"id": 701, "created_at": stamp, "updated_at": stamp, "line_items": []}
-    broken = {"id": "not-a-number"}
+    good = order_payload(701)
+    broken = order_payload(702, line_items=[{"id": "not-a-number"}])
     for payload in (broken, good, broken):
         assert deliver(app_server, "orders/create", shop.domain, payload).ok
     first, second, third = _queued_ids(queued_ctx)[-3:]
@@ -636,5 +675,328 @@ def test_a_failing_delivery_in_a_group_fails_alone(
         inbox.process(queued_ctx, event_id=first)
     by_id = {e.id: e for e in _events(queued_ctx, shop.domain)}
     assert [by_id[i].status for i in (first, second, third)] == ["failed", "done", "failed"]
+    # A failed delivery keeps its payload for the retries; a handled one keeps none.
+    assert [by_id[i].payload is None for i in (first, second, third)] == [False, True, False]
     # ...and a taken-along one that failed is queued again on its own.
     assert _queued_ids(queued_ctx).count(third) == 2
+
+
+# --- body size --------------------------------------------------------------------------------
+
+
+def _raw_post(server: RunningServer, headers: dict[str, str], chunks: list[bytes]) -> int:
+    """POST ``/webhooks`` over a raw connection (headers as given, body as sent so far); the
+    answer's status, read even when the server stops reading the body early."""
+    url = urllib.parse.urlsplit(server.url)
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+    try:
+        conn.putrequest("POST", "/webhooks")
+        for name, value in headers.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        for chunk in chunks:
+            try:
+                conn.send(chunk)
+            except OSError:  # the server answered and closed: read its answer
+                break
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_oversized_bodies_are_refused_before_the_hmac_check(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    shop = make_shop()
+    signed = {
+        "X-Shopify-Topic": "orders/create",
+        "X-Shopify-Shop-Domain": shop.domain,
+        "X-Shopify-Hmac-Sha256": "not-checked-yet",
+    }
+    # A declared length over the cap is answered at once: no body was sent at all.
+    declared = {**signed, "Content-Length": str(200 * 1024 * 1024)}
+    assert _raw_post(app_server, declared, []) == 413
+    # Without a length (chunked), reading stops at the cap.
+    piece = b"x" * (1024 * 1024)
+    count = webhooks.MAX_BODY_BYTES // len(piece) + 2
+    chunked = {**signed, "Transfer-Encoding": "chunked"}
+    frames = [b"%x\r\n%s\r\n" % (len(piece), piece)] * count + [b"0\r\n\r\n"]
+    assert _raw_post(app_server, chunked, frames) == 413
+    # A body at the cap is read and checked as usual (here: a forged HMAC).
+    at_cap = b"x" * webhooks.MAX_BODY_BYTES
+    answer = requests.post(f"{app_server.url}/webhooks", data=at_cap, headers=signed, timeout=30)
+    assert answer.status_code == 401
+    assert _events(queued_ctx, shop.domain) == []
+
+
+# --- what is kept, and for how long -----------------------------------------------------------
+
+
+def test_a_handled_delivery_keeps_its_ids_and_body_hash_but_no_payload(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    shop = make_shop()
+    payload = {"id": 1, "previous": [], "current": ["read_orders"]}
+    event = deliver_and_process(
+        queued_ctx, app_server, "app/scopes_update", shop.domain, payload, event_id="evt-kept"
+    )
+    body = json.dumps(payload).encode()
+    assert (event.status, event.payload) == ("done", None)
+    assert (event.event_id, event.topic) == ("evt-kept", "app/scopes_update")
+    assert event.body_hash == hashlib.sha256(body).hexdigest()
+    # The row still deduplicates: a redelivery of the same event is not handled again.
+    again = deliver(app_server, "app/scopes_update", shop.domain, payload, event_id="evt-kept")
+    assert again.json() == {"status": "duplicate"}
+
+
+def test_an_event_id_with_another_body_is_not_taken_for_a_redelivery(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    """The event id is an unsigned header: a body signed for another event that borrows it is
+    a delivery of its own, and cannot make the genuine one look like a duplicate."""
+    shop = make_shop()
+    first = {"id": 1, "previous": [], "current": ["read_orders"]}
+    other = {"id": 1, "previous": [], "current": ["read_orders", "read_customers"]}
+    assert deliver(app_server, "app/scopes_update", shop.domain, first, event_id="e").json() == {
+        "status": "queued"
+    }
+    assert deliver(app_server, "app/scopes_update", shop.domain, other, event_id="e").json() == {
+        "status": "queued"
+    }
+    assert deliver(app_server, "app/scopes_update", shop.domain, first, event_id="e").json() == {
+        "status": "duplicate"
+    }
+    assert len(_events(queued_ctx, shop.domain)) == 2
+
+
+def test_finished_deliveries_are_purged_after_the_retention_period(
+    queued_ctx: Context, make_shop: Any
+) -> None:
+    shop = make_shop()
+    old = utcnow() - webhooks.RETENTION - dt.timedelta(hours=1)
+    recent = utcnow() - webhooks.RETENTION + dt.timedelta(hours=1)
+    rows = {
+        ("done", old): None,
+        ("skipped", old): None,
+        ("failed", old): "{}",
+        ("queued", old): "{}",
+        ("done", recent): None,
+        ("failed", recent): "{}",
+    }
+    with queued_ctx.sessions.begin() as session:
+        for n, ((status, received), payload) in enumerate(rows.items()):
+            session.add(
+                WebhookEvent(
+                    shop_domain=shop.domain,
+                    event_id=f"purge-{n}",
+                    topic="orders/create",
+                    payload=payload,
+                    status=status,
+                    received_at=received,
+                )
+            )
+    assert webhooks.purge(queued_ctx) >= 3
+    kept = {(e.status, e.received_at == old) for e in _events(queued_ctx, shop.domain)}
+    # Only an unfinished delivery outlives the period (its handling is still to come).
+    assert kept == {("queued", True), ("done", False), ("failed", False)}
+
+
+def test_deliveries_stored_before_the_body_hash_lose_their_payload_once_handled(
+    tmp_path: Any,
+) -> None:
+    """Migration 0006: rows a released version stored keep only what a handled delivery keeps."""
+    from sqlalchemy import MetaData, Table, insert
+
+    from shopify_app import db
+    from tests.conftest import fresh_database
+
+    with fresh_database(tmp_path) as url:
+        db.upgrade(url, "0001")
+        engine = db.make_engine(url)
+        released = Table("webhook_events", MetaData(), autoload_with=engine)
+        bodies = {"done": '{"email": "old@example.com"}', "queued": '{"id": 5}'}
+        with engine.begin() as conn:
+            conn.execute(
+                insert(released),
+                [
+                    {
+                        "shop_domain": "old.myshopify.com",
+                        "event_id": status,
+                        "topic": "orders/create",
+                        "received_at": dt.datetime(2026, 12, 1, 12),
+                        "payload": body,
+                        "status": status,
+                        "attempts": 1,
+                    }
+                    for status, body in bodies.items()
+                ],
+            )
+        db.upgrade(url)
+        table = WebhookEvent.__table__
+        with engine.connect() as conn:
+            stored = {
+                r.status: (r.payload, r.body_hash)
+                for r in conn.execute(select(table.c.status, table.c.payload, table.c.body_hash))
+            }
+        engine.dispose()
+    digest = {k: hashlib.sha256(v.encode()).hexdigest() for k, v in bodies.items()}
+    assert stored["done"] == (None, digest["done"])
+    assert stored["queued"] == (bodies["queued"], digest["queued"])
+
+
+# --- headers tied to the signed body -----------------------------------------------------------
+
+
+def _replay(
+    server: RunningServer, body: bytes, topic: str, shop: str, path: str = "/webhooks"
+) -> requests.Response:
+    """Send a body signed by Shopify again, with headers of the sender's choosing."""
+    headers = {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Shop-Domain": shop,
+        "X-Shopify-Hmac-Sha256": auth.webhook_hmac(TEST_API_SECRET, body),
+        "X-Shopify-Event-Id": str(uuid.uuid4()),
+        "X-Shopify-Triggered-At": shopify_time(dt.datetime.now(dt.UTC)),
+    }
+    return requests.post(f"{server.url}{path}", data=body, headers=headers, timeout=10)
+
+
+def test_a_genuine_body_replayed_under_another_shop_or_topic_is_refused(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    """The review's repro: signed deliveries of one shop, replayed with another shop's domain
+    (and ``app/uninstalled``, then ``shop/redact``), must not touch that shop."""
+    mine, victim = make_shop(), make_shop()
+    signed = {
+        "order": order_payload(901),
+        "uninstall": shop_payload(mine.domain),
+        "shop redact": {"shop_id": 1, "shop_domain": mine.domain},
+        "victim's redaction": {
+            "shop_id": 2,
+            "shop_domain": victim.domain,
+            "customer": {"id": 5},
+            "orders_to_redact": [],
+        },
+    }
+    bodies = {name: json.dumps(payload).encode() for name, payload in signed.items()}
+    for name in ("order", "uninstall", "shop redact", "victim's redaction"):
+        uninstall = _replay(app_server, bodies[name], "app/uninstalled", victim.domain)
+        redact = _replay(
+            app_server, bodies[name], "shop/redact", victim.domain, "/webhooks/compliance"
+        )
+        assert (uninstall.status_code, redact.status_code) == (400, 400), name
+    # Within one shop, a body is refused under a topic whose payload it is not.
+    relabelled = _replay(app_server, bodies["order"], "customers/update", mine.domain)
+    assert relabelled.status_code == 400
+    assert "gid://shopify/Customer/" in relabelled.json()["error"]
+    assert _events(queued_ctx, victim.domain) == []
+    with queued_ctx.sessions() as session:
+        row = session.get(Shop, victim.id)
+        assert row is not None and row.is_installed
+    # The same bodies with their own headers are accepted.
+    assert _replay(app_server, bodies["order"], "orders/create", mine.domain).status_code == 200
+    own = _replay(app_server, bodies["uninstall"], "app/uninstalled", mine.domain)
+    assert own.json() == {"status": "queued"}
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        (
+            "orders/create",
+            {"id": 1},
+            "orders/create payload's admin_graphql_api_id is not gid://shopify/Order/",
+        ),
+        (
+            "orders/updated",
+            {"id": 2, "admin_graphql_api_id": "gid://shopify/Order/3"},
+            "payload id and admin_graphql_api_id disagree",
+        ),
+        (
+            "customers/delete",
+            order_payload(4),
+            "customers/delete payload's admin_graphql_api_id is not gid://shopify/Customer/",
+        ),
+        (
+            "bulk_operations/finish",
+            {"type": "query"},
+            "bulk_operations/finish payload's admin_graphql_api_id",
+        ),
+        (
+            "app/uninstalled",
+            {"id": 1, "domain": "linen.example"},
+            "app/uninstalled payload without myshopify_domain",
+        ),
+        ("app/scopes_update", {"id": 1}, "app/scopes_update payload without current"),
+        ("customers/redact", {"customer": {"id": 1}}, "customers/redact payload without shop"),
+        ("customers/data_request", {"id": 1}, "customers/data_request payload without shop_domain"),
+        ("orders/create", ["not", "an", "object"], "payload is not a JSON object"),
+    ],
+)
+def test_a_payload_that_is_not_the_topics_is_refused(
+    app_server: RunningServer,
+    queued_ctx: Context,
+    make_shop: Any,
+    topic: str,
+    payload: Any,
+    reason: str,
+) -> None:
+    shop = make_shop()
+    answer = deliver(app_server, topic, shop.domain, payload)
+    assert answer.status_code == 400 and answer.json()["error"].startswith(reason)
+    assert _events(queued_ctx, shop.domain) == []
+
+
+def test_compliance_payloads_must_name_the_shop_and_their_own_topic(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    shop, other = make_shop(), make_shop()
+    path = "/webhooks/compliance"
+    redaction = {"shop_domain": shop.domain, "customer": {"id": 1}, "orders_to_redact": []}
+    elsewhere = deliver(app_server, "customers/redact", other.domain, redaction, path=path)
+    assert elsewhere.status_code == 400
+    assert (
+        elsewhere.json()["error"] == "payload shop_domain is not the shop of X-Shopify-Shop-Domain"
+    )
+    as_shop = deliver(app_server, "shop/redact", shop.domain, redaction, path=path)
+    assert as_shop.json()["error"] == "shop/redact payload with another topic's fields"
+    as_request = deliver(app_server, "customers/data_request", shop.domain, redaction, path=path)
+    assert as_request.json()["error"] == "customers/data_request payload without data_request"
+    assert _events(queued_ctx, shop.domain) == _events(queued_ctx, other.domain) == []
+
+
+def test_deliveries_outside_shopifys_retry_window_are_refused(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    shop = make_shop()
+    now = dt.datetime.now(dt.UTC)
+    payload = order_payload(77)
+    for age, status in (
+        (webhooks.RETRY_WINDOW + dt.timedelta(hours=1), 400),
+        (-dt.timedelta(hours=1), 400),  # "triggered" an hour from now
+        (webhooks.RETRY_WINDOW - dt.timedelta(minutes=1), 200),  # Shopify's last retry
+    ):
+        answer = deliver(
+            app_server, "orders/create", shop.domain, payload, triggered_at=shopify_time(now - age)
+        )
+        assert answer.status_code == status, (age, answer.text)
+    assert len(_events(queued_ctx, shop.domain)) == 1
+
+
+def test_shop_redact_acts_only_on_a_shop_that_uninstalled(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    # No token (an install that never completed), but Goldpan never saw it uninstalled.
+    shop = make_shop(access_token=None)
+    event = deliver_and_process(
+        queued_ctx,
+        app_server,
+        "shop/redact",
+        shop.domain,
+        {"shop_id": 1, "shop_domain": shop.domain},
+        path="/webhooks/compliance",
+    )
+    assert (event.status, event.error) == ("skipped", "the shop never uninstalled the app")
+    with queued_ctx.sessions() as session:
+        assert session.get(Shop, shop.id) is not None

@@ -1,7 +1,7 @@
 """tag ledger: the tags Goldpan wrote, seeded from what is safe to claim; lapsed tiers by position
 
 Revision ID: 0003_tag_ledger
-Revises: 0001
+Revises: 0002_redact_secrets
 Create Date: 2026-12-09 10:00:00
 
 Goldpan owns only the tags it wrote (shopify_app.tagging.ledger). A migration cannot know who

@@ -5,7 +5,7 @@ The retention metrics each full recompute produces move out of ``shops.settings`
 ``shop_metrics``, one row per shop, read only by the views that show them.
 
 Revision ID: 0004_shop_metrics
-Revises: 0001
+Revises: 0003_tag_ledger
 Create Date: 2026-12-14 10:00:00
 """
 

@@ -14,6 +14,7 @@ and metrics do arithmetic on it, and display rounds.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -317,28 +318,37 @@ class ShopMetrics(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+def _payload_hash(context: Any) -> str:
+    """The body hash of a row inserted without one (the intake always gives the raw body's)."""
+    payload = context.get_current_parameters().get("payload") or ""
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
 class WebhookEvent(Base):
     """A received webhook: the deduplication record and the durable inbox of work.
 
-    The intake inserts the row (a unique violation means a duplicate delivery), enqueues its id
-    and answers 200; the worker marks it done. Rows left ``queued`` are re-enqueued on start-up.
+    The intake inserts the row (a unique violation means a duplicate delivery: the same event id
+    with the same body), enqueues its id and answers 200; the worker marks it done. Rows left
+    ``queued`` are re-enqueued on start-up. Once handled (``done`` or ``skipped``) a row keeps no
+    payload, only what deduplication and the audit need; old rows are purged on a schedule.
     """
 
     __tablename__ = "webhook_events"
     __table_args__ = (
-        UniqueConstraint("shop_domain", "event_id"),
+        UniqueConstraint("shop_domain", "event_id", "body_hash"),
         Index("ix_webhook_events_status", "status", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     shop_domain: Mapped[str] = mapped_column(String(255))
     event_id: Mapped[str] = mapped_column(String(255))
+    body_hash: Mapped[str] = mapped_column(String(64), default=_payload_hash)
     webhook_id: Mapped[str | None] = mapped_column(String(255))
     topic: Mapped[str] = mapped_column(String(64))
     api_version: Mapped[str | None] = mapped_column(String(16))
     triggered_at: Mapped[dt.datetime | None]
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    payload: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     processed_at: Mapped[dt.datetime | None]
@@ -422,6 +432,23 @@ class MetaConnection(Base):
     status: Mapped[str] = mapped_column(String(32), default="disconnected")
     error: Mapped[str | None] = mapped_column(Text)
     connected_at: Mapped[dt.datetime | None]
+    # The Facebook user the token belongs to, as Meta names them ("connected as …").
+    user_name: Mapped[str | None] = mapped_column(String(255))
+
+
+class MetaLogin(Base):
+    """A Facebook Login in progress: its ``state`` (hashed), single use, for a few minutes.
+
+    It is bound to the browser that opened ``/meta/login`` (the hash of a first-party cookie set
+    there) so that only that browser can complete it at ``/meta/callback``.
+    """
+
+    __tablename__ = "meta_logins"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    browser_hash: Mapped[str | None] = mapped_column(String(64))
+    expires_at: Mapped[dt.datetime]
 
 
 class MetaAudience(Base):

@@ -9,7 +9,7 @@ Requests, by path:
   ``request.state.shop_id`` and never take a shop from the request, so one shop's token can never
   reach another shop's data; bodies over 256 KB are refused with 413
   (:class:`~shopify_app.server.middleware.BodyLimit`);
-* ``/meta/callback`` — where Facebook Login returns (:mod:`.api.meta`);
+* ``/meta/login``, ``/meta/callback`` — where Facebook Login starts and returns (:mod:`.api.meta`);
 * ``/webhooks``, ``/webhooks/compliance`` — see :mod:`shopify_app.shopify.webhooks`;
 * ``/healthz``, ``/readyz``, ``/metrics`` — for operations (:mod:`.health`);
 * ``/static/...`` — the page's files (``web/``).
@@ -69,6 +69,7 @@ def build_routes() -> list[BaseRoute]:
         Route("/auth/session-token", pages.bounce_page, methods=["GET"]),
         Route("/auth", oauth.begin_auth, methods=["GET"]),
         Route("/auth/callback", oauth.auth_callback, methods=["GET"]),
+        Route("/meta/login", meta.login, methods=["GET"]),
         Route("/meta/callback", meta.callback, methods=["GET"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
@@ -106,6 +107,7 @@ def build_routes() -> list[BaseRoute]:
                 Route("/data-requests/{request_id}", audit.data_request_export, methods=["GET"]),
                 Route("/meta/status", meta.status, methods=["GET"]),
                 Route("/meta/connect", meta.connect, methods=["POST"]),
+                Route("/meta/confirm", meta.confirm, methods=["POST"]),
                 Route("/meta/token", meta.paste_token, methods=["POST"]),
                 Route("/meta/disconnect", meta.disconnect, methods=["POST"]),
                 Route("/meta/adaccounts", meta.ad_accounts, methods=["GET"]),

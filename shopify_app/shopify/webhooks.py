@@ -1,11 +1,20 @@
 """Webhook intake: verify, deduplicate, store, enqueue, answer fast.
 
 The intake (``/webhooks``, ``/webhooks/compliance``, as declared in ``shopify.app.toml``) reads the
-raw body, checks ``X-Shopify-Hmac-Sha256`` in constant time *before* parsing anything (missing or
-forged → 401), and inserts a :class:`~shopify_app.db.models.WebhookEvent`. The unique constraint on
-``(shop_domain, event_id)`` makes a redelivery a no-op. The row id is queued as
-``webhooks.process`` and Shopify gets its 200 at once; the row is the durable inbox, so rows
-still ``queued`` are queued again on start-up (:func:`requeue_pending`) and every five minutes.
+raw body up to :data:`MAX_BODY_BYTES` (413 above it, refused by ``Content-Length`` before reading),
+checks ``X-Shopify-Hmac-Sha256`` in constant time *before* parsing anything (missing or forged →
+401), and inserts a :class:`~shopify_app.db.models.WebhookEvent`. The unique constraint on
+``(shop_domain, event_id, body_hash)`` makes a redelivery a no-op: the event id is a header, which
+the HMAC does not cover, so only the same event with the same signed body is a redelivery. The
+row id is queued as ``webhooks.process`` and Shopify gets its 200 at once; the row is the durable
+inbox, so rows still ``queued`` are queued again on start-up (:func:`requeue_pending`) and every
+five minutes. A handled row keeps no payload, and :func:`purge` deletes finished rows after
+:data:`RETENTION`.
+
+The HMAC covers the body, not the headers, so a genuine body could be replayed under another
+shop's domain or topic: :func:`check_payload` ties the headers to the signed payload (the shop
+it names, the object type its topic implies, the fields its topic always has) and
+:func:`check_age` refuses deliveries older than Shopify's retry window; both answer 400.
 
 A delivery for a shop Goldpan does not know gets 200 and changes nothing. Handling a stored
 delivery is :mod:`shopify_app.sync.inbox`'s work; the intake queues it by task name and never
@@ -20,8 +29,9 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -39,6 +49,13 @@ log = logging.getLogger(__name__)
 STALE_PROCESSING = dt.timedelta(minutes=10)
 """A row left ``processing`` this long belongs to a worker that died; it is queued again."""
 
+HANDLED = ("done", "skipped")
+"""The statuses of a delivery there is nothing more to do with: its row keeps no payload."""
+
+RETENTION = dt.timedelta(days=30)
+"""How long a finished delivery's row (ids, topic, body hash, outcome) is kept. Deduplication
+needs it only for Shopify's retry window (four hours); the rest is for the audit."""
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -51,12 +68,41 @@ class Delivery:
     api_version: str | None
     triggered_at: dt.datetime | None
     body: str
+    body_hash: str
+
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+"""The largest body the intake reads (413 above it). Shopify documents no limit for HTTPS
+deliveries; its staff report bodies "upwards of a megabyte" for big orders, and its EventBridge
+deliveries stop at 1,000,000 bytes. 8 MiB leaves room for the largest order Shopify will send
+while a client cannot make a worker hold hundreds of megabytes before the HMAC check."""
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes | None:
+    """The raw body, or None when it is larger than ``limit``.
+
+    A declared ``Content-Length`` above the limit is refused without reading a byte; a body
+    without one (chunked) is read only up to the limit.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def receive(request: Request) -> Response:
-    """The endpoint: HMAC first, then store + enqueue in the threadpool, then 200."""
+    """The endpoint: size cap, HMAC, then store + enqueue in the threadpool, then 200."""
     ctx: jobs.Context = request.app.state.ctx
-    body = await request.body()
+    body = await read_body(request)
+    if body is None:
+        return JSONResponse({"error": f"body larger than {MAX_BODY_BYTES} bytes"}, status_code=413)
     if not auth.verify_webhook_hmac(
         ctx.settings.api_secret, body, request.headers.get("x-shopify-hmac-sha256")
     ):
@@ -67,13 +113,19 @@ async def receive(request: Request) -> Response:
     if shop is None or not topic:
         return JSONResponse({"error": "missing shop or topic header"}, status_code=400)
     try:
-        json.loads(body or b"null")
+        payload = json.loads(body or b"null")
     except ValueError:
         return JSONResponse({"error": "body is not JSON"}, status_code=400)
+    triggered_at = _parse_time(headers.get("x-shopify-triggered-at"))
+    reason = check_payload(shop, topic, payload) or check_age(triggered_at, utcnow())
+    if reason is not None:
+        log.warning("webhook refused: %s", reason, extra={"shop": shop, "topic": topic})
+        return JSONResponse({"error": reason}, status_code=400)
+    body_hash = hashlib.sha256(body).hexdigest()
     event_id = (
         headers.get("x-shopify-event-id")
         or headers.get("x-shopify-webhook-id")
-        or "sha256:" + hashlib.sha256(body).hexdigest()
+        or "sha256:" + body_hash
     )
     delivery = Delivery(
         shop_domain=shop,
@@ -81,11 +133,105 @@ async def receive(request: Request) -> Response:
         event_id=event_id.strip()[:255],
         webhook_id=headers.get("x-shopify-webhook-id"),
         api_version=headers.get("x-shopify-api-version"),
-        triggered_at=_parse_time(headers.get("x-shopify-triggered-at")),
+        triggered_at=triggered_at,
         body=body.decode("utf-8", errors="replace"),
+        body_hash=body_hash,
     )
     outcome = await run_in_threadpool(accept, ctx, delivery)
     return JSONResponse({"status": outcome})
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a topic's payload looks like, for :func:`check_payload`."""
+
+    resource: str | None = None
+    """The type in ``admin_graphql_api_id`` (``gid://shopify/<resource>/<id>``), required."""
+    shop_key: str | None = None
+    """The key naming the shop, required."""
+    keys: frozenset[str] = frozenset()
+    """Other keys the payload always has."""
+    foreign: frozenset[str] = frozenset()
+    """Keys of other topics' payloads, which this one never has."""
+
+
+_COMPLIANCE_KEYS = frozenset({"customer", "orders_to_redact", "orders_requested", "data_request"})
+
+SHAPES: dict[str, Shape] = {
+    "app/uninstalled": Shape(shop_key="myshopify_domain"),
+    "app/scopes_update": Shape(keys=frozenset({"current"})),
+    **dict.fromkeys(("orders/create", "orders/updated", "orders/cancelled"), Shape("Order")),
+    **dict.fromkeys(
+        ("customers/create", "customers/update", "customers/delete"), Shape("Customer")
+    ),
+    "bulk_operations/finish": Shape("BulkOperation"),
+    "customers/data_request": Shape(
+        shop_key="shop_domain", keys=frozenset({"customer", "data_request"})
+    ),
+    "customers/redact": Shape(
+        shop_key="shop_domain", keys=frozenset({"customer", "orders_to_redact"})
+    ),
+    "shop/redact": Shape(shop_key="shop_domain", foreign=_COMPLIANCE_KEYS),
+}
+"""The payload of every topic Goldpan subscribes to (``shopify.app.toml``), as Shopify sends it.
+The HMAC covers the body but not the headers: these tie the headers to what was signed, so a
+genuine body replayed under another shop's domain or another topic is refused."""
+
+SHOP_KEYS = ("shop_domain", "myshopify_domain", "domain")
+"""Payload keys that name a shop; ``domain`` is the primary domain, compared when it is the
+``*.myshopify.com`` one."""
+
+_GID = re.compile(r"gid://shopify/(\w+)/(\d+)")
+
+
+def check_payload(shop: str, topic: str, payload: Any) -> str | None:
+    """Why ``payload`` cannot be ``topic`` for ``shop`` (the delivery's headers), or None."""
+    if not isinstance(payload, dict):
+        return "payload is not a JSON object"
+    for key in SHOP_KEYS:
+        named = payload.get(key)
+        if not isinstance(named, str) or (
+            key == "domain" and not named.lower().endswith(".myshopify.com")
+        ):
+            continue
+        if named.strip().lower() != shop:
+            return f"payload {key} is not the shop of X-Shopify-Shop-Domain"
+    shape = SHAPES.get(topic)
+    if shape is None:
+        return None  # not subscribed: stored and skipped
+    if shape.shop_key is not None and not isinstance(payload.get(shape.shop_key), str):
+        return f"{topic} payload without {shape.shop_key}"
+    missing = sorted(shape.keys - payload.keys())
+    if missing:
+        return f"{topic} payload without {', '.join(missing)}"
+    if shape.foreign & payload.keys():
+        return f"{topic} payload with another topic's fields"
+    if shape.resource is not None:
+        match = _GID.fullmatch(str(payload.get("admin_graphql_api_id") or ""))
+        if match is None or match.group(1) != shape.resource:
+            return f"{topic} payload's admin_graphql_api_id is not gid://shopify/{shape.resource}/…"
+        if "id" in payload and str(payload["id"]) != match.group(2):
+            return "payload id and admin_graphql_api_id disagree"
+    return None
+
+
+RETRY_WINDOW = dt.timedelta(hours=4)
+"""Shopify retries a failed delivery 8 times over 4 hours and then gives up (developer
+changelog, 2024-09-10), telling apps to judge staleness by ``X-Shopify-Triggered-At``."""
+
+CLOCK_SKEW = dt.timedelta(minutes=5)
+"""Tolerance between Shopify's clock and ours."""
+
+
+def check_age(triggered_at: dt.datetime | None, now: dt.datetime) -> str | None:
+    """Why a delivery triggered at ``triggered_at`` cannot be a Shopify delivery now, or None."""
+    if triggered_at is None:
+        return None
+    if triggered_at < now - RETRY_WINDOW - CLOCK_SKEW:
+        return "delivery is older than Shopify's retry window"
+    if triggered_at > now + CLOCK_SKEW:
+        return "delivery is triggered in the future"
+    return None
 
 
 def accept(ctx: jobs.Context, delivery: Delivery) -> str:
@@ -110,6 +256,7 @@ def accept(ctx: jobs.Context, delivery: Delivery) -> str:
                     topic=delivery.topic,
                     api_version=delivery.api_version,
                     triggered_at=delivery.triggered_at,
+                    body_hash=delivery.body_hash,
                     payload=delivery.body,
                     status="queued",
                 )
@@ -170,6 +317,23 @@ def requeue_stale(ctx: jobs.Context) -> int:
     """Every five minutes: queue again what a dead worker left behind (see
     :func:`requeue_pending`), so recovery does not wait for the next process start."""
     return requeue_pending(ctx)
+
+
+@jobs.periodic("webhooks.purge", hour="3", minute="41")
+def purge(ctx: jobs.Context) -> int:
+    """Daily: delete the rows of deliveries finished more than :data:`RETENTION` ago (a failed
+    one's payload with it); returns how many. Queued or running deliveries are never touched."""
+    cutoff = utcnow() - RETENTION
+    with write_engine(ctx.engine).begin() as conn:
+        result = conn.execute(
+            delete(WebhookEvent).where(
+                WebhookEvent.status.in_((*HANDLED, "failed")), WebhookEvent.received_at < cutoff
+            )
+        )
+    purged = int(result.rowcount or 0)
+    if purged:
+        log.info("purged %d old webhook deliveries", purged)
+    return purged
 
 
 routes = [

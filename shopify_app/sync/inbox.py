@@ -24,7 +24,7 @@ from shopify_app.db import transaction, write_engine
 from shopify_app.db.models import AuditEntry, Shop, WebhookEvent, utcnow
 from shopify_app.errors import stored_error
 from shopify_app.shopify import auth
-from shopify_app.shopify.webhooks import STALE_PROCESSING
+from shopify_app.shopify.webhooks import HANDLED, STALE_PROCESSING
 from shopify_app.sync import compliance
 from shopify_app.sync.bulk import on_bulk_finish
 from shopify_app.sync.scopes import check_scopes
@@ -119,7 +119,7 @@ def _claim(ctx: jobs.Context, event_id: int) -> list[WebhookEvent] | str:
     if seen is None:
         return "gone"
     status = seen.status
-    if status in ("done", "skipped"):
+    if status in HANDLED:
         return str(status)
     if status == "processing" and not _stale(seen.received_at):
         # Taken along by a worker handling its group right now: nothing to claim.
@@ -178,13 +178,18 @@ def _stale(received_at: dt.datetime | None) -> bool:
 
 
 def _finish(ctx: jobs.Context, event_pks: list[int], status: str, reason: str | None) -> None:
-    """Record the outcome of the events ``event_pks`` (one statement for all of them)."""
+    """Record the outcome of the events ``event_pks`` (one statement for all of them).
+
+    A handled delivery (``done`` or ``skipped``) drops its payload: the row stays as the
+    deduplication and audit record, without the customers' personal data in the body. A failed
+    one keeps it for its retries (and loses it with the row, see
+    :func:`shopify_app.shopify.webhooks.purge`).
+    """
+    values: dict[str, Any] = {"status": status, "error": reason, "processed_at": utcnow()}
+    if status in HANDLED:
+        values["payload"] = None
     with write_engine(ctx.engine).begin() as conn:
-        conn.execute(
-            update(WebhookEvent)
-            .where(WebhookEvent.id.in_(event_pks))
-            .values(status=status, error=reason, processed_at=utcnow())
-        )
+        conn.execute(update(WebhookEvent).where(WebhookEvent.id.in_(event_pks)).values(**values))
 
 
 def dispatch(
@@ -213,6 +218,8 @@ def dispatch(
     if event.topic.startswith(("orders/", "customers/")):
         if not shop.is_installed:
             return "skipped", "shop is uninstalled"
+        if event.topic.startswith("orders/"):
+            payload = compliance.without_forgotten_buyer(ctx, shop.id, payload)
         apply_webhook(ctx, shop.id, event.topic, payload)
         return "done", None
     return "skipped", f"no handler for {event.topic}"

@@ -229,7 +229,27 @@ function metaCard(status, reload) {
       status.ad_account_id ? ` · ${status.ad_account_id}` : "",
     ),
   ];
+  if (status.user_name && status.status !== "confirm") parts.push(h("p", { class: "gp-subdued", "data-meta-user": "" }, t("meta.connected_as", { name: status.user_name })));
   if (status.error) parts.push(banner("warning", t("meta.error"), h("p", null, status.error)));
+  if (status.status === "confirm") {
+    // Facebook Login connected whoever was logged in to Facebook in that tab: the merchant
+    // says whether it is them before Goldpan uses the account.
+    parts.push(
+      banner("warning", t("meta.connected_as", { name: status.user_name || "?" }), h("p", null, t("meta.confirm_body"))),
+      h(
+        "div",
+        { class: "gp-actions" },
+        act(t("meta.confirm_yes"), async () => {
+          await api.post("/meta/confirm", {});
+          reload();
+        }, { variant: "primary", "data-action": "meta-confirm" }),
+        act(t("meta.confirm_no"), async () => {
+          await api.post("/meta/disconnect", {});
+          reload();
+        }, { tone: "critical", "data-action": "meta-not-me" }),
+      ),
+    );
+  }
   if (status.status === "terms" && status.terms_url) {
     // Loading the status asks Meta again, so "check again" is a reload.
     parts.push(
@@ -237,7 +257,7 @@ function metaCard(status, reload) {
       act(t("meta.terms_recheck"), async () => reload()),
     );
   }
-  if (!status.connected && status.status !== "terms") {
+  if (!status.connected && status.status !== "terms" && status.status !== "confirm") {
     const token = h("input", { class: "gp-input", type: "password", autocomplete: "off", "data-input": "meta-token" });
     parts.push(
       h("p", { class: "gp-subdued" }, t("meta.connect_help")),
@@ -249,6 +269,8 @@ function metaCard(status, reload) {
           : act(t("meta.connect"), async () => {
               const { url } = await api.post("/meta/connect", {});
               window.open(url, "_blank", "noopener");
+              // Back from the login tab: show whose Facebook account it connected.
+              window.addEventListener("focus", () => reload(), { once: true });
             }, { variant: "primary" }),
       ),
       field(t("meta.paste_token"), token, t("meta.paste_help"), "token"),
@@ -259,7 +281,7 @@ function metaCard(status, reload) {
       }),
     );
   }
-  if (status.access_needed_account || (status.status !== "disconnected" && !status.ad_account_id)) {
+  if (status.access_needed_account || (!["disconnected", "confirm"].includes(status.status) && !status.ad_account_id)) {
     const select = h("select", { class: "gp-input", "data-input": "ad-account" });
     const holder = h("div", null, loading());
     api
@@ -278,7 +300,7 @@ function metaCard(status, reload) {
       .catch((error) => mount(holder, failure(error)));
     parts.push(holder);
   }
-  if (status.status !== "disconnected") {
+  if (status.status !== "disconnected" && status.status !== "confirm") {
     parts.push(
       act(t("meta.disconnect"), async () => {
         if (await confirmDialog(t("meta.disconnect"), h("p", null, t("meta.disconnect_body")), t("meta.disconnect"), "critical")) {

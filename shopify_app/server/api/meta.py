@@ -1,10 +1,14 @@
-"""The Meta endpoints (``/api/meta/...``, and the segment's ``meta-preview``) and the Facebook
-Login callback.
+"""The Meta endpoints (``/api/meta/...``, and the segment's ``meta-preview``) and Facebook
+Login's start and callback (``/meta/login``, ``/meta/callback``).
 
 The API endpoints sit behind the session-token middleware, which sets
-``request.state.shop_id``. ``/meta/callback`` is where Facebook Login returns: it has no session
-token (it is a top-level browser tab), so the shop comes from the signed, time-limited
-``state`` the connect call minted.
+``request.state.shop_id``. Facebook Login runs in a top-level tab, without a session token:
+``/api/meta/connect`` stores a single-use login (its ``state``, hashed, for ten minutes) and
+answers a Goldpan URL, ``/meta/login``, where the tab starts. That binds the login to the
+browser with a first-party cookie and redirects to the dialog; ``/meta/callback`` completes only
+a login bound to the browser calling it, and consumes it. A ``state`` seen elsewhere (a log, a
+shared link, another browser) is useless. The page then shows whose Facebook account was
+connected, and nothing is synced until the merchant confirms it (``/api/meta/confirm``).
 
 Meta's errors propagate to :mod:`shopify_app.server.errors` (terms and a revoked token 409,
 throttling 429 with ``retry_after``); the ones that say something about the connection are
@@ -13,25 +17,30 @@ remembered on it first, so the settings card shows them.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
 import hashlib
-import hmac
 import html
 import json
+import re
 import secrets
-import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 
 from shopify_app import jobs
 from shopify_app.db import transaction
-from shopify_app.db.models import MetaAudience, MetaConnection, Shop, utcnow
+from shopify_app.db.models import MetaAudience, MetaConnection, MetaLogin, Shop, utcnow
 from shopify_app.errors import (
     AuthError,
     InputError,
@@ -52,7 +61,13 @@ from shopify_app.server.api.request import (
 )
 from shopify_app.server.errors import json_error
 
-STATE_MAX_AGE = 15 * 60
+LOGIN_TTL = dt.timedelta(minutes=10)
+"""How long a Facebook Login may take (Meta's codes live as long)."""
+
+LOGIN_COOKIE = "goldpan_meta_login"
+"""The first-party cookie naming the browser that started a login (a random value)."""
+
+_COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def redirect_uri(ctx: jobs.Context) -> str:
@@ -60,31 +75,55 @@ def redirect_uri(ctx: jobs.Context) -> str:
     return f"{ctx.settings.app_url}/meta/callback"
 
 
-# --- state -----------------------------------------------------------------------------------
+# --- the login -------------------------------------------------------------------------------
 
 
-def sign_state(secret: str, shop_id: int, now: float | None = None) -> str:
-    """``shop.nonce.timestamp.signature``: binds the login to a shop, expires in 15 minutes."""
-    issued = int(now if now is not None else time.time())
-    body = f"{shop_id}.{secrets.token_urlsafe(12)}.{issued}"
-    mac = hmac.new(secret.encode(), f"meta-login:{body}".encode(), hashlib.sha256).digest()
-    return f"{body}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
-def verify_state(secret: str, state: str, now: float | None = None) -> int:
-    """The shop id a state was minted for; raises :class:`AuthError` if forged or stale."""
-    try:
-        shop, nonce, issued, sig = state.split(".")
-        shop_id, issued_at = int(shop), int(issued)
-    except ValueError:
-        raise AuthError("meta_state_malformed") from None
-    body = f"{shop}.{nonce}.{issued}"
-    mac = hmac.new(secret.encode(), f"meta-login:{body}".encode(), hashlib.sha256).digest()
-    if not hmac.compare_digest(base64.urlsafe_b64encode(mac).decode().rstrip("="), sig):
-        raise AuthError("meta_state_invalid")
-    if (now if now is not None else time.time()) - issued_at > STATE_MAX_AGE:
-        raise AuthError("meta_state_expired")
-    return shop_id
+def start_login(ctx: jobs.Context, shop_id: int) -> str:
+    """Store a new login for ``shop_id``; returns its ``state`` (kept only as a hash)."""
+    state = secrets.token_urlsafe(32)
+    now = utcnow()
+    with transaction(ctx.sessions) as session:
+        session.execute(delete(MetaLogin).where(MetaLogin.expires_at <= now))
+        session.add(
+            MetaLogin(state_hash=_digest(state), shop_id=shop_id, expires_at=now + LOGIN_TTL)
+        )
+    return state
+
+
+def bind_login(ctx: jobs.Context, state: str, browser: str) -> bool:
+    """Tie the login ``state`` to ``browser`` (the cookie's value); only the first call can."""
+    with transaction(ctx.sessions) as session:
+        result = session.execute(
+            update(MetaLogin)
+            .where(
+                MetaLogin.state_hash == _digest(state),
+                MetaLogin.browser_hash.is_(None),
+                MetaLogin.expires_at > utcnow(),
+            )
+            .values(browser_hash=_digest(browser))
+        )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def finish_login(ctx: jobs.Context, state: str, browser: str | None) -> int | None:
+    """Consume the login ``state`` if ``browser`` started it and it has not expired; returns
+    its shop id (None: forged, used, expired, or another browser's)."""
+    if not browser or not state:
+        return None
+    with transaction(ctx.sessions) as session:
+        return session.scalar(
+            delete(MetaLogin)
+            .where(
+                MetaLogin.state_hash == _digest(state),
+                MetaLogin.browser_hash == _digest(browser),
+                MetaLogin.expires_at > utcnow(),
+            )
+            .returning(MetaLogin.shop_id)
+        )
 
 
 # --- views -----------------------------------------------------------------------------------
@@ -100,6 +139,7 @@ def _conn_json(conn: MetaConnection | None) -> dict[str, Any]:
             "terms_url": None,
             "error": None,
             "token_expires_at": None,
+            "user_name": None,
         }
     status = conn.status
     if conn.token_expires_at is not None and conn.token_expires_at <= utcnow():
@@ -112,6 +152,7 @@ def _conn_json(conn: MetaConnection | None) -> dict[str, Any]:
         "terms_url": graph.terms_url(conn.ad_account_id) if conn.ad_account_id else None,
         "error": conn.error,
         "token_expires_at": conn.token_expires_at.isoformat() if conn.token_expires_at else None,
+        "user_name": conn.user_name,
     }
 
 
@@ -138,8 +179,16 @@ def _audience_json(aud: MetaAudience) -> dict[str, Any]:
 
 
 def _store_token(
-    ctx: jobs.Context, shop_id: int, token: str, expires_in: int | None
+    ctx: jobs.Context,
+    shop_id: int,
+    token: str,
+    expires_in: int | None,
+    *,
+    user_name: str | None,
+    confirmed: bool,
 ) -> MetaConnection:
+    """Keep the token (encrypted) and whose it is; a Facebook Login waits for the merchant to
+    confirm the account (status ``confirm``), a token they pasted themselves does not."""
     with transaction(ctx.sessions) as session:
         conn = session.get(MetaConnection, shop_id)
         if conn is None:
@@ -148,9 +197,10 @@ def _store_token(
         conn.access_token = ctx.cipher.encrypt(token)
         conn.token_expires_at = utcnow() + dt.timedelta(seconds=expires_in) if expires_in else None
         conn.connected_at = utcnow()
+        conn.user_name = user_name
         conn.error = None
         # A new login keeps the chosen account, but its terms are checked again.
-        conn.status = "pending"
+        conn.status = "pending" if confirmed else "confirm"
         conn.tos_accepted = False
         return conn
 
@@ -160,6 +210,8 @@ def _client(ctx: jobs.Context, shop_id: int) -> tuple[MetaConnection, graph.Grap
         conn = session.get(MetaConnection, shop_id)
     if conn is None or not conn.access_token:
         raise InputError("connect Meta first", field="meta")
+    if conn.status == "confirm":
+        raise InputError("confirm the Facebook account first", field="meta")
     return conn, audiences.client_for(ctx, conn)
 
 
@@ -225,14 +277,40 @@ def status(request: Request) -> Response:
 
 
 def connect(request: Request) -> Response:
-    """Start Facebook Login: the dialog URL to open in a new tab (it can't run in the iframe)."""
+    """Start Facebook Login: the Goldpan URL to open in a new tab (it can't run in the iframe),
+    which sends the tab on to the dialog (see :func:`login`)."""
     ctx, shop_id = context(request), request_shop_id(request)
     if not (ctx.settings.meta_app_id and ctx.settings.meta_app_secret):
         return json_error(
             503, "Facebook Login is not configured (META_APP_ID, META_APP_SECRET)", "meta"
         )
-    state = sign_state(ctx.settings.api_secret, shop_id)
-    return JSONResponse({"url": graph.login_url(ctx.settings, redirect_uri(ctx), state)})
+    state = start_login(ctx, shop_id)
+    return JSONResponse({"url": f"{ctx.settings.app_url}/meta/login?{urlencode({'state': state})}"})
+
+
+def confirm(request: Request) -> Response:
+    """The merchant confirms that the Facebook account shown ("connected as …") is theirs.
+
+    An ad account chosen before is kept when this login can manage it (its terms are checked
+    again); otherwise the merchant chooses one.
+    """
+    ctx, shop_id = context(request), request_shop_id(request)
+    with transaction(ctx.sessions) as session:
+        conn = session.get(MetaConnection, shop_id)
+        if conn is None or conn.status != "confirm":
+            raise InputError("there is no Facebook login to confirm", field="meta")
+        conn.status = "pending"
+        account = conn.ad_account_id
+    if account is not None:
+        if account in _manageable(ctx, shop_id):
+            _check_terms(ctx, shop_id, account)
+        else:
+            with transaction(ctx.sessions) as session:
+                conn = session.get(MetaConnection, shop_id)
+                assert conn is not None
+                conn.ad_account_id = None
+    with ctx.sessions() as session:
+        return JSONResponse(_conn_json(session.get(MetaConnection, shop_id)))
 
 
 def paste_token(request: Request) -> Response:
@@ -243,27 +321,40 @@ def paste_token(request: Request) -> Response:
         raise InputError("paste the whole access token", field="token")
     client = graph.GraphClient(ctx.settings, token.strip())
     try:
-        client.me()
+        me = client.me()
     except MetaTokenError:
         raise InputError("Meta does not accept this token", field="token") from None
-    conn = _store_token(ctx, shop_id, token.strip(), None)
+    conn = _store_token(ctx, shop_id, token.strip(), None, user_name=_name(me), confirmed=True)
     return JSONResponse(_conn_json(conn))
+
+
+def _name(me: dict[str, Any]) -> str | None:
+    name = me.get("name")
+    return str(name)[:255] if name else None
+
+
+def _accounts(ctx: jobs.Context, shop_id: int) -> list[dict[str, Any]]:
+    """The ad accounts the connected login can manage (a token problem is remembered)."""
+    _conn, client = _client(ctx, shop_id)
+    try:
+        return client.ad_accounts()
+    except MetaError as exc:
+        _remember_error(ctx, shop_id, exc)
+        raise
+
+
+def _manageable(ctx: jobs.Context, shop_id: int) -> set[str]:
+    return {str(a.get("id")) for a in _accounts(ctx, shop_id)}
 
 
 def ad_accounts(request: Request) -> Response:
     """The ad accounts the connected login can manage."""
     ctx, shop_id = context(request), request_shop_id(request)
-    _conn, client = _client(ctx, shop_id)
-    try:
-        accounts = client.ad_accounts()
-    except MetaError as exc:
-        _remember_error(ctx, shop_id, exc)
-        raise
     return JSONResponse(
         {
             "data": [
                 {"id": a.get("id"), "name": a.get("name"), "currency": a.get("currency")}
-                for a in accounts
+                for a in _accounts(ctx, shop_id)
             ]
         }
     )
@@ -305,13 +396,8 @@ def choose_account(request: Request) -> Response:
     if not isinstance(raw, str) or not raw.removeprefix("act_").isdigit():
         raise InputError("choose an ad account", field="ad_account_id")
     account_id = "act_" + raw.removeprefix("act_")
-    _conn, client = _client(ctx, shop_id)
-    try:
-        if account_id not in {a.get("id") for a in client.ad_accounts()}:
-            raise InputError("this login cannot manage that ad account", field="ad_account_id")
-    except MetaError as exc:
-        _remember_error(ctx, shop_id, exc)
-        raise
+    if account_id not in _manageable(ctx, shop_id):
+        raise InputError("this login cannot manage that ad account", field="ad_account_id")
     _check_terms(ctx, shop_id, account_id)
     with ctx.sessions() as session:
         return JSONResponse(_conn_json(session.get(MetaConnection, shop_id)))
@@ -325,6 +411,7 @@ def disconnect(request: Request) -> Response:
         if conn is not None:
             conn.access_token = None
             conn.token_expires_at = None
+            conn.user_name = None
             conn.status = "disconnected"
             conn.error = None
         answer = _conn_json(conn)
@@ -414,15 +501,48 @@ def _page(title: str, message: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(body, status_code=status)
 
 
+def login(request: Request) -> Response:
+    """Where the Facebook Login tab starts: bind the login to this browser, then go to the
+    dialog. The cookie is first-party (this tab is Goldpan's, not the admin's iframe) and
+    ``SameSite=Lax``, so it comes back with Facebook's redirect to :func:`callback`."""
+    ctx = context(request)
+    state = request.query_params.get("state") or ""
+    browser = request.cookies.get(LOGIN_COOKIE) or ""
+    if not _COOKIE_VALUE.fullmatch(browser):
+        browser = secrets.token_urlsafe(32)  # kept when present: two logins in two tabs
+    if not state or not bind_login(ctx, state, browser):
+        return _page(
+            "Meta connection failed",
+            "This login link was already used or has expired; connect again from Goldpan.",
+            400,
+        )
+    response = RedirectResponse(graph.login_url(ctx.settings, redirect_uri(ctx), state), 302)
+    response.set_cookie(
+        LOGIN_COOKIE,
+        browser,
+        max_age=int(LOGIN_TTL.total_seconds()),
+        path="/meta",
+        secure=ctx.settings.app_url.startswith("https://"),
+        httponly=True,
+        samesite="lax",
+    )
+    return response
+
+
 def callback(request: Request) -> Response:
-    """Facebook Login returns here: check ``state``, exchange the code, store the token."""
+    """Facebook Login returns here: consume the login this browser started, exchange the code,
+    store the token and say whose Facebook account it is."""
     ctx = context(request)
     q = request.query_params
     state = q.get("state") or ""
-    try:
-        shop_id = verify_state(ctx.settings.api_secret, state)
-    except AuthError:
-        return _page("Meta connection failed", "This login link is invalid or expired.", 400)
+    shop_id = finish_login(ctx, state, request.cookies.get(LOGIN_COOKIE))
+    if shop_id is None:
+        return _page(
+            "Meta connection failed",
+            "This login was not started in this browser, was already used or has expired. "
+            "Connect again from Goldpan.",
+            400,
+        )
     if q.get("error"):
         return _page(
             "Meta connection cancelled",
@@ -434,13 +554,16 @@ def callback(request: Request) -> Response:
     response_url = f"{redirect_uri(ctx)}?{request.url.query}"
     try:
         token = graph.exchange_code(ctx.settings, response_url, redirect_uri(ctx), state)
+        name = _name(graph.GraphClient(ctx.settings, token.access_token).me())
     except AuthError:
         return _page("Meta connection failed", "This login link is invalid or expired.", 400)
     except MetaError as exc:
         return _page("Meta connection failed", str(exc), 400)
-    _store_token(ctx, shop_id, token.access_token, token.expires_in)
+    _store_token(
+        ctx, shop_id, token.access_token, token.expires_in, user_name=name, confirmed=False
+    )
     return _page(
-        "Meta connected",
-        "Facebook Login is done. Return to Goldpan to choose the ad account; "
-        "you can close this tab.",
+        f"Connected as {name}" if name else "Meta connected",
+        "Return to Goldpan to confirm that this is your Facebook account and to choose the ad "
+        "account; you can close this tab.",
     )

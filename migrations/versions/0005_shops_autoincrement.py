@@ -10,8 +10,8 @@ shop-scoped table references ``shops`` with ``ON DELETE CASCADE`` and dropping a
 its rows first, so foreign keys are switched off around the rebuild — otherwise it would empty
 every child table — and checked afterwards. Ids freed before this revision may be used once more.
 
-Revision ID: 0007_shops_autoincrement
-Revises: 0002_redact_secrets
+Revision ID: 0005_shops_autoincrement
+Revises: 0004_shop_metrics
 Create Date: 2026-12-08 10:00:00
 """
 
@@ -22,7 +22,7 @@ from contextlib import contextmanager
 
 from alembic import op
 
-revision: str = "0007_shops_autoincrement"
+revision: str = "0005_shops_autoincrement"
 down_revision: str | None = "0004_shop_metrics"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
