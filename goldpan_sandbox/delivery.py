@@ -55,6 +55,7 @@ FALLBACK_TOPICS: dict[str, str] = {
             "orders/create",
             "orders/updated",
             "orders/cancelled",
+            "refunds/create",
             "customers/create",
             "customers/update",
             "customers/delete",
