@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from graphql import (
     DocumentNode,
@@ -48,6 +48,8 @@ from goldpan_sandbox.store import (
     LineItem,
     Order,
     Product,
+    Refund,
+    RefundLineItem,
     Segment,
     Store,
     Variant,
@@ -142,6 +144,8 @@ _TYPENAMES = {
     Product: "Product",
     Variant: "ProductVariant",
     Segment: "Segment",
+    Refund: "Refund",
+    RefundLineItem: "RefundLineItem",
 }
 
 
@@ -508,6 +512,7 @@ def _order_field(o: Order, name: str) -> Any:
         "customer_id": o.customer_id,
         "test": o.test,
         "status": ["any", "cancelled" if o.cancelled_at else "open"],
+        "financial_status": o.financial_status.lower(),
         "discount_code": o.discount_codes,
         "sku": [li.sku for li in o.line_items],
     }.get(name, UNKNOWN_FIELD)
@@ -630,6 +635,11 @@ def _product(obj: Any, args: dict[str, Any], ctx: RequestContext) -> Any:
     return _lookup(ctx, args["id"], "Product")
 
 
+@resolver("QueryRoot", "refund")
+def _refund(obj: Any, args: dict[str, Any], ctx: RequestContext) -> Any:
+    return _lookup(ctx, args["id"], "Refund")
+
+
 @resolver("QueryRoot", "segment")
 def _segment(obj: Any, args: dict[str, Any], ctx: RequestContext) -> Any:
     return _lookup(ctx, args["id"], "Segment")
@@ -679,6 +689,8 @@ def _lookup(ctx: RequestContext, value: str, kind: str | None) -> Any:
             return None
         if found_kind == "Segment":
             return store.segments.get(number)
+        if found_kind == "Refund":
+            return store.refunds.get(number)
     if found_kind == "BulkOperation" and ctx.bulk is not None:
         return ctx.bulk.get(ctx.domain, number)
     return None
@@ -876,15 +888,20 @@ _r(
         "discountCode": lambda o: o.discount_codes[0] if o.discount_codes else None,
         "billingAddress": lambda o: address_dict(o.billing_address, o.id),
         "currentTotalPriceSet": lambda o: money_bag(o.current_total, o.currency),
-        "totalPriceSet": lambda o: money_bag(
-            max(o.subtotal - o.discount_total + o.shipping_total, Decimal("0")), o.currency
-        ),
-        "currentSubtotalPriceSet": lambda o: money_bag(o.subtotal, o.currency),
-        "subtotalPriceSet": lambda o: money_bag(o.subtotal, o.currency),
+        "totalPriceSet": lambda o: money_bag(o.total_price, o.currency),
+        "totalReceivedSet": lambda o: money_bag(o.total_price, o.currency),
+        "netPaymentSet": lambda o: money_bag(o.total_price - o.refunded_total, o.currency),
+        "currentSubtotalPriceSet": lambda o: money_bag(o.current_subtotal_price, o.currency),
+        "subtotalPriceSet": lambda o: money_bag(o.subtotal_price, o.currency),
         "totalDiscountsSet": lambda o: money_bag(o.discount_total, o.currency),
-        "currentTotalDiscountsSet": lambda o: money_bag(o.discount_total, o.currency),
+        "currentTotalDiscountsSet": lambda o: money_bag(o.current_discount, o.currency),
         "totalRefundedSet": lambda o: money_bag(o.refunded_total, o.currency),
+        "totalRefunded": lambda o: decimal_str(o.refunded_total),
+        "totalRefundedShippingSet": lambda o: money_bag(o.refunded_shipping, o.currency),
         "totalShippingPriceSet": lambda o: money_bag(o.shipping_total, o.currency),
+        "currentShippingPriceSet": lambda o: money_bag(o.current_shipping, o.currency),
+        "displayFinancialStatus": lambda o: o.financial_status,
+        "refundable": lambda o: o.refunded_total < o.total_price,
         "subtotalLineItemsQuantity": lambda o: sum(li.quantity for li in o.line_items),
         "currentSubtotalLineItemsQuantity": lambda o: sum(
             li.effective_quantity for li in o.line_items
@@ -903,6 +920,14 @@ def _order_customer(o: Order, args: dict[str, Any], ctx: RequestContext) -> Cust
 @connection_field("Order", "lineItems", {"ID": lambda li: li.id})
 def _line_items(o: Order, args: dict[str, Any], ctx: RequestContext) -> list[Any]:
     return list(o.line_items)
+
+
+@resolver("Order", "refunds")
+def _order_refunds(o: Order, args: dict[str, Any], ctx: RequestContext) -> list[Refund]:
+    # A plain list (not a connection), oldest first; ``first`` only caps it.
+    refunds = sorted(o.refunds, key=lambda r: (r.created_at, r.id))
+    first = args.get("first")
+    return refunds if first is None else refunds[: max(first, 0)]
 
 
 def _line_currency(li: LineItem, ctx: RequestContext) -> str:
@@ -951,6 +976,7 @@ _r(
         "id": lambda li: gid("LineItem", li.id),
         "quantity": lambda li: li.quantity,
         "currentQuantity": lambda li: li.effective_quantity,
+        "refundableQuantity": lambda li: li.effective_quantity,
         "sku": lambda li: li.sku,
         "title": lambda li: li.title,
         "name": lambda li: li.title,
@@ -960,6 +986,135 @@ _r(
         "isGiftCard": lambda li: False,
     },
 )
+
+# --------------------------------------------------------------------------------------------
+# Refunds
+# --------------------------------------------------------------------------------------------
+
+
+def _refund_order(r: Refund, ctx: RequestContext) -> Order | None:
+    return ctx.store.orders.get(r.order_id)
+
+
+def _refund_currency(r: Refund, ctx: RequestContext) -> str:
+    order = _refund_order(r, ctx)
+    return order.currency if order is not None else ctx.store.currency
+
+
+_r(
+    "Refund",
+    {
+        "id": lambda r: gid("Refund", r.id),
+        "legacyResourceId": lambda r: str(r.id),
+        "createdAt": lambda r: iso(r.created_at),
+        "processedAt": lambda r: iso(r.created_at),
+        "updatedAt": lambda r: iso(r.created_at),
+        "note": lambda r: r.note,
+        "duties": lambda r: [],
+        "return": lambda r: None,
+        "staffMember": lambda r: None,
+    },
+)
+
+
+@resolver("Refund", "order")
+def _refund_order_field(r: Refund, args: dict[str, Any], ctx: RequestContext) -> Order | None:
+    return _refund_order(r, ctx)
+
+
+@resolver("Refund", "totalRefundedSet")
+def _refund_total(r: Refund, args: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+    return money_bag(r.amount, _refund_currency(r, ctx))
+
+
+@resolver("Refund", "totalRefunded")
+def _refund_total_money(r: Refund, args: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+    return money(r.amount, _refund_currency(r, ctx))
+
+
+@connection_field("Refund", "refundLineItems", {"ID": lambda rli: rli.id})
+def _refund_line_items(r: Refund, args: dict[str, Any], ctx: RequestContext) -> list[Any]:
+    return list(r.line_items)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundTransaction:
+    """The money a refund gave back: one successful ``OrderTransaction`` of kind REFUND."""
+
+    id: int
+    refund: Refund
+    currency: str
+    test: bool
+    graphql_type: ClassVar[str] = "OrderTransaction"
+
+
+@connection_field("Refund", "transactions", {"ID": lambda t: t.id})
+def _refund_transactions(r: Refund, args: dict[str, Any], ctx: RequestContext) -> list[Any]:
+    order = _refund_order(r, ctx)
+    if not r.amount or order is None:
+        return []
+    return [RefundTransaction(r.transaction_id, r, order.currency, order.test)]
+
+
+_r(
+    "OrderTransaction",
+    {
+        "id": lambda t: gid("OrderTransaction", t.id),
+        "kind": lambda t: "REFUND",
+        "status": lambda t: "SUCCESS",
+        "amountSet": lambda t: money_bag(t.refund.amount, t.currency),
+        "amountV2": lambda t: money(t.refund.amount, t.currency),
+        "amount": lambda t: decimal_str(t.refund.amount),
+        "createdAt": lambda t: iso(t.refund.created_at),
+        "processedAt": lambda t: iso(t.refund.created_at),
+        "gateway": lambda t: "manual",
+        "formattedGateway": lambda t: "Manual",
+        "manualPaymentGateway": lambda t: True,
+        "manuallyCapturable": lambda t: False,
+        "multiCapturable": lambda t: False,
+        "test": lambda t: t.test,
+        "fees": lambda t: [],
+        "errorCode": lambda t: None,
+        "parentTransaction": lambda t: None,
+    },
+)
+
+
+@resolver("OrderTransaction", "order")
+def _transaction_order(t: RefundTransaction, args: dict[str, Any], ctx: RequestContext) -> Any:
+    return ctx.store.orders.get(t.refund.order_id)
+
+
+_r(
+    "RefundLineItem",
+    {
+        "id": lambda rli: gid("RefundLineItem", rli.id),
+        "lineItem": lambda rli: rli.line_item,
+        "quantity": lambda rli: rli.quantity,
+        "restockType": lambda rli: rli.restock_type,
+        "restocked": lambda rli: rli.restocked,
+        "location": lambda rli: None,
+        "price": lambda rli: decimal_str(rli.line_item.unit_price),
+        "subtotal": lambda rli: decimal_str(rli.subtotal),
+        "totalTax": lambda rli: "0.0",
+    },
+)
+
+
+@resolver("RefundLineItem", "priceSet")
+def _rli_price(rli: RefundLineItem, args: dict[str, Any], ctx: RequestContext) -> Any:
+    return money_bag(rli.line_item.unit_price, ctx.store.currency)
+
+
+@resolver("RefundLineItem", "subtotalSet")
+def _rli_subtotal(rli: RefundLineItem, args: dict[str, Any], ctx: RequestContext) -> Any:
+    return money_bag(rli.subtotal, ctx.store.currency)
+
+
+@resolver("RefundLineItem", "totalTaxSet")
+def _rli_tax(rli: RefundLineItem, args: dict[str, Any], ctx: RequestContext) -> Any:
+    return money_bag(Decimal("0"), ctx.store.currency)
+
 
 _r(
     "Product",

@@ -4,8 +4,10 @@ A bulk query runs in a background thread (``CREATED`` → ``RUNNING`` → ``COMP
 produces JSONL: every node of the top-level connection is one line, every node of a nested
 connection is its own line carrying ``__parentId``, nested connections are left out of their
 parent's line, and (unless ``groupObjects: true``) lines come in no particular order — children
-may even precede their parents, as Shopify warns. The file is served from an expiring signed
-URL on the sandbox, and ``bulk_operations/finish`` is sent when the operation ends.
+may even precede their parents, as Shopify warns. Lists of objects (``Order.refunds``) stay
+inline in their parent's line, so a connection inside such a list (``refundLineItems`` under
+``refunds``) is refused, as Shopify refuses it. The file is served from an expiring signed URL
+on the sandbox, and ``bulk_operations/finish`` is sent when the operation ends.
 
 :func:`iter_bulk_jsonl` is the pure serializer; it walks a compiled selection plan with the
 resolvers of :mod:`admin_api` instead of running graphql-core once per row, so benchmarks can
@@ -320,8 +322,18 @@ def _count_connections(planner: _Planner, type_name: str, selection: Any, depth:
                 )
             total += 1 + _count_connections(planner, node_type.name, inner, depth + 1)
         elif not is_abstract_type(named):
-            total += _count_connections(planner, named.name, node.selection_set, depth)
+            inner_count = _count_connections(planner, named.name, node.selection_set, depth)
+            if inner_count and _is_list(fields[name].type):
+                raise BulkQueryError(
+                    "Queries that contain a connection field within a list field are not "
+                    "currently supported."
+                )
+            total += inner_count
     return total
+
+
+def _is_list(gql_type: Any) -> bool:
+    return is_list_type(gql_type.of_type if is_non_null_type(gql_type) else gql_type)
 
 
 def _connection_nodes(planner: _Planner, node: FieldNode, type_name: str) -> list[FieldNode]:

@@ -6,12 +6,14 @@ without importing this package.
 
 ``serve`` runs a standalone sandbox with a generated store. The other commands talk to a running
 sandbox (the demo's, or ``serve``'s) over its JSON control API (``/_sandbox/...``) so anyone can
-place an order or edit a customer and watch the webhooks and Goldpan's tags follow::
+place an order, refund one or edit a customer and watch the webhooks and Goldpan's tags follow::
 
     shopify-app sandbox order --shop linen-lane.myshopify.com --customer ana@example.com \\
         --product linen-dinner-napkins:Sage --quantity 48
     shopify-app sandbox customer --shop linen-lane.myshopify.com --id 7000000000123 \\
         --consent SUBSCRIBED --add-tag wholesale
+    shopify-app sandbox refund 7000000000456 --shop linen-lane.myshopify.com \\
+        --line 7000000000457:24
     shopify-app sandbox faults --http 503 --count 2
 
 Exit codes: 0 done, 1 the sandbox could not be reached or failed, 2 bad input (ours or the
@@ -27,6 +29,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import requests
@@ -57,6 +60,14 @@ def _positive(value: str) -> int:
     if number <= 0:
         raise argparse.ArgumentTypeError(f"expected a number above zero, got {number}")
     return number
+
+
+def _refund_line(value: str) -> tuple[str, int]:
+    """``ID:QTY`` → (line item id or gid, quantity); a gid's own colon is kept."""
+    line, sep, quantity = value.rpartition(":")
+    if not sep or not line.strip() or not quantity.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected ID:QTY (e.g. 7000000000457:2), got {value!r}")
+    return line.strip(), _positive(quantity)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +121,28 @@ def build_parser() -> argparse.ArgumentParser:
     remote(cancel)
     cancel.add_argument("--shop", required=True)
     cancel.add_argument("--order", required=True, help="order id or gid")
+
+    refund = sub.add_parser(
+        "refund", help="refund an order in full or by line items (refunds/create, orders/updated)"
+    )
+    remote(refund)
+    refund.add_argument("order", help="order id or gid")
+    refund.add_argument("--shop", required=True)
+    what = refund.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "--line",
+        action="append",
+        type=_refund_line,
+        metavar="ID:QTY",
+        help="line item id (or gid) and units to refund; repeatable",
+    )
+    what.add_argument(
+        "--full", action="store_true", help="every unit still on the order, and the shipping"
+    )
+    refund.add_argument(
+        "--no-restock", action="store_true", help="the units are not returned to stock"
+    )
+    refund.add_argument("--note", default=None)
 
     customer = sub.add_parser("customer", help="show or edit a customer (customers/update)")
     remote(customer)
@@ -320,6 +353,41 @@ def _cancel(client: ControlClient, ns: argparse.Namespace) -> Any:
     return _order_summary(client.call("POST", f"/shops/{ns.shop}/orders/{number}/cancel"))
 
 
+def _refund(client: ControlClient, ns: argparse.Namespace) -> Any:
+    number = _number(ns.order, "ORDER")
+    spec: dict[str, Any] = {"restock": not ns.no_restock}
+    if ns.full:
+        spec["full"] = True
+    else:
+        spec["line_items"] = [
+            {"line_item_id": _number(line, "--line ID"), "quantity": quantity}
+            for line, quantity in ns.line
+        ]
+    if ns.note is not None:
+        spec["note"] = ns.note
+    answer = client.call("POST", f"/shops/{ns.shop}/orders/{number}/refunds", spec)
+    if not isinstance(answer, dict):
+        return answer
+    refund = answer.get("refund") or {}
+    order = answer.get("order") or {}
+    given_back = sum((Decimal(t["amount"]) for t in refund.get("transactions") or []), Decimal(0))
+    return {
+        "refund": refund.get("id"),
+        "order": order.get("name"),
+        "amount": f"{given_back:.2f}",
+        "line_items": [
+            {
+                "line_item_id": rli.get("line_item_id"),
+                "quantity": rli.get("quantity"),
+                "restock_type": rli.get("restock_type"),
+            }
+            for rli in refund.get("refund_line_items") or []
+        ],
+        "financial_status": order.get("financial_status"),
+        "current_total": order.get("current_total_price"),
+    }
+
+
 def _customer(client: ControlClient, ns: argparse.Namespace) -> Any:
     number = _number(ns.id, "--id")
     path = f"/shops/{ns.shop}/customers/{number}"
@@ -400,6 +468,7 @@ DEMO = Command(help="run the whole app against the local sandbox", run=demo)
 _COMMANDS = {
     "order": _order,
     "cancel": _cancel,
+    "refund": _refund,
     "customer": _customer,
     "customers": _customers,
     "shops": _shops,

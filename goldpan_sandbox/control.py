@@ -5,6 +5,10 @@ requests, slow answers (a delay longer than the client's timeout is a timeout), 
 that end ``FAILED`` or ``EXPIRED``, truncated downloads and the rate-limit plan. The control API
 lets the CLI (``shopify-app sandbox ...``), the demo and tests place orders, edit customers, set
 faults and read the webhook delivery log over plain HTTP.
+
+Refunds (``POST /_sandbox/shops/{shop}/orders/{id}/refunds``) go through
+:meth:`Store.refund_order`, so they fire ``refunds/create`` and ``orders/updated`` as a refund in
+the Shopify admin does.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from goldpan_sandbox.store import Address, Customer, LineItem, Order
+from goldpan_sandbox.store import Address, Customer, LineItem, Order, Refund
 
 if TYPE_CHECKING:
     from goldpan_sandbox.shopify import ShopifySandbox
@@ -271,6 +275,49 @@ def place_order(sandbox: ShopifySandbox, domain: str, spec: dict[str, Any]) -> O
     return store.add_order(order)
 
 
+def refund_order(
+    sandbox: ShopifySandbox, domain: str, order_id: int, spec: dict[str, Any]
+) -> Refund:
+    """Refund an order on ``domain`` from a small JSON spec; fires the webhooks.
+
+    ``spec``: ``{"full": true}`` (every unit still on the order, and the shipping) or
+    ``{"line_items": [{"line_item_id": id or gid, "quantity": n}]}``; optional ``restock``
+    (default true: the units are returned to stock, ``RETURN``; false: ``NO_RESTOCK``) or
+    ``restock_type`` (``RETURN``, ``CANCEL``, ``NO_RESTOCK``), and ``note``.
+    """
+    full = spec.get("full", False)
+    items = spec.get("line_items")
+    if not isinstance(full, bool):
+        raise ValueError("full must be true or false")
+    if full == bool(items):
+        raise ValueError("give either full: true or line_items, not both or neither")
+    lines: dict[int, int] | None = None
+    if items:
+        if not isinstance(items, list):
+            raise ValueError("line_items must be a list")
+        lines = {}
+        for item in items:
+            if not isinstance(item, dict) or item.get("line_item_id") is None:
+                raise ValueError("every line item needs a line_item_id")
+            line_id = int(str(item["line_item_id"]).rsplit("/", 1)[-1])
+            quantity = int(item.get("quantity", 1))
+            if quantity <= 0:
+                raise ValueError(f"quantity for line item {line_id} must be above zero")
+            lines[line_id] = lines.get(line_id, 0) + quantity
+    restock, restock_type = spec.get("restock", True), spec.get("restock_type")
+    if not isinstance(restock, bool):
+        raise ValueError("restock must be true or false")
+    if restock_type is None:
+        restock_type = "RETURN" if restock else "NO_RESTOCK"
+    note = spec.get("note")
+    return sandbox.store(domain).refund_order(
+        order_id,
+        lines,
+        restock_type=str(restock_type).upper(),
+        note=None if note is None else str(note),
+    )
+
+
 _CUSTOMER_FIELDS = {
     "first_name",
     "last_name",
@@ -341,6 +388,27 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             return _error(404, f"no order {number}")
         order = store.cancel_order(number)
         return JSONResponse(sandbox.delivery.order_payload(store, order))
+
+    async def refunds(request: Request) -> JSONResponse:
+        domain = request.path_params["shop"]
+        if domain not in sandbox.domains():
+            return _error(404, f"no shop {domain}")
+        store = sandbox.store(domain)
+        number = int(request.path_params["order_id"])
+        if number not in store.orders:
+            return _error(404, f"no order {number}")
+        try:
+            spec = await request.json()
+            refund = refund_order(sandbox, domain, number, spec if isinstance(spec, dict) else {})
+        except (ValueError, LookupError, TypeError) as exc:
+            return _error(422, str(exc))
+        return JSONResponse(
+            {
+                "refund": sandbox.delivery.refund_payload(store, refund),
+                "order": sandbox.delivery.order_payload(store, store.orders[number]),
+            },
+            201,
+        )
 
     async def customer(request: Request) -> JSONResponse:
         domain = request.path_params["shop"]
@@ -414,6 +482,7 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
         Route("/_sandbox/shops", shops, methods=["GET"]),
         Route("/_sandbox/shops/{shop}/orders", orders, methods=["POST"]),
         Route("/_sandbox/shops/{shop}/orders/{order_id:int}/cancel", cancel, methods=["POST"]),
+        Route("/_sandbox/shops/{shop}/orders/{order_id:int}/refunds", refunds, methods=["POST"]),
         Route("/_sandbox/shops/{shop}/customers", customers, methods=["GET"]),
         Route(
             "/_sandbox/shops/{shop}/customers/{customer_id:int}",

@@ -30,7 +30,16 @@ from typing import Any
 
 import requests
 
-from goldpan_sandbox.store import Address, Change, Customer, Order, Store, gid
+from goldpan_sandbox.store import (
+    Address,
+    Change,
+    Customer,
+    LineItem,
+    Order,
+    Refund,
+    Store,
+    gid,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +55,7 @@ FALLBACK_TOPICS: dict[str, str] = {
             "orders/create",
             "orders/updated",
             "orders/cancelled",
+            "refunds/create",
             "customers/create",
             "customers/update",
             "customers/delete",
@@ -103,6 +113,11 @@ def _ts(value: dt.datetime | None) -> str | None:
 
 def _price(value: Decimal) -> str:
     return f"{value:.2f}"
+
+
+def _price_set(value: Decimal, currency: str) -> dict[str, Any]:
+    money = {"amount": _price(value), "currency_code": currency}
+    return {"shop_money": money, "presentment_money": dict(money)}
 
 
 def _address(address: Address | None, customer_id: int | None = None) -> dict[str, Any] | None:
@@ -165,11 +180,109 @@ def customer_payload(store: Store, customer: Customer) -> dict[str, Any]:
     }
 
 
+def line_item_payload(line: LineItem, currency: str) -> dict[str, Any]:
+    """A REST ``line_item`` (in orders and in a refund's ``refund_line_items``)."""
+    return {
+        "id": line.id,
+        "admin_graphql_api_id": gid("LineItem", line.id),
+        "product_id": line.product_id,
+        "variant_id": line.variant_id,
+        "sku": line.sku,
+        "title": line.title,
+        "name": line.title,
+        "quantity": line.quantity,
+        "current_quantity": line.effective_quantity,
+        "price": _price(line.unit_price),
+        "price_set": _price_set(line.unit_price, currency),
+    }
+
+
+def refund_payload(store: Store, refund: Refund) -> dict[str, Any]:
+    """The REST ``refund`` resource as ``refunds/create`` carries it (and ``order.refunds``).
+
+    Money given back is in ``transactions`` (one successful ``refund`` transaction); the units
+    are in ``refund_line_items`` with their ``subtotal`` net of the line's discount share.
+    """
+    order = store.orders[refund.order_id]
+    currency = order.currency
+    created = _ts(refund.created_at)
+    shipping = (
+        [
+            {
+                "id": refund.shipping_line_id,
+                "shipping_line_id": None,
+                "subtotal_amount_set": _price_set(refund.shipping, currency),
+                "tax_amount_set": _price_set(Decimal("0"), currency),
+            }
+        ]
+        if refund.shipping
+        else []
+    )
+    return {
+        "id": refund.id,
+        "admin_graphql_api_id": gid("Refund", refund.id),
+        "order_id": refund.order_id,
+        "created_at": created,
+        "processed_at": created,
+        "note": refund.note,
+        "user_id": None,
+        "restock": any(rli.restocked for rli in refund.line_items),
+        "duties": [],
+        "total_duties_set": _price_set(Decimal("0"), currency),
+        "additional_fees": [],
+        "total_additional_fees_set": _price_set(Decimal("0"), currency),
+        "return": None,
+        "refund_line_items": [
+            {
+                "id": rli.id,
+                "quantity": rli.quantity,
+                "line_item_id": rli.line_item.id,
+                "location_id": None,
+                "restock_type": rli.restock_type.lower(),
+                "subtotal": float(rli.subtotal),
+                "total_tax": 0.0,
+                "subtotal_set": _price_set(rli.subtotal, currency),
+                "total_tax_set": _price_set(Decimal("0"), currency),
+                "line_item": line_item_payload(rli.line_item, currency),
+            }
+            for rli in refund.line_items
+        ],
+        "refund_shipping_lines": shipping,
+        "order_adjustments": [],
+        "transactions": [
+            {
+                "id": refund.transaction_id,
+                "admin_graphql_api_id": gid("OrderTransaction", refund.transaction_id),
+                "order_id": refund.order_id,
+                "kind": "refund",
+                "gateway": "manual",
+                "status": "success",
+                "message": "Refunded",
+                "created_at": created,
+                "processed_at": created,
+                "test": order.test,
+                "authorization": None,
+                "location_id": None,
+                "user_id": None,
+                "parent_id": None,
+                "device_id": None,
+                "error_code": None,
+                "source_name": "web",
+                "receipt": {},
+                "amount": _price(refund.amount),
+                "currency": currency,
+            }
+        ]
+        if refund.amount
+        else [],
+    }
+
+
 def order_payload(store: Store, order: Order) -> dict[str, Any]:
     """The REST ``order`` resource as ``orders/*`` webhooks carry it."""
     customer = store.customers.get(order.customer_id) if order.customer_id else None
-    total = max(order.subtotal - order.discount_total + order.shipping_total, Decimal("0"))
     per_code = order.discount_total / len(order.discount_codes) if order.discount_codes else 0
+    currency = order.currency
     return {
         "id": order.id,
         "admin_graphql_api_id": gid("Order", order.id),
@@ -183,13 +296,17 @@ def order_payload(store: Store, order: Order) -> dict[str, Any]:
         "cancelled_at": _ts(order.cancelled_at),
         "cancel_reason": order.cancel_reason,
         "test": order.test,
-        "currency": order.currency,
-        "presentment_currency": order.currency,
+        "currency": currency,
+        "presentment_currency": currency,
         "current_total_price": _price(order.current_total),
-        "total_price": _price(total),
-        "subtotal_price": _price(order.subtotal),
+        "current_total_price_set": _price_set(order.current_total, currency),
+        "current_subtotal_price": _price(order.current_subtotal_price),
+        "current_total_discounts": _price(order.current_discount),
+        "total_price": _price(order.total_price),
+        "subtotal_price": _price(order.subtotal_price),
         "total_discounts": _price(order.discount_total),
-        "financial_status": "refunded" if order.refunded_total else "paid",
+        "total_shipping_price_set": _price_set(order.shipping_total, currency),
+        "financial_status": order.financial_status.lower(),
         "discount_codes": [
             {"code": code, "amount": _price(Decimal(per_code)), "type": "fixed_amount"}
             for code in order.discount_codes
@@ -221,24 +338,8 @@ def order_payload(store: Store, order: Order) -> dict[str, Any]:
                 "note",
             )
         },
-        "line_items": [
-            {
-                "id": li.id,
-                "admin_graphql_api_id": gid("LineItem", li.id),
-                "product_id": li.product_id,
-                "variant_id": li.variant_id,
-                "sku": li.sku,
-                "title": li.title,
-                "name": li.title,
-                "quantity": li.quantity,
-                "current_quantity": li.effective_quantity,
-                "price": _price(li.unit_price),
-                "price_set": {
-                    "shop_money": {"amount": _price(li.unit_price), "currency_code": order.currency}
-                },
-            }
-            for li in order.line_items
-        ],
+        "line_items": [line_item_payload(li, currency) for li in order.line_items],
+        "refunds": [refund_payload(store, r) for r in order.refunds],
     }
 
 
@@ -354,6 +455,8 @@ class WebhookDelivery:
                 )
             elif change.kind == "Order":
                 payload = order_payload(store, store.orders[change.id])
+            elif change.kind == "Refund":
+                payload = refund_payload(store, store.refunds[change.id])
             else:
                 payload = {"id": change.id, "admin_graphql_api_id": gid(change.kind, change.id)}
         self.send(store.domain, change.topic, payload)
@@ -466,4 +569,5 @@ class WebhookDelivery:
             ]
 
     order_payload = staticmethod(order_payload)
+    refund_payload = staticmethod(refund_payload)
     customer_payload = staticmethod(customer_payload)

@@ -14,9 +14,17 @@ segment Goldpan finds has real members to find:
 - **prospects** who signed up but never ordered, and the merchant's own test orders.
 
 Around them: holiday peaks in November and December, discount codes, cancelled and test orders,
-partial refunds, mixed marketing consent, and customers in Greek, Korean and Arabic as well as
+refunds, mixed marketing consent, and customers in Greek, Korean and Arabic as well as
 American English — native-script names, local cities and province codes, and phone numbers in
 the formats people actually type (trunk zeros, ``+`` prefixes, Arabic-Indic digits).
+
+Refunds are real ones (:meth:`Store.refund_order`): about 4% of orders are refunded in full
+(a third of those the day they were placed, before shipping), about 3% in part (a few units
+of a line; for a business, part of a case, never below the case). Two customers are planted
+for the rule "refunds are not purchases": ``refunded_vip``, whose very large order was refunded
+the same day (counting it would make them the biggest spender), and ``returned_case``, who
+ordered one case of napkins and sent most of it back (counting it would make them a business
+buyer).
 
 Everything comes from one ``random.Random(seed)``, so a seed always yields the same store.
 Ids and order numbers are handed out in chronological order, as Shopify's are. Sizes scale to a
@@ -133,6 +141,13 @@ CASE_QUANTITIES = (36, 36, 48, 48, 60, 72, 72, 96, 120, 144, 240)
 """Business orders come by the case: never fewer than 36 of the main item."""
 
 CANCEL_REASONS = ("customer", "customer", "inventory", "fraud", "declined")
+
+CANCEL_RATE = 0.02
+FULL_REFUND_RATE = 0.04
+PARTIAL_REFUND_RATE = 0.035
+"""Some of these draw an order with nothing to give back in part (one unit): about 3% happen."""
+SAME_DAY_REFUND_SHARE = 0.35
+"""Of the full refunds, how many happen the day the order was placed (restock: CANCEL)."""
 
 DISCOUNTS = {
     "WELCOME10": Decimal("0.10"),
@@ -505,7 +520,11 @@ ARCHETYPES: dict[str, float] = {
     "cold": 0.075,  # regular until 90+ days ago
     "prospect": 0.05,  # signed up, never ordered
 }
-"""Share of customers of each kind (the merchant's own test account comes on top)."""
+"""Share of customers of each kind (the :data:`PLANTED` ones take a few places)."""
+
+PLANTED = ("staff", "refunded_vip", "returned_case")
+"""One of each in every store of 20 customers or more: the merchant's own test account, and
+the two customers only refunds tell apart (see the module docstring)."""
 
 
 @dataclass(slots=True)
@@ -516,6 +535,16 @@ class _Company:
     city: _City
     street: str
     members: int = 0
+
+
+@dataclass(slots=True)
+class _RefundPlan:
+    """A refund decided with its order, applied once ids are handed out."""
+
+    order: Order
+    at: dt.datetime
+    lines: list[tuple[LineItem, int]] | None  # None: everything, and the shipping
+    restock_type: str
 
 
 @dataclass(slots=True)
@@ -553,6 +582,7 @@ class _Generator:
         self.products: list[Product] = []
         self.variants_by_handle: dict[str, list[Variant]] = {}
         self.spec_by_product: dict[int, _ProductSpec] = {}
+        self.refund_plans: list[_RefundPlan] = []
         self._random = self.rng.random
 
     def pick(self, seq: Sequence[_T]) -> _T:
@@ -783,6 +813,10 @@ class _Generator:
             return self.cadence(last, (30, 90), self.between(3, 7))
         if archetype == "staff":
             return sorted(rng.randrange(HISTORY_DAYS) for _ in range(3))
+        if archetype == "refunded_vip":  # an ordinary order, then the huge one, recently
+            return [rng.randrange(HISTORY_DAYS - 220), today - self.between(10, 200)]
+        if archetype == "returned_case":
+            return [self.casual_day()]
         return []  # prospect
 
     # -- baskets ------------------------------------------------------------------------------
@@ -835,6 +869,14 @@ class _Generator:
                 qty = self.pick((12, 24, 36, 48, 72))
                 lines.append(self.line(v, qty))
         return lines
+
+    def whale_lines(self) -> list[LineItem]:
+        """A very large order: a banquet hall's worth of tablecloths and runners."""
+        by_handle = self.variants_by_handle
+        return [
+            self.line(self.pick(by_handle["linen-tablecloth"]), self.pick((240, 300, 360))),
+            self.line(self.pick(by_handle["table-runner"]), self.pick((240, 300, 360))),
+        ]
 
     def line(self, variant: Variant, quantity: int) -> LineItem:
         return LineItem(
@@ -975,6 +1017,11 @@ class _Generator:
         rng = self.rng
         if archetype == "wedding":
             lines = self.wedding_lines()
+        elif archetype == "refunded_vip" and nth == 1:
+            lines = self.whale_lines()
+        elif archetype == "returned_case":
+            napkins = self.pick(self.variants_by_handle["linen-dinner-napkins"])
+            lines = [self.line(napkins, self.pick((36, 48, 60)))]
         elif archetype == "business":
             lines = self.business_lines() if rng.random() < 0.85 else self.consumer_lines()
         elif archetype in ("fan", "cooling", "cold"):
@@ -1018,18 +1065,65 @@ class _Generator:
             billing_address=address,
         )
         roll = rng.random()
-        if roll < 0.02:
+        if archetype == "refunded_vip":
+            if nth == 1:  # the huge order goes back within hours; the ordinary one stays
+                self.plan_refund(order, self.same_day(created, 20, 240), None, "CANCEL")
+        elif archetype == "returned_case":
+            line = lines[0]
+            kept = self.pick((12, 24))
+            self.plan_refund(order, self.later(created, 3, 20), [(line, line.quantity - kept)])
+        elif roll < CANCEL_RATE:
             later = created + dt.timedelta(minutes=rng.randrange(5, 2880))
             order.cancelled_at = order.updated_at = min(later, self.last_second)
             order.cancel_reason = self.pick(CANCEL_REASONS)
-        elif roll < 0.045:
-            # A partial refund: one line item had fewer delivered than ordered.
-            line = self.pick(lines)
-            if line.quantity > 1:
-                line.current_quantity = line.quantity - self.between(1, max(1, line.quantity // 4))
-                later = created + dt.timedelta(days=rng.randrange(2, 20))
-                order.updated_at = min(later, self.last_second)
+        elif order.test:
+            return order  # the merchant's own test orders are not refunded
+        elif roll < CANCEL_RATE + FULL_REFUND_RATE:
+            if rng.random() < SAME_DAY_REFUND_SHARE:  # changed their mind before it shipped
+                self.plan_refund(order, self.same_day(created, 10, 360), None, "CANCEL")
+            else:
+                restock = "RETURN" if rng.random() < 0.8 else "NO_RESTOCK"
+                self.plan_refund(order, self.later(created, 2, 45), None, restock)
+        elif roll < CANCEL_RATE + FULL_REFUND_RATE + PARTIAL_REFUND_RATE:
+            part = self.partial(lines, archetype == "business")
+            if part is not None:
+                restock = "RETURN" if rng.random() < 0.75 else "NO_RESTOCK"
+                self.plan_refund(order, self.later(created, 3, 30), [part], restock)
         return order
+
+    def same_day(self, when: dt.datetime, lo: int, hi: int) -> dt.datetime:
+        """Some ``lo``..``hi`` minutes after ``when``, but before that day ends."""
+        end = when.replace(hour=23, minute=59, second=59)
+        return min(when + dt.timedelta(minutes=self.between(lo, hi)), end)
+
+    def later(self, when: dt.datetime, lo: int, hi: int) -> dt.datetime:
+        """Some ``lo``..``hi`` days after ``when``, at another time of day."""
+        return when + dt.timedelta(days=self.between(lo, hi), seconds=self.between(0, 86399))
+
+    def partial(self, lines: list[LineItem], business: bool) -> tuple[LineItem, int] | None:
+        """Units of one line to give back: a few of a basket's line; part of a business's case
+        (the case stays a case: 36 units or more); a single-unit line whole if there are others."""
+        if business:
+            case = max(lines, key=lambda li: li.quantity)
+            units = min(self.pick((6, 12, 12, 24)), case.quantity - CASE_QUANTITIES[0])
+            if units > 0:
+                return case, units
+            lines = [li for li in lines if li is not case]
+            if not lines:
+                return None
+        line = self.pick(lines)
+        if line.quantity > 1:
+            return line, self.between(1, max(1, line.quantity // 4))
+        return (line, 1) if len(lines) > 1 else None
+
+    def plan_refund(
+        self,
+        order: Order,
+        at: dt.datetime,
+        lines: list[tuple[LineItem, int]] | None,
+        restock_type: str = "RETURN",
+    ) -> None:
+        self.refund_plans.append(_RefundPlan(order, min(at, self.last_second), lines, restock_type))
 
 
 def _sku_code(title: str) -> str:
@@ -1073,7 +1167,8 @@ def _archetypes(rng: random.Random, count: int) -> list[str]:
     del kinds[count:]
     rng.shuffle(kinds)
     if count >= 20:
-        kinds[rng.randrange(count)] = "staff"  # the merchant's own test orders
+        for kind, at in zip(PLANTED, rng.sample(range(count), len(PLANTED)), strict=True):
+            kinds[at] = kind
     return kinds
 
 
@@ -1124,7 +1219,7 @@ def generate_labelled(
     as_of: dt.date | None = None,
 ) -> tuple[Store, dict[int, str]]:
     """:func:`generate_store`, plus the kind each customer was made as (customer id → one of
-    :data:`ARCHETYPES` or ``"staff"``): ground truth for judging what the segments find."""
+    :data:`ARCHETYPES` or :data:`PLANTED`): ground truth for judging what the segments find."""
     if customers < 0:
         raise ValueError("customers must not be negative")
     as_of = as_of or dt.datetime.now(dt.UTC).date()
@@ -1155,15 +1250,23 @@ def _generate(
         customer.id = store.next_id()
         ids_by_index[draft] = customer.id
         store.add_customer(customer, notify=False)
+    # Refunds take their ids in the same stream, when they happened.
     orders = [order for d in drafts for order in d.orders]
     orders.sort(key=lambda o: o.created_at)
+    plans = sorted(gen.refund_plans, key=lambda p: p.at)
+    applied = 0
     for order in orders:
+        while applied < len(plans) and plans[applied].at < order.created_at:
+            _apply_refund(store, plans[applied])
+            applied += 1
         order.id = store.next_id()
         order.name = store.next_order_name()
         order.customer_id = ids_by_index[order.customer_id]  # type: ignore[index]
         for line in order.line_items:
             line.id = store.next_id()
         store.add_order(order, notify=False)
+    for plan in plans[applied:]:
+        _apply_refund(store, plan)
 
     # Shopify's own scoring, from what the customer did.
     for d in drafts:
@@ -1174,6 +1277,13 @@ def _generate(
         d.customer.rfm_group = _rfm(len(counted), days_since)
         d.customer.predicted_spend_tier = _spend_tier(spent)
     return store, {d.customer.id: d.archetype for d in drafts}
+
+
+def _apply_refund(store: Store, plan: _RefundPlan) -> None:
+    lines = None if plan.lines is None else {line.id: units for line, units in plan.lines}
+    store.refund_order(
+        plan.order.id, lines, restock_type=plan.restock_type, at=plan.at, notify=False
+    )
 
 
 def _shop_name(domain: str) -> str:

@@ -5,6 +5,14 @@ generator fills it, and every change (an order placed, a customer edited, tags a
 announced to listeners so the webhook deliverer can send the matching topics. It knows nothing
 about Goldpan's tables.
 
+Money follows Shopify's order arithmetic. An order keeps what was bought (``quantity``,
+``unit_price``, one order-level ``discount_total`` and ``shipping_total``); refunds give units
+back (each line item's ``current_quantity`` drops) and, for a full refund, the shipping. The
+order-level discount is spread over the lines in proportion to their value, as Shopify allocates
+it, so a refunded unit returns its price less its share of the discount, and the ``current*``
+totals shrink with what is left. ``Refund.amount`` is the money given back: how much the
+order's current total dropped.
+
 Ids are Shopify-style numbers; ``gid()`` turns them into ``gid://shopify/Type/123``.
 """
 
@@ -14,13 +22,19 @@ import datetime as dt
 import itertools
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 ID_BASE = 7_000_000_000_000
 """Shopify ids are large integers; starting here makes them look (and overflow) like real ones."""
+
+CENT = Decimal("0.01")
+ZERO = Decimal("0")
+
+RESTOCK_TYPES = ("RETURN", "CANCEL", "NO_RESTOCK")
+"""``RefundLineItemRestockType`` values a new refund may use (``LEGACY_RESTOCK`` is read-only)."""
 
 
 def gid(kind: str, number: int) -> str:
@@ -89,7 +103,40 @@ class LineItem:
 
     @property
     def effective_quantity(self) -> int:
+        """Units still on the order (``currentQuantity``, ``refundableQuantity``)."""
         return self.quantity if self.current_quantity is None else self.current_quantity
+
+
+@dataclass(slots=True)
+class RefundLineItem:
+    """Units of one line item given back. ``subtotal`` is their price less their share of the
+    order discount (Shopify's ``subtotalSet``)."""
+
+    id: int
+    line_item: LineItem
+    quantity: int
+    subtotal: Decimal
+    restock_type: str = "RETURN"
+
+    @property
+    def restocked(self) -> bool:
+        return self.restock_type != "NO_RESTOCK"
+
+
+@dataclass(slots=True)
+class Refund:
+    """One refund of an order: units given back, maybe the shipping, and the money returned
+    (one successful refund transaction of ``amount``)."""
+
+    id: int
+    order_id: int
+    created_at: dt.datetime
+    line_items: list[RefundLineItem]
+    amount: Decimal
+    transaction_id: int
+    shipping: Decimal = ZERO
+    shipping_line_id: int | None = None
+    note: str | None = None
 
 
 @dataclass(slots=True)
@@ -107,20 +154,80 @@ class Order:
     cancel_reason: str | None = None
     test: bool = False
     discount_codes: list[str] = field(default_factory=list)
-    discount_total: Decimal = Decimal("0")
-    shipping_total: Decimal = Decimal("0")
-    refunded_total: Decimal = Decimal("0")
+    discount_total: Decimal = ZERO
+    shipping_total: Decimal = ZERO
     billing_address: Address | None = None
+    refunds: list[Refund] = field(default_factory=list)
 
     @property
-    def subtotal(self) -> Decimal:
-        return sum((li.unit_price * li.effective_quantity for li in self.line_items), Decimal("0"))
+    def original_gross(self) -> Decimal:
+        """Line prices times quantities as ordered, before any discount."""
+        return sum((li.unit_price * li.quantity for li in self.line_items), ZERO)
+
+    @property
+    def current_gross(self) -> Decimal:
+        """Line prices times the units still on the order, before any discount."""
+        return sum((li.unit_price * li.effective_quantity for li in self.line_items), ZERO)
+
+    def discount_share(self, gross: Decimal) -> Decimal:
+        """The part of the order discount that lines worth ``gross`` carry (to the cent)."""
+        if not self.discount_total:
+            return ZERO
+        original = self.original_gross
+        if gross == original:
+            return self.discount_total
+        if not original:
+            return ZERO
+        return (self.discount_total * gross / original).quantize(CENT, ROUND_HALF_UP)
+
+    @property
+    def current_discount(self) -> Decimal:
+        """``currentTotalDiscountsSet``: the discount still carried by the remaining units."""
+        return self.discount_share(self.current_gross)
+
+    @property
+    def refunded_shipping(self) -> Decimal:
+        """``totalRefundedShippingSet``."""
+        return sum((r.shipping for r in self.refunds), ZERO) if self.refunds else ZERO
+
+    @property
+    def current_shipping(self) -> Decimal:
+        """``currentShippingPriceSet``: shipping less what was refunded."""
+        return self.shipping_total - self.refunded_shipping
+
+    @property
+    def subtotal_price(self) -> Decimal:
+        """``subtotalPriceSet``: lines after discounts, before returns."""
+        return self.original_gross - self.discount_total
+
+    @property
+    def current_subtotal_price(self) -> Decimal:
+        """``currentSubtotalPriceSet``: lines after discounts and returns."""
+        gross = self.current_gross
+        return gross - self.discount_share(gross)
+
+    @property
+    def total_price(self) -> Decimal:
+        """``totalPriceSet`` / ``totalReceivedSet``: what the customer paid, before returns."""
+        return max(self.subtotal_price + self.shipping_total, ZERO).quantize(CENT)
 
     @property
     def current_total(self) -> Decimal:
         """``currentTotalPriceSet``: net of edits, discounts and refunds."""
-        total = self.subtotal - self.discount_total + self.shipping_total - self.refunded_total
-        return max(total, Decimal("0")).quantize(Decimal("0.01"))
+        return max(self.current_subtotal_price + self.current_shipping, ZERO).quantize(CENT)
+
+    @property
+    def refunded_total(self) -> Decimal:
+        """``totalRefundedSet``: money given back by every refund."""
+        return sum((r.amount for r in self.refunds), ZERO)
+
+    @property
+    def financial_status(self) -> str:
+        """``displayFinancialStatus``: PAID, PARTIALLY_REFUNDED or REFUNDED."""
+        refunded = self.refunded_total
+        if refunded <= 0:
+            return "PAID"
+        return "REFUNDED" if refunded >= self.total_price else "PARTIALLY_REFUNDED"
 
 
 @dataclass(slots=True)
@@ -161,7 +268,7 @@ class Change:
     """Something changed in the store. ``topic`` is the webhook topic it maps to."""
 
     topic: str  # orders/create, orders/updated, orders/cancelled, customers/create, ...
-    kind: str  # Customer | Order | Product
+    kind: str  # Customer | Order | Product | Refund
     id: int
 
 
@@ -189,6 +296,7 @@ class Store:
         self.orders: dict[int, Order] = {}
         self.products: dict[int, Product] = {}
         self.segments: dict[int, Segment] = {}
+        self.refunds: dict[int, Refund] = {}
         self.lock = threading.RLock()
         self._ids = itertools.count(ID_BASE)
         self._order_numbers = itertools.count(1001)
@@ -267,6 +375,86 @@ class Store:
         self._emit(Change("orders/cancelled", "Order", order_id), notify)
         self._emit(Change("orders/updated", "Order", order_id), notify)
         return order
+
+    def refund_order(
+        self,
+        order_id: int,
+        lines: Mapping[int, int] | None = None,
+        *,
+        restock_type: str = "RETURN",
+        note: str | None = None,
+        at: dt.datetime | None = None,
+        notify: bool = True,
+    ) -> Refund:
+        """Refund units of an order (``lines``: line item id → quantity), or everything still
+        on it and the shipping when ``lines`` is None. Fires ``refunds/create`` then
+        ``orders/updated``, as Shopify does.
+
+        Raises LookupError for an unknown order and ValueError for a refund Shopify would
+        refuse (an unknown line, more units than are refundable, nothing to refund).
+        """
+        if restock_type not in RESTOCK_TYPES:
+            raise ValueError(f"restock type must be one of {', '.join(RESTOCK_TYPES)}")
+        with self.lock:
+            order = self.orders.get(order_id)
+            if order is None:
+                raise LookupError(f"no order {order_id}")
+            when = at or _now()
+            if when < order.created_at:
+                raise ValueError("a refund cannot predate its order")
+            by_id = {li.id: li for li in order.line_items}
+            if lines is None:
+                wanted = {li.id: li.effective_quantity for li in order.line_items}
+                shipping = order.current_shipping
+            else:
+                wanted = dict(lines)
+                shipping = ZERO
+            for line_id, quantity in wanted.items():
+                line = by_id.get(line_id)
+                if line is None:
+                    raise ValueError(f"line item {line_id} is not on order {order_id}")
+                if quantity < 0 or quantity > line.effective_quantity:
+                    raise ValueError(
+                        f"line item {line_id} has {line.effective_quantity} refundable units, "
+                        f"not {quantity}"
+                    )
+            wanted = {k: v for k, v in wanted.items() if v}
+            if not wanted and not shipping:
+                raise ValueError(f"order {order_id} has nothing left to refund")
+            before = order.current_total
+            refund_id = self.next_id()
+            refund_lines = []
+            for line_id, quantity in wanted.items():
+                line = by_id[line_id]
+                gross = line.unit_price * quantity
+                refund_lines.append(
+                    RefundLineItem(
+                        self.next_id(),
+                        line,
+                        quantity,
+                        (gross - order.discount_share(gross)).quantize(CENT),
+                        restock_type,
+                    )
+                )
+                line.current_quantity = line.effective_quantity - quantity
+            refund = Refund(
+                id=refund_id,
+                order_id=order_id,
+                created_at=when,
+                line_items=refund_lines,
+                amount=ZERO,
+                transaction_id=self.next_id(),
+                shipping=shipping,
+                shipping_line_id=self.next_id() if shipping else None,
+                note=note,
+            )
+            order.refunds.append(refund)
+            refund.amount = before - order.current_total
+            order.updated_at = max(order.updated_at, when)
+            self.refunds[refund.id] = refund
+        self._emit(Change("refunds/create", "Refund", refund.id), notify)
+        self._emit(Change("orders/updated", "Order", order_id), notify)
+        return refund
 
     def set_tags(self, customer_id: int, tags: list[str], *, notify: bool = True) -> Customer:
         """Replace a customer's tags (tagsAdd/tagsRemove compute the list)."""

@@ -483,6 +483,7 @@ def test_app_toml_declares_what_the_intake_serves() -> None:
         "orders/create",
         "orders/updated",
         "orders/cancelled",
+        "refunds/create",
         "customers/create",
         "customers/update",
         "customers/delete",
