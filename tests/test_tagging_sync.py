@@ -29,7 +29,7 @@ from shopify_app.tagging.changes import (
     on_segment_changed,
     preview,
 )
-from shopify_app.tagging.state import RUNNING
+from shopify_app.tagging.state import DONE
 from shopify_app.tagging.writes import SyncReport, sync_tags
 
 if TYPE_CHECKING:
@@ -276,7 +276,7 @@ def test_failed_and_expired_bulk_operations_converge(
             )
         ).all()
     assert {e.detail.get("status") for e in entries} >= {"EXPIRED"}
-    assert RUNNING not in {e.result for e in entries}
+    assert {e.job_status for e in entries} == {DONE}
 
 
 def test_failed_bulk_with_partial_results_converges(
@@ -291,15 +291,13 @@ def test_failed_bulk_with_partial_results_converges(
     _poll_until_done(env)
     _assert_converged(env, before)
     with env.ctx.sessions() as session:
-        results = {
-            e.result
-            for e in session.scalars(
-                select(AuditEntry).where(
-                    AuditEntry.shop_id == env.shop.id, AuditEntry.action.like("tags.bulk_%")
-                )
+        entries = session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.shop_id == env.shop.id, AuditEntry.action.like("tags.bulk_%")
             )
-        }
-    assert "partial" in results and RUNNING not in results
+        ).all()
+    assert "partial" in {e.result for e in entries}
+    assert {e.job_status for e in entries} == {DONE}
 
 
 def test_tag_limit_is_reported_and_merchant_tags_kept(tag_env: TagEnv) -> None:

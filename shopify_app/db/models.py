@@ -329,7 +329,11 @@ class SyncRun(Base):
 
 
 class AuditEntry(Base):
-    """One write to Shopify or Meta: what, when, how many, and the result."""
+    """One write to Shopify or Meta: what, when, how many, and the result.
+
+    A write that runs on as a job (a tag bulk mutation) has a ``job_status`` too, and no
+    ``result`` until it is done.
+    """
 
     __tablename__ = "audit_log"
     __table_args__ = (Index("ix_audit_log_shop_at", "shop_id", "at"),)
@@ -341,7 +345,8 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str | None] = mapped_column(String(255))
     count: Mapped[int] = mapped_column(Integer, default=0)
-    result: Mapped[str] = mapped_column(String(16), default="ok")  # ok | partial | error
+    result: Mapped[str | None] = mapped_column(String(16), default="ok")  # ok | partial | error
+    job_status: Mapped[str | None] = mapped_column(String(16))  # running | done
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
 

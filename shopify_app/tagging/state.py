@@ -2,8 +2,8 @@
 
 "Current" is ``Customer.tags``: what Shopify has now, kept by sync from ``customers/update`` and
 bulk imports, and by the writes from Shopify's answers. The ledger of bulk mutations in flight
-(``AuditEntry`` rows with :data:`RUNNING`) lives here too, because a run must skip customers
-whose tags a running operation is still changing.
+(``AuditEntry`` rows whose ``job_status`` is :data:`RUNNING`) lives here too, because a run must
+skip customers whose tags a running operation is still changing.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from shopify_app.tagging.tags import DEFAULT_PREFIX, Ownership, ownership, segme
 DEFAULT_BULK_THRESHOLD = 500
 """Changed customers above which a run uses bulk mutations instead of aliased requests."""
 RUNNING = "running"
-"""``AuditEntry.result`` of a bulk mutation still in flight."""
+"""``AuditEntry.job_status`` of a bulk mutation still in flight."""
+DONE = "done"
+"""``AuditEntry.job_status`` of a bulk mutation whose result has been read back."""
 BULK_ACTIONS = ("tags.bulk_add", "tags.bulk_remove")
 """``AuditEntry.action`` of the bulk mutations' ledger entries."""
 
@@ -119,7 +121,7 @@ def in_flight(session: Session, shop_id: int) -> set[int]:
         select(AuditEntry).where(
             AuditEntry.shop_id == shop_id,
             AuditEntry.action.in_(BULK_ACTIONS),
-            AuditEntry.result == RUNNING,
+            AuditEntry.job_status == RUNNING,
         )
     ).all()
     for entry in entries:

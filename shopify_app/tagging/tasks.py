@@ -135,7 +135,7 @@ def poll_bulk_all(ctx: jobs.Context) -> None:
         shop_ids = set(
             session.scalars(
                 select(AuditEntry.shop_id).where(
-                    AuditEntry.action.in_(BULK_ACTIONS), AuditEntry.result == RUNNING
+                    AuditEntry.action.in_(BULK_ACTIONS), AuditEntry.job_status == RUNNING
                 )
             )
         )

@@ -354,7 +354,8 @@ def _write_bulk(
                 action,
                 subject=gid,
                 count=len(rows),
-                result=RUNNING,
+                result=None,
+                job_status=RUNNING,
                 detail={"operation": gid, "attempt": attempt, "rows": [list(r) for r in rows]},
             ),
         )

@@ -56,6 +56,7 @@ def audit(request: Request) -> Response:
                         "subject": e.subject,
                         "count": e.count,
                         "result": e.result,
+                        "job_status": e.job_status,
                         "error": e.error,
                     }
                     for e in rows[:PAGE_SIZE]
