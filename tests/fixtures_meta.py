@@ -22,6 +22,7 @@ from goldpan_sandbox.server import start_server
 from shopify_app.db.models import Customer, Membership, MetaConnection, Segment
 from shopify_app.jobs import Context
 from shopify_app.meta.identifiers import Person
+from shopify_app.states import MetaConnectionStatus, SegmentKind
 
 META_APP_ID = "1234567890123456"
 META_APP_SECRET = "meta-test-secret"
@@ -143,7 +144,7 @@ def add_segment(
                 ],
             )
         segment = Segment(
-            shop_id=shop_id, handle=handle, name=name, kind="builtin", meta_sync=meta_sync
+            shop_id=shop_id, handle=handle, name=name, kind=SegmentKind.BUILTIN, meta_sync=meta_sync
         )
         session.add(segment)
         session.flush()
@@ -193,7 +194,7 @@ def connect_shop(ctx: Context, meta: MetaStand, shop_id: int, *, account: str = 
                 token_expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=60),
                 ad_account_id=account,
                 tos_accepted=True,
-                status="connected",
+                status=MetaConnectionStatus.CONNECTED,
                 connected_at=dt.datetime.now(dt.UTC),
             )
         )

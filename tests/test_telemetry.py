@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from shopify_app.db.models import SyncRun, WebhookEvent, utcnow
 from shopify_app.jobs import Context
 from shopify_app.server import health
+from shopify_app.states import SyncRunKind, SyncRunStatus, WebhookStatus
 
 
 def _samples(ctx: Context) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -31,16 +32,16 @@ def test_metrics_reflect_queue_lag_cost_and_sync_progress(ctx: Context, make_sho
                 event_id=uuid.uuid4().hex,
                 topic="orders/create",
                 payload="{}",
-                status="queued",
+                status=WebhookStatus.QUEUED,
                 received_at=utcnow() - dt.timedelta(seconds=30),
             )
         )
         session.add(
             SyncRun(
                 shop_id=shop.id,
-                kind="initial",
+                kind=SyncRunKind.INITIAL,
                 resource="orders",
-                status="running",
+                status=SyncRunStatus.RUNNING,
                 object_count=1000,
                 objects_done=250,
             )

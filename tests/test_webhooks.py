@@ -31,6 +31,7 @@ from shopify_app.db.models import (
 from shopify_app.jobs import Context
 from shopify_app.server.app import create_app
 from shopify_app.shopify import auth, webhooks
+from shopify_app.states import WebhookStatus
 from shopify_app.sync import compliance, inbox
 from shopify_app.sync.scopes import NOTICE_READ_ALL_ORDERS
 from shopify_app.sync.webhooks import apply_webhook
@@ -577,7 +578,9 @@ def test_a_delivery_being_handled_in_a_group_is_left_to_that_group(
     # Another worker's group holds it (claimed just now): its own task claims nothing.
     with queued_ctx.sessions.begin() as session:
         session.execute(
-            update(WebhookEvent).where(WebhookEvent.id == event_id).values(status="processing")
+            update(WebhookEvent)
+            .where(WebhookEvent.id == event_id)
+            .values(status=WebhookStatus.PROCESSING)
         )
     assert inbox.process(queued_ctx, event_id=event_id) == "processing"
     (event,) = _events(queued_ctx, shop.domain)

@@ -27,6 +27,8 @@ from shopify_app import db
 from shopify_app.db.models import Shop, SyncRun, WebhookEvent, utcnow
 from shopify_app.jobs import Context
 from shopify_app.server import context
+from shopify_app.states import WebhookStatus
+from shopify_app.sync.runs import ACTIVE as ACTIVE_RUNS
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +110,12 @@ class GoldpanCollector(Collector):
         with self.ctx.sessions() as session:
             queued, oldest = session.execute(
                 select(func.count(), func.min(WebhookEvent.received_at)).where(
-                    WebhookEvent.status == "queued"
+                    WebhookEvent.status == WebhookStatus.QUEUED
                 )
             ).one()
-            failed = session.scalar(select(func.count()).where(WebhookEvent.status == "failed"))
+            failed = session.scalar(
+                select(func.count()).where(WebhookEvent.status == WebhookStatus.FAILED)
+            )
             installed = session.scalar(
                 select(func.count()).where(
                     Shop.uninstalled_at.is_(None), Shop.access_token.is_not(None)
@@ -124,7 +128,7 @@ class GoldpanCollector(Collector):
                     func.coalesce(func.sum(SyncRun.objects_done), 0),
                     func.coalesce(func.sum(SyncRun.object_count), 0),
                 )
-                .where(SyncRun.status.in_(("pending", "running", "ingesting")))
+                .where(SyncRun.status.in_(ACTIVE_RUNS))
                 .group_by(SyncRun.resource)
             ).all()
 

@@ -32,6 +32,7 @@ from shopify_app import jobs
 from shopify_app.db import write_engine
 from shopify_app.db.models import Shop, WebhookEvent, utcnow
 from shopify_app.shopify import auth
+from shopify_app.states import WebhookStatus
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def accept(ctx: jobs.Context, delivery: Delivery) -> str:
                     api_version=delivery.api_version,
                     triggered_at=delivery.triggered_at,
                     payload=delivery.body,
-                    status="queued",
+                    status=WebhookStatus.QUEUED,
                 )
                 .returning(WebhookEvent.id)
             )
@@ -151,8 +152,9 @@ def requeue_pending(ctx: jobs.Context) -> int:
                 select(WebhookEvent.id)
                 .where(
                     or_(
-                        WebhookEvent.status == "queued",
-                        (WebhookEvent.status == "processing") & (WebhookEvent.received_at < stale),
+                        WebhookEvent.status == WebhookStatus.QUEUED,
+                        (WebhookEvent.status == WebhookStatus.PROCESSING)
+                        & (WebhookEvent.received_at < stale),
                     )
                 )
                 .order_by(WebhookEvent.id)

@@ -32,6 +32,7 @@ from shopify_app.db.models import (
     utcnow,
 )
 from shopify_app.segments import recompute
+from shopify_app.states import AuditTarget, WebhookStatus
 from shopify_app.sync.tombstones import record_deletion
 
 if TYPE_CHECKING:
@@ -149,13 +150,13 @@ def handle_data_request(
             AuditEntry.of(
                 shop.id,
                 "customers/data_request",
-                target="app",
+                target=AuditTarget.APP,
                 subject=str(customer_id) if customer_id is not None else None,
                 count=len(export["orders"]),
                 detail={"request_id": request_id, "found": export["customer"] is not None},
             )
         )
-    return "done", None
+    return WebhookStatus.DONE, None
 
 
 def handle_customer_redact(
@@ -203,7 +204,7 @@ def handle_customer_redact(
             AuditEntry.of(
                 shop.id,
                 "customers/redact",
-                target="app",
+                target=AuditTarget.APP,
                 subject=str(customer_id) if customer_id is not None else None,
                 count=scrubbed,
             )
@@ -215,7 +216,7 @@ def handle_customer_redact(
         email=email,
         phone=phone,
     )
-    return "done", None
+    return WebhookStatus.DONE, None
 
 
 def handle_shop_redact(
@@ -227,7 +228,7 @@ def handle_shop_redact(
     the old installation, and the merchant is using the app now.
     """
     if shop.is_installed:
-        return "skipped", "the shop has the app installed again"
+        return WebhookStatus.SKIPPED, "the shop has the app installed again"
     with transaction(ctx.sessions) as session:
         # Every table keyed by shop cascades from shops (ON DELETE CASCADE), except memberships
         # (no foreign keys: they would slow every full recompute's write).
@@ -239,7 +240,7 @@ def handle_shop_redact(
             )
         )
     log.info("shop redacted", extra={"shop": shop.domain})
-    return "done", None
+    return WebhookStatus.DONE, None
 
 
 HANDLERS: dict[str, Handler] = {

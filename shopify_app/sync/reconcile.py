@@ -20,6 +20,7 @@ from shopify_app.db import transaction
 from shopify_app.db.models import Shop, SyncRun, utcnow
 from shopify_app.errors import ShopifyError, SyncError
 from shopify_app.shopify.client import AdminClient, gid_number
+from shopify_app.states import SyncRunKind, SyncRunStatus
 from shopify_app.sync.ingest import commit_batch
 from shopify_app.sync.rows import (
     Batch,
@@ -54,7 +55,7 @@ def _watermark(ctx: jobs.Context, shop_id: int, resource: str) -> dt.datetime | 
             .where(
                 SyncRun.shop_id == shop_id,
                 SyncRun.resource == resource,
-                SyncRun.status == "done",
+                SyncRun.status == SyncRunStatus.DONE,
             )
             .order_by(SyncRun.watermark.desc())
             .limit(1)
@@ -177,9 +178,9 @@ def reconcile(ctx: jobs.Context, shop_id: int, *, http: Any = None) -> int:
             with transaction(ctx.sessions) as session:
                 run = SyncRun(
                     shop_id=shop_id,
-                    kind="reconcile",
+                    kind=SyncRunKind.RECONCILE,
                     resource=resource,
-                    status="running",
+                    status=SyncRunStatus.RUNNING,
                     attempts=1,
                     started_at=started,
                 )
@@ -208,7 +209,10 @@ def reconcile(ctx: jobs.Context, shop_id: int, *, http: Any = None) -> int:
                     update(SyncRun)
                     .where(SyncRun.id == run_id)
                     .values(
-                        status="done", watermark=started, object_count=done, finished_at=utcnow()
+                        status=SyncRunStatus.DONE,
+                        watermark=started,
+                        object_count=done,
+                        finished_at=utcnow(),
                     )
                 )
             total += done

@@ -16,6 +16,7 @@ from shopify_app import jobs
 from shopify_app.db import transaction
 from shopify_app.db.models import AuditEntry, Customer, Membership, Segment, Shop
 from shopify_app.errors import InputError, ShopifyError
+from shopify_app.states import AuditResult, AuditTarget
 from shopify_app.tagging.state import shop_prefix
 from shopify_app.tagging.tags import segment_tag, tag_key
 from shopify_app.tagging.writes import (
@@ -80,7 +81,9 @@ def remove_all(ctx: jobs.Context, shop_id: int, *, client: AdminAPI | None = Non
     with transaction(ctx.sessions) as session:
         for segment in session.scalars(select(Segment).where(Segment.shop_id == shop_id)):
             segment.tag_sync = False
-        session.add(AuditEntry(shop_id=shop_id, target="app", action="tags.remove_all", count=0))
+        session.add(
+            AuditEntry(shop_id=shop_id, target=AuditTarget.APP, action="tags.remove_all", count=0)
+        )
     return sync_tags(ctx, shop_id, None, client=client, wanted_override={})
 
 
@@ -123,7 +126,7 @@ def ensure_native_segment(
                 action,
                 subject=gid or existing,
                 count=1,
-                result="error" if errors or not gid else "ok",
+                result=AuditResult.ERROR if errors or not gid else AuditResult.OK,
                 detail={"name": name, "query": query, "userErrors": errors},
                 error="; ".join(str(e.get("message")) for e in errors) or None,
             )

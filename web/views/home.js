@@ -20,7 +20,7 @@ const FOCUS = ["business-buyers", "true-fans", "lapsed-60", "lapsed-90", "one-ti
 function syncCard(sync) {
   if (sync.state === "running") {
     const pct = sync.progress === null ? 0 : Math.round(sync.progress * 100);
-    const over = new Set(["done", "completed", "failed", "canceled", "expired"]);
+    const over = new Set(["done", "failed"]); // SyncRunStatus values of a finished run
     const busy = sync.resources.filter((r) => !over.has(r.status));
     const done = busy.reduce((n, r) => n + Math.min(r.done, r.total || r.done), 0);
     const total = busy.reduce((n, r) => n + r.total, 0);

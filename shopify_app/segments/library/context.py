@@ -17,6 +17,7 @@ from shopify_app.segments import clv, rfm
 from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.dataset import Dataset, Features, FloatArray, IntArray
 from shopify_app.segments.library.reasons import IsoDays
+from shopify_app.states import SegmentKind
 
 BoolArray = NDArray[np.bool_]
 
@@ -27,7 +28,7 @@ class SegmentDef:
 
     handle: str
     name: str
-    kind: str  # builtin | rfm | cross_sell | region | custom
+    kind: SegmentKind
     definition: dict[str, Any] = field(default_factory=dict)
 
 

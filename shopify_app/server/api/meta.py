@@ -50,6 +50,7 @@ from shopify_app.server.api.request import (
     request_shop_id,
 )
 from shopify_app.server.errors import json_error
+from shopify_app.states import MetaAudienceKind, MetaAudienceStatus, MetaConnectionStatus
 
 STATE_MAX_AGE = 15 * 60
 
@@ -92,7 +93,7 @@ def verify_state(secret: str, state: str, now: float | None = None) -> int:
 def _conn_json(conn: MetaConnection | None) -> dict[str, Any]:
     if conn is None:
         return {
-            "status": "disconnected",
+            "status": MetaConnectionStatus.DISCONNECTED,
             "connected": False,
             "ad_account_id": None,
             "tos_accepted": False,
@@ -102,10 +103,11 @@ def _conn_json(conn: MetaConnection | None) -> dict[str, Any]:
         }
     status = conn.status
     if conn.token_expires_at is not None and conn.token_expires_at <= utcnow():
-        status = "expired"  # known before Meta says so: the page can ask to reconnect
+        # Known before Meta says so: the page can ask to reconnect.
+        status = MetaConnectionStatus.EXPIRED
     return {
         "status": status,
-        "connected": status == "connected",
+        "connected": status == MetaConnectionStatus.CONNECTED,
         "ad_account_id": conn.ad_account_id,
         "tos_accepted": conn.tos_accepted,
         "terms_url": graph.terms_url(conn.ad_account_id) if conn.ad_account_id else None,
@@ -149,7 +151,7 @@ def _store_token(
         conn.connected_at = utcnow()
         conn.error = None
         # A new login keeps the chosen account, but its terms are checked again.
-        conn.status = "pending"
+        conn.status = MetaConnectionStatus.PENDING
         conn.tos_accepted = False
         return conn
 
@@ -191,7 +193,7 @@ def preview(request: Request) -> Response:
             {
                 "preview": {"upload": upload, "members": seg.member_count},
                 "policy": policy,
-                "connected": conn is not None and conn.status == "connected",
+                "connected": conn is not None and conn.status == MetaConnectionStatus.CONNECTED,
             }
         )
 
@@ -201,7 +203,11 @@ def status(request: Request) -> Response:
     ctx, shop_id = context(request), request_shop_id(request)
     with ctx.sessions() as session:
         pending = session.get(MetaConnection, shop_id)
-        account = pending.ad_account_id if pending and pending.status == "terms" else None
+        account = (
+            pending.ad_account_id
+            if pending and pending.status == MetaConnectionStatus.TERMS
+            else None
+        )
     if account:
         # A failure is remembered on the connection and shown below.
         with contextlib.suppress(MetaError):
@@ -286,7 +292,7 @@ def _check_terms(ctx: jobs.Context, shop_id: int, account_id: str) -> None:
         assert conn is not None
         conn.ad_account_id = account_id
         conn.tos_accepted = accepted
-        conn.status = "connected" if accepted else "terms"
+        conn.status = MetaConnectionStatus.CONNECTED if accepted else MetaConnectionStatus.TERMS
         conn.error = (
             None
             if accepted
@@ -324,7 +330,7 @@ def disconnect(request: Request) -> Response:
         if conn is not None:
             conn.access_token = None
             conn.token_expires_at = None
-            conn.status = "disconnected"
+            conn.status = MetaConnectionStatus.DISCONNECTED
             conn.error = None
         answer = _conn_json(conn)
     return JSONResponse(answer)
@@ -339,17 +345,18 @@ def segment_sync(request: Request) -> Response:
     with ctx.sessions.begin() as session:
         seg = get_segment(session, shop_id, path_id(request))
         conn = session.get(MetaConnection, shop_id)
-        if enabled and (conn is None or conn.status != "connected"):
+        if enabled and (conn is None or conn.status != MetaConnectionStatus.CONNECTED):
             raise InputError("connect Meta and pick an ad account first", field="meta")
         seg.meta_sync = enabled
         segment_id = seg.id
         if not enabled:
             for aud in session.scalars(
                 select(MetaAudience).where(
-                    MetaAudience.segment_id == segment_id, MetaAudience.kind == "custom"
+                    MetaAudience.segment_id == segment_id,
+                    MetaAudience.kind == MetaAudienceKind.CUSTOM,
                 )
             ):
-                aud.status = "paused"
+                aud.status = MetaAudienceStatus.PAUSED
     if enabled:
         ctx.enqueue("meta.sync_segment", shop_id=shop_id, segment_id=segment_id)
     with ctx.sessions() as session:

@@ -1,0 +1,60 @@
+"""State columns: stored as their plain strings, read back as enum members, strays refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import StatementError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shopify_app.db.models import SyncRun
+from shopify_app.states import SyncRunKind, SyncRunStatus
+
+
+def _run(sessions: sessionmaker[Session], shop_id: int) -> int:
+    with sessions.begin() as session:
+        run = SyncRun(
+            shop_id=shop_id,
+            kind=SyncRunKind.INITIAL,
+            resource="orders",
+            status=SyncRunStatus.RUNNING,
+        )
+        session.add(run)
+        session.flush()
+        return run.id
+
+
+def test_a_state_is_stored_as_its_value_and_read_as_the_member(
+    sessions: sessionmaker[Session], make_shop: Any
+) -> None:
+    run_id = _run(sessions, make_shop().id)
+    with sessions() as session:
+        raw = session.execute(
+            text("SELECT kind, status FROM sync_runs WHERE id = :id"), {"id": run_id}
+        ).one()
+        status = session.scalar(select(SyncRun.status).where(SyncRun.id == run_id))
+    assert tuple(raw) == ("initial", "running")
+    assert status is SyncRunStatus.RUNNING
+
+
+def test_a_string_that_is_no_member_is_refused_on_write(
+    sessions: sessionmaker[Session], make_shop: Any
+) -> None:
+    run_id = _run(sessions, make_shop().id)
+    refused = pytest.raises(StatementError, match="'cancelled' is not a valid SyncRunStatus")
+    with refused, sessions.begin() as session:
+        session.execute(update(SyncRun).where(SyncRun.id == run_id).values(status="cancelled"))
+
+
+def test_a_stored_value_that_is_no_member_is_refused_on_read(
+    sessions: sessionmaker[Session], make_shop: Any
+) -> None:
+    run_id = _run(sessions, make_shop().id)
+    with sessions.begin() as session:
+        session.execute(
+            text("UPDATE sync_runs SET status = 'completed' WHERE id = :id"), {"id": run_id}
+        )
+    with sessions() as session, pytest.raises(ValueError, match="'completed' is not a valid"):
+        session.scalar(select(SyncRun.status).where(SyncRun.id == run_id))
