@@ -507,7 +507,7 @@ def test_page_load_reinstalls_when_the_refresh_token_expired(
 ) -> None:
     import datetime as dt
 
-    from shopify_app.db.models import utcnow
+    from shopify_app.db.types import utcnow
 
     shop = make_shop(refresh_token_expires_at=utcnow() - dt.timedelta(days=1))
     response = requests.get(

@@ -17,7 +17,8 @@ from sqlalchemy import select, update
 
 from shopify_app import db
 from shopify_app.crypto import TokenCipher, generate_key
-from shopify_app.db.models import Shop, utcnow
+from shopify_app.db.models import Shop
+from shopify_app.db.types import utcnow
 from shopify_app.errors import AuthError, ConfigError, TokenError
 from shopify_app.jobs import Context
 from shopify_app.settings import Settings

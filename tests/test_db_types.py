@@ -1,4 +1,5 @@
-"""State columns: stored as their plain strings, read back as enum members, strays refused."""
+"""Column types and predicates of the data model: state columns stored as their plain strings,
+read back as enum members, strays refused; one definition of an installed shop."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shopify_app.db.models import SyncRun
+from shopify_app.db.models import Shop, SyncRun
+from shopify_app.db.types import utcnow
 from shopify_app.states import SyncRunKind, SyncRunStatus
 
 
@@ -58,3 +60,14 @@ def test_a_stored_value_that_is_no_member_is_refused_on_read(
         )
     with sessions() as session, pytest.raises(ValueError, match="'completed' is not a valid"):
         session.scalar(select(SyncRun.status).where(SyncRun.id == run_id))
+
+
+def test_is_installed_means_the_same_in_python_and_in_sql(
+    sessions: sessionmaker[Session], make_shop: Any
+) -> None:
+    installed = make_shop()
+    ids = [installed.id, make_shop(uninstalled_at=utcnow()).id, make_shop(access_token=None).id]
+    with sessions() as session:
+        shops = session.scalars(select(Shop).where(Shop.id.in_(ids))).all()
+        in_sql = set(session.scalars(select(Shop.id).where(Shop.id.in_(ids), Shop.is_installed)))
+    assert in_sql == {shop.id for shop in shops if shop.is_installed} == {installed.id}

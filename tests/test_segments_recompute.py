@@ -427,7 +427,7 @@ def test_a_customer_deleted_during_a_full_recompute_keeps_no_memberships(
 ) -> None:  # type: ignore[no-untyped-def]
     """The full recompute reads, evaluates, then writes: a customers/delete committed in
     between must not leave the deleted customer with the memberships just evaluated."""
-    from shopify_app.db.models import utcnow
+    from shopify_app.db.types import utcnow
     from shopify_app.sync.webhooks import apply_webhook
 
     ctx = queued_ctx

@@ -7,7 +7,8 @@ import uuid
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from shopify_app.db.models import SyncRun, WebhookEvent, utcnow
+from shopify_app.db.models import SyncRun, WebhookEvent
+from shopify_app.db.types import utcnow
 from shopify_app.jobs import Context
 from shopify_app.server import health
 from shopify_app.states import SyncRunKind, SyncRunStatus, WebhookStatus

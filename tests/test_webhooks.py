@@ -26,8 +26,8 @@ from shopify_app.db.models import (
     Segment,
     Shop,
     WebhookEvent,
-    utcnow,
 )
+from shopify_app.db.types import utcnow
 from shopify_app.jobs import Context
 from shopify_app.server.app import create_app
 from shopify_app.shopify import auth, webhooks

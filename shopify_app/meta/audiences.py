@@ -40,8 +40,8 @@ from shopify_app.db.models import (
     MetaConnection,
     Segment,
     Shop,
-    utcnow,
 )
+from shopify_app.db.types import utcnow
 from shopify_app.errors import (
     InputError,
     MetaError,

@@ -24,7 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from shopify_app import db
-from shopify_app.db.models import Shop, SyncRun, WebhookEvent, utcnow
+from shopify_app.db.models import Shop, SyncRun, WebhookEvent
+from shopify_app.db.types import utcnow
 from shopify_app.jobs import Context
 from shopify_app.server import context
 from shopify_app.states import WebhookStatus
@@ -116,11 +117,7 @@ class GoldpanCollector(Collector):
             failed = session.scalar(
                 select(func.count()).where(WebhookEvent.status == WebhookStatus.FAILED)
             )
-            installed = session.scalar(
-                select(func.count()).where(
-                    Shop.uninstalled_at.is_(None), Shop.access_token.is_not(None)
-                )
-            )
+            installed = session.scalar(select(func.count()).where(Shop.is_installed))
             cost = session.scalar(select(func.coalesce(func.sum(Shop.api_cost_spent), 0)))
             running = session.execute(
                 select(

@@ -61,11 +61,7 @@ def resume_syncs(ctx: Context) -> int:
 
     with ctx.sessions() as session:
         active = set(session.scalars(select(SyncRun.shop_id).where(SyncRun.status.in_(ACTIVE))))
-        installed = set(
-            session.scalars(
-                select(Shop.id).where(Shop.uninstalled_at.is_(None), Shop.access_token.is_not(None))
-            )
-        )
+        installed = set(session.scalars(select(Shop.id).where(Shop.is_installed)))
         started: dict[int, set[str]] = {}
         for shop_id, resource in session.execute(
             select(SyncRun.shop_id, SyncRun.resource).where(SyncRun.kind == SyncRunKind.INITIAL)

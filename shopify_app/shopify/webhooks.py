@@ -30,7 +30,8 @@ from starlette.routing import Route
 
 from shopify_app import jobs
 from shopify_app.db import write_engine
-from shopify_app.db.models import Shop, WebhookEvent, utcnow
+from shopify_app.db.models import Shop, WebhookEvent
+from shopify_app.db.types import utcnow
 from shopify_app.shopify import auth
 from shopify_app.states import WebhookStatus
 

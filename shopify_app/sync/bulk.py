@@ -19,7 +19,8 @@ from sqlalchemy import select, update
 
 from shopify_app import jobs
 from shopify_app.db import transaction
-from shopify_app.db.models import SyncRun, utcnow
+from shopify_app.db.models import SyncRun
+from shopify_app.db.types import utcnow
 from shopify_app.shopify.client import AdminClient
 from shopify_app.states import SyncRunKind, SyncRunStatus
 from shopify_app.sync.ingest import ingest_run

@@ -29,8 +29,8 @@ from shopify_app.db.models import (
     Segment,
     Shop,
     WebhookEvent,
-    utcnow,
 )
+from shopify_app.db.types import utcnow
 from shopify_app.segments import recompute
 from shopify_app.states import AuditTarget, WebhookStatus
 from shopify_app.sync.tombstones import record_deletion

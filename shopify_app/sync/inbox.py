@@ -21,7 +21,8 @@ from sqlalchemy import or_, select, update
 
 from shopify_app import jobs, logs
 from shopify_app.db import transaction, write_engine
-from shopify_app.db.models import AuditEntry, Shop, WebhookEvent, utcnow
+from shopify_app.db.models import AuditEntry, Shop, WebhookEvent
+from shopify_app.db.types import utcnow
 from shopify_app.shopify import auth
 from shopify_app.shopify.webhooks import STALE_PROCESSING
 from shopify_app.states import AuditTarget, WebhookStatus

@@ -23,7 +23,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from shopify_app import db, jobs
 from shopify_app.db import transaction
-from shopify_app.db.models import Customer, LineItem, Order, Product, SyncRun, Variant, utcnow
+from shopify_app.db.models import Customer, LineItem, Order, Product, SyncRun, Variant
+from shopify_app.db.types import utcnow
 from shopify_app.errors import SyncError
 from shopify_app.shopify.client import AdminClient
 from shopify_app.states import SyncRunStatus

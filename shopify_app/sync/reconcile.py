@@ -17,7 +17,8 @@ from sqlalchemy import select, update
 
 from shopify_app import jobs
 from shopify_app.db import transaction
-from shopify_app.db.models import Shop, SyncRun, utcnow
+from shopify_app.db.models import Shop, SyncRun
+from shopify_app.db.types import utcnow
 from shopify_app.errors import ShopifyError, SyncError
 from shopify_app.shopify.client import AdminClient, gid_number
 from shopify_app.states import SyncRunKind, SyncRunStatus
@@ -228,9 +229,7 @@ def reconcile(ctx: jobs.Context, shop_id: int, *, http: Any = None) -> int:
 def reconcile_all(ctx: jobs.Context) -> None:
     """Every six hours: reconcile each installed shop; resume stalled bulk imports."""
     with ctx.sessions() as session:
-        shops = session.scalars(
-            select(Shop.id).where(Shop.uninstalled_at.is_(None), Shop.access_token.is_not(None))
-        ).all()
+        shops = session.scalars(select(Shop.id).where(Shop.is_installed)).all()
     for shop_id in shops:
         if active_runs(ctx, shop_id):
             ctx.enqueue("sync.poll", shop_id=shop_id)

@@ -12,7 +12,8 @@ from sqlalchemy import select, update
 
 from shopify_app import db, jobs
 from shopify_app.db import transaction
-from shopify_app.db.models import SyncRun, utcnow
+from shopify_app.db.models import SyncRun
+from shopify_app.db.types import utcnow
 from shopify_app.states import SyncRunKind, SyncRunStatus
 
 RESOURCES = ("customers", "orders", "products")

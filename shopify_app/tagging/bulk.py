@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from shopify_app import jobs
 from shopify_app.db import transaction
-from shopify_app.db.models import AuditEntry, Customer, utcnow
+from shopify_app.db.models import AuditEntry, Customer
+from shopify_app.db.types import utcnow
 from shopify_app.states import AuditResult, JobStatus
 from shopify_app.tagging.diff import TagDiff, apply
 from shopify_app.tagging.state import BULK_ACTIONS, id_chunks

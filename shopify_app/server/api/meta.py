@@ -30,7 +30,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from shopify_app import jobs
-from shopify_app.db.models import MetaAudience, MetaConnection, Shop, utcnow
+from shopify_app.db.models import MetaAudience, MetaConnection, Shop
+from shopify_app.db.types import utcnow
 from shopify_app.errors import (
     AuthError,
     InputError,
