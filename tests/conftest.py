@@ -26,8 +26,17 @@ from shopify_app.db.models import Shop
 from shopify_app.jobs import Context
 from shopify_app.settings import Settings
 
-pytest_plugins = ("tests.fixtures_auth", "tests.fixtures_scaleout", "tests.fixtures_sync")
-"""Fixture modules every test module can use without importing them."""
+pytest_plugins = (
+    "tests.fixtures_auth",
+    "tests.fixtures_demo",
+    "tests.fixtures_meta",
+    "tests.fixtures_sandbox",
+    "tests.fixtures_scaleout",
+    "tests.fixtures_sync",
+    "tests.fixtures_tagging",
+)
+"""Fixture modules, registered once here: a test names their fixtures and imports only the
+plain helpers it calls."""
 
 TEST_API_KEY = "test-api-key"
 TEST_API_SECRET = "test-api-secret-0123456789abcdef0123"

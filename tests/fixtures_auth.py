@@ -1,6 +1,6 @@
 """Fixtures for install/auth/app/webhook tests: Shopify's OAuth side on loopback, real signing.
 
-Import with ``from tests.fixtures_auth import *``.
+A pytest plugin (registered in ``tests/conftest.py``); test modules import only its helpers.
 """
 
 from __future__ import annotations

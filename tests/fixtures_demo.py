@@ -1,6 +1,6 @@
 """Fixtures for the generator-backed sandbox, the live-store CLI and the demo.
 
-Import with ``from tests.fixtures_demo import *``.
+A pytest plugin (registered in ``tests/conftest.py``); test modules import only its helpers.
 
 - ``generated_sandbox``: a started :class:`ShopifySandbox` serving a generated linen shop
   (function scope), as ``(sandbox, shop_domain)``.

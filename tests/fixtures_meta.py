@@ -1,7 +1,7 @@
 """Fixtures for the Meta tests: the Graph API stand-in on loopback, a context pointed at it,
 and shops with multilingual customers in a Meta-synced segment.
 
-Import with ``from tests.fixtures_meta import *`` in a ``tests/test_meta_*.py`` module.
+A pytest plugin (registered in ``tests/conftest.py``); test modules import only its helpers.
 """
 
 from __future__ import annotations

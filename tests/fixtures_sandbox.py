@@ -1,6 +1,6 @@
 """Fixtures for the Shopify stand-in: a running sandbox with a small hand-made shop.
 
-Import with ``from tests.fixtures_sandbox import *`` (pytest then finds the fixtures).
+A pytest plugin (registered in ``tests/conftest.py``); test modules import only its helpers.
 
 - ``shopify_sandbox``: a started :class:`ShopifySandbox` (function scope) with one shop,
   :data:`SANDBOX_SHOP`, holding :func:`small_store`; webhooks go to ``webhook_sink``'s URL when

@@ -1,6 +1,6 @@
 """Fixtures for the tagging tests: shops on the Shopify sandbox, over loopback HTTP.
 
-Load as a plugin (``pytest_plugins = ["tests.fixtures_tagging"]``):
+A pytest plugin (registered in ``tests/conftest.py``); test modules import only its helpers.
 
 - ``tag_sandbox``: a started :class:`ShopifySandbox` shared by the test module; shops are added
   per test, each with its own cost bucket;

@@ -45,7 +45,6 @@ from shopify_app.server.middleware import csp_for
 from shopify_app.settings import Settings
 from shopify_app.shopify import auth
 from tests.conftest import TEST_API_KEY, TEST_API_SECRET, unique_shop_domain
-from tests.fixtures_auth import *  # noqa: F403
 from tests.fixtures_auth import OAuthSandbox, pending_tasks, session_token
 
 

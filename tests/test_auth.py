@@ -24,7 +24,6 @@ from shopify_app.jobs import Context
 from shopify_app.settings import Settings
 from shopify_app.shopify import auth
 from tests.conftest import fresh_database, unique_shop_domain
-from tests.fixtures_auth import *  # noqa: F403
 from tests.fixtures_auth import OAuthSandbox, pending_tasks, session_token
 
 # --- HMAC vectors -----------------------------------------------------------------------------

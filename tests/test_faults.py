@@ -42,7 +42,6 @@ from tests.fixtures_meta import (
     connect_shop,
     make_people,
 )
-from tests.fixtures_scaleout import *  # noqa: F403
 from tests.fixtures_scaleout import Cluster, wait_until
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,6 @@ from shopify_app.shopify.auth import (
     verify_oauth_hmac,
 )
 from tests.conftest import TEST_API_KEY, TEST_API_SECRET, unique_shop_domain
-from tests.fixtures_auth import *  # noqa: F403
 from tests.fixtures_auth import OAuthSandbox, session_token
 
 CLIENT = {"client_id": TEST_API_KEY, "client_secret": TEST_API_SECRET}

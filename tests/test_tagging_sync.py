@@ -33,11 +33,7 @@ from shopify_app.tagging.changes import (
 from shopify_app.tagging.writes import SyncReport, sync_tags
 
 if TYPE_CHECKING:
-    # Annotations only: the module is loaded as a plugin below, so pytest imports it (and
-    # rewrites its asserts) itself.
     from tests.fixtures_tagging import TagEnv
-
-pytest_plugins = ["tests.fixtures_tagging"]
 
 MERCHANT = ["wholesale", "VIP", "newsletter", "other-app:loyal"]
 
