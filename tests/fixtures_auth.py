@@ -20,15 +20,6 @@ from shopify_app.jobs import Context, Runtime
 from shopify_app.settings import Settings
 from tests.conftest import TEST_API_KEY, TEST_API_SECRET
 
-__all__ = [
-    "OAuthSandbox",
-    "oauth_sandbox",
-    "pending_tasks",
-    "queued_ctx",
-    "sandbox_settings",
-    "session_token",
-]
-
 
 class OAuthSandbox:
     """An :class:`OAuthServer` served on loopback; ``base`` is ``SHOPIFY_BASE_URL``."""

@@ -21,8 +21,6 @@ from goldpan_sandbox.generator import generate_store
 from goldpan_sandbox.shopify import ShopifySandbox
 from tests.conftest import TEST_API_KEY, TEST_API_SECRET, unique_shop_domain
 
-__all__ = ["DEMO_AS_OF", "generated_sandbox", "running_demo"]
-
 DEMO_AS_OF = dt.date(2026, 11, 23)
 
 

@@ -199,17 +199,3 @@ def connect_shop(ctx: Context, meta: MetaStand, shop_id: int, *, account: str = 
             )
         )
     return token
-
-
-__all__ = [
-    "AD_ACCOUNT",
-    "META_APP_ID",
-    "META_APP_SECRET",
-    "MetaStand",
-    "add_members",
-    "add_segment",
-    "connect_shop",
-    "make_people",
-    "meta",
-    "meta_ctx",
-]

@@ -39,19 +39,6 @@ from goldpan_sandbox.store import (
 )
 from tests.conftest import TEST_API_KEY, TEST_API_SECRET
 
-__all__ = [
-    "SANDBOX_SHOP",
-    "SANDBOX_TOPICS",
-    "WebhookSink",
-    "crowded_store",
-    "graphql",
-    "sandbox_token",
-    "shopify_sandbox",
-    "shopify_sandbox_module",
-    "small_store",
-    "webhook_sink",
-]
-
 SANDBOX_SHOP = "linen-sandbox.myshopify.com"
 SANDBOX_TOPICS = {
     "orders/create": "/webhooks",
