@@ -18,6 +18,7 @@ sandbox's store, edits customers as the merchant does in the admin, and plays th
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from goldpan_sandbox.store import Store
 from shopify_app.db.models import Customer, Membership, Segment, Shop
 from shopify_app.jobs import Context
 from shopify_app.shopify.client import AdminClient
-from tests.conftest import TEST_API_KEY, TEST_API_SECRET, unique_shop_domain
+from tests.conftest import TEST_API_KEY, TEST_API_SECRET
 
 
 class CountingSession(requests.Session):
@@ -176,6 +177,9 @@ def _fast_sleep(seconds: float) -> None:
     time.sleep(min(seconds, 0.02))
 
 
+_domain_numbers = itertools.count(1)
+
+
 @pytest.fixture
 def make_tag_env(
     ctx: Context, make_shop: Any, tag_sandbox: ShopifySandbox
@@ -183,7 +187,8 @@ def make_tag_env(
     """A factory for fresh shops on the sandbox, installed with a live expiring token."""
 
     def factory(**shop_settings: Any) -> TagEnv:
-        domain = unique_shop_domain("tags")
+        # The sandbox serves the whole module: a shop name no earlier test gave it.
+        domain = f"tags-{next(_domain_numbers)}.myshopify.com"
         tag_sandbox.add_shop(domain, Store(domain))
         token = str(tag_sandbox.install(domain)["access_token"])
         shop = make_shop(domain, token=token, settings=dict(shop_settings))

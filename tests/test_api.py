@@ -52,9 +52,6 @@ def server(ctx: Context, queued: RecordingRuntime) -> Iterator[str]:
         runtime=queued,  # type: ignore[arg-type]
     )
     with serving(app_ctx) as url:
-        # Starting, the app queues again the webhook events other tests left in the shared
-        # database; only what the API queues counts here.
-        queued.calls.clear()
         yield url
 
 

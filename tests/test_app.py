@@ -44,8 +44,11 @@ from shopify_app.server.errors import RETRY_HEADER, NotFound
 from shopify_app.server.middleware import csp_for
 from shopify_app.settings import Settings
 from shopify_app.shopify import auth
-from tests.conftest import TEST_API_KEY, TEST_API_SECRET, unique_shop_domain
+from tests.conftest import TEST_API_KEY, TEST_API_SECRET
 from tests.fixtures_auth import OAuthSandbox, pending_tasks, session_token
+
+SHOP = "linen.myshopify.com"
+"""The shop of a test (each test starts with an empty database)."""
 
 
 @pytest.fixture
@@ -89,7 +92,7 @@ def test_api_requires_a_valid_session_token(app_server: RunningServer, make_shop
 
 
 def test_api_refuses_shops_without_the_app(app_server: RunningServer, make_shop: Any) -> None:
-    shop = unique_shop_domain()
+    shop = SHOP
     unknown = _api(app_server, "/api/session", session_token(shop))
     assert unknown.status_code == 401
     assert unknown.json() == {"error": "the app is not installed on this shop", "field": None}
@@ -262,7 +265,7 @@ def test_each_error_is_answered_from_the_one_map(
 
 
 def test_page_load_without_token_goes_to_the_bounce_page(app_server: RunningServer) -> None:
-    shop = unique_shop_domain()
+    shop = SHOP
     response = requests.get(
         f"{app_server.url}/",
         params={"embedded": "1", "shop": shop, "host": "abc"},
@@ -294,7 +297,7 @@ def test_page_load_without_token_goes_to_the_bounce_page(app_server: RunningServ
 def test_page_load_installs_through_token_exchange(
     app_server: RunningServer, queued_ctx: Context, oauth_sandbox: OAuthSandbox
 ) -> None:
-    shop = unique_shop_domain()
+    shop = SHOP
     response = requests.get(
         f"{app_server.url}/",
         params={
@@ -327,7 +330,7 @@ def test_page_load_installs_through_token_exchange(
 def test_page_load_migrates_a_legacy_token(
     app_server: RunningServer, queued_ctx: Context, oauth_sandbox: OAuthSandbox
 ) -> None:
-    shop = unique_shop_domain()
+    shop = SHOP
     legacy = oauth_sandbox.server.issue_offline_token(shop)
     auth.install(queued_ctx, shop, auth.TokenSet.from_response(legacy))
     response = requests.get(
@@ -347,7 +350,7 @@ def _cookie_from(response: requests.Response) -> str:
 def test_authorization_code_grant(
     app_server: RunningServer, queued_ctx: Context, oauth_sandbox: OAuthSandbox
 ) -> None:
-    shop = unique_shop_domain()
+    shop = SHOP
     start = requests.get(
         f"{app_server.url}/auth", params={"shop": shop}, allow_redirects=False, timeout=5
     )
@@ -381,7 +384,7 @@ def _signed(params: dict[str, str]) -> dict[str, str]:
 
 
 def test_callback_refuses_forgeries(app_server: RunningServer) -> None:
-    shop = unique_shop_domain()
+    shop = SHOP
     start = requests.get(
         f"{app_server.url}/auth", params={"shop": shop}, allow_redirects=False, timeout=5
     )

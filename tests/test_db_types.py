@@ -1,16 +1,16 @@
-"""Column types and predicates of the data model: state columns stored as their plain strings,
-read back as enum members, strays refused; one definition of an installed shop."""
+"""The data model: state columns stored as their plain strings and read back as members (strays
+refused), one definition of an installed shop, and an empty database for every test."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shopify_app.db.models import Shop, SyncRun
+from shopify_app.db.models import Base, Shop, SyncRun
 from shopify_app.db.types import utcnow
 from shopify_app.states import SyncRunKind, SyncRunStatus
 
@@ -66,8 +66,21 @@ def test_is_installed_means_the_same_in_python_and_in_sql(
     sessions: sessionmaker[Session], make_shop: Any
 ) -> None:
     installed = make_shop()
-    ids = [installed.id, make_shop(uninstalled_at=utcnow()).id, make_shop(access_token=None).id]
+    make_shop(uninstalled_at=utcnow())
+    make_shop(access_token=None)
     with sessions() as session:
-        shops = session.scalars(select(Shop).where(Shop.id.in_(ids))).all()
-        in_sql = set(session.scalars(select(Shop.id).where(Shop.id.in_(ids), Shop.is_installed)))
+        shops = session.scalars(select(Shop)).all()
+        in_sql = set(session.scalars(select(Shop.id).where(Shop.is_installed)))
     assert in_sql == {shop.id for shop in shops if shop.is_installed} == {installed.id}
+
+
+@pytest.mark.parametrize("turn", ["first", "second"])
+def test_each_test_starts_with_an_empty_database(
+    turn: str, sessions: sessionmaker[Session], make_shop: Any
+) -> None:
+    """Run twice: the second run finds no trace of the first (rows gone, ids from 1 again)."""
+    with sessions() as session:
+        for table in Base.metadata.sorted_tables:
+            assert session.scalar(select(func.count()).select_from(table)) == 0, table.name
+    assert make_shop().id == 1
+    assert make_shop().domain == "shop-2.myshopify.com"
