@@ -32,6 +32,7 @@ from shopify_app.errors import (
     MetaTermsError,
     MetaThrottledError,
     MetaTokenError,
+    NotFound,
     SyncError,
     ThrottledError,
     TokenError,
@@ -40,7 +41,7 @@ from shopify_app.errors import (
 )
 from shopify_app.jobs import Context
 from shopify_app.server.app import create_app
-from shopify_app.server.errors import RETRY_HEADER, NotFound
+from shopify_app.server.errors import RETRY_HEADER
 from shopify_app.server.middleware import csp_for
 from shopify_app.settings import Settings
 from shopify_app.shopify import auth
