@@ -24,6 +24,7 @@ from typing import Any, TextIO
 from shopify_app.errors import InputError
 from shopify_app.segments import crosssell, library, metrics
 from shopify_app.segments.config import ShopConfig
+from shopify_app.states import ModelStatus
 from shopify_app.sync.orders_csv import CsvImport, read_orders
 
 
@@ -206,7 +207,7 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
     )
     bg = model["bgnbd"]
     gg = model["gamma_gamma"]
-    if model["status"] == "fitted":
+    if model["status"] == ModelStatus.FITTED:
         out.write(
             f"\nModel: BG/NBD r={bg['r']:.3f} alpha={bg['alpha']:.3f} "
             f"a={bg['a']:.3f} b={bg['b']:.3f} (per {bg['time_unit']})"

@@ -1,9 +1,9 @@
-"""The values of every state and kind column, one ``StrEnum`` each.
+"""The values of every state and kind Goldpan stores, one ``StrEnum`` each.
 
-Stored as the plain strings they are (:class:`shopify_app.db.types.StrEnumType` validates them
-on the way in and out), so a misspelt state fails where it is written instead of matching
-nothing later. This module sits at the package root, not in ``db/``, so that the pure segments
-core can name a segment's kind without loading SQLAlchemy.
+Columns store them as the plain strings they are (:class:`shopify_app.db.types.StrEnumType`
+validates them on the way in and out), so a misspelt state fails where it is written instead of
+matching nothing later. This module sits at the package root, not in ``db/``, so that the pure
+segments core can name a segment's kind without loading SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -101,6 +101,14 @@ class MetaAudienceKind(StrEnum):
 
     CUSTOM = "custom"
     LOOKALIKE = "lookalike"
+
+
+class ModelStatus(StrEnum):
+    """Whether the shop's purchase model (BG/NBD) was fitted, or predictions fall back to each
+    customer's own order rhythm (kept with the shop's yardsticks, ``ShopStats``)."""
+
+    FITTED = "fitted"
+    FALLBACK = "fallback"
 
 
 class MetaAudienceStatus(StrEnum):

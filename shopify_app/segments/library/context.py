@@ -17,7 +17,7 @@ from shopify_app.segments import clv, rfm
 from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.dataset import Dataset, Features, FloatArray, IntArray
 from shopify_app.segments.library.reasons import IsoDays
-from shopify_app.states import SegmentKind
+from shopify_app.states import ModelStatus, SegmentKind
 
 BoolArray = NDArray[np.bool_]
 
@@ -70,7 +70,7 @@ class ShopStats:
     rfm_edges: rfm.RfmEdges
     bgnbd: clv.BgNbdParams | None
     gamma_gamma: clv.GammaGammaParams | None
-    model_status: str  # fitted | fallback
+    model_status: ModelStatus
     model_note: str
     business_domains: list[str]
     regions: list[tuple[str, str, int]]  # (country, province, customers)
@@ -111,7 +111,7 @@ class ShopStats:
                 if data.get("gamma_gamma")
                 else None
             ),
-            model_status=str(data.get("model_status", "fallback")),
+            model_status=ModelStatus(data.get("model_status", ModelStatus.FALLBACK)),
             model_note=str(data.get("model_note", "")),
             business_domains=list(data.get("business_domains", [])),
             regions=[(str(c), str(p), int(n)) for c, p, n in data.get("regions", [])],

@@ -15,13 +15,14 @@ from shopify_app.segments import clv
 from shopify_app.segments.dataset import Features
 from shopify_app.segments.library.context import Context, Predictions, ShopStats
 from shopify_app.segments.library.reasons import encoder
+from shopify_app.states import ModelStatus
 
 log = logging.getLogger(__name__)
 
 
 def fit_models(
     f: Features,
-) -> tuple[clv.BgNbdParams | None, clv.GammaGammaParams | None, str, str]:
+) -> tuple[clv.BgNbdParams | None, clv.GammaGammaParams | None, ModelStatus, str]:
     """The shop's BG/NBD and Gamma-Gamma fits with status and note (None: too little data)."""
     mask = f.has_orders
     n = int(mask.sum())
@@ -31,7 +32,7 @@ def fit_models(
         return (
             None,
             None,
-            "fallback",
+            ModelStatus.FALLBACK,
             f"too few customers for the purchase model ({n} customers, {repeat} repeat; "
             f"needs {clv.MIN_CUSTOMERS} and {clv.MIN_REPEAT_CUSTOMERS}): "
             "predictions use each customer's own order rhythm",
@@ -40,7 +41,7 @@ def fit_models(
         return (
             None,
             None,
-            "fallback",
+            ModelStatus.FALLBACK,
             f"only {history} days of order history (needs {clv.MIN_HISTORY_DAYS}): "
             "predictions use each customer's own order rhythm",
         )
@@ -57,7 +58,12 @@ def fit_models(
         bg = clv.fit_bgnbd(x, t_x, T)
     except (ValueError, FloatingPointError) as exc:
         log.warning("BG/NBD fit failed: %s", exc)
-        return None, None, "fallback", "the purchase model did not converge: rhythm fallback"
+        return (
+            None,
+            None,
+            ModelStatus.FALLBACK,
+            "the purchase model did not converge: rhythm fallback",
+        )
     gg: clv.GammaGammaParams | None = None
     try:
         gg = clv.fit_gamma_gamma(x, m)
@@ -67,7 +73,7 @@ def fit_models(
         log.warning("Gamma-Gamma fit failed: %s", exc)
     note = "BG/NBD and Gamma-Gamma fitted" if gg else "BG/NBD fitted; order value is the average"
     note += sampled
-    return bg, gg, "fitted", note
+    return bg, gg, ModelStatus.FITTED, note
 
 
 def predict(f: Features, stats: ShopStats) -> Predictions:
