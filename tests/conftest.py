@@ -97,18 +97,24 @@ def sessions(engine: Engine) -> sessionmaker[Session]:
 
 
 def empty_database(engine: Engine) -> None:
-    """Delete every row of the app's tables and restart their ids (the migrations stay)."""
-    tables = Base.metadata.sorted_tables
+    """Delete every row of the app's tables and restart their ids (the schema stays).
+
+    DELETE rather than TRUNCATE on PostgreSQL too: on tables as small as a test's, deleting
+    was about ten times faster than truncating (which gives every table and index new files).
+    """
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
+        postgres = conn.dialect.name == "postgresql"
+        if postgres:
             # Fail rather than hang if a connection a previous test left open holds a lock.
             conn.exec_driver_sql("SET LOCAL lock_timeout = '30s'")
-            names = ", ".join(conn.dialect.identifier_preparer.quote(t.name) for t in tables)
-            conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
-            return
-        for table in reversed(tables):  # children first: foreign keys are enforced
+        for table in reversed(Base.metadata.sorted_tables):  # children first: foreign keys
             conn.execute(table.delete())
-        if conn.exec_driver_sql(
+        if postgres:
+            conn.exec_driver_sql(
+                "SELECT setval(c.oid, 1, false) FROM pg_class c"
+                " WHERE c.relkind = 'S' AND c.relnamespace = current_schema()::regnamespace"
+            )
+        elif conn.exec_driver_sql(
             "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'"
         ).first():
             conn.exec_driver_sql("DELETE FROM sqlite_sequence")
