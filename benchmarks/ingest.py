@@ -190,6 +190,7 @@ def pass_ingest(files: list[str], database_url: str, batch_lines: int) -> dict[s
     from shopify_app.db.models import Shop, SyncRun
     from shopify_app.jobs import Context
     from shopify_app.settings import Settings
+    from shopify_app.states import SyncRunKind, SyncRunStatus
     from shopify_app.sync.ingest import ingest_lines
 
     key = generate_key()
@@ -208,9 +209,9 @@ def pass_ingest(files: list[str], database_url: str, batch_lines: int) -> dict[s
         for name in files:
             run = SyncRun(
                 shop_id=shop_id,
-                kind="initial",
+                kind=SyncRunKind.INITIAL,
                 resource=Path(name).stem.split("-")[0],
-                status="ingesting",
+                status=SyncRunStatus.INGESTING,
             )
             session.add(run)
             session.flush()

@@ -283,6 +283,7 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
     from goldpan_sandbox import control, delivery
     from shopify_app.db.models import Order, Shop, WebhookEvent
     from shopify_app.shopify import auth
+    from shopify_app.states import WebhookStatus
     from shopify_app.tagging import ledger
     from shopify_app.tagging.state import ShopTags
     from shopify_app.tagging.tags import tag_key
@@ -455,9 +456,8 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
 
     def drained() -> bool:
         with cluster.ctx.sessions() as s:
-            waiting = s.scalar(
-                select(func.count()).where(WebhookEvent.status.in_(("queued", "processing")))
-            )
+            busy = (WebhookStatus.QUEUED, WebhookStatus.PROCESSING)
+            waiting = s.scalar(select(func.count()).where(WebhookEvent.status.in_(busy)))
         return not waiting
 
     wait_until(drained, args.drain_timeout, "the webhook inbox to drain", step=0.5)
@@ -491,7 +491,7 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
     )
     figures["orders_in_stores"] = store_orders
     figures["orders_in_db"] = int(order_rows or 0)
-    figures["failed"] = sum(1 for v in by_event.values() if v[0].status == "failed")
+    figures["failed"] = sum(1 for v in by_event.values() if v[0].status == WebhookStatus.FAILED)
     latencies = []
     for event_id, (row, *_) in by_event.items():
         if row.processed_at is not None:

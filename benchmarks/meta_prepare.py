@@ -119,6 +119,7 @@ def bench_end_to_end(n: int) -> None:
     from shopify_app.crypto import TokenCipher, generate_key
     from shopify_app.db.models import Customer, Membership, MetaConnection, Segment, Shop
     from shopify_app.settings import Settings
+    from shopify_app.states import MetaConnectionStatus
 
     sandbox = MetaSandbox("bench-app", "bench-secret")
     sandbox.add_ad_account("act_42")
@@ -182,7 +183,7 @@ def bench_end_to_end(n: int) -> None:
                 access_token=ctx.cipher.encrypt(sandbox.issue_system_user_token()),
                 ad_account_id="act_42",
                 tos_accepted=True,
-                status="connected",
+                status=MetaConnectionStatus.CONNECTED,
             )
         )
         shop_id, segment_id = shop.id, segment.id

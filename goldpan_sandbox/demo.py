@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 
 DEMO_SHOP = "linen-lane.myshopify.com"
 AD_ACCOUNT = "act_1029384756"
-SYNC_DONE = ("done", "failed")
 
 
 class DemoError(Exception):
@@ -375,6 +374,7 @@ def install(demo: Demo, host: str) -> int:
 
 def wait_for_initial_sync(ctx: Any, shop_id: int, *, timeout: float = 120.0) -> dict[str, Any]:
     """Poll the initial sync's runs until every resource is done; returns their progress."""
+    from shopify_app.states import SyncRunStatus
     from shopify_app.sync import runs
 
     deadline = time.monotonic() + timeout
@@ -382,9 +382,13 @@ def wait_for_initial_sync(ctx: Any, shop_id: int, *, timeout: float = 120.0) -> 
     while time.monotonic() < deadline:
         state = runs.progress(ctx, shop_id)
         if len(state) == len(runs.RESOURCES) and all(
-            run["status"] in SYNC_DONE for run in state.values()
+            run["status"] in runs.FINISHED for run in state.values()
         ):
-            failed = {name: run["error"] for name, run in state.items() if run["status"] != "done"}
+            failed = {
+                name: run["error"]
+                for name, run in state.items()
+                if run["status"] != SyncRunStatus.DONE
+            }
             if failed:
                 raise DemoError(f"the initial sync failed: {failed}")
             return state

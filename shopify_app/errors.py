@@ -7,6 +7,7 @@
     ├── InputError                bad input from outside: a rule, a setting, a payload
     │   └── CsvError              a malformed orders-export CSV (``.row``, ``.column``)
     ├── AuthError                 a request is not who it claims to be (``.reason``)
+    ├── NotFound                  no such object in the requesting shop (another shop's included)
     ├── ShopifyError              talking to Shopify failed
     │   ├── TokenError            exchange or refresh refused (``.code``)
     │   ├── ThrottledError        the cost bucket stayed empty after every retry
@@ -79,6 +80,11 @@ class AuthError(GoldpanError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class NotFound(GoldpanError):
+    """The object does not exist in the requesting shop: another shop's id is refused exactly
+    as a missing one, so ids reveal nothing across shops."""
 
 
 class ShopifyError(GoldpanError):

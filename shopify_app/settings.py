@@ -52,8 +52,6 @@ class Settings:
     log_json: bool = True
     # Run the huey consumer inside the web process (the single-machine default).
     inline_worker: bool = True
-    # Only for `shopify-app demo`: serve the session-token shim instead of loading App Bridge.
-    demo: bool = False
     # GET /metrics is served only when this is set, to `Authorization: Bearer <METRICS_TOKEN>`;
     # unset, /metrics answers 404.
     metrics_token: str | None = field(default=None, repr=False)
@@ -106,7 +104,6 @@ class Settings:
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             log_json=_bool(env, "LOG_JSON", True),
             inline_worker=_bool(env, "INLINE_WORKER", redis_url is None),
-            demo=_bool(env, "GOLDPAN_DEMO", False),
             metrics_token=env.get("METRICS_TOKEN", "").strip() or None,
             job_lock_ttl=float(max(1, _int(env, "JOB_LOCK_TTL", 60))),
         )

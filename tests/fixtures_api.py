@@ -35,6 +35,7 @@ from shopify_app.db.models import (
 )
 from shopify_app.jobs import Context
 from shopify_app.server.app import create_app
+from shopify_app.states import AuditResult, AuditTarget, SegmentKind, SyncRunKind, SyncRunStatus
 from tests.fixtures_auth import session_token
 
 PRODUCTS = (
@@ -242,7 +243,7 @@ def seed_shop(
                 shop_id=shop_id,
                 handle=handle,
                 name=name,
-                kind="builtin",
+                kind=SegmentKind.BUILTIN,
                 tag=f"goldpan-{handle}",
                 tag_sync=handle in ("vip", "true-fans"),
                 member_count=len(members[handle]),
@@ -285,9 +286,9 @@ def seed_shop(
         session.add(
             SyncRun(
                 shop_id=shop_id,
-                kind="initial",
+                kind=SyncRunKind.INITIAL,
                 resource="orders",
-                status="completed",
+                status=SyncRunStatus.DONE,
                 object_count=next_order - 1,
                 objects_done=next_order - 1,
                 finished_at=now,
@@ -308,11 +309,11 @@ def seed_shop(
         session.add(
             AuditEntry(
                 shop_id=shop_id,
-                target="shopify",
+                target=AuditTarget.SHOPIFY,
                 action="tagsAdd",
                 subject="goldpan-vip",
                 count=len(members["vip"]),
-                result="ok",
+                result=AuditResult.OK,
             )
         )
     return ids

@@ -1,6 +1,6 @@
 """Fixtures for install/auth/app/webhook tests: Shopify's OAuth side on loopback, real signing.
 
-Import with ``from tests.fixtures_auth import *``.
+A pytest plugin (registered in ``tests/conftest.py``); test modules import only its helpers.
 """
 
 from __future__ import annotations
@@ -19,15 +19,6 @@ from goldpan_sandbox.server import RunningServer, start_server
 from shopify_app.jobs import Context, Runtime
 from shopify_app.settings import Settings
 from tests.conftest import TEST_API_KEY, TEST_API_SECRET
-
-__all__ = [
-    "OAuthSandbox",
-    "oauth_sandbox",
-    "pending_tasks",
-    "queued_ctx",
-    "sandbox_settings",
-    "session_token",
-]
 
 
 class OAuthSandbox:

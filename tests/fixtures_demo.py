@@ -1,11 +1,11 @@
 """Fixtures for the generator-backed sandbox, the live-store CLI and the demo.
 
-Import with ``from tests.fixtures_demo import *``.
+A pytest plugin (registered in ``tests/conftest.py``); test modules import only its helpers.
 
 - ``generated_sandbox``: a started :class:`ShopifySandbox` serving a generated linen shop
   (function scope), as ``(sandbox, shop_domain)``.
-- ``running_demo``: the whole demo (module scope) on the test session's database — both
-  stand-ins, the app with its worker, installed on a fresh shop and synced.
+- ``running_demo``: the whole demo (module scope) on a database of its own — both stand-ins,
+  the app with its worker, installed on the generated shop and synced.
 """
 
 from __future__ import annotations
@@ -19,16 +19,14 @@ import pytest
 from goldpan_sandbox.demo import Demo, start_demo
 from goldpan_sandbox.generator import generate_store
 from goldpan_sandbox.shopify import ShopifySandbox
-from tests.conftest import TEST_API_KEY, TEST_API_SECRET, unique_shop_domain
-
-__all__ = ["DEMO_AS_OF", "generated_sandbox", "running_demo"]
+from tests.conftest import TEST_API_KEY, TEST_API_SECRET, fresh_database
 
 DEMO_AS_OF = dt.date(2026, 11, 23)
 
 
 @pytest.fixture
 def generated_sandbox(tmp_path: Path) -> Iterator[tuple[ShopifySandbox, str]]:
-    domain = unique_shop_domain("generated")
+    domain = "generated.myshopify.com"
     sandbox = ShopifySandbox(TEST_API_KEY, TEST_API_SECRET, workdir=tmp_path / "bulk", seed=5)
     sandbox.add_shop(domain, generate_store(domain, customers=80, seed=5, as_of=DEMO_AS_OF))
     sandbox.start()
@@ -39,17 +37,20 @@ def generated_sandbox(tmp_path: Path) -> Iterator[tuple[ShopifySandbox, str]]:
 
 
 @pytest.fixture(scope="module")
-def running_demo(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    demo = start_demo(
-        customers=60,
-        seed=3,
-        shop=unique_shop_domain("demo"),
-        database_url=database_url,
-        workdir=tmp_path_factory.mktemp("demo"),
-        as_of=DEMO_AS_OF,
-        sync_timeout=60,
-    )
-    try:
-        yield demo
-    finally:
-        demo.stop()
+def running_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    # Its own database: the session's is emptied before each test, the demo's rows must last
+    # the module.
+    workdir = tmp_path_factory.mktemp("demo")
+    with fresh_database(workdir) as database_url:
+        demo = start_demo(
+            customers=60,
+            seed=3,
+            database_url=database_url,
+            workdir=workdir,
+            as_of=DEMO_AS_OF,
+            sync_timeout=60,
+        )
+        try:
+            yield demo
+        finally:
+            demo.stop()

@@ -1,7 +1,7 @@
 """Fixtures for the Meta tests: the Graph API stand-in on loopback, a context pointed at it,
 and shops with multilingual customers in a Meta-synced segment.
 
-Import with ``from tests.fixtures_meta import *`` in a ``tests/test_meta_*.py`` module.
+A pytest plugin (registered in ``tests/conftest.py``); test modules import only its helpers.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from goldpan_sandbox.server import start_server
 from shopify_app.db.models import Customer, Membership, MetaConnection, Segment
 from shopify_app.jobs import Context
 from shopify_app.meta.identifiers import Person
+from shopify_app.states import MetaConnectionStatus, SegmentKind
 
 META_APP_ID = "1234567890123456"
 META_APP_SECRET = "meta-test-secret"
@@ -143,7 +144,7 @@ def add_segment(
                 ],
             )
         segment = Segment(
-            shop_id=shop_id, handle=handle, name=name, kind="builtin", meta_sync=meta_sync
+            shop_id=shop_id, handle=handle, name=name, kind=SegmentKind.BUILTIN, meta_sync=meta_sync
         )
         session.add(segment)
         session.flush()
@@ -193,22 +194,8 @@ def connect_shop(ctx: Context, meta: MetaStand, shop_id: int, *, account: str = 
                 token_expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=60),
                 ad_account_id=account,
                 tos_accepted=True,
-                status="connected",
+                status=MetaConnectionStatus.CONNECTED,
                 connected_at=dt.datetime.now(dt.UTC),
             )
         )
     return token
-
-
-__all__ = [
-    "AD_ACCOUNT",
-    "META_APP_ID",
-    "META_APP_SECRET",
-    "MetaStand",
-    "add_members",
-    "add_segment",
-    "connect_shop",
-    "make_people",
-    "meta",
-    "meta_ctx",
-]

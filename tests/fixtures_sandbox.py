@@ -1,6 +1,6 @@
 """Fixtures for the Shopify stand-in: a running sandbox with a small hand-made shop.
 
-Import with ``from tests.fixtures_sandbox import *`` (pytest then finds the fixtures).
+A pytest plugin (registered in ``tests/conftest.py``); test modules import only its helpers.
 
 - ``shopify_sandbox``: a started :class:`ShopifySandbox` (function scope) with one shop,
   :data:`SANDBOX_SHOP`, holding :func:`small_store`; webhooks go to ``webhook_sink``'s URL when
@@ -38,19 +38,6 @@ from goldpan_sandbox.store import (
     Variant,
 )
 from tests.conftest import TEST_API_KEY, TEST_API_SECRET
-
-__all__ = [
-    "SANDBOX_SHOP",
-    "SANDBOX_TOPICS",
-    "WebhookSink",
-    "crowded_store",
-    "graphql",
-    "sandbox_token",
-    "shopify_sandbox",
-    "shopify_sandbox_module",
-    "small_store",
-    "webhook_sink",
-]
 
 SANDBOX_SHOP = "linen-sandbox.myshopify.com"
 SANDBOX_TOPICS = {

@@ -40,7 +40,7 @@ from shopify_app.jobs import Context
 from shopify_app.server.app import build_context
 from shopify_app.settings import Settings
 from shopify_app.sync import runs
-from tests.conftest import TEST_API_KEY, TEST_API_SECRET, fresh_database, unique_shop_domain
+from tests.conftest import TEST_API_KEY, TEST_API_SECRET, fresh_database
 from tests.fixtures_sandbox import SANDBOX_TOPICS
 
 __all__ = ["CLUSTER_METRICS_TOKEN", "Cluster", "cluster", "free_port", "wait_until"]
@@ -212,7 +212,7 @@ class Cluster:
 
     # -- shops --------------------------------------------------------------------------------
     def add_store(self, customers: int, seed: int = 11) -> Store:
-        domain = unique_shop_domain("scale")
+        domain = f"scale-{len(self.sandbox.domains()) + 1}.myshopify.com"
         return self.sandbox.add_shop(
             domain, generate_store(domain, customers=customers, seed=seed, as_of=AS_OF)
         )

@@ -40,7 +40,7 @@ from shopify_app.crypto import TokenCipher
 from shopify_app.db.models import Shop
 from shopify_app.jobs import Context
 from shopify_app.shopify.client import AdminClient, gid_number
-from tests.conftest import TEST_API_KEY, TEST_API_SECRET, unique_shop_domain
+from tests.conftest import TEST_API_KEY, TEST_API_SECRET
 
 UTC = dt.UTC
 HOLD = 3600.0
@@ -272,7 +272,7 @@ def make_sync_env(
     def factory(
         build: Callable[[str], Store] = shaped_store, *, clock: Callable[[], float] = time.monotonic
     ) -> SyncEnv:
-        domain = unique_shop_domain("sync")
+        domain = f"sync-{len(sandboxes) + 1}.myshopify.com"
         sandbox = ShopifySandbox(
             TEST_API_KEY,
             TEST_API_SECRET,

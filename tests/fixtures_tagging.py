@@ -1,6 +1,6 @@
 """Fixtures for the tagging tests: shops on the Shopify sandbox, over loopback HTTP.
 
-Load as a plugin (``pytest_plugins = ["tests.fixtures_tagging"]``):
+A pytest plugin (registered in ``tests/conftest.py``); test modules import only its helpers.
 
 - ``tag_sandbox``: a started :class:`ShopifySandbox` shared by the test module; shops are added
   per test, each with its own cost bucket;
@@ -18,6 +18,7 @@ sandbox's store, edits customers as the merchant does in the admin, and plays th
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from shopify_app.db.models import Customer, Membership, Segment, Shop
 from shopify_app.jobs import Context
 from shopify_app.shopify.client import AdminClient
 from shopify_app.tagging import ledger
-from tests.conftest import TEST_API_KEY, TEST_API_SECRET, unique_shop_domain
+from tests.conftest import TEST_API_KEY, TEST_API_SECRET
 
 
 class CountingSession(requests.Session):
@@ -188,6 +189,9 @@ def _fast_sleep(seconds: float) -> None:
     time.sleep(min(seconds, 0.02))
 
 
+_domain_numbers = itertools.count(1)
+
+
 @pytest.fixture
 def make_tag_env(
     ctx: Context, make_shop: Any, tag_sandbox: ShopifySandbox
@@ -195,7 +199,8 @@ def make_tag_env(
     """A factory for fresh shops on the sandbox, installed with a live expiring token."""
 
     def factory(**shop_settings: Any) -> TagEnv:
-        domain = unique_shop_domain("tags")
+        # The sandbox serves the whole module: a shop name no earlier test gave it.
+        domain = f"tags-{next(_domain_numbers)}.myshopify.com"
         tag_sandbox.add_shop(domain, Store(domain))
         token = str(tag_sandbox.install(domain)["access_token"])
         shop = make_shop(domain, token=token, settings=dict(shop_settings))

@@ -31,6 +31,7 @@ from shopify_app.db.models import (
 from shopify_app.jobs import Context
 from shopify_app.segments import metrics, recompute
 from shopify_app.segments.library.reasons import Reason
+from shopify_app.states import SyncRunKind, SyncRunStatus
 from tests.fixtures_api import ApiClient, seed_shop, serving
 from tests.fixtures_auth import session_token
 
@@ -61,9 +62,6 @@ def server(ctx: Context, queued: RecordingRuntime) -> Iterator[str]:
         runtime=queued,  # type: ignore[arg-type]
     )
     with serving(app_ctx) as url:
-        # Starting, the app queues again the webhook events other tests left in the shared
-        # database; only what the API queues counts here.
-        queued.calls.clear()
         yield url
 
 
@@ -483,10 +481,10 @@ def test_home_shows_import_progress_while_the_initial_sync_runs(
     with sessions.begin() as session:
         session.add_all(
             [
-                SyncRun(shop_id=shop.id, kind="initial", resource="customers", status="done",
-                        object_count=50, objects_done=50),
-                SyncRun(shop_id=shop.id, kind="initial", resource="orders", status="ingesting",
-                        object_count=200, objects_done=80),
+                SyncRun(shop_id=shop.id, kind=SyncRunKind.INITIAL, resource="customers",
+                        status=SyncRunStatus.DONE, object_count=50, objects_done=50),
+                SyncRun(shop_id=shop.id, kind=SyncRunKind.INITIAL, resource="orders",
+                        status=SyncRunStatus.INGESTING, object_count=200, objects_done=80),
             ]
         )  # fmt: skip
     body = ApiClient(server, shop.domain).get("/home").json()

@@ -32,6 +32,7 @@ from shopify_app.errors import (
     MetaTermsError,
     MetaThrottledError,
     MetaTokenError,
+    NotFound,
     SyncError,
     ThrottledError,
     TokenError,
@@ -40,13 +41,15 @@ from shopify_app.errors import (
 )
 from shopify_app.jobs import Context
 from shopify_app.server.app import create_app
-from shopify_app.server.errors import RETRY_HEADER, NotFound
+from shopify_app.server.errors import RETRY_HEADER
 from shopify_app.server.middleware import csp_for
 from shopify_app.settings import Settings
 from shopify_app.shopify import auth
-from tests.conftest import TEST_API_KEY, TEST_API_SECRET, unique_shop_domain
-from tests.fixtures_auth import *  # noqa: F403
+from tests.conftest import TEST_API_KEY, TEST_API_SECRET
 from tests.fixtures_auth import OAuthSandbox, pending_tasks, session_token
+
+SHOP = "linen.myshopify.com"
+"""The shop of a test (each test starts with an empty database)."""
 
 
 @pytest.fixture
@@ -90,7 +93,7 @@ def test_api_requires_a_valid_session_token(app_server: RunningServer, make_shop
 
 
 def test_api_refuses_shops_without_the_app(app_server: RunningServer, make_shop: Any) -> None:
-    shop = unique_shop_domain()
+    shop = SHOP
     unknown = _api(app_server, "/api/session", session_token(shop))
     assert unknown.status_code == 401
     assert unknown.json() == {"error": "the app is not installed on this shop", "field": None}
@@ -263,7 +266,7 @@ def test_each_error_is_answered_from_the_one_map(
 
 
 def test_page_load_without_token_goes_to_the_bounce_page(app_server: RunningServer) -> None:
-    shop = unique_shop_domain()
+    shop = SHOP
     response = requests.get(
         f"{app_server.url}/",
         params={"embedded": "1", "shop": shop, "host": "abc"},
@@ -295,7 +298,7 @@ def test_page_load_without_token_goes_to_the_bounce_page(app_server: RunningServ
 def test_page_load_installs_through_token_exchange(
     app_server: RunningServer, queued_ctx: Context, oauth_sandbox: OAuthSandbox
 ) -> None:
-    shop = unique_shop_domain()
+    shop = SHOP
     response = requests.get(
         f"{app_server.url}/",
         params={
@@ -328,7 +331,7 @@ def test_page_load_installs_through_token_exchange(
 def test_page_load_migrates_a_legacy_token(
     app_server: RunningServer, queued_ctx: Context, oauth_sandbox: OAuthSandbox
 ) -> None:
-    shop = unique_shop_domain()
+    shop = SHOP
     legacy = oauth_sandbox.server.issue_offline_token(shop)
     auth.install(queued_ctx, shop, auth.TokenSet.from_response(legacy))
     response = requests.get(
@@ -348,7 +351,7 @@ def _cookie_from(response: requests.Response) -> str:
 def test_authorization_code_grant(
     app_server: RunningServer, queued_ctx: Context, oauth_sandbox: OAuthSandbox
 ) -> None:
-    shop = unique_shop_domain()
+    shop = SHOP
     start = requests.get(
         f"{app_server.url}/auth", params={"shop": shop}, allow_redirects=False, timeout=5
     )
@@ -382,7 +385,7 @@ def _signed(params: dict[str, str]) -> dict[str, str]:
 
 
 def test_callback_refuses_forgeries(app_server: RunningServer) -> None:
-    shop = unique_shop_domain()
+    shop = SHOP
     start = requests.get(
         f"{app_server.url}/auth", params={"shop": shop}, allow_redirects=False, timeout=5
     )
@@ -507,7 +510,7 @@ def test_page_load_reinstalls_when_the_refresh_token_expired(
 ) -> None:
     import datetime as dt
 
-    from shopify_app.db.models import utcnow
+    from shopify_app.db.types import utcnow
 
     shop = make_shop(refresh_token_expires_at=utcnow() - dt.timedelta(days=1))
     response = requests.get(

@@ -14,17 +14,19 @@ import pytest
 import requests
 from shopify import session_token as shopify_session_token
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
 
-from shopify_app import db
 from shopify_app.crypto import TokenCipher, generate_key
-from shopify_app.db.models import Shop, utcnow
+from shopify_app.db.models import Shop
+from shopify_app.db.types import utcnow
 from shopify_app.errors import AuthError, ConfigError, TokenError
 from shopify_app.jobs import Context
 from shopify_app.settings import Settings
 from shopify_app.shopify import auth
-from tests.conftest import fresh_database, unique_shop_domain
-from tests.fixtures_auth import *  # noqa: F403
 from tests.fixtures_auth import OAuthSandbox, pending_tasks, session_token
+
+SHOP = "linen.myshopify.com"
+"""The shop of a test (each test starts with an empty database)."""
 
 # --- HMAC vectors -----------------------------------------------------------------------------
 
@@ -244,7 +246,7 @@ def test_session_token_with_non_url_dest_is_refused(settings: Settings) -> None:
 def test_exchange_token_against_sandbox(
     sandbox_settings: Settings, oauth_sandbox: OAuthSandbox
 ) -> None:
-    shop = unique_shop_domain()
+    shop = SHOP
     before = utcnow()
     tokens = auth.exchange_token(sandbox_settings, shop, session_token(shop))
     assert tokens.access_token.startswith("shpat_")
@@ -257,7 +259,7 @@ def test_exchange_token_against_sandbox(
 
 
 def test_exchange_token_errors(sandbox_settings: Settings) -> None:
-    shop = unique_shop_domain()
+    shop = SHOP
     with pytest.raises(TokenError) as bad_subject:
         auth.exchange_token(sandbox_settings, shop, session_token("other.myshopify.com"))
     assert bad_subject.value.code == "invalid_subject_token"
@@ -273,7 +275,7 @@ def test_exchange_token_errors(sandbox_settings: Settings) -> None:
 def test_install_stores_encrypted_tokens_and_reinstall_updates(
     queued_ctx: Context, oauth_sandbox: OAuthSandbox
 ) -> None:
-    shop = unique_shop_domain()
+    shop = SHOP
     tokens = auth.exchange_token(queued_ctx.settings, shop, session_token(shop))
     shop_id = auth.install(queued_ctx, shop, tokens)
     with queued_ctx.sessions() as session:
@@ -316,7 +318,7 @@ def test_install_refuses_bad_domain(queued_ctx: Context) -> None:
 
 
 def _installed(ctx: Context, sandbox: OAuthSandbox) -> tuple[int, str, auth.TokenSet]:
-    shop = unique_shop_domain()
+    shop = SHOP
     tokens = auth.exchange_token(ctx.settings, shop, session_token(shop))
     return auth.install(ctx, shop, tokens), shop, tokens
 
@@ -426,7 +428,7 @@ def test_concurrent_refresh_never_loses_the_refresh_token(
 
 
 def test_legacy_token_is_migrated(queued_ctx: Context, oauth_sandbox: OAuthSandbox) -> None:
-    shop = unique_shop_domain()
+    shop = SHOP
     legacy = oauth_sandbox.server.issue_offline_token(shop)
     assert "refresh_token" not in legacy
     shop_id = auth.install(queued_ctx, shop, auth.TokenSet.from_response(legacy))
@@ -479,53 +481,42 @@ def test_refresh_refused_by_shopify_raises_token_error(
 
 
 def test_rotate_keys_reencrypts_under_the_first_key(
-    settings: Settings, encryption_key: str, tmp_path: Any
+    settings: Settings, sessions: sessionmaker[Session]
 ) -> None:
-    # Its own database: rotation rewrites every shop, and other tests' shops use other keys.
     old_key, new_key = generate_key(), generate_key()
-    old = TokenCipher((old_key,))
-    with fresh_database(tmp_path) as url:
-        db.upgrade(url)
-        engine = db.make_engine(url)
-        try:
-            sessions = db.make_sessionmaker(engine)
-            with sessions.begin() as session:
-                shop = Shop(
-                    domain=unique_shop_domain(),
-                    access_token=old.encrypt("shpat_rotate_me"),
-                    refresh_token=TokenCipher((new_key,)).encrypt("shprt_test"),
-                    settings={},
-                )
-                session.add(shop)
-            rotating = settings.with_overrides(
-                database_url=url, token_encryption_keys=(new_key, old_key)
+    with sessions.begin() as session:
+        session.add(
+            Shop(
+                domain="rotating.myshopify.com",
+                access_token=TokenCipher((old_key,)).encrypt("shpat_rotate_me"),
+                refresh_token=TokenCipher((new_key,)).encrypt("shprt_test"),
+                settings={},
             )
-            assert auth.rotate_keys(rotating) == 2
-            assert auth.rotate_keys(rotating) == 2  # safe to run twice
-            with sessions() as session:
-                row = session.scalars(select(Shop)).one()
-                # Only the current key is needed now.
-                only_new = TokenCipher((new_key,))
-                assert only_new.decrypt(row.access_token or "") == "shpat_rotate_me"
-                assert only_new.decrypt(row.refresh_token or "") == "shprt_test"
-                before = (row.access_token, row.refresh_token)
+        )
+    rotating = settings.with_overrides(token_encryption_keys=(new_key, old_key))
+    assert auth.rotate_keys(rotating) == 2
+    assert auth.rotate_keys(rotating) == 2  # safe to run twice
+    with sessions() as session:
+        row = session.scalars(select(Shop)).one()
+        # Only the current key is needed now.
+        only_new = TokenCipher((new_key,))
+        assert only_new.decrypt(row.access_token or "") == "shpat_rotate_me"
+        assert only_new.decrypt(row.refresh_token or "") == "shprt_test"
+        before = (row.access_token, row.refresh_token)
 
-            # A token under a key no longer listed: refused with the reason, nothing rewritten.
-            with sessions.begin() as session:
-                session.add(
-                    Shop(
-                        domain=unique_shop_domain(),
-                        access_token=TokenCipher((generate_key(),)).encrypt("shpat_lost"),
-                        settings={},
-                    )
-                )
-            with pytest.raises(ConfigError) as refused:
-                auth.rotate_keys(rotating)
-            assert refused.value.variable == "TOKEN_ENCRYPTION_KEY"
-            assert "access_token of" in str(refused.value)
-            with sessions() as session:
-                row = session.scalars(select(Shop).order_by(Shop.id)).first()
-                assert row is not None and (row.access_token, row.refresh_token) == before
-        finally:
-            engine.dispose()
-    assert encryption_key  # the suite's own key is untouched by rotation
+    # A token under a key no longer listed: refused with the reason, nothing rewritten.
+    with sessions.begin() as session:
+        session.add(
+            Shop(
+                domain="lost-key.myshopify.com",
+                access_token=TokenCipher((generate_key(),)).encrypt("shpat_lost"),
+                settings={},
+            )
+        )
+    with pytest.raises(ConfigError) as refused:
+        auth.rotate_keys(rotating)
+    assert refused.value.variable == "TOKEN_ENCRYPTION_KEY"
+    assert "access_token of lost-key.myshopify.com" in str(refused.value)
+    with sessions() as session:
+        row = session.scalars(select(Shop).where(Shop.domain == "rotating.myshopify.com")).one()
+        assert (row.access_token, row.refresh_token) == before

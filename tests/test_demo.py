@@ -15,7 +15,6 @@ from goldpan_sandbox import cli
 from goldpan_sandbox.demo import Demo, DemoError, run_demo, start_demo
 from goldpan_sandbox.shopify import ShopifySandbox
 from shopify_app.db.models import Customer, Order, Segment, Shop
-from tests.fixtures_demo import *  # noqa: F403
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -32,7 +32,6 @@ from shopify_app.meta import graph
 from shopify_app.meta.identifiers import Person, hash_row
 from shopify_app.server.app import build_context
 from shopify_app.shopify import auth
-from tests.conftest import unique_shop_domain
 from tests.fixtures_meta import (
     AD_ACCOUNT,
     META_APP_ID,
@@ -42,7 +41,6 @@ from tests.fixtures_meta import (
     connect_shop,
     make_people,
 )
-from tests.fixtures_scaleout import *  # noqa: F403
 from tests.fixtures_scaleout import Cluster, wait_until
 
 pytestmark = pytest.mark.slow
@@ -311,7 +309,7 @@ def _meta_shop(
     meta.add_ad_account(AD_ACCOUNT)
     with cluster.ctx.sessions.begin() as session:
         shop = Shop(
-            domain=unique_shop_domain("meta"),
+            domain="meta.myshopify.com",
             access_token=cluster.ctx.cipher.encrypt("shpat_test"),
             scopes="read_customers,write_customers,read_orders",
             installed_at=dt.datetime.now(dt.UTC),

@@ -20,7 +20,6 @@ from shopify_app.db.models import (
 from shopify_app.errors import InputError, MetaError
 from shopify_app.meta import audiences
 from shopify_app.meta.identifiers import SCHEMA, Person, hash_row
-from tests.fixtures_meta import *  # noqa: F403
 from tests.fixtures_meta import (
     AD_ACCOUNT,
     MetaStand,

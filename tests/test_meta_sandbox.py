@@ -23,7 +23,6 @@ from shopify_app.errors import (
 )
 from shopify_app.meta import graph
 from shopify_app.meta.identifiers import SCHEMA, Person, hash_row
-from tests.fixtures_meta import *  # noqa: F403
 from tests.fixtures_meta import AD_ACCOUNT, META_APP_ID, META_APP_SECRET, MetaStand, make_people
 
 V = "v26.0"

@@ -18,7 +18,6 @@ from shopify_app.db.models import MetaConnection, MetaLogin, utcnow
 from shopify_app.jobs import Context
 from shopify_app.meta.identifiers import CSV_HEADER
 from tests.fixtures_api import ApiClient, serving
-from tests.fixtures_meta import *  # noqa: F403
 from tests.fixtures_meta import AD_ACCOUNT, MetaStand, add_segment, connect_shop, make_people
 
 

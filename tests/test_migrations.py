@@ -23,6 +23,7 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
 )
 from sqlalchemy import table as table_clause
 
@@ -232,4 +233,47 @@ def test_0004_moves_the_metrics_out_of_the_shop_settings_and_back(tmp_path: Path
             1: {"vip_share": 0.2, "segment_metrics": figures},
             2: {"vip_share": 0.1},
         }
+        engine.dispose()
+
+
+def test_0008_moves_running_bulk_jobs_to_job_status(tmp_path: Path) -> None:
+    """A bulk job stored as ``result = 'running'`` (0001) gets its own ``job_status``."""
+    entries = [  # id, action, subject, result as 0001 stored them
+        (1, "tags.bulk_add", "gid://shopify/BulkOperation/1", "running"),
+        (2, "tags.bulk_remove", "gid://shopify/BulkOperation/2", "partial"),
+        (3, "tags.bulk_add", None, "error"),  # refused before it started: not a job
+        (4, "tags.write", "mutation", "ok"),
+    ]
+    with fresh_database(tmp_path) as url:
+        db.upgrade(url, "0001")
+        engine = db.make_engine(url)
+        released = MetaData()
+        released.reflect(engine)
+        shops, audit_log = released.tables["shops"], released.tables["audit_log"]
+        with engine.begin() as conn:
+            conn.execute(insert(shops), {c.name: _dummy(c, 1) for c in shops.columns})
+            conn.execute(
+                insert(audit_log),
+                [
+                    {c.name: _dummy(c, pk) for c in audit_log.columns}
+                    | {"shop_id": 1, "action": action, "subject": subject, "result": result}
+                    for pk, action, subject, result in entries
+                ],
+            )
+        db.upgrade(url)
+        current = MetaData()
+        current.reflect(engine)
+        audit_log = current.tables["audit_log"]
+        rows = select(audit_log.c.id, audit_log.c.result, audit_log.c.job_status)
+        with engine.connect() as conn:
+            assert conn.execute(rows.order_by(audit_log.c.id)).all() == [
+                (1, None, "running"),
+                (2, "partial", "done"),
+                (3, "error", None),
+                (4, "ok", None),
+            ]
+        db.downgrade(url, "0001")
+        with engine.connect() as conn:
+            results = conn.execute(text("SELECT id, result FROM audit_log ORDER BY id")).all()
+        assert results == [(pk, result) for pk, _, _, result in entries]
         engine.dispose()

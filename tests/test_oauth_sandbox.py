@@ -14,9 +14,11 @@ from shopify_app.shopify.auth import (
     TOKEN_EXCHANGE_GRANT,
     verify_oauth_hmac,
 )
-from tests.conftest import TEST_API_KEY, TEST_API_SECRET, unique_shop_domain
-from tests.fixtures_auth import *  # noqa: F403
+from tests.conftest import TEST_API_KEY, TEST_API_SECRET
 from tests.fixtures_auth import OAuthSandbox, session_token
+
+SHOP = "linen.myshopify.com"
+"""The shop of a test (each test has an OAuth stand-in of its own)."""
 
 CLIENT = {"client_id": TEST_API_KEY, "client_secret": TEST_API_SECRET}
 
@@ -43,7 +45,7 @@ def _exchange(
 
 
 def test_authorize_redirects_with_a_signed_callback(oauth_sandbox: OAuthSandbox) -> None:
-    shop = unique_shop_domain()
+    shop = SHOP
     response = requests.get(
         f"{oauth_sandbox.running.url}/shops/{shop}/admin/oauth/authorize",
         params={
@@ -86,7 +88,7 @@ def test_authorize_refuses_unknown_client(oauth_sandbox: OAuthSandbox) -> None:
 
 
 def test_token_exchange_and_errors(oauth_sandbox: OAuthSandbox) -> None:
-    shop = unique_shop_domain()
+    shop = SHOP
     server = oauth_sandbox.server
     assert not server.is_installed(shop)
     ok = _exchange(oauth_sandbox, shop, server.mint_session_token(shop))
@@ -110,7 +112,7 @@ def test_token_exchange_and_errors(oauth_sandbox: OAuthSandbox) -> None:
 
 
 def test_refresh_rotation_keeps_previous_until_new_is_used(oauth_sandbox: OAuthSandbox) -> None:
-    shop = unique_shop_domain()
+    shop = SHOP
     server = oauth_sandbox.server
     rt0 = server.install(shop)["refresh_token"]
     r1 = _token(oauth_sandbox, shop, {"grant_type": "refresh_token", "refresh_token": rt0})
@@ -127,7 +129,7 @@ def test_refresh_rotation_keeps_previous_until_new_is_used(oauth_sandbox: OAuthS
 
 
 def test_expire_uninstall_and_legacy_migration(oauth_sandbox: OAuthSandbox) -> None:
-    shop = unique_shop_domain()
+    shop = SHOP
     server = oauth_sandbox.server
     legacy = server.issue_offline_token(shop)["access_token"]
     server.expire_tokens(shop)
@@ -149,7 +151,7 @@ def test_expire_uninstall_and_legacy_migration(oauth_sandbox: OAuthSandbox) -> N
 def test_session_token_route_for_the_demo_shim(oauth_sandbox: OAuthSandbox) -> None:
     import jwt
 
-    shop = unique_shop_domain()
+    shop = SHOP
     response = requests.get(
         f"{oauth_sandbox.running.url}/shops/{shop}/admin/session-token", timeout=5
     )

@@ -43,7 +43,7 @@ from shopify_app.jobs import Context, Runtime
 from shopify_app.server.app import create_app
 from shopify_app.settings import Settings
 from shopify_app.sync import inbox
-from tests.conftest import TEST_API_KEY, TEST_API_SECRET, fresh_database, unique_shop_domain
+from tests.conftest import TEST_API_KEY, TEST_API_SECRET, fresh_database
 from tests.fixtures_meta import AD_ACCOUNT, META_APP_ID, META_APP_SECRET
 
 PERSON_ID = 8_888_888_000_001
@@ -160,7 +160,7 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path, encryption_key: str) -> Iterator[World]:
-    domain = unique_shop_domain("redact")
+    domain = "redact-me.myshopify.com"
     sandbox = ShopifySandbox(
         TEST_API_KEY, TEST_API_SECRET, retry_backoff=0.05, workdir=tmp_path / "sandbox", seed=3
     )

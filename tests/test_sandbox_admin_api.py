@@ -7,7 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from goldpan_sandbox.shopify import ShopifySandbox
-from tests.fixtures_sandbox import *  # noqa: F403
 from tests.fixtures_sandbox import SANDBOX_SHOP, crowded_store, graphql
 
 CUSTOMERS = """

@@ -14,7 +14,6 @@ from goldpan_sandbox.bulk import BulkQueryError, iter_bulk_jsonl
 from goldpan_sandbox.delivery import sign
 from goldpan_sandbox.shopify import ShopifySandbox
 from tests.conftest import TEST_API_SECRET
-from tests.fixtures_sandbox import *  # noqa: F403
 from tests.fixtures_sandbox import SANDBOX_SHOP, WebhookSink, crowded_store, graphql, small_store
 
 ORDERS_BULK = """

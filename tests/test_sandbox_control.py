@@ -5,7 +5,6 @@ from __future__ import annotations
 import requests
 
 from goldpan_sandbox.shopify import ShopifySandbox
-from tests.fixtures_sandbox import *  # noqa: F403
 from tests.fixtures_sandbox import SANDBOX_SHOP, WebhookSink, graphql
 
 

@@ -7,7 +7,6 @@ from graphql import parse
 from goldpan_sandbox import admin_api
 from goldpan_sandbox.cost import CostCalculator, LeakyBucket, Plan
 from goldpan_sandbox.shopify import ShopifySandbox
-from tests.fixtures_sandbox import *  # noqa: F403
 from tests.fixtures_sandbox import SANDBOX_SHOP, graphql
 
 

@@ -13,7 +13,6 @@ import requests
 from goldpan_sandbox.delivery import WebhookDelivery, sign, topics_from_toml
 from goldpan_sandbox.shopify import ShopifySandbox
 from tests.conftest import TEST_API_SECRET
-from tests.fixtures_sandbox import *  # noqa: F403
 from tests.fixtures_sandbox import SANDBOX_SHOP, WebhookSink, graphql
 
 

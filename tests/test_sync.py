@@ -24,6 +24,7 @@ from shopify_app import jobs
 from shopify_app.db.models import Customer, LineItem, Order, Product, Shop, SyncRun, Variant
 from shopify_app.errors import SyncError, UserErrorsError
 from shopify_app.shopify.client import AdminClient
+from shopify_app.states import SyncRunKind, SyncRunStatus
 from shopify_app.sync import bulk, ingest, reconcile, rows, runs, scopes
 from shopify_app.sync.webhooks import apply_webhook
 from tests.fixtures_sync import (
@@ -63,7 +64,12 @@ def _counts(state: dict[str, Any]) -> dict[str, int]:
 
 def _run(ctx: Any, shop_id: int, resource: str = "orders") -> int:
     with ctx.sessions.begin() as session:
-        run = SyncRun(shop_id=shop_id, kind="initial", resource=resource, status="ingesting")
+        run = SyncRun(
+            shop_id=shop_id,
+            kind=SyncRunKind.INITIAL,
+            resource=resource,
+            status=SyncRunStatus.INGESTING,
+        )
         session.add(run)
         session.flush()
         return run.id
@@ -198,8 +204,8 @@ def test_finish_webhook_ingests_and_download_breaks_resume(sync_env: SyncEnv) ->
     assert env.sandbox.bulk.wait(env.bulk_operation(gid))
     with env.ctx.sessions.begin() as session:
         session.add(
-            SyncRun(shop_id=env.shop.id, kind="initial", resource="customers", status="running",
-                    bulk_operation_id=gid, attempts=1)
+            SyncRun(shop_id=env.shop.id, kind=SyncRunKind.INITIAL, resource="customers",
+                    status=SyncRunStatus.RUNNING, bulk_operation_id=gid, attempts=1)
         )  # fmt: skip
     env.sandbox.faults.truncate_downloads = 1  # the first download breaks off mid-file
     payload = _finish_payload(env, gid)
@@ -394,8 +400,8 @@ def test_poll_on_a_queue_reschedules_itself(sync_env: SyncEnv) -> None:
     env.wait_running(gid)
     with queued.sessions.begin() as session:
         session.add(
-            SyncRun(shop_id=shop.id, kind="initial", resource="customers", status="running",
-                    bulk_operation_id=gid, attempts=1)
+            SyncRun(shop_id=shop.id, kind=SyncRunKind.INITIAL, resource="customers",
+                    status=SyncRunStatus.RUNNING, bulk_operation_id=gid, attempts=1)
         )  # fmt: skip
     assert bulk.poll(queued, shop.id) is False
     [task] = runtime.huey.pending()

@@ -23,6 +23,7 @@ from shopify_app import jobs
 from shopify_app.db.models import AuditEntry, Customer, Segment, Shop
 from shopify_app.errors import ShopifyError
 from shopify_app.shopify.client import AdminClient
+from shopify_app.states import AuditResult, JobStatus
 from shopify_app.tagging.bulk import on_bulk_finish, poll_bulk
 from shopify_app.tagging.changes import (
     ensure_native_segment,
@@ -30,15 +31,10 @@ from shopify_app.tagging.changes import (
     on_segment_changed,
     preview,
 )
-from shopify_app.tagging.state import RUNNING
 from shopify_app.tagging.writes import SyncReport, sync_tags
 
 if TYPE_CHECKING:
-    # Annotations only: the module is loaded as a plugin below, so pytest imports it (and
-    # rewrites its asserts) itself.
     from tests.fixtures_tagging import TagEnv
-
-pytest_plugins = ["tests.fixtures_tagging"]
 
 MERCHANT = ["wholesale", "VIP", "newsletter", "other-app:loyal"]
 
@@ -183,7 +179,7 @@ def test_a_write_that_gives_up_resumes_on_the_next_run(
     with env.ctx.sessions() as session:
         errors = session.scalars(
             select(AuditEntry).where(
-                AuditEntry.shop_id == env.shop.id, AuditEntry.result == "error"
+                AuditEntry.shop_id == env.shop.id, AuditEntry.result == AuditResult.ERROR
             )
         ).all()
     assert [e.action for e in errors] == ["tags.write"]
@@ -287,7 +283,7 @@ def test_failed_and_expired_bulk_operations_converge(
             )
         ).all()
     assert {e.detail.get("status") for e in entries} >= {"EXPIRED"}
-    assert RUNNING not in {e.result for e in entries}
+    assert {e.job_status for e in entries} == {JobStatus.DONE}
 
 
 def test_failed_bulk_with_partial_results_converges(
@@ -302,15 +298,13 @@ def test_failed_bulk_with_partial_results_converges(
     _poll_until_done(env)
     _assert_converged(env, before)
     with env.ctx.sessions() as session:
-        results = {
-            e.result
-            for e in session.scalars(
-                select(AuditEntry).where(
-                    AuditEntry.shop_id == env.shop.id, AuditEntry.action.like("tags.bulk_%")
-                )
+        entries = session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.shop_id == env.shop.id, AuditEntry.action.like("tags.bulk_%")
             )
-        }
-    assert "partial" in results and RUNNING not in results
+        ).all()
+    assert "partial" in {e.result for e in entries}
+    assert {e.job_status for e in entries} == {JobStatus.DONE}
 
 
 def test_tag_limit_is_reported_and_merchant_tags_kept(tag_env: TagEnv) -> None:

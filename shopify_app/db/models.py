@@ -35,7 +35,19 @@ from sqlalchemy import (
 from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shopify_app.db.types import Money, UTCDateTime, utcnow
+from shopify_app.db.types import Money, StrEnumType, UTCDateTime, utcnow
+from shopify_app.states import (
+    AuditResult,
+    AuditTarget,
+    JobStatus,
+    MetaAudienceKind,
+    MetaAudienceStatus,
+    MetaConnectionStatus,
+    SegmentKind,
+    SyncRunKind,
+    SyncRunStatus,
+    WebhookStatus,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -232,7 +244,9 @@ class Segment(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
     handle: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(16), default="builtin")
+    kind: Mapped[SegmentKind] = mapped_column(
+        StrEnumType(SegmentKind, 16), default=SegmentKind.BUILTIN
+    )
     name: Mapped[str] = mapped_column(String(255))
     definition: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -349,7 +363,9 @@ class WebhookEvent(Base):
     triggered_at: Mapped[dt.datetime | None]
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     payload: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[WebhookStatus] = mapped_column(
+        StrEnumType(WebhookStatus, 16), default=WebhookStatus.QUEUED
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     processed_at: Mapped[dt.datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
@@ -363,9 +379,9 @@ class SyncRun(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(16))  # initial | reconcile
+    kind: Mapped[SyncRunKind] = mapped_column(StrEnumType(SyncRunKind, 16))
     resource: Mapped[str] = mapped_column(String(16))  # customers | orders | products
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[SyncRunStatus] = mapped_column(StrEnumType(SyncRunStatus, 16))
     bulk_operation_id: Mapped[str | None] = mapped_column(String(255))
     url: Mapped[str | None] = mapped_column(Text)
     object_count: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -380,7 +396,11 @@ class SyncRun(Base):
 
 
 class AuditEntry(Base):
-    """One write to Shopify or Meta: what, when, how many, and the result."""
+    """One write to Shopify or Meta: what, when, how many, and the result.
+
+    A write that runs on as a job (a tag bulk mutation) has a ``job_status`` too, and no
+    ``result`` until it is done.
+    """
 
     __tablename__ = "audit_log"
     __table_args__ = (Index("ix_audit_log_shop_at", "shop_id", "at"),)
@@ -388,16 +408,19 @@ class AuditEntry(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    target: Mapped[str] = mapped_column(String(16))  # shopify | meta | app
+    target: Mapped[AuditTarget] = mapped_column(StrEnumType(AuditTarget, 16))
     action: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str | None] = mapped_column(String(255))
     count: Mapped[int] = mapped_column(Integer, default=0)
-    result: Mapped[str] = mapped_column(String(16), default="ok")  # ok | partial | error
+    result: Mapped[AuditResult | None] = mapped_column(
+        StrEnumType(AuditResult, 16), default=AuditResult.OK
+    )
+    job_status: Mapped[JobStatus | None] = mapped_column(StrEnumType(JobStatus, 16))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
 
     @classmethod
-    def of(cls, shop_id: int, action: str, *, target: str, **fields: Any) -> AuditEntry:
+    def of(cls, shop_id: int, action: str, *, target: AuditTarget, **fields: Any) -> AuditEntry:
         """An entry; ``detail=None`` is stored as ``{}`` (the page reads it as an object)."""
         if fields.get("detail") is None:
             fields["detail"] = {}
@@ -429,7 +452,9 @@ class MetaConnection(Base):
     token_expires_at: Mapped[dt.datetime | None]
     ad_account_id: Mapped[str | None] = mapped_column(String(64))
     tos_accepted: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[str] = mapped_column(String(32), default="disconnected")
+    status: Mapped[MetaConnectionStatus] = mapped_column(
+        StrEnumType(MetaConnectionStatus, 32), default=MetaConnectionStatus.DISCONNECTED
+    )
     error: Mapped[str | None] = mapped_column(Text)
     connected_at: Mapped[dt.datetime | None]
     # The Facebook user the token belongs to, as Meta names them ("connected as …").
@@ -459,11 +484,15 @@ class MetaAudience(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
     segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(16), default="custom")  # custom | lookalike
+    kind: Mapped[MetaAudienceKind] = mapped_column(
+        StrEnumType(MetaAudienceKind, 16), default=MetaAudienceKind.CUSTOM
+    )
     audience_id: Mapped[str | None] = mapped_column(String(64))
     origin_audience_id: Mapped[str | None] = mapped_column(String(64))
     spec: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(32), default="pending")
+    status: Mapped[MetaAudienceStatus] = mapped_column(
+        StrEnumType(MetaAudienceStatus, 32), default=MetaAudienceStatus.PENDING
+    )
     received: Mapped[int] = mapped_column(Integer, default=0)
     invalid: Mapped[int] = mapped_column(Integer, default=0)
     invalid_samples: Mapped[list[Any]] = mapped_column(JSON, default=list)

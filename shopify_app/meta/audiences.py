@@ -42,8 +42,8 @@ from shopify_app.db.models import (
     MetaConnection,
     Segment,
     Shop,
-    utcnow,
 )
+from shopify_app.db.types import utcnow
 from shopify_app.errors import (
     InputError,
     MetaError,
@@ -62,12 +62,21 @@ from shopify_app.meta.identifiers import (
     normalize_email,
     normalize_phone,
 )
+from shopify_app.states import (
+    AuditResult,
+    AuditTarget,
+    MetaAudienceKind,
+    MetaAudienceStatus,
+    MetaConnectionStatus,
+)
 
 log = logging.getLogger(__name__)
 
 FULL_REFRESH_EVERY = dt.timedelta(days=7)
 MIN_LOOKALIKE_MEMBERS = 100
 _CHUNK = 900  # ids per IN (...) clause: under SQLite's variable limit
+_USABLE = (MetaConnectionStatus.CONNECTED, MetaConnectionStatus.ERROR)
+"""Connection statuses sync runs with (an error is retried)."""
 
 Row = tuple[str, ...]
 
@@ -218,7 +227,7 @@ def _store_members(
 
 def audit(session: Session, shop_id: int, action: str, **fields: Any) -> None:
     """One audit-log line for a write to Meta (fields as :meth:`AuditEntry.of` takes them)."""
-    session.add(AuditEntry.of(shop_id, action, target="meta", **fields))
+    session.add(AuditEntry.of(shop_id, action, target=AuditTarget.META, **fields))
 
 
 def client_for(ctx: jobs.Context, conn: MetaConnection) -> graph.GraphClient:
@@ -231,14 +240,16 @@ def client_for(ctx: jobs.Context, conn: MetaConnection) -> graph.GraphClient:
 def record_connection_error(session: Session, conn: MetaConnection, exc: MetaError) -> None:
     """Store a token or terms problem on the connection, for the page."""
     if isinstance(exc, MetaTokenError):
-        conn.status = "expired" if exc.subcode == 463 else "revoked"
+        conn.status = (
+            MetaConnectionStatus.EXPIRED if exc.subcode == 463 else MetaConnectionStatus.REVOKED
+        )
         conn.error = (
             "The Meta login expired; reconnect Meta to keep audiences in sync."
-            if conn.status == "expired"
+            if conn.status == MetaConnectionStatus.EXPIRED
             else "Meta access was removed or is no longer valid; reconnect Meta."
         )
     elif isinstance(exc, MetaTermsError):
-        conn.status = "terms"
+        conn.status = MetaConnectionStatus.TERMS
         conn.tos_accepted = False
         conn.error = "Accept Meta's Custom Audience terms for this ad account: " + graph.terms_url(
             conn.ad_account_id or ""
@@ -256,7 +267,7 @@ def _usable(conn: MetaConnection | None) -> bool:
         conn is not None
         and conn.access_token is not None
         and conn.ad_account_id is not None
-        and conn.status in ("connected", "error")
+        and conn.status in _USABLE
     )
 
 
@@ -282,10 +293,10 @@ def sync_shop(ctx: jobs.Context, shop_id: int) -> None:
                 select(MetaAudience).where(
                     MetaAudience.shop_id == shop_id,
                     MetaAudience.segment_id.in_(off),
-                    MetaAudience.kind == "custom",
+                    MetaAudience.kind == MetaAudienceKind.CUSTOM,
                 )
             ):
-                aud.status = "paused"
+                aud.status = MetaAudienceStatus.PAUSED
 
 
 @jobs.task("meta.sync_segment")
@@ -335,11 +346,13 @@ def _sync_segment(
         assert conn is not None and conn.ad_account_id is not None
         aud = session.scalars(
             select(MetaAudience).where(
-                MetaAudience.segment_id == segment_id, MetaAudience.kind == "custom"
+                MetaAudience.segment_id == segment_id, MetaAudience.kind == MetaAudienceKind.CUSTOM
             )
         ).first()
         if aud is None:
-            aud = MetaAudience(shop_id=shop_id, segment_id=segment_id, kind="custom", spec={})
+            aud = MetaAudience(
+                shop_id=shop_id, segment_id=segment_id, kind=MetaAudienceKind.CUSTOM, spec={}
+            )
             session.add(aud)
             session.flush()
         target = _Target(
@@ -364,30 +377,34 @@ def _sync_segment(
                 return outcome
             if isinstance(exc, MetaTokenError | MetaTermsError):
                 record_connection_error(session, conn, exc)
-                aud.status, aud.error = "error", conn.error
+                aud.status, aud.error = MetaAudienceStatus.ERROR, conn.error
             elif isinstance(exc, MetaThrottledError):
                 minutes = max(1, round(exc.retry_after / 60))
-                aud.status = "throttled"
+                aud.status = MetaAudienceStatus.THROTTLED
                 aud.error = (
                     f"Meta is rate limiting this ad account; Goldpan retries in about "
                     f"{minutes} min."
                 )
             else:
-                aud.status = "replacing" if exc.subcode == 1870145 else "error"
+                aud.status = (
+                    MetaAudienceStatus.REPLACING
+                    if exc.subcode == 1870145
+                    else MetaAudienceStatus.ERROR
+                )
                 aud.error = stored_error(exc)
             audit(
                 session,
                 shop_id,
                 "audience_sync",
                 subject=target.handle,
-                result="error",
+                result=AuditResult.ERROR,
                 error=stored_error(exc),
             )
         return outcome
     with transaction(ctx.sessions) as session:
         conn = session.get(MetaConnection, shop_id)
-        if conn is not None and conn.status == "error":
-            conn.status, conn.error = "connected", None
+        if conn is not None and conn.status == MetaConnectionStatus.ERROR:
+            conn.status, conn.error = MetaConnectionStatus.CONNECTED, None
     return outcome
 
 
@@ -412,7 +429,7 @@ def _push(
                     target.shop_id,
                     "audience_missing",
                     subject=remote_id,
-                    result="error",
+                    result=AuditResult.ERROR,
                     error=stored_error(exc),
                 )
             remote_id, recreated = None, True
@@ -454,7 +471,7 @@ def _push(
                 "audience_replace",
                 subject=remote_id,
                 count=result.received,
-                result="partial" if result.invalid else "ok",
+                result=AuditResult.PARTIAL if result.invalid else AuditResult.OK,
                 detail=_detail(result, target.handle),
             )
         outcome = {"added": len(wanted), "removed": 0}
@@ -499,7 +516,7 @@ def _push(
                     "audience_add",
                     subject=remote_id,
                     count=result.received,
-                    result="partial" if result.invalid else "ok",
+                    result=AuditResult.PARTIAL if result.invalid else AuditResult.OK,
                     detail=_detail(result, target.handle),
                 )
         outcome = {"added": len(diff.add), "removed": len(diff.remove)}
@@ -511,7 +528,7 @@ def _push(
             # The first upload of a new audience is a full list: the weekly replace starts now.
             aud.last_full_refresh_at = utcnow()
         if not _apply_info(aud, info):
-            aud.status, aud.error = "ready", None
+            aud.status, aud.error = MetaAudienceStatus.READY, None
         aud.last_synced_at = utcnow()
     return outcome
 
@@ -542,17 +559,17 @@ def _apply_info(aud: MetaAudience, info: dict[str, Any]) -> bool:
     status = info.get("operation_status") or {}
     code = status.get("code") if isinstance(status, dict) else None
     if code == 471:
-        aud.status = "flagged"
+        aud.status = MetaAudienceStatus.FLAGGED
         aud.error = (
             "Meta flagged this audience: it may suggest information its terms don't allow "
             "(health, finances). It can't be used in ad campaigns; rename or change the segment."
         )
         return True
     if code == 414:
-        aud.status, aud.error = "replacing", None
+        aud.status, aud.error = MetaAudienceStatus.REPLACING, None
         return True
     if code == 415:
-        aud.status = "error"
+        aud.status = MetaAudienceStatus.ERROR
         aud.error = "Meta's last full refresh of this audience failed; Goldpan will retry."
         return True
     return False
@@ -583,7 +600,7 @@ def forget_customer(
         for aud in session.scalars(
             select(MetaAudience).where(
                 MetaAudience.shop_id == shop_id,
-                MetaAudience.kind == "custom",
+                MetaAudience.kind == MetaAudienceKind.CUSTOM,
                 MetaAudience.audience_id.is_not(None),
             )
         ):
@@ -619,7 +636,7 @@ def forget_customer(
                     shop_id,
                     "forget_customer",
                     subject=remote,
-                    result="error",
+                    result=AuditResult.ERROR,
                     error=stored_error(error),
                 )
                 continue
@@ -646,7 +663,7 @@ def refresh_all(ctx: jobs.Context) -> None:
     """Hourly: queue :func:`refresh_shop` for every shop with a working Meta connection."""
     with ctx.sessions() as session:
         shops = session.scalars(
-            select(MetaConnection.shop_id).where(MetaConnection.status.in_(("connected", "error")))
+            select(MetaConnection.shop_id).where(MetaConnection.status.in_(_USABLE))
         ).all()
     for shop_id in shops:
         ctx.enqueue("meta.refresh_shop", shop_id=shop_id)
@@ -668,7 +685,7 @@ def refresh_shop(ctx: jobs.Context, shop_id: int) -> None:
             .join(Segment, Segment.id == MetaAudience.segment_id)
             .where(
                 MetaAudience.shop_id == shop_id,
-                MetaAudience.kind == "custom",
+                MetaAudience.kind == MetaAudienceKind.CUSTOM,
                 Segment.meta_sync.is_(True),
             )
         ).all()
@@ -712,7 +729,7 @@ def sync_customer(ctx: jobs.Context, shop_id: int, customer_id: int) -> dict[str
             .join(Segment, Segment.id == MetaAudience.segment_id)
             .where(
                 MetaAudience.shop_id == shop_id,
-                MetaAudience.kind == "custom",
+                MetaAudience.kind == MetaAudienceKind.CUSTOM,
                 MetaAudience.audience_id.is_not(None),
                 Segment.meta_sync.is_(True),
             )
@@ -748,14 +765,18 @@ def sync_customer(ctx: jobs.Context, shop_id: int, customer_id: int) -> dict[str
                 if isinstance(error, MetaTokenError | MetaTermsError) and conn is not None:
                     record_connection_error(session, conn, error)
                 else:
-                    row.status = "throttled" if isinstance(error, MetaThrottledError) else "error"
+                    row.status = (
+                        MetaAudienceStatus.THROTTLED
+                        if isinstance(error, MetaThrottledError)
+                        else MetaAudienceStatus.ERROR
+                    )
                     row.error = stored_error(error)
                 audit(
                     session,
                     shop_id,
                     "audience_customer",
                     subject=remote,
-                    result="error",
+                    result=AuditResult.ERROR,
                     error=stored_error(error),
                 )
                 continue
@@ -805,7 +826,7 @@ def create_lookalike(
             select(MetaAudience).where(
                 MetaAudience.shop_id == shop_id,
                 MetaAudience.segment_id == segment_id,
-                MetaAudience.kind == "custom",
+                MetaAudience.kind == MetaAudienceKind.CUSTOM,
             )
         ).first()
         if origin is None or origin.audience_id is None:
@@ -841,7 +862,7 @@ def create_lookalike(
                 shop_id,
                 "lookalike_create",
                 subject=origin_id,
-                result="error",
+                result=AuditResult.ERROR,
                 error=stored_error(exc),
             )
         raise
@@ -849,11 +870,11 @@ def create_lookalike(
         aud = MetaAudience(
             shop_id=shop_id,
             segment_id=segment_id,
-            kind="lookalike",
+            kind=MetaAudienceKind.LOOKALIKE,
             audience_id=audience_id,
             origin_audience_id=origin_id,
             spec={"country": country, "ratio": ratio},
-            status="ready",
+            status=MetaAudienceStatus.READY,
             last_synced_at=utcnow(),
         )
         session.add(aud)

@@ -54,8 +54,8 @@ from shopify_app.db.models import (
     ShopMetrics,
     TagLedger,
     Tombstone,
-    utcnow,
 )
+from shopify_app.db.types import utcnow
 from shopify_app.errors import InputError
 from shopify_app.segments import crosssell, library, loader, metrics
 from shopify_app.segments.config import ShopConfig
@@ -829,11 +829,7 @@ def _meta_connected(ctx: jobs.Context, shop_id: int) -> bool:
 def daily(ctx: jobs.Context) -> int:
     """Periodic: queue a full recompute of every installed shop; returns how many."""
     with ctx.sessions() as session:
-        shop_ids = list(
-            session.scalars(
-                select(Shop.id).where(Shop.uninstalled_at.is_(None), Shop.access_token.is_not(None))
-            )
-        )
+        shop_ids = list(session.scalars(select(Shop.id).where(Shop.is_installed)))
     for shop_id in shop_ids:
         ctx.enqueue("segments.recompute_shop", shop_id=int(shop_id))
     return len(shop_ids)

@@ -38,6 +38,7 @@ from shopify_app.meta.identifiers import Person, consent_check
 from shopify_app.segments import library, loader
 from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.dataset import Dataset
+from shopify_app.states import AuditTarget
 from shopify_app.tagging import changes as tag_changes
 from shopify_app.tagging import ledger, usage
 from shopify_app.tagging.diff import TagDiff, plan
@@ -174,7 +175,7 @@ def apply(ctx: jobs.Context, change: SettingsChange, *, user_id: Any = None) -> 
                 AuditEntry.of(
                     change.shop_id,
                     "segment.removed",
-                    target="app",
+                    target=AuditTarget.APP,
                     subject=segment.handle,
                     detail={
                         "reason": "settings change",
@@ -189,7 +190,7 @@ def apply(ctx: jobs.Context, change: SettingsChange, *, user_id: Any = None) -> 
             AuditEntry.of(
                 change.shop_id,
                 "settings.update",
-                target="app",
+                target=AuditTarget.APP,
                 subject=",".join(change.changed_keys)[:255] or None,
                 count=len(change.changed_keys),
                 detail={

@@ -46,6 +46,7 @@ from shopify_app.errors import (
     MetaTermsError,
     MetaThrottledError,
     MetaTokenError,
+    NotFound,
     ShopifyError,
     TokenError,
 )
@@ -56,10 +57,6 @@ RETRY_HEADER = "X-Shopify-Retry-Invalid-Session-Request"
 
 REAUTHORIZE_CODES = frozenset({"uninstalled", "invalid_grant", "invalid_client", "unknown_shop"})
 """TokenError codes meaning the shop's grant is gone: only installing again helps."""
-
-
-class NotFound(GoldpanError):
-    """The object does not exist in the requesting shop (404)."""
 
 
 class NotInstalled(AuthError):

@@ -24,10 +24,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from shopify_app import db
-from shopify_app.db.models import Shop, SyncRun, WebhookEvent, utcnow
+from shopify_app.db.models import Shop, SyncRun, WebhookEvent
+from shopify_app.db.types import utcnow
 from shopify_app.jobs import Context
 from shopify_app.server import context
 from shopify_app.server.errors import json_error
+from shopify_app.states import WebhookStatus
+from shopify_app.sync.runs import ACTIVE as ACTIVE_RUNS
 
 log = logging.getLogger(__name__)
 
@@ -110,15 +113,13 @@ class GoldpanCollector(Collector):
         with self.ctx.sessions() as session:
             queued, oldest = session.execute(
                 select(func.count(), func.min(WebhookEvent.received_at)).where(
-                    WebhookEvent.status == "queued"
+                    WebhookEvent.status == WebhookStatus.QUEUED
                 )
             ).one()
-            failed = session.scalar(select(func.count()).where(WebhookEvent.status == "failed"))
-            installed = session.scalar(
-                select(func.count()).where(
-                    Shop.uninstalled_at.is_(None), Shop.access_token.is_not(None)
-                )
+            failed = session.scalar(
+                select(func.count()).where(WebhookEvent.status == WebhookStatus.FAILED)
             )
+            installed = session.scalar(select(func.count()).where(Shop.is_installed))
             cost = session.scalar(select(func.coalesce(func.sum(Shop.api_cost_spent), 0)))
             running = session.execute(
                 select(
@@ -126,7 +127,7 @@ class GoldpanCollector(Collector):
                     func.coalesce(func.sum(SyncRun.objects_done), 0),
                     func.coalesce(func.sum(SyncRun.object_count), 0),
                 )
-                .where(SyncRun.status.in_(("pending", "running", "ingesting")))
+                .where(SyncRun.status.in_(ACTIVE_RUNS))
                 .group_by(SyncRun.resource)
             ).all()
 

@@ -69,11 +69,7 @@ class SessionTokenAuth:
     def _installed_shop(self, domain: str) -> int | None:
         with self.ctx.sessions() as session:
             row = session.execute(
-                select(Shop.id).where(
-                    Shop.domain == domain,
-                    Shop.uninstalled_at.is_(None),
-                    Shop.access_token.is_not(None),
-                )
+                select(Shop.id).where(Shop.domain == domain, Shop.is_installed)
             ).first()
         return int(row[0]) if row else None
 

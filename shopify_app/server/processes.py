@@ -56,20 +56,15 @@ def resume_syncs(ctx: Context) -> int:
     worker start doing this is harmless.
     """
     from shopify_app.db.models import Shop, SyncRun
-    from shopify_app.sync.runs import RESOURCES
+    from shopify_app.states import SyncRunKind
+    from shopify_app.sync.runs import ACTIVE, RESOURCES
 
     with ctx.sessions() as session:
-        active = set(
-            session.scalars(select(SyncRun.shop_id).where(SyncRun.status.in_(_ACTIVE_RUNS)))
-        )
-        installed = set(
-            session.scalars(
-                select(Shop.id).where(Shop.uninstalled_at.is_(None), Shop.access_token.is_not(None))
-            )
-        )
+        active = set(session.scalars(select(SyncRun.shop_id).where(SyncRun.status.in_(ACTIVE))))
+        installed = set(session.scalars(select(Shop.id).where(Shop.is_installed)))
         started: dict[int, set[str]] = {}
         for shop_id, resource in session.execute(
-            select(SyncRun.shop_id, SyncRun.resource).where(SyncRun.kind == "initial")
+            select(SyncRun.shop_id, SyncRun.resource).where(SyncRun.kind == SyncRunKind.INITIAL)
         ):
             started.setdefault(int(shop_id), set()).add(str(resource))
     partial = {
@@ -82,6 +77,3 @@ def resume_syncs(ctx: Context) -> int:
     if active or partial:
         log.info("resumed the syncs of %d shops", len(active | partial))
     return len(active | partial)
-
-
-_ACTIVE_RUNS = ("running", "ingesting")

@@ -50,7 +50,8 @@ from sqlalchemy.exc import IntegrityError
 from shopify_app import jobs
 from shopify_app.crypto import TokenCipher
 from shopify_app.db import make_engine, make_sessionmaker, transaction
-from shopify_app.db.models import MetaConnection, Shop, utcnow
+from shopify_app.db.models import MetaConnection, Shop
+from shopify_app.db.types import utcnow
 from shopify_app.errors import AuthError, ConfigError, TokenError, TransientError
 from shopify_app.settings import Settings
 
@@ -364,7 +365,7 @@ def install(ctx: jobs.Context, shop_domain: str, tokens: TokenSet) -> int:
         try:
             with transaction(ctx.sessions) as session:
                 shop = session.scalar(select(Shop).where(Shop.domain == domain))
-                fresh = shop is None or shop.uninstalled_at is not None or not shop.access_token
+                fresh = shop is None or not shop.is_installed
                 if shop is None:
                     shop = Shop(domain=domain, settings={}, token_version=0)
                     session.add(shop)

@@ -40,8 +40,10 @@ from starlette.routing import Route
 
 from shopify_app import jobs
 from shopify_app.db import write_engine
-from shopify_app.db.models import Shop, WebhookEvent, utcnow
+from shopify_app.db.models import Shop, WebhookEvent
+from shopify_app.db.types import utcnow
 from shopify_app.shopify import auth
+from shopify_app.states import WebhookStatus
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ log = logging.getLogger(__name__)
 STALE_PROCESSING = dt.timedelta(minutes=10)
 """A row left ``processing`` this long belongs to a worker that died; it is queued again."""
 
-HANDLED = ("done", "skipped")
+HANDLED = (WebhookStatus.DONE, WebhookStatus.SKIPPED)
 """The statuses of a delivery there is nothing more to do with: its row keeps no payload."""
 
 RETENTION = dt.timedelta(days=30)
@@ -258,7 +260,7 @@ def accept(ctx: jobs.Context, delivery: Delivery) -> str:
                     triggered_at=delivery.triggered_at,
                     body_hash=delivery.body_hash,
                     payload=delivery.body,
-                    status="queued",
+                    status=WebhookStatus.QUEUED,
                 )
                 .returning(WebhookEvent.id)
             )
@@ -298,8 +300,9 @@ def requeue_pending(ctx: jobs.Context) -> int:
                 select(WebhookEvent.id)
                 .where(
                     or_(
-                        WebhookEvent.status == "queued",
-                        (WebhookEvent.status == "processing") & (WebhookEvent.received_at < stale),
+                        WebhookEvent.status == WebhookStatus.QUEUED,
+                        (WebhookEvent.status == WebhookStatus.PROCESSING)
+                        & (WebhookEvent.received_at < stale),
                     )
                 )
                 .order_by(WebhookEvent.id)
@@ -327,7 +330,8 @@ def purge(ctx: jobs.Context) -> int:
     with write_engine(ctx.engine).begin() as conn:
         result = conn.execute(
             delete(WebhookEvent).where(
-                WebhookEvent.status.in_((*HANDLED, "failed")), WebhookEvent.received_at < cutoff
+                WebhookEvent.status.in_((*HANDLED, WebhookStatus.FAILED)),
+                WebhookEvent.received_at < cutoff,
             )
         )
     purged = int(result.rowcount or 0)

@@ -20,12 +20,12 @@ import json
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from shopify_app import jobs
 from shopify_app.db import transaction
 from shopify_app.db.models import AuditEntry, utcnow
-from shopify_app.tagging.state import RUNNING
+from shopify_app.states import JobStatus
 
 CUSTOMER_ID_DAYS = 30
 """Days an audit entry keeps the customer ids it names."""
@@ -72,7 +72,9 @@ def purge_customer_ids(ctx: jobs.Context) -> int:
                 .where(
                     AuditEntry.id > after,
                     AuditEntry.at < cutoff,
-                    AuditEntry.result != RUNNING,
+                    or_(
+                        AuditEntry.job_status.is_(None), AuditEntry.job_status != JobStatus.RUNNING
+                    ),
                     AuditEntry.detail[PURGED].as_boolean().is_not(True),
                 )
                 .order_by(AuditEntry.id)

@@ -19,10 +19,12 @@ from sqlalchemy import select, update
 
 from shopify_app import jobs
 from shopify_app.db import transaction
-from shopify_app.db.models import SyncRun, utcnow
+from shopify_app.db.models import SyncRun
+from shopify_app.db.types import utcnow
 from shopify_app.shopify.client import AdminClient
+from shopify_app.states import SyncRunKind, SyncRunStatus
 from shopify_app.sync.ingest import ingest_run
-from shopify_app.sync.runs import RESOURCES, active_runs, fail_run
+from shopify_app.sync.runs import FINISHED, RESOURCES, active_runs, fail_run
 from shopify_app.sync.scopes import check_scopes
 from shopify_app.sync.shop import refresh_shop
 
@@ -60,9 +62,9 @@ def initial(
             with transaction(ctx.sessions) as session:
                 run = SyncRun(
                     shop_id=shop_id,
-                    kind="initial",
+                    kind=SyncRunKind.INITIAL,
                     resource=resource,
-                    status="running",
+                    status=SyncRunStatus.RUNNING,
                     bulk_operation_id=gid,
                     attempts=1,
                     watermark=started,
@@ -112,7 +114,7 @@ def poll(
         while True:
             pending = False
             for run in active_runs(ctx, shop_id):
-                if run.status == "ingesting":
+                if run.status == SyncRunStatus.INGESTING:
                     # Someone is ingesting it — or was, and died. Resume only when stalled.
                     last, quiet = seen.get(str(run.id), [-1, 0])
                     quiet = quiet + 1 if last == run.checkpoint else 0
@@ -145,7 +147,7 @@ def on_bulk_finish(ctx: jobs.Context, shop_id: int, payload: dict[str, Any]) -> 
         run = session.scalar(
             select(SyncRun).where(SyncRun.shop_id == shop_id, SyncRun.bulk_operation_id == gid)
         )
-    if run is None or run.status != "running":
+    if run is None or run.status != SyncRunStatus.RUNNING:
         log.info("bulk finish for an unknown or claimed operation", extra={"gid": gid})
         return
     with AdminClient(ctx, shop_id) as client:
@@ -170,8 +172,8 @@ def advance(ctx: jobs.Context, client: AdminClient, run_id: int, op: dict[str, A
         with transaction(ctx.sessions) as session:
             claim = session.execute(
                 update(SyncRun)
-                .where(SyncRun.id == run_id, SyncRun.status == "running")
-                .values(status="ingesting", url=op.get("url"), object_count=count)
+                .where(SyncRun.id == run_id, SyncRun.status == SyncRunStatus.RUNNING)
+                .values(status=SyncRunStatus.INGESTING, url=op.get("url"), object_count=count)
                 .execution_options(synchronize_session=False)
             )
             claimed = getattr(claim, "rowcount", 0) == 1
@@ -186,7 +188,11 @@ def advance(ctx: jobs.Context, client: AdminClient, run_id: int, op: dict[str, A
     # by the new one; upserts are idempotent) — a bounded number of times.
     with transaction(ctx.sessions) as session:
         run = session.get(SyncRun, run_id)
-        if run is None or run.status != "running" or (gid and run.bulk_operation_id != gid):
+        if (
+            run is None
+            or run.status != SyncRunStatus.RUNNING
+            or (gid and run.bulk_operation_id != gid)
+        ):
             return True  # settled, or already retried by someone else
         shop_id, resource, attempts = run.shop_id, run.resource, run.attempts
     reason = f"bulk operation {status.lower()} ({op.get('errorCode') or 'no error code'})"
@@ -201,7 +207,7 @@ def advance(ctx: jobs.Context, client: AdminClient, run_id: int, op: dict[str, A
         assert run is not None
         run.bulk_operation_id = new_gid
         run.attempts = attempts + 1
-        run.status = "running"
+        run.status = SyncRunStatus.RUNNING
         run.error = reason
         # The new export's lines come in another order: start counting again.
         run.checkpoint = 0
@@ -215,10 +221,10 @@ def _maybe_finished(ctx: jobs.Context, shop_id: int) -> None:
     with ctx.sessions() as session:
         latest = session.scalars(
             select(SyncRun)
-            .where(SyncRun.shop_id == shop_id, SyncRun.kind == "initial")
+            .where(SyncRun.shop_id == shop_id, SyncRun.kind == SyncRunKind.INITIAL)
             .order_by(SyncRun.id.desc())
             .limit(len(RESOURCES))
         ).all()
-    settled = latest and all(r.status in ("done", "failed") for r in latest)
-    if settled and any(r.status == "done" for r in latest):
+    settled = latest and all(r.status in FINISHED for r in latest)
+    if settled and any(r.status == SyncRunStatus.DONE for r in latest):
         ctx.enqueue("segments.recompute_shop", shop_id=shop_id)

@@ -35,9 +35,10 @@ from shopify_app.db.models import (
     Segment,
     Shop,
     WebhookEvent,
-    utcnow,
 )
+from shopify_app.db.types import utcnow
 from shopify_app.segments import recompute
+from shopify_app.states import AuditTarget, WebhookStatus
 from shopify_app.sync.tombstones import is_deleted, record_deletion
 
 if TYPE_CHECKING:
@@ -159,13 +160,13 @@ def handle_data_request(
             AuditEntry.of(
                 shop.id,
                 "customers/data_request",
-                target="app",
+                target=AuditTarget.APP,
                 subject=str(customer_id) if customer_id is not None else None,
                 count=len(export["orders"]),
                 detail={"request_id": request_id, "found": export["customer"] is not None},
             )
         )
-    return "done", None
+    return WebhookStatus.DONE, None
 
 
 @dataclass(frozen=True)
@@ -318,7 +319,9 @@ def handle_customer_redact(
         _scrub_exports(session, shop.id, subject)
         _scrub_audit(session, shop.id, subject)
         _scrub_deliveries(session, shop.domain, subject, event.id)
-        session.add(AuditEntry.of(shop.id, "customers/redact", target="app", count=scrubbed))
+        session.add(
+            AuditEntry.of(shop.id, "customers/redact", target=AuditTarget.APP, count=scrubbed)
+        )
     ctx.enqueue(
         "meta.forget_customer",
         shop_id=shop.id,
@@ -326,7 +329,7 @@ def handle_customer_redact(
         email=email,
         phone=phone,
     )
-    return "done", None
+    return WebhookStatus.DONE, None
 
 
 def _scrub_exports(session: Session, shop_id: int, subject: Subject) -> None:
@@ -436,9 +439,9 @@ def handle_shop_redact(
     old installation, and the merchant is using the app now.
     """
     if shop.is_installed:
-        return "skipped", "the shop has the app installed again"
+        return WebhookStatus.SKIPPED, "the shop has the app installed again"
     if shop.uninstalled_at is None:
-        return "skipped", "the shop never uninstalled the app"
+        return WebhookStatus.SKIPPED, "the shop never uninstalled the app"
     with transaction(ctx.sessions) as session:
         # Every table keyed by shop cascades from shops (ON DELETE CASCADE), except memberships
         # (no foreign keys: they would slow every full recompute's write).
@@ -450,7 +453,7 @@ def handle_shop_redact(
             )
         )
     log.info("shop redacted", extra={"shop": shop.domain})
-    return "done", None
+    return WebhookStatus.DONE, None
 
 
 HANDLERS: dict[str, Handler] = {

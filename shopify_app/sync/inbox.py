@@ -21,10 +21,12 @@ from sqlalchemy import or_, select, update
 
 from shopify_app import jobs, logs
 from shopify_app.db import transaction, write_engine
-from shopify_app.db.models import AuditEntry, Shop, WebhookEvent, utcnow
+from shopify_app.db.models import AuditEntry, Shop, WebhookEvent
+from shopify_app.db.types import utcnow
 from shopify_app.errors import stored_error
 from shopify_app.shopify import auth
 from shopify_app.shopify.webhooks import HANDLED, STALE_PROCESSING
+from shopify_app.states import AuditTarget, WebhookStatus
 from shopify_app.sync import compliance
 from shopify_app.sync.bulk import on_bulk_finish
 from shopify_app.sync.scopes import check_scopes
@@ -34,7 +36,7 @@ from shopify_app.tagging import bulk as tag_bulk
 log = logging.getLogger(__name__)
 
 
-Outcome = tuple[str, str | None]
+Outcome = tuple[WebhookStatus, str | None]
 """(status, reason): ``done`` or ``skipped`` with why."""
 
 Handler = Callable[[jobs.Context, Shop, dict[str, Any], WebhookEvent], Outcome]
@@ -72,16 +74,16 @@ def process(ctx: jobs.Context, event_id: int) -> str:
     # stored as done, not as three more queued tasks each (jobs.FollowUps): that is what keeps
     # webhook → tags written within seconds at 50 deliveries a second.
     follow_ups = jobs.FollowUps(ctx)
-    own_status = "failed"
+    own_status: str = WebhookStatus.FAILED
     own_error: Exception | None = None
     shops: dict[str, Shop | None] = {}
-    finished: dict[tuple[str, str | None], list[int]] = {}
+    finished: dict[Outcome, list[int]] = {}
     for event in events:
         with logs.bind(shop=event.shop_domain, job=f"webhook:{event.id}"):
             try:
                 status, reason = dispatch(follow_ups, event, shops)
             except Exception as exc:
-                _finish(ctx, [event.id], "failed", stored_error(exc))
+                _finish(ctx, [event.id], WebhookStatus.FAILED, stored_error(exc))
                 log.exception("webhook %s (%s) failed", event.id, event.topic)
                 if event.id == event_id:
                     own_error = exc  # raised below, once the others are handled: huey retries it
@@ -121,27 +123,27 @@ def _claim(ctx: jobs.Context, event_id: int) -> list[WebhookEvent] | str:
     status = seen.status
     if status in HANDLED:
         return str(status)
-    if status == "processing" and not _stale(seen.received_at):
+    if status == WebhookStatus.PROCESSING and not _stale(seen.received_at):
         # Taken along by a worker handling its group right now: nothing to claim.
-        return "processing"
+        return status
     with write_engine(ctx.engine).begin() as conn:
         claimed = conn.execute(
             update(WebhookEvent)
             .where(
                 WebhookEvent.id == event_id,
                 or_(
-                    WebhookEvent.status.in_(("queued", "failed")),
+                    WebhookEvent.status.in_((WebhookStatus.QUEUED, WebhookStatus.FAILED)),
                     # A worker that died mid-way left it here; see requeue_pending.
-                    (WebhookEvent.status == "processing")
+                    (WebhookEvent.status == WebhookStatus.PROCESSING)
                     & (WebhookEvent.received_at < utcnow() - STALE_PROCESSING),
                 ),
             )
-            .values(status="processing", attempts=WebhookEvent.attempts + 1)
+            .values(status=WebhookStatus.PROCESSING, attempts=WebhookEvent.attempts + 1)
             .returning(*table.columns)
         ).first()
         if claimed is None:
             status = conn.scalar(select(WebhookEvent.status).where(WebhookEvent.id == event_id))
-            return "gone" if status is None else str(status)
+            return "gone" if status is None else status
         rows = [claimed]
         if claimed.topic in TAKE_ALONG_TOPICS and TAKE_ALONG > 0:
             # SKIP LOCKED (PostgreSQL): rows another worker is claiming right now are theirs.
@@ -150,7 +152,7 @@ def _claim(ctx: jobs.Context, event_id: int) -> list[WebhookEvent] | str:
                 select(WebhookEvent.id)
                 .where(
                     WebhookEvent.shop_domain == claimed.shop_domain,
-                    WebhookEvent.status == "queued",
+                    WebhookEvent.status == WebhookStatus.QUEUED,
                     WebhookEvent.topic.in_(TAKE_ALONG_TOPICS),
                     WebhookEvent.id != event_id,
                 )
@@ -161,7 +163,7 @@ def _claim(ctx: jobs.Context, event_id: int) -> list[WebhookEvent] | str:
             rows += conn.execute(
                 update(WebhookEvent)
                 .where(WebhookEvent.id.in_(others.scalar_subquery()))
-                .values(status="processing", attempts=WebhookEvent.attempts + 1)
+                .values(status=WebhookStatus.PROCESSING, attempts=WebhookEvent.attempts + 1)
                 .returning(*table.columns)
             ).all()
     return [WebhookEvent(**{c.key: row._mapping[c] for c in table.columns}) for row in rows]
@@ -177,7 +179,9 @@ def _stale(received_at: dt.datetime | None) -> bool:
     return received_at < cutoff
 
 
-def _finish(ctx: jobs.Context, event_pks: list[int], status: str, reason: str | None) -> None:
+def _finish(
+    ctx: jobs.Context, event_pks: list[int], status: WebhookStatus, reason: str | None
+) -> None:
     """Record the outcome of the events ``event_pks`` (one statement for all of them).
 
     A handled delivery (``done`` or ``skipped``) drops its payload: the row stays as the
@@ -208,21 +212,21 @@ def dispatch(
         if shops is not None:
             shops[event.shop_domain] = shop
     if shop is None:
-        return "skipped", "unknown shop"
+        return WebhookStatus.SKIPPED, "unknown shop"
     payload = json.loads(event.payload or "null")
     if not isinstance(payload, dict):
-        return "skipped", "payload is not an object"
+        return WebhookStatus.SKIPPED, "payload is not an object"
     handler = HANDLERS.get(event.topic)
     if handler is not None:
         return handler(ctx, shop, payload, event)
     if event.topic.startswith(("orders/", "customers/")):
         if not shop.is_installed:
-            return "skipped", "shop is uninstalled"
+            return WebhookStatus.SKIPPED, "shop is uninstalled"
         if event.topic.startswith("orders/"):
             payload = compliance.without_forgotten_buyer(ctx, shop.id, payload)
         apply_webhook(ctx, shop.id, event.topic, payload)
-        return "done", None
-    return "skipped", f"no handler for {event.topic}"
+        return WebhookStatus.DONE, None
+    return WebhookStatus.SKIPPED, f"no handler for {event.topic}"
 
 
 def handle_uninstalled(
@@ -240,13 +244,13 @@ def handle_uninstalled(
         and event.triggered_at < shop.installed_at
     ):
         # Deliveries are unordered: this uninstall predates the merchant's latest install.
-        return "skipped", "the shop installed the app again after this uninstall"
+        return WebhookStatus.SKIPPED, "the shop installed the app again after this uninstall"
     already = shop.uninstalled_at is not None and shop.access_token is None
     auth.drop_tokens(ctx, shop.id)
     if not already:
         with transaction(ctx.sessions) as session:
-            session.add(AuditEntry.of(shop.id, "app/uninstalled", target="app"))
-    return "done", "already uninstalled" if already else None
+            session.add(AuditEntry.of(shop.id, "app/uninstalled", target=AuditTarget.APP))
+    return WebhookStatus.DONE, "already uninstalled" if already else None
 
 
 def handle_scopes_update(
@@ -255,7 +259,7 @@ def handle_scopes_update(
     """``app/scopes_update``: remember the scopes the merchant granted now."""
     current = payload.get("current")
     if not isinstance(current, list):
-        return "skipped", "payload has no current scopes"
+        return WebhookStatus.SKIPPED, "payload has no current scopes"
     scopes = ",".join(str(s) for s in current)
     with transaction(ctx.sessions) as session:
         session.execute(
@@ -265,11 +269,13 @@ def handle_scopes_update(
             .execution_options(synchronize_session=False)
         )
         session.add(
-            AuditEntry.of(shop.id, "app/scopes_update", target="app", detail={"scopes": current})
+            AuditEntry.of(
+                shop.id, "app/scopes_update", target=AuditTarget.APP, detail={"scopes": current}
+            )
         )
     # Granted or revoked read_all_orders: the page's notice follows.
     check_scopes(ctx, shop.id)
-    return "done", None
+    return WebhookStatus.DONE, None
 
 
 def handle_bulk_finish(
@@ -277,15 +283,15 @@ def handle_bulk_finish(
 ) -> Outcome:
     """``bulk_operations/finish``: queries go to sync, mutations (tag writes) to tagging."""
     if not shop.is_installed:
-        return "skipped", "shop is uninstalled"
+        return WebhookStatus.SKIPPED, "shop is uninstalled"
     kind = str(payload.get("type", "")).lower()
     if kind == "query":
         on_bulk_finish(ctx, shop.id, payload)
-        return "done", None
+        return WebhookStatus.DONE, None
     if kind == "mutation":
         tag_bulk.on_bulk_finish(ctx, shop.id, payload)
-        return "done", None
-    return "skipped", f"unknown bulk operation type {kind!r}"
+        return WebhookStatus.DONE, None
+    return WebhookStatus.SKIPPED, f"unknown bulk operation type {kind!r}"
 
 
 HANDLERS: dict[str, Handler] = {

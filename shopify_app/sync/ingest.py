@@ -23,9 +23,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from shopify_app import db, jobs
 from shopify_app.db import transaction
-from shopify_app.db.models import Customer, LineItem, Order, Product, SyncRun, Variant, utcnow
+from shopify_app.db.models import Customer, LineItem, Order, Product, SyncRun, Variant
+from shopify_app.db.types import utcnow
 from shopify_app.errors import SyncError, stored_error
 from shopify_app.shopify.client import AdminClient
+from shopify_app.states import SyncRunStatus
 from shopify_app.sync.rows import COLUMNS, Batch, Row, load_line, parse_line
 from shopify_app.sync.runs import fail_run, release_run
 from shopify_app.sync.tombstones import purge_deleted_customers
@@ -240,7 +242,7 @@ def ingest_run(ctx: jobs.Context, client: AdminClient, run_id: int) -> None:
     for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
         with ctx.sessions() as session:
             run = session.get(SyncRun, run_id)
-            if run is None or run.status != "ingesting":
+            if run is None or run.status != SyncRunStatus.INGESTING:
                 return
             url, checkpoint, shop_id = run.url, run.checkpoint, run.shop_id
         if url:
@@ -275,7 +277,7 @@ def ingest_run(ctx: jobs.Context, client: AdminClient, run_id: int) -> None:
         with transaction(ctx.sessions) as session:
             run = session.get(SyncRun, run_id)
             assert run is not None
-            run.status = "done"
+            run.status = SyncRunStatus.DONE
             run.finished_at = utcnow()
             run.objects_done = checkpoint
             run.object_count = max(run.object_count, checkpoint)

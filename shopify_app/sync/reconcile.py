@@ -17,9 +17,11 @@ from sqlalchemy import select, update
 
 from shopify_app import jobs
 from shopify_app.db import transaction
-from shopify_app.db.models import Shop, SyncRun, utcnow
+from shopify_app.db.models import Shop, SyncRun
+from shopify_app.db.types import utcnow
 from shopify_app.errors import ShopifyError, SyncError, stored_error
 from shopify_app.shopify.client import AdminClient, gid_number
+from shopify_app.states import SyncRunKind, SyncRunStatus
 from shopify_app.sync.ingest import commit_batch
 from shopify_app.sync.rows import (
     Batch,
@@ -55,7 +57,7 @@ def _watermark(ctx: jobs.Context, shop_id: int, resource: str) -> dt.datetime | 
             .where(
                 SyncRun.shop_id == shop_id,
                 SyncRun.resource == resource,
-                SyncRun.status == "done",
+                SyncRun.status == SyncRunStatus.DONE,
             )
             .order_by(SyncRun.watermark.desc())
             .limit(1)
@@ -179,9 +181,9 @@ def reconcile(ctx: jobs.Context, shop_id: int, *, http: Any = None) -> int:
             with transaction(ctx.sessions) as session:
                 run = SyncRun(
                     shop_id=shop_id,
-                    kind="reconcile",
+                    kind=SyncRunKind.RECONCILE,
                     resource=resource,
-                    status="running",
+                    status=SyncRunStatus.RUNNING,
                     attempts=1,
                     started_at=started,
                 )
@@ -210,7 +212,10 @@ def reconcile(ctx: jobs.Context, shop_id: int, *, http: Any = None) -> int:
                     update(SyncRun)
                     .where(SyncRun.id == run_id)
                     .values(
-                        status="done", watermark=started, object_count=done, finished_at=utcnow()
+                        status=SyncRunStatus.DONE,
+                        watermark=started,
+                        object_count=done,
+                        finished_at=utcnow(),
                     )
                 )
             total += done
@@ -226,9 +231,7 @@ def reconcile(ctx: jobs.Context, shop_id: int, *, http: Any = None) -> int:
 def reconcile_all(ctx: jobs.Context) -> None:
     """Every six hours: reconcile each installed shop; resume stalled bulk imports."""
     with ctx.sessions() as session:
-        shops = session.scalars(
-            select(Shop.id).where(Shop.uninstalled_at.is_(None), Shop.access_token.is_not(None))
-        ).all()
+        shops = session.scalars(select(Shop.id).where(Shop.is_installed)).all()
     for shop_id in shops:
         if active_runs(ctx, shop_id):
             ctx.enqueue("sync.poll", shop_id=shop_id)

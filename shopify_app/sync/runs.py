@@ -12,13 +12,20 @@ from sqlalchemy import select, update
 
 from shopify_app import db, jobs
 from shopify_app.db import transaction
-from shopify_app.db.models import SyncRun, utcnow
+from shopify_app.db.models import SyncRun
+from shopify_app.db.types import utcnow
+from shopify_app.states import SyncRunKind, SyncRunStatus
 
 RESOURCES = ("customers", "orders", "products")
-ACTIVE = ("running", "ingesting")
+ACTIVE = (SyncRunStatus.RUNNING, SyncRunStatus.INGESTING)
+"""Statuses of a run still under way."""
+FINISHED = (SyncRunStatus.DONE, SyncRunStatus.FAILED)
+"""Statuses of a run that is over."""
 
 
-def active_runs(ctx: jobs.Context, shop_id: int, kind: str = "initial") -> list[SyncRun]:
+def active_runs(
+    ctx: jobs.Context, shop_id: int, kind: SyncRunKind = SyncRunKind.INITIAL
+) -> list[SyncRun]:
     """The runs of ``kind`` still running or ingesting for the shop."""
     with ctx.sessions() as session:
         return list(
@@ -60,8 +67,8 @@ def release_run(ctx: jobs.Context, run_id: int) -> None:
     with db.write_engine(ctx.engine).begin() as conn:
         conn.execute(
             update(SyncRun)
-            .where(SyncRun.id == run_id, SyncRun.status == "ingesting")
-            .values(status="running")
+            .where(SyncRun.id == run_id, SyncRun.status == SyncRunStatus.INGESTING)
+            .values(status=SyncRunStatus.RUNNING)
         )
 
 
@@ -70,6 +77,6 @@ def fail_run(ctx: jobs.Context, run_id: int, error: str) -> None:
     with transaction(ctx.sessions) as session:
         run = session.get(SyncRun, run_id)
         if run is not None:
-            run.status = "failed"
+            run.status = SyncRunStatus.FAILED
             run.error = error[:2000]
             run.finished_at = utcnow()

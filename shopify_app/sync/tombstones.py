@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import Connection, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from shopify_app.db.models import Customer, Tombstone, utcnow
+from shopify_app.db.models import Customer, Tombstone
+from shopify_app.db.types import utcnow
 from shopify_app.segments import recompute
 
 

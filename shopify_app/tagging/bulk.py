@@ -18,10 +18,12 @@ from sqlalchemy.orm import Session
 
 from shopify_app import jobs
 from shopify_app.db import transaction
-from shopify_app.db.models import AuditEntry, Customer, utcnow
+from shopify_app.db.models import AuditEntry, Customer
+from shopify_app.db.types import utcnow
+from shopify_app.states import AuditResult, JobStatus
 from shopify_app.tagging import ledger
 from shopify_app.tagging.diff import TagDiff, apply
-from shopify_app.tagging.state import BULK_ACTIONS, RUNNING, id_chunks
+from shopify_app.tagging.state import BULK_ACTIONS, id_chunks
 from shopify_app.tagging.writes import (
     AdminAPI,
     SyncReport,
@@ -61,7 +63,7 @@ def on_bulk_finish(
                 AuditEntry.action.in_(BULK_ACTIONS),
             )
         ).first()
-        if entry is None or entry.result != RUNNING:
+        if entry is None or entry.job_status != JobStatus.RUNNING:
             return None
         entry_id = entry.id
         rows: list[list[Any]] = list(entry.detail.get("rows", []))
@@ -95,7 +97,7 @@ def on_bulk_finish(
     row_tags = {int(row[0]): list(row[1]) for row in rows}
     with transaction(ctx.sessions) as session:
         entry_row = session.get(AuditEntry, entry_id, with_for_update=True)
-        if entry_row is None or entry_row.result != RUNNING:
+        if entry_row is None or entry_row.job_status != JobStatus.RUNNING:
             return None  # another delivery (webhook vs poll) got here first
         customers: dict[int, Customer] = {}
         for chunk in id_chunks(list(answered)):
@@ -120,7 +122,11 @@ def on_bulk_finish(
             ledger.record(session, shop_id, added=done)
         else:
             ledger.record(session, shop_id, removed=done)
-        entry_row.result = "ok" if not missing else ("error" if not answered else "partial")
+        entry_row.job_status = JobStatus.DONE
+        if not missing:
+            entry_row.result = AuditResult.OK
+        else:
+            entry_row.result = AuditResult.PARTIAL if answered else AuditResult.ERROR
         entry_row.error = (
             None if not missing else f"{status}: {len(missing)} of {len(rows)} rows not applied"
         )
@@ -145,7 +151,7 @@ def on_bulk_finish(
             .where(
                 AuditEntry.shop_id == shop_id,
                 AuditEntry.action.in_(BULK_ACTIONS),
-                AuditEntry.result == RUNNING,
+                AuditEntry.job_status == JobStatus.RUNNING,
                 AuditEntry.id != entry_id,
             )
             .with_for_update()
@@ -194,7 +200,7 @@ def _running_gids(session: Session, shop_id: int) -> list[str]:
             select(AuditEntry.subject).where(
                 AuditEntry.shop_id == shop_id,
                 AuditEntry.action.in_(BULK_ACTIONS),
-                AuditEntry.result == RUNNING,
+                AuditEntry.job_status == JobStatus.RUNNING,
             )
         )
         if gid is not None

@@ -18,6 +18,7 @@ from shopify_app import jobs
 from shopify_app.db import transaction
 from shopify_app.db.models import AuditEntry, Customer, Membership, Segment, Shop
 from shopify_app.errors import InputError, ShopifyError
+from shopify_app.states import AuditResult, AuditTarget
 from shopify_app.tagging import ledger
 from shopify_app.tagging.state import shop_prefix
 from shopify_app.tagging.tags import moved_tag, quoted, segment_tag, tag_key
@@ -96,7 +97,7 @@ def on_prefix_changed(
             AuditEntry.of(
                 shop_id,
                 "tags.prefix_changed",
-                target="app",
+                target=AuditTarget.APP,
                 subject=f"{old_prefix} → {prefix}"[:255],
                 count=report.changed,
                 detail=report.summary(),
@@ -117,7 +118,9 @@ def remove_all(ctx: jobs.Context, shop_id: int, *, client: AdminAPI | None = Non
     with transaction(ctx.sessions) as session:
         for segment in session.scalars(select(Segment).where(Segment.shop_id == shop_id)):
             segment.tag_sync = False
-        session.add(AuditEntry(shop_id=shop_id, target="app", action="tags.remove_all", count=0))
+        session.add(
+            AuditEntry(shop_id=shop_id, target=AuditTarget.APP, action="tags.remove_all", count=0)
+        )
     return sync_tags(ctx, shop_id, None, client=client, wanted_override={})
 
 
@@ -160,7 +163,7 @@ def ensure_native_segment(
                 action,
                 subject=gid or existing,
                 count=1,
-                result="error" if errors or not gid else "ok",
+                result=AuditResult.ERROR if errors or not gid else AuditResult.OK,
                 detail={"name": name, "query": query, "userErrors": errors},
                 error="; ".join(str(e.get("message")) for e in errors) or None,
             )

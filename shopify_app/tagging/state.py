@@ -4,8 +4,8 @@ What Goldpan owns is in :mod:`.ledger`.
 
 "Current" is ``Customer.tags``: what Shopify has now, kept by sync from ``customers/update`` and
 bulk imports, and by the writes from Shopify's answers. The ledger of bulk mutations in flight
-(``AuditEntry`` rows with :data:`RUNNING`) lives here too, because a run must skip customers
-whose tags a running operation is still changing.
+(``AuditEntry`` rows whose ``job_status`` is running) lives here too, because a run must skip
+customers whose tags a running operation is still changing.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ from sqlalchemy.orm import Session
 
 from shopify_app.db.models import AuditEntry, Customer, Membership, Segment, Shop
 from shopify_app.errors import GoldpanError
+from shopify_app.states import JobStatus
 from shopify_app.tagging.tags import DEFAULT_PREFIX, segment_tag
 
 DEFAULT_BULK_THRESHOLD = 500
 """Changed customers above which a run uses bulk mutations instead of aliased requests."""
-RUNNING = "running"
-"""``AuditEntry.result`` of a bulk mutation still in flight."""
 BULK_ACTIONS = ("tags.bulk_add", "tags.bulk_remove")
 """``AuditEntry.action`` of the bulk mutations' ledger entries."""
 
@@ -114,7 +113,7 @@ def in_flight(session: Session, shop_id: int) -> set[int]:
         select(AuditEntry).where(
             AuditEntry.shop_id == shop_id,
             AuditEntry.action.in_(BULK_ACTIONS),
-            AuditEntry.result == RUNNING,
+            AuditEntry.job_status == JobStatus.RUNNING,
         )
     ).all()
     for entry in entries:

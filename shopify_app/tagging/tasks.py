@@ -16,6 +16,7 @@ from sqlalchemy import select
 from shopify_app import jobs
 from shopify_app.db.models import AuditEntry
 from shopify_app.shopify.client import AdminClient
+from shopify_app.states import JobStatus
 from shopify_app.tagging.bulk import poll_bulk
 from shopify_app.tagging.changes import (
     ensure_native_segment,
@@ -23,7 +24,7 @@ from shopify_app.tagging.changes import (
     on_segment_changed,
     remove_all,
 )
-from shopify_app.tagging.state import BULK_ACTIONS, RUNNING
+from shopify_app.tagging.state import BULK_ACTIONS
 from shopify_app.tagging.writes import AdminAPI, sync_tags
 
 
@@ -135,7 +136,7 @@ def poll_bulk_all(ctx: jobs.Context) -> None:
         shop_ids = set(
             session.scalars(
                 select(AuditEntry.shop_id).where(
-                    AuditEntry.action.in_(BULK_ACTIONS), AuditEntry.result == RUNNING
+                    AuditEntry.action.in_(BULK_ACTIONS), AuditEntry.job_status == JobStatus.RUNNING
                 )
             )
         )

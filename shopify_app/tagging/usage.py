@@ -26,6 +26,7 @@ from shopify_app import jobs
 from shopify_app.db.models import Customer, Segment, SyncRun
 from shopify_app.errors import InputError
 from shopify_app.shopify.client import AdminClient
+from shopify_app.states import SyncRunStatus
 from shopify_app.tagging import ledger
 from shopify_app.tagging.tags import PREFIX_SEPARATORS, quoted, segment_tag, tag_key
 
@@ -142,7 +143,7 @@ def customers_synced(session: Session, shop_id: int) -> bool:
             .where(
                 SyncRun.shop_id == shop_id,
                 SyncRun.resource == "customers",
-                SyncRun.status == "done",
+                SyncRun.status == SyncRunStatus.DONE,
             )
             .limit(1)
         )

@@ -37,6 +37,7 @@ from shopify_app.db import transaction
 from shopify_app.db.models import AuditEntry, Customer, Shop
 from shopify_app.errors import ShopifyError, stored_error
 from shopify_app.shopify.client import AdminClient
+from shopify_app.states import AuditResult, AuditTarget, JobStatus
 from shopify_app.tagging import ledger
 from shopify_app.tagging.diff import (
     ADD_DOCUMENT,
@@ -49,7 +50,7 @@ from shopify_app.tagging.diff import (
     diff,
     plan,
 )
-from shopify_app.tagging.state import RUNNING, ShopTags, current_tags, in_flight
+from shopify_app.tagging.state import ShopTags, current_tags, in_flight
 from shopify_app.tagging.tags import MAX_TAGS_PER_CUSTOMER, written
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ def _claim(ctx: jobs.Context, shop_id: int, customer_ids: Sequence[int]) -> Iter
             session.add_all(claim.audit)
 
 
-shopify_audit = functools.partial(AuditEntry.of, target="shopify")
+shopify_audit = functools.partial(AuditEntry.of, target=AuditTarget.SHOPIFY)
 """Every tag write's audit-log entry (target ``"shopify"``)."""
 
 
@@ -271,7 +272,7 @@ def _write_small(
                         "tags.write",
                         subject=document,
                         count=len(changes),
-                        result="error",
+                        result=AuditResult.ERROR,
                         detail=_change_detail(changes),
                         error=stored_error(exc),
                     ),
@@ -309,7 +310,7 @@ def _write_small(
                     "tags.write",
                     subject=document,
                     count=len(changes),
-                    result="partial" if failed else "ok",
+                    result=AuditResult.PARTIAL if failed else AuditResult.OK,
                     detail={
                         **_change_detail(changes),
                         "failed": {str(k): v for k, v in failed.items()},
@@ -357,7 +358,11 @@ def _write_bulk(
             _record(
                 ctx,
                 shopify_audit(
-                    state.shop_id, action, count=len(rows), result="error", error=stored_error(exc)
+                    state.shop_id,
+                    action,
+                    count=len(rows),
+                    result=AuditResult.ERROR,
+                    error=stored_error(exc),
                 ),
             )
             raise
@@ -370,7 +375,8 @@ def _write_bulk(
                 action,
                 subject=gid,
                 count=len(rows),
-                result=RUNNING,
+                result=None,
+                job_status=JobStatus.RUNNING,
                 detail={"operation": gid, "attempt": attempt, "rows": [list(r) for r in rows]},
             ),
         )
@@ -390,7 +396,7 @@ def _record_limits(ctx: jobs.Context, shop_id: int, limited: Mapping[int, tuple[
         shop_id,
         "tags.limit",
         count=len(limited),
-        result="partial",
+        result=AuditResult.PARTIAL,
         detail={
             "message": (
                 f"{len(limited)} customers already have {MAX_TAGS_PER_CUSTOMER} tags; "
@@ -400,7 +406,7 @@ def _record_limits(ctx: jobs.Context, shop_id: int, limited: Mapping[int, tuple[
             "customers": {str(cid): list(tags) for cid, tags in sample.items()},
         },
     )
-    entry.target = "app"
+    entry.target = AuditTarget.APP
     _record(ctx, entry)
 
 

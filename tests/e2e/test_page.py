@@ -22,7 +22,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from goldpan_sandbox import control
 from goldpan_sandbox.demo import Demo, start_demo
 from shopify_app.segments import metrics
-from tests.conftest import unique_shop_domain
+from tests.conftest import fresh_database
 
 pytestmark = pytest.mark.e2e
 
@@ -37,19 +37,18 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def demo(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    running = start_demo(
-        customers=150,
-        seed=11,
-        shop=unique_shop_domain("page"),
-        database_url=database_url,
-        workdir=tmp_path_factory.mktemp("page-demo"),
-        sync_timeout=90,
-    )
-    try:
-        yield running
-    finally:
-        running.stop()
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    # Its own database: the session's is emptied before each test, the demo's rows must last
+    # the module.
+    workdir = tmp_path_factory.mktemp("page-demo")
+    with fresh_database(workdir) as database_url:
+        running = start_demo(
+            customers=150, seed=11, database_url=database_url, workdir=workdir, sync_timeout=90
+        )
+        try:
+            yield running
+        finally:
+            running.stop()
 
 
 @pytest.fixture(scope="module")

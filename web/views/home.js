@@ -23,7 +23,7 @@ const FOCUS = ["business-buyers", "true-fans", "lapsed-tier-1", "lapsed-tier-2",
 function syncCard(sync) {
   if (sync.state === "running") {
     const pct = sync.progress === null ? 0 : Math.round(sync.progress * 100);
-    const over = new Set(["done", "completed", "failed", "canceled", "expired"]);
+    const over = new Set(["done", "failed"]); // SyncRunStatus values of a finished run
     const busy = sync.resources.filter((r) => !over.has(r.status));
     const done = busy.reduce((n, r) => n + Math.min(r.done, r.total || r.done), 0);
     const total = busy.reduce((n, r) => n + r.total, 0);

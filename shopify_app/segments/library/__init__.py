@@ -42,6 +42,7 @@ from shopify_app.segments.library.context import (
     finite_or_none,
 )
 from shopify_app.segments.library.stats import compute_stats
+from shopify_app.states import SegmentKind
 
 BUILTIN_NAMES: dict[str, str] = {
     "business-buyers": "Business buyers",
@@ -75,7 +76,7 @@ def segment_definitions(cfg: ShopConfig, stats: ShopStats) -> list[SegmentDef]:
         SegmentDef(
             "business-buyers",
             BUILTIN_NAMES["business-buyers"],
-            "builtin",
+            SegmentKind.BUILTIN,
             {
                 "units_per_order": cfg.business_units_per_order,
                 "units_per_window": cfg.business_units_per_window,
@@ -85,13 +86,13 @@ def segment_definitions(cfg: ShopConfig, stats: ShopStats) -> list[SegmentDef]:
         SegmentDef(
             "repeat-customers",
             BUILTIN_NAMES["repeat-customers"],
-            "builtin",
+            SegmentKind.BUILTIN,
             {"min_orders": cfg.repeat_min_orders},
         ),
         SegmentDef(
             "true-fans",
             BUILTIN_NAMES["true-fans"],
-            "builtin",
+            SegmentKind.BUILTIN,
             {
                 "min_orders": cfg.true_fan_min_orders,
                 "max_interval_days": cadence.FAN_MAX_INTERVAL,
@@ -99,7 +100,7 @@ def segment_definitions(cfg: ShopConfig, stats: ShopStats) -> list[SegmentDef]:
                 "before_lapsed_days": cfg.lapsed_tiers[0].days,
             },
         ),
-        SegmentDef("one-time-buyers", BUILTIN_NAMES["one-time-buyers"], "builtin", {}),
+        SegmentDef("one-time-buyers", BUILTIN_NAMES["one-time-buyers"], SegmentKind.BUILTIN, {}),
     ]
     tiers = cfg.lapsed_tiers
     for i, tier in enumerate(tiers):
@@ -111,7 +112,7 @@ def segment_definitions(cfg: ShopConfig, stats: ShopStats) -> list[SegmentDef]:
             SegmentDef(
                 lapsed_handle(i + 1),
                 name,
-                "builtin",
+                SegmentKind.BUILTIN,
                 {
                     "min_days": tier.days,
                     "max_days": upper,
@@ -123,13 +124,13 @@ def segment_definitions(cfg: ShopConfig, stats: ShopStats) -> list[SegmentDef]:
         SegmentDef(
             "vip",
             BUILTIN_NAMES["vip"],
-            "builtin",
+            SegmentKind.BUILTIN,
             {"share": cfg.vip_share, "cutoff": finite_or_none(stats.vip_cutoff)},
         ),
         SegmentDef(
             "likely-to-buy",
             BUILTIN_NAMES["likely-to-buy"],
-            "builtin",
+            SegmentKind.BUILTIN,
             {
                 "ranking": stats.ranking,
                 "share": stats.likely_share,
@@ -141,7 +142,7 @@ def segment_definitions(cfg: ShopConfig, stats: ShopStats) -> list[SegmentDef]:
         SegmentDef(
             "at-risk",
             BUILTIN_NAMES["at-risk"],
-            "builtin",
+            SegmentKind.BUILTIN,
             {
                 "min_spend": finite_or_none(stats.at_risk_min_spend),
                 "overdue_factor": cfg.reminder_factor,
@@ -150,14 +151,14 @@ def segment_definitions(cfg: ShopConfig, stats: ShopStats) -> list[SegmentDef]:
         ),
     ]
     defs += [
-        SegmentDef(f"rfm-{key}", f"RFM: {label}", "rfm", {"group": key})
+        SegmentDef(f"rfm-{key}", f"RFM: {label}", SegmentKind.RFM, {"group": key})
         for key, label in rfm.GROUPS.items()
     ]
     defs += [
         SegmentDef(
             f"cross-sell-{r.handle}",
             r.name,
-            "cross_sell",
+            SegmentKind.CROSS_SELL,
             {"bought": list(r.bought), "never": list(r.never)},
         )
         for r in cfg.cross_sell
@@ -166,13 +167,13 @@ def segment_definitions(cfg: ShopConfig, stats: ShopStats) -> list[SegmentDef]:
         SegmentDef(
             "holiday-shoppers",
             BUILTIN_NAMES["holiday-shoppers"],
-            "builtin",
+            SegmentKind.BUILTIN,
             {"months": list(cfg.season_months), "min_share": cfg.holiday_min_share},
         ),
         SegmentDef(
             "spend-milestone",
             BUILTIN_NAMES["spend-milestone"],
-            "builtin",
+            SegmentKind.BUILTIN,
             {"amount": cfg.milestone_amount, "window": cfg.milestone_window},
         ),
     ]
@@ -181,13 +182,13 @@ def segment_definitions(cfg: ShopConfig, stats: ShopStats) -> list[SegmentDef]:
             SegmentDef(
                 regions.region_handle(country, province),
                 f"Customers in {regions.region_label(country, province)}",
-                "region",
+                SegmentKind.REGION,
                 {"country": country, "province": province, "customers": count},
             )
         )
     for i, spec in enumerate(cfg.custom_segments):
         seg = rules.parse_custom_segment(spec, f"custom_segments[{i}]")
-        defs.append(SegmentDef(f"custom-{seg.handle}", seg.name, "custom", dict(spec)))
+        defs.append(SegmentDef(f"custom-{seg.handle}", seg.name, SegmentKind.CUSTOM, dict(spec)))
     return defs
 
 

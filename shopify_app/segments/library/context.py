@@ -18,6 +18,7 @@ from shopify_app.segments.backtest import PARAMS, Backtest
 from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.dataset import Dataset, Features, FloatArray, IntArray
 from shopify_app.segments.library.reasons import IsoDays
+from shopify_app.states import ModelStatus, SegmentKind
 
 BoolArray = NDArray[np.bool_]
 
@@ -28,7 +29,7 @@ class SegmentDef:
 
     handle: str
     name: str
-    kind: str  # builtin | rfm | cross_sell | region | custom
+    kind: SegmentKind
     definition: dict[str, Any] = field(default_factory=dict)
 
 
@@ -81,7 +82,7 @@ class ShopStats:
     purchase_model: str | None
     models: dict[str, clv.CountParams]
     gamma_gamma: clv.GammaGammaParams | None
-    model_status: str  # fitted (a purchase model is in use) | fallback
+    model_status: ModelStatus  # fitted (a purchase model is in use) | fallback
     model_note: str
     horizon: int  # days the ranking looks ahead (the backtest's horizon)
     likely_share: float  # likely-to-buy's size as a share of customers with orders
@@ -140,7 +141,7 @@ class ShopStats:
                 if data.get("gamma_gamma")
                 else None
             ),
-            model_status=str(data.get("model_status", "fallback")),
+            model_status=ModelStatus(data.get("model_status", ModelStatus.FALLBACK)),
             model_note=str(data.get("model_note", "")),
             horizon=int(data["horizon"]),
             likely_share=float(data.get("likely_share", 0.0)),

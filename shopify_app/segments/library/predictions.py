@@ -23,6 +23,7 @@ from shopify_app.segments import backtest, cadence, clv
 from shopify_app.segments.dataset import Features, FloatArray, IntArray
 from shopify_app.segments.library.context import BoolArray, Context, Predictions, ShopStats
 from shopify_app.segments.library.reasons import encoder
+from shopify_app.states import ModelStatus
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class ModelChoice:
     purchase_model: str | None
     models: dict[str, clv.CountParams]
     gamma_gamma: clv.GammaGammaParams | None
-    status: str
+    status: ModelStatus
     note: str
 
 
@@ -49,7 +50,9 @@ def choose(rhythm: cadence.Rhythm, repeat_value: FloatArray, bt: backtest.Backte
     customer's history ``rhythm`` (``repeat_value``: mean value of repeat order days, for
     the customers with orders), with a note saying what is in use and why."""
     if not bt.enough:
-        return ModelChoice(None, None, {}, None, "fallback", f"No predictions: {bt.note}.")
+        return ModelChoice(
+            None, None, {}, None, ModelStatus.FALLBACK, f"No predictions: {bt.note}."
+        )
     label = backtest.LABELS
     order = bt.ranked()
     models: dict[str, clv.CountParams] = {}
@@ -87,7 +90,7 @@ def choose(rhythm: cadence.Rhythm, repeat_value: FloatArray, bt: backtest.Backte
         if len(x) > clv.MAX_FIT_CUSTOMERS:
             words.append(f"Fitted on a random sample of {clv.MAX_FIT_CUSTOMERS:,} customers.")
     words += [reason[0].upper() + reason[1:] for reason in refused]
-    status = "fitted" if purchase_model is not None else "fallback"
+    status = ModelStatus.FITTED if purchase_model is not None else ModelStatus.FALLBACK
     return ModelChoice(ranking, purchase_model, models, gamma_gamma, status, " ".join(words))
 
 

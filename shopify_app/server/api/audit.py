@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from shopify_app.db.models import AuditEntry, DataRequest, Product
-from shopify_app.errors import InputError
+from shopify_app.errors import InputError, NotFound
 from shopify_app.server.api.request import (
     PAGE_SIZE,
     db_session,
@@ -17,7 +17,6 @@ from shopify_app.server.api.request import (
     path_id,
     request_shop_id,
 )
-from shopify_app.server.errors import NotFound
 
 
 def products(request: Request) -> Response:
@@ -56,6 +55,7 @@ def audit(request: Request) -> Response:
                         "subject": e.subject,
                         "count": e.count,
                         "result": e.result,
+                        "job_status": e.job_status,
                         "error": e.error,
                     }
                     for e in rows[:PAGE_SIZE]

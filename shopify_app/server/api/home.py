@@ -14,6 +14,8 @@ from starlette.responses import JSONResponse, Response
 from shopify_app.db.models import AuditEntry, MetaConnection, Segment, Shop, SyncRun
 from shopify_app.server.api.analytics import stored_metrics
 from shopify_app.server.api.request import db_session, get_shop, iso, request_shop_id
+from shopify_app.states import AuditResult, MetaConnectionStatus, SyncRunStatus
+from shopify_app.sync.runs import FINISHED
 
 
 def session(request: Request) -> Response:
@@ -22,10 +24,6 @@ def session(request: Request) -> Response:
     return JSONResponse(
         {"shop": state.shop_domain, "shop_id": state.shop_id, "user_id": state.user_id}
     )
-
-
-FINISHED = ("done", "completed", "failed", "canceled", "cancelled", "expired")
-"""SyncRun statuses that mean the run is over."""
 
 
 def _sync_status(session: Session, shop_id: int) -> dict[str, Any]:
@@ -38,9 +36,8 @@ def _sync_status(session: Session, shop_id: int) -> dict[str, Any]:
     for run in runs:  # newest first: keep the latest run per resource
         latest.setdefault(run.resource, run)
     items = sorted(latest.values(), key=lambda r: r.resource)
-    # Anything not finished is in progress (pending, running, ingesting, ...).
     running = [r for r in items if r.status not in FINISHED]
-    failed = [r for r in items if r.status == "failed"]
+    failed = [r for r in items if r.status == SyncRunStatus.FAILED]
     total = sum(r.object_count for r in running)
     done = sum(min(r.objects_done, r.object_count or r.objects_done) for r in running)
     state = "running" if running else "failed" if failed else "done"
@@ -72,14 +69,21 @@ def _notices(session: Session, shop: Shop, sync: dict[str, Any]) -> list[dict[st
         err = next((r["error"] for r in sync["resources"] if r["error"]), "")
         notices.append({"key": "sync_failed", "tone": "critical", "params": {"error": err}})
     conn = session.get(MetaConnection, shop.id)
-    if conn is not None and conn.status in ("expired", "revoked", "error", "terms"):
+    if conn is not None and conn.status in (
+        MetaConnectionStatus.EXPIRED,
+        MetaConnectionStatus.REVOKED,
+        MetaConnectionStatus.ERROR,
+        MetaConnectionStatus.TERMS,
+    ):
         notices.append(
             {"key": f"meta_{conn.status}", "tone": "warning", "params": {"error": conn.error or ""}}
         )
     since = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     errors = session.scalar(
         select(func.count(AuditEntry.id)).where(
-            AuditEntry.shop_id == shop.id, AuditEntry.at >= since, AuditEntry.result == "error"
+            AuditEntry.shop_id == shop.id,
+            AuditEntry.at >= since,
+            AuditEntry.result == AuditResult.ERROR,
         )
     )
     if errors:

@@ -40,7 +40,8 @@ from starlette.responses import (
 
 from shopify_app import jobs
 from shopify_app.db import transaction
-from shopify_app.db.models import MetaAudience, MetaConnection, MetaLogin, Shop, utcnow
+from shopify_app.db.models import MetaAudience, MetaConnection, MetaLogin, Shop
+from shopify_app.db.types import utcnow
 from shopify_app.errors import (
     AuthError,
     InputError,
@@ -60,6 +61,7 @@ from shopify_app.server.api.request import (
     request_shop_id,
 )
 from shopify_app.server.errors import json_error
+from shopify_app.states import MetaAudienceKind, MetaAudienceStatus, MetaConnectionStatus
 
 LOGIN_TTL = dt.timedelta(minutes=10)
 """How long a Facebook Login may take (Meta's codes live as long)."""
@@ -132,7 +134,7 @@ def finish_login(ctx: jobs.Context, state: str, browser: str | None) -> int | No
 def _conn_json(conn: MetaConnection | None) -> dict[str, Any]:
     if conn is None:
         return {
-            "status": "disconnected",
+            "status": MetaConnectionStatus.DISCONNECTED,
             "connected": False,
             "ad_account_id": None,
             "tos_accepted": False,
@@ -143,10 +145,11 @@ def _conn_json(conn: MetaConnection | None) -> dict[str, Any]:
         }
     status = conn.status
     if conn.token_expires_at is not None and conn.token_expires_at <= utcnow():
-        status = "expired"  # known before Meta says so: the page can ask to reconnect
+        # Known before Meta says so: the page can ask to reconnect.
+        status = MetaConnectionStatus.EXPIRED
     return {
         "status": status,
-        "connected": status == "connected",
+        "connected": status == MetaConnectionStatus.CONNECTED,
         "ad_account_id": conn.ad_account_id,
         "tos_accepted": conn.tos_accepted,
         "terms_url": graph.terms_url(conn.ad_account_id) if conn.ad_account_id else None,
@@ -200,7 +203,7 @@ def _store_token(
         conn.user_name = user_name
         conn.error = None
         # A new login keeps the chosen account, but its terms are checked again.
-        conn.status = "pending" if confirmed else "confirm"
+        conn.status = MetaConnectionStatus.PENDING if confirmed else MetaConnectionStatus.CONFIRM
         conn.tos_accepted = False
         return conn
 
@@ -210,7 +213,7 @@ def _client(ctx: jobs.Context, shop_id: int) -> tuple[MetaConnection, graph.Grap
         conn = session.get(MetaConnection, shop_id)
     if conn is None or not conn.access_token:
         raise InputError("connect Meta first", field="meta")
-    if conn.status == "confirm":
+    if conn.status == MetaConnectionStatus.CONFIRM:
         raise InputError("confirm the Facebook account first", field="meta")
     return conn, audiences.client_for(ctx, conn)
 
@@ -244,7 +247,7 @@ def preview(request: Request) -> Response:
             {
                 "preview": {"upload": upload, "members": seg.member_count},
                 "policy": policy,
-                "connected": conn is not None and conn.status == "connected",
+                "connected": conn is not None and conn.status == MetaConnectionStatus.CONNECTED,
             }
         )
 
@@ -254,7 +257,11 @@ def status(request: Request) -> Response:
     ctx, shop_id = context(request), request_shop_id(request)
     with ctx.sessions() as session:
         pending = session.get(MetaConnection, shop_id)
-        account = pending.ad_account_id if pending and pending.status == "terms" else None
+        account = (
+            pending.ad_account_id
+            if pending and pending.status == MetaConnectionStatus.TERMS
+            else None
+        )
     if account:
         # A failure is remembered on the connection and shown below.
         with contextlib.suppress(MetaError):
@@ -297,9 +304,9 @@ def confirm(request: Request) -> Response:
     ctx, shop_id = context(request), request_shop_id(request)
     with transaction(ctx.sessions) as session:
         conn = session.get(MetaConnection, shop_id)
-        if conn is None or conn.status != "confirm":
+        if conn is None or conn.status != MetaConnectionStatus.CONFIRM:
             raise InputError("there is no Facebook login to confirm", field="meta")
-        conn.status = "pending"
+        conn.status = MetaConnectionStatus.PENDING
         account = conn.ad_account_id
     if account is not None:
         if account in _manageable(ctx, shop_id):
@@ -378,7 +385,7 @@ def _check_terms(ctx: jobs.Context, shop_id: int, account_id: str) -> None:
         assert conn is not None
         conn.ad_account_id = account_id
         conn.tos_accepted = accepted
-        conn.status = "connected" if accepted else "terms"
+        conn.status = MetaConnectionStatus.CONNECTED if accepted else MetaConnectionStatus.TERMS
         conn.error = (
             None
             if accepted
@@ -412,7 +419,7 @@ def disconnect(request: Request) -> Response:
             conn.access_token = None
             conn.token_expires_at = None
             conn.user_name = None
-            conn.status = "disconnected"
+            conn.status = MetaConnectionStatus.DISCONNECTED
             conn.error = None
         answer = _conn_json(conn)
     return JSONResponse(answer)
@@ -427,17 +434,18 @@ def segment_sync(request: Request) -> Response:
     with transaction(ctx.sessions) as session:
         seg = get_segment(session, shop_id, path_id(request))
         conn = session.get(MetaConnection, shop_id)
-        if enabled and (conn is None or conn.status != "connected"):
+        if enabled and (conn is None or conn.status != MetaConnectionStatus.CONNECTED):
             raise InputError("connect Meta and pick an ad account first", field="meta")
         seg.meta_sync = enabled
         segment_id = seg.id
         if not enabled:
             for aud in session.scalars(
                 select(MetaAudience).where(
-                    MetaAudience.segment_id == segment_id, MetaAudience.kind == "custom"
+                    MetaAudience.segment_id == segment_id,
+                    MetaAudience.kind == MetaAudienceKind.CUSTOM,
                 )
             ):
-                aud.status = "paused"
+                aud.status = MetaAudienceStatus.PAUSED
     if enabled:
         ctx.enqueue("meta.sync_segment", shop_id=shop_id, segment_id=segment_id)
     with ctx.sessions() as session:

@@ -1,7 +1,7 @@
 """What every API endpoint reads from its request: the session's shop, parameters, the body.
 
 Also the requesting shop's rows: :func:`get_shop` and :func:`get_segment` raise
-:class:`~shopify_app.server.errors.NotFound` for another shop's id as for a missing one.
+:class:`~shopify_app.errors.NotFound` for another shop's id as for a missing one.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from starlette.requests import Request
 
 from shopify_app.db import transaction
 from shopify_app.db.models import Segment, Shop
-from shopify_app.errors import InputError
+from shopify_app.errors import InputError, NotFound
 from shopify_app.server import context
-from shopify_app.server.errors import NotFound
 
 PAGE_SIZE = 50
 """Rows per page: segment members, audit entries, data requests."""

@@ -44,6 +44,7 @@ from shopify_app.server.api.request import (
     today,
 )
 from shopify_app.server.api.settings import load_config
+from shopify_app.states import AuditTarget, MetaAudienceKind
 from shopify_app.tagging import changes as tag_changes
 from shopify_app.tagging import ledger as tag_ledger
 from shopify_app.tagging import usage as tag_usage
@@ -79,7 +80,7 @@ def _meta_states(session: Session, shop_id: int) -> dict[int, dict[str, Any]]:
             "spec": aud.spec,
             "last_synced_at": iso(aud.last_synced_at),
         }
-        if aud.kind == "lookalike":
+        if aud.kind == MetaAudienceKind.LOOKALIKE:
             entry["lookalikes"].append(data)
         else:
             entry["audience"] = data
@@ -472,7 +473,7 @@ def segment_tag_sync(request: Request) -> Response:
         session.add(
             AuditEntry(
                 shop_id=shop_id,
-                target="app",
+                target=AuditTarget.APP,
                 action="tag_sync.enable" if enabled else "tag_sync.disable",
                 subject=seg.handle,
                 count=seg.member_count,

@@ -20,6 +20,7 @@ from shopify_app.server.api.request import (
     json_body,
     request_shop_id,
 )
+from shopify_app.states import MetaConnectionStatus
 
 
 def load_config(shop: Shop) -> dict[str, Any]:
@@ -56,7 +57,7 @@ def settings_get(request: Request) -> Response:
                 "settings": config,
                 "products": {str(pid): title for pid, title in products},
                 "meta": {
-                    "status": conn.status if conn else "disconnected",
+                    "status": conn.status if conn else MetaConnectionStatus.DISCONNECTED,
                     "ad_account_id": conn.ad_account_id if conn else None,
                     "tos_accepted": conn.tos_accepted if conn else False,
                     "error": conn.error if conn else None,
