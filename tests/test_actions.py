@@ -106,7 +106,8 @@ def test_tier_discount_created_updated_and_deactivated(env: SyncEnv) -> None:
         "discounts.update",
         "discounts.deactivate",
     ]
-    [status] = [t for t in discounts.status(env.ctx.sessions(), env.shop.id) if t["tier"] == 1]
+    with env.ctx.sessions() as session:
+        [status] = [t for t in discounts.status(session, env.shop.id) if t["tier"] == 1]
     assert (status["code"], status["status"], status["enabled"]) == (first_code, "ended", False)
 
 
