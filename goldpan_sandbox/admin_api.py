@@ -1597,3 +1597,8 @@ def run_document(
         body["errors"] = [shopify_error(e) for e in result.errors]
     body["data"] = result.data
     return body
+
+
+# Resolvers kept in their own modules register on import; they must be in RESOLVERS before
+# schema() attaches them.
+from goldpan_sandbox import discounts, metafields  # noqa: E402, F401

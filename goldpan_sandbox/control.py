@@ -24,6 +24,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from goldpan_sandbox.admin_api import RequestContext
+from goldpan_sandbox.discounts import discount_json
+from goldpan_sandbox.metafields import metafields_json
 from goldpan_sandbox.store import Address, Customer, LineItem, Order, Refund
 
 if TYPE_CHECKING:
@@ -420,7 +423,8 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             found = store.customers.get(number)
             if found is None:
                 return _error(404, f"no customer {number}")
-            return JSONResponse(sandbox.delivery.customer_payload(store, found))
+            payload = sandbox.delivery.customer_payload(store, found)
+            return JSONResponse({**payload, "metafields": metafields_json(found)})
         try:
             changes = await request.json()
             updated = edit_customer(sandbox, domain, number, changes)
@@ -471,6 +475,15 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
                 return _error(422, str(exc))
         return JSONResponse(sandbox.faults.describe())
 
+    def discounts(request: Request) -> JSONResponse:
+        domain = request.path_params["shop"]
+        if domain not in sandbox.domains():
+            return _error(404, f"no shop {domain}")
+        ctx = RequestContext(domain, sandbox.store(domain))
+        with ctx.store.lock:
+            found = list(ctx.store.discounts.values())
+        return JSONResponse({"discounts": [discount_json(ctx, d) for d in found]})
+
     def webhooks(request: Request) -> JSONResponse:
         shop = request.query_params.get("shop")
         topic = request.query_params.get("topic")
@@ -484,6 +497,7 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
         Route("/_sandbox/shops/{shop}/orders/{order_id:int}/cancel", cancel, methods=["POST"]),
         Route("/_sandbox/shops/{shop}/orders/{order_id:int}/refunds", refunds, methods=["POST"]),
         Route("/_sandbox/shops/{shop}/customers", customers, methods=["GET"]),
+        Route("/_sandbox/shops/{shop}/discounts", discounts, methods=["GET"]),
         Route(
             "/_sandbox/shops/{shop}/customers/{customer_id:int}",
             customer,

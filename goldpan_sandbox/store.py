@@ -19,6 +19,7 @@ Ids are Shopify-style numbers; ``gid()`` turns them into ``gid://shopify/Type/12
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import itertools
 import threading
 import zlib
@@ -88,6 +89,8 @@ class Customer:
     # Shopify's own scoring (CustomerStatistics); the sandbox sets plausible values.
     rfm_group: str | None = None
     predicted_spend_tier: str | None = None
+    # Metafields by "namespace.key" (metafieldsSet).
+    metafields: dict[str, Metafield] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -263,6 +266,61 @@ class Segment:
     last_edit_date: dt.datetime
 
 
+@dataclass(slots=True)
+class Discount:
+    """A basic code discount (``discountCodeBasicCreate``): a percentage off for a segment."""
+
+    id: int
+    title: str
+    code: str
+    percentage: float
+    segment_ids: list[int]
+    starts_at: dt.datetime
+    ends_at: dt.datetime | None
+    applies_once_per_customer: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    def status(self, now: dt.datetime) -> str:
+        """Shopify's DiscountStatus: a deactivated discount has ended, so it is EXPIRED."""
+        if self.starts_at > now:
+            return "SCHEDULED"
+        if self.ends_at is not None and self.ends_at <= now:
+            return "EXPIRED"
+        return "ACTIVE"
+
+
+@dataclass(slots=True)
+class MetafieldDefinition:
+    """``metafieldDefinitionCreate``: a typed namespace.key for one owner type."""
+
+    id: int
+    owner_type: str
+    namespace: str
+    key: str
+    name: str
+    type: str
+    description: str | None
+    admin_filterable: bool
+
+
+@dataclass(slots=True)
+class Metafield:
+    """One value on an owner; ``digest`` is what ``compareDigest`` is checked against."""
+
+    id: int
+    namespace: str
+    key: str
+    type: str
+    value: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(f"{self.type}:{self.value}".encode()).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """Something changed in the store. ``topic`` is the webhook topic it maps to."""
@@ -297,6 +355,8 @@ class Store:
         self.products: dict[int, Product] = {}
         self.segments: dict[int, Segment] = {}
         self.refunds: dict[int, Refund] = {}
+        self.discounts: dict[int, Discount] = {}
+        self.metafield_definitions: dict[int, MetafieldDefinition] = {}
         self.lock = threading.RLock()
         self._ids = itertools.count(ID_BASE)
         self._order_numbers = itertools.count(1001)

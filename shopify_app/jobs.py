@@ -48,6 +48,8 @@ TASK_MODULES: tuple[str, ...] = (
     "shopify_app.meta.audiences",
     "shopify_app.segments.recompute",
     "shopify_app.sync.audit_retention",
+    "shopify_app.actions.discounts",
+    "shopify_app.actions.scores",
 )
 
 # Per-shop exclusion for tasks declared without ``lock=``: two syncs (initial or reconcile) or

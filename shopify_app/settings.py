@@ -23,7 +23,9 @@ API_VERSION = "2026-10"
 META_GRAPH_VERSION = "v26.0"
 """The Meta Graph / Marketing API version."""
 
-DEFAULT_SCOPES = "read_customers,write_customers,read_orders,read_products"
+DEFAULT_SCOPES = (
+    "read_customers,write_customers,read_orders,read_products,read_discounts,write_discounts"
+)
 
 _REQUIRED = ("SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "TOKEN_ENCRYPTION_KEY")
 

@@ -37,10 +37,13 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = sorted(GRAPHQL_DIR.glob("*.graphql"))
 
 # Root fields whose hint is empty although Shopify documents a scope for them: tags are
-# written on customers only (tagging.py), which needs write_customers.
+# written on customers only (tagging.py), which needs write_customers; so are score metafields
+# and their definitions (actions/scores.py: owner CUSTOMER).
 EXPLICIT_SCOPES: dict[tuple[str, str], tuple[str, ...]] = {
     ("Mutation", "tagsAdd"): ("write_customers",),
     ("Mutation", "tagsRemove"): ("write_customers",),
+    ("Mutation", "metafieldsSet"): ("write_customers",),
+    ("Mutation", "metafieldDefinitionCreate"): ("write_customers",),
 }
 
 

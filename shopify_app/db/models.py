@@ -514,3 +514,55 @@ class MetaAudienceMember(Base):
     customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     row_hash: Mapped[str] = mapped_column(String(64))
     row: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class WinBackDiscount(Base):
+    """A lapsed tier's win-back code discount: the merchant's switch and what Shopify holds.
+
+    One row per shop and tier position (``lapsed-tier-<tier>``); ``percent`` and ``ends_at``
+    are what Goldpan last wrote, so a tier change is seen as a difference and updated.
+    """
+
+    __tablename__ = "win_back_discounts"
+
+    shop_id: Mapped[int] = mapped_column(
+        ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True
+    )
+    tier: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    discount_gid: Mapped[str | None] = mapped_column(String(255))
+    code: Mapped[str | None] = mapped_column(String(64))
+    percent: Mapped[int | None] = mapped_column(Integer)
+    segment_gid: Mapped[str | None] = mapped_column(String(255))
+    ends_at: Mapped[dt.datetime | None]
+    status: Mapped[str] = mapped_column(String(16), default="off")  # off | active | ended | error
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ScoreSettings(Base):
+    """Whether the shop's scores are written to customer metafields, and since when the
+    metafield definitions exist (created once, on first use)."""
+
+    __tablename__ = "score_settings"
+
+    shop_id: Mapped[int] = mapped_column(
+        ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True
+    )
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    definitions_at: Mapped[dt.datetime | None]
+    written_at: Mapped[dt.datetime | None]
+
+
+class ScoreDigest(Base):
+    """The digest of the rounded scores last written to a customer's metafields.
+
+    A daily recompute writes only customers whose digest changed. No foreign key to customers
+    (as for memberships): code that deletes customers deletes these rows too.
+    """
+
+    __tablename__ = "score_digests"
+
+    shop_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    digest: Mapped[str] = mapped_column(String(32))

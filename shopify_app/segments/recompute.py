@@ -48,6 +48,7 @@ from shopify_app.db import transaction
 from shopify_app.db.models import (
     Membership,
     MetaConnection,
+    ScoreDigest,
     Segment,
     SegmentHistory,
     Shop,
@@ -750,8 +751,8 @@ def recompute_customers_now(
 
 
 def forget_customers(conn: Connection, shop_id: int, customer_ids: Any) -> None:
-    """Delete the memberships and tag-ledger rows of customers being deleted, and count them
-    out of their segments.
+    """Delete the memberships, tag-ledger and score-digest rows of customers being deleted, and
+    count them out of their segments.
 
     Call it in the transaction that deletes the customers: memberships carry no foreign key to
     customers (PostgreSQL would check it row by row on every membership a full recompute
@@ -782,6 +783,11 @@ def forget_customers(conn: Connection, shop_id: int, customer_ids: Any) -> None:
     conn.execute(
         delete(TagLedger).where(
             TagLedger.shop_id == shop_id, TagLedger.customer_id.in_(customer_ids)
+        )
+    )
+    conn.execute(
+        delete(ScoreDigest).where(
+            ScoreDigest.shop_id == shop_id, ScoreDigest.customer_id.in_(customer_ids)
         )
     )
 

@@ -35,7 +35,7 @@ from shopify_app import db
 from shopify_app.crypto import TokenCipher
 from shopify_app.jobs import Context, Runtime, make_huey
 from shopify_app.server import errors, health, oauth, pages
-from shopify_app.server.api import analytics, audit, home, meta, segments, settings
+from shopify_app.server.api import actions, analytics, audit, home, meta, segments, settings
 from shopify_app.server.assets import WEB_DIR
 from shopify_app.server.middleware import (
     BodyLimit,
@@ -101,6 +101,9 @@ def build_routes() -> list[BaseRoute]:
                 Route("/settings", settings.settings_get, methods=["GET"]),
                 Route("/settings", settings.settings_put, methods=["PUT"]),
                 Route("/tags/remove-all", settings.tags_remove_all, methods=["POST"]),
+                Route("/actions", actions.actions_get, methods=["GET"]),
+                Route("/actions/discounts/{tier}", actions.discount_put, methods=["PUT"]),
+                Route("/actions/scores", actions.scores_put, methods=["PUT"]),
                 Route("/products", audit.products, methods=["GET"]),
                 Route("/audit", audit.audit, methods=["GET"]),
                 Route("/data-requests", audit.data_requests, methods=["GET"]),

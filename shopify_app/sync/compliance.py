@@ -32,6 +32,7 @@ from shopify_app.db.models import (
     MetaAudience,
     MetaAudienceMember,
     Order,
+    ScoreDigest,
     Segment,
     Shop,
     WebhookEvent,
@@ -444,8 +445,9 @@ def handle_shop_redact(
         return WebhookStatus.SKIPPED, "the shop never uninstalled the app"
     with transaction(ctx.sessions) as session:
         # Every table keyed by shop cascades from shops (ON DELETE CASCADE), except memberships
-        # (no foreign keys: they would slow every full recompute's write).
+        # and score digests (no foreign keys: they would slow every full recompute's write).
         session.execute(delete(Membership).where(Membership.shop_id == shop.id))
+        session.execute(delete(ScoreDigest).where(ScoreDigest.shop_id == shop.id))
         session.execute(delete(Shop).where(Shop.id == shop.id))
         session.execute(
             delete(WebhookEvent).where(

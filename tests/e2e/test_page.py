@@ -275,3 +275,18 @@ def test_member_reasons_are_in_the_pages_language_and_the_csv_in_english(
         page.get_by_text("Export CSV").click()
     rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text("utf-8"))))
     assert rows and all(row["reason"].startswith("one order on ") for row in rows)
+
+
+def test_scores_switch_writes_metafields_on_the_sandbox_customers(page: Page, demo: Demo) -> None:
+    open_page(page, demo, "settings")
+    expect(page.locator("[data-actions='discounts'] [data-tier='1']")).to_be_visible()
+    page.locator("[data-action='scores']").click()
+    store = demo.shopify.store(demo.shop_domain)
+
+    def written() -> bool:
+        with store.lock:
+            return any(c.metafields for c in store.customers.values())
+
+    wait_until(written)
+    open_page(page, demo, "settings")
+    expect(page.locator("[data-actions='scores'] [data-action='scores']")).to_have_text("Turn off")

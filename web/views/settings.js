@@ -8,6 +8,7 @@ import { api, query } from "../api.js";
 import { debounce, h, mount, nextId } from "../dom.js";
 import { segmentName, t } from "../i18n.js";
 import { badge, banner, button, confirmDialog, failure, loading, page, section, toast, withStates } from "../ui.js";
+import { actionsSection } from "./actions.js";
 
 const NUMBERS = [
   // [key, section, kind, min, max, step]: "percent" fields are fractions shown as 0–100 %.
@@ -316,13 +317,14 @@ function metaCard(status, reload) {
 
 export async function render(root) {
   const load = async () => {
-    const [settings, meta] = await Promise.all([
+    const [settings, meta, actions] = await Promise.all([
       api.get("/settings"),
       api.get("/meta/status").catch(() => ({ status: "unavailable", connected: false, configured: false })),
+      api.get("/actions"),
     ]);
-    return { settings, meta };
+    return { settings, meta, actions };
   };
-  const draw = ({ settings: data, meta }) => {
+  const draw = ({ settings: data, meta, actions }) => {
     const s = data.settings;
     const titles = { ...data.products };
     const status = h("div", { "aria-live": "polite" });
@@ -438,6 +440,7 @@ export async function render(root) {
         t("settings.title"),
         {},
         form,
+        actionsSection(actions, () => withStates(root, load, draw)),
         meta.status === "unavailable" ? null : metaCard(meta, () => withStates(root, load, draw)),
         section(t("settings.leaving"), h("p", { class: "gp-subdued" }, t("settings.leaving_help")), removeAll),
       ),

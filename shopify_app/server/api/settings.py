@@ -90,6 +90,9 @@ def settings_put(request: Request) -> Response:
     if new_prefix != old_prefix:
         # Every tag Goldpan wrote under the old names moves to the new ones.
         enqueue(request, "tags.prefix_changed", shop_id=shop_id, old_prefix=old_prefix)
+    if change.after["lapsed_tiers"] != change.before["lapsed_tiers"]:
+        # A tier's win-back discount follows its percentage (and goes when the tier does).
+        enqueue(request, "actions.sync_discounts", shop_id=shop_id)
     return JSONResponse({"applied": True, "settings": change.after, **change.preview()})
 
 

@@ -1,0 +1,91 @@
+"""The actions API over real HTTP (``create_app`` and its session-token middleware): the
+win-back discount switches per lapsed tier and the scores switch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from shopify_app.db.models import Segment, Shop
+from shopify_app.jobs import Context
+from tests.fixtures_api import ApiClient, seed_shop, serving
+
+
+class Queued:
+    """Stands in for the huey runtime: records what the API queues instead of running it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def enqueue(self, name: str, **kwargs: Any) -> None:
+        self.calls.append((name, kwargs))
+
+
+@pytest.fixture
+def queued() -> Queued:
+    return Queued()
+
+
+@pytest.fixture
+def server(ctx: Context, queued: Queued) -> Iterator[str]:
+    app_ctx = Context(
+        settings=ctx.settings,
+        engine=ctx.engine,
+        sessions=ctx.sessions,
+        cipher=ctx.cipher,
+        runtime=queued,  # type: ignore[arg-type]
+    )
+    with serving(app_ctx) as url:
+        queued.calls.clear()
+        yield url
+
+
+@pytest.fixture
+def shop(make_shop: Any, sessions: sessionmaker[Session]) -> Shop:
+    made = make_shop()
+    seed_shop(sessions, made.id, customers=30, seed=5)
+    return made  # type: ignore[no-any-return]
+
+
+def test_discount_switch_per_tier(
+    server: str, shop: Shop, queued: Queued, sessions: sessionmaker[Session]
+) -> None:
+    client = ApiClient(server, shop.domain)
+    state = client.get("/actions").json()
+    tiers = state["discounts"]
+    assert [t["handle"] for t in tiers] == [f"lapsed-tier-{i}" for i in range(1, len(tiers) + 1)]
+    assert all(t["enabled"] is False and t["status"] == "off" for t in tiers)
+
+    refused = client.put("/actions/discounts/1", {"enabled": True})
+    assert refused.status_code == 400 and refused.json()["field"] == "tier"  # no tag sync yet
+    with sessions.begin() as session:
+        session.execute(
+            update(Segment)
+            .where(Segment.shop_id == shop.id, Segment.handle == "lapsed-tier-1")
+            .values(tag_sync=True)
+        )
+    done = client.put("/actions/discounts/1", {"enabled": True}).json()
+    assert done["discounts"][0]["enabled"] is True and done["discounts"][0]["tag_sync"] is True
+    assert ("actions.sync_discounts", {"shop_id": shop.id}) in queued.calls
+
+    for path, body, field in (
+        ("/actions/discounts/9", {"enabled": True}, "tier"),
+        ("/actions/discounts/x", {"enabled": True}, "tier"),
+        ("/actions/discounts/1", {"enabled": "yes"}, "enabled"),
+    ):
+        answer = client.put(path, body)
+        assert answer.status_code == 400 and answer.json()["field"] == field
+
+
+def test_scores_switch_queues_the_first_write(server: str, shop: Shop, queued: Queued) -> None:
+    client = ApiClient(server, shop.domain)
+    assert client.get("/actions").json()["scores"]["enabled"] is False
+    state = client.put("/actions/scores", {"enabled": True}).json()
+    assert state["scores"]["enabled"] is True
+    assert queued.calls == [("actions.write_scores", {"shop_id": shop.id})]
+    assert client.put("/actions/scores", {"enabled": False}).json()["scores"]["enabled"] is False
+    assert len(queued.calls) == 1
