@@ -35,6 +35,7 @@ from shopify_app.db.models import (
 )
 from shopify_app.jobs import Context
 from shopify_app.server.app import create_app
+from shopify_app.server.pages import ShopifyAdmin
 from shopify_app.states import AuditResult, AuditTarget, SegmentKind, SyncRunKind, SyncRunStatus
 from tests.fixtures_auth import session_token
 
@@ -62,9 +63,9 @@ SEGMENTS = (
 
 
 @contextmanager
-def serving(ctx: Context) -> Iterator[str]:
-    """``create_app(ctx)`` served on loopback; yields its base URL."""
-    running = start_server(create_app(ctx))
+def serving(ctx: Context, admin: ShopifyAdmin | None = None) -> Iterator[str]:
+    """``create_app(ctx, admin=admin)`` served on loopback; yields its base URL."""
+    running = start_server(create_app(ctx, admin=admin))
     try:
         yield running.url
     finally:

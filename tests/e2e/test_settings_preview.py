@@ -1,37 +1,24 @@
 """The settings page in headless Chromium: a change that moves tags is shown before it applies.
 
-The page's own app (``tests.fixtures_api.preview_server``: a seeded shop whose VIP and True fans
-segments sync their tags) on loopback; queued jobs are recorded, not run.
+The real app (``create_app`` with the demo's stand-in admin) against a running Shopify sandbox,
+which mints the page's session tokens (``seeded_page``: a seeded shop whose VIP and True fans
+segments sync their tags). Queued jobs wait in the app's queue, where the test reads them.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
-import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.e2e.test_page import CHROMIUM_ARGS
-from tests.fixtures_api import preview_server, session_token
+from tests.fixtures_api import ApiClient
+from tests.fixtures_auth import pending_tasks
+from tests.fixtures_demo import SeededPage
 
 pytestmark = pytest.mark.e2e
-
-CUSTOMERS = 120
-VIPS = CUSTOMERS // 10  # the seeded VIP segment: the top tenth by spend
-
-
-class Recorded:
-    """Stands in for the job queue: the API's follow-up jobs are recorded."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def enqueue(self, name: str, **kwargs: Any) -> None:
-        self.calls.append((name, kwargs))
 
 
 @pytest.fixture(scope="module")
@@ -43,37 +30,31 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[tuple[str, str, Recorded]]:
-    queue = Recorded()
-    with preview_server(tmp_path, customers=CUSTOMERS, runtime=queue) as (url, domain, _ctx):
-        yield url, domain, queue
-
-
-@pytest.fixture
-def page(browser: Browser, app: tuple[str, str, Recorded]) -> Iterator[Page]:
-    url, domain, _ = app
+def page(browser: Browser, seeded_page: SeededPage) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     tab = context.new_page()
     tab.route(re.compile(r"^https://cdn\.shopify\.com/.*"), lambda route: route.abort())
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    tab.goto(f"{url}/?shop={domain}&demo=1&locale=en#/settings")
+    # As the admin loads it: bounce page, a session token from the sandbox, reload; then the view.
+    tab.goto(seeded_page.page_url)
+    tab.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    tab.evaluate("() => { location.hash = '#/settings'; }")
     tab.wait_for_selector("body[data-view='settings']", timeout=30_000)
     yield tab
     context.close()
     assert errors == [], errors
 
 
-def _prefix(app: tuple[str, str, Recorded]) -> str:
-    url, domain, _ = app
-    headers = {"Authorization": f"Bearer {session_token(domain)}"}
-    body = requests.get(f"{url}/api/settings", headers=headers, timeout=10).json()
+def _prefix(app: SeededPage) -> str:
+    body = ApiClient(app.app_url, app.shop).get("/settings").json()
     return str(body["settings"]["tag_prefix"])
 
 
 def test_a_prefix_change_is_previewed_and_applies_only_when_confirmed(
-    page: Page, app: tuple[str, str, Recorded]
+    page: Page, seeded_page: SeededPage
 ) -> None:
+    vips = seeded_page.customers // 10  # the seeded VIP segment: the top tenth by spend
     prefix = page.locator("[data-setting='tag_prefix']")
     # The store tags its business customers "wholesale": a prefix that reads like it is refused.
     prefix.fill("wholesale-")
@@ -85,16 +66,17 @@ def test_a_prefix_change_is_previewed_and_applies_only_when_confirmed(
     prefix.fill("gp-")
     page.locator("[data-action='save']").click()
     dialog = page.locator("dialog.gp-dialog")
-    expect(dialog.locator("[data-tag='gp-vip']")).to_contain_text(f"added to {VIPS},")
+    expect(dialog.locator("[data-tag='gp-vip']")).to_contain_text(f"added to {vips},")
     dialog.locator("[data-action='cancel']").click()
     expect(page.locator("s-banner[tone='info']")).to_contain_text("Nothing was changed")
-    assert _prefix(app) == "goldpan-" and app[2].calls == []
+    assert _prefix(seeded_page) == "goldpan-"
+    assert pending_tasks(seeded_page.ctx) == []
 
     page.locator("[data-action='save']").click()
     page.locator("dialog.gp-dialog [data-action='confirm']").click()
     expect(page.locator("s-banner[tone='success']")).to_be_visible()
-    assert _prefix(app) == "gp-"
-    assert [(name, kw.get("old_prefix")) for name, kw in app[2].calls] == [
+    assert _prefix(seeded_page) == "gp-"
+    assert [(name, kw.get("old_prefix")) for name, kw in pending_tasks(seeded_page.ctx)] == [
         ("segments.recompute_shop", None),
         ("tags.prefix_changed", "goldpan-"),
     ]
