@@ -108,9 +108,17 @@ def score_values(ev: library.Evaluation) -> Iterator[tuple[int, dict[str, str]]]
         yield (
             ids[i],
             {
-                "p_alive": f"{round(float(preds.p_alive[i]) * 20) / 20:.2f}",
-                "expected_orders_90d": f"{round(float(preds.purchases_90d[i]) * 2) / 2:.1f}",
-                "predicted_value_12m": _significant(float(preds.clv_12m[i])),
+                # Without a purchase model the shop has no predictions (NaN): no metafield
+                # rather than a made-up number.
+                "p_alive": (
+                    f"{round(float(preds.p_alive[i]) * 20) / 20:.2f}" if preds.available else ""
+                ),
+                "expected_orders_90d": (
+                    f"{round(float(preds.purchases_90d[i]) * 2) / 2:.1f}" if preds.available else ""
+                ),
+                "predicted_value_12m": (
+                    _significant(float(preds.clv_12m[i])) if preds.available else ""
+                ),
                 "next_order_date": day_date(next_day).isoformat(),
                 "rfm_score": f"{int(r[i])}{int(fq[i])}{int(m[i])}",
                 "rfm_group": rfm.GROUP_KEYS[group] if group >= 0 else "",
