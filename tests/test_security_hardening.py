@@ -34,6 +34,7 @@ from shopify_app.jobs import Context
 from shopify_app.meta import audiences
 from shopify_app.server.app import build_context
 from shopify_app.settings import Settings
+from shopify_app.states import AuditTarget, JobStatus
 from shopify_app.sync import audit_retention
 from tests.conftest import fresh_database
 from tests.fixtures_api import ApiClient, seed_shop, serving
@@ -309,7 +310,13 @@ def test_audit_entries_keep_customer_ids_for_30_days(
         "write": AuditEntry.of(shop.id, "tags.write", target="shopify", at=old, detail=write),
         "recent": AuditEntry.of(shop.id, "tags.write", target="shopify", at=recent, detail=write),
         "running": AuditEntry.of(
-            shop.id, "tags.bulk_add", target="shopify", at=old, result="running", detail=running
+            shop.id,
+            "tags.bulk_add",
+            target=AuditTarget.SHOPIFY,
+            at=old,
+            result=None,
+            job_status=JobStatus.RUNNING,
+            detail=running,
         ),
         "finished": AuditEntry.of(
             shop.id,
