@@ -159,6 +159,8 @@ def _segment_row(
             "status": audience["status"] if audience else None,
             "error": audience["error"] if audience else None,
         },
+        # The list describes every segment in one line from what defines it.
+        "definition": seg.definition,
         "computed_at": iso(seg.computed_at),
     }
 
@@ -167,10 +169,19 @@ def segment_list(request: Request) -> Response:
     """Every segment of the shop with size, revenue share, weekly change and sync state."""
     shop_id = request_shop_id(request)
     with db_session(request) as session:
-        prefix = _prefix(get_shop(session, shop_id))
+        shop = get_shop(session, shop_id)
+        prefix = _prefix(shop)
         rows = session.scalars(
             select(Segment).where(Segment.shop_id == shop_id).order_by(Segment.id)
         ).all()
+        stats = recompute.cached_stats(shop)
+        if stats is not None:
+            # A deleted rule's (or a region's that left the top) row stays for its history and
+            # tag ledger; the list shows only the segments the shop still has.
+            defined = {
+                d.handle for d in library.segment_definitions(recompute.shop_config(shop), stats)
+            }
+            rows = [s for s in rows if s.handle in defined]
         revenue, total = _segment_revenue(session, shop_id)
         week_ago = _week_ago_members(session, shop_id)
         meta = _meta_states(session, shop_id)
@@ -199,7 +210,6 @@ def segment_detail(request: Request) -> Response:
             .limit(30)
         ).all()
         row = _segment_row(seg, prefix, revenue, total, week_ago, meta)
-        row["definition"] = seg.definition
         row["history"] = [
             {"day": d.isoformat(), "members": m, "revenue": float(r or 0)}
             for d, m, r in reversed(history)
