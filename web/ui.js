@@ -100,7 +100,11 @@ export function table(headers, rows, attrs = {}) {
           cells.map((cell, i) =>
             h(
               "s-table-cell",
-              { class: headers[i]?.numeric ? "gp-num" : undefined },
+              {
+                class: headers[i]?.numeric ? "gp-num" : undefined,
+                // Narrow screens stack the cells and show each one's column beside it.
+                "data-label": typeof headers[i] === "string" ? headers[i] : headers[i]?.label,
+              },
               cell,
             ),
           ),
