@@ -543,3 +543,31 @@ def test_a_draft_custom_segment_error_names_the_condition(server: str, shop_a) -
     assert r.json()["field"] == "segment.rules[1].rules[0].value"
     r = client.post("/segments/preview", {"segment": "orders > 2"})
     assert r.status_code == 400 and r.json()["field"] == "segment"
+
+
+def test_the_list_describes_custom_segments_and_drops_deleted_ones(
+    server: str, shop_a, ctx: Context
+) -> None:
+    shop, _ = shop_a
+    client = ApiClient(server, shop.domain)
+    rule = {
+        "handle": "two-orders",
+        "name": "Two orders",
+        "match": "all",
+        "rules": [{"field": "orders_count", "op": ">=", "value": 2}],
+    }
+    assert client.put("/settings", {"settings": {"custom_segments": [rule]}}).status_code == 200
+    recompute.recompute_shop_now(ctx, shop.id)
+    previewed = client.post("/segments/preview", {"segment": rule}).json()["members"]
+    rows = {row["handle"]: row for row in client.get("/segments").json()["segments"]}
+    custom = rows["custom-two-orders"]
+    assert custom["kind"] == "custom" and custom["definition"] == rule
+    # The preview counts what the recompute stores.
+    assert custom["members"] == previewed > 0
+    region = next(row for row in rows.values() if row["kind"] == "region")
+    assert region["definition"]["country"]
+
+    # Deleted (it synced nothing, so no confirmation): gone from the list at once.
+    assert client.put("/settings", {"settings": {"custom_segments": []}}).status_code == 200
+    handles = {row["handle"] for row in client.get("/segments").json()["segments"]}
+    assert "custom-two-orders" not in handles and "vip" in handles
