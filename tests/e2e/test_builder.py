@@ -122,10 +122,13 @@ def test_builder_creates_edits_refuses_and_deletes_a_segment(page: Page, demo: D
     wait_until(lambda: _members_after_reload(page, "custom-big-spenders") == big, 60)
     expect(page.locator("[data-segment='custom-big-spenders']")).to_have_text("Good spenders")
 
-    # Delete: nothing synced, so it applies at once and the segment leaves the list.
+    # Delete: asked once (nothing synced, so no tag preview follows); it leaves the list.
     page.locator("[data-edit='custom-big-spenders']").click()
     page.wait_for_selector("body[data-view='builder']")
     page.locator("[data-action='delete-segment']").click()
+    dialog = page.locator("dialog.gp-dialog")
+    expect(dialog).to_contain_text("Good spenders")
+    dialog.locator("[data-action='confirm']").click()
     page.wait_for_selector("body[data-view='segments']")
     wait_until(lambda: _members_after_reload(page, "custom-big-spenders") is None, 60)
 

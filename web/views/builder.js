@@ -318,6 +318,8 @@ function draw(root, customs, handle) {
   }
 
   async function remove() {
+    const body = h("p", null, t("builder.delete_body", { name: editing.name }));
+    if (!(await confirmDialog(t("builder.delete"), body, t("builder.delete"), "critical"))) return;
     const next = customs.filter((c) => c.handle !== editing.handle);
     const saved = await saveAll(next, -1);
     if (!saved) return;

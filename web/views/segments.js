@@ -72,7 +72,6 @@ function rowsTable(rows, refresh, errors) {
       tagSwitch(s, refresh, errors),
       metaSwitch(s, refresh, errors),
     ]),
-    { "data-table": "segments" },
   );
 }
 
@@ -81,8 +80,9 @@ export async function render(root) {
   const filters = { q: "", hideEmpty: false };
   const draw = (data) => {
     const refresh = () => withStates(root, () => api.get("/segments"), draw);
-    const all = data.segments.filter((s) => s.enabled !== false);
-    const groups = h("div", { "data-groups": "" });
+    // A deleted rule keeps its row (history, tags to take off) but is no longer listed.
+    const all = data.segments.filter((s) => s.enabled !== false && s.defined !== false);
+    const groups = h("div", { "data-table": "segments" });
     const count = h("p", { class: "gp-subdued", role: "status" });
     const redraw = () => {
       const q = filters.q.trim().toLocaleLowerCase();

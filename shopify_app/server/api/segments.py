@@ -175,19 +175,25 @@ def segment_list(request: Request) -> Response:
             select(Segment).where(Segment.shop_id == shop_id).order_by(Segment.id)
         ).all()
         stats = recompute.cached_stats(shop)
-        if stats is not None:
-            # A deleted rule's (or a region's that left the top) row stays for its history and
-            # tag ledger; the list shows only the segments the shop still has.
-            defined = {
-                d.handle for d in library.segment_definitions(recompute.shop_config(shop), stats)
-            }
-            rows = [s for s in rows if s.handle in defined]
+        # A deleted rule's (or a region's that left the top) row stays for its history and
+        # tag ledger; ``defined: false`` lets the page leave it out of the list.
+        defined = (
+            {d.handle for d in library.segment_definitions(recompute.shop_config(shop), stats)}
+            if stats is not None
+            else None
+        )
         revenue, total = _segment_revenue(session, shop_id)
         week_ago = _week_ago_members(session, shop_id)
         meta = _meta_states(session, shop_id)
         return JSONResponse(
             {
-                "segments": [_segment_row(s, prefix, revenue, total, week_ago, meta) for s in rows],
+                "segments": [
+                    {
+                        **_segment_row(s, prefix, revenue, total, week_ago, meta),
+                        "defined": defined is None or s.handle in defined,
+                    }
+                    for s in rows
+                ],
                 "total_revenue": total,
             }
         )
