@@ -172,6 +172,8 @@ class SandboxAdmin(ShopifyAdmin):
             "const u = new URL(" + _js(reload_to) + ", location.origin);"
             "u.searchParams.set('id_token', b.token);"
             "u.searchParams.set('embedded', '1');"
+            # The view (#/segments) survives the bounce: a redirect keeps it, this reload too.
+            "u.hash = location.hash;"
             "location.replace(u.toString());});</script>"
         )
 

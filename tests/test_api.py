@@ -497,3 +497,77 @@ def test_home_shows_import_progress_while_the_initial_sync_runs(
 def test_the_page_files_are_served_with_the_api(server: str) -> None:
     page = requests.get(f"{server}/static/app.js", timeout=5)
     assert page.status_code == 200 and "hashchange" in page.text
+
+
+def test_a_draft_custom_segment_is_counted_without_being_saved(server: str, shop_a) -> None:
+    shop, _ = shop_a
+    client = ApiClient(server, shop.domain)
+    before = client.get("/settings").json()["settings"]["custom_segments"]
+    draft = {
+        "name": "Two orders or more",
+        "match": "all",
+        "rules": [{"field": "orders_count", "op": ">=", "value": 2}],
+    }
+    r = client.post("/segments/preview", {"segment": draft})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["description"] == "orders >= 2"
+    assert 0 < body["members"] < body["customers"]
+    assert len(body["sample"]) == min(5, body["members"])
+    # An OR over a contradiction and the same rule matches exactly as many.
+    either = {
+        "match": "any",
+        "rules": [draft["rules"][0], {"field": "orders_count", "op": "<", "value": 0}],
+    }
+    assert (
+        client.post("/segments/preview", {"segment": either}).json()["members"] == body["members"]
+    )
+    # Nothing was saved.
+    assert client.get("/settings").json()["settings"]["custom_segments"] == before
+
+
+def test_a_draft_custom_segment_error_names_the_condition(server: str, shop_a) -> None:
+    shop, _ = shop_a
+    client = ApiClient(server, shop.domain)
+    draft = {
+        "match": "all",
+        "rules": [
+            {"field": "orders_count", "op": ">=", "value": 2},
+            {"match": "any", "rules": [{"field": "total_spent", "op": ">", "value": "lots"}]},
+        ],
+    }
+    r = client.post("/segments/preview", {"segment": draft})
+    assert r.status_code == 400
+    assert r.json()["field"] == "segment.rules[1].rules[0].value"
+    r = client.post("/segments/preview", {"segment": "orders > 2"})
+    assert r.status_code == 400 and r.json()["field"] == "segment"
+
+
+def test_the_list_describes_custom_segments_and_drops_deleted_ones(
+    server: str, shop_a, ctx: Context
+) -> None:
+    shop, _ = shop_a
+    client = ApiClient(server, shop.domain)
+    rule = {
+        "handle": "two-orders",
+        "name": "Two orders",
+        "match": "all",
+        "rules": [{"field": "orders_count", "op": ">=", "value": 2}],
+    }
+    assert client.put("/settings", {"settings": {"custom_segments": [rule]}}).status_code == 200
+    recompute.recompute_shop_now(ctx, shop.id)
+    previewed = client.post("/segments/preview", {"segment": rule}).json()["members"]
+    rows = {row["handle"]: row for row in client.get("/segments").json()["segments"]}
+    custom = rows["custom-two-orders"]
+    assert custom["kind"] == "custom" and custom["definition"] == rule
+    # The preview counts what the recompute stores.
+    assert custom["members"] == previewed > 0
+    region = next(row for row in rows.values() if row["kind"] == "region")
+    assert region["definition"]["country"]
+
+    assert all(row["defined"] for row in rows.values())
+    # Deleted (it synced nothing, so no confirmation): at once no longer defined, so the page
+    # leaves it out; its row stays for its history.
+    assert client.put("/settings", {"settings": {"custom_segments": []}}).status_code == 200
+    rows = {row["handle"]: row for row in client.get("/segments").json()["segments"]}
+    assert rows["custom-two-orders"]["defined"] is False and rows["vip"]["defined"] is True

@@ -9,6 +9,8 @@ const params = new URLSearchParams(location.search);
 const ROUTES = [
   { pattern: /^#?\/?$/, view: "home", nav: "home" },
   { pattern: /^#\/segments\/?$/, view: "segments", nav: "segments" },
+  { pattern: /^#\/segments\/new\/?(?:\?.*)?$/, view: "builder", nav: "segments" },
+  { pattern: /^#\/segments\/custom\/([a-z0-9-]+)\/?$/, view: "builder", nav: "segments" },
   { pattern: /^#\/segments\/(\d+)\/?$/, view: "segment", nav: "segments" },
   { pattern: /^#\/analytics\/?$/, view: "analytics", nav: "analytics" },
   { pattern: /^#\/settings\/?$/, view: "settings", nav: "settings" },

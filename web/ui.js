@@ -61,6 +61,14 @@ export function failure(error, retry) {
   else if (error && error.status === 401) message = t("error.session");
   else if (error && error.status >= 500) message = t("error.server");
   else if (error instanceof TypeError) message = t("error.network");
+  // Something gone (a deleted segment, an old link): a way back, not a retry that fails again.
+  if (error && error.status === 404) {
+    return banner(
+      "warning",
+      t("error.not_found"),
+      h("p", null, h("a", { href: "#/segments", "data-action": "back" }, t("segment.back"))),
+    );
+  }
   return banner(
     "critical",
     t("error.heading"),
@@ -92,7 +100,11 @@ export function table(headers, rows, attrs = {}) {
           cells.map((cell, i) =>
             h(
               "s-table-cell",
-              { class: headers[i]?.numeric ? "gp-num" : undefined },
+              {
+                class: headers[i]?.numeric ? "gp-num" : undefined,
+                // Narrow screens stack the cells and show each one's column beside it.
+                "data-label": typeof headers[i] === "string" ? headers[i] : headers[i]?.label,
+              },
               cell,
             ),
           ),

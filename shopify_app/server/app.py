@@ -81,6 +81,7 @@ def build_routes() -> list[BaseRoute]:
                 Route("/session", home.session, methods=["GET"]),
                 Route("/home", home.home, methods=["GET"]),
                 Route("/segments", segments.segment_list, methods=["GET"]),
+                Route("/segments/preview", segments.segment_preview, methods=["POST"]),
                 Route("/segments/{segment_id}", segments.segment_detail, methods=["GET"]),
                 Route("/segments/{segment_id}/members", segments.segment_members, methods=["GET"]),
                 Route(

@@ -175,7 +175,7 @@ function rulesEditor(rules, titles) {
 }
 
 /** What a settings change would do (the API's preview): tags, customers, audiences, removals. */
-function effectView(preview) {
+export function effectView(preview) {
   const segment = (handle, name) => segmentName({ handle, name: name || handle });
   const list = (key, items) =>
     items.length ? [h("p", { class: "gp-label" }, t(key)), h("ul", { class: "gp-effect", "data-effect": key.split(".").pop() }, items)] : [];
