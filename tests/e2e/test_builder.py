@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from goldpan_sandbox.demo import Demo, start_demo
-from tests.conftest import unique_shop_domain
+from tests.conftest import fresh_database
 from tests.e2e.test_page import CHROMIUM_ARGS, open_page, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -25,19 +25,22 @@ SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 @pytest.fixture(scope="module")
-def demo(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    running = start_demo(
-        customers=120,
-        seed=5,
-        shop=unique_shop_domain("builder"),
-        database_url=database_url,
-        workdir=tmp_path_factory.mktemp("builder-demo"),
-        sync_timeout=90,
-    )
-    try:
-        yield running
-    finally:
-        running.stop()
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    # Its own database: the session's is emptied before each test, the demo's rows must last.
+    workdir = tmp_path_factory.mktemp("builder-demo")
+    with fresh_database(workdir) as database_url:
+        running = start_demo(
+            customers=120,
+            seed=5,
+            shop="builder.myshopify.com",
+            database_url=database_url,
+            workdir=workdir,
+            sync_timeout=90,
+        )
+        try:
+            yield running
+        finally:
+            running.stop()
 
 
 @pytest.fixture(scope="module")
