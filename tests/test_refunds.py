@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from goldpan_sandbox.delivery import order_payload, refund_payload
-from goldpan_sandbox.generator import generate_store
+from goldpan_sandbox.generator import generate_labelled, generate_store
 from goldpan_sandbox.store import Address as StoreAddress
 from goldpan_sandbox.store import Customer as StoreCustomer
 from goldpan_sandbox.store import LineItem as StoreLineItem
@@ -27,7 +27,12 @@ from goldpan_sandbox.store import Store
 from shopify_app.db.models import LineItem, Membership, Order, Segment, WebhookEvent
 from shopify_app.segments import loader, recompute
 from shopify_app.segments.config import ShopConfig
-from shopify_app.segments.dataset import Dataset
+from shopify_app.segments.dataset import (
+    Dataset,
+    DatasetBuilder,
+    net_value,
+    product_key_for_title,
+)
 from shopify_app.segments.library import evaluate, reasons
 from shopify_app.sync import bulk, inbox
 from shopify_app.sync.orders_csv import read_orders
@@ -149,7 +154,8 @@ def test_refunds_create_takes_refunded_buyers_out_of_their_segments(
 EXPORT_COLUMNS = [
     "Name", "Email", "Financial Status", "Currency", "Total", "Created at", "Lineitem quantity",
     "Lineitem name", "Lineitem price", "Billing Company", "Billing City", "Billing Zip",
-    "Billing Province", "Billing Country", "Cancelled at", "Payment Method", "Refunded Amount", "Id",
+    "Billing Province", "Billing Country", "Cancelled at", "Payment Method", "Refunded Amount",
+    "Id",
 ]  # fmt: skip
 
 
@@ -251,3 +257,58 @@ def test_the_orders_csv_gives_the_segments_the_sync_gives(
     assert huge_email not in partly
     assert not any(row[0] == huge_email for row in synced["orders and spend"])
     assert huge_email not in synced["vip"] | synced["one-time-buyers"]
+
+
+# --- the rule itself, and the generated demo store ---------------------------------------------
+
+
+def test_a_fully_refunded_order_is_no_purchase_but_a_free_sample_is() -> None:
+    builder = DatasetBuilder()
+    buyer = builder.add_customer(1, email="a@example.com")
+    kinds = {
+        "paid": (25.0, 2),
+        "free sample": (0.0, 1),
+        "fully refunded": (net_value(80.0, 80.0), 0),
+        "money back, units kept": (net_value(30.0, 30.0), 3),
+        "refunded above the total": (net_value(10.0, 12.5), 0),
+    }
+    for number, (total, units) in enumerate(kinds.values(), start=1):
+        order = builder.add_order(buyer, number, day=20_000 + number, total=total)
+        builder.add_line(order, product_key_for_title("Napkin"), "Napkin", units)
+    ds = builder.build()
+    assert ds.order_ids.tolist() == [1, 2, 4]
+    assert ds.order_total.tolist() == [25.0, 0.0, 0.0]
+    assert ds.line_quantity.tolist() == [2, 1, 3]
+    assert ds.line_order.tolist() == [0, 1, 2]
+    assert net_value(100.0, 30.0, current=90.0) == 70.0  # a money-only refund
+    assert net_value(100.0, 0.0, current=60.0) == 60.0  # an edit removed unpaid units
+
+
+def test_the_demo_stores_refunded_orders_are_left_out(
+    make_sync_env: Callable[..., SyncEnv], sessions: sessionmaker[Session]
+) -> None:
+    labels: dict[int, str] = {}
+
+    def build(domain: str) -> Store:
+        store, kinds = generate_labelled(domain, customers=300, seed=11, as_of=TODAY)
+        labels.update(kinds)
+        return store
+
+    env = make_sync_env(build)
+    bulk.initial(env.ctx, env.shop.id, http=env.http, poll_interval=0.01)
+    counts = recompute.recompute_shop_now(env.ctx, env.shop.id)
+    with sessions() as session:
+        ds = loader.load(session, env.shop.id)
+    countable = [
+        o
+        for o in env.store.orders.values()
+        if o.customer_id and not o.test and o.cancelled_at is None
+    ]
+    refunded = {o.id for o in countable if o.financial_status == "REFUNDED"}
+    assert refunded and ds.n_orders == len(countable) - len(refunded)
+    assert not refunded & set(ds.order_ids.tolist())
+    (vip,) = [c for c, kind in labels.items() if kind == "refunded_vip"]
+    (case,) = [c for c, kind in labels.items() if kind == "returned_case"]
+    assert counts["vip"] and vip not in _members(sessions, env.shop.id, "vip")
+    assert counts["business-buyers"]
+    assert case not in _members(sessions, env.shop.id, "business-buyers")
