@@ -282,7 +282,7 @@ def rest_customer_row(shop_id: int, p: dict[str, Any], stored: Any) -> Row:
     )
 
 
-def rest_refunded(p: dict[str, Any]) -> float:
+def _rest_refunded(p: dict[str, Any]) -> float:
     """Money a REST order payload's refunds gave back: their successful refund transactions."""
     return sum(
         _money(t.get("amount"))
@@ -309,7 +309,7 @@ def rest_order_rows(shop_id: int, p: dict[str, Any]) -> tuple[Row, list[Row]]:
         bool(p.get("test")),
         net_value(
             _money(p.get("total_price")),
-            rest_refunded(p),
+            _rest_refunded(p),
             _money(p["current_total_price"]) if p.get("current_total_price") else None,
         ),
         p.get("currency"),
