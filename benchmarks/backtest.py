@@ -34,7 +34,13 @@ import numpy as np
 
 from shopify_app.segments import backtest, cadence, clv, library
 from shopify_app.segments.config import ShopConfig
-from shopify_app.segments.dataset import Dataset, DatasetBuilder, day_date, day_number
+from shopify_app.segments.dataset import (
+    Dataset,
+    DatasetBuilder,
+    day_date,
+    day_number,
+    product_key_for_title,
+)
 
 HORIZON = 90
 CDNOW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "CDNOW_master.txt"
@@ -50,7 +56,10 @@ def read_cdnow(path: Path) -> Dataset:
             continue
         ymd = fields[-3]
         day = day_number(dt.date(int(ymd[:4]), int(ymd[4:6]), int(ymd[6:])))
-        builder.add_order(builder.add_customer(int(fields[0])), n + 1, day, float(fields[-1]))
+        index = builder.add_customer(int(fields[0]))
+        order = builder.add_order(index, n + 1, day, float(fields[-1]))
+        # The units too: a $0 order of CDs is a purchase (Dataset.purchases).
+        builder.add_line(order, product_key_for_title("CD"), "CD", int(fields[-2]))
     return builder.build()
 
 
@@ -65,7 +74,10 @@ def generated_store(customers: int, seed: int) -> Dataset:
             continue
         index = builder.add_customer(order.customer_id)
         day = day_number(order.processed_at.date())
-        builder.add_order(index, order.id, day, float(order.current_total))
+        at = builder.add_order(index, order.id, day, float(order.current_total))
+        for line in order.line_items:
+            # Units kept: a fully refunded order (nothing kept) is no purchase.
+            builder.add_line(at, line.product_id or 0, line.title, line.effective_quantity)
     return builder.build()
 
 

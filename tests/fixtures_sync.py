@@ -375,7 +375,8 @@ def bulk_order(number: int, customer: int | None, *, updated: str = "2026-10-01T
         "updatedAt": updated,
         "cancelledAt": None,
         "test": False,
-        "currentTotalPriceSet": {"shopMoney": {"amount": "59.90", "currencyCode": "EUR"}},
+        "totalPriceSet": {"shopMoney": {"amount": "59.90", "currencyCode": "EUR"}},
+        "totalRefundedSet": {"shopMoney": {"amount": "0.0"}},
         "discountCodes": ["WELCOME"] if number % 2 else [],
         "billingAddress": {"company": None},
     }

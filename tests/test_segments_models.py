@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from shopify_app.segments import clv
-from shopify_app.segments.dataset import Dataset, DatasetBuilder, compute_features, day_number
+from shopify_app.segments.dataset import (
+    Dataset,
+    DatasetBuilder,
+    compute_features,
+    day_number,
+    product_key_for_title,
+)
 
 CDNOW = Path(__file__).parent / "fixtures" / "CDNOW_sample.txt"
 CALIBRATION_END = dt.date(1997, 9, 30)  # end of week 39
@@ -20,10 +26,12 @@ def cdnow_dataset() -> Dataset:
     """The CDNOW sample (2,357 customers, January 1997 to June 1998) as the engine's dataset."""
     builder = DatasetBuilder()
     for n, line in enumerate(CDNOW.read_text().splitlines()):
-        cid, _, ymd, _cds, amount = line.split()
+        cid, _, ymd, cds, amount = line.split()
         index = builder.add_customer(int(cid))
         day = day_number(dt.date(int(ymd[:4]), int(ymd[4:6]), int(ymd[6:])))
-        builder.add_order(index, n + 1, day, float(amount))
+        order = builder.add_order(index, n + 1, day, float(amount))
+        # The units too: the sample's eight $0 orders of one CD are purchases.
+        builder.add_line(order, product_key_for_title("CD"), "CD", int(cds))
     return builder.build()
 
 

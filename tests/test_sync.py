@@ -241,6 +241,7 @@ def _rest_order(order_id: int, updated: str, *, items: list[int], customer: int 
         "cancelled_at": None,
         "test": False,
         "current_total_price": "40.00",
+        "total_price": "40.00",
         "currency": "EUR",
         "discount_codes": [{"code": "TEN", "amount": "4.00", "type": "percentage"}],
         "billing_address": {"company": "Acme"},

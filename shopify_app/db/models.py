@@ -142,7 +142,7 @@ class Customer(Base):
 
 
 class Order(Base):
-    """An order. ``total`` is ``currentTotalPriceSet`` (net of refunds and edits)."""
+    """An order. ``total`` is net of refunds (``segments.dataset.net_value``)."""
 
     __tablename__ = "orders"
     __table_args__ = (Index("ix_orders_shop_customer", "shop_id", "customer_id"),)

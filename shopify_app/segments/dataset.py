@@ -1,9 +1,10 @@
 """The columnar dataset every segment and metric reads, and the per-customer features over it.
 
 A :class:`Dataset` is a store's customers, their orders and the orders' line items as numpy
-columns; cancelled and test orders are left out when it is built, so nothing downstream has to
-remember them. It comes from the database (:mod:`.loader`) or from an orders-export CSV
-(:mod:`shopify_app.sync.orders_csv`, through :class:`DatasetBuilder`). This module does no I/O.
+columns; cancelled, test and fully refunded orders are left out when it is built, so nothing
+downstream has to remember them. It comes from the database (:mod:`.loader`) or from an
+orders-export CSV (:mod:`shopify_app.sync.orders_csv`, through :class:`DatasetBuilder`). This
+module does no I/O.
 
 Days are integers counted from 1970-01-01 (``date.toordinal() - EPOCH``): comparisons and
 differences become integer arithmetic on whole arrays.
@@ -65,6 +66,27 @@ def distinct(values: NDArray[Any]) -> NDArray[Any]:
     return ordered[keep]
 
 
+def net_value(total: float, refunded: float, current: float | None = None) -> float:
+    """What an order is worth once refunds are given back, never below 0.
+
+    Refunds are not purchases. Shopify's current total (``currentTotalPriceSet``) follows
+    edits and returned units but not a money-only refund; the total less the money refunded
+    follows every refund but not an edit that removed unpaid units. Each is an upper bound of
+    what the customer paid for what they kept, so the lower one is the net value. An orders
+    CSV has no current total: its Total less its Refunded Amount.
+    """
+    net = total - refunded if current is None else min(current, total - refunded)
+    return max(net, 0.0)
+
+
+def is_purchase(net_total: FloatArray, net_units: IntArray) -> NDArray[np.bool_]:
+    """Which orders are purchases: a fully refunded order (nothing paid, no units kept) is not.
+
+    A $0 order whose units were kept (a free sample) still is.
+    """
+    return (net_total > 0) | (net_units > 0)
+
+
 def product_key_for_title(title: str) -> int:
     """A stable negative id for a line item without a product (custom items, CSV rows)."""
     return -(zlib.crc32(title.strip().lower().encode("utf-8")) + 1)
@@ -114,8 +136,21 @@ class Dataset:
 
     def upto(self, as_of: dt.date) -> Dataset:
         """The dataset as it stood at the end of ``as_of``: later orders removed."""
-        limit = day_number(as_of)
-        keep = self.order_day <= limit
+        return self.only_orders(self.order_day <= day_number(as_of))
+
+    def purchases(self) -> Dataset:
+        """The dataset without fully refunded orders (see :func:`is_purchase`).
+
+        Both sources, the database (:mod:`.loader`) and the orders CSV (:class:`DatasetBuilder`),
+        end here: one rule decides what is a purchase.
+        """
+        units = np.bincount(
+            self.line_order, weights=self.line_quantity, minlength=self.n_orders
+        ).astype(np.int64)
+        return self.only_orders(is_purchase(self.order_total, units))
+
+    def only_orders(self, keep: NDArray[np.bool_]) -> Dataset:
+        """The dataset with only the orders ``keep`` marks (and their lines)."""
         if bool(keep.all()):
             return self
         order_map = np.cumsum(keep) - 1
@@ -210,7 +245,7 @@ class DatasetBuilder:
             self.product_titles[product] = title
 
     def build(self) -> Dataset:
-        """Sort orders by (customer, day) and produce the dataset."""
+        """Sort orders by (customer, day) and produce the dataset of purchases."""
         o_customer = np.asarray(self._o_customer, dtype=np.int64)
         o_day = np.asarray(self._o_day, dtype=np.int64)
         o_id = np.asarray(self._o_id, dtype=np.int64)
@@ -231,7 +266,7 @@ class DatasetBuilder:
             line_product=np.asarray(self._l_product, dtype=np.int64),
             line_quantity=np.asarray(self._l_quantity, dtype=np.int64),
             product_titles=self.product_titles,
-        )
+        ).purchases()
 
 
 @dataclass

@@ -193,7 +193,8 @@ def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) ->
     """Load a shop's dataset from the database (all customers, or only ``customer_ids``).
 
     Orders without a customer (guest checkouts) cannot be marketed to and are left out, as are
-    cancelled and test orders. Days are UTC days. Rows are fetched in bulk as plain tuples (day
+    cancelled, test and fully refunded orders (:meth:`Dataset.purchases`). Days are UTC days.
+    Rows are fetched in bulk as plain tuples (day
     numbers computed in SQL, NULLs replaced in SQL, JSON left undecoded when empty), transposed
     and turned into arrays at once: per-row Python work is what makes a million-order load slow.
     """
@@ -383,4 +384,4 @@ def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) ->
         line_product=products[l_keep],
         line_quantity=quantities[l_keep],
         product_titles=titles,
-    )
+    ).purchases()

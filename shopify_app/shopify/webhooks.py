@@ -163,6 +163,7 @@ SHAPES: dict[str, Shape] = {
     "app/uninstalled": Shape(shop_key="myshopify_domain"),
     "app/scopes_update": Shape(keys=frozenset({"current"})),
     **dict.fromkeys(("orders/create", "orders/updated", "orders/cancelled"), Shape("Order")),
+    "refunds/create": Shape("Refund", keys=frozenset({"order_id"})),
     **dict.fromkeys(
         ("customers/create", "customers/update", "customers/delete"), Shape("Customer")
     ),

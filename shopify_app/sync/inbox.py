@@ -51,6 +51,7 @@ TAKE_ALONG_TOPICS = (
     "orders/updated",
     "orders/cancelled",
     "orders/edited",
+    "refunds/create",
     "customers/create",
     "customers/update",
 )
@@ -219,7 +220,7 @@ def dispatch(
     handler = HANDLERS.get(event.topic)
     if handler is not None:
         return handler(ctx, shop, payload, event)
-    if event.topic.startswith(("orders/", "customers/")):
+    if event.topic.startswith(("orders/", "refunds/", "customers/")):
         if not shop.is_installed:
             return WebhookStatus.SKIPPED, "shop is uninstalled"
         if event.topic.startswith("orders/"):

@@ -4,7 +4,9 @@ The export has one row per line item; the order's own fields (email, dates, tota
 address, discount code, cancellation) are filled on the first row of each order and blank on
 the others. Customers are identified by email, trimmed and lowercased; orders without an email
 (guest checkouts, POS) cannot be marketed to and are counted but left out, as are cancelled
-orders and test orders (the Bogus Gateway). Totals are net of the "Refunded Amount".
+orders and test orders (the Bogus Gateway). Totals are net of the "Refunded Amount", and every
+line of a fully refunded order (Financial Status ``refunded``) keeps no units: the export has no
+per-line refunded quantity, so a partly refunded order counts its lines as sold.
 
 The file is streamed row by row. Anything that does not look like an orders export — missing
 columns, a bad date, a bad amount or quantity — raises :class:`CsvError` naming the row (the
@@ -28,6 +30,7 @@ from shopify_app.segments.dataset import (
     Dataset,
     DatasetBuilder,
     day_number,
+    net_value,
     product_key_for_title,
 )
 
@@ -177,6 +180,7 @@ def _read(
     emails: dict[str, int] = {}
     info_day: dict[int, int] = {}
     order_index: dict[str, int | None] = {}  # order name -> dataset order index (None: skipped)
+    refunded_orders: set[str] = set()  # names of fully refunded orders: their lines keep no units
     current: str | None = None
     next_order_id = 1
     row = 1
@@ -217,6 +221,8 @@ def _read(
                         f"expected a date, got {cancelled!r}", row=row, column="Cancelled at"
                     ) from None
             email = get(values, "Email").lower()
+            if get(values, "Financial Status").lower() == "refunded":
+                refunded_orders.add(name)
             day = day_number(created.date())
             result_stats.orders += 1
             if result_stats.currency is None and get(values, "Currency"):
@@ -263,7 +269,7 @@ def _read(
                     index,
                     order_id,
                     day,
-                    total - refunded,
+                    net_value(total, refunded),
                     get(values, "Discount Code").split(",")[0].strip().upper(),
                     get(values, "Billing Company") or None,
                 )
@@ -289,7 +295,8 @@ def _read(
         _amount(get(values, "Lineitem price"), row, "Lineitem price")
         oi = order_index[name]
         if oi is not None:
-            builder.add_line(oi, product_key_for_title(title), title, quantity)
+            kept = 0 if name in refunded_orders else quantity
+            builder.add_line(oi, product_key_for_title(title), title, kept)
     if result_stats.orders == 0:
         raise CsvError("the export holds no orders", row=2)
     if progress is not None:

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from shopify_app.segments.dataset import net_value
 from shopify_app.shopify.client import gid_number
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,11 @@ def customer_row(shop_id: int, node: dict[str, Any]) -> Row:
 
 
 def order_row(shop_id: int, node: dict[str, Any]) -> Row:
-    """A GraphQL ``Order`` node as an ``orders`` row."""
-    total = _shop_money(node.get("currentTotalPriceSet"))
+    """A GraphQL ``Order`` node as an ``orders`` row; ``total`` is net of refunds."""
+    total = _shop_money(node.get("totalPriceSet"))
+    refunded = _money(_shop_money(node.get("totalRefundedSet")))
+    current = node.get("currentTotalPriceSet")
+    net = net_value(_money(total), refunded, _money(_shop_money(current)) if current else None)
     customer = node.get("customer")
     return (
         shop_id,
@@ -126,7 +130,7 @@ def order_row(shop_id: int, node: dict[str, Any]) -> Row:
         utc_text(node.get("updatedAt")),
         utc_text(node.get("cancelledAt")),
         bool(node.get("test")),
-        _money(total),
+        net,
         total.get("currencyCode"),
         json.dumps(node.get("discountCodes") or []),
         (node.get("billingAddress") or {}).get("company"),
@@ -278,7 +282,18 @@ def rest_customer_row(shop_id: int, p: dict[str, Any], stored: Any) -> Row:
     )
 
 
+def _rest_refunded(p: dict[str, Any]) -> float:
+    """Money a REST order payload's refunds gave back: their successful refund transactions."""
+    return sum(
+        _money(t.get("amount"))
+        for refund in p.get("refunds") or []
+        for t in refund.get("transactions") or []
+        if t.get("kind") == "refund" and t.get("status") == "success"
+    )
+
+
 def rest_order_rows(shop_id: int, p: dict[str, Any]) -> tuple[Row, list[Row]]:
+    """A REST ``orders/*`` payload as an order row (net of refunds) and its line item rows."""
     order_id = int(p["id"])
     customer = p.get("customer") or {}
     order = (
@@ -292,7 +307,11 @@ def rest_order_rows(shop_id: int, p: dict[str, Any]) -> tuple[Row, list[Row]]:
         utc_text(p.get("updated_at")),
         utc_text(p.get("cancelled_at")),
         bool(p.get("test")),
-        _money(p.get("current_total_price") or p.get("total_price")),
+        net_value(
+            _money(p.get("total_price")),
+            _rest_refunded(p),
+            _money(p["current_total_price"]) if p.get("current_total_price") else None,
+        ),
         p.get("currency"),
         json.dumps([d.get("code") for d in p.get("discount_codes") or [] if d.get("code")]),
         (p.get("billing_address") or {}).get("company"),

@@ -1,7 +1,9 @@
-"""Applying store-data webhooks: ``orders/*`` and ``customers/*`` deliveries.
+"""Applying store-data webhooks: ``orders/*``, ``refunds/create`` and ``customers/*`` deliveries.
 
 :func:`apply_webhook` upserts the REST-shaped payloads unless what is stored is newer, and asks
-the segments engine to recompute the customer concerned. ``customers/delete`` leaves a tombstone
+the segments engine to recompute the customer concerned. A refund's payload holds that refund
+only, so ``refunds/create`` re-reads its order through the Admin API: the row is then the
+one ``orders/updated`` (carrying every refund) gives. ``customers/delete`` leaves a tombstone
 (:mod:`shopify_app.sync.tombstones`): nothing brings a deleted customer back.
 """
 
@@ -16,8 +18,18 @@ from sqlalchemy import delete, select
 from shopify_app import db, jobs
 from shopify_app.db.models import Customer, LineItem, Order
 from shopify_app.segments import recompute
+from shopify_app.shopify.client import AdminClient
 from shopify_app.sync.ingest import upsert_sql, write_batch
-from shopify_app.sync.rows import Batch, rest_customer_row, rest_order_rows, utc_text
+from shopify_app.sync.reconcile import ORDER_LINE_ITEMS, remaining_children
+from shopify_app.sync.rows import (
+    Batch,
+    Row,
+    line_item_row,
+    order_row,
+    rest_customer_row,
+    rest_order_rows,
+    utc_text,
+)
 from shopify_app.sync.tombstones import is_deleted, record_deletion
 
 log = logging.getLogger(__name__)
@@ -34,7 +46,8 @@ def _is_stale(stored_updated: dt.datetime | None, incoming: str | None) -> bool:
 
 
 def apply_webhook(ctx: jobs.Context, shop_id: int, topic: str, payload: dict[str, Any]) -> bool:
-    """Apply an ``orders/*`` or ``customers/*`` delivery; True if it changed anything.
+    """Apply an ``orders/*``, ``refunds/create`` or ``customers/*`` delivery; True if it changed
+    anything.
 
     A delivery older than the stored row (by ``updated_at``) is ignored: webhooks arrive at
     least once and in any order. The customer concerned is then recomputed.
@@ -43,24 +56,16 @@ def apply_webhook(ctx: jobs.Context, shop_id: int, topic: str, payload: dict[str
     if topic in ("orders/create", "orders/updated", "orders/cancelled", "orders/edited"):
         order, items = rest_order_rows(shop_id, payload)
         customer_id = order[2]
-        with db.write_engine(ctx.engine).begin() as conn:
-            stored = conn.execute(
-                select(Order.updated_at).where(Order.shop_id == shop_id, Order.id == order[1])
-            ).first()
-            if stored is not None and _is_stale(stored[0], order[7]):
-                return False
-            batch = Batch.empty()
-            batch.rows["orders"].append(order)
-            batch.rows["line_items"] = items
-            write_batch(conn, batch)
-            # Line items removed by an order edit disappear from the payload: drop them too.
-            conn.execute(
-                delete(LineItem).where(
-                    LineItem.shop_id == shop_id,
-                    LineItem.order_id == order[1],
-                    LineItem.id.not_in([i[1] for i in items] or [-1]),
-                )
-            )
+        if not _store_order(ctx, shop_id, order, items):
+            return False
+    elif topic == "refunds/create":
+        fetched = _fetch_order(ctx, shop_id, int(payload["order_id"]))
+        if fetched is None:
+            return False  # deleted since: nothing to apply
+        order, items = fetched
+        customer_id = order[2]
+        if not _store_order(ctx, shop_id, order, items):
+            return False
     elif topic in ("customers/create", "customers/update"):
         customer_id = int(payload["id"])
         with db.write_engine(ctx.engine).begin() as conn:
@@ -99,3 +104,45 @@ def apply_webhook(ctx: jobs.Context, shop_id: int, topic: str, payload: dict[str
     if customer_id is not None:
         ctx.enqueue("segments.recompute_customer", shop_id=shop_id, customer_id=customer_id)
     return True
+
+
+def _store_order(ctx: jobs.Context, shop_id: int, order: Row, items: list[Row]) -> bool:
+    """Upsert an order row and its line items unless the stored order is newer."""
+    with db.write_engine(ctx.engine).begin() as conn:
+        stored = conn.execute(
+            select(Order.updated_at).where(Order.shop_id == shop_id, Order.id == order[1])
+        ).first()
+        if stored is not None and _is_stale(stored[0], order[7]):
+            return False
+        batch = Batch.empty()
+        batch.rows["orders"].append(order)
+        batch.rows["line_items"] = items
+        write_batch(conn, batch)
+        # Line items removed by an order edit disappear from the payload: drop them too.
+        conn.execute(
+            delete(LineItem).where(
+                LineItem.shop_id == shop_id,
+                LineItem.order_id == order[1],
+                LineItem.id.not_in([i[1] for i in items] or [-1]),
+            )
+        )
+    return True
+
+
+def _fetch_order(ctx: jobs.Context, shop_id: int, order_id: int) -> tuple[Row, list[Row]] | None:
+    """The order as the Admin API has it now (all its line items), or None if it is gone."""
+    gid = f"gid://shopify/Order/{order_id}"
+    with AdminClient(ctx, shop_id) as client:
+        node = client.execute("order", {"id": gid, "lineItemsFirst": ORDER_LINE_ITEMS})["order"]
+        if node is None:
+            return None
+        order = order_row(shop_id, node)
+        connection = node.get("lineItems") or {}
+        batch = Batch.empty()
+        batch.rows["line_items"] = [
+            line_item_row(shop_id, item, order_id) for item in connection.get("nodes") or []
+        ]
+        info = connection.get("pageInfo") or {}
+        if info.get("hasNextPage"):
+            remaining_children(client, shop_id, "orders", gid, info.get("endCursor"), batch)
+    return order, batch.rows["line_items"]
