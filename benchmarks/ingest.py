@@ -161,7 +161,7 @@ def _cpu_seconds() -> float:
 
 
 def pass_parse(files: list[str], map_rows: bool) -> dict[str, Any]:
-    from shopify_app.sync.rows import Batch, load_line, parse_line
+    from shopify_app.sync.rows import Batch, parse_line
 
     cpu = _cpu_seconds()
     started = time.perf_counter()
@@ -170,10 +170,11 @@ def pass_parse(files: list[str], map_rows: bool) -> dict[str, Any]:
     for name in files:
         with open(name, "rb") as fh:
             for line in fh:
-                obj = load_line(line)
                 lines += 1
                 if map_rows:
-                    parse_line(1, obj, batch)
+                    parse_line(1, line, batch)
+                else:
+                    json.loads(line)
                     if lines % 5000 == 0:
                         batch = Batch.empty()
     return {

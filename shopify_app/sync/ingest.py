@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Table, bindparam, or_, update
@@ -26,7 +26,7 @@ from shopify_app.db import transaction
 from shopify_app.db.models import Customer, LineItem, Order, Product, SyncRun, Variant, utcnow
 from shopify_app.errors import SyncError, stored_error
 from shopify_app.shopify.client import AdminClient
-from shopify_app.sync.rows import COLUMNS, Batch, Row, load_line, parse_line
+from shopify_app.sync.rows import COLUMNS, Batch, Row, parse_line
 from shopify_app.sync.runs import fail_run, release_run
 from shopify_app.sync.tombstones import purge_deleted_customers
 
@@ -156,7 +156,6 @@ def ingest_lines(
     *,
     start: int = 0,
     batch_lines: int = BATCH_LINES,
-    loads: Callable[[bytes | str], Any] = load_line,
 ) -> int:
     """Ingest JSONL ``lines`` (the ones after checkpoint ``start``); returns the new checkpoint.
 
@@ -169,7 +168,7 @@ def ingest_lines(
     try:
         batch = Batch.empty()
         for line in lines:
-            parse_line(shop_id, loads(line), batch)
+            parse_line(shop_id, line, batch)
             batch.lines += 1
             if batch.lines >= batch_lines:
                 writer.put(batch)
