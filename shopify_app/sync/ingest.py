@@ -2,12 +2,17 @@
 
 Rows are written through one upsert statement per table, built with the dialect's own
 ``INSERT ... ON CONFLICT DO UPDATE`` (SQLite and PostgreSQL), compiled once and executed with
-plain tuples; PostgreSQL takes large batches through ``COPY``. The upserts are idempotent and
-keyed by ``(shop_id, numeric id)``, and never take a row back in time (``updated_at``).
+plain tuples. Large batches go in as one statement each: PostgreSQL takes them through
+``COPY``, SQLite as one JSON array that ``json_each`` unpacks inside the database. The upserts
+are idempotent and keyed by ``(shop_id, numeric id)``, and never take a row back in time
+(``updated_at``).
 
 A bulk result is ingested in batches; the number of lines done is committed *in the same
 transaction* as each batch, so a process killed mid-ingest resumes from the checkpoint without
-duplicating or losing a row.
+duplicating or losing a row. Parsing (this thread) and writing (a writer thread) overlap on two
+cores only when the write does not need the GIL: SQLite's ``executemany`` takes it back for
+every row, so the reader would starve it; one ``json_each`` statement releases it for the
+whole batch.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
 from sqlalchemy import Connection, Dialect, Table, bindparam, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -85,7 +91,31 @@ def upsert_sql(dialect: Dialect, table_name: str) -> str:
     return compiled.string
 
 
-COPY_THRESHOLD = 200  # rows; below this PostgreSQL gets a plain executemany
+COPY_THRESHOLD = 200  # rows; below this a plain executemany (PostgreSQL and SQLite)
+
+
+def json_upsert_sql(table_name: str) -> str:
+    """SQLite: :func:`upsert_sql` reading its rows from one JSON array of row arrays (``?``).
+
+    ``json_extract`` gives SQLite's own value for the JSON one (integer, real, text, NULL;
+    booleans as 1/0), the same values ``executemany`` binds from the Python tuple.
+    """
+    key = ("sqlite-json", table_name)
+    cached = _SQL_CACHE.get(key)
+    if cached is not None:
+        return cached
+    plain = upsert_sql(sqlite.dialect(), table_name)
+    values_at, conflict_at = plain.index(" VALUES ("), plain.index(") ON CONFLICT")
+    picks = ", ".join(f"json_extract(value, '$[{n}]')" for n in range(len(COLUMNS[table_name])))
+    # "WHERE true": without it SQLite reads ON CONFLICT as the join's ON.
+    sql = (
+        f"{plain[:values_at]} SELECT {picks} FROM json_each(?) WHERE true{plain[conflict_at + 1 :]}"
+    )
+    _SQL_CACHE[key] = sql
+    return sql
+
+
+_ENCODE = msgspec.json.Encoder().encode
 
 
 def merge_sql(table_name: str) -> str:
@@ -131,14 +161,16 @@ def write_batch(conn: Connection, batch: Batch) -> None:
     transaction: a bulk export or a reconciliation page read before the deletion must not bring
     them back.
     """
-    postgres = conn.dialect.name == "postgresql"
+    dialect = conn.dialect.name
     for name, rows in batch.rows.items():
         if not rows:
             continue
-        if postgres and len(rows) >= COPY_THRESHOLD:
+        if len(rows) < COPY_THRESHOLD:
+            conn.exec_driver_sql(upsert_sql(conn.dialect, name), rows)
+        elif dialect == "postgresql":
             _copy_upsert(conn, name, rows)
         else:
-            conn.exec_driver_sql(upsert_sql(conn.dialect, name), rows)
+            conn.exec_driver_sql(json_upsert_sql(name), (_ENCODE(rows).decode(),))
     customers = batch.rows.get("customers")
     if customers:
         for shop_id in {r[0] for r in customers}:
