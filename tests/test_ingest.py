@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
+from shopify_app import db
 from shopify_app.db import write_engine
+from shopify_app.db.models import Shop, SyncRun
+from shopify_app.jobs import Context
 from shopify_app.sync import ingest, rows
+from tests.conftest import fresh_database
+from tests.fixtures_scaleout import wait_until
 from tests.fixtures_sync import bulk_customer, bulk_store, gid
 
 AWKWARD_NAMES = ['Zoë "Z" O\'Brien', "李小龍", "back\\slash", "tab\there", "emoji 🎉", "", None]
@@ -126,3 +133,63 @@ def test_decimal_and_counter_strings_are_numbers() -> None:
     [customer] = batch.rows["customers"]
     assert customer[14:16] == (12, 120.5)
     assert batch.rows["orders"][0][10:12] == (59.9, "EUR")
+
+
+def _secondary_indexes(engine: Any) -> set[str]:
+    inspector = inspect(engine)
+    return {ix["name"] for table in rows.COLUMNS for ix in inspector.get_indexes(table)}
+
+
+def test_a_first_import_builds_secondary_indexes_at_the_end(ctx, tmp_path: Path) -> None:
+    expected = {ix.name for table in ingest.TABLES.values() for ix in table.indexes}
+    with fresh_database(tmp_path) as url:
+        db.upgrade(url)
+        engine = db.make_engine(url)
+        try:
+            fresh = Context(ctx.settings, engine, db.make_sessionmaker(engine), ctx.cipher)
+            assert _secondary_indexes(engine) == expected
+            with fresh.sessions.begin() as session:
+                shop = Shop(domain="first.myshopify.com", settings={})
+                session.add(shop)
+                session.flush()
+                run = SyncRun(shop_id=shop.id, kind="initial", resource="orders")
+                session.add(run)
+            store = bulk_store(customers=20, orders=300)
+            lines = _lines(store["orders"])
+            during: list[set[str]] = []
+
+            def checkpoint() -> int:
+                with fresh.sessions() as session:
+                    return session.get(SyncRun, run.id).checkpoint
+
+            def dies_after(n: int) -> Iterator[bytes]:
+                for i, line in enumerate(lines):
+                    if i == n:
+                        wait_until(lambda: checkpoint() > 0, 30, "the first batch")
+                        during.append(_secondary_indexes(engine))
+                        raise KeyboardInterrupt("worker killed")
+                    yield line
+
+            with pytest.raises(KeyboardInterrupt):
+                ingest.ingest_lines(fresh, run.id, shop.id, dies_after(400), batch_lines=100)
+            # Not there while the first batches were written; built again after the failure.
+            deferred = {"ix_orders_shop_customer", "ix_line_items_shop_order"}
+            assert during == [expected - deferred]
+            assert _secondary_indexes(engine) == expected
+            # A worker killed with no chance to build them: the resumed ingest does.
+            with engine.begin() as conn:
+                for name in deferred:
+                    conn.exec_driver_sql(f"DROP INDEX {name}")
+            start = checkpoint()
+            assert start == 400  # the batches read before the kill, all committed
+            # The resumed part holds line items only: the run's resource says orders are filled.
+            lines = lines[:start] + [line for line in lines[start:] if b"LineItem" in line]
+            done = ingest.ingest_lines(
+                fresh, run.id, shop.id, lines[start:], start=start, batch_lines=100
+            )
+            assert done == len(lines)
+            assert _secondary_indexes(engine) == expected
+            stored = {k: len(v) for k, v in _stored(fresh, shop.id).items()}
+            assert stored["line_items"] == 600 and stored["customers"] == 0
+        finally:
+            engine.dispose()

@@ -177,15 +177,11 @@ class Node(msgspec.Struct, gc=False, rename="camel"):
     price: float | None = None
 
 
-# strict=False: Shopify sends Decimal and UnsignedInt64 as strings ("24.90", "3"); they are
-# converted, and anything that is not a number still fails the decode.
-_DECODER = msgspec.json.Decoder(Node, strict=False)
-
-
-def decode_line(line: bytes | str) -> Node:
-    """One bulk JSONL line as a :class:`Node`; raises ``msgspec.ValidationError`` (a
-    ``ValueError``) when the line does not have the selected shape."""
-    return _DECODER.decode(line)
+NODE_DECODER = msgspec.json.Decoder(Node, strict=False)
+"""Decodes one bulk JSONL line into a :class:`Node`; raises ``msgspec.ValidationError`` (a
+``ValueError``) when the line does not have the selected shape. ``strict=False``: Shopify sends
+Decimal and UnsignedInt64 as strings ("24.90", "3"); they are converted, and anything that is
+not a number still fails the decode."""
 
 
 def as_node(node: Node | Mapping[str, Any]) -> Node:
@@ -320,7 +316,7 @@ _GID_PREFIX = len("gid://shopify/")
 
 def parse_line(shop_id: int, line: bytes | str, batch: Batch) -> None:
     """Decode one bulk JSONL line and route it to its table (by the type in its GID)."""
-    node = _DECODER.decode(line)
+    node = NODE_DECODER.decode(line)
     gid = node.id
     end = gid.find("/", _GID_PREFIX)
     kind = gid[_GID_PREFIX:end] if end > 0 else ""
