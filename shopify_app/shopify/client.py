@@ -13,9 +13,9 @@ once. Anything else raises a typed error from :mod:`shopify_app.errors` naming t
 Every GraphQL document lives in ``shopify_app/graphql/<name>.graphql``; callers pass the name.
 
 A client decrypts the shop's token once and keeps it until shortly before it expires. Worker
-threads keep one client per shop across tasks (:func:`thread_client`): building one per tag
-write read the shop row and decrypted the token every time, which was a good part of a
-webhook's CPU.
+threads keep one client per shop across tasks (:func:`thread_client`): a client built per tag
+write read the whole shop row (its settings JSON included) to start, again for the token of
+every request, decrypted it each time, and wrote its cost in a transaction of its own.
 """
 
 from __future__ import annotations
@@ -477,7 +477,9 @@ def thread_client(ctx: Context, shop_id: int) -> AdminClient:
         client.flush_cost()
         client = None
     if client is None:
-        http: requests.Session = _THREAD.__dict__.setdefault("http", requests.Session())
+        http: requests.Session | None = getattr(_THREAD, "http", None)
+        if http is None:
+            http = _THREAD.http = requests.Session()
         # A plain context: the caller's may be a FollowUps list that must not live on in here.
         plain = Context(ctx.settings, ctx.engine, ctx.sessions, ctx.cipher, ctx.runtime)
         client = AdminClient(plain, shop_id, http=http, kept=True)
