@@ -1,6 +1,6 @@
 """The bulk ingest's write paths and its typed decode, on a real database.
 
-Large batches go in as one statement (SQLite: a JSON array unpacked by ``json_each``;
+Large batches go in by the thousand rows per statement (SQLite: multi-row ``VALUES``;
 PostgreSQL: ``COPY``), small ones through ``executemany``; both must store exactly the same
 values, down to SQLite's storage classes.
 """
@@ -77,12 +77,12 @@ def _write(ctx: Any, shop_id: int, lines: list[bytes], batch_lines: int) -> None
             ingest.write_batch(conn, batch)
 
 
-def test_one_statement_batches_store_what_executemany_stores(ctx, make_shop) -> None:
+def test_bulk_statements_store_what_executemany_stores(ctx, make_shop) -> None:
     store = bulk_store(customers=20, orders=300)
     lines = _lines(_awkward_customers(300) + store["orders"] + store["products"])
     one_statement, row_by_row = make_shop(), make_shop()
     _write(ctx, one_statement.id, lines, batch_lines=len(lines))  # every table >= threshold
-    _write(ctx, row_by_row.id, lines, batch_lines=ingest.COPY_THRESHOLD // 4)
+    _write(ctx, row_by_row.id, lines, batch_lines=ingest.BULK_ROWS // 4)
     big = _stored(ctx, one_statement.id)
     assert len(big["customers"]) == 301 and len(big["line_items"]) == 600
     assert big == _stored(ctx, row_by_row.id)
@@ -97,7 +97,7 @@ def test_a_batch_repeating_an_older_copy_keeps_the_newer_row(ctx, make_shop) -> 
     shop = make_shop()
     newer = bulk_customer(9, updated="2026-10-02T00:00:00Z", firstName="New")
     older = bulk_customer(9, updated="2026-10-01T00:00:00Z", firstName="Old")
-    filler = _awkward_customers(ingest.COPY_THRESHOLD)[10:]
+    filler = _awkward_customers(ingest.BULK_ROWS)[10:]
     _write(ctx, shop.id, _lines([newer, *filler, older]), batch_lines=10_000)
     with ctx.engine.connect() as conn:
         name = conn.scalar(
@@ -191,5 +191,38 @@ def test_a_first_import_builds_secondary_indexes_at_the_end(ctx, tmp_path: Path)
             assert _secondary_indexes(engine) == expected
             stored = {k: len(v) for k, v in _stored(fresh, shop.id).items()}
             assert stored["line_items"] == 600 and stored["customers"] == 0
+        finally:
+            engine.dispose()
+
+
+def test_a_first_import_repeating_rows_across_batches_still_upserts(ctx, tmp_path: Path) -> None:
+    # On PostgreSQL a first import COPYs straight into the empty tables; a row seen again in a
+    # later batch collides, and that batch (and the rest) must merge instead.
+    store = bulk_store(customers=20, orders=120)
+    lines = _lines(store["orders"])
+    changed = [
+        json.dumps({**json.loads(line), "title": "Renamed"}).encode()
+        for line in lines[:50]
+        if b"LineItem" in line
+    ]
+    with fresh_database(tmp_path) as url:
+        db.upgrade(url)
+        engine = db.make_engine(url)
+        try:
+            fresh = Context(ctx.settings, engine, db.make_sessionmaker(engine), ctx.cipher)
+            with fresh.sessions.begin() as session:
+                shop = Shop(domain="again.myshopify.com", settings={})
+                session.add(shop)
+                session.flush()
+                run = SyncRun(shop_id=shop.id, kind="initial", resource="orders")
+                session.add(run)
+            done = ingest.ingest_lines(
+                fresh, run.id, shop.id, [*lines, *changed, *lines[-30:]], batch_lines=100
+            )
+            assert done == len(lines) + len(changed) + 30
+            stored = _stored(fresh, shop.id)
+            assert len(stored["orders"]) == 120 and len(stored["line_items"]) == 240
+            titles = [r[5] for r in stored["line_items"]]  # id, order_id, ..., sku, title
+            assert titles.count("Renamed") == len(changed) > 0
         finally:
             engine.dispose()
