@@ -29,6 +29,7 @@ from typing import Any
 from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
 from huey.constants import EmptyData
 from huey.exceptions import TaskLockedException
+from huey.storage import SqliteStorage
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -386,6 +387,20 @@ def load_task_modules() -> None:
         importlib.import_module(module)
 
 
+class _SqliteStorage(SqliteStorage):
+    """Huey's SQLite queue, with a plain read before taking the lock to pop a key.
+
+    Huey pops a task's revoke flag after every task; flags are almost never there (Goldpan
+    revokes nothing), yet each pop took the queue's exclusive lock and committed. The read
+    answers "nothing" without it, as huey's own ``dequeue`` does for an empty queue.
+    """
+
+    def pop_data(self, key: str) -> Any:
+        if not self.has_data_for_key(key):
+            return EmptyData
+        return super().pop_data(key)
+
+
 def make_huey(settings: Settings, *, immediate: bool = False) -> Huey:
     """The huey instance settings ask for: Redis when ``REDIS_URL`` is set, else a SQLite file."""
     if immediate:
@@ -393,7 +408,7 @@ def make_huey(settings: Settings, *, immediate: bool = False) -> Huey:
     if settings.redis_url:
         return RedisHuey("goldpan", url=settings.redis_url)
     settings.ensure_local_dirs()
-    return SqliteHuey("goldpan", filename=settings.huey_path)
+    return SqliteHuey("goldpan", filename=settings.huey_path, storage_class=_SqliteStorage)
 
 
 class Runtime:

@@ -361,7 +361,7 @@ def test_missing_read_all_orders_stores_a_notice(recording_ctx, make_shop) -> No
 
 
 def test_large_batches_with_repeated_lines(recording_ctx, make_shop) -> None:
-    # Batches above COPY_THRESHOLD take PostgreSQL's COPY path; a line repeated inside one batch
+    # Batches of BULK_ROWS rows or more take PostgreSQL's COPY path; a line repeated in one batch
     # (a retried export re-reading an object) must not break it.
     shop = make_shop()
     store = bulk_store(customers=300, orders=300)

@@ -11,15 +11,22 @@ Retried with bounded exponential backoff and jitter: ``THROTTLED`` errors, HTTP 
 once. Anything else raises a typed error from :mod:`shopify_app.errors` naming the shop.
 
 Every GraphQL document lives in ``shopify_app/graphql/<name>.graphql``; callers pass the name.
+
+A client decrypts the shop's token once and keeps it until shortly before it expires. Worker
+threads keep one client per shop across tasks (:func:`thread_client`): a client built per tag
+write read the whole shop row (its settings JSON included) to start, again for the token of
+every request, decrypted it each time, and wrote its cost in a transaction of its own.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import io
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -27,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from shopify_app.db import transaction
-from shopify_app.db.models import Shop
+from shopify_app.db.models import Shop, utcnow
 from shopify_app.errors import (
     GraphQLError,
     ShopifyError,
@@ -111,7 +118,8 @@ class AdminClient:
 
     ``http``, ``sleep`` and ``clock`` are injectable so tests drive real loopback HTTP without
     real waiting. Costs are added to ``Shop.api_cost_spent`` in batches; call :meth:`close`
-    (or use the client as a context manager) to write the remainder.
+    (or use the client as a context manager) to write the remainder. A ``kept`` client (see
+    :func:`thread_client`) writes them at most every :data:`COST_FLUSH_SECONDS`, also on close.
     """
 
     def __init__(
@@ -124,6 +132,7 @@ class AdminClient:
         clock: Callable[[], float] = time.monotonic,
         max_attempts: int = MAX_ATTEMPTS,
         rng: Callable[[], float] = random.random,
+        kept: bool = False,
     ) -> None:
         self.ctx = ctx
         self.shop_id = shop_id
@@ -132,11 +141,17 @@ class AdminClient:
         self.clock = clock
         self.max_attempts = max_attempts
         self.rng = rng
+        self.kept = kept
+        # Two columns, not the row: Shop.settings is a large JSON document.
         with ctx.sessions() as session:
-            shop = session.get(Shop, shop_id)
-            if shop is None:
-                raise TokenError(f"shop {shop_id} does not exist", code="unknown_shop")
-            self.shop = shop.domain
+            shop = session.execute(
+                select(Shop.domain, Shop.token_version).where(Shop.id == shop_id)
+            ).first()
+        if shop is None:
+            raise TokenError(f"shop {shop_id} does not exist", code="unknown_shop")
+        self.shop: str = shop.domain
+        self.token_version: int = shop.token_version
+        self._cached_token: tuple[str, dt.datetime] | None = None
         self.url = ctx.settings.graphql_url(self.shop)
         self.bucket = CostBucket(as_of=clock())
         self._expected_cost: dict[str, float] = {}
@@ -153,12 +168,15 @@ class AdminClient:
         self.close()
 
     def close(self) -> None:
-        """Write the cost not yet recorded."""
-        self.flush_cost()
+        """Write the cost not yet recorded (a kept client: when it is due)."""
+        self.flush_cost(due_only=self.kept)
 
-    def flush_cost(self) -> None:
-        """Add the cost spent since the last flush to ``Shop.api_cost_spent``."""
+    def flush_cost(self, *, due_only: bool = False) -> None:
+        """Add the cost spent since the last flush to ``Shop.api_cost_spent``; with
+        ``due_only``, only once :data:`COST_FLUSH_SECONDS` have passed since the last one."""
         if not self._cost_pending:
+            return
+        if due_only and self.clock() - self._cost_flushed_at < COST_FLUSH_SECONDS:
             return
         spent, self._cost_pending = self._cost_pending, 0
         self._cost_flushed_at = self.clock()
@@ -208,6 +226,7 @@ class AdminClient:
                         shop=self.shop,
                     )
                 refreshed = True
+                self._cached_token = None
                 token = auth.force_refresh(self.ctx, self.shop_id, self.http)
                 continue
             if status == 429:
@@ -261,8 +280,20 @@ class AdminClient:
         )
 
     def _token(self) -> str:
-        # auth refreshes the token when it expires within five minutes.
-        return auth.access_token(self.ctx, self.shop_id, self.http)
+        """The access token, decrypted once and kept until :data:`auth.REFRESH_MARGIN` before it
+        expires (then :func:`auth.access_token` refreshes it)."""
+        cached = self._cached_token
+        if cached is not None and cached[1] - utcnow() > auth.REFRESH_MARGIN:
+            return cached[0]
+        with self.ctx.sessions() as session:
+            expires = session.scalar(
+                select(Shop.access_token_expires_at).where(Shop.id == self.shop_id)
+            )
+        token = auth.access_token(self.ctx, self.shop_id, self.http)
+        # The expiry read before: if access_token refreshed just now, the next request reads
+        # the new one (once) instead of trusting a time it did not see.
+        self._cached_token = (token, expires) if expires is not None else None
+        return token
 
     def _pace(self, expected_cost: float) -> None:
         wait = self.bucket.wait_for(expected_cost, self.clock())
@@ -411,6 +442,51 @@ class AdminClient:
         if errors:
             messages = "; ".join(str(e.get("message")) for e in errors)
             raise UserErrorsError(f"{label}: {messages}", user_errors=list(errors))
+
+
+THREAD_CLIENTS = 256
+"""Clients a worker thread keeps (one per shop); the least recently used one goes first."""
+
+_THREAD = threading.local()
+
+
+def thread_client(ctx: Context, shop_id: int) -> AdminClient:
+    """This thread's Admin client for ``shop_id``, kept across tasks.
+
+    Reused while the shop's ``token_version`` is the one the client started with: every token
+    refresh and the uninstall bump it, so a refreshed or revoked token is never sent from the
+    cache (the client built then asks :mod:`.auth` again, which refuses an uninstalled shop).
+    Keeping it costs one two-column read per call. Each thread has its own clients and HTTP
+    session (``requests`` sessions are not thread-safe); a client also keeps its cost bucket
+    and expected costs between tasks.
+    """
+    clients: dict[int, AdminClient] = _THREAD.__dict__.setdefault("clients", {})
+    with ctx.sessions() as session:
+        shop = session.execute(
+            select(Shop.domain, Shop.token_version).where(Shop.id == shop_id)
+        ).first()
+    client = clients.pop(shop_id, None)
+    if client is not None and not (
+        shop is not None
+        and client.shop == shop.domain
+        and client.token_version == shop.token_version
+        and client.ctx.engine is ctx.engine
+        and client.ctx.settings is ctx.settings
+        and client.ctx.cipher is ctx.cipher
+    ):
+        client.flush_cost()
+        client = None
+    if client is None:
+        http: requests.Session | None = getattr(_THREAD, "http", None)
+        if http is None:
+            http = _THREAD.http = requests.Session()
+        # A plain context: the caller's may be a FollowUps list that must not live on in here.
+        plain = Context(ctx.settings, ctx.engine, ctx.sessions, ctx.cipher, ctx.runtime)
+        client = AdminClient(plain, shop_id, http=http, kept=True)
+    clients[shop_id] = client  # re-inserted last: the dict's order is the recency
+    while len(clients) > THREAD_CLIENTS:
+        clients.pop(next(iter(clients))).flush_cost()
+    return client
 
 
 def iter_jsonl_lines(

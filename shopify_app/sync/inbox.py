@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.orm import defer
 
 from shopify_app import jobs, logs
 from shopify_app.db import transaction, write_engine
@@ -209,7 +210,12 @@ def dispatch(
         shop = shops[event.shop_domain]
     else:
         with ctx.sessions() as session:
-            shop = session.scalar(select(Shop).where(Shop.domain == event.shop_domain))
+            # Without Shop.settings (a large JSON document): no handler here reads it.
+            shop = session.scalar(
+                select(Shop)
+                .where(Shop.domain == event.shop_domain)
+                .options(defer(Shop.settings, raiseload=True))
+            )
         if shops is not None:
             shops[event.shop_domain] = shop
     if shop is None:

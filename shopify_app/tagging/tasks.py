@@ -1,21 +1,18 @@
 """The ``tags.*`` jobs. Their names are stable: tasks already queued keep working across deploys.
 
-Each task gets the shop's Admin client lazily, on a kept-alive HTTP session per worker thread.
+Each task gets the shop's Admin client lazily: the worker thread's, kept across tasks.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import requests
 from sqlalchemy import select
 
 from shopify_app import jobs
 from shopify_app.db.models import AuditEntry
-from shopify_app.shopify.client import AdminClient
 from shopify_app.states import JobStatus
 from shopify_app.tagging.bulk import poll_bulk
 from shopify_app.tagging.changes import (
@@ -25,11 +22,11 @@ from shopify_app.tagging.changes import (
     remove_all,
 )
 from shopify_app.tagging.state import BULK_ACTIONS
-from shopify_app.tagging.writes import AdminAPI, sync_tags
+from shopify_app.tagging.writes import AdminAPI, admin_client, sync_tags
 
 
 class _LazyClient:
-    """The shop's Admin client, built on first use (a run with nothing to write builds none)
+    """The shop's Admin client, fetched on first use (a run with nothing to write needs none)
     and closed when the task ends, so the cost it spent reaches ``Shop.api_cost_spent``."""
 
     def __init__(self, ctx: jobs.Context, shop_id: int) -> None:
@@ -39,8 +36,7 @@ class _LazyClient:
 
     def _get(self) -> AdminAPI:
         if self._client is None:
-            # One kept-alive connection per worker thread, not a new one per tag write.
-            self._client = AdminClient(self._ctx, self._shop_id, http=_thread_http())
+            self._client = admin_client(self._ctx, self._shop_id)
         return self._client
 
     def execute(
@@ -61,17 +57,6 @@ class _LazyClient:
         close = getattr(self._client, "close", None)
         if callable(close):
             close()
-
-
-_HTTP = threading.local()
-
-
-def _thread_http() -> requests.Session:
-    """This thread's HTTP session for task clients (requests' sessions are not thread-safe)."""
-    session: requests.Session | None = getattr(_HTTP, "session", None)
-    if session is None:
-        session = _HTTP.session = requests.Session()
-    return session
 
 
 @contextmanager

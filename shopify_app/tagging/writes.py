@@ -36,7 +36,7 @@ from shopify_app import jobs
 from shopify_app.db import transaction
 from shopify_app.db.models import AuditEntry, Customer, Shop
 from shopify_app.errors import ShopifyError, stored_error
-from shopify_app.shopify.client import AdminClient
+from shopify_app.shopify.client import thread_client
 from shopify_app.states import AuditResult, AuditTarget, JobStatus
 from shopify_app.tagging import ledger
 from shopify_app.tagging.diff import (
@@ -74,8 +74,8 @@ class AdminAPI(Protocol):
 
 
 def admin_client(ctx: jobs.Context, shop_id: int) -> AdminAPI:
-    """The Admin API client of ``shop_id``."""
-    client: AdminAPI = AdminClient(ctx, shop_id)
+    """The Admin API client of ``shop_id``: this worker thread's, kept across tag writes."""
+    client: AdminAPI = thread_client(ctx, shop_id)
     return client
 
 
