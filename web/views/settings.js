@@ -388,7 +388,7 @@ export async function render(root) {
         }
         showError(null, "");
         const notices = [banner("success", t("settings.saved"), h("p", null, t("settings.saved_body")))];
-        if (saved.removed && saved.removed.length) {
+        if (saved.removed?.length) {
           const names = saved.removed.map((r) => segmentName({ handle: r.segment, name: r.name })).join(", ");
           notices.push(banner("warning", t("settings.removed_notice"), h("p", { "data-notice": "removed" }, t("settings.removed_notice_body", { segments: names }))));
         }
