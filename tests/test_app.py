@@ -469,12 +469,18 @@ def test_the_admin_around_the_page_is_replaceable(queued_ctx: Context, make_shop
         assert f"{sandbox}/shops/{shop.domain}/admin/session-token" in bounce.text
         assert "app-bridge.js" not in bounce.text
         assert "</script><b>" not in bounce.text  # the reload target cannot break out
-        offsite = requests.get(
-            f"{server.url}/auth/session-token",
-            params={"shop": shop.domain, "shopify-reload": "//evil.example.com/x"},
-            timeout=5,
-        )
-        assert "evil.example.com" not in offsite.text  # only our own pages are reloaded
+        # Only our own pages are reloaded: browsers read "/\\host" and "/\thost" like "//host".
+        for offsite_target in (
+            "//evil.example.com/x",
+            "/\\evil.example.com/x",
+            "/\t/evil.example.com",
+        ):
+            offsite = requests.get(
+                f"{server.url}/auth/session-token",
+                params={"shop": shop.domain, "shopify-reload": offsite_target},
+                timeout=5,
+            )
+            assert "evil.example.com" not in offsite.text, offsite_target
         # Opened outside an admin, an installed shop goes to the page, shim on (not to Shopify).
         opened = requests.get(
             f"{server.url}/", params={"shop": shop.domain}, allow_redirects=False, timeout=5

@@ -4,6 +4,7 @@ middleware, with Facebook Login and the Graph API on the stand-in."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import urllib.parse
@@ -14,6 +15,7 @@ import pytest
 import requests
 from sqlalchemy import func, select, update
 
+from goldpan_sandbox.server import free_port
 from shopify_app.db.models import MetaConnection, MetaLogin, utcnow
 from shopify_app.jobs import Context
 from shopify_app.meta.identifiers import CSV_HEADER
@@ -309,3 +311,19 @@ def test_connect_without_meta_app_configured(ctx: Context, make_shop) -> None:  
         answer = api.post("/meta/connect")
         assert answer.status_code == 503 and answer.json()["field"] == "meta"
         assert api.get("/meta/status").json()["configured"] is False
+
+
+def test_meta_down_at_the_callback_is_a_gateway_error_and_stores_nothing(
+    app_url: str, meta_ctx: Context, make_shop
+) -> None:  # type: ignore[no-untyped-def]
+    """The login went through Meta's dialog, then Meta stops answering the code exchange."""
+    shop = make_shop()
+    api = ApiClient(app_url, shop.domain)
+    tab = Tab(app_url)
+    back = tab.consent(tab.open_login(api.post("/meta/connect").json()["url"]))
+    closed = meta_ctx.settings.with_overrides(meta_graph_url=f"http://127.0.0.1:{free_port()}")
+    with serving(dataclasses.replace(meta_ctx, settings=closed)) as down_url:
+        page = Tab(down_url, cookies=tab.cookies).come_back(back)
+    assert page.status_code == 502 and "could not be reached" in page.text
+    with meta_ctx.sessions() as s:
+        assert s.get(MetaConnection, shop.id) is None

@@ -163,13 +163,25 @@ def render_index(
     return _PLACEHOLDER.sub("", template)
 
 
+def own_path(target: str) -> str:
+    """``target`` when it is a path on this site, else ``/``. Browsers treat a backslash like a
+    slash and drop tabs and newlines, so ``/\\evil.example`` would leave the site as
+    ``//evil.example`` does."""
+    if (
+        not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)
+    ):
+        return "/"
+    return target
+
+
 def bounce_page(request: Request) -> Response:
     """A page that only gets a fresh session token and reloads ``shopify-reload`` with it
     (:meth:`ShopifyAdmin.token_script`: App Bridge, in the admin)."""
     settings = context(request).settings
-    reload_to = request.query_params.get("shopify-reload", "/")
-    if not reload_to.startswith("/") or reload_to.startswith("//"):
-        reload_to = "/"  # only ever reload our own pages
+    reload_to = own_path(request.query_params.get("shopify-reload", "/"))
     shop = auth.sanitize_shop(request.query_params.get("shop"))
     api_key = html.escape(settings.api_key, quote=True)
     script = admin(request).token_script(settings, shop, reload_to)

@@ -48,6 +48,7 @@ from shopify_app.errors import (
     MetaError,
     MetaTermsError,
     MetaTokenError,
+    MetaUnreachableError,
 )
 from shopify_app.meta import audiences, graph
 from shopify_app.meta.identifiers import Person, consent_allows, csv_text
@@ -565,6 +566,13 @@ def callback(request: Request) -> Response:
         name = _name(graph.GraphClient(ctx.settings, token.access_token).me())
     except AuthError:
         return _page("Meta connection failed", "This login link is invalid or expired.", 400)
+    except MetaUnreachableError:
+        # Meta is down, not the login wrong: a gateway error, and the merchant can retry.
+        return _page(
+            "Meta connection failed",
+            "Meta could not be reached. Try connecting again from Goldpan in a few minutes.",
+            502,
+        )
     except MetaError as exc:
         return _page("Meta connection failed", str(exc), 400)
     _store_token(
