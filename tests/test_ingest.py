@@ -21,6 +21,7 @@ from shopify_app import db
 from shopify_app.db import write_engine
 from shopify_app.db.models import Shop, SyncRun
 from shopify_app.jobs import Context
+from shopify_app.states import SyncRunKind, SyncRunStatus
 from shopify_app.sync import ingest, rows
 from tests.conftest import fresh_database
 from tests.fixtures_scaleout import wait_until
@@ -152,7 +153,12 @@ def test_a_first_import_builds_secondary_indexes_at_the_end(ctx, tmp_path: Path)
                 shop = Shop(domain="first.myshopify.com", settings={})
                 session.add(shop)
                 session.flush()
-                run = SyncRun(shop_id=shop.id, kind="initial", resource="orders")
+                run = SyncRun(
+                    shop_id=shop.id,
+                    kind=SyncRunKind.INITIAL,
+                    resource="orders",
+                    status=SyncRunStatus.INGESTING,
+                )
                 session.add(run)
             store = bulk_store(customers=20, orders=300)
             lines = _lines(store["orders"])
@@ -214,7 +220,12 @@ def test_a_first_import_repeating_rows_across_batches_still_upserts(ctx, tmp_pat
                 shop = Shop(domain="again.myshopify.com", settings={})
                 session.add(shop)
                 session.flush()
-                run = SyncRun(shop_id=shop.id, kind="initial", resource="orders")
+                run = SyncRun(
+                    shop_id=shop.id,
+                    kind=SyncRunKind.INITIAL,
+                    resource="orders",
+                    status=SyncRunStatus.INGESTING,
+                )
                 session.add(run)
             done = ingest.ingest_lines(
                 fresh, run.id, shop.id, [*lines, *changed, *lines[-30:]], batch_lines=100
