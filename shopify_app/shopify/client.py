@@ -474,7 +474,7 @@ def thread_client(ctx: Context, shop_id: int) -> AdminClient:
         and client.ctx.settings is ctx.settings
         and client.ctx.cipher is ctx.cipher
     ):
-        client.flush_cost()
+        _retire(client, ctx)
         client = None
     if client is None:
         http: requests.Session | None = getattr(_THREAD, "http", None)
@@ -485,8 +485,15 @@ def thread_client(ctx: Context, shop_id: int) -> AdminClient:
         client = AdminClient(plain, shop_id, http=http, kept=True)
     clients[shop_id] = client  # re-inserted last: the dict's order is the recency
     while len(clients) > THREAD_CLIENTS:
-        clients.pop(next(iter(clients))).flush_cost()
+        _retire(clients.pop(next(iter(clients))), ctx)
     return client
+
+
+def _retire(client: AdminClient, ctx: Context) -> None:
+    """Drop a kept client, recording the cost it counted when its database is the caller's: a
+    client kept from another context (another database) is dropped as it is."""
+    if client.ctx.engine is ctx.engine:
+        client.flush_cost()
 
 
 def iter_jsonl_lines(
