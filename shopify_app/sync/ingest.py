@@ -111,7 +111,7 @@ def upsert_sql(dialect: Dialect, table_name: str) -> str:
 
 BULK_ROWS = 200  # rows; below this a plain executemany (PostgreSQL and SQLite)
 
-SQLITE_VALUES_ROWS = 2_000
+SQLITE_VALUES_ROWS = 2_048
 """Rows per multi-row ``VALUES`` statement on SQLite (fewer if the variable limit says so)."""
 
 _VALUES_SQL: dict[tuple[str, int], str] = {}
@@ -139,12 +139,24 @@ def _values_upsert(conn: Connection, table_name: str, rows: list[Row]) -> None:
     per = min(SQLITE_VALUES_ROWS, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width)
     cursor = raw.cursor()
     try:
-        for start in range(0, len(rows), per):
-            chunk = rows[start : start + per]
-            params = list(itertools.chain.from_iterable(chunk))
-            cursor.execute(values_upsert_sql(table_name, len(chunk)), params)
+        start = 0
+        for size in _chunk_sizes(len(rows), per):
+            params = list(itertools.chain.from_iterable(rows[start : start + size]))
+            cursor.execute(values_upsert_sql(table_name, size), params)
+            start += size
     finally:
         cursor.close()
+
+
+def _chunk_sizes(total: int, per: int) -> Iterator[int]:
+    """``total`` as chunks of ``per``, the rest in powers of two: the statements (and the
+    driver's cache of prepared ones) come in a few sizes, not one per remainder."""
+    yield from (per for _ in range(total // per))
+    rest = total % per
+    while rest:
+        size = 1 << (rest.bit_length() - 1)
+        yield size
+        rest -= size
 
 
 def merge_sql(table_name: str) -> str:
