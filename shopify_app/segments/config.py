@@ -17,7 +17,7 @@ tier 3.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from shopify_app.errors import InputError
@@ -92,6 +92,8 @@ class ShopConfig:
     region_min_customers: int = 5
     cross_sell: tuple[CrossSellRule, ...] = DEFAULT_CROSS_SELL
     custom_segments: tuple[dict[str, Any], ...] = ()
+    # Segment handle -> share of its members kept as a hold-out (see shopify_app.actions.holdout).
+    holdouts: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any] | None) -> ShopConfig:
@@ -118,6 +120,7 @@ class ShopConfig:
         ]
         data["season_months"] = list(self.season_months)
         data["custom_segments"] = [dict(c) for c in self.custom_segments]
+        data["holdouts"] = dict(self.holdouts)
         return data
 
     def changed(self, changes: dict[str, Any]) -> ShopConfig:
@@ -259,6 +262,17 @@ def _custom(value: Any, name: str) -> tuple[dict[str, Any], ...]:
     return tuple(dict(v) for v in value)
 
 
+def _holdouts(value: Any, name: str) -> dict[str, float]:
+    if not isinstance(value, dict) or len(value) > 200:
+        raise InputError("hold-outs must map segment handles to a share", field=name)
+    shares = {}
+    for handle, share in value.items():
+        where = f"{name}.{handle}"
+        _handle(handle, where)
+        shares[handle] = _float(0.0, 0.5)(share, where)
+    return {h: s for h, s in shares.items() if s > 0}
+
+
 _PARSERS: dict[str, Any] = {
     "tag_prefix": _tag_prefix,
     "consent_policy": _consent,
@@ -282,6 +296,7 @@ _PARSERS: dict[str, Any] = {
     "region_min_customers": _int(1, 1000000),
     "cross_sell": _cross_sell,
     "custom_segments": _custom,
+    "holdouts": _holdouts,
 }
 
 assert set(_PARSERS) == {f.name for f in fields(ShopConfig)}  # every field has a parser
