@@ -20,7 +20,7 @@ from shopify_app import jobs
 from shopify_app.actions import flow, holdout
 from shopify_app.db.models import FlowEvent, FlowWorkflow, Membership, Segment, Shop
 from shopify_app.errors import ShopifyError
-from shopify_app.segments.recompute import recompute_shop_now, shop_config
+from shopify_app.segments.recompute import forget_customers, recompute_shop_now, shop_config
 from shopify_app.states import FlowEventStatus, FlowTrigger
 from shopify_app.sync import bulk
 from shopify_app.tagging.writes import AdminAPI
@@ -309,3 +309,30 @@ def test_sandbox_validates_flow_trigger_receive_as_flow_does(env: SyncEnv) -> No
     )
     # Only the valid call became an event, and no workflow ran on it.
     assert [e["workflow_enabled"] for e in sandbox_flow.events_json(env.store)] == [False]
+
+
+def test_payload_carries_the_tier_and_its_code_within_flows_limits() -> None:
+    segment = Segment(handle="lapsed-tier-2", name="Lapsed 90+ days " + "é" * 400)
+    scores = {"p_alive": "0.35", "expected_orders_90d": "0.5", "predicted_value_12m": "120"}
+    body = flow.payload(7, segment, "r" * 1000, "COMEBACK15-7KQ2", scores)
+    assert (body["customer_id"], body["Tier"], body["Discount code"]) == (7, 2, "COMEBACK15-7KQ2")
+    assert (body["Chance still active"], body["Predicted value"]) == (0.35, 120.0)
+    assert len(body["Segment name"]) == len(body["Reason"]) == flow.MAX_TEXT
+    assert body["Business buyer"] is False and body["RFM score"] == ""
+    assert set(body) == {"customer_id", *flow.FIELDS}
+    assert flow.tier_of("true-fans") == flow.tier_of("lapsed-tier-x") == 0
+
+
+def test_a_forgotten_customer_leaves_no_flow_rows_and_no_departure(env: SyncEnv) -> None:
+    _workflow(env, FlowTrigger.ENTERED)
+    _workflow(env, FlowTrigger.LEFT)
+    entered = _widen(env)
+    flow.sync_events(env.ctx, env.shop.id, client=env.client())
+    gone = min(entered)
+    with env.ctx.sessions.begin() as session:
+        forget_customers(session.connection(), env.shop.id, [gone])
+    with env.ctx.sessions() as session:
+        assert not session.scalars(select(FlowEvent).where(FlowEvent.customer_id == gone)).all()
+    sent = len(_events(env))
+    flow.sync_events(env.ctx, env.shop.id, client=env.client())
+    assert len(_events(env)) == sent  # no "left" for a customer redacted out of the segment

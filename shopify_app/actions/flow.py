@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, exists, select
+from sqlalchemy import and_, exists, insert, literal, select
 from sqlalchemy.orm import Session, aliased
 
 from shopify_app import jobs
@@ -192,20 +192,57 @@ class _Owed:
     reason: str | None
 
 
+def _unseen(shop_id: int) -> list[Any]:
+    """The conditions selecting the shop's memberships that have no entry row yet."""
+    seen = aliased(FlowEvent)
+    return [
+        Membership.shop_id == shop_id,
+        ~exists().where(
+            seen.segment_id == Membership.segment_id,
+            seen.customer_id == Membership.customer_id,
+            seen.entered_at == Membership.since,
+            seen.trigger == FlowTrigger.ENTERED,
+        ),
+    ]
+
+
+def _record_baseline(session: Session, shop_id: int, before: dt.datetime | None) -> int:
+    """Record the unseen entries from before ``before`` (all when None) as ``skipped``, in one
+    statement: the first run after a workflow is enabled records every member of a big shop
+    without loading them."""
+    table = FlowEvent.__table__
+    conditions = _unseen(shop_id)
+    if before is not None:
+        conditions.append(Membership.since < before)
+    rows = select(
+        Membership.shop_id,
+        Membership.segment_id,
+        Membership.customer_id,
+        Membership.since,
+        literal(FlowTrigger.ENTERED, type_=table.c.trigger.type),
+        literal(FlowEventStatus.SKIPPED, type_=table.c.status.type),
+        literal({}, type_=table.c.payload.type),
+        literal(utcnow(), type_=table.c.created_at.type),
+    ).where(*conditions)
+    columns = [
+        "shop_id",
+        "segment_id",
+        "customer_id",
+        "entered_at",
+        "trigger",
+        "status",
+        "payload",
+        "created_at",
+    ]
+    result = session.connection().execute(insert(FlowEvent).from_select(columns, rows))
+    return int(result.rowcount or 0)
+
+
 def _new_entries(session: Session, shop_id: int) -> list[_Owed]:
     """Memberships with no entry row yet."""
-    seen = aliased(FlowEvent)
     rows = session.execute(
         select(Membership.segment_id, Membership.customer_id, Membership.since, Membership.reason)
-        .where(
-            Membership.shop_id == shop_id,
-            ~exists().where(
-                seen.segment_id == Membership.segment_id,
-                seen.customer_id == Membership.customer_id,
-                seen.entered_at == Membership.since,
-                seen.trigger == FlowTrigger.ENTERED,
-            ),
-        )
+        .where(*_unseen(shop_id))
         .order_by(Membership.segment_id, Membership.customer_id)
     )
     return [_Owed(s, c, since, FlowTrigger.ENTERED, reason) for s, c, since, reason in rows]
@@ -263,6 +300,9 @@ def record_events(ctx: jobs.Context, shop_id: int) -> FlowReport:
         since = enabled_since(session, shop_id)
         if not since:
             return report
+        report.recorded = report.skipped = _record_baseline(
+            session, shop_id, since.get(FlowTrigger.ENTERED)
+        )
         owed = _new_entries(session, shop_id) + _departures(session, shop_id)
         if not owed:
             return report
@@ -323,8 +363,8 @@ def record_events(ctx: jobs.Context, shop_id: int) -> FlowReport:
                     else {},
                 )
             )
-        report.recorded = len(owed)
-        report.skipped = len(owed) - len(due)
+        report.recorded += len(owed)
+        report.skipped += len(owed) - len(due)
     return report
 
 

@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session
 from shopify_app import db, jobs
 from shopify_app.db import transaction
 from shopify_app.db.models import (
+    FlowEvent,
     Membership,
     MetaConnection,
     ScoreDigest,
@@ -752,8 +753,8 @@ def recompute_customers_now(
 
 
 def forget_customers(conn: Connection, shop_id: int, customer_ids: Any) -> None:
-    """Delete the memberships, tag-ledger and score-digest rows of customers being deleted, and
-    count them out of their segments.
+    """Delete the memberships, tag-ledger, score-digest and Flow event rows of customers being
+    deleted, and count them out of their segments.
 
     Call it in the transaction that deletes the customers: memberships carry no foreign key to
     customers (PostgreSQL would check it row by row on every membership a full recompute
@@ -789,6 +790,11 @@ def forget_customers(conn: Connection, shop_id: int, customer_ids: Any) -> None:
     conn.execute(
         delete(ScoreDigest).where(
             ScoreDigest.shop_id == shop_id, ScoreDigest.customer_id.in_(customer_ids)
+        )
+    )
+    conn.execute(
+        delete(FlowEvent).where(
+            FlowEvent.shop_id == shop_id, FlowEvent.customer_id.in_(customer_ids)
         )
     )
 
