@@ -336,3 +336,18 @@ def test_a_forgotten_customer_leaves_no_flow_rows_and_no_departure(env: SyncEnv)
     sent = len(_events(env))
     flow.sync_events(env.ctx, env.shop.id, client=env.client())
     assert len(_events(env)) == sent  # no "left" for a customer redacted out of the segment
+
+
+def test_switching_a_segment_off_is_not_everyone_leaving(env: SyncEnv) -> None:
+    _workflow(env, FlowTrigger.LEFT)
+    _widen(env)
+    flow.sync_events(env.ctx, env.shop.id, client=env.client())
+    with env.ctx.sessions.begin() as session:
+        segment = session.scalars(
+            select(Segment).where(Segment.shop_id == env.shop.id, Segment.handle == SEGMENT)
+        ).one()
+        segment.enabled = False
+    recompute_shop_now(env.ctx, env.shop.id)
+    assert _members(env) == set()
+    report = flow.sync_events(env.ctx, env.shop.id, client=env.client())
+    assert report.recorded > 0 and report.sent == 0 and _events(env) == []

@@ -78,6 +78,8 @@ MAX_PAYLOAD_BYTES = 50_000
 MAX_TEXT = 255
 """A ``single_line_text_field`` value is cut to this many characters (a long reason)."""
 _TIER_PREFIX = "lapsed-tier-"
+BATCH = 5_000
+"""Entries looked up and scored at a time (bounds the IN lists and the dataset loaded)."""
 
 
 def trigger_for(definition_id: str) -> FlowTrigger | None:
@@ -290,6 +292,22 @@ def _scores(
     return dict(score_values(ev))
 
 
+def _announced(o: _Owed, segment: Segment, start: dt.datetime | None, cfg: ShopConfig) -> bool:
+    """Whether an entry or departure of a customer still in the shop gets an event.
+
+    An entry only if it happened after the trigger's workflow was enabled (members from before
+    are not replayed); a departure whenever the workflow is on, unless the merchant switched
+    the segment off (everyone "leaving" is not news). Never for a held-out customer.
+    """
+    if start is None:
+        return False
+    if o.trigger is FlowTrigger.ENTERED and o.entered_at < start:
+        return False
+    if o.trigger is FlowTrigger.LEFT and not segment.enabled:
+        return False
+    return not holdout.held_out(cfg, segment.handle, o.customer_id)
+
+
 def record_events(ctx: jobs.Context, shop_id: int) -> FlowReport:
     """Record the entries and departures not seen yet, each ``pending`` or ``skipped``."""
     report = FlowReport()
@@ -310,14 +328,6 @@ def record_events(ctx: jobs.Context, shop_id: int) -> FlowReport:
         segments = {
             s.id: s for s in session.scalars(select(Segment).where(Segment.shop_id == shop_id))
         }
-        existing = set(
-            session.scalars(
-                select(Customer.id).where(
-                    Customer.shop_id == shop_id,
-                    Customer.id.in_(sorted({o.customer_id for o in owed})),
-                )
-            )
-        )
         codes = {
             row.tier: row.code
             for row in session.scalars(
@@ -326,45 +336,47 @@ def record_events(ctx: jobs.Context, shop_id: int) -> FlowReport:
                 )
             )
         }
-
-        def announced(o: _Owed) -> bool:
-            segment = segments[o.segment_id]
-            start = since.get(o.trigger)
-            # A departure is news whenever the workflow is on; an entry only if it happened
-            # after the workflow was enabled (members from before are not replayed).
-            return (
-                start is not None
-                and (o.trigger is FlowTrigger.LEFT or o.entered_at >= start)
-                and o.customer_id in existing
-                and not holdout.held_out(cfg, segment.handle, o.customer_id)
-            )
-
-        due = {o for o in owed if announced(o)}
-        scores = _scores(session, shop, cfg, (o.customer_id for o in due))
-        for o in owed:
-            is_due = o in due
-            segment = segments[o.segment_id]
-            session.add(
-                FlowEvent(
-                    shop_id=shop_id,
-                    segment_id=o.segment_id,
-                    customer_id=o.customer_id,
-                    entered_at=o.entered_at,
-                    trigger=o.trigger,
-                    status=FlowEventStatus.PENDING if is_due else FlowEventStatus.SKIPPED,
-                    payload=payload(
-                        o.customer_id,
-                        segment,
-                        o.reason,
-                        codes.get(tier_of(segment.handle)),
-                        scores.get(o.customer_id, {}),
+        for lo in range(0, len(owed), BATCH):
+            batch = owed[lo : lo + BATCH]
+            existing = set(
+                session.scalars(
+                    select(Customer.id).where(
+                        Customer.shop_id == shop_id,
+                        Customer.id.in_(sorted({o.customer_id for o in batch})),
                     )
-                    if is_due
-                    else {},
                 )
             )
-        report.recorded += len(owed)
-        report.skipped += len(owed) - len(due)
+
+            due = {
+                o
+                for o in batch
+                if o.customer_id in existing
+                and _announced(o, segments[o.segment_id], since.get(o.trigger), cfg)
+            }
+            scores = _scores(session, shop, cfg, (o.customer_id for o in due))
+            for o in batch:
+                segment = segments[o.segment_id]
+                session.add(
+                    FlowEvent(
+                        shop_id=shop_id,
+                        segment_id=o.segment_id,
+                        customer_id=o.customer_id,
+                        entered_at=o.entered_at,
+                        trigger=o.trigger,
+                        status=FlowEventStatus.PENDING if o in due else FlowEventStatus.SKIPPED,
+                        payload=payload(
+                            o.customer_id,
+                            segment,
+                            o.reason,
+                            codes.get(tier_of(segment.handle)),
+                            scores.get(o.customer_id, {}),
+                        )
+                        if o in due
+                        else {},
+                    )
+                )
+            report.recorded += len(batch)
+            report.skipped += len(batch) - len(due)
     return report
 
 
