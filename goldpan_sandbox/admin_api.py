@@ -1601,4 +1601,4 @@ def run_document(
 
 # Resolvers kept in their own modules register on import; they must be in RESOLVERS before
 # schema() attaches them.
-from goldpan_sandbox import discounts, metafields  # noqa: E402, F401
+from goldpan_sandbox import discounts, flow, metafields  # noqa: E402, F401

@@ -8,7 +8,10 @@ faults and read the webhook delivery log over plain HTTP.
 
 Refunds (``POST /_sandbox/shops/{shop}/orders/{id}/refunds``) go through
 :meth:`Store.refund_order`, so they fire ``refunds/create`` and ``orders/updated`` as a refund in
-the Shopify admin does.
+the Shopify admin does. ``POST /_sandbox/shops/{shop}/flow-workflows`` enables or disables a
+Shopify Flow workflow on one of the app's triggers (the app hears it through the signed lifecycle
+callback) and ``GET /_sandbox/shops/{shop}/flow-events`` lists the Flow events received
+(:mod:`goldpan_sandbox.flow`).
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from goldpan_sandbox import flow
 from goldpan_sandbox.admin_api import RequestContext
 from goldpan_sandbox.discounts import discount_json
 from goldpan_sandbox.metafields import metafields_json
@@ -484,6 +489,32 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             found = list(ctx.store.discounts.values())
         return JSONResponse({"discounts": [discount_json(ctx, d) for d in found]})
 
+    def flow_events(request: Request) -> JSONResponse:
+        domain = request.path_params["shop"]
+        if domain not in sandbox.domains():
+            return _error(404, f"no shop {domain}")
+        return JSONResponse({"events": flow.events_json(sandbox.store(domain))})
+
+    async def flow_workflows(request: Request) -> JSONResponse:
+        """Enable or disable a workflow on a trigger (``{"trigger": handle, "enabled": true}``);
+        the sandbox POSTs the signed lifecycle callback to the app first."""
+        domain = request.path_params["shop"]
+        if domain not in sandbox.domains():
+            return _error(404, f"no shop {domain}")
+        spec = await request.json()
+        handle = spec.get("trigger") if isinstance(spec, dict) else None
+        if handle not in flow.extensions().triggers:
+            return _error(422, f"no Flow trigger {handle!r}")
+        result = await run_in_threadpool(
+            flow.set_workflow,
+            sandbox.store(domain),
+            str(handle),
+            bool(spec.get("enabled", True)),
+            app_url=sandbox.delivery.app_url,
+            api_secret=sandbox.api_secret,
+        )
+        return JSONResponse(result)
+
     def webhooks(request: Request) -> JSONResponse:
         shop = request.query_params.get("shop")
         topic = request.query_params.get("topic")
@@ -498,6 +529,8 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
         Route("/_sandbox/shops/{shop}/orders/{order_id:int}/refunds", refunds, methods=["POST"]),
         Route("/_sandbox/shops/{shop}/customers", customers, methods=["GET"]),
         Route("/_sandbox/shops/{shop}/discounts", discounts, methods=["GET"]),
+        Route("/_sandbox/shops/{shop}/flow-events", flow_events, methods=["GET"]),
+        Route("/_sandbox/shops/{shop}/flow-workflows", flow_workflows, methods=["POST"]),
         Route(
             "/_sandbox/shops/{shop}/customers/{customer_id:int}",
             customer,

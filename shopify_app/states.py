@@ -128,3 +128,22 @@ class MetaAudienceStatus(StrEnum):
     REPLACING = "replacing"
     FLAGGED = "flagged"
     ERROR = "error"
+
+
+class FlowTrigger(StrEnum):
+    """Goldpan's Shopify Flow triggers, by extension handle (``extensions/<handle>/``)."""
+
+    ENTERED = "goldpan-segment-entered"
+    LEFT = "goldpan-segment-left"
+
+
+class FlowEventStatus(StrEnum):
+    """One Flow event Goldpan owes (``FlowEvent.status``): ``pending`` → ``sent``, or
+    ``skipped`` when no workflow used the trigger or the customer is held out (recorded all the
+    same, so the entry is never announced later by surprise); ``failed`` when Shopify refused
+    the payload (a userError, not retried)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    SKIPPED = "skipped"
+    FAILED = "failed"

@@ -39,6 +39,8 @@ from shopify_app.db.types import Money, StrEnumType, UTCDateTime, utcnow
 from shopify_app.states import (
     AuditResult,
     AuditTarget,
+    FlowEventStatus,
+    FlowTrigger,
     JobStatus,
     MetaAudienceKind,
     MetaAudienceStatus,
@@ -566,3 +568,53 @@ class ScoreDigest(Base):
     shop_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     digest: Mapped[str] = mapped_column(String(32))
+
+
+class FlowWorkflow(Base):
+    """Whether a shop has an enabled Shopify Flow workflow using one of Goldpan's triggers, as
+    the trigger lifecycle callback last said (events go only to shops that use them).
+
+    ``changed_at`` is the callback's own timestamp: an older callback arriving late is ignored.
+    ``enabled_at`` is when Goldpan heard it turn on: entries since then are announced, earlier
+    members are not (enabling a workflow must not replay every current member).
+    """
+
+    __tablename__ = "flow_workflows"
+
+    shop_id: Mapped[int] = mapped_column(
+        ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True
+    )
+    trigger: Mapped[FlowTrigger] = mapped_column(StrEnumType(FlowTrigger, 32), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    changed_at: Mapped[dt.datetime]
+    enabled_at: Mapped[dt.datetime | None]
+
+
+class FlowEvent(Base):
+    """One Flow event Goldpan owes or sent: a customer's entry into a segment, or its end.
+
+    An entry is (segment, customer, ``entered_at`` = the membership's ``since``): the unique
+    key makes a second recompute or a retried task find the row already there, so each entry
+    and each departure is announced once. ``payload`` is built when the row is made, so a retry
+    sends the same event.
+    """
+
+    __tablename__ = "flow_events"
+    __table_args__ = (
+        UniqueConstraint(
+            "segment_id", "customer_id", "entered_at", "trigger", name="uq_flow_events_entry"
+        ),
+        Index("ix_flow_events_shop_status", "shop_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(BigInteger)
+    entered_at: Mapped[dt.datetime]
+    trigger: Mapped[FlowTrigger] = mapped_column(StrEnumType(FlowTrigger, 32))
+    status: Mapped[FlowEventStatus] = mapped_column(StrEnumType(FlowEventStatus, 16))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)

@@ -6,7 +6,7 @@
   write today's history row per segment, cache the shop-level yardsticks
   (:class:`~shopify_app.segments.library.context.ShopStats`) in
   ``Shop.settings["segment_stats"]``, store the retention metrics in ``ShopMetrics``, then
-  queue ``tags.sync`` and ``meta.sync_shop`` when those tasks exist.
+  queue ``tags.sync``, ``meta.sync_shop`` and ``actions.flow_events`` when those tasks exist.
 - ``segments.recompute_customer(shop_id, customer_id)``: after a webhook, re-evaluate one
   customer against the cached yardsticks and fix only their memberships and the counts.
 - ``segments.daily``: a full recompute of every installed shop (days pass: "lapsed" changes
@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session
 from shopify_app import db, jobs
 from shopify_app.db import transaction
 from shopify_app.db.models import (
+    FlowEvent,
     Membership,
     MetaConnection,
     ScoreDigest,
@@ -623,6 +624,7 @@ def recompute_shop(ctx: jobs.Context, shop_id: int) -> dict[str, int]:
     if counts:
         _follow_up(ctx, "tags.sync", shop_id=shop_id, customer_ids=None)
         _follow_up(ctx, "meta.sync_shop", shop_id=shop_id)
+        _follow_up(ctx, "actions.flow_events", shop_id=shop_id)
     return counts
 
 
@@ -751,8 +753,8 @@ def recompute_customers_now(
 
 
 def forget_customers(conn: Connection, shop_id: int, customer_ids: Any) -> None:
-    """Delete the memberships, tag-ledger and score-digest rows of customers being deleted, and
-    count them out of their segments.
+    """Delete the memberships, tag-ledger, score-digest and Flow event rows of customers being
+    deleted, and count them out of their segments.
 
     Call it in the transaction that deletes the customers: memberships carry no foreign key to
     customers (PostgreSQL would check it row by row on every membership a full recompute
@@ -790,6 +792,11 @@ def forget_customers(conn: Connection, shop_id: int, customer_ids: Any) -> None:
             ScoreDigest.shop_id == shop_id, ScoreDigest.customer_id.in_(customer_ids)
         )
     )
+    conn.execute(
+        delete(FlowEvent).where(
+            FlowEvent.shop_id == shop_id, FlowEvent.customer_id.in_(customer_ids)
+        )
+    )
 
 
 @jobs.task("segments.recompute_customer")
@@ -811,6 +818,7 @@ def recompute_customers(ctx: jobs.Context, shop_id: int, customer_ids: list[int]
         return []
     if changed:
         _follow_up(ctx, "tags.sync", shop_id=shop_id, customer_ids=sorted(changed))
+        _follow_up(ctx, "actions.flow_events", shop_id=shop_id)
     # Even with no membership change a customer may have unsubscribed or changed their email:
     # Meta must hear of it now, not at the next scheduled refresh. A shop that never connected
     # Meta has nothing to hear it: one look here, not a no-op task per customer.

@@ -11,6 +11,7 @@ Requests, by path:
   (:class:`~shopify_app.server.middleware.BodyLimit`);
 * ``/meta/login``, ``/meta/callback`` — where Facebook Login starts and returns (:mod:`.api.meta`);
 * ``/webhooks``, ``/webhooks/compliance`` — see :mod:`shopify_app.shopify.webhooks`;
+* ``/flow/lifecycle`` — Shopify Flow's trigger lifecycle callback (:mod:`.flow`);
 * ``/healthz``, ``/readyz``, ``/metrics`` — for operations (:mod:`.health`);
 * ``/static/...`` — the page's files (``web/``).
 
@@ -34,7 +35,7 @@ from starlette.staticfiles import StaticFiles
 from shopify_app import db
 from shopify_app.crypto import TokenCipher
 from shopify_app.jobs import Context, Runtime, make_huey
-from shopify_app.server import errors, health, oauth, pages
+from shopify_app.server import errors, flow, health, oauth, pages
 from shopify_app.server.api import actions, analytics, audit, home, meta, segments, settings
 from shopify_app.server.assets import WEB_DIR
 from shopify_app.server.middleware import (
@@ -75,6 +76,7 @@ def build_routes() -> list[BaseRoute]:
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),
         *webhooks.routes,
+        *flow.routes,
         Mount(
             "/api",
             routes=[
