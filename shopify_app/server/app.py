@@ -99,6 +99,7 @@ def build_routes() -> list[BaseRoute]:
                 ),
                 Route("/segments/{segment_id}/meta-preview", meta.preview, methods=["GET"]),
                 Route("/analytics", analytics.analytics, methods=["GET"]),
+                Route("/analytics/cohorts", analytics.cohorts, methods=["GET"]),
                 Route("/settings", settings.settings_get, methods=["GET"]),
                 Route("/settings", settings.settings_put, methods=["PUT"]),
                 Route("/tags/remove-all", settings.tags_remove_all, methods=["POST"]),
