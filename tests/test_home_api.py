@@ -7,8 +7,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
+import requests
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,6 +27,7 @@ from shopify_app.jobs import Context
 from shopify_app.segments import metrics, recompute
 from shopify_app.states import MetaConnectionStatus
 from tests.fixtures_api import ApiClient, seed_shop, serving
+from tests.fixtures_auth import session_token
 
 
 @pytest.fixture
@@ -152,3 +155,25 @@ def test_cohorts_before_any_recompute_use_today(server: str, seeded, sessions) -
     body = ApiClient(server, shop.domain).get("/analytics/cohorts").json()
     assert body["as_of"] == dt.datetime.now(dt.UTC).date().isoformat()
     assert body["months"] == metrics.COHORT_MONTHS
+
+
+@pytest.mark.parametrize("path", ["/segments", "/analytics", "/settings"])
+def test_each_section_of_the_admin_sidebar_is_served_the_page(
+    server: str, seeded, path: str
+) -> None:
+    shop, _ = seeded
+    # Without a session token the admin's frame is sent for one and back to the same path.
+    r = requests.get(
+        f"{server}{path}",
+        params={"shop": shop.domain, "embedded": "1"},
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert r.status_code == 302
+    assert parse_qs(urlparse(r.headers["location"]).query)["shopify-reload"][0].startswith(path)
+    page = requests.get(
+        f"{server}{path}", params={"id_token": session_token(shop.domain)}, timeout=5
+    )
+    assert page.status_code == 200 and 'id="app"' in page.text
+    assert f'<s-link href="{path}"' in page.text  # the sidebar links here
+    assert requests.get(f"{server}/nowhere", timeout=5).status_code == 404

@@ -66,6 +66,7 @@ def build_routes() -> list[BaseRoute]:
     """The routes table: every URL of the app and the function that answers it."""
     routes: list[BaseRoute] = [
         Route("/", pages.index, methods=["GET"]),
+        *(Route(path, pages.index, methods=["GET"]) for path in pages.SECTIONS),
         Route("/auth/session-token", pages.bounce_page, methods=["GET"]),
         Route("/auth", oauth.begin_auth, methods=["GET"]),
         Route("/auth/callback", oauth.auth_callback, methods=["GET"]),
