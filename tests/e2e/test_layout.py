@@ -1,10 +1,12 @@
 """Layout and keyboard in headless Chromium against the whole demo: no view scrolls sideways at
-1024 px or 390 px in any of the four languages, paging the members keeps focus on the pager,
-and only status messages are live regions."""
+1024 px or 390 px in any of the four languages (home and analytics are screenshotted at both
+widths in each, to be looked at), paging the members keeps focus on the pager, and only status
+messages are live regions."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -49,6 +51,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             running.stop()
 
 
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SHOWN = {"home", "analytics"}  # the views screenshotted here (the builder tests take theirs)
+
 # What may be a live region: short status lines, field errors, banners, toasts, the spinner.
 LIVE = "[aria-live], [role='status'], [role='alert'], [role='log']"
 
@@ -79,6 +84,9 @@ def test_no_view_scrolls_sideways(browser: Browser, demo: Demo, width: int, loca
                 "() => document.scrollingElement.scrollWidth - window.innerWidth"
             )
             assert sideways <= 0, f"{view} in {locale} at {width}px scrolls sideways {sideways}px"
+            if view in SHOWN:
+                SHOTS.mkdir(parents=True, exist_ok=True)
+                tab.screenshot(path=str(SHOTS / f"{view}-{width}-{locale}.png"), full_page=True)
     finally:
         tab.context.close()
     assert errors == [], errors
