@@ -97,3 +97,17 @@ def test_cohorts_narrow_to_a_range_of_months_and_a_segment(page: Page, running_d
     page.locator("[data-input='cohort-from']").dispatch_event("change")
     expect(page.locator("[data-cohorts]")).to_contain_text("at most 36 months")
     expect(page.locator("[data-table='figures']")).to_be_visible()
+
+
+def test_right_to_left_the_arrow_keys_follow_the_reading_order(
+    page: Page, running_demo: Demo
+) -> None:
+    goto(page, running_demo, "analytics", view="analytics", locale="ar")
+    tabs = page.locator("[role='tablist'] [role='tab']")
+    tabs.nth(0).focus()
+    # In Arabic the next tab sits to the left.
+    page.keyboard.press("ArrowLeft")
+    expect(tabs.nth(1)).to_be_focused()
+    expect(tabs.nth(1)).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("ArrowRight")
+    expect(tabs.nth(0)).to_be_focused()
