@@ -173,3 +173,22 @@ def test_every_headline_figure_has_a_name_and_a_definition_in_every_language() -
         for key in metrics.NAMES:
             assert other[f"definition.{key}"] != metrics.DEFINITIONS[key], (lang, key)
             assert other[f"metric.{key}"] != metrics.NAMES[key], (lang, key)
+
+
+def test_a_month_still_in_progress_is_no_figure_and_a_range_picks_first_months() -> None:
+    # Both start in May; one returns in June. On 15 June, June (month 1) is under way: no
+    # figure for it, not 0% or 50%; on 30 June it is over.
+    orders = [("p@x.io", dt.date(2025, 5, 3), 10.0, "Napkins", "")]
+    orders += [("q@x.io", dt.date(2025, 5, 9), 10.0, "Napkins", "")]
+    orders += [("q@x.io", dt.date(2025, 6, 2), 10.0, "Napkins", "")]
+    orders += [("r@x.io", dt.date(2025, 3, 9), 10.0, "Runner", "")]
+    ds = build(orders)
+    mid = metrics.compute(ds, dt.date(2025, 6, 15))["cohorts"]["month"]
+    assert {r["key"]: r["retention"] for r in mid}["2025-05"] == []
+    end = metrics.compute(ds, AS_OF)["cohorts"]["month"]
+    assert {r["key"]: r["retention"] for r in end}["2025-05"] == [0.5]
+    # Only first orders in March: May's customers and their products are left out.
+    march = metrics.month_number("2025-03")
+    picked = metrics.cohorts(ds, day_number(AS_OF), march, march)
+    assert [r["key"] for r in picked["month"]] == ["2025-03"]
+    assert [r["customers"] for r in picked["discount"]] == [1]

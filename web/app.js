@@ -1,4 +1,8 @@
-// Goldpan's embedded page: a hash router over five views. No build step — plain ES modules.
+// Goldpan's embedded page: a hash router over its views. No build step — plain ES modules.
+// One navigation: in the Shopify admin App Bridge draws s-app-nav (index.html) in the admin's
+// sidebar, whose links are paths (/segments …) the server serves this page at; elsewhere (the
+// demo) the in-page tabs stand in for it. The path mirrors the current section so the admin's
+// address bar and sidebar follow, and a reload lands where the merchant was.
 
 import { h, mount } from "./dom.js";
 import { init, t } from "./i18n.js";
@@ -23,10 +27,22 @@ const TABS = [
   ["settings", "#/settings"],
 ];
 
+// Each section's path: what s-app-nav links to and what the server serves the page at.
+const PATHS = { home: "/", segments: "/segments", analytics: "/analytics", settings: "/settings" };
+
 let current = null;
+let shown = null; // the hash the current view was drawn for
+
+// App Bridge's own script defines window.shopify; the demo's stand-in marks itself.
+const bridged = () => Boolean(window.shopify) && !window.shopify.demo;
 
 function renderTabs(active) {
   const tabs = document.getElementById("tabs");
+  if (!tabs) return;
+  if (bridged()) {
+    tabs.remove();
+    return;
+  }
   mount(
     tabs,
     h(
@@ -54,6 +70,7 @@ function renderTabs(active) {
 
 async function route() {
   const hash = location.hash || "#/";
+  shown = location.hash;
   const match = ROUTES.map((r) => ({ r, m: hash.match(r.pattern) })).find((x) => x.m);
   const root = document.getElementById("app");
   if (current?.dispose) current.dispose();
@@ -63,6 +80,8 @@ async function route() {
     return;
   }
   renderTabs(match.r.nav);
+  const path = PATHS[match.r.nav];
+  if (location.pathname !== path) history.replaceState(history.state, "", `${path}${location.search}${location.hash}`);
   delete document.body.dataset.view;
   document.title = `${t(`nav.${match.r.nav}`)} · Goldpan`;
   try {
@@ -82,7 +101,16 @@ async function start() {
   await init(params.get("locale") || window.shopify?.config?.locale || "en");
   const root = document.getElementById("app");
   root.tabIndex = -1;
-  window.addEventListener("hashchange", route);
+  // Opened at a section's path (an s-app-nav link) without a route: that section.
+  const entry = Object.values(PATHS).find((p) => p !== "/" && p === location.pathname.replace(/\/$/, ""));
+  if (entry && !location.hash) history.replaceState(history.state, "", `${entry}${location.search}#${entry}`);
+  // Back and forward between entries whose paths differ (the path follows the section) fire
+  // popstate without hashchange; a change of hash alone fires both.
+  const follow = () => {
+    if (location.hash !== shown) route();
+  };
+  window.addEventListener("hashchange", follow);
+  window.addEventListener("popstate", follow);
   await route();
   document.body.dataset.ready = "1";
 }

@@ -37,7 +37,7 @@ export function button(label, attrs = {}) {
 export function loading(label) {
   return h(
     "div",
-    { class: "gp-loading", role: "status", "aria-live": "polite" },
+    { class: "gp-loading", role: "status" },
     h("s-spinner", { "accessibility-label": label || t("state.loading") }),
     h("span", { class: "gp-spinner", "aria-hidden": "true" }),
     h("span", null, label || t("state.loading")),

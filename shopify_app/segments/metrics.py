@@ -313,15 +313,39 @@ def _returning(ds: Dataset, groups: Groups) -> list[dict[str, Any]]:
 
 
 def _cohorts(ds: Dataset, today: int, products: Groups, codes: Groups) -> dict[str, Any]:
-    """Retention month by month after the first order, for customers grouped three ways.
-
-    ``retention[k - 1]`` is the share of a group's customers who ordered in the k-th calendar
-    month after their first order's month, among those whose k-th month has begun; the list
-    stops where no one in the group has reached the month yet.
-    """
+    """Retention month by month after the first order, for customers grouped three ways: the
+    :data:`COHORT_MONTHS` first-order months up to ``today``, and the largest groups of all
+    customers by first product and first discount code (see :func:`cohorts`)."""
     has = np.diff(ds.order_start) > 0
     if not has.any():
-        return {"months": COHORT_MONTHS, "month": [], "product": [], "discount": []}
+        return cohorts(ds, today, 0, -1)
+    this_month = int(_month_index(np.array([today]))[0])
+    start = int(_month_index(ds.order_day[ds.order_start[:-1][has]]).min())
+    found = cohorts(ds, today, start, this_month, products, codes)
+    recent = this_month - COHORT_MONTHS
+    return {**found, "month": [r for r in found["month"] if month_number(r["key"]) > recent]}
+
+
+def cohorts(
+    ds: Dataset,
+    today: int,
+    first: int,
+    last: int,
+    products: Groups | None = None,
+    codes: Groups | None = None,
+) -> dict[str, Any]:
+    """Retention of the customers whose first order fell in months ``first``..``last`` (month
+    numbers since 1970-01), grouped by that month and by first product and discount code.
+
+    ``retention[k - 1]`` is the share of a group's customers who ordered in the k-th calendar
+    month after their first order's month, among those whose k-th month has ended by ``today``;
+    the list stops where no one in the group has completed the month yet, so a month still in
+    progress (or not begun) is no figure at all rather than a low or zero one.
+    """
+    has = np.diff(ds.order_start) > 0
+    empty: dict[str, Any] = {"months": COHORT_MONTHS, "month": [], "product": [], "discount": []}
+    if not has.any():
+        return empty
     first_month = np.full(ds.n_customers, 10**9, dtype=np.int64)
     first_month[has] = _month_index(ds.order_day[ds.order_start[:-1][has]])
     offset = _month_index(ds.order_day) - first_month[ds.order_customer]
@@ -330,32 +354,43 @@ def _cohorts(ds: Dataset, today: int, products: Groups, codes: Groups) -> dict[s
     pairs = distinct(ds.order_customer[keep] * (COHORT_MONTHS + 1) + offset[keep])
     ordered = np.zeros((ds.n_customers, COHORT_MONTHS + 1), dtype=bool)
     ordered[pairs // (COHORT_MONTHS + 1), pairs % (COHORT_MONTHS + 1)] = True
-    this_month = int(_month_index(np.array([today]))[0])
+    # The month of the day after ``today``: ``today``'s month is over once it is its last day.
+    open_month = int(_month_index(np.array([today + 1]))[0])
+    chosen = (first_month >= first) & (first_month <= last)
 
     def row(key: str | None, members: IntArray) -> dict[str, Any]:
         retention = []
         for k in range(1, COHORT_MONTHS + 1):
-            reached = members[first_month[members] <= this_month - k]
+            reached = members[first_month[members] + k < open_month]
             if not len(reached):
                 break
             retention.append(_rate(ordered[reached, k].sum(), len(reached)))
         return {"key": key, "customers": len(members), "retention": retention}
 
-    months = range(this_month - COHORT_MONTHS + 1, this_month + 1)
     by_month = [
-        row(_month_label(m), np.nonzero(first_month == m)[0].astype(np.int64)) for m in months
+        row(_month_label(m), np.nonzero(first_month == m)[0].astype(np.int64))
+        for m in range(first, last + 1)
     ]
 
     def largest(groups: Groups) -> list[dict[str, Any]]:
-        ranked = sorted(groups, key=lambda k: (-len(groups[k]), k or ""))[:COHORT_GROUPS]
-        return [row(k, groups[k]) for k in ranked]
+        within = {k: v[chosen[v]] for k, v in groups.items()}
+        ranked = sorted(
+            (k for k in within if len(within[k])), key=lambda k: (-len(within[k]), k or "")
+        )[:COHORT_GROUPS]
+        return [row(k, within[k]) for k in ranked]
 
     return {
-        "months": COHORT_MONTHS,
+        **empty,
         "month": [r for r in by_month if r["customers"]],
-        "product": largest(products),
-        "discount": largest(codes),
+        "product": largest(_first_products(ds) if products is None else products),
+        "discount": largest(_first_codes(ds) if codes is None else codes),
     }
+
+
+def month_number(label: str) -> int:
+    """``YYYY-MM`` as months since 1970-01 (the inverse of the labels cohorts carry)."""
+    year, month = label.split("-")
+    return (int(year) - 1970) * 12 + int(month) - 1
 
 
 def _previous(ds: Dataset, today: int, days: int) -> dict[str, Any]:

@@ -67,6 +67,7 @@ def build_routes() -> list[BaseRoute]:
     """The routes table: every URL of the app and the function that answers it."""
     routes: list[BaseRoute] = [
         Route("/", pages.index, methods=["GET"]),
+        *(Route(path, pages.index, methods=["GET"]) for path in pages.SECTIONS),
         Route("/auth/session-token", pages.bounce_page, methods=["GET"]),
         Route("/auth", oauth.begin_auth, methods=["GET"]),
         Route("/auth/callback", oauth.auth_callback, methods=["GET"]),
@@ -101,6 +102,7 @@ def build_routes() -> list[BaseRoute]:
                 ),
                 Route("/segments/{segment_id}/meta-preview", meta.preview, methods=["GET"]),
                 Route("/analytics", analytics.analytics, methods=["GET"]),
+                Route("/analytics/cohorts", analytics.cohorts, methods=["GET"]),
                 Route("/settings", settings.settings_get, methods=["GET"]),
                 Route("/settings", settings.settings_put, methods=["PUT"]),
                 Route("/tags/remove-all", settings.tags_remove_all, methods=["POST"]),

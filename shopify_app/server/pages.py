@@ -1,4 +1,5 @@
-"""The embedded page (``/``) and the session-token bounce page (``/auth/session-token``).
+"""The embedded page (``/`` and each section's path, :data:`SECTIONS`) and the session-token
+bounce page (``/auth/session-token``).
 
 The page load carries ``?id_token=``: verified, and when the shop is not installed yet (or holds
 a legacy token) exchanged for an expiring offline token and installed (Shopify's managed
@@ -35,6 +36,10 @@ from shopify_app.shopify import auth
 log = logging.getLogger(__name__)
 
 APP_BRIDGE = "https://cdn.shopify.com/shopifycloud/app-bridge.js"
+
+SECTIONS = ("/segments", "/analytics", "/settings")
+"""Paths the page is also served at: App Bridge's ``s-app-nav`` links (web/index.html) load
+them in the admin's frame, and the page shows that section."""
 
 
 class ShopifyAdmin:

@@ -5,12 +5,12 @@
 // accessible SVG, each with its numbers in a table. The numbers are the ones the last full
 // recompute stored, the same `shopify-app analyze` prints.
 
-import { api } from "../api.js";
+import { api, query } from "../api.js";
 import { heatmap, bars, hbars, line } from "../charts.js";
-import { h, mount } from "../dom.js";
+import { h, mount, nextId } from "../dom.js";
 import { FIGURES, changeOf, formatFigure } from "../figures.js";
-import { date, money, month, number, percent, t } from "../i18n.js";
-import { empty, page, section, table, withStates } from "../ui.js";
+import { date, money, month, number, percent, segmentName, t } from "../i18n.js";
+import { empty, failure, page, section, table, withStates } from "../ui.js";
 
 const longDate = (iso) => date(iso, { dateStyle: "long", timeZone: "UTC" });
 
@@ -48,14 +48,62 @@ function figuresSection(metrics, currency) {
   );
 }
 
-function cohortSection(cohorts) {
+// Tabs as the ARIA tabs pattern: one tab in the Tab order, arrow keys (mirrored right to
+// left), Home and End move between them and show their panel at once.
+function tabList(label, items, panel, show) {
+  const list = h("div", { class: "gp-segmented", role: "tablist", "aria-label": label });
+  const select = (tab, focus) => {
+    for (const el of list.children) {
+      const on = el === tab;
+      el.setAttribute("aria-selected", on ? "true" : "false");
+      el.tabIndex = on ? 0 : -1;
+    }
+    panel.setAttribute("aria-labelledby", tab.id);
+    if (focus) tab.focus();
+    show(tab.dataset.kind);
+  };
+  const keys = { ArrowRight: 1, ArrowLeft: -1, Home: "first", End: "last" };
+  for (const [kind, text] of items) {
+    const tab = h("button", { type: "button", role: "tab", id: nextId("tab"), class: "gp-segment-button", "data-kind": kind, "aria-controls": panel.id }, text);
+    tab.addEventListener("click", () => select(tab, false));
+    tab.addEventListener("keydown", (event) => {
+      const move = keys[event.key];
+      if (!move) return;
+      event.preventDefault();
+      const tabs = [...list.children];
+      let next;
+      if (move === "first") next = tabs[0];
+      else if (move === "last") next = tabs[tabs.length - 1];
+      else {
+        const step = document.dir === "rtl" ? -move : move;
+        next = tabs[(tabs.indexOf(tab) + step + tabs.length) % tabs.length];
+      }
+      select(next, true);
+    });
+    list.append(tab);
+  }
+  return { list, select: (kind) => select([...list.children].find((el) => el.dataset.kind === kind), false) };
+}
+
+const monthOf = (iso) => iso.slice(0, 7);
+
+function shiftMonth(value, by) {
+  const [y, m] = value.split("-").map(Number);
+  const d = new Date(Date.UTC(y, m - 1 + by, 1));
+  return `${d.getUTCFullYear()}-${String(d.getUTCMonth() + 1).padStart(2, "0")}`;
+}
+
+// Cohort heat maps by first-order month, first product or first code; the range of first-order
+// months and one segment's members are chosen here and computed by the server on request.
+function cohortSection(stored, asOf, segments) {
   const kinds = ["month", "product", "discount"];
-  const offsets = Array.from({ length: cohorts.months }, (_, i) => i + 1);
-  const holder = h("div");
-  const tabs = h("div", { class: "gp-segmented", role: "tablist", "aria-label": t("analytics.cohorts_by") });
+  const holder = h("div", { role: "tabpanel", id: nextId("panel"), tabindex: "0", "data-cohorts": "" });
+  const status = h("p", { class: "gp-subdued", role: "status", "data-cohort-status": "" });
   const rowLabel = (kind, row) => (kind === "month" ? month(row.key) : (row.key ?? t("analytics.no_code")));
-  const show = (kind) => {
-    for (const el of tabs.children) el.setAttribute("aria-selected", el.dataset.kind === kind ? "true" : "false");
+  let cohorts = stored;
+  let kind = "month";
+  const draw = () => {
+    const offsets = Array.from({ length: cohorts.months }, (_, i) => i + 1);
     const rows = cohorts[kind];
     if (!rows.length) {
       mount(holder, empty(t(`analytics.no_cohorts.${kind}`)));
@@ -63,6 +111,8 @@ function cohortSection(cohorts) {
     }
     const max = Math.max(0.01, ...rows.flatMap((r) => r.retention));
     const label = (row) => rowLabel(kind, row);
+    // A month no one in the cohort has completed yet has no figure: a blank cell, not 0%.
+    const shown = (v) => (v === null ? "" : percent(v, 0));
     mount(
       holder,
       h(
@@ -75,7 +125,7 @@ function cohortSection(cohorts) {
           columns: offsets,
           value: (row, k) => row.retention[k - 1] ?? null,
           scale: (v) => v / max,
-          label: (v) => (v ? percent(v, 0) : ""),
+          label: shown,
           rowLabel: (row) => `${label(row)} (${number(row.customers)})`,
           colLabel: (k) => t("analytics.month_n", { n: k }),
           describe: (row, k, v) =>
@@ -84,17 +134,58 @@ function cohortSection(cohorts) {
       ),
       dataTable(
         [t("analytics.cohort"), { label: t("analytics.customers"), numeric: true }, ...offsets.map((k) => ({ label: t("analytics.month_n", { n: k }), numeric: true }))],
-        rows.map((row) => [label(row), number(row.customers), ...offsets.map((k) => percent(row.retention[k - 1] ?? null))]),
+        rows.map((row) => [label(row), number(row.customers), ...offsets.map((k) => h("span", { "data-cell": k }, shown(row.retention[k - 1] ?? null)))]),
       ),
     );
   };
-  for (const kind of kinds) {
-    tabs.append(
-      h("button", { type: "button", role: "tab", class: "gp-segment-button", "data-kind": kind, onClick: () => show(kind) }, t(`analytics.by.${kind}`)),
-    );
-  }
-  show("month");
-  return section(t("analytics.cohorts"), h("p", { class: "gp-subdued" }, t("analytics.cohorts_help")), tabs, holder);
+  const tabs = tabList(
+    t("analytics.cohorts_by"),
+    kinds.map((k) => [k, t(`analytics.by.${k}`)]),
+    holder,
+    (chosen) => {
+      kind = chosen;
+      draw();
+    },
+  );
+  const last = monthOf(asOf);
+  const from = h("input", { type: "month", class: "gp-input", value: shiftMonth(last, -(stored.months - 1)), max: last, "data-input": "cohort-from" });
+  const to = h("input", { type: "month", class: "gp-input", value: last, max: last, "data-input": "cohort-to" });
+  const segment = h(
+    "select",
+    { class: "gp-input", "data-input": "cohort-segment" },
+    h("option", { value: "" }, t("analytics.cohort_everyone")),
+    segments.map((s) => h("option", { value: String(s.id) }, segmentName(s))),
+  );
+  const field = (text, input) => h("label", { class: "gp-field gp-inline" }, h("span", { class: "gp-label" }, text), input);
+  let asked = 0;
+  const reload = async () => {
+    asked += 1;
+    const ask = asked;
+    holder.setAttribute("aria-busy", "true");
+    try {
+      const found = await api.get(`/analytics/cohorts${query({ from: from.value, to: to.value, segment: segment.value })}`);
+      if (ask !== asked) return; // a later choice is on its way
+      cohorts = found;
+      status.textContent = t("analytics.cohort_shown", { count: found.month.reduce((n, r) => n + r.customers, 0) });
+      draw();
+    } catch (error) {
+      if (ask !== asked) return;
+      status.textContent = "";
+      mount(holder, failure(error, reload));
+    } finally {
+      holder.setAttribute("aria-busy", "false");
+    }
+  };
+  for (const input of [from, to, segment]) input.addEventListener("change", reload);
+  tabs.select("month");
+  return section(
+    t("analytics.cohorts"),
+    h("p", { class: "gp-subdued" }, t("analytics.cohorts_help")),
+    h("div", { class: "gp-toolbar gp-cohort-filters" }, field(t("analytics.cohort_from"), from), field(t("analytics.cohort_to"), to), field(t("analytics.cohort_segment"), segment)),
+    status,
+    tabs.list,
+    holder,
+  );
 }
 
 function histogramSection(histogram) {
@@ -273,8 +364,11 @@ function backtestSection(result) {
 export async function render(root) {
   await withStates(
     root,
-    () => api.get("/analytics"),
-    ({ metrics, currency }) => {
+    async () => {
+      const [analytics, list] = await Promise.all([api.get("/analytics"), api.get("/segments")]);
+      return { ...analytics, segments: list.segments };
+    },
+    ({ metrics, currency, segments }) => {
       let body;
       if (!metrics) body = section(null, empty(t("home.not_computed"), t("home.not_computed_body")));
       else if (!metrics.headline.orders) body = section(null, empty(t("analytics.no_data"), t("home.no_orders_body")));
@@ -286,7 +380,7 @@ export async function render(root) {
             date: longDate(metrics.as_of),
           })),
           figuresSection(metrics, currency),
-          cohortSection(metrics.cohorts),
+          cohortSection(metrics.cohorts, metrics.as_of, segments),
           trendSection(metrics.repeat_rate_trend),
           histogramSection(metrics.days_between_orders_histogram),
           rfmSection(metrics.rfm, currency),

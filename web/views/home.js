@@ -1,4 +1,5 @@
-// Home: sync status (a progress bar while the first import runs), notices, and the retention
+// Home: what Goldpan does in two lines, sync status (a progress bar while the first import
+// runs), notices, the first-steps checklist (its state from the server), and the retention
 // headline — the metrics engine's figures as of its last run, each with its definition and the
 // same figure a year earlier — plus the segments worth acting on today.
 
@@ -57,7 +58,37 @@ function syncCard(sync) {
 }
 
 function notice(n) {
-  return banner(n.tone || "info", t(`notice.${n.key}.title`), h("p", null, t(`notice.${n.key}.body`, n.params)));
+  const params = { ...n.params };
+  // The older-orders notice names the first order the figures use (none imported yet: no date).
+  if (n.key === "scope_all_orders" && !params.since) return banner(n.tone || "info", t("notice.scope_all_orders.title"), h("p", null, t("notice.scope_all_orders.body_none")));
+  if (params.since) params.since = date(params.since, { dateStyle: "long", timeZone: "UTC" });
+  return banner(n.tone || "info", t(`notice.${n.key}.title`), h("p", { "data-notice": n.key }, t(`notice.${n.key}.body`, params)));
+}
+
+function checklist(steps) {
+  const done = steps.filter((s) => s.done).length;
+  return section(
+    t("home.checklist"),
+    h("p", { class: "gp-subdued", "data-checklist-done": String(done) }, t("home.checklist_progress", { done, total: steps.length })),
+    h(
+      "ol",
+      { class: "gp-checklist", "data-checklist": "" },
+      steps.map((step) =>
+        h(
+          "li",
+          { class: step.done ? "gp-step gp-step-done" : "gp-step", "data-step": step.key, "data-done": step.done ? "1" : "0" },
+          h("span", { class: "gp-step-mark", "aria-hidden": "true" }, step.done ? "✓" : ""),
+          h(
+            "span",
+            { class: "gp-step-body" },
+            h("a", { href: step.href }, t(`home.step.${step.key}`)),
+            " ",
+            badge(step.done ? t("home.step_done") : t("home.step_todo"), step.done ? "success" : undefined),
+          ),
+        ),
+      ),
+    ),
+  );
 }
 
 function metricCard(key, metrics, currency) {
@@ -112,8 +143,10 @@ export async function render(root) {
       page(
         t("home.title"),
         {},
+        h("div", { class: "gp-intro", "data-intro": "" }, h("p", null, t("home.intro_what")), h("p", null, t("home.intro_how"))),
         syncCard(home.sync),
         ...home.notices.map(notice),
+        checklist(home.checklist),
         section(t("home.headline"), headline(home.metrics, currency)),
         section(
           t("home.act_now"),

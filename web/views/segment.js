@@ -15,8 +15,9 @@ function memberName(m) {
 }
 
 function membersSection(segment, currency) {
-  const state = { q: "", sort: "id", page: 1 };
-  const results = h("div", { class: "gp-members", "aria-live": "polite" });
+  // ``focus``: the pager button to focus again once the next page is drawn (paging redraws it).
+  const state = { q: "", sort: "id", page: 1, focus: null };
+  const results = h("div", { class: "gp-members" });
   const search = h("input", {
     type: "search",
     class: "gp-input",
@@ -75,6 +76,7 @@ function membersSection(segment, currency) {
           "data-action": "prev-page",
           onClick: () => {
             state.page -= 1;
+            state.focus = "prev-page";
             load();
           },
         }),
@@ -88,11 +90,18 @@ function membersSection(segment, currency) {
           "data-action": "next-page",
           onClick: () => {
             state.page += 1;
+            state.focus = "next-page";
             load();
           },
         }),
       ),
     );
+    if (state.focus) {
+      // The same button, or the other one when this was the first or last page.
+      const buttons = [state.focus, state.focus === "next-page" ? "prev-page" : "next-page"].map((a) => results.querySelector(`[data-action='${a}']`));
+      buttons.find((b) => b && !b.hasAttribute("disabled"))?.focus();
+      state.focus = null;
+    }
   }
 
   search.addEventListener(

@@ -1,5 +1,5 @@
-"""The home view: who is calling, sync progress, notices, and the retention headline (the
-stored metrics' headline figures, now and a year earlier)."""
+"""The home view: who is calling, sync progress, notices, the first-steps checklist, and the
+retention headline (the stored metrics' headline figures, now and a year earlier)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from shopify_app.db.models import AuditEntry, MetaConnection, Segment, Shop, SyncRun
+from shopify_app.db.models import (
+    AuditEntry,
+    MetaConnection,
+    Order,
+    ScoreSettings,
+    Segment,
+    Shop,
+    SyncRun,
+    WinBackDiscount,
+)
 from shopify_app.server.api.analytics import stored_metrics
 from shopify_app.server.api.request import db_session, get_shop, iso, request_shop_id
 from shopify_app.states import AuditResult, MetaConnectionStatus, SyncRunStatus
@@ -64,7 +73,18 @@ def _notices(session: Session, shop: Shop, sync: dict[str, Any]) -> list[dict[st
     notices: list[dict[str, Any]] = []
     scopes = {s.strip() for s in (shop.scopes or "").split(",")}
     if "read_all_orders" not in scopes:
-        notices.append({"key": "scope_all_orders", "tone": "info", "params": {}})
+        # Shopify shows an app only the last 60 days of orders without this scope; say which
+        # orders the figures really use (a CSV import or an earlier grant may reach further).
+        oldest = session.scalar(
+            select(func.min(Order.processed_at)).where(Order.shop_id == shop.id)
+        )
+        notices.append(
+            {
+                "key": "scope_all_orders",
+                "tone": "info",
+                "params": {"since": oldest.date().isoformat() if oldest else None},
+            }
+        )
     if sync["state"] == "failed":
         err = next((r["error"] for r in sync["resources"] if r["error"]), "")
         notices.append({"key": "sync_failed", "tone": "critical", "params": {"error": err}})
@@ -91,8 +111,41 @@ def _notices(session: Session, shop: Shop, sync: dict[str, Any]) -> list[dict[st
     return notices
 
 
+def _checklist(session: Session, shop_id: int) -> list[dict[str, Any]]:
+    """The playbook's first steps in order, each done or not as the database has it, with the
+    view where the merchant does it."""
+
+    def exists(query: Any) -> bool:
+        return session.scalar(select(query.exists())) or False
+
+    segments = select(Segment.id).where(Segment.shop_id == shop_id)
+    meta = session.get(MetaConnection, shop_id)
+    scores = session.get(ScoreSettings, shop_id)
+    steps = [
+        ("review_segments", "#/segments", exists(segments.where(Segment.computed_at.is_not(None)))),
+        ("tag_sync", "#/segments", exists(segments.where(Segment.tag_sync.is_(True)))),
+        (
+            "connect_meta",
+            "#/settings",
+            meta is not None and meta.status == MetaConnectionStatus.CONNECTED,
+        ),
+        (
+            "win_back",
+            "#/settings",
+            exists(
+                select(WinBackDiscount.tier).where(
+                    WinBackDiscount.shop_id == shop_id, WinBackDiscount.enabled.is_(True)
+                )
+            ),
+        ),
+        ("scores", "#/settings", scores is not None and scores.enabled),
+    ]
+    return [{"key": key, "href": href, "done": bool(done)} for key, href, done in steps]
+
+
 def home(request: Request) -> Response:
-    """Sync status, notices, and the retention headline (``metrics`` null until computed)."""
+    """Sync status, notices, the checklist, and the retention headline (``metrics`` null until
+    computed)."""
     shop_id = request_shop_id(request)
     with db_session(request) as session:
         shop = get_shop(session, shop_id)
@@ -113,6 +166,7 @@ def home(request: Request) -> Response:
                 "shop": {"domain": shop.domain, "name": shop.name, "currency": shop.currency},
                 "sync": sync,
                 "notices": _notices(session, shop, sync),
+                "checklist": _checklist(session, shop_id),
                 "metrics": headline,
                 "segments_total": session.scalar(
                     select(func.count(Segment.id)).where(Segment.shop_id == shop_id)
