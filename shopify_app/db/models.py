@@ -133,6 +133,8 @@ class Customer(Base):
     zip: Mapped[str | None] = mapped_column(String(32))
     company: Mapped[str | None] = mapped_column(String(255))
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # Sync stores Shopify's counters; every recompute replaces them with the segments engine's
+    # figures (orders that count, net of refunds), which the members list shows beside reasons.
     number_of_orders: Mapped[int] = mapped_column(Integer, default=0)
     amount_spent: Mapped[float] = mapped_column(Money, default=0)
     rfm_group: Mapped[str | None] = mapped_column(String(32))
