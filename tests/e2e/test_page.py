@@ -273,7 +273,7 @@ def test_member_reasons_are_in_the_pages_language_and_the_csv_in_english(
     expect(page.locator("[data-table='members'] .gp-reason").first).to_contain_text("one order on")
     with page.expect_download() as download:
         page.get_by_text("Export CSV").click()
-    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text("utf-8"))))
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text("utf-8-sig"))))
     assert rows and all(row["reason"].startswith("one order on ") for row in rows)
 
 

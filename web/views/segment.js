@@ -50,6 +50,7 @@ function membersSection(segment, currency) {
     const pages = data.total === null ? null : Math.max(1, Math.ceil(data.total / data.page_size));
     mount(
       results,
+      state.q ? h("p", { class: "gp-subdued", role: "status", "data-matches": data.total }, t("members.matches", { count: data.total, q: state.q })) : null,
       table(
         [
           t("members.col.customer"),

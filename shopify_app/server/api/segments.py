@@ -6,7 +6,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import functools
 import io
+import json
+import re
 import unicodedata
 from collections.abc import Iterator
 from typing import Any
@@ -45,6 +48,7 @@ from shopify_app.server.api.request import (
     today,
 )
 from shopify_app.server.api.settings import load_config
+from shopify_app.server.assets import WEB_DIR
 from shopify_app.states import AuditTarget, MetaAudienceKind
 from shopify_app.tagging import changes as tag_changes
 from shopify_app.tagging import ledger as tag_ledger
@@ -256,6 +260,19 @@ _MEMBER_COLUMNS: dict[str, Any] = {
 }
 
 
+def _member_match(q: str) -> Any:
+    """Name, email or company contains ``q`` as typed: ``%`` and ``_`` are not wildcards."""
+    literal = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    like = f"%{literal}%"
+    return or_(
+        func.lower(Customer.email).like(like, escape="\\"),
+        func.lower(
+            func.coalesce(Customer.first_name, "") + " " + func.coalesce(Customer.last_name, "")
+        ).like(like, escape="\\"),
+        func.lower(func.coalesce(Customer.company, "")).like(like, escape="\\"),
+    )
+
+
 def _member_query(seg: Segment, q: str | None, sort: str) -> Any:
     from shopify_app.db.models import Membership
 
@@ -271,18 +288,7 @@ def _member_query(seg: Segment, q: str | None, sort: str) -> Any:
         .where(Membership.segment_id == seg.id)
     )
     if q:
-        like = f"%{q.lower()}%"
-        stmt = stmt.where(
-            or_(
-                func.lower(Customer.email).like(like),
-                func.lower(
-                    func.coalesce(Customer.first_name, "")
-                    + " "
-                    + func.coalesce(Customer.last_name, "")
-                ).like(like),
-                func.lower(func.coalesce(Customer.company, "")).like(like),
-            )
-        )
+        stmt = stmt.where(_member_match(q))
     desc = sort.startswith("-")
     key = sort.lstrip("-")
     col: Any
@@ -301,6 +307,12 @@ def _member_query(seg: Segment, q: str | None, sort: str) -> Any:
     else:
         order = [col.desc() if desc else col.asc(), Membership.customer_id.asc()]
     return stmt.order_by(*order)
+
+
+def _match_count(session: Session, seg: Segment, q: str) -> int:
+    """How many members a search matches (the page says it beside the results)."""
+    matches = _member_query(seg, q, "id").order_by(None).subquery()
+    return int(session.scalar(select(func.count()).select_from(matches)) or 0)
 
 
 def _member_params(request: Request) -> tuple[str | None, str, int]:
@@ -355,7 +367,7 @@ def segment_members(request: Request) -> Response:
                 "page_size": PAGE_SIZE,
                 "has_next": len(rows) > PAGE_SIZE,
                 "next_after": members[-1]["id"] if members and len(rows) > PAGE_SIZE else None,
-                "total": None if q else seg.member_count,
+                "total": _match_count(session, seg, q) if q else seg.member_count,
                 "q": q,
                 "sort": sort,
             }
@@ -363,6 +375,11 @@ def segment_members(request: Request) -> Response:
 
 
 _FORMULA_STARTS = frozenset("=+-@")
+_PHONE = re.compile(r"\+?[0-9][0-9 ]*")
+"""A phone as Shopify stores it (E.164, ``+15551234567``), or spaced digits: data, not a
+formula (no function, no reference), so it is exported as is and stays dialable."""
+CSV_LANGUAGES = ("en", "ar", "el", "ko")
+"""``?lang=`` values of the CSV export: the page's languages."""
 
 
 def _csv_safe(value: Any) -> str:
@@ -380,10 +397,37 @@ def _csv_safe(value: Any) -> str:
     return text
 
 
+def _csv_phone(value: str | None) -> str:
+    """A phone cell: a plain phone number as is, anything else guarded like other text."""
+    if value is not None and _PHONE.fullmatch(value):
+        return value
+    return _csv_safe(value)
+
+
+def _csv_time(value: dt.datetime | None) -> str:
+    """A UTC time as spreadsheets read it: ``2026-11-23 14:05:09`` (no microseconds, no zone)."""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""
+
+
+@functools.cache
+def _wording(lang: str) -> reasons.Wording | None:
+    """The page's reason wording in ``lang`` (None for English: the templates' own)."""
+    if lang == "en":
+        return None
+    path = WEB_DIR / "i18n" / f"{lang}.json"
+    return reasons.Wording(lang, json.loads(path.read_text(encoding="utf-8")))
+
+
 def segment_members_csv(request: Request) -> Response:
-    """Every member as CSV (streamed), for spreadsheets and other tools."""
+    """Every member as CSV (streamed) for spreadsheets and other tools: UTF-8 with a byte
+    order mark (Excel reads it as UTF-8 only then), times in UTC, and the reason in the
+    page's language with ``?lang=ar|el|ko`` (English by default)."""
     shop_id = request_shop_id(request)
     segment_id = path_id(request)
+    lang = request.query_params.get("lang") or "en"
+    if lang not in CSV_LANGUAGES:
+        raise InputError(f"lang must be one of {', '.join(CSV_LANGUAGES)}", field="lang")
+    wording = _wording(lang)
     sessions = context(request).sessions
     with db_session(request) as session:
         seg = get_segment(session, shop_id, segment_id)
@@ -392,6 +436,7 @@ def segment_members_csv(request: Request) -> Response:
 
     def rows() -> Iterator[str]:
         buf = io.StringIO()
+        buf.write("\ufeff")
         writer = csv.writer(buf)
         writer.writerow(
             [
@@ -412,24 +457,19 @@ def segment_members_csv(request: Request) -> Response:
             stmt = _member_query(seg, None, "id").execution_options(yield_per=2000)
             for _cid, reason, since, c in s.execute(stmt):
                 writer.writerow(
-                    [c.id]
-                    + [
-                        _csv_safe(v)
-                        for v in (
-                            c.first_name,
-                            c.last_name,
-                            c.email,
-                            c.phone,
-                            c.company,
-                            c.country_code,
-                        )
-                    ]
-                    + [
+                    [
+                        c.id,
+                        _csv_safe(c.first_name),
+                        _csv_safe(c.last_name),
+                        _csv_safe(c.email),
+                        _csv_phone(c.phone),
+                        _csv_safe(c.company),
+                        _csv_safe(c.country_code),
                         c.number_of_orders,
                         f"{float(c.amount_spent or 0):.2f}",
-                        # Spreadsheets get the reason in English, not the page's JSON.
-                        _csv_safe(reasons.render(reason, currency)),
-                        iso(since),
+                        # Spreadsheets get the reason as text, not the page's JSON.
+                        _csv_safe(reasons.render(reason, currency, wording)),
+                        _csv_time(since),
                     ]
                 )
                 if buf.tell() > 64_000:
