@@ -97,6 +97,8 @@ class Shop(Base):
     uninstalled_at: Mapped[dt.datetime | None]
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     api_cost_spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Bumped by every write that changes what the page shows (``db.bump_data_version``).
+    data_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -456,6 +456,7 @@ def write_evaluation(
         )
     _write_history(session, shop.id, as_of, history)
     write_figures(session, shop.id, ev)
+    db.bump_data_version(session.connection(), shop.id)
     return counts
 
 
@@ -734,9 +735,10 @@ def recompute_customers_now(
             )
         }
         wanted: dict[tuple[int, int], str] = {}
+        figures_changed = 0
         if ds.n_customers:
             ev = library.evaluate(ds, cfg, as_of, stats=stats)
-            write_figures(session, shop_id, ev, only=ids)
+            figures_changed = write_figures(session, shop_id, ev, only=ids)
             for handle, result in ev.segments.items():
                 seg = segs.get(handle)
                 if seg is None or not seg[1] or not len(result.members):
@@ -801,6 +803,8 @@ def recompute_customers_now(
                     for sid, cid in changed
                 ],
             )
+        if figures_changed or added or removed or changed:
+            db.bump_data_version(conn, shop_id)
     return {cid for _, cid in added} | {cid for _, cid in removed}
 
 

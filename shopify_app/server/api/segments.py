@@ -11,7 +11,7 @@ import io
 import json
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
@@ -52,6 +52,7 @@ from shopify_app.server.assets import WEB_DIR
 from shopify_app.states import AuditTarget, MetaAudienceKind
 from shopify_app.tagging import changes as tag_changes
 from shopify_app.tagging import ledger as tag_ledger
+from shopify_app.tagging import state as tag_state
 from shopify_app.tagging import usage as tag_usage
 from shopify_app.tagging.tags import segment_tag, tag_key, validate_tag
 
@@ -141,6 +142,16 @@ def _week_ago_members(session: Session, shop_id: int) -> dict[int, int]:
     return {sid: int(n) for sid, n in members.items()}
 
 
+def _tags_written(
+    session: Session, shop_id: int, segments: Sequence[Segment], prefix: str
+) -> dict[int, int]:
+    """Tag sync's progress for the segments that have it on."""
+    synced = {
+        s.id: segment_tag(s.tag, s.handle, prefix) for s in segments if s.tag_sync and s.enabled
+    }
+    return tag_state.tag_progress(session, shop_id, synced)
+
+
 def _segment_row(
     seg: Segment,
     prefix: str,
@@ -148,6 +159,7 @@ def _segment_row(
     total: float,
     week_ago: dict[int, int],
     meta: dict[int, dict[str, Any]],
+    written: dict[int, int],
 ) -> dict[str, Any]:
     before = week_ago.get(seg.id)
     audience = meta.get(seg.id, {}).get("audience")
@@ -163,7 +175,12 @@ def _segment_row(
         "revenue": rev,
         "revenue_share": (rev / total) if rev is not None and total > 0 else None,
         "change_week": (seg.member_count - before) if before is not None else None,
-        "tag_sync": {"enabled": seg.tag_sync, "tag": segment_tag(seg.tag, seg.handle, prefix)},
+        "tag_sync": {
+            "enabled": seg.tag_sync,
+            "tag": segment_tag(seg.tag, seg.handle, prefix),
+            # Members carrying the tag so far: the page shows progress until all of them do.
+            "written": written.get(seg.id),
+        },
         "native_segment": seg.native_segment_id,
         "meta_sync": {
             "enabled": seg.meta_sync,
@@ -196,11 +213,12 @@ def segment_list(request: Request) -> Response:
         revenue, total = _segment_revenue(session, shop_id)
         week_ago = _week_ago_members(session, shop_id)
         meta = _meta_states(session, shop_id)
+        written = _tags_written(session, shop_id, rows, prefix)
         return JSONResponse(
             {
                 "segments": [
                     {
-                        **_segment_row(s, prefix, revenue, total, week_ago, meta),
+                        **_segment_row(s, prefix, revenue, total, week_ago, meta, written),
                         "defined": defined is None or s.handle in defined,
                     }
                     for s in rows
@@ -244,7 +262,8 @@ def segment_detail(request: Request) -> Response:
             .order_by(SegmentHistory.day.desc())
             .limit(30)
         ).all()
-        row = _segment_row(seg, prefix, revenue, total, week_ago, meta)
+        written = _tags_written(session, shop_id, [seg], prefix)
+        row = _segment_row(seg, prefix, revenue, total, week_ago, meta, written)
         row["history"] = [
             {"day": d.isoformat(), "members": m, "revenue": float(r or 0)}
             for d, m, r in reversed(history)
