@@ -8,32 +8,38 @@ import { api } from "./api.js";
 const POLL_MS = 3000;
 const changes = new EventTarget();
 let listeners = 0;
+let polling = false;
 let etag = null;
-let timer = null;
 
+/** One poll loop while anything listens; a hidden tab does not poll. */
 async function poll() {
-  timer = null;
-  if (!document.hidden) {
-    try {
-      const seen = await api.version(etag);
-      if (seen !== null) {
-        const first = etag === null;
-        etag = seen;
-        if (!first) changes.dispatchEvent(new Event("change"));
+  while (listeners > 0) {
+    if (!document.hidden) {
+      try {
+        const seen = await api.version(etag);
+        if (seen !== null) {
+          const first = etag === null;
+          etag = seen;
+          if (!first) changes.dispatchEvent(new Event("change"));
+        }
+      } catch (error) {
+        // A failed poll is retried at the next tick; the view keeps what it shows.
+        console.warn("version poll failed", error);
       }
-    } catch (error) {
-      // A failed poll is retried at the next tick; the view keeps what it shows.
-      console.warn("version poll failed", error);
     }
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
-  if (listeners > 0) timer = setTimeout(poll, POLL_MS);
+  polling = false;
 }
 
 /** Call ``listener`` whenever the shop's data changes; returns a function that stops it. */
 export function onChange(listener) {
   changes.addEventListener("change", listener);
   listeners += 1;
-  if (timer === null) timer = setTimeout(poll, etag === null ? 0 : POLL_MS);
+  if (!polling) {
+    polling = true;
+    poll();
+  }
   let on = true;
   return () => {
     if (!on) return;

@@ -38,6 +38,8 @@ def test_a_new_customers_order_reaches_the_open_members_view(page: Page, demo: D
     expect(rows.first).to_be_visible()
     top = rows.first.locator("[data-customer]")
     assert float(top.get_attribute("data-spent") or "0") < 9_876
+    size = page.locator(".gp-metric-value[data-members]")
+    before = int(size.get_attribute("data-members") or "0")
     sort.focus()
     email = f"live-{time.monotonic_ns()}@aurora-hotel.example"
     placed = requests.post(
@@ -57,6 +59,9 @@ def test_a_new_customers_order_reaches_the_open_members_view(page: Page, demo: D
     expect(top).to_have_attribute("data-spent", "9876")
     expect(rows.first).to_contain_text("$9,876.00")
     expect(rows.first.locator(".gp-reason")).to_contain_text("one order on")
+    # The segment's own figures above the list follow too.
+    expect(size).to_have_attribute("data-members", str(before + 1))
+    expect(size).to_have_text(f"{before + 1:,}")
     # The redraw kept the merchant's place: the sort still chosen and still focused.
     expect(sort).to_have_value("-spent")
     assert page.evaluate("document.activeElement?.dataset?.input") == "member-sort"
