@@ -129,3 +129,28 @@ def test_member_search_is_literal_and_counts_its_matches(page: Page, demo: Demo)
     expect(count).to_have_count(0)
     search.fill("")
     expect(rows).not_to_have_count(1)
+
+
+def place_order_for_a_new_customer(demo: Demo) -> None:
+    placed = requests.post(
+        f"{demo.sandbox_url}/_sandbox/shops/{demo.shop_domain}/orders",
+        json={"email": f"new-{time.monotonic_ns()}@aurora-hotel.example"},
+        timeout=30,
+    )
+    assert placed.status_code == 201, placed.text
+
+
+def test_the_segment_list_and_home_follow_orders_without_a_reload(page: Page, demo: Demo) -> None:
+    open_page(page, demo, "segments")
+    row = page.locator("s-table-row", has=page.locator("[data-segment='one-time-buyers']"))
+    count = row.locator("[data-members]")
+    before = int(count.get_attribute("data-members") or "0")
+    place_order_for_a_new_customer(demo)
+    expect(count).to_have_attribute("data-members", str(before + 1), timeout=45_000)
+    # Home's card for the segment, drawn before the next order, follows it too.
+    open_page(page, demo)
+    card = page.locator("li.gp-card", has=page.get_by_text("One-time buyers", exact=True))
+    figure = card.locator(".gp-metric-value")
+    expect(figure).to_have_text(f"{before + 1:,}")
+    place_order_for_a_new_customer(demo)
+    expect(figure).to_have_text(f"{before + 2:,}", timeout=45_000)
