@@ -99,7 +99,8 @@ def test_segments_list_shows_sizes_revenue_share_and_weekly_change(server: str, 
     assert 0 < vip["revenue_share"] <= 1
     # History says 8 days ago the segment was 16 % smaller than today's count.
     assert vip["change_week"] == 15 - int(15 * 0.84)
-    assert vip["tag_sync"] == {"enabled": True, "tag": "goldpan-vip"}
+    # Nobody carries the tag yet by Goldpan's hand: tag sync is still writing.
+    assert vip["tag_sync"] == {"enabled": True, "tag": "goldpan-vip", "written": 0}
     assert rows["one-time-buyers"]["tag_sync"]["enabled"] is False
 
 
@@ -153,7 +154,7 @@ def test_member_pages_search_and_sort(server: str, shop_a) -> None:
     needle = first["members"][0]["email"]
     found = client.get(f"/segments/{seg}/members", q=needle.upper()).json()
     assert [m["email"] for m in found["members"]] == [needle]
-    assert found["total"] is None
+    assert found["total"] == 1  # a search says how many it matched
 
 
 def test_business_buyers_carry_the_reason_they_qualify(server: str, shop_a) -> None:
@@ -202,7 +203,7 @@ def test_members_csv_export_is_complete_and_formula_safe(
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/csv")
     assert 'filename="goldpan-vip.csv"' in r.headers["content-disposition"]
-    rows = list(csv.DictReader(io.StringIO(r.text)))
+    rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
     assert len(rows) == expected
     assert all(not row["email"].startswith("=") for row in rows)
 
@@ -226,7 +227,10 @@ def test_members_csv_says_structured_reasons_in_english(
     page = client.get(f"/segments/{ids['business-buyers']}/members", q=email).json()["members"]
     assert {m["id"]: m["reason"] for m in page}[customer_id] == stored
     r = client.get(f"/segments/{ids['business-buyers']}/members.csv")
-    rows = {int(row["customer_id"]): row for row in csv.DictReader(io.StringIO(r.text))}
+    rows = {
+        int(row["customer_id"]): row
+        for row in csv.DictReader(io.StringIO(r.content.decode("utf-8-sig")))
+    }
     assert rows[customer_id]["reason"] == "48 units of Dinner Napkins on 3 March 2026"
 
 

@@ -171,7 +171,9 @@ def test_the_sync_reads_the_shops_currency_and_amounts_carry_it(
             timeout=30,
         )
     assert exported.status_code == 200
-    texts = [row["reason"] for row in csv.DictReader(io.StringIO(exported.text))]
+    texts = [
+        row["reason"] for row in csv.DictReader(io.StringIO(exported.content.decode("utf-8-sig")))
+    ]
     assert f"(EUR {spend:,.2f})" in "\n".join(texts)
     # A shop that changes its currency is seen at the next reconciliation.
     env.store.currency = "KRW"

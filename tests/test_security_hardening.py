@@ -154,7 +154,10 @@ def test_members_csv_neutralises_every_formula_form(
             assert customer is not None
             customer.first_name = names[customer.id] = formula
     r = ApiClient(server, shop.domain).get(f"/segments/{ids['vip']}/members.csv")
-    rows = {int(row["customer_id"]): row for row in csv.DictReader(io.StringIO(r.text))}
+    rows = {
+        int(row["customer_id"]): row
+        for row in csv.DictReader(io.StringIO(r.content.decode("utf-8-sig")))
+    }
     for customer_id, name in names.items():
         cell = rows[customer_id]["first_name"]
         if name == " Anna":

@@ -19,9 +19,9 @@ async function token(fresh = false) {
   return bridge.idToken({ fresh });
 }
 
-async function call(path, { method = "GET", body, accept = "application/json" } = {}) {
+async function call(path, { method = "GET", body, accept = "application/json", extra = {} } = {}) {
   for (let attempt = 0; ; attempt += 1) {
-    const headers = { Authorization: `Bearer ${await token(attempt > 0)}`, Accept: accept };
+    const headers = { ...extra, Authorization: `Bearer ${await token(attempt > 0)}`, Accept: accept };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const response = await fetch(`/api${path}`, {
       method,
@@ -56,6 +56,13 @@ export const api = {
   post: (path, body = {}) => call(path, { method: "POST", body }).then(json),
   put: (path, body = {}) => call(path, { method: "PUT", body }).then(json),
   del: (path) => call(path, { method: "DELETE" }).then(json),
+  /** The shop's data version (its ETag), or null while it is still ``etag`` (a 304). */
+  async version(etag) {
+    const response = await call("/version", { extra: etag ? { "If-None-Match": etag } : {} });
+    if (response.status === 304) return null;
+    await json(response);
+    return response.headers.get("ETag");
+  },
   /** Download a file the API serves (CSV): fetched with the token, saved through a link. */
   async download(path, filename) {
     const response = await call(path, { accept: "text/csv" });

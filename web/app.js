@@ -6,16 +6,17 @@
 
 import { h, mount } from "./dom.js";
 import { init, t } from "./i18n.js";
+import { follow } from "./live.js";
 import { failure } from "./ui.js";
 
 const params = new URLSearchParams(location.search);
 
 const ROUTES = [
-  { pattern: /^#?\/?$/, view: "home", nav: "home" },
-  { pattern: /^#\/segments\/?$/, view: "segments", nav: "segments" },
+  { pattern: /^#?\/?$/, view: "home", nav: "home", live: true },
+  { pattern: /^#\/segments\/?$/, view: "segments", nav: "segments", live: true },
   { pattern: /^#\/segments\/new\/?(?:\?.*)?$/, view: "builder", nav: "segments" },
   { pattern: /^#\/segments\/custom\/([a-z0-9-]+)\/?$/, view: "builder", nav: "segments" },
-  { pattern: /^#\/segments\/(\d+)\/?$/, view: "segment", nav: "segments" },
+  { pattern: /^#\/segments\/(\d+)\/?$/, view: "segment", nav: "segments", live: true },
   { pattern: /^#\/analytics\/?$/, view: "analytics", nav: "analytics" },
   { pattern: /^#\/settings\/?$/, view: "settings", nav: "settings" },
 ];
@@ -31,10 +32,14 @@ const TABS = [
 const PATHS = { home: "/", segments: "/segments", analytics: "/analytics", settings: "/settings" };
 
 let current = null;
+<<<<<<< HEAD
 let shown = null; // the hash the current view was drawn for
 
 // App Bridge's own script defines window.shopify; the demo's stand-in marks itself.
 const bridged = () => Boolean(window.shopify) && !window.shopify.demo;
+=======
+let following = null;
+>>>>>>> wt-live
 
 function renderTabs(active) {
   const tabs = document.getElementById("tabs");
@@ -75,6 +80,8 @@ async function route() {
   const root = document.getElementById("app");
   if (current?.dispose) current.dispose();
   current = null;
+  following?.();
+  following = null;
   if (!match) {
     location.hash = "#/";
     return;
@@ -87,6 +94,8 @@ async function route() {
   try {
     const module = await import(`./views/${match.r.view}.js`);
     current = (await module.render(root, ...match.m.slice(1))) || null;
+    // Home and the segment views follow the shop's changes without a reload.
+    if (match.r.live) following = follow(root, (fresh) => module.render(fresh, ...match.m.slice(1)));
     // Tests and screenshots wait for this: the view has loaded its data and drawn itself.
     document.body.dataset.view = match.r.view;
   } catch (error) {

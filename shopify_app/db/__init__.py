@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from shopify_app.resources import resource_dir
@@ -144,3 +144,15 @@ def downgrade(database_url: str, revision: str) -> None:
     from alembic import command
 
     command.downgrade(alembic_config(database_url), revision)
+
+
+def bump_data_version(conn: Connection, shop_id: int) -> None:
+    """Tell the shop's open pages that what they show changed (``GET /api/version``).
+
+    Call it in the transaction that writes the change, so a page that sees the new version
+    reads the new figures. The counter says nothing itself: pages only compare it.
+    """
+    conn.execute(
+        text("UPDATE shops SET data_version = data_version + 1 WHERE id = :shop_id"),
+        {"shop_id": shop_id},
+    )

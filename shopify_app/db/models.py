@@ -99,6 +99,8 @@ class Shop(Base):
     uninstalled_at: Mapped[dt.datetime | None]
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     api_cost_spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Bumped by every write that changes what the page shows (``db.bump_data_version``).
+    data_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -135,6 +137,8 @@ class Customer(Base):
     zip: Mapped[str | None] = mapped_column(String(32))
     company: Mapped[str | None] = mapped_column(String(255))
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # Sync stores Shopify's counters; every recompute replaces them with the segments engine's
+    # figures (orders that count, net of refunds), which the members list shows beside reasons.
     number_of_orders: Mapped[int] = mapped_column(Integer, default=0)
     amount_spent: Mapped[float] = mapped_column(Money, default=0)
     rfm_group: Mapped[str | None] = mapped_column(String(32))

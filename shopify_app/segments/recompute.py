@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session
 from shopify_app import db, jobs
 from shopify_app.db import transaction
 from shopify_app.db.models import (
+    Customer,
     FlowEvent,
     Membership,
     MetaConnection,
@@ -71,6 +72,7 @@ SUGGESTIONS_KEY = "cross_sell_suggestions"  # mined rules the merchant may accep
 MEMBERSHIPS = cast(Table, Membership.__table__)
 SEGMENTS = cast(Table, Segment.__table__)
 HISTORY = cast(Table, SegmentHistory.__table__)
+CUSTOMERS = cast(Table, Customer.__table__)
 COPY_CHUNK = 50_000  # rows per piece of a COPY (bounds the text built at once)
 SQLITE_CACHE_KIB = 512 * 1024  # an upper bound: SQLite allocates pages only as it reads them
 
@@ -454,7 +456,59 @@ def write_evaluation(
             ),
         )
     _write_history(session, shop.id, as_of, history)
+    write_figures(session, shop.id, ev)
+    db.bump_data_version(session.connection(), shop.id)
     return counts
+
+
+def write_figures(
+    session: Session, shop_id: int, ev: library.Evaluation, only: list[int] | None = None
+) -> int:
+    """Store the engine's orders and net spend of the evaluated customers where they differ.
+
+    The members list shows and sorts by these columns beside reasons the engine wrote, so
+    they must be the engine's figures (orders that count, net of refunds), not Shopify's
+    counters from the last sync: a customer created by an order webhook has none. ``only``
+    limits the read to those customers (the incremental path); returns how many changed.
+    """
+    ids = ev.dataset.customer_ids
+    if not len(ids):
+        return 0
+    c = CUSTOMERS.c
+    where = [c.shop_id == shop_id] + ([c.id.in_(only)] if only is not None else [])
+    stored_id, stored_orders, stored_spent = loader.fetch_number_columns(
+        session,
+        [
+            (c.id, "q"),
+            (func.coalesce(c.number_of_orders, -1), "q"),
+            (func.coalesce(c.amount_spent, -1), "d"),
+        ],
+        *where,
+    )
+    at = np.searchsorted(ids, stored_id)
+    known = at < len(ids)
+    known[known] = ids[at[known]] == stored_id[known]
+    at = at[known]
+    orders = ev.features.n_orders[at]
+    spent = np.round(ev.features.spend[at], 2)
+    differs = (orders != stored_orders[known]) | (np.abs(spent - stored_spent[known]) >= 0.005)
+    if not differs.any():
+        return 0
+    session.connection().execute(
+        update(CUSTOMERS)
+        .where(c.shop_id == shop_id, c.id == bindparam("cid"))
+        .values(number_of_orders=bindparam("orders"), amount_spent=bindparam("spent")),
+        [
+            {"cid": cid, "orders": n, "spent": v}
+            for cid, n, v in zip(
+                stored_id[known][differs].tolist(),
+                orders[differs].tolist(),
+                spent[differs].tolist(),
+                strict=True,
+            )
+        ],
+    )
+    return int(differs.sum())
 
 
 def _json_safe(value: Any) -> Any:
@@ -683,8 +737,10 @@ def recompute_customers_now(
             )
         }
         wanted: dict[tuple[int, int], str] = {}
+        figures_changed = 0
         if ds.n_customers:
             ev = library.evaluate(ds, cfg, as_of, stats=stats)
+            figures_changed = write_figures(session, shop_id, ev, only=ids)
             for handle, result in ev.segments.items():
                 seg = segs.get(handle)
                 if seg is None or not seg[1] or not len(result.members):
@@ -749,6 +805,8 @@ def recompute_customers_now(
                     for sid, cid in changed
                 ],
             )
+        if figures_changed or added or removed or changed:
+            db.bump_data_version(conn, shop_id)
     return {cid for _, cid in added} | {cid for _, cid in removed}
 
 

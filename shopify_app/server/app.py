@@ -35,8 +35,13 @@ from starlette.staticfiles import StaticFiles
 from shopify_app import db
 from shopify_app.crypto import TokenCipher
 from shopify_app.jobs import Context, Runtime, make_huey
+<<<<<<< HEAD
 from shopify_app.server import errors, flow, health, oauth, pages
 from shopify_app.server.api import actions, analytics, audit, home, meta, segments, settings
+=======
+from shopify_app.server import errors, health, oauth, pages
+from shopify_app.server.api import actions, analytics, audit, home, live, meta, segments, settings
+>>>>>>> wt-live
 from shopify_app.server.assets import WEB_DIR
 from shopify_app.server.middleware import (
     BodyLimit,
@@ -83,6 +88,7 @@ def build_routes() -> list[BaseRoute]:
             routes=[
                 Route("/session", home.session, methods=["GET"]),
                 Route("/home", home.home, methods=["GET"]),
+                Route("/version", live.version, methods=["GET"]),
                 Route("/segments", segments.segment_list, methods=["GET"]),
                 Route("/segments/preview", segments.segment_preview, methods=["POST"]),
                 Route("/segments/{segment_id}", segments.segment_detail, methods=["GET"]),

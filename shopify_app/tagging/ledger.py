@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from shopify_app import db
 from shopify_app.db.models import TagLedger, utcnow
 from shopify_app.tagging.state import id_chunks
 from shopify_app.tagging.tags import tag_key
@@ -85,6 +86,9 @@ def record(
             ),
             [rows[k] for k in sorted(rows)],
         )
+    if rows or gone:
+        # Tag sync's progress on the page moves with the ledger.
+        db.bump_data_version(conn, shop_id)
 
 
 def stale(

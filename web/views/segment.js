@@ -3,7 +3,8 @@
 
 import { api, query } from "../api.js";
 import { debounce, h, mount } from "../dom.js";
-import { date, dateTime, money, number, percent, reason, segmentName, t } from "../i18n.js";
+import { date, dateTime, lang, money, number, percent, reason, segmentName, t } from "../i18n.js";
+import { morph, onChange } from "../live.js";
 import { badge, banner, button, empty, failure, loading, page, section, table, toast, withStates } from "../ui.js";
 import { metaSwitch, tagSwitch } from "./toggles.js";
 
@@ -31,26 +32,47 @@ function membersSection(segment, currency) {
     SORTS.map((value) => h("option", { value }, t(`members.sort.${value}`))),
   );
 
+  const fetchPage = () => api.get(`/segments/${segment.id}/members${query({ q: state.q, sort: state.sort, page: state.page })}`);
+
   async function load() {
     mount(results, loading(t("members.loading")));
     try {
-      const data = await api.get(
-        `/segments/${segment.id}/members${query({ q: state.q, sort: state.sort, page: state.page })}`,
-      );
-      draw(data);
+      draw(await fetchPage(), results);
     } catch (error) {
       mount(results, failure(error, load));
     }
   }
 
-  function draw(data) {
+  // A change to the shop's data (an order, a recompute) redraws the page of members shown, in
+  // place: the search, the sort, the page and the focus stay.
+  let refreshing = false;
+  const stop = onChange(async () => {
+    if (!results.isConnected) {
+      stop();
+      return;
+    }
+    if (refreshing) return;
+    refreshing = true;
+    try {
+      const fresh = h("div");
+      draw(await fetchPage(), fresh);
+      morph(results, fresh);
+    } catch (error) {
+      console.warn("members refresh failed", error);
+    } finally {
+      refreshing = false;
+    }
+  });
+
+  function draw(data, into) {
     if (!data.members.length) {
-      mount(results, empty(state.q ? t("members.no_match", { q: state.q }) : t("members.empty"), state.q ? null : t("members.empty_body")));
+      mount(into, empty(state.q ? t("members.no_match", { q: state.q }) : t("members.empty"), state.q ? null : t("members.empty_body")));
       return;
     }
     const pages = data.total === null ? null : Math.max(1, Math.ceil(data.total / data.page_size));
     mount(
-      results,
+      into,
+      state.q ? h("p", { class: "gp-subdued", role: "status", "data-matches": data.total }, t("members.matches", { count: data.total, q: state.q })) : null,
       table(
         [
           t("members.col.customer"),
@@ -60,7 +82,7 @@ function membersSection(segment, currency) {
           t("members.col.since"),
         ],
         data.members.map((m) => [
-          h("div", { "data-customer": m.id }, h("span", { class: "gp-strong", dir: "auto" }, memberName(m)), h("br"), h("span", { class: "gp-subdued", dir: "ltr" }, m.email || "")),
+          h("div", { "data-customer": m.id, "data-orders": m.orders, "data-spent": m.spent }, h("span", { class: "gp-strong", dir: "auto" }, memberName(m)), h("br"), h("span", { class: "gp-subdued", dir: "ltr" }, m.email || "")),
           number(m.orders),
           money(m.spent, currency),
           h("span", { class: "gp-reason", dir: "auto" }, reason(m.reason, currency)),
@@ -118,11 +140,9 @@ function membersSection(segment, currency) {
     load();
   });
   load();
-  return section(
-    t("members.title"),
-    h("div", { class: "gp-toolbar" }, search, sort),
-    results,
-  );
+  const el = section(t("members.title"), h("div", { class: "gp-toolbar" }, search, sort), results);
+  el.dataset.live = "own";
+  return el;
 }
 
 /** Backtest message parameters in the page's language: *_date an ISO day, *_share a
@@ -178,7 +198,8 @@ function exportsSection(segment) {
     h(
       "div",
       { class: "gp-actions" },
-      run(t("export.csv"), () => api.download(`/segments/${segment.id}/members.csv`, `goldpan-${segment.handle}.csv`)),
+      // Reasons in the page's language; the other columns are the same in every language.
+      run(t("export.csv"), () => api.download(`/segments/${segment.id}/members.csv${query({ lang })}`, `goldpan-${segment.handle}.csv`)),
       run(t("export.meta"), () => api.download(`/meta/segments/${segment.id}/file`, `meta-${segment.handle}.csv`)),
       segment.tag_sync.enabled
         ? run(t("export.native"), async () => {

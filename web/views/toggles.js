@@ -8,8 +8,14 @@ import { badge, button, confirmDialog, failure, toast } from "../ui.js";
 
 const META_TONES = { synced: "success", ready: "success", syncing: "info", pending: "info", error: "critical", flagged: "critical", deleted: "warning" };
 
+/** Tag sync as the server reports it: off, writing (members tagged so far of all), or on. */
 export function tagBadge(segment) {
-  return segment.tag_sync.enabled ? badge(t("sync.on"), "success") : badge(t("sync.off"));
+  const sync = segment.tag_sync;
+  if (!sync.enabled) return badge(t("sync.off"));
+  if (sync.written !== null && sync.written !== undefined && sync.written < segment.members) {
+    return h("span", { "data-tag-progress": `${sync.written}/${segment.members}` }, badge(t("tags.progress", { done: sync.written, total: segment.members }), "info"));
+  }
+  return badge(t("sync.on"), "success");
 }
 
 export function metaBadge(segment) {
@@ -95,9 +101,11 @@ async function toggleMeta(segment, onChange) {
   onChange();
 }
 
-/** A switch button that runs ``action`` and reports errors inline. */
-function switchButton(label, pressed, action, segment, onChange, errors) {
+/** A switch button that runs ``action`` and reports errors inline; ``name`` says which
+ * switch it is ("Tag sync for VIP"), since every row has one. */
+function switchButton(label, name, pressed, action, segment, onChange, errors) {
   const el = button(label, {
+    "aria-label": name,
     "aria-pressed": pressed ? "true" : "false",
     variant: "secondary",
     "data-toggle": label,
@@ -120,7 +128,15 @@ export function tagSwitch(segment, onChange, errors) {
     "span",
     { class: "gp-switch", "data-tag-sync": segment.tag_sync.enabled ? "on" : "off" },
     tagBadge(segment),
-    switchButton(segment.tag_sync.enabled ? t("action.turn_off") : t("action.turn_on"), segment.tag_sync.enabled, toggleTag, segment, onChange, errors),
+    switchButton(
+      segment.tag_sync.enabled ? t("action.turn_off") : t("action.turn_on"),
+      t("tags.toggle", { name: segmentName(segment) }),
+      segment.tag_sync.enabled,
+      toggleTag,
+      segment,
+      onChange,
+      errors,
+    ),
   );
 }
 
@@ -129,7 +145,15 @@ export function metaSwitch(segment, onChange, errors) {
     "span",
     { class: "gp-switch", "data-meta-sync": segment.meta_sync.enabled ? "on" : "off" },
     metaBadge(segment),
-    switchButton(segment.meta_sync.enabled ? t("action.turn_off") : t("action.turn_on"), segment.meta_sync.enabled, toggleMeta, segment, onChange, errors),
+    switchButton(
+      segment.meta_sync.enabled ? t("action.turn_off") : t("action.turn_on"),
+      t("meta.toggle", { name: segmentName(segment) }),
+      segment.meta_sync.enabled,
+      toggleMeta,
+      segment,
+      onChange,
+      errors,
+    ),
   );
 }
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,19 +156,59 @@ def _iso(day: int) -> str:
     return day_date(day).isoformat()
 
 
-def _season_label(months: list[int] | tuple[int, ...]) -> str:
+def _season_label(months: list[int] | tuple[int, ...], names: tuple[str, ...] = MONTHS) -> str:
     months = list(months)
     if len(months) == 1:
-        return MONTHS[months[0] - 1]
+        return names[months[0] - 1]
     if months == list(range(months[0], months[-1] + 1)):
-        return f"{MONTHS[months[0] - 1]}–{MONTHS[months[-1] - 1]}"
-    return ", ".join(MONTHS[m - 1] for m in months)
+        return f"{names[months[0] - 1]}–{names[months[-1] - 1]}"
+    return ", ".join(names[m - 1] for m in months)
 
 
 def _number(value: int | float) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return f"{value:,.0f}" if value.is_integer() else f"{value:,.1f}"
+
+
+def plural_category(lang: str, shown: int | float) -> str:
+    """CLDR's plural category of a number as shown (what ``Intl.PluralRules`` picks on the
+    page) for the page's languages: Arabic has six forms, Greek and English two, Korean one."""
+    whole = float(shown).is_integer()
+    n = int(shown) if whole else None
+    if lang == "ko":
+        return "other"
+    if lang != "ar":
+        return "one" if n == 1 else "other"
+    if n is None:
+        return "other"
+    if n in (0, 1, 2):
+        return ("zero", "one", "two")[n]
+    if 3 <= n % 100 <= 10:
+        return "few"
+    return "many" if 11 <= n % 100 <= 99 else "other"
+
+
+@dataclass(frozen=True)
+class Wording:
+    """A language's reason templates, count nouns and month names: the page's own messages
+    (``reason.*``, ``count.*``, ``month.*`` in web/i18n/<lang>.json), so an export says a
+    reason as the page does. Dates are ISO days and amounts "USD 1,234.50" in every language:
+    unambiguous in any spreadsheet."""
+
+    lang: str
+    messages: Mapping[str, Any]
+
+    def counted(self, name: str, value: float) -> str:
+        shown: int | float = value if isinstance(value, int) else round(float(value), 1)
+        forms = self.messages.get(f"count.{name}")
+        if not isinstance(forms, dict):
+            return counted(name, value)
+        form = forms.get(plural_category(self.lang, shown), forms.get("other", "{count}"))
+        return str(form).replace("{count}", _number(shown))
+
+    def months(self) -> tuple[str, ...]:
+        return tuple(str(self.messages.get(f"month.{m}", MONTHS[m - 1])) for m in range(1, 13))
 
 
 def counted(name: str, value: float) -> str:
@@ -179,7 +219,8 @@ def counted(name: str, value: float) -> str:
     return (one if shown == 1 else other).replace("{count}", _number(shown))
 
 
-def _english(name: str, value: Any, currency: str | None) -> str:
+def _said(name: str, value: Any, currency: str | None, wording: Wording | None) -> str:
+    """One parameter as text: in English, or in ``wording``'s language."""
     if value is None:
         return ""
     if name.endswith("_date") and isinstance(value, str):
@@ -187,23 +228,27 @@ def _english(name: str, value: Any, currency: str | None) -> str:
             d = dt.date.fromisoformat(value)
         except ValueError:
             return value
-        return f"{d.day} {MONTHS[d.month - 1]} {d.year}"
+        return d.isoformat() if wording else f"{d.day} {MONTHS[d.month - 1]} {d.year}"
     if name.endswith("_money") and isinstance(value, int | float):
         return money(float(value), currency)
     if name.endswith("_months") and isinstance(value, list):
-        return _season_label([int(m) for m in value if 1 <= int(m) <= 12])
+        names = wording.months() if wording else MONTHS
+        return _season_label([int(m) for m in value if 1 <= int(m) <= 12], names)
     if isinstance(value, bool):
         return str(value)
     if name in COUNTED and isinstance(value, int | float):
-        return counted(name, value)
+        return wording.counted(name, value) if wording else counted(name, value)
     if isinstance(value, int | float):
         return _number(value)
     return str(value)
 
 
-def render(reason: Reason | str | None, currency: str | None = None) -> str:
-    """A reason in English: the stored JSON, a :class:`Reason`, or plain text (returned as is);
-    amounts in ``currency`` (the shop's ISO code) when it is known."""
+def render(
+    reason: Reason | str | None, currency: str | None = None, wording: Wording | None = None
+) -> str:
+    """A reason in English, or in ``wording``'s language: the stored JSON, a :class:`Reason`,
+    or plain text (returned as is); amounts in ``currency`` (the shop's ISO code) when it is
+    known."""
     if reason is None:
         return ""
     parsed = reason if isinstance(reason, Reason) else Reason.parse(reason)
@@ -213,9 +258,11 @@ def render(reason: Reason | str | None, currency: str | None = None) -> str:
     if template is None:
         text = parsed.params.get("text")
         return str(text) if text is not None else parsed.key
+    if wording is not None:
+        template = str(wording.messages.get(f"reason.{parsed.key}", template))
     params = parsed.params
     return _PLACEHOLDER.sub(
-        lambda m: _english(m.group(1), params.get(m.group(1)), currency), template
+        lambda m: _said(m.group(1), params.get(m.group(1)), currency, wording), template
     )
 
 

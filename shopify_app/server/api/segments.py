@@ -6,9 +6,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import functools
 import io
+import json
+import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
@@ -45,9 +48,11 @@ from shopify_app.server.api.request import (
     today,
 )
 from shopify_app.server.api.settings import load_config
+from shopify_app.server.assets import WEB_DIR
 from shopify_app.states import AuditTarget, MetaAudienceKind
 from shopify_app.tagging import changes as tag_changes
 from shopify_app.tagging import ledger as tag_ledger
+from shopify_app.tagging import state as tag_state
 from shopify_app.tagging import usage as tag_usage
 from shopify_app.tagging.tags import segment_tag, tag_key, validate_tag
 
@@ -137,6 +142,16 @@ def _week_ago_members(session: Session, shop_id: int) -> dict[int, int]:
     return {sid: int(n) for sid, n in members.items()}
 
 
+def _tags_written(
+    session: Session, shop_id: int, segments: Sequence[Segment], prefix: str
+) -> dict[int, int]:
+    """Tag sync's progress for the segments that have it on."""
+    synced = {
+        s.id: segment_tag(s.tag, s.handle, prefix) for s in segments if s.tag_sync and s.enabled
+    }
+    return tag_state.tag_progress(session, shop_id, synced)
+
+
 def _segment_row(
     seg: Segment,
     prefix: str,
@@ -144,6 +159,7 @@ def _segment_row(
     total: float,
     week_ago: dict[int, int],
     meta: dict[int, dict[str, Any]],
+    written: dict[int, int],
 ) -> dict[str, Any]:
     before = week_ago.get(seg.id)
     audience = meta.get(seg.id, {}).get("audience")
@@ -159,7 +175,12 @@ def _segment_row(
         "revenue": rev,
         "revenue_share": (rev / total) if rev is not None and total > 0 else None,
         "change_week": (seg.member_count - before) if before is not None else None,
-        "tag_sync": {"enabled": seg.tag_sync, "tag": segment_tag(seg.tag, seg.handle, prefix)},
+        "tag_sync": {
+            "enabled": seg.tag_sync,
+            "tag": segment_tag(seg.tag, seg.handle, prefix),
+            # Members carrying the tag so far: the page shows progress until all of them do.
+            "written": written.get(seg.id),
+        },
         "native_segment": seg.native_segment_id,
         "meta_sync": {
             "enabled": seg.meta_sync,
@@ -192,11 +213,12 @@ def segment_list(request: Request) -> Response:
         revenue, total = _segment_revenue(session, shop_id)
         week_ago = _week_ago_members(session, shop_id)
         meta = _meta_states(session, shop_id)
+        written = _tags_written(session, shop_id, rows, prefix)
         return JSONResponse(
             {
                 "segments": [
                     {
-                        **_segment_row(s, prefix, revenue, total, week_ago, meta),
+                        **_segment_row(s, prefix, revenue, total, week_ago, meta, written),
                         "defined": defined is None or s.handle in defined,
                     }
                     for s in rows
@@ -240,7 +262,8 @@ def segment_detail(request: Request) -> Response:
             .order_by(SegmentHistory.day.desc())
             .limit(30)
         ).all()
-        row = _segment_row(seg, prefix, revenue, total, week_ago, meta)
+        written = _tags_written(session, shop_id, [seg], prefix)
+        row = _segment_row(seg, prefix, revenue, total, week_ago, meta, written)
         row["history"] = [
             {"day": d.isoformat(), "members": m, "revenue": float(r or 0)}
             for d, m, r in reversed(history)
@@ -254,6 +277,19 @@ _MEMBER_COLUMNS: dict[str, Any] = {
     "spent": Customer.amount_spent,
     "orders": Customer.number_of_orders,
 }
+
+
+def _member_match(q: str) -> Any:
+    """Name, email or company contains ``q`` as typed: ``%`` and ``_`` are not wildcards."""
+    literal = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    like = f"%{literal}%"
+    return or_(
+        func.lower(Customer.email).like(like, escape="\\"),
+        func.lower(
+            func.coalesce(Customer.first_name, "") + " " + func.coalesce(Customer.last_name, "")
+        ).like(like, escape="\\"),
+        func.lower(func.coalesce(Customer.company, "")).like(like, escape="\\"),
+    )
 
 
 def _member_query(seg: Segment, q: str | None, sort: str) -> Any:
@@ -271,18 +307,7 @@ def _member_query(seg: Segment, q: str | None, sort: str) -> Any:
         .where(Membership.segment_id == seg.id)
     )
     if q:
-        like = f"%{q.lower()}%"
-        stmt = stmt.where(
-            or_(
-                func.lower(Customer.email).like(like),
-                func.lower(
-                    func.coalesce(Customer.first_name, "")
-                    + " "
-                    + func.coalesce(Customer.last_name, "")
-                ).like(like),
-                func.lower(func.coalesce(Customer.company, "")).like(like),
-            )
-        )
+        stmt = stmt.where(_member_match(q))
     desc = sort.startswith("-")
     key = sort.lstrip("-")
     col: Any
@@ -301,6 +326,12 @@ def _member_query(seg: Segment, q: str | None, sort: str) -> Any:
     else:
         order = [col.desc() if desc else col.asc(), Membership.customer_id.asc()]
     return stmt.order_by(*order)
+
+
+def _match_count(session: Session, seg: Segment, q: str) -> int:
+    """How many members a search matches (the page says it beside the results)."""
+    matches = _member_query(seg, q, "id").order_by(None).subquery()
+    return int(session.scalar(select(func.count()).select_from(matches)) or 0)
 
 
 def _member_params(request: Request) -> tuple[str | None, str, int]:
@@ -355,7 +386,7 @@ def segment_members(request: Request) -> Response:
                 "page_size": PAGE_SIZE,
                 "has_next": len(rows) > PAGE_SIZE,
                 "next_after": members[-1]["id"] if members and len(rows) > PAGE_SIZE else None,
-                "total": None if q else seg.member_count,
+                "total": _match_count(session, seg, q) if q else seg.member_count,
                 "q": q,
                 "sort": sort,
             }
@@ -363,6 +394,11 @@ def segment_members(request: Request) -> Response:
 
 
 _FORMULA_STARTS = frozenset("=+-@")
+_PHONE = re.compile(r"\+?[0-9][0-9 ]*")
+"""A phone as Shopify stores it (E.164, ``+15551234567``), or spaced digits: data, not a
+formula (no function, no reference), so it is exported as is and stays dialable."""
+CSV_LANGUAGES = ("en", "ar", "el", "ko")
+"""``?lang=`` values of the CSV export: the page's languages."""
 
 
 def _csv_safe(value: Any) -> str:
@@ -380,10 +416,37 @@ def _csv_safe(value: Any) -> str:
     return text
 
 
+def _csv_phone(value: str | None) -> str:
+    """A phone cell: a plain phone number as is, anything else guarded like other text."""
+    if value is not None and _PHONE.fullmatch(value):
+        return value
+    return _csv_safe(value)
+
+
+def _csv_time(value: dt.datetime | None) -> str:
+    """A UTC time as spreadsheets read it: ``2026-11-23 14:05:09`` (no microseconds, no zone)."""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""
+
+
+@functools.cache
+def _wording(lang: str) -> reasons.Wording | None:
+    """The page's reason wording in ``lang`` (None for English: the templates' own)."""
+    if lang == "en":
+        return None
+    path = WEB_DIR / "i18n" / f"{lang}.json"
+    return reasons.Wording(lang, json.loads(path.read_text(encoding="utf-8")))
+
+
 def segment_members_csv(request: Request) -> Response:
-    """Every member as CSV (streamed), for spreadsheets and other tools."""
+    """Every member as CSV (streamed) for spreadsheets and other tools: UTF-8 with a byte
+    order mark (Excel reads it as UTF-8 only then), times in UTC, and the reason in the
+    page's language with ``?lang=ar|el|ko`` (English by default)."""
     shop_id = request_shop_id(request)
     segment_id = path_id(request)
+    lang = request.query_params.get("lang") or "en"
+    if lang not in CSV_LANGUAGES:
+        raise InputError(f"lang must be one of {', '.join(CSV_LANGUAGES)}", field="lang")
+    wording = _wording(lang)
     sessions = context(request).sessions
     with db_session(request) as session:
         seg = get_segment(session, shop_id, segment_id)
@@ -392,6 +455,7 @@ def segment_members_csv(request: Request) -> Response:
 
     def rows() -> Iterator[str]:
         buf = io.StringIO()
+        buf.write("\ufeff")
         writer = csv.writer(buf)
         writer.writerow(
             [
@@ -412,24 +476,19 @@ def segment_members_csv(request: Request) -> Response:
             stmt = _member_query(seg, None, "id").execution_options(yield_per=2000)
             for _cid, reason, since, c in s.execute(stmt):
                 writer.writerow(
-                    [c.id]
-                    + [
-                        _csv_safe(v)
-                        for v in (
-                            c.first_name,
-                            c.last_name,
-                            c.email,
-                            c.phone,
-                            c.company,
-                            c.country_code,
-                        )
-                    ]
-                    + [
+                    [
+                        c.id,
+                        _csv_safe(c.first_name),
+                        _csv_safe(c.last_name),
+                        _csv_safe(c.email),
+                        _csv_phone(c.phone),
+                        _csv_safe(c.company),
+                        _csv_safe(c.country_code),
                         c.number_of_orders,
                         f"{float(c.amount_spent or 0):.2f}",
-                        # Spreadsheets get the reason in English, not the page's JSON.
-                        _csv_safe(reasons.render(reason, currency)),
-                        iso(since),
+                        # Spreadsheets get the reason as text, not the page's JSON.
+                        _csv_safe(reasons.render(reason, currency, wording)),
+                        _csv_time(since),
                     ]
                 )
                 if buf.tell() > 64_000:
