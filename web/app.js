@@ -32,14 +32,11 @@ const TABS = [
 const PATHS = { home: "/", segments: "/segments", analytics: "/analytics", settings: "/settings" };
 
 let current = null;
-<<<<<<< HEAD
 let shown = null; // the hash the current view was drawn for
 
 // App Bridge's own script defines window.shopify; the demo's stand-in marks itself.
 const bridged = () => Boolean(window.shopify) && !window.shopify.demo;
-=======
 let following = null;
->>>>>>> wt-live
 
 function renderTabs(active) {
   const tabs = document.getElementById("tabs");
@@ -115,11 +112,11 @@ async function start() {
   if (entry && !location.hash) history.replaceState(history.state, "", `${entry}${location.search}#${entry}`);
   // Back and forward between entries whose paths differ (the path follows the section) fire
   // popstate without hashchange; a change of hash alone fires both.
-  const follow = () => {
+  const navigated = () => {
     if (location.hash !== shown) route();
   };
-  window.addEventListener("hashchange", follow);
-  window.addEventListener("popstate", follow);
+  window.addEventListener("hashchange", navigated);
+  window.addEventListener("popstate", navigated);
   await route();
   document.body.dataset.ready = "1";
 }

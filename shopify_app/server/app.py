@@ -35,13 +35,17 @@ from starlette.staticfiles import StaticFiles
 from shopify_app import db
 from shopify_app.crypto import TokenCipher
 from shopify_app.jobs import Context, Runtime, make_huey
-<<<<<<< HEAD
 from shopify_app.server import errors, flow, health, oauth, pages
-from shopify_app.server.api import actions, analytics, audit, home, meta, segments, settings
-=======
-from shopify_app.server import errors, health, oauth, pages
-from shopify_app.server.api import actions, analytics, audit, home, live, meta, segments, settings
->>>>>>> wt-live
+from shopify_app.server.api import (
+    actions,
+    analytics,
+    audit,
+    home,
+    live,
+    meta,
+    segments,
+    settings,
+)
 from shopify_app.server.assets import WEB_DIR
 from shopify_app.server.middleware import (
     BodyLimit,
