@@ -35,7 +35,16 @@ from shopify_app import db
 from shopify_app.crypto import TokenCipher
 from shopify_app.jobs import Context, Runtime, make_huey
 from shopify_app.server import errors, health, oauth, pages
-from shopify_app.server.api import actions, analytics, audit, home, meta, segments, settings
+from shopify_app.server.api import (
+    actions,
+    analytics,
+    audit,
+    customers,
+    home,
+    meta,
+    segments,
+    settings,
+)
 from shopify_app.server.assets import WEB_DIR
 from shopify_app.server.middleware import (
     BodyLimit,
@@ -98,6 +107,7 @@ def build_routes() -> list[BaseRoute]:
                     methods=["POST"],
                 ),
                 Route("/segments/{segment_id}/meta-preview", meta.preview, methods=["GET"]),
+                Route("/customers/{customer_id}", customers.customer_detail, methods=["GET"]),
                 Route("/analytics", analytics.analytics, methods=["GET"]),
                 Route("/settings", settings.settings_get, methods=["GET"]),
                 Route("/settings", settings.settings_put, methods=["PUT"]),
