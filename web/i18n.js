@@ -78,6 +78,22 @@ export function money(value, currency) {
   return new Intl.NumberFormat(locale, { style: "currency", currency }).format(value);
 }
 
+let regionNames = null;
+
+/** A country or region code ("GR") as its name in the page's language ("Ελλάδα"), through
+ * Intl.DisplayNames; the code itself when the browser knows no name for it. */
+export function region(code) {
+  if (!code) return "";
+  if (regionNames?.locale !== locale) {
+    regionNames = { locale, names: new Intl.DisplayNames([locale], { type: "region", fallback: "code" }) };
+  }
+  try {
+    return regionNames.names.of(code.toUpperCase());
+  } catch {
+    return code; // not a well-formed code (RangeError): show it as stored
+  }
+}
+
 export function date(value, options = { dateStyle: "medium" }) {
   if (!value) return "—";
   const d = typeof value === "string" ? new Date(value) : value;

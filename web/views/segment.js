@@ -59,7 +59,7 @@ function membersSection(segment, currency) {
           t("members.col.since"),
         ],
         data.members.map((m) => [
-          h("div", { "data-customer": m.id }, h("span", { class: "gp-strong", dir: "auto" }, memberName(m)), h("br"), h("span", { class: "gp-subdued", dir: "ltr" }, m.email || "")),
+          h("div", { "data-customer": m.id }, h("a", { href: `#/customers/${m.id}`, class: "gp-strong", dir: "auto", "data-customer-link": m.id }, memberName(m)), h("br"), h("span", { class: "gp-subdued", dir: "ltr" }, m.email || "")),
           number(m.orders),
           money(m.spent, currency),
           h("span", { class: "gp-reason", dir: "auto" }, reason(m.reason, currency)),
