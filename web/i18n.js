@@ -37,7 +37,37 @@ export async function init(requested) {
 // 0.96 is shown as "1", so it takes the form of 1.
 const plurals = () => new Intl.PluralRules(locale, { maximumFractionDigits: 1 });
 
-/** The message ``key`` with ``{name}`` placeholders filled; plural messages pick by ``count``. */
+const PLURAL_ARGUMENT = /\{(\w+), plural,/g;
+const PLURAL_FORM = /(=\d+|zero|one|two|few|many|other)\s*\{((?:[^{}]|\{\w+\})*)\}/g;
+
+/** ICU-style plural arguments inside a message, for a message with more than one count (or a
+ * count not named ``count``): "{days, plural, one {# day} other {# days}}" takes the form its
+ * own number needs in the page's language (Arabic has six), "#" being that number as shown. */
+function pluralArguments(message, params) {
+  let out = "";
+  let last = 0;
+  PLURAL_ARGUMENT.lastIndex = 0;
+  for (let found = PLURAL_ARGUMENT.exec(message); found; found = PLURAL_ARGUMENT.exec(message)) {
+    let end = PLURAL_ARGUMENT.lastIndex;
+    for (let depth = 1; end < message.length && depth > 0; end += 1) {
+      if (message[end] === "{") depth += 1;
+      else if (message[end] === "}") depth -= 1;
+    }
+    const forms = {};
+    for (const [, category, text] of message.slice(PLURAL_ARGUMENT.lastIndex, end - 1).matchAll(PLURAL_FORM)) {
+      forms[category] = text;
+    }
+    const value = Number(params[found[1]] ?? 0);
+    const form = forms[`=${value}`] ?? forms[plurals().select(value)] ?? forms.other ?? "";
+    out += message.slice(last, found.index) + form.replace(/#/g, number(value));
+    last = end;
+    PLURAL_ARGUMENT.lastIndex = end;
+  }
+  return out + message.slice(last);
+}
+
+/** The message ``key`` with ``{name}`` placeholders filled; plural messages pick by ``count``,
+ * plural arguments ("{days, plural, …}") by their own number. */
 export function t(key, params = {}) {
   let message = messages[key] ?? fallback[key];
   if (message === undefined) return key;
@@ -45,6 +75,7 @@ export function t(key, params = {}) {
     const category = plurals().select(Number(params.count ?? 0));
     message = message[category] ?? message.other;
   }
+  if (message.includes(", plural,")) message = pluralArguments(message, params);
   return message.replace(/\{(\w+)\}/g, (_, name) => {
     const value = params[name];
     if (value === undefined || value === null) return "";
@@ -94,6 +125,12 @@ export function region(code) {
   }
 }
 
+/** Where a region segment's customers live: "NY, United States", the country alone, or the
+ * code as stored when it is not a country code. */
+export function place(country, province) {
+  return province ? t("region.province", { province, country: region(country) }) : region(country);
+}
+
 export function date(value, options = { dateStyle: "medium" }) {
   if (!value) return "—";
   const d = typeof value === "string" ? new Date(value) : value;
@@ -123,6 +160,9 @@ export function segmentName(segment) {
     if (range) return t("segment.lapsed_range", { from: Number(range[1]), to: Number(range[2]) });
     if (open) return t("segment.lapsed_open", { from: Number(open[1]) });
   }
+  // Region segments: "region-us" or "region-us-ny" (shopify_app/segments/library/regions.py).
+  const where = segment.handle.match(/^region-([a-z]{2})(?:-(.+))?$/);
+  if (where) return t("segment.region", { place: place(where[1].toUpperCase(), where[2]?.toUpperCase()) });
   const rfm = segment.handle.match(/^rfm-(.+)$/);
   if (rfm && has(`rfm.${rfm[1]}`)) return t("segment.rfm", { group: t(`rfm.${rfm[1]}`) });
   return segment.name;
@@ -148,6 +188,10 @@ function reasonParams(params, currency) {
       shown[name] = date(value, { dateStyle: "long", timeZone: "UTC" });
     } else if (name.endsWith("_money") && typeof value === "number") {
       shown[name] = money(value, currency);
+    } else if (name === "place" && typeof value === "string") {
+      // A region as regions.region_label writes it: "NY, US" or "US".
+      const [, province, country] = value.match(/^(?:(.+), )?([A-Z]{2})$/) || [];
+      shown[name] = country ? place(country, province) : value;
     } else if (name.endsWith("_months") && Array.isArray(value)) {
       shown[name] = monthNames(value);
     } else if (typeof value === "number" && has(`count.${name}`)) {

@@ -196,7 +196,7 @@ function metaSection(segment) {
         "dl",
         { class: "gp-facts" },
         h("dt", null, t("meta.status")),
-        h("dd", null, badge(audience.status)),
+        h("dd", null, badge(t(`meta_status.${audience.status}`))),
         h("dt", null, t("meta.received")),
         h("dd", null, number(audience.received)),
         h("dt", null, t("meta.invalid")),
@@ -216,7 +216,7 @@ function metaSection(segment) {
         "ul",
         null,
         lookalikes.map((l) =>
-          h("li", null, `${l.spec?.country || ""} ${l.spec?.ratio ? percent(l.spec.ratio, 0) : ""} · `, badge(l.status)),
+          h("li", null, `${l.spec?.country || ""} ${l.spec?.ratio ? percent(l.spec.ratio, 0) : ""} · `, badge(t(`meta_status.${l.status}`))),
         ),
       ),
     );
