@@ -4,18 +4,24 @@ real HTTP after a real full recompute; another shop's customer and a redacted on
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from goldpan_sandbox.delivery import refund_payload
 from shopify_app.actions.scores import score_values
 from shopify_app.db.models import Customer, LineItem, Membership, Order, Segment, Shop, WebhookEvent
 from shopify_app.jobs import Context
 from shopify_app.segments import library, loader, recompute
+from shopify_app.sync import bulk, inbox
 from shopify_app.sync.compliance import handle_customer_redact
 from tests.fixtures_api import ApiClient, serving
+from tests.fixtures_sync import SyncEnv
 from tests.test_predictions_page import TODAY, seed
+from tests.test_refunds import _store_with_buyers
 
 
 def _repeat_customer(sessions: sessionmaker[Session], shop_id: int) -> int:
@@ -147,3 +153,33 @@ def test_a_redacted_customer_is_not_found(
             assert stored is not None and row is not None
             handle_customer_redact(ctx, stored, {"customer": {"id": 42}}, row)
         assert client.get("/customers/42").status_code == 404
+
+
+def test_each_order_shows_what_its_refunds_gave_back(
+    make_sync_env: Callable[..., SyncEnv], sessions: sessionmaker[Session]
+) -> None:
+    env = make_sync_env(_store_with_buyers)
+    shop_id = env.shop.id
+    bulk.initial(env.ctx, shop_id, http=env.http, poll_interval=0.01)
+    case_order = list(env.store.orders.values())[-1]
+    (line,) = case_order.line_items
+    refund = env.store.refund_order(case_order.id, {line.id: 18}, notify=False)
+    event = WebhookEvent(
+        shop_domain=env.shop.domain,
+        event_id=f"refund-{refund.id}",
+        topic="refunds/create",
+        payload=json.dumps(refund_payload(env.store, refund)),
+    )
+    assert inbox.dispatch(env.ctx, event) == ("done", None)
+    with serving(env.ctx) as server:
+        body = ApiClient(server, env.shop.domain).get(f"/customers/{case_order.customer_id}").json()
+        untouched = next(
+            o for o in env.store.orders.values() if o.customer_id and not o.refunds and o.line_items
+        )
+        other = ApiClient(server, env.shop.domain).get(f"/customers/{untouched.customer_id}")
+    (shown,) = body["orders"]
+    given_back = float(case_order.refunded_total)
+    assert given_back > 0 and shown["refunded"] == given_back
+    assert shown["amount"] == float(case_order.total_price) - given_back
+    # Synced in bulk with no refunds: none, not unknown.
+    assert {o["refunded"] for o in other.json()["orders"] if o["id"] == untouched.id} == {0.0}

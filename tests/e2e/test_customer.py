@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
-from shopify_app.db.models import Customer, Segment, Shop
+from shopify_app.db.models import Customer, Order, Segment, Shop
 from shopify_app.segments import recompute
 from tests.e2e.test_page import CHROMIUM_ARGS
 from tests.fixtures_api import ApiClient
@@ -66,6 +66,8 @@ def test_a_member_opens_their_orders_segments_predictions_and_admin_link(
     # Customers on a steady rhythm beside the seeded ones: enough history for a purchase model.
     seed(seeded_page.ctx.sessions, shop_id, 400)
     recompute.recompute_shop_now(seeded_page.ctx, shop_id)
+    with seeded_page.ctx.sessions.begin() as s:  # a tenth of each order given back, as synced
+        s.execute(update(Order).values(refunded=func.round(Order.total * 0.1, 2)))
     _open(page, seeded_page, f"#/segments/{_segment_id(seeded_page, 'true-fans')}", "segment")
     link = page.locator("[data-customer-link]").first
     customer_id = link.get_attribute("data-customer-link")
@@ -86,6 +88,8 @@ def test_a_member_opens_their_orders_segments_predictions_and_admin_link(
     for item in first["items"]:
         expect(orders.first).to_contain_text(f"{item['quantity']} × {item['title']}")
     expect(orders.first).to_contain_text(f"${first['amount']:,.2f}")
+    assert first["refunded"] > 0
+    expect(orders.first.locator("[data-refunded]")).to_have_text(f"${first['refunded']:,.2f}")
 
     segments = page.locator("[data-table='customer-segments'] s-table-body s-table-row")
     expect(segments).to_have_count(len(said["segments"]))

@@ -88,12 +88,21 @@ function ordersSection(orders, total, currency) {
     t("customer.orders"),
     orders.length < total ? h("p", { class: "gp-subdued" }, t("customer.orders_shown", { count: orders.length, total })) : null,
     table(
-      [t("customer.col.date"), t("customer.col.order"), t("customer.col.items"), { label: t("customer.col.amount"), numeric: true }, t("customer.col.status")],
+      [
+        t("customer.col.date"),
+        t("customer.col.order"),
+        t("customer.col.items"),
+        { label: t("customer.col.amount"), numeric: true },
+        { label: t("customer.col.refunded"), numeric: true },
+        t("customer.col.status"),
+      ],
       orders.map((o) => [
         date(o.processed_at),
         h("span", { dir: "ltr" }, o.name || `#${o.id}`),
         h("span", { dir: "auto" }, items(o) || "—"),
         money(o.amount, o.currency || currency),
+        // null: synced before refunds were kept; shown as unknown, not as none.
+        h("span", { "data-refunded": o.refunded ?? "" }, o.refunded === null ? t("customer.refund_unknown") : o.refunded > 0 ? money(o.refunded, o.currency || currency) : "—"),
         [
           o.cancelled ? badge(t("customer.status.cancelled"), "critical") : null,
           o.test ? badge(t("customer.status.test")) : null,
@@ -101,6 +110,7 @@ function ordersSection(orders, total, currency) {
       ]),
       { "data-table": "customer-orders" },
     ),
+    h("p", { class: "gp-subdued" }, t("customer.net_help")),
   );
 }
 
