@@ -11,13 +11,16 @@ function customerName(c) {
   return name || c.email || `#${c.id}`;
 }
 
-/** In the admin, App Bridge opens `shopify:admin/...` links in the admin itself; the demo has
- * no admin around the page, so it links to where the customer would be on admin.shopify.com. */
+/** In the admin, App Bridge's Navigation API opens `shopify://admin/...` links (target _top) in
+ * the admin itself; the demo has no admin around the page, so it links to where the customer
+ * would be on admin.shopify.com, in a new tab. */
 function adminLink(shop, id) {
-  const demo = new URLSearchParams(location.search).get("demo") === "1";
-  const store = shop.domain.replace(/\.myshopify\.com$/, "");
-  const href = demo ? `https://admin.shopify.com/store/${store}/customers/${id}` : `shopify:admin/customers/${id}`;
-  return h("a", { href, target: demo ? "_blank" : "_top", rel: "noopener", "data-admin-link": id }, t("customer.admin_link"));
+  if (new URLSearchParams(location.search).get("demo") === "1") {
+    const store = shop.domain.replace(/\.myshopify\.com$/, "");
+    const href = `https://admin.shopify.com/store/${store}/customers/${id}`;
+    return h("a", { href, target: "_blank", rel: "noopener", "data-admin-link": id }, t("customer.admin_link"));
+  }
+  return h("a", { href: `shopify://admin/customers/${id}`, target: "_top", "data-admin-link": id }, t("customer.admin_link"));
 }
 
 function place(c) {
