@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from shopify_app.db.models import Customer, Segment, Shop
 from shopify_app.segments import recompute
@@ -185,3 +185,17 @@ def test_amounts_are_in_the_currency_shopify_reports(page: Page, seeded_page: Se
     # What they spent in the shop's currency; each order stays in the currency it was paid in.
     expect(page.locator("#app .gp-facts")).to_contain_text("€")
     expect(page.locator("#app .gp-facts")).not_to_contain_text("$")
+
+
+def test_before_shopify_names_the_currency_amounts_carry_no_guessed_symbol(
+    page: Page, seeded_page: SeededPage
+) -> None:
+    shop_id = _shop_id(seeded_page)
+    with seeded_page.ctx.sessions.begin() as s:
+        s.execute(update(Shop).where(Shop.id == shop_id).values(currency=None))
+        segment_id = s.scalars(
+            select(Segment.id).where(Segment.shop_id == shop_id, Segment.member_count > 0)
+        ).first()
+    _open(page, seeded_page, f"#/segments/{segment_id}", "segment")
+    spent = page.locator("[data-table='members'] s-table-row s-table-cell:nth-child(3)").first
+    expect(spent).to_have_text(re.compile(r"^[\d,]+\.\d\d$"))

@@ -128,7 +128,7 @@ export async function render(root, id) {
       root.append(banner("warning", t("customer.not_found"), h("p", null, h("a", { href: "#/segments", "data-action": "back" }, t("segment.back")))));
       return;
     }
-    const currency = data.shop.currency || "USD";
+    const currency = data.shop.currency; // null until Shopify has told us: plain amounts, no guessed symbol
     const back = h("a", { href: "#/segments", class: "gp-back" }, t("customer.back"));
     back.addEventListener("click", (event) => {
       // Back to the segment it was opened from, with its search and page as they were.

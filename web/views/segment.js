@@ -266,7 +266,7 @@ function metaSection(segment) {
 export async function render(root, id) {
   const load = async () => {
     const [segment, home] = await Promise.all([api.get(`/segments/${id}`), api.get("/home")]);
-    return { segment, currency: home.shop.currency || "USD" };
+    return { segment, currency: home.shop.currency };
   };
   const draw = ({ segment, currency }) => {
     const refresh = () => withStates(root, load, draw);
