@@ -125,10 +125,19 @@ export function region(code) {
   }
 }
 
-/** Where a region segment's customers live: "NY, United States", the country alone, or the
- * code as stored when it is not a country code. */
-export function place(country, province) {
-  return province ? t("region.province", { province, country: region(country) }) : region(country);
+/** Parts of one thing as the language lists them ("Athens, Greece"; Arabic uses "، "). */
+export function listOf(parts) {
+  return new Intl.ListFormat(locale, { style: "short", type: "unit" }).format(parts);
+}
+
+/** Where customers live, the smaller place inside the larger as the language writes it
+ * ("Athens, Attica, Greece"; Korean puts the country first), country names through
+ * region(); empty when nothing is known. */
+export function place(country, province, city) {
+  return [province, city].reduce(
+    (outer, inner) => (inner ? (outer ? t("region.province", { province: inner, country: outer }) : inner) : outer),
+    region(country),
+  );
 }
 
 export function date(value, options = { dateStyle: "medium" }) {
@@ -174,7 +183,7 @@ function monthNames(list) {
   const name = (m) => format.format(new Date(Date.UTC(2000, m - 1, 15)));
   const run = list.length > 1 && list.every((m, i) => i === 0 || m === list[i - 1] + 1);
   if (run) return `${name(list[0])}–${name(list[list.length - 1])}`;
-  return new Intl.ListFormat(locale, { style: "short", type: "unit" }).format(list.map(name));
+  return listOf(list.map(name));
 }
 
 /** Reason parameters in the page's language; the name says the kind (as in

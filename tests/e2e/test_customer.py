@@ -76,6 +76,18 @@ def test_a_member_opens_their_orders_segments_predictions_and_admin_link(
     page.wait_for_selector("body[data-view='customer']", timeout=30_000)
     assert page.evaluate("location.hash") == f"#/customers/{customer_id}"
     expect(page.locator("h1")).to_have_text(name)
+    with seeded_page.ctx.sessions() as s:
+        city, country = s.execute(
+            select(Customer.city, Customer.country_code).where(Customer.id == int(customer_id))
+        ).one()
+    names = {
+        "US": "United States",
+        "GR": "Greece",
+        "KR": "South Korea",
+        "AE": "United Arab Emirates",
+    }
+    expected = f"{city}, {names[country]}" if city else names[country]
+    expect(page.locator("[data-customer-location]")).to_have_text(expected)
 
     said: dict[str, Any] = (
         ApiClient(seeded_page.app_url, seeded_page.shop).get(f"/customers/{customer_id}").json()
@@ -90,6 +102,8 @@ def test_a_member_opens_their_orders_segments_predictions_and_admin_link(
     expect(orders.first).to_contain_text(f"${first['amount']:,.2f}")
     assert first["refunded"] > 0
     expect(orders.first.locator("[data-refunded]")).to_have_text(f"${first['refunded']:,.2f}")
+    status = page.locator("[data-table='customer-orders'] s-table-header", has_text="Status")
+    expect(status).to_have_count(0)  # no order is cancelled or a test: no empty column
 
     segments = page.locator("[data-table='customer-segments'] s-table-body s-table-row")
     expect(segments).to_have_count(len(said["segments"]))
@@ -114,6 +128,21 @@ def test_a_member_opens_their_orders_segments_predictions_and_admin_link(
     expect(admin).to_have_attribute(
         "href", f"https://admin.shopify.com/store/{store}/customers/{customer_id}"
     )
+
+    # Cancelled in Shopify (as a sync would store it): the order says so when the view reopens.
+    with seeded_page.ctx.sessions.begin() as s:
+        s.execute(
+            update(Order)
+            .where(Order.id == first["id"])
+            .values(cancelled_at=func.coalesce(Order.updated_at, Order.processed_at))
+        )
+    page.evaluate("() => { location.hash = '#/segments'; }")
+    page.wait_for_selector("body[data-view='segments']", timeout=30_000)
+    page.go_back()
+    page.wait_for_selector("body[data-view='customer']", timeout=30_000)
+    expect(status).to_have_count(1)
+    expect(orders.first.locator("s-badge")).to_have_text("Cancelled")
+    expect(orders.nth(1).locator("s-badge")).to_have_count(0)
 
     page.get_by_role("link", name="← Back").click()
     page.wait_for_selector("body[data-view='segment']", timeout=30_000)

@@ -3,7 +3,7 @@
 
 import { ApiError, api } from "../api.js";
 import { h } from "../dom.js";
-import { date, money, number, percent, reason, region, segmentName, t } from "../i18n.js";
+import { date, listOf, money, number, percent, place, reason, segmentName, t } from "../i18n.js";
 import { badge, banner, page, section, table, withStates } from "../ui.js";
 
 function customerName(c) {
@@ -23,8 +23,8 @@ function adminLink(shop, id) {
   return h("a", { href: `shopify://admin/customers/${id}`, target: "_top", "data-admin-link": id }, t("customer.admin_link"));
 }
 
-function place(c) {
-  return [c.city, c.province, region(c.country)].filter(Boolean).join(", ") || "—";
+function address(c) {
+  return place(c.country, c.province, c.city) || "—";
 }
 
 function facts(c, shop) {
@@ -37,7 +37,7 @@ function facts(c, shop) {
       { class: "gp-facts" },
       row(t("customer.email"), c.email || "—", { dir: "ltr" }),
       c.company ? row(t("customer.company"), c.company, { dir: "auto" }) : null,
-      row(t("customer.location"), place(c), { "data-customer-location": "" }),
+      row(t("customer.location"), address(c), { "data-customer-location": "" }),
       row(t("customer.since"), date(c.since)),
       row(t("members.col.orders"), number(c.orders)),
       row(t("members.col.spent"), money(c.spent, currency)),
@@ -86,7 +86,9 @@ function segmentsSection(segments, currency) {
 
 function ordersSection(orders, total, currency) {
   if (!orders.length) return section(t("customer.orders"), h("p", { class: "gp-subdued" }, t("customer.no_orders")));
-  const items = (o) => o.items.map((i) => t("customer.item", { quantity: i.quantity, title: i.title })).join(", ");
+  const items = (o) => listOf(o.items.map((i) => t("customer.item", { quantity: i.quantity, title: i.title })));
+  // A status column only when some order has one (cancelled, test).
+  const flagged = orders.some((o) => o.cancelled || o.test);
   return section(
     t("customer.orders"),
     orders.length < total ? h("p", { class: "gp-subdued" }, t("customer.orders_shown", { count: orders.length, total })) : null,
@@ -97,8 +99,8 @@ function ordersSection(orders, total, currency) {
         t("customer.col.items"),
         { label: t("customer.col.amount"), numeric: true },
         { label: t("customer.col.refunded"), numeric: true },
-        t("customer.col.status"),
-      ],
+        flagged ? t("customer.col.status") : null,
+      ].filter(Boolean),
       orders.map((o) => [
         date(o.processed_at),
         h("span", { dir: "ltr" }, o.name || `#${o.id}`),
@@ -106,11 +108,8 @@ function ordersSection(orders, total, currency) {
         money(o.amount, o.currency || currency),
         // null: synced before refunds were kept; shown as unknown, not as none.
         h("span", { "data-refunded": o.refunded ?? "" }, o.refunded === null ? t("customer.refund_unknown") : o.refunded > 0 ? money(o.refunded, o.currency || currency) : "—"),
-        [
-          o.cancelled ? badge(t("customer.status.cancelled"), "critical") : null,
-          o.test ? badge(t("customer.status.test")) : null,
-        ],
-      ]),
+        flagged ? [o.cancelled ? badge(t("customer.status.cancelled"), "critical") : null, o.test ? badge(t("customer.status.test")) : null] : null,
+      ].filter((cell) => cell !== null)),
       { "data-table": "customer-orders" },
     ),
     h("p", { class: "gp-subdued" }, t("customer.net_help")),
