@@ -14,9 +14,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from sqlalchemy import select, update
 
-from shopify_app.db.models import Customer, Segment, Shop
+from shopify_app.db.models import Customer, MetaAudience, Segment, Shop
 from shopify_app.segments import recompute
-from shopify_app.states import MetaAudienceStatus, MetaConnectionStatus
+from shopify_app.states import MetaAudienceKind, MetaAudienceStatus, MetaConnectionStatus
 from shopify_app.sync.shop import refresh_shop
 from shopify_app.tagging.writes import admin_client
 from tests.e2e.test_page import CHROMIUM_ARGS
@@ -199,3 +199,41 @@ def test_before_shopify_names_the_currency_amounts_carry_no_guessed_symbol(
     _open(page, seeded_page, f"#/segments/{segment_id}", "segment")
     spent = page.locator("[data-table='members'] s-table-row s-table-cell:nth-child(3)").first
     expect(spent).to_have_text(re.compile(r"^[\d,]+\.\d\d$"))
+
+
+def test_audience_statuses_and_lookalike_countries_are_in_the_pages_language(
+    page: Page, seeded_page: SeededPage
+) -> None:
+    shop_id = _shop_id(seeded_page)
+    with seeded_page.ctx.sessions.begin() as s:
+        segment_id = s.scalars(
+            select(Segment.id).where(Segment.shop_id == shop_id, Segment.member_count > 0)
+        ).first()
+        assert segment_id is not None
+        s.add(
+            MetaAudience(
+                shop_id=shop_id,
+                segment_id=segment_id,
+                kind=MetaAudienceKind.CUSTOM,
+                audience_id="120000000001",
+                status=MetaAudienceStatus.READY,
+            )
+        )
+        s.add(
+            MetaAudience(
+                shop_id=shop_id,
+                segment_id=segment_id,
+                kind=MetaAudienceKind.LOOKALIKE,
+                audience_id="120000000002",
+                origin_audience_id="120000000001",
+                spec={"country": "GR", "ratio": 0.02},
+                status=MetaAudienceStatus.PENDING,
+            )
+        )
+    _open(page, seeded_page, f"#/segments/{segment_id}", "segment", locale="el")
+    el = json.loads((WEB / "i18n" / "el.json").read_text(encoding="utf-8"))
+    expect(page.locator("dd s-badge", has_text=el["meta_status.ready"])).to_have_count(1)
+    lookalike = page.locator("li", has=page.locator("s-badge"), has_text="Ελλάδα")
+    expect(lookalike).to_have_count(1)
+    expect(lookalike.locator("s-badge")).to_have_text(el["meta_status.pending"])
+    expect(page.locator("#app")).not_to_contain_text("ready")

@@ -3,7 +3,7 @@
 
 import { api, query } from "../api.js";
 import { debounce, h, mount } from "../dom.js";
-import { date, dateTime, money, number, percent, reason, segmentName, t } from "../i18n.js";
+import { date, dateTime, money, number, percent, reason, region, segmentName, t } from "../i18n.js";
 import { badge, banner, button, empty, failure, loading, page, section, table, toast, withStates } from "../ui.js";
 import { metaSwitch, tagSwitch } from "./toggles.js";
 
@@ -216,7 +216,7 @@ function metaSection(segment) {
         "ul",
         null,
         lookalikes.map((l) =>
-          h("li", null, `${l.spec?.country || ""} ${l.spec?.ratio ? percent(l.spec.ratio, 0) : ""} · `, badge(t(`meta_status.${l.status}`))),
+          h("li", null, `${region(l.spec?.country)} ${l.spec?.ratio ? percent(l.spec.ratio, 0) : ""} · `, badge(t(`meta_status.${l.status}`))),
         ),
       ),
     );
