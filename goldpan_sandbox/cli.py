@@ -6,7 +6,8 @@ without importing this package.
 
 ``serve`` runs a standalone sandbox with a generated store. The other commands talk to a running
 sandbox (the demo's, or ``serve``'s) over its JSON control API (``/_sandbox/...``) so anyone can
-place an order, refund one or edit a customer and watch the webhooks and Goldpan's tags follow::
+place an order (``products`` lists the handles it names), refund one or edit a customer and watch
+the webhooks and Goldpan's tags follow::
 
     shopify-app sandbox order --shop linen-lane.myshopify.com --customer ana@example.com \\
         --product linen-dinner-napkins:Sage --quantity 48
@@ -70,13 +71,31 @@ def _refund_line(value: str) -> tuple[str, int]:
     return line.strip(), _positive(quantity)
 
 
+class _OneLineHelp(argparse.HelpFormatter):
+    """Help as wide as the longest line needs, whatever the terminal: ``--help`` lists every
+    command on one line with what it does."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=24, width=110)
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        # argparse measures commands at their parent's indent but prints them one step further
+        # in, so the longest name ("customers") would push its help onto a line of its own.
+        if action.help is not argparse.SUPPRESS:
+            for sub in self._iter_indented_subactions(action):
+                length = len(self._format_action_invocation(sub)) + self._current_indent
+                self._action_max_length = max(self._action_max_length, length)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``shopify-app sandbox`` argument parser."""
     parser = argparse.ArgumentParser(
         prog="shopify-app sandbox",
         description="Run the local Shopify stand-in, or change a running one's store data.",
+        formatter_class=_OneLineHelp,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
 
     def remote(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -123,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("--order", required=True, help="order id or gid")
 
     refund = sub.add_parser(
-        "refund", help="refund an order in full or by line items (refunds/create, orders/updated)"
+        "refund", help="refund an order in full or by line items (fires refunds/create)"
     )
     remote(refund)
     refund.add_argument("order", help="order id or gid")
@@ -164,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     remote(customers)
     customers.add_argument("--shop", required=True)
     customers.add_argument("--limit", type=_positive, default=20)
+
+    products = sub.add_parser("products", help="list a shop's product handles, titles, variants")
+    remote(products)
+    products.add_argument("--shop", required=True)
 
     shops = sub.add_parser("shops", help="list the sandbox's shops")
     remote(shops)
@@ -422,6 +445,10 @@ def _customers(client: ControlClient, ns: argparse.Namespace) -> Any:
     return client.call("GET", f"/shops/{ns.shop}/customers", limit=ns.limit)
 
 
+def _products(client: ControlClient, ns: argparse.Namespace) -> Any:
+    return client.call("GET", f"/shops/{ns.shop}/products")
+
+
 def _shops(client: ControlClient, ns: argparse.Namespace) -> Any:
     return client.call("GET", "/shops")
 
@@ -471,6 +498,7 @@ _COMMANDS = {
     "refund": _refund,
     "customer": _customer,
     "customers": _customers,
+    "products": _products,
     "shops": _shops,
     "faults": _faults,
     "webhooks": _webhooks,

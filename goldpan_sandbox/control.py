@@ -17,6 +17,7 @@ callback) and ``GET /_sandbox/shops/{shop}/flow-events`` lists the Flow events r
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import threading
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -192,7 +193,10 @@ def _choose_variant(store: Any, item: dict[str, Any], variants: dict[int, Any]) 
     if item.get("handle"):
         product = next((p for p in store.products.values() if p.handle == item["handle"]), None)
         if product is None or not product.variants:
-            raise LookupError(f"no product with handle {item['handle']!r} on {store.domain}")
+            raise LookupError(
+                f"no product with handle {item['handle']!r} on {store.domain}"
+                + _did_you_mean(item["handle"], [p.handle for p in store.products.values()])
+            )
         wanted = str(item.get("variant") or "").strip().lower()
         if not wanted:
             return product.variants[0]
@@ -203,6 +207,14 @@ def _choose_variant(store: Any, item: dict[str, Any], variants: dict[int, Any]) 
     if not item.get("title") and variants:
         return next(iter(variants.values()))
     return None
+
+
+def _did_you_mean(handle: str, handles: list[str]) -> str:
+    """``"; did you mean 'a' or 'b'?"`` for the handles nearest a mistyped one (or ``""``)."""
+    near = difflib.get_close_matches(str(handle), handles, n=3, cutoff=0.6)
+    if not near:
+        return "; `shopify-app sandbox products` lists the handles"
+    return "; did you mean " + " or ".join(repr(h) for h in near) + "?"
 
 
 def place_order(sandbox: ShopifySandbox, domain: str, spec: dict[str, Any]) -> Order:
@@ -454,6 +466,23 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             {"customers": [sandbox.delivery.customer_payload(store, c) for c in chosen]}
         )
 
+    def products(request: Request) -> JSONResponse:
+        domain = request.path_params["shop"]
+        if domain not in sandbox.domains():
+            return _error(404, f"no shop {domain}")
+        store = sandbox.store(domain)
+        with store.lock:
+            found = sorted(store.products.values(), key=lambda p: p.handle)
+            listed = [
+                {
+                    "handle": p.handle,
+                    "title": p.title,
+                    "variants": [v.title for v in p.variants],
+                }
+                for p in found
+            ]
+        return JSONResponse({"products": listed})
+
     def compliance(request: Request) -> JSONResponse:
         domain = request.path_params["shop"]
         if domain not in sandbox.domains():
@@ -531,6 +560,7 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
         Route("/_sandbox/shops/{shop}/discounts", discounts, methods=["GET"]),
         Route("/_sandbox/shops/{shop}/flow-events", flow_events, methods=["GET"]),
         Route("/_sandbox/shops/{shop}/flow-workflows", flow_workflows, methods=["POST"]),
+        Route("/_sandbox/shops/{shop}/products", products, methods=["GET"]),
         Route(
             "/_sandbox/shops/{shop}/customers/{customer_id:int}",
             customer,

@@ -427,9 +427,16 @@ def test_renaming_a_tag_migrates_it_and_remove_all_needs_confirmation(
 WEB = Path(__file__).resolve().parent.parent / "web"
 
 
+# A plural argument ("{days, plural, one {…} other {…}}") is the placeholder ``days``; the text
+# of its forms ("two {يومين}") is not one.
+_PLACEHOLDER = re.compile(
+    r"(?<!zero )(?<!one )(?<!two )(?<!few )(?<!many )(?<!other )\{(\w+)(?:\}|, plural,)"
+)
+
+
 def _placeholders(message: object) -> set[str]:
     texts = message.values() if isinstance(message, dict) else [message]
-    return {name for text in texts for name in re.findall(r"\{(\w+)\}", str(text))}
+    return {name for text in texts for name in _PLACEHOLDER.findall(str(text))}
 
 
 def test_every_language_has_every_message_with_the_same_placeholders() -> None:

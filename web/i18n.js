@@ -37,7 +37,37 @@ export async function init(requested) {
 // 0.96 is shown as "1", so it takes the form of 1.
 const plurals = () => new Intl.PluralRules(locale, { maximumFractionDigits: 1 });
 
-/** The message ``key`` with ``{name}`` placeholders filled; plural messages pick by ``count``. */
+const PLURAL_ARGUMENT = /\{(\w+), plural,/g;
+const PLURAL_FORM = /(=\d+|zero|one|two|few|many|other)\s*\{((?:[^{}]|\{\w+\})*)\}/g;
+
+/** ICU-style plural arguments inside a message, for a message with more than one count (or a
+ * count not named ``count``): "{days, plural, one {# day} other {# days}}" takes the form its
+ * own number needs in the page's language (Arabic has six), "#" being that number as shown. */
+function pluralArguments(message, params) {
+  let out = "";
+  let last = 0;
+  PLURAL_ARGUMENT.lastIndex = 0;
+  for (let found = PLURAL_ARGUMENT.exec(message); found; found = PLURAL_ARGUMENT.exec(message)) {
+    let end = PLURAL_ARGUMENT.lastIndex;
+    for (let depth = 1; end < message.length && depth > 0; end += 1) {
+      if (message[end] === "{") depth += 1;
+      else if (message[end] === "}") depth -= 1;
+    }
+    const forms = {};
+    for (const [, category, text] of message.slice(PLURAL_ARGUMENT.lastIndex, end - 1).matchAll(PLURAL_FORM)) {
+      forms[category] = text;
+    }
+    const value = Number(params[found[1]] ?? 0);
+    const form = forms[`=${value}`] ?? forms[plurals().select(value)] ?? forms.other ?? "";
+    out += message.slice(last, found.index) + form.replace(/#/g, number(value));
+    last = end;
+    PLURAL_ARGUMENT.lastIndex = end;
+  }
+  return out + message.slice(last);
+}
+
+/** The message ``key`` with ``{name}`` placeholders filled; plural messages pick by ``count``,
+ * plural arguments ("{days, plural, …}") by their own number. */
 export function t(key, params = {}) {
   let message = messages[key] ?? fallback[key];
   if (message === undefined) return key;
@@ -45,6 +75,7 @@ export function t(key, params = {}) {
     const category = plurals().select(Number(params.count ?? 0));
     message = message[category] ?? message.other;
   }
+  if (message.includes(", plural,")) message = pluralArguments(message, params);
   return message.replace(/\{(\w+)\}/g, (_, name) => {
     const value = params[name];
     if (value === undefined || value === null) return "";
@@ -78,6 +109,37 @@ export function money(value, currency) {
   return new Intl.NumberFormat(locale, { style: "currency", currency }).format(value);
 }
 
+let regionNames = null;
+
+/** A country or region code ("GR") as its name in the page's language ("Ελλάδα"), through
+ * Intl.DisplayNames; the code itself when the browser knows no name for it. */
+export function region(code) {
+  if (!code) return "";
+  if (regionNames?.locale !== locale) {
+    regionNames = { locale, names: new Intl.DisplayNames([locale], { type: "region", fallback: "code" }) };
+  }
+  try {
+    return regionNames.names.of(code.toUpperCase());
+  } catch {
+    return code; // not a well-formed code (RangeError): show it as stored
+  }
+}
+
+/** Parts of one thing as the language lists them ("Athens, Greece"; Arabic uses "، "). */
+export function listOf(parts) {
+  return new Intl.ListFormat(locale, { style: "short", type: "unit" }).format(parts);
+}
+
+/** Where customers live, the smaller place inside the larger as the language writes it
+ * ("Athens, Attica, Greece"; Korean puts the country first), country names through
+ * region(); empty when nothing is known. */
+export function place(country, province, city) {
+  return [province, city].reduce(
+    (outer, inner) => (inner ? (outer ? t("region.province", { province: inner, country: outer }) : inner) : outer),
+    region(country),
+  );
+}
+
 export function date(value, options = { dateStyle: "medium" }) {
   if (!value) return "—";
   const d = typeof value === "string" ? new Date(value) : value;
@@ -107,6 +169,9 @@ export function segmentName(segment) {
     if (range) return t("segment.lapsed_range", { from: Number(range[1]), to: Number(range[2]) });
     if (open) return t("segment.lapsed_open", { from: Number(open[1]) });
   }
+  // Region segments: "region-us" or "region-us-ny" (shopify_app/segments/library/regions.py).
+  const where = segment.handle.match(/^region-([a-z]{2})(?:-(.+))?$/);
+  if (where) return t("segment.region", { place: place(where[1].toUpperCase(), where[2]?.toUpperCase()) });
   const rfm = segment.handle.match(/^rfm-(.+)$/);
   if (rfm && has(`rfm.${rfm[1]}`)) return t("segment.rfm", { group: t(`rfm.${rfm[1]}`) });
   return segment.name;
@@ -118,7 +183,7 @@ function monthNames(list) {
   const name = (m) => format.format(new Date(Date.UTC(2000, m - 1, 15)));
   const run = list.length > 1 && list.every((m, i) => i === 0 || m === list[i - 1] + 1);
   if (run) return `${name(list[0])}–${name(list[list.length - 1])}`;
-  return new Intl.ListFormat(locale, { style: "short", type: "unit" }).format(list.map(name));
+  return listOf(list.map(name));
 }
 
 /** Reason parameters in the page's language; the name says the kind (as in
@@ -132,6 +197,10 @@ function reasonParams(params, currency) {
       shown[name] = date(value, { dateStyle: "long", timeZone: "UTC" });
     } else if (name.endsWith("_money") && typeof value === "number") {
       shown[name] = money(value, currency);
+    } else if (name === "place" && typeof value === "string") {
+      // A region as regions.region_label writes it: "NY, US" or "US".
+      const [, province, country] = value.match(/^(?:(.+), )?([A-Z]{2})$/) || [];
+      shown[name] = country ? place(country, province) : value;
     } else if (name.endsWith("_months") && Array.isArray(value)) {
       shown[name] = monthNames(value);
     } else if (typeof value === "number" && has(`count.${name}`)) {

@@ -148,7 +148,8 @@ class Customer(Base):
 
 
 class Order(Base):
-    """An order. ``total`` is net of refunds (``segments.dataset.net_value``)."""
+    """An order. ``total`` is net of refunds (``segments.dataset.net_value``); ``refunded`` is
+    the money given back (None: synced before it was kept, until the order is read again)."""
 
     __tablename__ = "orders"
     __table_args__ = (Index("ix_orders_shop_customer", "shop_id", "customer_id"),)
@@ -169,6 +170,7 @@ class Order(Base):
     currency: Mapped[str | None] = mapped_column(String(3))
     discount_codes: Mapped[list[Any]] = mapped_column(JSON, default=list)
     billing_company: Mapped[str | None] = mapped_column(String(255))
+    refunded: Mapped[float | None] = mapped_column(Money)
 
 
 class LineItem(Base):

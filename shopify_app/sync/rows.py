@@ -70,7 +70,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "orders": (
         "shop_id", "id", "customer_id", "name", "email", "created_at", "processed_at",
         "updated_at", "cancelled_at", "test", "total", "currency", "discount_codes",
-        "billing_company",
+        "billing_company", "refunded",
     ),
     "line_items": (
         "shop_id", "id", "order_id", "product_id", "variant_id", "sku", "title", "quantity",
@@ -260,6 +260,7 @@ def order_row(shop_id: int, node: Node | Mapping[str, Any]) -> Row:
         currency,
         _codes(n.discount_codes),
         n.billing_address.company if n.billing_address is not None else None,
+        refunded,
     )
 
 
@@ -405,6 +406,7 @@ def rest_order_rows(shop_id: int, p: dict[str, Any]) -> tuple[Row, list[Row]]:
     """A REST ``orders/*`` payload as an order row (net of refunds) and its line item rows."""
     order_id = int(p["id"])
     customer = p.get("customer") or {}
+    refunded = _rest_refunded(p)
     order = (
         shop_id,
         order_id,
@@ -418,12 +420,13 @@ def rest_order_rows(shop_id: int, p: dict[str, Any]) -> tuple[Row, list[Row]]:
         bool(p.get("test")),
         net_value(
             _money(p.get("total_price")),
-            _rest_refunded(p),
+            refunded,
             _money(p["current_total_price"]) if p.get("current_total_price") else None,
         ),
         p.get("currency"),
         json.dumps([d.get("code") for d in p.get("discount_codes") or [] if d.get("code")]),
         (p.get("billing_address") or {}).get("company"),
+        refunded,
     )
     items = []
     for li in p.get("line_items") or []:

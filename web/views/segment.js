@@ -3,7 +3,7 @@
 
 import { api, query } from "../api.js";
 import { debounce, h, mount } from "../dom.js";
-import { date, dateTime, lang, money, number, percent, reason, segmentName, t } from "../i18n.js";
+import { date, dateTime, lang, money, number, percent, reason, region, segmentName, t } from "../i18n.js";
 import { morph, onChange } from "../live.js";
 import { badge, banner, button, empty, failure, loading, page, section, table, toast, withStates } from "../ui.js";
 import { metaSwitch, tagSwitch } from "./toggles.js";
@@ -82,7 +82,7 @@ function membersSection(segment, currency) {
           t("members.col.since"),
         ],
         data.members.map((m) => [
-          h("div", { "data-customer": m.id, "data-orders": m.orders, "data-spent": m.spent }, h("span", { class: "gp-strong", dir: "auto" }, memberName(m)), h("br"), h("span", { class: "gp-subdued", dir: "ltr" }, m.email || "")),
+          h("div", { "data-customer": m.id, "data-orders": m.orders, "data-spent": m.spent }, h("a", { href: `#/customers/${m.id}`, class: "gp-strong", dir: "auto", "data-customer-link": m.id }, memberName(m)), h("br"), h("span", { class: "gp-subdued", dir: "ltr" }, m.email || "")),
           number(m.orders),
           money(m.spent, currency),
           h("span", { class: "gp-reason", dir: "auto" }, reason(m.reason, currency)),
@@ -226,7 +226,7 @@ function metaSection(segment) {
         "dl",
         { class: "gp-facts" },
         h("dt", null, t("meta.status")),
-        h("dd", null, badge(audience.status)),
+        h("dd", null, badge(t(`meta_status.${audience.status}`))),
         h("dt", null, t("meta.received")),
         h("dd", null, number(audience.received)),
         h("dt", null, t("meta.invalid")),
@@ -246,7 +246,7 @@ function metaSection(segment) {
         "ul",
         null,
         lookalikes.map((l) =>
-          h("li", null, `${l.spec?.country || ""} ${l.spec?.ratio ? percent(l.spec.ratio, 0) : ""} · `, badge(l.status)),
+          h("li", null, `${region(l.spec?.country)} ${l.spec?.ratio ? percent(l.spec.ratio, 0) : ""} · `, badge(t(`meta_status.${l.status}`))),
         ),
       ),
     );
@@ -296,7 +296,7 @@ function metaSection(segment) {
 export async function render(root, id) {
   const load = async () => {
     const [segment, home] = await Promise.all([api.get(`/segments/${id}`), api.get("/home")]);
-    return { segment, currency: home.shop.currency || "USD" };
+    return { segment, currency: home.shop.currency };
   };
   const draw = ({ segment, currency }) => {
     const refresh = () => withStates(root, load, draw);

@@ -2,7 +2,7 @@
 
 import { api } from "../api.js";
 import { h, mount } from "../dom.js";
-import { number, percent, segmentName, t } from "../i18n.js";
+import { number, percent, place, segmentName, t } from "../i18n.js";
 import { button, empty, page, section, table, withStates } from "../ui.js";
 import { metaSwitch, tagSwitch } from "./toggles.js";
 
@@ -31,8 +31,7 @@ export function describe(s) {
   const d = s.definition || {};
   if (s.kind === "rfm") return t(`rfm_help.${d.group || s.handle.slice(4)}`);
   if (s.kind === "region") {
-    const region = d.province ? `${d.province}, ${d.country}` : d.country || "";
-    return t("segments.desc.region", { region });
+    return t("segments.desc.region", { region: place(d.country, d.province) });
   }
   if (s.kind === "cross_sell") return t("segments.desc.cross_sell");
   if (s.kind === "custom") return t("segments.desc.custom");

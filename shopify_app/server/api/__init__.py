@@ -10,6 +10,7 @@ from the app's context; :mod:`.request` holds what they all read from a request.
 
 * :mod:`.home` — sync status, notices, the retention headline;
 * :mod:`.segments` — the list, one segment, its members (and CSV), tag sync, native segments;
+* :mod:`.customers` — one customer's orders, segments with reasons, and predictions;
 * :mod:`.analytics` — the retention metrics the last full recompute stored (cohorts, time
   between orders, RFM, repeat trend, products, the backtest);
 * :mod:`.settings` — the shop's segment settings, removing every Goldpan tag;

@@ -73,14 +73,17 @@ def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> in
     return value
 
 
-def path_id(request: Request, name: str = "segment_id", thing: str = "segment") -> int:
+def path_id(
+    request: Request, name: str = "segment_id", thing: str = "segment", maximum: int = 2**31
+) -> int:
     """Path parameter ``name``, the id of a ``thing``: not a number is bad input (400); out of
-    range cannot exist, so it is not found (404) like any id the shop does not have."""
+    range cannot exist, so it is not found (404) like any id the shop does not have.
+    ``maximum``: our ids are 32-bit integer columns, Shopify's (customers) 64-bit."""
     raw = request.path_params.get(name, "")
     if not isinstance(raw, str) or not _WHOLE_NUMBER.fullmatch(raw):
         raise InputError(f"{thing} id must be a number", field=name)
     value = int(raw)
-    if not 0 < value < 2**31:  # ids are 32-bit integer columns
+    if not 0 < value < maximum:
         raise NotFound(f"{thing} not found")
     return value
 
