@@ -135,10 +135,30 @@ def test_facebook_login_account_choice_terms_sync_lookalike_and_file(
     allowed = sum(p.email_marketing_state == "SUBSCRIBED" for p in people)
     assert aud["status"] == "ready" and aud["received"] == allowed
 
+    panel = api.get(f"/meta/segments/{segment_id}").json()
+    offer = panel["offers"]["custom"]
+    assert offer["available"] is True and "US" in offer["countries"]
+    assert "XX" not in offer["countries"] and offer["taken"] == []
     look = api.post(f"/meta/segments/{segment_id}/lookalike", {"country": "US", "ratio": 2})
-    assert look.status_code == 201 and look.json()["spec"] == {"country": "US", "ratio": 0.02}
+    assert look.status_code == 201
+    assert look.json()["created"]["spec"] == {"country": "US", "ratio": 0.02}
+    # The answer lists the new lookalike, so the page shows it without a reload.
+    listed = look.json()["meta"]
+    assert [(la["spec"]["country"], la["state"]) for la in listed["lookalikes"]] == [
+        ("US", "created")
+    ]
+    assert listed["offers"]["custom"]["taken"] == [
+        {"source": listed["audience"]["audience_id"], "country": "US", "ratio": 0.02}
+    ]
     bad = api.post(f"/meta/segments/{segment_id}/lookalike", {"country": "US", "ratio": 20})
     assert bad.status_code == 400 and bad.json()["field"] == "ratio"
+    nowhere = api.post(f"/meta/segments/{segment_id}/lookalike", {"country": "XX", "ratio": 1})
+    assert nowhere.status_code == 400 and nowhere.json()["field"] == "country"
+    assert "not a country a lookalike can target" in nowhere.json()["error"]
+    again = api.post(f"/meta/segments/{segment_id}/lookalike", {"country": "us", "ratio": 2})
+    assert again.status_code == 400 and "exists already" in again.json()["error"]
+    lookalikes = meta.sandbox.requests_to("/customaudiences", "POST")
+    assert sum(r.params.get("subtype") == "LOOKALIKE" for r in lookalikes) == 1
 
     status = api.get("/meta/status").json()
     assert [a["kind"] for a in status["audiences"]] == ["custom", "lookalike"]
@@ -151,6 +171,12 @@ def test_facebook_login_account_choice_terms_sync_lookalike_and_file(
 
     off = api.post(f"/meta/segments/{segment_id}/sync", {"enabled": False})
     assert off.json()["audiences"][0]["status"] == "paused"
+    paused = api.get(f"/meta/segments/{segment_id}").json()
+    assert paused["state"] == "paused"
+    assert paused["offers"]["custom"] == {**paused["offers"]["custom"], "available": False}
+    assert paused["offers"]["custom"]["reason"] == "paused"
+    refused = api.post(f"/meta/segments/{segment_id}/lookalike", {"country": "GR", "ratio": 1})
+    assert refused.status_code == 400 and "paused" in refused.json()["error"]
 
     # Logging in again keeps the chosen account once the merchant confirms.
     assert _login(app_url, api).status_code == 200
