@@ -7,9 +7,11 @@ import csv
 import dataclasses
 import datetime as dt
 import io
+import json
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import requests
@@ -19,8 +21,12 @@ from goldpan_sandbox.server import free_port
 from shopify_app.db.models import MetaConnection, MetaLogin, utcnow
 from shopify_app.jobs import Context
 from shopify_app.meta.identifiers import CSV_HEADER
+from shopify_app.meta.view import LOOKALIKE_REASONS
+from shopify_app.states import MetaConnectionStatus, MetaState
 from tests.fixtures_api import ApiClient, serving
 from tests.fixtures_meta import AD_ACCOUNT, MetaStand, add_segment, connect_shop, make_people
+
+WEB = Path(__file__).resolve().parents[1] / "web"
 
 
 @pytest.fixture
@@ -353,3 +359,17 @@ def test_meta_down_at_the_callback_is_a_gateway_error_and_stores_nothing(
     assert page.status_code == 502 and "could not be reached" in page.text
     with meta_ctx.sessions() as s:
         assert s.get(MetaConnection, shop.id) is None
+
+
+def test_every_meta_state_status_and_reason_has_a_message_in_every_language() -> None:
+    # The page words each value the server sends; a missing key would show the raw key
+    # (the settings card once showed "meta.conn.pending").
+    wanted = (
+        {f"meta_state.{s}" for s in MetaState}
+        | {f"meta.conn.{s}" for s in MetaConnectionStatus}
+        | {f"lookalike.reason.{r}" for r in LOOKALIKE_REASONS}
+    )
+    for lang in ("en", "ar", "el", "ko"):
+        messages = json.loads((WEB / "i18n" / f"{lang}.json").read_text(encoding="utf-8"))
+        assert sorted(wanted - set(messages)) == [], lang
+        assert all(messages[key].strip() for key in wanted), lang

@@ -50,6 +50,9 @@ CHANGE_ACTIONS = (
 )
 """Audit actions that changed an audience's rows (or made it)."""
 
+LOOKALIKE_REASONS = ("connect", "sync_first", "paused", "too_small", "size_pending")
+"""Why no lookalike can be made now; the page words each (``lookalike.reason.<key>``)."""
+
 _STATUS_STATE = {
     MetaAudienceStatus.PENDING: MetaState.SYNCING,
     MetaAudienceStatus.PAUSED: MetaState.PAUSED,
@@ -110,20 +113,21 @@ def _offer(
     source: dict[str, Any] | None, *, connected: bool, sync_on: bool, taken: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Whether a lookalike can be made from ``source`` now, and if not the reason (a key)."""
+    connect, sync_first, paused, too_small, size_pending = LOOKALIKE_REASONS
     reason: str | None = None
     matched = (source or {}).get("approximate_lower") or 0
     if not connected:
-        reason = "connect"
+        reason = connect
     elif source is None or source["audience_id"] is None:
-        reason = "sync_first"
+        reason = sync_first
     elif not sync_on or source["state"] == MetaState.PAUSED:
-        reason = "paused"
+        reason = paused
     elif source["records"] < MIN_LOOKALIKE_MEMBERS:
-        reason = "too_small"
-    elif source["approximate_lower"] is None or (matched == 0 and source["records"]):
-        reason = "size_pending"
+        reason = too_small
+    elif not matched:
+        reason = size_pending  # Meta has not reported the size of the uploaded rows yet
     elif matched < MIN_LOOKALIKE_MEMBERS:
-        reason = "too_small"
+        reason = too_small
     return {
         "available": reason is None,
         "reason": reason,
@@ -207,4 +211,4 @@ def segment_meta(session: Session, shop_id: int) -> dict[int, dict[str, Any]]:
     return out
 
 
-__all__ = ["CHANGE_ACTIONS", "audience_state", "segment_meta"]
+__all__ = ["CHANGE_ACTIONS", "LOOKALIKE_REASONS", "audience_state", "segment_meta"]
