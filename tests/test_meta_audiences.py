@@ -281,7 +281,7 @@ def test_full_refresh_replaces_through_usersreplace(meta_ctx, meta, make_shop) -
     assert meta.sandbox.audiences[remote].replace is not None
     # Meta matches on email, then phone, then name + zip (two test people can share a name
     # and a zip): exactly the people still in the segment, matched Meta's own way.
-    expected, _invalid, _samples = meta.sandbox._match_rows(
+    expected, _invalid, _samples, _values = meta.sandbox._match_rows(
         SCHEMA, [list(hash_row(p)) for p in people[5:]]
     )
     assert expected and meta.sandbox.members(remote) == expected
