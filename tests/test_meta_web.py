@@ -166,8 +166,21 @@ def test_facebook_login_account_choice_terms_sync_lookalike_and_file(
     lookalikes = meta.sandbox.requests_to("/customaudiences", "POST")
     assert sum(r.params.get("subtype") == "LOOKALIKE" for r in lookalikes) == 1
 
+    # A value-based audience: the ad account's own terms first, explained with their link.
+    meta.sandbox.set_value_tos(AD_ACCOUNT, False)
+    terms = api.post(f"/meta/segments/{segment_id}/value-audience", {})
+    assert terms.status_code == 400 and terms.json()["field"] == "value_terms"
+    assert "act=100200300" in terms.json()["error"]
+    meta.sandbox.set_value_tos(AD_ACCOUNT, True)
+    made = api.post(f"/meta/segments/{segment_id}/value-audience", {})
+    assert made.status_code == 201 and made.json()["value_audience"]["kind"] == "value"
+    # These customers never ordered: no purchase model, so no values — said, not faked.
+    value = api.get(f"/meta/segments/{segment_id}").json()["value_audience"]
+    assert (value["state"], value["records"]) == ("error", 0), value
+    assert "no predicted values" in value["error"]
+
     status = api.get("/meta/status").json()
-    assert [a["kind"] for a in status["audiences"]] == ["custom", "lookalike"]
+    assert [a["kind"] for a in status["audiences"]] == ["custom", "lookalike", "value"]
 
     file = api.get(f"/meta/segments/{segment_id}/file")
     assert file.status_code == 200 and file.headers["content-type"].startswith("text/csv")
