@@ -1,10 +1,14 @@
 """Keep Meta Custom Audiences in step with segments: create, add/remove, replace, lookalikes.
 
-Every synced segment has one customer-file audience (``MetaAudience`` kind ``custom``) and may
-have lookalikes of it. ``MetaAudienceMember`` holds the hashed row last uploaded for each
-customer, so a sync sends only the difference: customers who joined (add), left or lost their
-consent (remove — using the row that was uploaded, so it works after the customer was deleted)
-and customers whose identifiers changed (remove the old row, add the new). A re-sync of an
+Every synced segment has one customer-file audience (``MetaAudience`` kind ``custom``), may
+have a value-based twin (kind ``value``: the same rows plus each customer's predicted 12-month
+value as ``LOOKALIKE_VALUE``) and lookalikes of either. Customers held out of the segment
+(:mod:`shopify_app.actions.holdout`) are never uploaded.
+
+``MetaAudienceMember`` holds the hashed row last uploaded for each customer, so a sync sends
+only the difference: customers who joined (add), left or lost their consent (remove — using
+the row that was uploaded, so it works after the customer was deleted) and customers whose
+identifiers changed (remove the old row, add the new). A re-sync of an
 unchanged segment sends nothing. A periodic full refresh goes through ``/usersreplace``, which
 swaps the list without resetting the ad sets' learning.
 

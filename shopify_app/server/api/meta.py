@@ -21,7 +21,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import html
-import json
 import re
 import secrets
 from collections.abc import Iterator
@@ -536,12 +535,12 @@ def segment_file(request: Request) -> Response:
 
 
 def _page(title: str, message: str, status: int = 200) -> HTMLResponse:
+    # No script: the tab has no opener (it opens with noopener); the page notices the new
+    # status by polling while the login is under way.
     body = (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         f"<title>{html.escape(title)}</title></head><body style='font-family:sans-serif'>"
         f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>"
-        "<script>if (window.opener) { window.opener.postMessage("
-        f"{json.dumps({'source': 'goldpan-meta', 'ok': status == 200})}, '*'); }}</script>"
         "</body></html>"
     )
     return HTMLResponse(body, status_code=status)
