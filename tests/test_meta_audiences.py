@@ -20,9 +20,10 @@ from shopify_app.db.models import (
     Shop,
 )
 from shopify_app.errors import InputError
-from shopify_app.meta import audiences
+from shopify_app.meta import audiences, view
 from shopify_app.meta.identifiers import SCHEMA, Person, hash_row
 from shopify_app.segments.recompute import shop_config
+from shopify_app.states import MetaAudienceKind, MetaAudienceStatus, MetaState
 from tests.fixtures_meta import (
     AD_ACCOUNT,
     MetaStand,
@@ -432,3 +433,20 @@ def test_held_out_customers_are_never_uploaded(meta_ctx, meta, make_shop) -> Non
     # A webhook about a held-out customer does not upload them either.
     again = jobs.run_now(meta_ctx, "meta.sync_customer", shop_id=shop.id, customer_id=min(held))
     assert again == {"added": 0, "removed": 0}
+
+
+def test_the_page_state_of_an_audience() -> None:
+    state = view.audience_state
+    ready = MetaAudience(kind=MetaAudienceKind.CUSTOM, status=MetaAudienceStatus.READY)
+    assert state(ready, records=5, connected=True, sync_on=True) == MetaState.SYNCED
+    # Everyone removed: an empty audience, not one "still processing".
+    assert state(ready, records=0, connected=True, sync_on=True) == MetaState.EMPTY
+    # Disconnected: never "synced", whatever the audience last was.
+    assert state(ready, records=5, connected=False, sync_on=True) == MetaState.DISCONNECTED
+    assert state(ready, records=5, connected=True, sync_on=False) == MetaState.PAUSED
+    assert state(None, records=0, connected=True, sync_on=False) == MetaState.OFF
+    assert state(None, records=0, connected=True, sync_on=True) == MetaState.SYNCING
+    look = MetaAudience(kind=MetaAudienceKind.LOOKALIKE, status=MetaAudienceStatus.READY)
+    assert state(look, records=0, connected=True, sync_on=False) == MetaState.CREATED
+    replacing = MetaAudience(kind=MetaAudienceKind.VALUE, status=MetaAudienceStatus.REPLACING)
+    assert state(replacing, records=9, connected=True, sync_on=True) == MetaState.REFRESHING
