@@ -23,6 +23,12 @@ It behaves as Meta documents the real service (v25.0 is served too):
   counted (``num_invalid_entries``) with samples, not refused. A repeated ``batch_seq`` (a client
   retry) is acknowledged without being applied twice. DELETE query strings longer than 8 KB get
   HTTP 414 like the real front end.
+- **Value-based audiences**: ``is_value_based=1`` on a customer-file create (refused with
+  error 200 unless the account accepted the value-based lookalike terms, reported in
+  ``tos_accepted`` as ``value_based_custom_audience_tos``); adds and replaces must carry the
+  unhashed ``LOOKALIKE_VALUE`` column (a non-negative integer or float; a negative or
+  non-numeric value makes the row invalid), which other audiences refuse; a lookalike of a
+  value-based audience is value-based (``is_value_based`` on the audience).
 - **Replace**: ``POST /<audience>/usersreplace`` — one replace at a time, a 90-minute session,
   ``operation_status`` 414 while it runs and 415 if it fails, error 2650 with subcodes 1870145
   (another replace in progress), 1870158 (session timed out), 1870147 (first ``batch_seq`` not 1),
@@ -99,9 +105,11 @@ SCHEMA_KEYS = frozenset(
         "ZIP",
         "MADID",
         "COUNTRY",
+        "LOOKALIKE_VALUE",
     }
 )
-_UNHASHED = frozenset({"EXTERN_ID", "MADID"})
+VALUE_KEY = "LOOKALIKE_VALUE"
+_UNHASHED = frozenset({"EXTERN_ID", "MADID", VALUE_KEY})
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 THROTTLE_MESSAGES = {
@@ -171,6 +179,16 @@ def _param_error(message: str) -> GraphError:
     return GraphError(f"(#100) {message}", 100)
 
 
+def _value_terms_error() -> GraphError:
+    return GraphError(
+        "(#200) Value-Based Lookalike Terms Not Accepted: accept the value-based lookalike "
+        "terms of service for this ad account before creating a value-based audience.",
+        200,
+        user_title="Value-Based Lookalike Terms Not Accepted",
+        user_msg="Accept the value-based lookalike terms in Ads Manager, then try again.",
+    )
+
+
 def _terms_error() -> GraphError:
     return GraphError(
         "Custom Audience Terms Not Accepted: You need to accept the Custom Audience Terms "
@@ -198,6 +216,7 @@ class AdAccount:
     business_id: str
     tos_accepted: bool = True
     currency: str = "USD"
+    value_tos_accepted: bool = True
     owners: set[str] = field(default_factory=set)
 
 
@@ -213,6 +232,7 @@ class UploadSession:
     received: int = 0
     invalid: int = 0
     matched: set[int] = field(default_factory=set)
+    values: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -225,7 +245,9 @@ class Audience:
     customer_file_source: str | None = None
     origin_audience_id: str | None = None
     lookalike_spec: dict[str, Any] | None = None
+    value_based: bool = False
     members: set[int] = field(default_factory=set)
+    values: dict[int, float] = field(default_factory=dict)  # a value-based audience's values
     received: int = 0
     invalid: int = 0
     created_at: float = 0.0
@@ -325,6 +347,11 @@ class MetaSandbox:
         with self._lock:
             self.accounts[account_id.removeprefix("act_")].tos_accepted = accepted
 
+    def set_value_tos(self, account_id: str, accepted: bool) -> None:
+        """Accept (or withdraw) the value-based lookalike terms on an ad account."""
+        with self._lock:
+            self.accounts[account_id.removeprefix("act_")].value_tos_accepted = accepted
+
     def issue_system_user_token(self, user_id: str | None = None) -> str:
         """A business system-user token: never expires (the merchant pastes it)."""
         return self._issue(user_id or self.login_user, "system", None)
@@ -413,6 +440,11 @@ class MetaSandbox:
         """Matched Meta user ids in an audience (for tests)."""
         with self._lock:
             return set(self.audiences[audience_id].members)
+
+    def values(self, audience_id: str) -> dict[int, float]:
+        """A value-based audience's ``LOOKALIKE_VALUE`` per matched Meta user (for tests)."""
+        with self._lock:
+            return dict(self.audiences[audience_id].values)
 
     def requests_to(self, suffix: str, method: str | None = None) -> list[LoggedRequest]:
         """Logged requests whose path ends with ``suffix`` (and method, if given)."""
@@ -671,7 +703,10 @@ class MetaSandbox:
         out: dict[str, Any] = {"id": f"act_{acct.account_id}"}
         if "tos_accepted" in fields:
             # Meta returns the map of accepted terms; an unaccepted term is simply absent.
-            out["tos_accepted"] = {"custom_audience_tos": 1} if acct.tos_accepted else {}
+            out["tos_accepted"] = {
+                **({"custom_audience_tos": 1} if acct.tos_accepted else {}),
+                **({"value_based_custom_audience_tos": 1} if acct.value_tos_accepted else {}),
+            }
         if "name" in fields:
             out["name"] = acct.name
         if "account_id" in fields:
@@ -754,6 +789,9 @@ class MetaSandbox:
                     user_title="Audience limit reached",
                     user_msg="Delete audiences you no longer use before creating new ones.",
                 )
+            value_based = str(params.get("is_value_based") or "").lower() in ("1", "true")
+            if value_based and not acct.value_tos_accepted:
+                raise _value_terms_error()
             audience = Audience(
                 self._new_id(),
                 acct.account_id,
@@ -761,6 +799,7 @@ class MetaSandbox:
                 "CUSTOM",
                 str(params.get("description") or ""),
                 str(source),
+                value_based=value_based,
                 created_at=now,
                 updated_at=now,
             )
@@ -799,6 +838,7 @@ class MetaSandbox:
                 str(params.get("description") or ""),
                 origin_audience_id=origin_id,
                 lookalike_spec=spec,
+                value_based=origin.value_based,  # a value-based seed makes a value-based lookalike
                 created_at=now,
                 updated_at=now,
             )
@@ -823,6 +863,7 @@ class MetaSandbox:
             "time_updated": int(audience.updated_at),
             "lookalike_spec": audience.lookalike_spec,
             "origin_audience_id": audience.origin_audience_id,
+            "is_value_based": audience.value_based,
             "account_id": audience.account_id,
         }
         return {k: values[k] for k in ["id", *fields] if k in values}
@@ -855,7 +896,12 @@ class MetaSandbox:
     # users ----------------------------------------------------------------------------------
 
     def _parse_payload(
-        self, params: dict[str, Any], session: UploadSession | None
+        self,
+        audience: Audience,
+        params: dict[str, Any],
+        session: UploadSession | None,
+        *,
+        remove: bool = False,
     ) -> tuple[tuple[str, ...], list[Any]]:
         payload = _json_param(params.get("payload"), "payload")
         if not isinstance(payload, dict):
@@ -868,6 +914,16 @@ class MetaSandbox:
             )
         if len(set(schema)) != len(schema):
             raise _param_error("Duplicate keys in schema")
+        if VALUE_KEY in schema and not audience.value_based:
+            raise _param_error(
+                f"{VALUE_KEY} can only be sent to a value-based custom audience (is_value_based)"
+            )
+        if audience.value_based and not remove and VALUE_KEY not in schema:
+            raise _param_error(
+                f"A value-based custom audience needs the {VALUE_KEY} column in its schema"
+            )
+        if schema == (VALUE_KEY,):
+            raise _param_error(f"The schema needs an identifier besides {VALUE_KEY}")
         data = payload.get("data")
         if not isinstance(data, list):
             raise _param_error("payload.data must be an array")
@@ -884,8 +940,10 @@ class MetaSandbox:
 
     def _match_rows(
         self, schema: tuple[str, ...], data: list[Any]
-    ) -> tuple[set[int], int, dict[str, str]]:
+    ) -> tuple[set[int], int, dict[str, str], dict[int, float]]:
+        """Matched Meta users, invalid rows, samples, and each match's ``LOOKALIKE_VALUE``."""
         matched: set[int] = set()
+        worth: dict[int, float] = {}
         invalid = 0
         samples: dict[str, str] = {}
         width = len(schema)
@@ -898,7 +956,20 @@ class MetaSandbox:
                 continue
             values: dict[str, str] = {}
             bad = False
+            value: float | None = None
             for key, cell in zip(schema, cells, strict=True):
+                if key == VALUE_KEY:
+                    # A non-negative integer or float; a negative or non-numeric value makes the
+                    # row invalid.
+                    if isinstance(cell, bool) or not isinstance(cell, int | float) or cell < 0:
+                        bad = True
+                        if len(samples) < 10:
+                            samples[json.dumps(cell)[:80]] = (
+                                f"Invalid {VALUE_KEY}: expected a non-negative number"
+                            )
+                        break
+                    value = float(cell)
+                    continue
                 if not isinstance(cell, str):
                     bad = True
                     break
@@ -920,7 +991,9 @@ class MetaSandbox:
             )
             if uid:
                 matched.add(uid)
-        return matched, invalid, samples
+                if value is not None:
+                    worth[uid] = value
+        return matched, invalid, samples, worth
 
     def _session(
         self, audience: Audience, params: dict[str, Any], kind: str, *, required: bool
@@ -978,7 +1051,7 @@ class MetaSandbox:
                 1870145,
             )
         session, seq, last = self._session(audience, params, "users", required=False)
-        schema, data = self._parse_payload(params, session)
+        schema, data = self._parse_payload(audience, params, session, remove=remove)
         raw = _json_param(params.get("session"), "session")
         if session is None and isinstance(raw, dict):
             session = UploadSession(
@@ -989,13 +1062,16 @@ class MetaSandbox:
                 int(raw.get("estimated_num_total") or 0),
             )
             audience.sessions[("users", session.session_id)] = session
-        matched, invalid, samples = self._match_rows(schema, data)
+        matched, invalid, samples, values = self._match_rows(schema, data)
         duplicate = session is not None and seq in session.seqs
         if not duplicate:
             if remove:
                 audience.members -= matched
+                for uid in matched:
+                    audience.values.pop(uid, None)
             else:
                 audience.members |= matched
+                audience.values.update(values)
             audience.received += len(data)
             audience.invalid += invalid
             audience.updated_at = self.now()
@@ -1042,7 +1118,7 @@ class MetaSandbox:
                 1870145,
             )
         session, seq, last = self._session(audience, params, "replace", required=True)
-        schema, data = self._parse_payload(params, session)
+        schema, data = self._parse_payload(audience, params, session)
         assert isinstance(raw, dict)
         if session is None:
             if seq != 1:
@@ -1061,15 +1137,17 @@ class MetaSandbox:
             audience.sessions[("replace", session.session_id)] = session
             audience.replace = session
             audience.replace_failed = False
-        matched, invalid, samples = self._match_rows(schema, data)
+        matched, invalid, samples, values = self._match_rows(schema, data)
         if seq not in session.seqs:
             session.seqs.add(seq)
             session.matched |= matched
+            session.values.update(values)
             session.received += len(data)
             session.invalid += invalid
         if last:
             session.finished = True
             audience.members = set(session.matched)
+            audience.values = dict(session.values)
             audience.received = session.received
             audience.invalid = session.invalid
             audience.updated_at = self.now()

@@ -99,9 +99,11 @@ class MetaConnectionStatus(StrEnum):
 
 
 class MetaAudienceKind(StrEnum):
-    """A segment's customer-file audience, or a lookalike of it."""
+    """A segment's customer-file audience, its value-based twin (each customer's predicted
+    12-month value as ``LOOKALIKE_VALUE``), or a lookalike of either."""
 
     CUSTOM = "custom"
+    VALUE = "value"
     LOOKALIKE = "lookalike"
 
 
@@ -147,3 +149,27 @@ class FlowEventStatus(StrEnum):
     SENT = "sent"
     SKIPPED = "skipped"
     FAILED = "failed"
+
+
+class MetaState(StrEnum):
+    """What the page says about a segment's Meta audience: the one vocabulary of every view.
+
+    Derived from the connection, the segment's switch and the stored audience
+    (:func:`shopify_app.meta.view.audience_state`): ``off`` (sync never on), ``disconnected``
+    (Meta is not connected, whatever the audience last was), ``syncing`` (before the first
+    upload), ``synced``, ``empty`` (uploaded, nobody in it), then the audience statuses
+    ``paused``, ``throttled``, ``refreshing``, ``flagged``, ``error``; lookalikes are
+    ``created`` (Meta fills them in 1–6 hours).
+    """
+
+    OFF = "off"
+    DISCONNECTED = "disconnected"
+    SYNCING = "syncing"
+    SYNCED = "synced"
+    EMPTY = "empty"
+    PAUSED = "paused"
+    THROTTLED = "throttled"
+    REFRESHING = "refreshing"
+    FLAGGED = "flagged"
+    ERROR = "error"
+    CREATED = "created"

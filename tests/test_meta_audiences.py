@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from shopify_app import jobs
+from shopify_app.actions.holdout import held_out
 from shopify_app.db.models import (
     AuditEntry,
     Customer,
@@ -16,10 +17,13 @@ from shopify_app.db.models import (
     MetaAudience,
     MetaAudienceMember,
     MetaConnection,
+    Shop,
 )
-from shopify_app.errors import InputError, MetaError
-from shopify_app.meta import audiences
+from shopify_app.errors import InputError
+from shopify_app.meta import audiences, view
 from shopify_app.meta.identifiers import SCHEMA, Person, hash_row
+from shopify_app.segments.recompute import shop_config
+from shopify_app.states import MetaAudienceKind, MetaAudienceStatus, MetaState
 from tests.fixtures_meta import (
     AD_ACCOUNT,
     MetaStand,
@@ -278,7 +282,7 @@ def test_full_refresh_replaces_through_usersreplace(meta_ctx, meta, make_shop) -
     assert meta.sandbox.audiences[remote].replace is not None
     # Meta matches on email, then phone, then name + zip (two test people can share a name
     # and a zip): exactly the people still in the segment, matched Meta's own way.
-    expected, _invalid, _samples = meta.sandbox._match_rows(
+    expected, _invalid, _samples, _values = meta.sandbox._match_rows(
         SCHEMA, [list(hash_row(p)) for p in people[5:]]
     )
     assert expected and meta.sandbox.members(remote) == expected
@@ -310,16 +314,20 @@ def test_lookalike_needs_100_members_and_a_valid_spec(meta_ctx, meta, make_shop)
     assert remote.lookalike_spec == {"country": "GR", "ratio": 0.03}
 
 
-def test_lookalike_source_too_small_for_meta_is_surfaced(meta_ctx, meta, make_shop) -> None:  # type: ignore[no-untyped-def]
-    # 120 members in Goldpan but Meta matched none of them: Meta's own check refuses.
+def test_lookalike_source_too_small_for_meta_is_refused_before_asking(
+    meta_ctx, meta, make_shop
+) -> None:  # type: ignore[no-untyped-def]
+    # 120 members in Goldpan but Meta matched none of them: refused from Meta's size estimate,
+    # without a request Meta would refuse anyway.
     shop = make_shop()
     people = make_people(120, seed=shop.id)
     segment_id, _ = add_segment(meta_ctx.sessions, shop.id, people)
     connect_shop(meta_ctx, meta, shop.id)
     jobs.run_now(meta_ctx, "meta.sync_segment", shop_id=shop.id, segment_id=segment_id)
-    with pytest.raises(MetaError) as info:
+    before = len(meta.sandbox.requests_to("/customaudiences", "POST"))
+    with pytest.raises(InputError, match="at least 100 people matched by Meta"):
         audiences.create_lookalike(meta_ctx, shop.id, segment_id, "US", 1)
-    assert info.value.code == 2654
+    assert len(meta.sandbox.requests_to("/customaudiences", "POST")) == before
 
 
 def test_sync_shop_only_touches_segments_with_meta_sync(meta_ctx, meta, make_shop) -> None:  # type: ignore[no-untyped-def]
@@ -396,3 +404,49 @@ def test_refresh_shop_replaces_weekly(meta_ctx, meta, make_shop) -> None:  # typ
     jobs.run_now(meta_ctx, "meta.refresh_shop", shop_id=shop.id)
     (replace,) = meta.sandbox.requests_to("/usersreplace")
     assert replace.rows == len(people)
+
+
+def test_held_out_customers_are_never_uploaded(meta_ctx, meta, make_shop) -> None:  # type: ignore[no-untyped-def]
+    shop = make_shop()
+    people = make_people(80, seed=shop.id)
+    meta.sandbox.seed_people(people, match_rate=1.0)
+    segment_id, ids = add_segment(meta_ctx.sessions, shop.id, people)
+    with meta_ctx.sessions.begin() as s:
+        row = s.get_one(Shop, shop.id)
+        row.settings = {**(row.settings or {}), "holdouts": {"true-fans": 0.3}}
+        config = shop_config(row)
+    held = {cid for cid in ids if held_out(config, "true-fans", cid)}
+    assert 0 < len(held) < len(ids)
+    connect_shop(meta_ctx, meta, shop.id)
+    outcome = jobs.run_now(meta_ctx, "meta.sync_segment", shop_id=shop.id, segment_id=segment_id)
+    aud = _audience(meta_ctx, segment_id)
+    with meta_ctx.sessions() as s:
+        uploaded = set(
+            s.scalars(
+                select(MetaAudienceMember.customer_id).where(
+                    MetaAudienceMember.audience_id == aud.id
+                )
+            )
+        )
+    assert uploaded == set(ids) - held and outcome["added"] == len(uploaded)
+    assert len(meta.sandbox.members(aud.audience_id or "")) == len(uploaded)
+    # A webhook about a held-out customer does not upload them either.
+    again = jobs.run_now(meta_ctx, "meta.sync_customer", shop_id=shop.id, customer_id=min(held))
+    assert again == {"added": 0, "removed": 0}
+
+
+def test_the_page_state_of_an_audience() -> None:
+    state = view.audience_state
+    ready = MetaAudience(kind=MetaAudienceKind.CUSTOM, status=MetaAudienceStatus.READY)
+    assert state(ready, records=5, connected=True, sync_on=True) == MetaState.SYNCED
+    # Everyone removed: an empty audience, not one "still processing".
+    assert state(ready, records=0, connected=True, sync_on=True) == MetaState.EMPTY
+    # Disconnected: never "synced", whatever the audience last was.
+    assert state(ready, records=5, connected=False, sync_on=True) == MetaState.DISCONNECTED
+    assert state(ready, records=5, connected=True, sync_on=False) == MetaState.PAUSED
+    assert state(None, records=0, connected=True, sync_on=False) == MetaState.OFF
+    assert state(None, records=0, connected=True, sync_on=True) == MetaState.SYNCING
+    look = MetaAudience(kind=MetaAudienceKind.LOOKALIKE, status=MetaAudienceStatus.READY)
+    assert state(look, records=0, connected=True, sync_on=False) == MetaState.CREATED
+    replacing = MetaAudience(kind=MetaAudienceKind.VALUE, status=MetaAudienceStatus.REPLACING)
+    assert state(replacing, records=9, connected=True, sync_on=True) == MetaState.REFRESHING

@@ -162,7 +162,8 @@ def test_accounts_terms_and_audience_creation_rules(meta: MetaStand, g: Graph) -
     accounts = g.get("me/adaccounts").json()["data"]
     assert [a["id"] for a in accounts] == [AD_ACCOUNT]
     assert g.get(AD_ACCOUNT, fields="tos_accepted").json()["tos_accepted"] == {
-        "custom_audience_tos": 1
+        "custom_audience_tos": 1,
+        "value_based_custom_audience_tos": 1,
     }
     assert error_of(g.get("act_999", fields="tos_accepted"))["error_subcode"] == 33
     path = f"{AD_ACCOUNT}/customaudiences"
@@ -171,7 +172,9 @@ def test_accounts_terms_and_audience_creation_rules(meta: MetaStand, g: Graph) -
     assert "customer_file_source" in no_source["message"]
     assert error_of(g.post(path, name="x", subtype="WEIRD"))["code"] == 100
     meta.sandbox.set_tos(AD_ACCOUNT, False)
-    assert g.get(AD_ACCOUNT, fields="tos_accepted").json()["tos_accepted"] == {}
+    assert (
+        "custom_audience_tos" not in g.get(AD_ACCOUNT, fields="tos_accepted").json()["tos_accepted"]
+    )
     terms = error_of(
         g.post(path, name="x", subtype="CUSTOM", customer_file_source="USER_PROVIDED_ONLY")
     )

@@ -7,9 +7,11 @@ import csv
 import dataclasses
 import datetime as dt
 import io
+import json
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import requests
@@ -19,8 +21,12 @@ from goldpan_sandbox.server import free_port
 from shopify_app.db.models import MetaConnection, MetaLogin, utcnow
 from shopify_app.jobs import Context
 from shopify_app.meta.identifiers import CSV_HEADER
+from shopify_app.meta.view import LOOKALIKE_REASONS
+from shopify_app.states import MetaConnectionStatus, MetaState
 from tests.fixtures_api import ApiClient, serving
 from tests.fixtures_meta import AD_ACCOUNT, MetaStand, add_segment, connect_shop, make_people
+
+WEB = Path(__file__).resolve().parents[1] / "web"
 
 
 @pytest.fixture
@@ -135,13 +141,46 @@ def test_facebook_login_account_choice_terms_sync_lookalike_and_file(
     allowed = sum(p.email_marketing_state == "SUBSCRIBED" for p in people)
     assert aud["status"] == "ready" and aud["received"] == allowed
 
+    panel = api.get(f"/meta/segments/{segment_id}").json()
+    offer = panel["offers"]["custom"]
+    assert offer["available"] is True and "US" in offer["countries"]
+    assert "XX" not in offer["countries"] and offer["taken"] == []
     look = api.post(f"/meta/segments/{segment_id}/lookalike", {"country": "US", "ratio": 2})
-    assert look.status_code == 201 and look.json()["spec"] == {"country": "US", "ratio": 0.02}
+    assert look.status_code == 201
+    assert look.json()["created"]["spec"] == {"country": "US", "ratio": 0.02}
+    # The answer lists the new lookalike, so the page shows it without a reload.
+    listed = look.json()["meta"]
+    assert [(la["spec"]["country"], la["state"]) for la in listed["lookalikes"]] == [
+        ("US", "created")
+    ]
+    assert listed["offers"]["custom"]["taken"] == [
+        {"source": listed["audience"]["audience_id"], "country": "US", "ratio": 0.02}
+    ]
     bad = api.post(f"/meta/segments/{segment_id}/lookalike", {"country": "US", "ratio": 20})
     assert bad.status_code == 400 and bad.json()["field"] == "ratio"
+    nowhere = api.post(f"/meta/segments/{segment_id}/lookalike", {"country": "XX", "ratio": 1})
+    assert nowhere.status_code == 400 and nowhere.json()["field"] == "country"
+    assert "not a country a lookalike can target" in nowhere.json()["error"]
+    again = api.post(f"/meta/segments/{segment_id}/lookalike", {"country": "us", "ratio": 2})
+    assert again.status_code == 400 and "exists already" in again.json()["error"]
+    lookalikes = meta.sandbox.requests_to("/customaudiences", "POST")
+    assert sum(r.params.get("subtype") == "LOOKALIKE" for r in lookalikes) == 1
+
+    # A value-based audience: the ad account's own terms first, explained with their link.
+    meta.sandbox.set_value_tos(AD_ACCOUNT, False)
+    terms = api.post(f"/meta/segments/{segment_id}/value-audience", {})
+    assert terms.status_code == 400 and terms.json()["field"] == "value_terms"
+    assert "act=100200300" in terms.json()["error"]
+    meta.sandbox.set_value_tos(AD_ACCOUNT, True)
+    made = api.post(f"/meta/segments/{segment_id}/value-audience", {})
+    assert made.status_code == 201 and made.json()["value_audience"]["kind"] == "value"
+    # These customers never ordered: no purchase model, so no values — said, not faked.
+    value = api.get(f"/meta/segments/{segment_id}").json()["value_audience"]
+    assert (value["state"], value["records"]) == ("error", 0), value
+    assert "no predicted values" in value["error"]
 
     status = api.get("/meta/status").json()
-    assert [a["kind"] for a in status["audiences"]] == ["custom", "lookalike"]
+    assert [a["kind"] for a in status["audiences"]] == ["custom", "lookalike", "value"]
 
     file = api.get(f"/meta/segments/{segment_id}/file")
     assert file.status_code == 200 and file.headers["content-type"].startswith("text/csv")
@@ -151,6 +190,12 @@ def test_facebook_login_account_choice_terms_sync_lookalike_and_file(
 
     off = api.post(f"/meta/segments/{segment_id}/sync", {"enabled": False})
     assert off.json()["audiences"][0]["status"] == "paused"
+    paused = api.get(f"/meta/segments/{segment_id}").json()
+    assert paused["state"] == "paused"
+    assert paused["offers"]["custom"] == {**paused["offers"]["custom"], "available": False}
+    assert paused["offers"]["custom"]["reason"] == "paused"
+    refused = api.post(f"/meta/segments/{segment_id}/lookalike", {"country": "GR", "ratio": 1})
+    assert refused.status_code == 400 and "paused" in refused.json()["error"]
 
     # Logging in again keeps the chosen account once the merchant confirms.
     assert _login(app_url, api).status_code == 200
@@ -327,3 +372,17 @@ def test_meta_down_at_the_callback_is_a_gateway_error_and_stores_nothing(
     assert page.status_code == 502 and "could not be reached" in page.text
     with meta_ctx.sessions() as s:
         assert s.get(MetaConnection, shop.id) is None
+
+
+def test_every_meta_state_status_and_reason_has_a_message_in_every_language() -> None:
+    # The page words each value the server sends; a missing key would show the raw key
+    # (the settings card once showed "meta.conn.pending").
+    wanted = (
+        {f"meta_state.{s}" for s in MetaState}
+        | {f"meta.conn.{s}" for s in MetaConnectionStatus}
+        | {f"lookalike.reason.{r}" for r in LOOKALIKE_REASONS}
+    )
+    for lang in ("en", "ar", "el", "ko"):
+        messages = json.loads((WEB / "i18n" / f"{lang}.json").read_text(encoding="utf-8"))
+        assert sorted(wanted - set(messages)) == [], lang
+        assert all(messages[key].strip() for key in wanted), lang

@@ -1,10 +1,14 @@
 """Keep Meta Custom Audiences in step with segments: create, add/remove, replace, lookalikes.
 
-Every synced segment has one customer-file audience (``MetaAudience`` kind ``custom``) and may
-have lookalikes of it. ``MetaAudienceMember`` holds the hashed row last uploaded for each
-customer, so a sync sends only the difference: customers who joined (add), left or lost their
-consent (remove — using the row that was uploaded, so it works after the customer was deleted)
-and customers whose identifiers changed (remove the old row, add the new). A re-sync of an
+Every synced segment has one customer-file audience (``MetaAudience`` kind ``custom``), may
+have a value-based twin (kind ``value``: the same rows plus each customer's predicted 12-month
+value as ``LOOKALIKE_VALUE``) and lookalikes of either. Customers held out of the segment
+(:mod:`shopify_app.actions.holdout`) are never uploaded.
+
+``MetaAudienceMember`` holds the hashed row last uploaded for each customer, so a sync sends
+only the difference: customers who joined (add), left or lost their consent (remove — using
+the row that was uploaded, so it works after the customer was deleted) and customers whose
+identifiers changed (remove the old row, add the new). A re-sync of an
 unchanged segment sends nothing. A periodic full refresh goes through ``/usersreplace``, which
 swaps the list without resetting the ad sets' learning.
 
@@ -32,6 +36,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from shopify_app import jobs
+from shopify_app.actions.holdout import held_out
 from shopify_app.db import transaction
 from shopify_app.db.models import (
     AuditEntry,
@@ -62,6 +67,8 @@ from shopify_app.meta.identifiers import (
     normalize_email,
     normalize_phone,
 )
+from shopify_app.segments import library, loader
+from shopify_app.segments.recompute import cached_stats, shop_config
 from shopify_app.states import (
     AuditResult,
     AuditTarget,
@@ -75,8 +82,24 @@ log = logging.getLogger(__name__)
 FULL_REFRESH_EVERY = dt.timedelta(days=7)
 MIN_LOOKALIKE_MEMBERS = 100
 _CHUNK = 900  # ids per IN (...) clause: under SQLite's variable limit
-_USABLE = (MetaConnectionStatus.CONNECTED, MetaConnectionStatus.ERROR)
+USABLE = (MetaConnectionStatus.CONNECTED, MetaConnectionStatus.ERROR)
 """Connection statuses sync runs with (an error is retried)."""
+VALUE_KEY = "LOOKALIKE_VALUE"
+"""The schema key of a value-based audience's value column (sent unhashed, a number ≥ 0)."""
+
+# ISO 3166-1 alpha-2 codes a lookalike may target: every assigned country code except those
+# where Meta serves no ads (Cuba, Iran, North Korea, Syria).
+_COUNTRY_CODES = """
+    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO
+    BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CV CW CX CY CZ DE DJ DK DM
+    DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS
+    GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IS IT JE JM JO JP KE KG KH KI KM KN KR
+    KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS
+    MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR
+    PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SZ
+    TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF
+    WS YE YT ZA ZM ZW"""
+LOOKALIKE_COUNTRIES = frozenset(_COUNTRY_CODES.split())
 
 Row = tuple[str, ...]
 
@@ -141,14 +164,18 @@ def prepare(people: Iterable[tuple[int, Person]], policy: str) -> dict[int, Row]
     return hash_members(people, policy)
 
 
-def audience_name(segment: Segment) -> str:
-    return f"Goldpan · {segment.name}"
+def audience_name(segment: Segment, kind: MetaAudienceKind = MetaAudienceKind.CUSTOM) -> str:
+    suffix = " · value" if kind == MetaAudienceKind.VALUE else ""
+    return f"Goldpan · {segment.name}{suffix}"
 
 
-def audience_description(segment: Segment, shop: Shop) -> str:
+def audience_description(
+    segment: Segment, shop: Shop, kind: MetaAudienceKind = MetaAudienceKind.CUSTOM
+) -> str:
+    value = ", each with their predicted 12-month value" if kind == MetaAudienceKind.VALUE else ""
     return (
         f"Customers in the Goldpan segment “{segment.name}” ({segment.handle}) of "
-        f"{shop.name or shop.domain}, kept in sync automatically by Goldpan."
+        f"{shop.name or shop.domain}{value}, kept in sync automatically by Goldpan."
     )
 
 
@@ -187,6 +214,59 @@ def segment_people(session: Session, shop_id: int, segment_id: int) -> Iterator[
     )
     for cid, *rest in session.execute(stmt):
         yield int(cid), Person(*rest)
+
+
+def uploadable_people(
+    session: Session, shop: Shop, segment_id: int, handle: str
+) -> Iterator[tuple[int, Person]]:
+    """The segment's members minus its hold-out group, who get no Meta upload (issue 18)."""
+    config = shop_config(shop)
+    for cid, person in segment_people(session, shop.id, segment_id):
+        if not held_out(config, handle, cid):
+            yield cid, person
+
+
+def lookalike_value(value: float) -> str:
+    """A predicted value as the ``LOOKALIKE_VALUE`` cell: two significant digits, never
+    negative (Meta refuses negative values), so a daily refit does not re-upload everyone."""
+    if not value > 0:
+        return "0"
+    rounded = float(f"{value:.2g}")
+    return str(int(rounded)) if rounded >= 1 else f"{rounded:g}"
+
+
+def predicted_values(session: Session, shop: Shop) -> dict[int, float] | None:
+    """Each customer's predicted 12-month value (the same engine as the page and the score
+    metafields); None when the shop has no purchase model to predict with."""
+    stats = cached_stats(shop)
+    ev = library.evaluate(
+        loader.load(session, shop.id), shop_config(shop), library.today(), stats=stats
+    )
+    if not ev.predictions.available:
+        return None
+    ids = ev.dataset.customer_ids.tolist()
+    return dict(zip(ids, ev.predictions.clv_12m.tolist(), strict=True))
+
+
+def with_values(rows: dict[int, Row], values: dict[int, float]) -> dict[int, Row]:
+    """The rows of a value-based audience: each hashed row plus its ``LOOKALIKE_VALUE``."""
+    return {cid: (*row, lookalike_value(values.get(cid, 0.0))) for cid, row in rows.items()}
+
+
+def schema_of(kind: MetaAudienceKind) -> tuple[str, ...]:
+    """The upload schema of an audience: a value-based one ends with the value column."""
+    return (*SCHEMA, VALUE_KEY) if kind == MetaAudienceKind.VALUE else SCHEMA
+
+
+def wire_rows(kind: MetaAudienceKind, rows: Iterable[Row]) -> Iterator[list[str | float]]:
+    """Rows as Meta takes them: a value-based audience's value column is a number."""
+    for row in rows:
+        yield [*row[:-1], float(row[-1])] if kind == MetaAudienceKind.VALUE else list(row)
+
+
+def lookalike_key(spec: dict[str, Any]) -> dict[str, Any]:
+    """What makes two lookalikes of one source the same: the country and the ratio."""
+    return {"country": spec.get("country"), "ratio": spec.get("ratio")}
 
 
 def previous_rows(session: Session, audience_pk: int) -> dict[int, tuple[str, Row]]:
@@ -267,7 +347,7 @@ def _usable(conn: MetaConnection | None) -> bool:
         conn is not None
         and conn.access_token is not None
         and conn.ad_account_id is not None
-        and conn.status in _USABLE
+        and conn.status in USABLE
     )
 
 
@@ -293,7 +373,7 @@ def sync_shop(ctx: jobs.Context, shop_id: int) -> None:
                 select(MetaAudience).where(
                     MetaAudience.shop_id == shop_id,
                     MetaAudience.segment_id.in_(off),
-                    MetaAudience.kind == MetaAudienceKind.CUSTOM,
+                    MetaAudience.kind != MetaAudienceKind.LOOKALIKE,
                 )
             ):
                 aud.status = MetaAudienceStatus.PAUSED
@@ -319,6 +399,7 @@ class _Target:
 
     shop_id: int
     segment_id: int
+    kind: MetaAudienceKind
     aud_pk: int
     audience_id: str | None
     account_id: str
@@ -327,9 +408,35 @@ class _Target:
     description: str
     policy: str
 
+    @property
+    def schema(self) -> tuple[str, ...]:
+        return schema_of(self.kind)
+
 
 def _sync_segment(
     ctx: jobs.Context, shop_id: int, segment_id: int, *, replace: bool
+) -> dict[str, int]:
+    """Sync the segment's audience, then its value-based twin if the merchant made one."""
+    outcome = _sync_audience(ctx, shop_id, segment_id, MetaAudienceKind.CUSTOM, replace=replace)
+    with ctx.sessions() as session:
+        twin = session.scalar(
+            select(MetaAudience.id).where(
+                MetaAudience.segment_id == segment_id, MetaAudience.kind == MetaAudienceKind.VALUE
+            )
+        )
+    if twin is not None:
+        more = _sync_audience(ctx, shop_id, segment_id, MetaAudienceKind.VALUE, replace=replace)
+        outcome = {k: outcome[k] + more[k] for k in outcome}
+    return outcome
+
+
+def _sync_audience(
+    ctx: jobs.Context,
+    shop_id: int,
+    segment_id: int,
+    kind: MetaAudienceKind,
+    *,
+    replace: bool,
 ) -> dict[str, int]:
     # No transaction stays open across HTTP calls: on SQLite that would block every other
     # writer (webhook intake, sync) for the length of an upload. Each step that Meta accepted
@@ -346,24 +453,23 @@ def _sync_segment(
         assert conn is not None and conn.ad_account_id is not None
         aud = session.scalars(
             select(MetaAudience).where(
-                MetaAudience.segment_id == segment_id, MetaAudience.kind == MetaAudienceKind.CUSTOM
+                MetaAudience.segment_id == segment_id, MetaAudience.kind == kind
             )
         ).first()
         if aud is None:
-            aud = MetaAudience(
-                shop_id=shop_id, segment_id=segment_id, kind=MetaAudienceKind.CUSTOM, spec={}
-            )
+            aud = MetaAudience(shop_id=shop_id, segment_id=segment_id, kind=kind, spec={})
             session.add(aud)
             session.flush()
         target = _Target(
             shop_id,
             segment_id,
+            kind,
             aud.id,
             aud.audience_id,
             conn.ad_account_id,
             segment.handle,
-            audience_name(segment),
-            audience_description(segment, shop),
+            audience_name(segment, kind),
+            audience_description(segment, shop, kind),
             consent_policy(shop),
         )
         client = client_for(ctx, conn)
@@ -412,7 +518,19 @@ def _push(
     ctx: jobs.Context, client: graph.GraphClient, target: _Target, *, replace: bool
 ) -> dict[str, int]:
     with ctx.sessions() as session:
-        wanted = prepare(segment_people(session, target.shop_id, target.segment_id), target.policy)
+        shop = session.get_one(Shop, target.shop_id)
+        wanted = prepare(
+            uploadable_people(session, shop, target.segment_id, target.handle), target.policy
+        )
+        if target.kind == MetaAudienceKind.VALUE:
+            values = predicted_values(session, shop)
+            if values is None:
+                raise MetaError(
+                    "Goldpan has no predicted values for this shop yet (its purchase model "
+                    "is not fitted), so the value-based audience can't be filled"
+                )
+            wanted = with_values(wanted, values)
+    schema = target.schema
     remote_id = target.audience_id
     info: dict[str, Any] | None = None
     recreated = False
@@ -435,7 +553,12 @@ def _push(
             remote_id, recreated = None, True
     created = remote_id is None
     if created:
-        remote_id = client.create_audience(target.account_id, target.name, target.description)
+        remote_id = client.create_audience(
+            target.account_id,
+            target.name,
+            target.description,
+            value_based=target.kind == MetaAudienceKind.VALUE,
+        )
         with transaction(ctx.sessions) as session:
             aud = _aud(session, target)
             session.execute(
@@ -454,7 +577,11 @@ def _push(
     assert remote_id is not None
     if replace:
         result = client.upload(
-            remote_id, SCHEMA, wanted.values(), mode="replace", total=len(wanted)
+            remote_id,
+            schema,
+            wire_rows(target.kind, wanted.values()),
+            mode="replace",
+            total=len(wanted),
         )
         with transaction(ctx.sessions) as session:
             aud = _aud(session, target)
@@ -482,8 +609,8 @@ def _push(
         if diff.remove:
             result = client.upload(
                 remote_id,
-                SCHEMA,
-                [r for _, r in diff.remove],
+                schema,
+                wire_rows(target.kind, (r for _, r in diff.remove)),
                 mode="remove",
                 total=len(diff.remove),
             )
@@ -501,7 +628,11 @@ def _push(
                 )
         if diff.add:
             result = client.upload(
-                remote_id, SCHEMA, [r for _, r in diff.add], mode="add", total=len(diff.add)
+                remote_id,
+                schema,
+                wire_rows(target.kind, (r for _, r in diff.add)),
+                mode="add",
+                total=len(diff.add),
             )
             with transaction(ctx.sessions) as session:
                 aud = _aud(session, target)
@@ -594,13 +725,13 @@ def forget_customer(
     e, p = normalize_email(email), normalize_phone(phone)
     if e or p:
         extra = (hash_value(e), hash_value(p), "", "", "", "", "", "")
-    work: list[tuple[int, str, list[Row]]] = []
+    work: list[tuple[int, str, MetaAudienceKind, list[Row]]] = []
     with ctx.sessions() as session:
         conn = session.get(MetaConnection, shop_id)
         for aud in session.scalars(
             select(MetaAudience).where(
                 MetaAudience.shop_id == shop_id,
-                MetaAudience.kind == MetaAudienceKind.CUSTOM,
+                MetaAudience.kind != MetaAudienceKind.LOOKALIKE,
                 MetaAudience.audience_id.is_not(None),
             )
         ):
@@ -609,20 +740,25 @@ def forget_customer(
                 member = session.get(MetaAudienceMember, (aud.id, customer_id))
                 if member is not None:
                     rows.append(tuple(member.row))
-            if extra is not None and extra not in rows:
-                rows.append(extra)
+            if extra is not None:
+                mine = (*extra, "0") if aud.kind == MetaAudienceKind.VALUE else extra
+                if mine not in rows:
+                    rows.append(mine)
             if rows:
-                work.append((aud.id, aud.audience_id or "", rows))
+                work.append((aud.id, aud.audience_id or "", aud.kind, rows))
         client = client_for(ctx, conn) if conn is not None and conn.access_token else None
     done = 0
-    for aud_pk, remote, rows in work:
+    for aud_pk, remote, kind, rows in work:
         error: MetaError | None = None
         received = 0
         if client is None:
             error = MetaError("Meta is not connected")
         else:
+            schema = schema_of(kind)
             try:
-                received = client.upload(remote, SCHEMA, rows, mode="remove").received
+                received = client.upload(
+                    remote, schema, wire_rows(kind, rows), mode="remove"
+                ).received
             except MetaError as exc:
                 error = exc
         # The audit entries name no customer: this runs after a redaction, which leaves none.
@@ -663,7 +799,7 @@ def refresh_all(ctx: jobs.Context) -> None:
     """Hourly: queue :func:`refresh_shop` for every shop with a working Meta connection."""
     with ctx.sessions() as session:
         shops = session.scalars(
-            select(MetaConnection.shop_id).where(MetaConnection.status.in_(_USABLE))
+            select(MetaConnection.shop_id).where(MetaConnection.status.in_(USABLE))
         ).all()
     for shop_id in shops:
         ctx.enqueue("meta.refresh_shop", shop_id=shop_id)
@@ -707,7 +843,7 @@ def sync_customer(ctx: jobs.Context, shop_id: int, customer_id: int) -> dict[str
     re-added with the new row). Cheap: one customer, not the whole segment.
     """
     outcome = {"added": 0, "removed": 0}
-    work: list[tuple[int, str, str, Plan]] = []
+    work: list[tuple[int, str, str, MetaAudienceKind, Plan]] = []
     with ctx.sessions() as session:
         conn = session.get(MetaConnection, shop_id)
         shop = session.get(Shop, shop_id)
@@ -724,35 +860,47 @@ def sync_customer(ctx: jobs.Context, shop_id: int, customer_id: int) -> dict[str
             )
         )
         policy = consent_policy(shop)
+        config = shop_config(shop)
         for aud, handle in session.execute(
             select(MetaAudience, Segment.handle)
             .join(Segment, Segment.id == MetaAudience.segment_id)
             .where(
                 MetaAudience.shop_id == shop_id,
-                MetaAudience.kind == MetaAudienceKind.CUSTOM,
+                MetaAudience.kind != MetaAudienceKind.LOOKALIKE,
                 MetaAudience.audience_id.is_not(None),
                 Segment.meta_sync.is_(True),
             )
         ).all():
             wanted: dict[int, Row] = {}
-            if customer is not None and aud.segment_id in in_segments:
+            if (
+                customer is not None
+                and aud.segment_id in in_segments
+                and not held_out(config, handle, customer_id)
+            ):
                 _cid, *fields = customer
                 wanted = prepare([(customer_id, Person(*fields))], policy)
             member = session.get(MetaAudienceMember, (aud.id, customer_id))
             previous = {customer_id: (member.row_hash, tuple(member.row))} if member else {}
+            if aud.kind == MetaAudienceKind.VALUE:
+                # The value comes from the shop's model: the segment sync adds and updates;
+                # here a value-based audience only loses whoever must leave it.
+                wanted = {cid: previous[cid][1] for cid in wanted if cid in previous}
             diff = plan(previous, wanted)
             if not diff.empty:
-                work.append((aud.id, aud.audience_id or "", handle, diff))
+                work.append((aud.id, aud.audience_id or "", handle, aud.kind, diff))
         client = client_for(ctx, conn) if work else None
-    for aud_pk, remote, handle, diff in work:
+    for aud_pk, remote, handle, kind, diff in work:
         assert client is not None
         error: MetaError | None = None
         received = invalid = 0
+        schema = schema_of(kind)
         try:
             if diff.remove:
-                client.upload(remote, SCHEMA, [r for _, r in diff.remove], mode="remove")
+                client.upload(
+                    remote, schema, wire_rows(kind, (r for _, r in diff.remove)), mode="remove"
+                )
             if diff.add:
-                result = client.upload(remote, SCHEMA, [r for _, r in diff.add])
+                result = client.upload(remote, schema, wire_rows(kind, (r for _, r in diff.add)))
                 received, invalid = result.received, result.invalid
         except MetaError as exc:
             error = exc
@@ -800,38 +948,57 @@ def sync_customer(ctx: jobs.Context, shop_id: int, customer_id: int) -> dict[str
 
 
 def create_lookalike(
-    ctx: jobs.Context, shop_id: int, segment_id: int, country: str, ratio_percent: int
+    ctx: jobs.Context,
+    shop_id: int,
+    segment_id: int,
+    country: str,
+    ratio_percent: int,
+    source: MetaAudienceKind = MetaAudienceKind.CUSTOM,
 ) -> MetaAudience:
-    """Create a lookalike of the segment's audience for ``country`` at 1–10 % of its population.
+    """Create a lookalike of the segment's audience (``source``: the customer list or its
+    value-based twin) for ``country`` at 1–10 % of its population.
 
-    Raises :class:`InputError` when the audience is missing or has fewer than 100 members, and
-    the Meta errors (terms, throttling, source too small) for the caller to show.
+    Raises :class:`InputError` for a country Meta can't target, a paused or missing source,
+    one with fewer than 100 people matched, or a lookalike that exists already (same source,
+    country and ratio); and the Meta errors (terms, throttling) for the caller to show.
     """
     country = (country or "").strip().upper()
-    if len(country) != 2 or not country.isalpha() or not country.isascii():
-        raise InputError("country must be a two-letter ISO code", field="country")
+    if country not in LOOKALIKE_COUNTRIES:
+        raise InputError(
+            f"“{country[:8]}” is not a country a lookalike can target: choose one from the list",
+            field="country",
+        )
     if (
         not isinstance(ratio_percent, int)
         or isinstance(ratio_percent, bool)
         or not 1 <= ratio_percent <= 10
     ):
         raise InputError("ratio must be a whole percentage from 1 to 10", field="ratio")
+    if source == MetaAudienceKind.LOOKALIKE:
+        raise InputError("a lookalike is made from a customer list", field="source")
+    ratio = ratio_percent / 100
     with ctx.sessions() as session:
         conn = session.get(MetaConnection, shop_id)
         if not _usable(conn):
             raise InputError("connect Meta and pick an ad account first", field="meta")
         assert conn is not None and conn.ad_account_id is not None
         account_id = conn.ad_account_id
+        segment = session.get_one(Segment, segment_id)
         origin = session.scalars(
             select(MetaAudience).where(
                 MetaAudience.shop_id == shop_id,
                 MetaAudience.segment_id == segment_id,
-                MetaAudience.kind == MetaAudienceKind.CUSTOM,
+                MetaAudience.kind == source,
             )
         ).first()
         if origin is None or origin.audience_id is None:
             raise InputError(
                 "sync the segment to Meta before creating a lookalike", field="segment"
+            )
+        if not segment.meta_sync or origin.status == MetaAudienceStatus.PAUSED:
+            raise InputError(
+                "Meta sync is paused for this segment: turn it on before creating a lookalike",
+                field="segment",
             )
         origin_id = origin.audience_id
         enough = session.scalar(
@@ -840,16 +1007,29 @@ def create_lookalike(
             .offset(MIN_LOOKALIKE_MEMBERS - 1)
             .limit(1)
         )
-        if enough is None:
+        if enough is None or (origin.approximate_lower or 0) < MIN_LOOKALIKE_MEMBERS:
             raise InputError(
-                f"a lookalike needs a source audience of at least {MIN_LOOKALIKE_MEMBERS} people",
+                f"a lookalike needs a source audience of at least {MIN_LOOKALIKE_MEMBERS} "
+                f"people matched by Meta (now {origin.approximate_lower or 0})",
                 field="segment",
             )
-        segment = session.get_one(Segment, segment_id)
+        wanted = {"country": country, "ratio": ratio}
+        for spec in session.scalars(
+            select(MetaAudience.spec).where(
+                MetaAudience.shop_id == shop_id,
+                MetaAudience.kind == MetaAudienceKind.LOOKALIKE,
+                MetaAudience.origin_audience_id == origin_id,
+            )
+        ):
+            if lookalike_key(spec) == wanted:
+                raise InputError(
+                    f"a {ratio_percent}% lookalike for {country} of this audience exists already",
+                    field="country",
+                )
         handle = segment.handle
-        name = f"Goldpan · {segment.name} · lookalike {country} {ratio_percent}%"
+        kind_label = " value" if source == MetaAudienceKind.VALUE else ""
+        name = f"Goldpan · {segment.name} ·{kind_label} lookalike {country} {ratio_percent}%"
         client = client_for(ctx, conn)
-    ratio = ratio_percent / 100
     try:
         audience_id = client.create_lookalike(account_id, name, origin_id, country, ratio)
     except MetaError as exc:
@@ -873,7 +1053,7 @@ def create_lookalike(
             kind=MetaAudienceKind.LOOKALIKE,
             audience_id=audience_id,
             origin_audience_id=origin_id,
-            spec={"country": country, "ratio": ratio},
+            spec=wanted,
             status=MetaAudienceStatus.READY,
             last_synced_at=utcnow(),
         )
@@ -883,7 +1063,7 @@ def create_lookalike(
             shop_id,
             "lookalike_create",
             subject=audience_id,
-            detail={"segment": handle, "country": country, "ratio": ratio},
+            detail={"segment": handle, "country": country, "ratio": ratio, "source": source},
         )
         session.flush()
         return aud
@@ -893,6 +1073,7 @@ __all__ = [
     "Plan",
     "audience_description",
     "create_lookalike",
+    "create_value_audience",
     "forget_customer",
     "full_refresh",
     "plan",
@@ -904,3 +1085,50 @@ __all__ = [
     "sync_segment",
     "sync_shop",
 ]
+
+
+VALUE_TERMS = "value_based_custom_audience_tos"
+"""The ``tos_accepted`` entry of the value-based audience terms (separate from the Custom
+Audience terms; each ad account accepts them once)."""
+
+
+def create_value_audience(ctx: jobs.Context, shop_id: int, segment_id: int) -> MetaAudience:
+    """Add a value-based twin to the segment's audience: the same people, each with their
+    predicted 12-month value, for value-based lookalikes. Filled by the next segment sync
+    (queued here).
+
+    Raises :class:`InputError` when Meta is not connected, the segment's Meta sync is off, it
+    has a twin already, or the ad account has not accepted the value-based terms (with the link).
+    """
+    with ctx.sessions() as session:
+        conn = session.get(MetaConnection, shop_id)
+        if not _usable(conn):
+            raise InputError("connect Meta and pick an ad account first", field="meta")
+        assert conn is not None and conn.ad_account_id is not None
+        account_id = conn.ad_account_id
+        segment = session.get_one(Segment, segment_id)
+        if not segment.meta_sync:
+            raise InputError("turn on Meta sync for this segment first", field="segment")
+        if session.scalar(
+            select(MetaAudience.id).where(
+                MetaAudience.segment_id == segment_id, MetaAudience.kind == MetaAudienceKind.VALUE
+            )
+        ):
+            raise InputError("this segment has a value-based audience already", field="segment")
+        client = client_for(ctx, conn)
+    if not client.tos_accepted(account_id, VALUE_TERMS):
+        raise InputError(
+            "Accept Meta's value-based audience terms for this ad account first, in Ads "
+            f"Manager: {graph.terms_url(account_id)}",
+            field="value_terms",
+        )
+    with transaction(ctx.sessions) as session:
+        aud = MetaAudience(
+            shop_id=shop_id, segment_id=segment_id, kind=MetaAudienceKind.VALUE, spec={}
+        )
+        session.add(aud)
+        audit(session, shop_id, "value_audience_add", detail={"segment": segment.handle})
+        session.flush()
+        session.expunge(aud)
+    ctx.enqueue("meta.sync_segment", shop_id=shop_id, segment_id=segment_id)
+    return aud

@@ -297,22 +297,28 @@ class GraphClient:
         answer = self.get("me/adaccounts", fields="id,account_id,name,currency", limit=200)
         return list(answer.get("data") or [])
 
-    def tos_accepted(self, account_id: str) -> bool:
-        """Whether the ad account accepted the Custom Audience terms."""
+    def tos_accepted(self, account_id: str, terms: str = "custom_audience_tos") -> bool:
+        """Whether the ad account accepted ``terms``: the Custom Audience terms, or
+        ``value_based_custom_audience_tos`` (each account accepts those separately)."""
         answer = self.get(_act(account_id), fields="tos_accepted")
         tos = answer.get("tos_accepted") or {}
-        return isinstance(tos, dict) and bool(tos.get("custom_audience_tos"))
+        return isinstance(tos, dict) and bool(tos.get(terms))
 
     # --- audiences --------------------------------------------------------------------------
 
-    def create_audience(self, account_id: str, name: str, description: str) -> str:
-        """Create a customer-file audience; returns its id."""
+    def create_audience(
+        self, account_id: str, name: str, description: str, *, value_based: bool = False
+    ) -> str:
+        """Create a customer-file audience (``value_based``: its rows carry
+        ``LOOKALIKE_VALUE``); returns its id."""
+        extra = {"is_value_based": 1} if value_based else {}
         answer = self.post(
             f"{_act(account_id)}/customaudiences",
             name=name,
             subtype="CUSTOM",
             customer_file_source="USER_PROVIDED_ONLY",
             description=description,
+            **extra,
         )
         return str(answer["id"])
 
@@ -346,7 +352,7 @@ class GraphClient:
         self,
         audience_id: str,
         schema: Sequence[str],
-        rows: Iterable[Sequence[str]],
+        rows: Iterable[Sequence[str | float]],
         *,
         mode: str = "add",
         total: int | None = None,
@@ -384,8 +390,8 @@ class GraphClient:
         return result
 
 
-def _batches(rows: Iterable[Sequence[str]], size: int) -> Iterator[list[list[str]]]:
-    batch: list[list[str]] = []
+def _batches(rows: Iterable[Sequence[str | float]], size: int) -> Iterator[list[list[str | float]]]:
+    batch: list[list[str | float]] = []
     for row in rows:
         batch.append(list(row))
         if len(batch) == size:

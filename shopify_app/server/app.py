@@ -139,6 +139,12 @@ def build_routes() -> list[BaseRoute]:
                     methods=["POST"],
                 ),
                 Route("/meta/segments/{segment_id}/file", meta.segment_file, methods=["GET"]),
+                Route("/meta/segments/{segment_id}", meta.segment_panel, methods=["GET"]),
+                Route(
+                    "/meta/segments/{segment_id}/value-audience",
+                    meta.segment_value_audience,
+                    methods=["POST"],
+                ),
             ],
         ),
     ]

@@ -3,10 +3,10 @@
 
 import { api, query } from "../api.js";
 import { debounce, h, mount } from "../dom.js";
-import { date, dateTime, lang, money, number, percent, reason, region, segmentName, t } from "../i18n.js";
+import { date, dateTime, lang, locale, money, number, percent, reason, region, segmentName, t } from "../i18n.js";
 import { morph, onChange } from "../live.js";
-import { badge, banner, button, empty, failure, loading, page, section, table, toast, withStates } from "../ui.js";
-import { metaSwitch, tagSwitch } from "./toggles.js";
+import { banner, button, empty, failure, loading, page, section, table, toast, withStates } from "../ui.js";
+import { metaStateBadge, metaSwitch, tagSwitch } from "./toggles.js";
 
 const SORTS = ["id", "name", "-spent", "-orders", "-since"];
 
@@ -212,85 +212,168 @@ function exportsSection(segment) {
   );
 }
 
-function metaSection(segment) {
-  const audience = segment.meta.audience;
-  const lookalikes = segment.meta.lookalikes || [];
-  const errors = h("div");
-  const parts = [];
-  if (!segment.meta_sync.enabled && !audience) {
-    parts.push(h("p", { class: "gp-subdued" }, t("meta.not_synced")));
+// How often an open Meta panel asks for fresh figures (a sync can change them any time).
+const META_POLL_MS = 5000;
+
+function audienceFacts(audience) {
+  const computing = audience.records > 0 && !audience.approximate_lower;
+  return h(
+    "dl",
+    { class: "gp-facts", "data-audience": audience.kind },
+    h("dt", null, t("meta.status")),
+    h("dd", null, metaStateBadge(audience.state)),
+    h("dt", null, t("meta.records")),
+    h("dd", { "data-records": audience.records }, number(audience.records)),
+    h("dt", null, t("meta.match_rate")),
+    h("dd", { "data-match-rate": audience.match_rate ?? "" }, computing ? t("meta.size_computing") : percent(audience.match_rate, 0)),
+    h("dt", null, t("meta.size")),
+    h("dd", null, audience.approximate_lower ? `${number(audience.approximate_lower)}–${number(audience.approximate_upper)}` : computing ? t("meta.size_computing") : number(0)),
+    h("dt", null, t("meta.invalid")),
+    h("dd", null, number(audience.invalid)),
+    h("dt", null, t("meta.last_change")),
+    h("dd", { "data-last-change": audience.last_change || "" }, dateTime(audience.last_change)),
+    h("dt", null, t("meta.last_sync")),
+    h("dd", null, dateTime(audience.last_synced_at)),
+  );
+}
+
+function lookalikeForm(segment, meta, source, redraw, errors) {
+  const offer = meta.offers[source];
+  if (!offer.available) {
+    return h("p", { class: "gp-subdued", "data-lookalike-reason": offer.reason }, t(`lookalike.reason.${offer.reason}`, { minimum: offer.minimum, matched: offer.matched }));
   }
-  if (audience) {
-    parts.push(
-      h(
-        "dl",
-        { class: "gp-facts" },
-        h("dt", null, t("meta.status")),
-        h("dd", null, badge(t(`meta_status.${audience.status}`))),
-        h("dt", null, t("meta.received")),
-        h("dd", null, number(audience.received)),
-        h("dt", null, t("meta.invalid")),
-        h("dd", null, number(audience.invalid)),
-        h("dt", null, t("meta.size")),
-        h("dd", null, audience.approximate_lower ? `${number(audience.approximate_lower)}–${number(audience.approximate_upper)}` : t("meta.size_pending")),
-        h("dt", null, t("meta.last_sync")),
-        h("dd", null, dateTime(audience.last_synced_at)),
-      ),
-    );
+  const countries = offer.countries.map((code) => ({ code, name: region(code) })).sort((a, b) => a.name.localeCompare(b.name, locale));
+  const country = h(
+    "select",
+    { class: "gp-input", "data-input": "lookalike-country" },
+    countries.map((c) => h("option", { value: c.code, selected: c.code === "US" ? "" : undefined }, c.name)),
+  );
+  const ratio = h(
+    "select",
+    { class: "gp-input gp-short", "data-input": "lookalike-ratio" },
+    Array.from({ length: 10 }, (_, i) => h("option", { value: String(i + 1) }, percent((i + 1) / 100, 0))),
+  );
+  const origin = source === "value" ? meta.value_audience : meta.audience;
+  const submit = h("button", { type: "submit", class: "gp-native-button" }, t("lookalike.create"));
+  const taken = h("p", { class: "gp-field-error", role: "status" });
+  // A lookalike that exists already (same source, country and share) is not offered again.
+  const check = () => {
+    const exists = offer.taken.some((k) => k.source === origin.audience_id && k.country === country.value && Math.abs(k.ratio - Number(ratio.value) / 100) < 1e-9);
+    taken.textContent = exists ? t("lookalike.taken") : "";
+    submit.disabled = exists;
+  };
+  country.addEventListener("change", check);
+  ratio.addEventListener("change", check);
+  check();
+  return h(
+    "form",
+    {
+      class: "gp-inline-form",
+      "data-form": "lookalike",
+      onSubmit: async (event) => {
+        event.preventDefault();
+        errors.replaceChildren();
+        submit.disabled = true;
+        try {
+          const answer = await api.post(`/meta/segments/${segment.id}/lookalike`, { country: country.value, ratio: Number(ratio.value), source });
+          toast(t("lookalike.done"));
+          redraw(answer.meta);
+        } catch (error) {
+          errors.replaceChildren(failure(error));
+          submit.disabled = false;
+        }
+      },
+    },
+    h("label", null, t("lookalike.country"), " ", country),
+    h("label", null, t("lookalike.ratio"), " ", ratio),
+    submit,
+    taken,
+  );
+}
+
+function metaParts(segment, meta, redraw, errors) {
+  const parts = [];
+  const { audience, value_audience: value, lookalikes } = meta;
+  if (!audience) {
+    parts.push(h("p", { class: "gp-subdued" }, metaStateBadge(meta.state), " ", segment.meta_sync.enabled ? "" : t("meta.not_synced")));
+  } else {
+    parts.push(audienceFacts(audience));
     if (audience.error) parts.push(banner("warning", t("meta.error"), h("p", null, audience.error)));
+  }
+  parts.push(h("h3", { class: "gp-subheading" }, t("meta.value_title")), h("p", { class: "gp-subdued" }, t("meta.value_help")));
+  if (value) {
+    parts.push(audienceFacts(value));
+    if (value.error) parts.push(banner("warning", t("meta.error"), h("p", null, value.error)));
+  } else if (audience?.audience_id && meta.state !== "paused" && meta.state !== "disconnected") {
+    parts.push(
+      button(t("meta.value_create"), {
+        "data-action": "value-audience",
+        onClick: async () => {
+          errors.replaceChildren();
+          try {
+            redraw(await api.post(`/meta/segments/${segment.id}/value-audience`, {}));
+            toast(t("meta.value_done"));
+          } catch (error) {
+            errors.replaceChildren(failure(error));
+          }
+        },
+      }),
+    );
   }
   if (lookalikes.length) {
     parts.push(
       h("h3", { class: "gp-subheading" }, t("lookalike.existing")),
       h(
         "ul",
-        null,
+        { "data-lookalikes": "" },
         lookalikes.map((l) =>
-          h("li", null, `${region(l.spec?.country)} ${l.spec?.ratio ? percent(l.spec.ratio, 0) : ""} · `, badge(t(`meta_status.${l.status}`))),
+          h(
+            "li",
+            { "data-lookalike": `${l.spec.country}-${l.spec.ratio}` },
+            `${region(l.spec.country)} · ${percent(l.spec.ratio, 0)} · ${t(l.origin_audience_id === value?.audience_id ? "lookalike.source_value" : "lookalike.source_custom")} · `,
+            metaStateBadge(l.state),
+          ),
         ),
       ),
     );
   }
-  // A lookalike needs a synced audience of at least 100 people (Meta's rule).
-  const eligible = audience?.audience_id && segment.members >= 100;
-  const country = h("input", { class: "gp-input gp-short", value: "US", maxlength: "2", "aria-label": t("lookalike.country"), "data-input": "lookalike-country" });
-  const ratio = h("input", { class: "gp-input gp-short", type: "number", min: "1", max: "10", value: "1", "aria-label": t("lookalike.ratio"), "data-input": "lookalike-ratio" });
-  parts.push(
-    h("h3", { class: "gp-subheading" }, t("lookalike.title")),
-    eligible
-      ? h(
-          "form",
-          {
-            class: "gp-inline-form",
-            onSubmit: async (event) => {
-              event.preventDefault();
-              errors.replaceChildren();
-              const pct = Number(ratio.value);
-              const cc = country.value.trim().toUpperCase();
-              if (!/^[A-Z]{2}$/.test(cc)) {
-                errors.replaceChildren(banner("critical", t("lookalike.bad_country")));
-                return;
-              }
-              if (!(pct >= 1 && pct <= 10)) {
-                errors.replaceChildren(banner("critical", t("lookalike.bad_ratio")));
-                return;
-              }
-              try {
-                await api.post(`/meta/segments/${segment.id}/lookalike`, { country: cc, ratio: Math.round(pct) });
-                toast(t("lookalike.done"));
-              } catch (error) {
-                errors.replaceChildren(failure(error));
-              }
-            },
-          },
-          h("label", null, t("lookalike.country"), " ", country),
-          h("label", null, t("lookalike.ratio"), " ", ratio, " %"),
-          h("button", { type: "submit", class: "gp-native-button" }, t("lookalike.create")),
-        )
-      : h("p", { class: "gp-subdued" }, t("lookalike.needs")),
-    errors,
-  );
-  return section(t("meta.title"), ...parts);
+  const holder = h("div");
+  const show = (source) => mount(holder, lookalikeForm(segment, meta, source, redraw, errors));
+  parts.push(h("h3", { class: "gp-subheading" }, t("lookalike.title")));
+  if (value) {
+    const source = h(
+      "select",
+      { class: "gp-input", "data-input": "lookalike-source", onChange: (event) => show(event.currentTarget.value) },
+      h("option", { value: "custom" }, t("lookalike.source_custom")),
+      h("option", { value: "value" }, t("lookalike.source_value")),
+    );
+    parts.push(h("label", null, t("lookalike.source"), " ", source));
+  }
+  show("custom");
+  parts.push(holder, errors);
+  return parts;
+}
+
+function metaSection(segment) {
+  const panel = h("div", { "data-meta-panel": "" });
+  const errors = h("div");
+  const draw = (meta) => mount(panel, ...metaParts(segment, meta, draw, errors));
+  draw(segment.meta);
+  // Follow syncs while the panel is open (removals, Meta's size estimate), but never redraw
+  // under the merchant's hands.
+  const timer = setInterval(async () => {
+    if (!panel.isConnected) {
+      clearInterval(timer);
+      return;
+    }
+    if (panel.contains(document.activeElement)) return;
+    try {
+      draw(await api.get(`/meta/segments/${segment.id}`));
+    } catch {
+      // Keep the last figures; the next poll tries again.
+    }
+  }, META_POLL_MS);
+  return section(t("meta.title"), panel);
 }
 
 export async function render(root, id) {

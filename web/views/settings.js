@@ -202,6 +202,34 @@ export function effectView(preview) {
   );
 }
 
+// The login tab is another top-level window (no opener, partitioned storage): the card asks
+// for the status every few seconds while the login can still complete, and shows whose
+// account it connected as soon as the status changes.
+const LOGIN_POLL_MS = 2000;
+const LOGIN_WAIT_MS = 10 * 60 * 1000;
+
+function waitForLogin(before, reload, errors) {
+  const waiting = h("p", { class: "gp-subdued", role: "status", "data-meta-waiting": "" }, t("meta.login_waiting"));
+  errors.replaceChildren(waiting);
+  const started = Date.now();
+  const timer = setInterval(async () => {
+    if (!waiting.isConnected || Date.now() - started > LOGIN_WAIT_MS) {
+      clearInterval(timer);
+      waiting.remove();
+      return;
+    }
+    try {
+      const now = await api.get("/meta/status");
+      if (now.status !== before) {
+        clearInterval(timer);
+        reload();
+      }
+    } catch {
+      // A failed poll is retried at the next tick.
+    }
+  }, LOGIN_POLL_MS);
+}
+
 function metaCard(status, reload) {
   const errors = h("div");
   const act = (label, fn, attrs = {}) =>
@@ -227,7 +255,8 @@ function metaCard(status, reload) {
       t("meta.connection"),
       " ",
       badge(t(`meta.conn.${status.status}`), status.status === "connected" ? "success" : status.status === "disconnected" ? undefined : "warning"),
-      status.ad_account_id ? ` · ${status.ad_account_id}` : "",
+      // A disconnected shop has no account in use (the id is kept only for the next login).
+      status.ad_account_id && status.status !== "disconnected" ? ` · ${status.ad_account_id}` : "",
     ),
   ];
   if (status.user_name && status.status !== "confirm") parts.push(h("p", { class: "gp-subdued", "data-meta-user": "" }, t("meta.connected_as", { name: status.user_name })));
@@ -270,8 +299,7 @@ function metaCard(status, reload) {
           : act(t("meta.connect"), async () => {
               const { url } = await api.post("/meta/connect", {});
               window.open(url, "_blank", "noopener");
-              // Back from the login tab: show whose Facebook account it connected.
-              window.addEventListener("focus", () => reload(), { once: true });
+              waitForLogin(status.status, reload, errors);
             }, { variant: "primary" }),
       ),
       field(t("meta.paste_token"), token, t("meta.paste_help"), "token"),

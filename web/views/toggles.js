@@ -6,7 +6,8 @@ import { h } from "../dom.js";
 import { number, segmentName, t } from "../i18n.js";
 import { badge, button, confirmDialog, failure, toast } from "../ui.js";
 
-const META_TONES = { synced: "success", ready: "success", syncing: "info", pending: "info", error: "critical", flagged: "critical", deleted: "warning" };
+// Tones of the one Meta state vocabulary (MetaState on the server, `meta_state.*` messages).
+const META_TONES = { synced: "success", created: "success", syncing: "info", refreshing: "info", throttled: "warning", empty: "warning", disconnected: "warning", error: "critical", flagged: "critical" };
 
 /** Tag sync as the server reports it: off, writing (members tagged so far of all), or on. */
 export function tagBadge(segment) {
@@ -18,11 +19,13 @@ export function tagBadge(segment) {
   return badge(t("sync.on"), "success");
 }
 
+/** A Meta audience's state, worded the same in every view. */
+export function metaStateBadge(state) {
+  return h("span", { "data-meta-state": state }, badge(t(`meta_state.${state}`), META_TONES[state]));
+}
+
 export function metaBadge(segment) {
-  const meta = segment.meta_sync;
-  if (!meta.enabled) return badge(t("sync.off"));
-  const status = meta.status || "pending";
-  return badge(t(`meta_status.${status}`) === `meta_status.${status}` ? status : t(`meta_status.${status}`), META_TONES[status] || "info");
+  return metaStateBadge(segment.meta_sync.status || "off");
 }
 
 async function toggleTag(segment, onChange) {

@@ -21,7 +21,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import html
-import json
 import re
 import secrets
 from collections.abc import Iterator
@@ -50,7 +49,7 @@ from shopify_app.errors import (
     MetaTokenError,
     MetaUnreachableError,
 )
-from shopify_app.meta import audiences, graph
+from shopify_app.meta import audiences, graph, view
 from shopify_app.meta.identifiers import Person, consent_allows, csv_text
 from shopify_app.server import context
 from shopify_app.server.api.request import (
@@ -240,7 +239,7 @@ def preview(request: Request) -> Response:
         policy = audiences.consent_policy(shop)
         upload = sum(
             1
-            for _cid, person in audiences.segment_people(session, shop_id, seg.id)
+            for _cid, person in audiences.uploadable_people(session, shop, seg.id, seg.handle)
             if consent_allows(policy, person)
         )
         conn = session.get(MetaConnection, shop_id)
@@ -443,7 +442,7 @@ def segment_sync(request: Request) -> Response:
             for aud in session.scalars(
                 select(MetaAudience).where(
                     MetaAudience.segment_id == segment_id,
-                    MetaAudience.kind == MetaAudienceKind.CUSTOM,
+                    MetaAudience.kind != MetaAudienceKind.LOOKALIKE,
                 )
             ):
                 aud.status = MetaAudienceStatus.PAUSED
@@ -458,8 +457,23 @@ def segment_sync(request: Request) -> Response:
         return JSONResponse({"enabled": enabled, "audiences": [_audience_json(a) for a in rows]})
 
 
+def _panel(ctx: jobs.Context, shop_id: int, segment_id: int) -> dict[str, Any]:
+    with ctx.sessions() as session:
+        return view.segment_meta(session, shop_id)[segment_id]
+
+
+def segment_panel(request: Request) -> Response:
+    """The segment's Meta panel: its state, current figures, lookalikes and lookalike offers
+    (the page polls it while the panel is open)."""
+    ctx, shop_id = context(request), request_shop_id(request)
+    with ctx.sessions() as session:
+        seg = get_segment(session, shop_id, path_id(request))
+    return JSONResponse(_panel(ctx, shop_id, seg.id))
+
+
 def segment_lookalike(request: Request) -> Response:
-    """Create a lookalike of the segment's audience: ``{"country": "US", "ratio": 1..10}``."""
+    """Create a lookalike: ``{"country": "US", "ratio": 1..10, "source": "custom"|"value"}``;
+    answers the new panel (the lookalike listed in it)."""
     ctx, shop_id = context(request), request_shop_id(request)
     body = json_body(request)
     with ctx.sessions() as session:
@@ -467,8 +481,30 @@ def segment_lookalike(request: Request) -> Response:
     ratio = body.get("ratio")
     if not isinstance(ratio, int) or isinstance(ratio, bool):
         raise InputError("ratio must be a whole percentage from 1 to 10", field="ratio")
-    aud = audiences.create_lookalike(ctx, shop_id, seg.id, str(body.get("country") or ""), ratio)
-    return JSONResponse(_audience_json(aud), status_code=201)
+    source = body.get("source", MetaAudienceKind.CUSTOM)
+    if source not in (MetaAudienceKind.CUSTOM, MetaAudienceKind.VALUE):
+        raise InputError("source must be custom or value", field="source")
+    aud = audiences.create_lookalike(
+        ctx,
+        shop_id,
+        seg.id,
+        str(body.get("country") or ""),
+        ratio,
+        MetaAudienceKind(source),
+    )
+    return JSONResponse(
+        {"created": _audience_json(aud), "meta": _panel(ctx, shop_id, seg.id)}, status_code=201
+    )
+
+
+def segment_value_audience(request: Request) -> Response:
+    """Add a value-based audience to the segment (each customer's predicted 12-month value);
+    the next sync, queued now, fills it."""
+    ctx, shop_id = context(request), request_shop_id(request)
+    with ctx.sessions() as session:
+        seg = get_segment(session, shop_id, path_id(request))
+    audiences.create_value_audience(ctx, shop_id, seg.id)
+    return JSONResponse(_panel(ctx, shop_id, seg.id), status_code=201)
 
 
 def segment_file(request: Request) -> Response:
@@ -476,11 +512,11 @@ def segment_file(request: Request) -> Response:
     ctx, shop_id = context(request), request_shop_id(request)
     with ctx.sessions() as session:
         seg = get_segment(session, shop_id, path_id(request))
-        shop = session.get(Shop, shop_id)
-        policy = audiences.consent_policy(shop) if shop is not None else "subscribed"
+        shop = get_shop(session, shop_id)
+        policy = audiences.consent_policy(shop)
         people = [
             p
-            for _cid, p in audiences.segment_people(session, shop_id, seg.id)
+            for _cid, p in audiences.uploadable_people(session, shop, seg.id, seg.handle)
             if consent_allows(policy, p)
         ]
         handle = seg.handle
@@ -499,12 +535,12 @@ def segment_file(request: Request) -> Response:
 
 
 def _page(title: str, message: str, status: int = 200) -> HTMLResponse:
+    # No script: the tab has no opener (it opens with noopener); the page notices the new
+    # status by polling while the login is under way.
     body = (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         f"<title>{html.escape(title)}</title></head><body style='font-family:sans-serif'>"
         f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p>"
-        "<script>if (window.opener) { window.opener.postMessage("
-        f"{json.dumps({'source': 'goldpan-meta', 'ok': status == 200})}, '*'); }}</script>"
         "</body></html>"
     )
     return HTMLResponse(body, status_code=status)

@@ -22,12 +22,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from shopify_app.db.models import (
     AuditEntry,
     Customer,
-    MetaAudience,
     Segment,
     SegmentHistory,
     Shop,
 )
 from shopify_app.errors import InputError
+from shopify_app.meta import view as meta_view
 from shopify_app.segments import backtest, library, loader, recompute, rules
 from shopify_app.segments.library import reasons
 from shopify_app.segments.recompute import cached_stats
@@ -49,7 +49,7 @@ from shopify_app.server.api.request import (
 )
 from shopify_app.server.api.settings import load_config
 from shopify_app.server.assets import WEB_DIR
-from shopify_app.states import AuditTarget, MetaAudienceKind
+from shopify_app.states import AuditTarget
 from shopify_app.tagging import changes as tag_changes
 from shopify_app.tagging import ledger as tag_ledger
 from shopify_app.tagging import state as tag_state
@@ -65,32 +65,6 @@ PREDICTED = ("likely-to-buy", "at-risk")
 
 def _prefix(shop: Shop) -> str:
     return str(load_config(shop)["tag_prefix"])
-
-
-def _meta_states(session: Session, shop_id: int) -> dict[int, dict[str, Any]]:
-    out: dict[int, dict[str, Any]] = {}
-    rows = session.scalars(
-        select(MetaAudience).where(MetaAudience.shop_id == shop_id).order_by(MetaAudience.id)
-    ).all()
-    for aud in rows:
-        entry = out.setdefault(aud.segment_id, {"audience": None, "lookalikes": []})
-        data = {
-            "id": aud.id,
-            "audience_id": aud.audience_id,
-            "status": aud.status,
-            "received": aud.received,
-            "invalid": aud.invalid,
-            "approximate_lower": aud.approximate_lower,
-            "approximate_upper": aud.approximate_upper,
-            "error": aud.error,
-            "spec": aud.spec,
-            "last_synced_at": iso(aud.last_synced_at),
-        }
-        if aud.kind == MetaAudienceKind.LOOKALIKE:
-            entry["lookalikes"].append(data)
-        else:
-            entry["audience"] = data
-    return out
 
 
 def _latest_history(
@@ -162,7 +136,8 @@ def _segment_row(
     written: dict[int, int],
 ) -> dict[str, Any]:
     before = week_ago.get(seg.id)
-    audience = meta.get(seg.id, {}).get("audience")
+    shown = meta.get(seg.id, {})
+    audience = shown.get("audience")
     rev = revenue.get(seg.id)
     return {
         "id": seg.id,
@@ -184,7 +159,7 @@ def _segment_row(
         "native_segment": seg.native_segment_id,
         "meta_sync": {
             "enabled": seg.meta_sync,
-            "status": audience["status"] if audience else None,
+            "status": shown.get("state"),
             "error": audience["error"] if audience else None,
         },
         # The list describes every segment in one line from what defines it.
@@ -212,7 +187,7 @@ def segment_list(request: Request) -> Response:
         )
         revenue, total = _segment_revenue(session, shop_id)
         week_ago = _week_ago_members(session, shop_id)
-        meta = _meta_states(session, shop_id)
+        meta = meta_view.segment_meta(session, shop_id)
         written = _tags_written(session, shop_id, rows, prefix)
         return JSONResponse(
             {
@@ -255,7 +230,7 @@ def segment_detail(request: Request) -> Response:
         prefix = _prefix(shop)
         revenue, total = _segment_revenue(session, shop_id)
         week_ago = _week_ago_members(session, shop_id)
-        meta = _meta_states(session, shop_id)
+        meta = meta_view.segment_meta(session, shop_id)
         history = session.execute(
             select(SegmentHistory.day, SegmentHistory.members, SegmentHistory.revenue)
             .where(SegmentHistory.segment_id == seg.id)
