@@ -51,6 +51,7 @@ TASK_MODULES: tuple[str, ...] = (
     "shopify_app.sync.audit_retention",
     "shopify_app.actions.discounts",
     "shopify_app.actions.scores",
+    "shopify_app.actions.entries",
 )
 
 # Per-shop exclusion for tasks declared without ``lock=``: two syncs (initial or reconcile) or

@@ -50,6 +50,7 @@ from shopify_app.db.models import (
     MetaConnection,
     ScoreDigest,
     Segment,
+    SegmentEntry,
     SegmentHistory,
     Shop,
     ShopMetrics,
@@ -621,6 +622,7 @@ def recompute_shop(ctx: jobs.Context, shop_id: int) -> dict[str, int]:
     """
     counts = recompute_shop_now(ctx, shop_id)
     if counts:
+        _follow_up(ctx, "actions.record_entries", shop_id=shop_id)
         _follow_up(ctx, "tags.sync", shop_id=shop_id, customer_ids=None)
         _follow_up(ctx, "meta.sync_shop", shop_id=shop_id)
     return counts
@@ -788,6 +790,11 @@ def forget_customers(conn: Connection, shop_id: int, customer_ids: Any) -> None:
     conn.execute(
         delete(ScoreDigest).where(
             ScoreDigest.shop_id == shop_id, ScoreDigest.customer_id.in_(customer_ids)
+        )
+    )
+    conn.execute(
+        delete(SegmentEntry).where(
+            SegmentEntry.shop_id == shop_id, SegmentEntry.customer_id.in_(customer_ids)
         )
     )
 
