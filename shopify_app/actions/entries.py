@@ -110,5 +110,14 @@ def load_report(session: Session, shop_id: int, as_of: dt.date) -> dict[str, Any
         if int(cid) in index
     ]
     shop = session.get(Shop, shop_id)
-    codes = tier_codes(session, shop_id, shop_config(shop)) if shop is not None else {}
-    return results.report(ds, found, codes, day_number(as_of))
+    cfg = shop_config(shop) if shop is not None else ShopConfig()
+    report = results.report(ds, found, tier_codes(session, shop_id, cfg), day_number(as_of))
+    report["names"] = dict(
+        session.execute(
+            select(Segment.handle, Segment.name).where(
+                Segment.shop_id == shop_id, Segment.handle.in_(measured(cfg))
+            )
+        ).all()
+    )
+    report["currency"] = shop.currency if shop is not None else None
+    return report
