@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from shopify_app.actions import results
-from shopify_app.actions.holdout import bucket
 from shopify_app.actions.results import Entry
+from shopify_app.errors import InputError
 from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.dataset import DatasetBuilder, day_number
 
@@ -103,12 +103,21 @@ def test_lapse_entries_are_rebuilt_from_order_gaps() -> None:
     b.add_order(steady, 3, START, 10.0)
     b.add_order(steady, 4, START + 30, 10.0)
     ds = b.build()
-    cfg = ShopConfig.from_settings({"holdouts": {"lapsed-tier-1": 0.5}})
-    found = results.lapse_entries(ds, cfg, START + 100)
+    found = results.lapse_entries(ds, ShopConfig(), START + 100)
     assert sorted((e.segment, ds.customer_ids[e.customer], e.day - START) for e in found) == [
         ("lapsed-tier-1", 1, 60),
         ("lapsed-tier-1", 2, 90),
     ]
-    assert [e.held_out for e in found] == [
-        bucket("lapsed-tier-1", int(ds.customer_ids[e.customer])) < 0.5 for e in found
-    ]
+    assert not any(e.held_out for e in found)  # an export does not say who was held out
+
+
+def test_codes_go_to_the_tier_with_their_percentage_and_others_are_refused() -> None:
+    cfg = ShopConfig()  # tiers: 60 days at 10%, 90 days at 15%
+    assert results.codes_by_tier(cfg, ["comeback15-7kq2", " COMEBACK10-ABCD", ""]) == {
+        "lapsed-tier-1": ["COMEBACK10-ABCD"],
+        "lapsed-tier-2": ["COMEBACK15-7KQ2"],
+    }
+    for bad in ("SUMMER10", "COMEBACK20-ABCD"):
+        with pytest.raises(InputError) as refused:
+            results.codes_by_tier(cfg, [bad])
+        assert refused.value.field == "codes" and bad in str(refused.value)

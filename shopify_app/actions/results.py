@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from shopify_app.actions.holdout import bucket
+from shopify_app.errors import InputError
 from shopify_app.segments.config import ShopConfig, lapsed_handle
 from shopify_app.segments.dataset import Dataset, day_date, day_number
 
@@ -173,21 +174,42 @@ def tiers(
 
 
 def lapse_entries(ds: Dataset, cfg: ShopConfig, as_of_day: int) -> list[Entry]:
-    """Entries into each lapsed tier reconstructed from order history (for a CSV, which has
-    no recorded entries): a customer enters tier ``t`` ``days_t`` after an order not followed
-    by another within ``days_t``; held out by the same hash as the app (``cfg.holdouts``)."""
+    """Entries into each lapsed tier rebuilt from order history (an export has no recorded
+    entries): a customer enters tier ``t`` ``days_t`` after an order not followed by another
+    within ``days_t``. An export does not say who was held out (the app's split hashes
+    Shopify's customer id, which the export lacks), so every entry counts as treated."""
     found = []
     for t, spec in enumerate(cfg.lapsed_tiers, start=1):
         handle = lapsed_handle(t)
-        kept = cfg.holdouts.get(handle, 0.0)
         for c in range(ds.n_customers):
             days = ds.order_day[int(ds.order_start[c]) : int(ds.order_start[c + 1])]
             following = np.append(days[1:], as_of_day + 1)
             for last, nxt in zip(days, following, strict=True):
                 enters = int(last) + spec.days
                 if enters < nxt and enters <= as_of_day:
-                    held = kept > 0 and bucket(handle, int(ds.customer_ids[c])) < kept
-                    found.append(Entry(handle, c, enters, held))
+                    found.append(Entry(handle, c, enters, held_out=False))
+    return found
+
+
+def codes_by_tier(cfg: ShopConfig, codes: Iterable[str]) -> dict[str, list[str]]:
+    """Win-back codes assigned to the tier whose percentage they carry (``COMEBACK15-7KQ2`` to
+    the 15% tier, as :func:`shopify_app.actions.discounts.new_code` writes them)."""
+    by_percent = {
+        spec.discount_percent: lapsed_handle(t) for t, spec in enumerate(cfg.lapsed_tiers, 1)
+    }
+    found: dict[str, list[str]] = {handle: [] for handle in by_percent.values()}
+    for raw in codes:
+        code = raw.strip().upper()
+        if not code:
+            continue
+        digits = re.fullmatch(r"COMEBACK(\d+)-[A-Z0-9]+", code)
+        if digits is None or int(digits.group(1)) not in by_percent:
+            known = ", ".join(f"COMEBACK{p}-…" for p in by_percent)
+            raise InputError(
+                f"{raw!r} is not a win-back code of a lapsed tier (expected {known})",
+                field="codes",
+            )
+        found[by_percent[int(digits.group(1))]].append(code)
     return found
 
 
