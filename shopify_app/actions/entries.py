@@ -16,7 +16,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from shopify_app import jobs
-from shopify_app.actions import results
+from shopify_app.actions import discounts, results
 from shopify_app.actions.holdout import held_out
 from shopify_app.db import transaction
 from shopify_app.db.models import Membership, Segment, SegmentEntry, Shop, WinBackDiscount
@@ -76,9 +76,14 @@ def record(session: Session, shop_id: int) -> int:
 
 @jobs.task("actions.record_entries", lock="entries:{shop_id}")
 def record_entries(ctx: jobs.Context, shop_id: int) -> int:
-    """Task (after a full recompute): record who entered a measured segment."""
+    """Task (after a full recompute): record who entered a measured segment, and tag the
+    segments a discount leaves out (a new hold-out's segment is created by the recompute)."""
     with transaction(ctx.sessions) as session:
-        return record(session, shop_id)
+        recorded = record(session, shop_id)
+        retag = discounts.tag_exclusions(session, shop_id)
+    if retag:
+        ctx.enqueue("tags.sync", shop_id=shop_id, customer_ids=None)
+    return recorded
 
 
 def tier_codes(session: Session, shop_id: int, cfg: ShopConfig) -> dict[str, list[str]]:
