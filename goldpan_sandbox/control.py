@@ -484,6 +484,20 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
             found = list(ctx.store.discounts.values())
         return JSONResponse({"discounts": [discount_json(ctx, d) for d in found]})
 
+    def segment_members(request: Request) -> JSONResponse:
+        domain = request.path_params["shop"]
+        if domain not in sandbox.domains():
+            return _error(404, f"no shop {domain}")
+        store = sandbox.store(domain)
+        number = request.path_params["segment_id"]
+        if number not in store.segments:
+            return _error(404, f"no segment {number}")
+        try:
+            members = store.segment_members(number)
+        except NotImplementedError as exc:
+            return _error(501, str(exc))
+        return JSONResponse({"customers": members})
+
     def webhooks(request: Request) -> JSONResponse:
         shop = request.query_params.get("shop")
         topic = request.query_params.get("topic")
@@ -498,6 +512,11 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
         Route("/_sandbox/shops/{shop}/orders/{order_id:int}/refunds", refunds, methods=["POST"]),
         Route("/_sandbox/shops/{shop}/customers", customers, methods=["GET"]),
         Route("/_sandbox/shops/{shop}/discounts", discounts, methods=["GET"]),
+        Route(
+            "/_sandbox/shops/{shop}/segments/{segment_id:int}/members",
+            segment_members,
+            methods=["GET"],
+        ),
         Route(
             "/_sandbox/shops/{shop}/customers/{customer_id:int}",
             customer,
