@@ -21,9 +21,11 @@ from goldpan_sandbox import control
 from goldpan_sandbox.store import Customer, LineItem, Order, Store
 from shopify_app import jobs
 from shopify_app.actions import discounts, entries
+from shopify_app.actions.holdout import held_out
 from shopify_app.db.models import Membership, SegmentEntry, Shop
 from shopify_app.db.models import Segment as AppSegment
-from shopify_app.segments import library
+from shopify_app.segments import library, settings_change
+from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.recompute import recompute_shop_now
 from shopify_app.sync import bulk, reconcile
 from tests.fixtures_sync import *  # noqa: F403
@@ -161,3 +163,20 @@ def test_sandbox_evaluates_tag_segments_and_refuses_other_queries() -> None:
     other = store.add_segment("o", "amount_spent > 10")
     with pytest.raises(NotImplementedError):
         store.segment_members(other.id)
+
+
+def test_keeping_a_new_holdout_on_a_discounted_tier_previews_its_tags(
+    make_sync_env: Callable[..., SyncEnv],
+) -> None:
+    env = make_sync_env(lapsed_store)
+    bulk.initial(env.ctx, env.shop.id, http=env.http, poll_interval=0.01)
+    recompute_shop_now(env.ctx, env.shop.id)
+    _switch_on(env, "lapsed-tier-1")
+    discounts.set_enabled(env.ctx, env.shop.id, 1, True)
+
+    change = settings_change.prepare(env.ctx, env.shop.id, {"holdouts": {"lapsed-tier-1": 0.5}})
+    cfg = ShopConfig.from_settings({"holdouts": {"lapsed-tier-1": 0.5}})
+    held = {c for c in _members(env, "lapsed-tier-1") if held_out(cfg, "lapsed-tier-1", c)}
+    assert held and change.effect.moves
+    [row] = [r for r in change.preview()["tags"] if r["tag"] == "goldpan-holdout-lapsed-tier-1"]
+    assert (row["added"], row["removed"]) == (len(held), 0)

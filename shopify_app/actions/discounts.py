@@ -107,19 +107,29 @@ def set_enabled(ctx: jobs.Context, shop_id: int, tier: int, enabled: bool) -> No
     ctx.enqueue("actions.sync_discounts", shop_id=shop_id)
 
 
-def tag_exclusions(session: Any, shop_id: int) -> bool:
-    """Turn on tag sync for the segments a switched-on discount leaves out (the reminder
-    segment and each such tier's hold-out); returns whether any was switched on (the caller
-    queues a tag sync). Called when a switch changes and after every full recompute, which
-    creates a hold-out segment when the merchant keeps a new hold-out."""
+def auto_tagged(session: Any, shop_id: int) -> list[str]:
+    """Handles whose tags Goldpan writes without the merchant's switch: the segments a
+    switched-on win-back discount leaves out (the reminder segment and that tier's hold-out).
+    Their tag sync is turned on with the discount (:func:`tag_exclusions`), and
+    a settings change that creates one previews its tags."""
     tiers = session.scalars(
         select(WinBackDiscount.tier).where(
             WinBackDiscount.shop_id == shop_id, WinBackDiscount.enabled.is_(True)
         )
     ).all()
     if not tiers:
+        return []
+    return [LAPSED_REMINDER, *(holdout_handle(lapsed_handle(t)) for t in tiers)]
+
+
+def tag_exclusions(session: Any, shop_id: int) -> bool:
+    """Turn on tag sync for the segments a switched-on discount leaves out (the reminder
+    segment and each such tier's hold-out); returns whether any was switched on (the caller
+    queues a tag sync). Called when a switch changes and after every full recompute, which
+    creates a hold-out segment when the merchant keeps a new hold-out."""
+    handles = auto_tagged(session, shop_id)
+    if not handles:
         return False
-    handles = [LAPSED_REMINDER, *(holdout_handle(lapsed_handle(t)) for t in tiers)]
     off = session.scalars(
         select(Segment).where(
             Segment.shop_id == shop_id,
