@@ -91,7 +91,9 @@ def test_results_panel_shows_figures_with_interval_and_n_and_the_holdout_switch(
                 Order.shop_id == shop_id, Order.processed_at >= entered - dt.timedelta(days=1)
             )
         )
-        session.add(WinBackDiscount(shop_id=shop_id, tier=1, enabled=True, code=CODE))
+        # A code Goldpan wrote earlier; the switch is off now (a switched-on discount would
+        # also tag its reminder segment, and the hold-out save below would preview that).
+        session.add(WinBackDiscount(shop_id=shop_id, tier=1, enabled=False, code=CODE))
         buyer = next(c for c in customer_ids if c is not None)
         session.add(
             Order(
@@ -112,7 +114,7 @@ def test_results_panel_shows_figures_with_interval_and_n_and_the_holdout_switch(
     assert recorded - treated < results.MIN_GROUP
 
     page.reload()
-    page.evaluate("() => { location.hash = '#/settings'; }")
+    page.wait_for_selector("body[data-view='settings']", timeout=30_000)
     panel = page.locator("[data-actions='results']")
     rate = panel.locator("[data-results='cohorts'] [data-figure='rate']")
     expect(rate).to_have_count(1)
