@@ -544,6 +544,20 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
         )
         return JSONResponse(result)
 
+    def segment_members(request: Request) -> JSONResponse:
+        domain = request.path_params["shop"]
+        if domain not in sandbox.domains():
+            return _error(404, f"no shop {domain}")
+        store = sandbox.store(domain)
+        number = request.path_params["segment_id"]
+        if number not in store.segments:
+            return _error(404, f"no segment {number}")
+        try:
+            members = store.segment_members(number)
+        except NotImplementedError as exc:
+            return _error(501, str(exc))
+        return JSONResponse({"customers": members})
+
     def webhooks(request: Request) -> JSONResponse:
         shop = request.query_params.get("shop")
         topic = request.query_params.get("topic")
@@ -561,6 +575,11 @@ def routes(sandbox: ShopifySandbox) -> list[BaseRoute]:
         Route("/_sandbox/shops/{shop}/flow-events", flow_events, methods=["GET"]),
         Route("/_sandbox/shops/{shop}/flow-workflows", flow_workflows, methods=["POST"]),
         Route("/_sandbox/shops/{shop}/products", products, methods=["GET"]),
+        Route(
+            "/_sandbox/shops/{shop}/segments/{segment_id:int}/members",
+            segment_members,
+            methods=["GET"],
+        ),
         Route(
             "/_sandbox/shops/{shop}/customers/{customer_id:int}",
             customer,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
+import re
 import threading
 import zlib
 from collections.abc import Callable, Mapping
@@ -253,6 +254,9 @@ class Product:
     updated_at: dt.datetime
     status: str = "ACTIVE"
     variants: list[Variant] = field(default_factory=list)
+
+
+_TAG_CLAUSE = re.compile(r"customer_tags\s+(NOT\s+)?CONTAINS\s+'((?:[^'\\]|\\.)*)'")
 
 
 @dataclass(slots=True)
@@ -539,6 +543,31 @@ class Store:
                 segment.query = query
             segment.last_edit_date = _now()
         return segment
+
+    def segment_members(self, segment_id: int) -> list[int]:
+        """The ids of the customers a native segment holds now, as Shopify evaluates it.
+
+        Only clauses on ``customer_tags`` joined by ``AND`` are evaluated (``CONTAINS`` and the
+        multi-value attribute's ``NOT CONTAINS``, tags compared case-insensitively): the
+        segments Goldpan writes. Any other query raises ``NotImplementedError``.
+        """
+        with self.lock:
+            query = self.segments[segment_id].query
+            customers = list(self.customers.values())
+        wanted: list[tuple[bool, str]] = []
+        for clause in re.split(r"\s+AND\s+", query.strip()):
+            m = _TAG_CLAUSE.fullmatch(clause.strip())
+            if m is None:
+                raise NotImplementedError(
+                    f"the sandbox evaluates customer_tags clauses only: {clause!r}"
+                )
+            tag = re.sub(r"\\(.)", r"\1", m.group(2)).strip().lower()
+            wanted.append((m.group(1) is None, tag))
+        return sorted(
+            c.id
+            for c in customers
+            if all((tag in {t.strip().lower() for t in c.tags}) == has for has, tag in wanted)
+        )
 
     # -- reads ------------------------------------------------------------------------------
     def customer_orders(self, customer_id: int) -> list[Order]:

@@ -3,7 +3,10 @@
 The same engine as the app (:mod:`shopify_app.segments`) over a Shopify orders-export CSV, with
 default settings. Prints readable tables, or one JSON object with ``--json``; ``--meta-dir DIR``
 writes ``DIR/<handle>.csv`` per segment in Meta's hashed customer-list format (only customers
-who accepted marketing, the default consent policy).
+who accepted marketing, the default consent policy). ``--codes CODE,...`` adds the win-back
+results (:mod:`shopify_app.actions.results`, the page's engine): per lapsed tier the orders
+carrying its codes and the customers who came back, and per month of lapsing the repurchase
+rate and revenue per customer with their 95% intervals.
 
 Bad input exits with status 2 and a message naming the row and column; files are written to a
 temporary directory next to ``DIR`` and moved into place only when all of them are complete.
@@ -19,12 +22,15 @@ import shutil
 import sys
 import tempfile
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from shopify_app.actions import results
 from shopify_app.errors import InputError
 from shopify_app.segments import backtest, clv, crosssell, library, metrics
 from shopify_app.segments.config import ShopConfig
+from shopify_app.segments.dataset import day_number
 from shopify_app.segments.library.reasons import counted, money
 from shopify_app.sync.orders_csv import CsvImport, read_orders
 
@@ -320,11 +326,82 @@ def print_report(report: dict[str, Any], out: TextIO) -> None:
     )
 
 
+def win_back_results(
+    ev: library.Evaluation, cfg: ShopConfig, as_of: dt.date, codes: Sequence[str]
+) -> dict[str, Any]:
+    """The results panel's report for an export: lapses rebuilt from its order history."""
+    ds, today = ev.dataset, day_number(as_of)
+    by_tier = results.codes_by_tier(cfg, codes)
+    return results.report(ds, results.lapse_entries(ds, cfg, today), by_tier, today)
+
+
+def _interval(group: dict[str, Any], key: str, currency: str | None) -> str:
+    """A group's figure with its 95% interval, as the page shows it."""
+    if not group["customers"]:
+        return "-"
+    if not group["enough"]:
+        return "not enough customers yet"
+    if key == "rate":
+        low, high = group["rate_ci"]
+        return f"{_pct(group['rate'])} ({_pct(low)} to {_pct(high)})"
+    low, high = group["revenue_ci"]
+    return (
+        f"{money(group['revenue_per_customer'], currency)} "
+        f"({money(low, currency)} to {money(high, currency)})"
+    )
+
+
+def print_results(report: dict[str, Any], currency: str | None, out: TextIO) -> None:
+    """The win-back results as readable tables."""
+    _table(
+        out,
+        "Win-back codes (orders carrying each tier's codes; customers who ordered after lapsing)",
+        ["tier", "codes", "orders", "revenue", "lapsed", "came back", "their revenue"],
+        [
+            [
+                t["segment"],
+                ", ".join(t["codes"]) or "-",
+                t["redemptions"],
+                money(t["redemption_revenue"], currency),
+                t["entered"],
+                t["recovered"],
+                money(t["recovered_revenue"], currency),
+            ]
+            for t in report["tiers"]
+        ],
+    )
+    _table(
+        out,
+        f"Repurchase within {counted('days', report['window_days'])} of lapsing, by month",
+        ["tier", "month", "customers", "repurchased (95% interval)", "revenue per customer"],
+        [
+            [
+                c["segment"],
+                c["month"] + (" (still counting)" if c["open"] else ""),
+                c["treated"]["customers"],
+                _interval(c["treated"], "rate", currency),
+                _interval(c["treated"], "revenue", currency),
+            ]
+            for c in report["cohorts"]
+        ],
+    )
+    out.write(
+        textwrap.fill(
+            f"An export does not say who was held out, so every lapsed customer is counted "
+            f"together; the app's results compare them with the hold-out. Figures show from "
+            f"{report['min_group']} customers.",
+            100,
+        )
+        + "\n"
+    )
+
+
 def run_analyze(
     path: Path,
     as_of: dt.date | None = None,
     as_json: bool = False,
     meta_dir: Path | None = None,
+    codes: Sequence[str] | None = None,
     *,
     out: TextIO | None = None,
     err: TextIO | None = None,
@@ -338,6 +415,8 @@ def run_analyze(
         progress = _progress(err) if (not as_json and err.isatty()) else None
         imported = read_orders(path, progress=progress)
         report, ev = build_report(imported, as_of, cfg)
+        if codes is not None:
+            report["results"] = win_back_results(ev, cfg, as_of, codes)
         if meta_dir is not None:
             written = write_meta_lists(Path(meta_dir), ev, cfg.consent_policy)
             report["meta_files"] = {
@@ -352,6 +431,8 @@ def run_analyze(
         out.write("\n")
     else:
         print_report(report, out)
+        if codes is not None:
+            print_results(report["results"], imported.currency, out)
         if meta_dir is not None:
             out.write(f"\nMeta customer lists written to {meta_dir} (subscribed customers only)\n")
     return 0

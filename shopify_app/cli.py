@@ -100,6 +100,12 @@ def _parser(
     analyze.add_argument("--as-of", type=iso_date, default=None, help="YYYY-MM-DD (default: today)")
     analyze.add_argument("--json", action="store_true", help="print one JSON object")
     analyze.add_argument("--meta-dir", type=Path, default=None, help="write Meta customer lists")
+    analyze.add_argument(
+        "--codes",
+        type=lambda text: text.split(","),
+        default=None,
+        help="win-back codes (COMEBACK10-ABCD,...): print their results per lapsed tier",
+    )
 
     sub.add_parser("keygen", help="print a new TOKEN_ENCRYPTION_KEY")
     sub.add_parser("rotate-keys", help="re-encrypt stored tokens under the first key")
@@ -165,7 +171,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from shopify_app.analysis import run_analyze
 
         return run_analyze(
-            args.orders_csv, as_of=args.as_of, as_json=args.json, meta_dir=args.meta_dir
+            args.orders_csv,
+            as_of=args.as_of,
+            as_json=args.json,
+            meta_dir=args.meta_dir,
+            codes=args.codes,
         )
     from shopify_app.settings import Settings
 

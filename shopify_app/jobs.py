@@ -51,6 +51,7 @@ TASK_MODULES: tuple[str, ...] = (
     "shopify_app.sync.audit_retention",
     "shopify_app.actions.discounts",
     "shopify_app.actions.scores",
+    "shopify_app.actions.entries",
     "shopify_app.actions.flow",
 )
 

@@ -68,8 +68,24 @@ def test_tier_discount_created_updated_and_deactivated(env: SyncEnv) -> None:
         shop = session.get(Shop, env.shop.id)
         assert shop is not None
         percent = shop_config(shop).lapsed_tiers[0].discount_percent
-    assert segment.native_segment_id == f"gid://shopify/Segment/{discount.segment_ids[0]}"
+    # Its own segment: the tier's tag without the tier's hold-out or the reminder segment.
     assert len(discount.segment_ids) == 1
+    assert segment.native_segment_id != f"gid://shopify/Segment/{discount.segment_ids[0]}"
+    with env.store.lock:
+        own = env.store.segments[discount.segment_ids[0]]
+    assert own.name == f"Goldpan win-back: {segment.name}"
+    assert own.query == (
+        "customer_tags CONTAINS 'goldpan-lapsed-tier-1'"
+        " AND customer_tags NOT CONTAINS 'goldpan-holdout-lapsed-tier-1'"
+        " AND customer_tags NOT CONTAINS 'goldpan-lapsed-reminder'"
+    )
+    with env.ctx.sessions() as session:
+        reminder = session.scalars(
+            select(Segment).where(
+                Segment.shop_id == env.shop.id, Segment.handle == "lapsed-reminder"
+            )
+        ).one()
+    assert reminder.tag_sync is True  # switched on with the discount: its tag is left out
     assert discount.percentage == pytest.approx(percent / 100)
     assert discount.code.startswith(f"COMEBACK{percent}-")
     assert discount.applies_once_per_customer is True
@@ -102,7 +118,10 @@ def test_tier_discount_created_updated_and_deactivated(env: SyncEnv) -> None:
             .order_by(AuditEntry.id)
         ).all()
     assert [a for a in actions if a != "discounts.enabled" and a != "discounts.disabled"] == [
+        "discounts.segment_create",
         "discounts.create",
+        "discounts.segment_update",  # the quiet sync: the segment is rewritten, not the discount
+        "discounts.segment_update",
         "discounts.update",
         "discounts.deactivate",
     ]

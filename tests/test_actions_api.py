@@ -89,3 +89,17 @@ def test_scores_switch_queues_the_first_write(server: str, shop: Shop, queued: Q
     assert queued.calls == [("actions.write_scores", {"shop_id": shop.id})]
     assert client.put("/actions/scores", {"enabled": False}).json()["scores"]["enabled"] is False
     assert len(queued.calls) == 1
+
+
+def test_actions_carry_the_holdouts_and_results_per_tier(
+    server: str, shop: Shop, sessions: sessionmaker[Session]
+) -> None:
+    client = ApiClient(server, shop.domain)
+    assert client.put("/settings", {"settings": {"holdouts": {"lapsed-tier-2": 0.2}}}).json()[
+        "applied"
+    ]
+    state = client.get("/actions").json()
+    assert state["holdouts"] == {"lapsed-tier-2": 0.2}
+    report = state["results"]
+    assert [t["segment"] for t in report["tiers"]] == ["lapsed-tier-1", "lapsed-tier-2"]
+    assert report["cohorts"] == [] and report["window_days"] == 60  # nothing recorded yet

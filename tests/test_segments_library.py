@@ -203,12 +203,13 @@ def test_lapsed_tiers_discounts_and_reminders() -> None:
     assert reason(ev, "lapsed-tier-1", "sixty@x.io").endswith("suggest 10% off")
     assert reason(ev, "lapsed-tier-2", "ninety@x.io").endswith("suggest 15% off")
     assert "reminder, no discount" in reason(ev, "lapsed-tier-2", "reg@x.io")
+    assert members(ev, "lapsed-reminder") == {"reg@x.io"}  # the discounts leave it out
     assert ev.segments["lapsed-tier-2"].definition.definition["discount_percent"] == 15
 
     # Tiers are segments by position: new days keep tier 1 and 2 and add tier 3.
     cfg = ShopConfig(lapsed_tiers=(LapsedTier(30, 5), LapsedTier(75, 10), LapsedTier(120, 20)))
     ev = library.evaluate(ds, cfg, AS_OF)
-    assert set(h for h in ev.segments if h.startswith("lapsed-")) == {
+    assert set(h for h in ev.segments if h.startswith("lapsed-tier-")) == {
         "lapsed-tier-1",
         "lapsed-tier-2",
         "lapsed-tier-3",

@@ -161,7 +161,7 @@ def test_full_recompute_writes_segments_memberships_history_and_queues_syncs(
 
     assert ctx.runtime is not None
     queued = [t.name for t in ctx.runtime.huey.pending()]
-    for name in ("tags.sync", "meta.sync_shop"):
+    for name in ("actions.record_entries", "tags.sync", "meta.sync_shop"):
         assert (name in queued) == (name in jobs._REGISTRY)
 
 

@@ -7,8 +7,14 @@ with a readable code (``COMEBACK15-7KQ2``). :func:`sync` makes Shopify match the
 the tiers: a new switch creates, a tier change (percentage, days) updates, a switch turned off
 or a tier removed deactivates (the discount is kept, as Shopify keeps it, and can be read back).
 
-The native segment holds the customers carrying the tier's tag, so a tier's discount needs its
-tag sync on (:func:`set_enabled` refuses otherwise).
+The discount's segment is a native segment of its own, "Goldpan win-back: <tier>", holding
+the customers carrying the tier's tag but neither the tier's hold-out tag (its control group,
+:mod:`.holdout`) nor the reminder tag (regulars still inside their usual interval, who get a
+reminder instead): ``customer_tags CONTAINS '<tier>' AND customer_tags NOT CONTAINS
+'<hold-out>' AND customer_tags NOT CONTAINS '<reminder>'`` (Shopify's segment query language:
+``NOT CONTAINS`` is the multi-value attribute's own operator). So a tier's discount needs its
+tag sync on (:func:`set_enabled` refuses otherwise), and switching it on turns on the tags of
+the segments it leaves out (:func:`tag_exclusions`).
 """
 
 from __future__ import annotations
@@ -22,11 +28,12 @@ from sqlalchemy import select
 from shopify_app import jobs
 from shopify_app.db import transaction
 from shopify_app.db.models import AuditEntry, Segment, Shop, WinBackDiscount, utcnow
-from shopify_app.errors import InputError
-from shopify_app.segments.config import ShopConfig, lapsed_handle
+from shopify_app.errors import InputError, ShopifyError
+from shopify_app.segments.config import LAPSED_REMINDER, ShopConfig, holdout_handle, lapsed_handle
 from shopify_app.segments.recompute import shop_config
 from shopify_app.states import AuditTarget
-from shopify_app.tagging.changes import ensure_native_segment
+from shopify_app.tagging.state import shop_prefix
+from shopify_app.tagging.tags import quoted, segment_tag
 from shopify_app.tagging.writes import AdminAPI, admin_client, shopify_audit
 
 VALID_DAYS = 30
@@ -85,6 +92,8 @@ def set_enabled(ctx: jobs.Context, shop_id: int, tier: int, enabled: bool) -> No
         )
         row.enabled = enabled
         session.add(row)
+        session.flush()
+        retag = tag_exclusions(session, shop_id)
         session.add(
             AuditEntry.of(
                 shop_id,
@@ -93,7 +102,53 @@ def set_enabled(ctx: jobs.Context, shop_id: int, tier: int, enabled: bool) -> No
                 subject=lapsed_handle(tier),
             )
         )
+    if retag:
+        ctx.enqueue("tags.sync", shop_id=shop_id, customer_ids=None)
     ctx.enqueue("actions.sync_discounts", shop_id=shop_id)
+
+
+def auto_tagged(session: Any, shop_id: int) -> list[str]:
+    """Handles whose tags Goldpan writes without the merchant's switch: the segments a
+    switched-on win-back discount leaves out (the reminder segment and that tier's hold-out).
+    Their tag sync is turned on with the discount (:func:`tag_exclusions`), and
+    a settings change that creates one previews its tags."""
+    tiers = session.scalars(
+        select(WinBackDiscount.tier).where(
+            WinBackDiscount.shop_id == shop_id, WinBackDiscount.enabled.is_(True)
+        )
+    ).all()
+    if not tiers:
+        return []
+    return [LAPSED_REMINDER, *(holdout_handle(lapsed_handle(t)) for t in tiers)]
+
+
+def tag_exclusions(session: Any, shop_id: int) -> bool:
+    """Turn on tag sync for the segments a switched-on discount leaves out (the reminder
+    segment and each such tier's hold-out); returns whether any was switched on (the caller
+    queues a tag sync). Called when a switch changes and after every full recompute, which
+    creates a hold-out segment when the merchant keeps a new hold-out."""
+    handles = auto_tagged(session, shop_id)
+    if not handles:
+        return False
+    off = session.scalars(
+        select(Segment).where(
+            Segment.shop_id == shop_id,
+            Segment.handle.in_(handles),
+            Segment.tag_sync.is_(False),
+        )
+    ).all()
+    for segment in off:
+        segment.tag_sync = True
+    return bool(off)
+
+
+def discount_segment_query(tier_tag: str, holdout_tag: str, reminder_tag: str) -> str:
+    """The ShopifyQL of a tier's discount segment: its tag, without its hold-out or reminders."""
+    return (
+        f"customer_tags CONTAINS {quoted(tier_tag)}"
+        f" AND customer_tags NOT CONTAINS {quoted(holdout_tag)}"
+        f" AND customer_tags NOT CONTAINS {quoted(reminder_tag)}"
+    )
 
 
 def _segment(session: Any, shop_id: int, tier: int) -> Segment | None:
@@ -145,13 +200,19 @@ def sync(
                 result[tier] = status
             continue
         client = client or admin_client(ctx, shop_id)
-        with ctx.sessions() as session:
+        with transaction(ctx.sessions) as session:
+            if tag_exclusions(session, shop_id):
+                ctx.enqueue("tags.sync", shop_id=shop_id, customer_ids=None)
             segment = _segment(session, shop_id, tier)
-            segment_id = segment.id if segment is not None else None
-        if segment_id is None:
+            plan = _segment_plan(session, shop_id, tier) if segment is not None else None
+            # A discount written before it had a segment of its own used the tier's, which is
+            # the merchant's to use and must not be rewritten: it gets its own now.
+            tier_native = segment.native_segment_id if segment is not None else None
+            own_gid = segment_gid if segment_gid != tier_native else None
+        if plan is None:
             result[tier] = _failed(ctx, shop_id, tier, "the tier's segment is not computed yet")
             continue
-        native = ensure_native_segment(ctx, shop_id, segment_id, client=client)
+        native = _write_segment(ctx, client, shop_id, tier, own_gid, *plan)
         target = cfg.lapsed_tiers[tier - 1].discount_percent
         renew = ends_at is None or ends_at - now < dt.timedelta(days=RENEW_DAYS)
         same = (target, native) == (percent, segment_gid)
@@ -160,6 +221,68 @@ def sync(
             continue
         result[tier] = _write(ctx, client, shop_id, cfg, tier, gid, target, native, now)
     return result
+
+
+def _segment_plan(session: Any, shop_id: int, tier: int) -> tuple[str, str]:
+    """The name and query of tier ``tier``'s discount segment, with the tags as named now."""
+    shop = session.get(Shop, shop_id)
+    prefix = shop_prefix(shop)
+    handle = lapsed_handle(tier)
+    own = dict(
+        session.execute(
+            select(Segment.handle, Segment.tag).where(
+                Segment.shop_id == shop_id,
+                Segment.handle.in_([handle, holdout_handle(handle), LAPSED_REMINDER]),
+            )
+        ).all()
+    )
+    segment = _segment(session, shop_id, tier)
+    assert segment is not None
+    tier_tag, holdout_tag, reminder_tag = (
+        segment_tag(own.get(h), h, prefix)
+        for h in (handle, holdout_handle(handle), LAPSED_REMINDER)
+    )
+    query = discount_segment_query(tier_tag, holdout_tag, reminder_tag)
+    return f"Goldpan win-back: {segment.name}", query
+
+
+def _write_segment(
+    ctx: jobs.Context,
+    client: AdminAPI,
+    shop_id: int,
+    tier: int,
+    gid: str | None,
+    name: str,
+    query: str,
+) -> str:
+    """Create the discount's native segment, or update the one Goldpan created before; a new
+    one is kept at once, so a discount write that fails next does not create it twice."""
+    if gid is None:
+        answer = client.execute("segment_create", {"name": name, "query": query})
+        payload = answer.get("segmentCreate") or {}
+    else:
+        answer = client.execute("segment_update", {"id": gid, "name": name, "query": query})
+        payload = answer.get("segmentUpdate") or {}
+    errors = payload.get("userErrors") or []
+    written = (payload.get("segment") or {}).get("id")
+    with transaction(ctx.sessions) as session:
+        session.add(
+            shopify_audit(
+                shop_id,
+                "discounts.segment_create" if gid is None else "discounts.segment_update",
+                subject=written or gid or name,
+                count=1,
+                result="error" if errors or not written else "ok",
+                detail={"name": name, "query": query, "userErrors": errors},
+                error="; ".join(str(e.get("message")) for e in errors) or None,
+            )
+        )
+        row = session.get(WinBackDiscount, (shop_id, tier))
+        if written and row is not None and row.discount_gid is None:
+            row.segment_gid = str(written)
+    if errors or not written:
+        raise ShopifyError(f"the win-back segment {name!r} was refused: {errors}")
+    return str(written)
 
 
 def _write(

@@ -624,3 +624,24 @@ class FlowEvent(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[dt.datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class SegmentEntry(Base):
+    """A customer entering a measured segment (a lapsed tier, or one with a hold-out), and
+    whether they were in its control group then.
+
+    Memberships end when the customer leaves (a lapsed customer who orders leaves the tier), so
+    results need this record of who entered when. A customer who leaves and comes back has one
+    row per entry. No foreign key to customers, as with memberships: whoever deletes a customer
+    deletes their rows (``shopify_app.segments.recompute.forget_customers``).
+    """
+
+    __tablename__ = "segment_entries"
+
+    shop_id: Mapped[int] = mapped_column(
+        ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True
+    )
+    segment_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    entered_at: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    held_out: Mapped[bool] = mapped_column(Boolean, default=False)

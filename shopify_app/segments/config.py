@@ -40,6 +40,15 @@ def lapsed_handle(tier: int) -> str:
     return f"lapsed-tier-{tier}"
 
 
+LAPSED_REMINDER = "lapsed-reminder"
+"""Regulars in a lapsed tier still inside their usual interval: a reminder, no discount."""
+
+
+def holdout_handle(handle: str) -> str:
+    """The handle of ``handle``'s hold-out group, whose tag keeps it out of Goldpan's actions."""
+    return f"holdout-{handle}"
+
+
 @dataclass(frozen=True)
 class CrossSellRule:
     """ "Bought any of ``bought``, never any of ``never``": products by id or title words."""
@@ -301,4 +310,12 @@ _PARSERS: dict[str, Any] = {
 
 assert set(_PARSERS) == {f.name for f in fields(ShopConfig)}  # every field has a parser
 
-__all__ = ["CONSENT_POLICIES", "CrossSellRule", "LapsedTier", "ShopConfig", "lapsed_handle"]
+__all__ = [
+    "CONSENT_POLICIES",
+    "LAPSED_REMINDER",
+    "CrossSellRule",
+    "LapsedTier",
+    "ShopConfig",
+    "holdout_handle",
+    "lapsed_handle",
+]

@@ -52,6 +52,7 @@ from shopify_app.db.models import (
     MetaConnection,
     ScoreDigest,
     Segment,
+    SegmentEntry,
     SegmentHistory,
     Shop,
     ShopMetrics,
@@ -676,6 +677,7 @@ def recompute_shop(ctx: jobs.Context, shop_id: int) -> dict[str, int]:
     """
     counts = recompute_shop_now(ctx, shop_id)
     if counts:
+        _follow_up(ctx, "actions.record_entries", shop_id=shop_id)
         _follow_up(ctx, "tags.sync", shop_id=shop_id, customer_ids=None)
         _follow_up(ctx, "meta.sync_shop", shop_id=shop_id)
         _follow_up(ctx, "actions.flow_events", shop_id=shop_id)
@@ -840,21 +842,10 @@ def forget_customers(conn: Connection, shop_id: int, customer_ids: Any) -> None:
         )
     )
     conn.execute(delete(t).where(*theirs))
-    conn.execute(
-        delete(TagLedger).where(
-            TagLedger.shop_id == shop_id, TagLedger.customer_id.in_(customer_ids)
+    for kept in (TagLedger, ScoreDigest, FlowEvent, SegmentEntry):  # per-customer records
+        conn.execute(
+            delete(kept).where(kept.shop_id == shop_id, kept.customer_id.in_(customer_ids))
         )
-    )
-    conn.execute(
-        delete(ScoreDigest).where(
-            ScoreDigest.shop_id == shop_id, ScoreDigest.customer_id.in_(customer_ids)
-        )
-    )
-    conn.execute(
-        delete(FlowEvent).where(
-            FlowEvent.shop_id == shop_id, FlowEvent.customer_id.in_(customer_ids)
-        )
-    )
 
 
 @jobs.task("segments.recompute_customer")

@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shopify_app import jobs
+from shopify_app.actions import discounts
 from shopify_app.db import transaction
 from shopify_app.db.models import AuditEntry, Customer, Membership, Segment, Shop
 from shopify_app.errors import GoldpanError, InputError
@@ -239,6 +240,7 @@ def _effect(
     synced = [s for s in segments if s.enabled and (s.tag_sync or s.meta_sync)]
     if not synced:
         return Effect()  # nothing syncs: nothing can move
+    born: list[_Segment]
     if membership_keys:
         # Both settings evaluated on today's data: the difference is the change's own, not the
         # drift since the last recompute.
@@ -248,9 +250,11 @@ def _effect(
         ev = library.evaluate(ds, new, today)
         members_after = _evaluated(ds, ev, segments)
         defined = {d.handle for d in library.segment_definitions(new, ev.stats)}
+        born = _born_tagged(session, shop_id, ds, ev, new, segments, members_after)
     else:
         members_before = members_after = _members(session, shop_id)
         defined = {s.handle for s in segments}
+        born = []
     gone = [s for s in synced if s.handle not in defined]
     gone_ids = {s.id for s in gone}
     tag_after = {s.id: moved_tag(s.tag, old.tag_prefix, new.tag_prefix) or s.tag for s in segments}
@@ -271,13 +275,17 @@ def _effect(
         (s.tag, members_before.get(s.id, set())) for s in segments if s.enabled and s.tag_sync
     )
     wanted_after = _wanted(
-        (tag_after[s.id], members_after.get(s.id, set()))
-        for s in segments
-        if s.enabled and s.tag_sync and s.id not in gone_ids
+        [
+            (tag_after[s.id], members_after.get(s.id, set()))
+            for s in segments
+            if s.enabled and s.tag_sync and s.id not in gone_ids
+        ]
+        + [(s.tag, members_after[s.id]) for s in born]
     )
     if wanted_before != wanted_after:
         names = {tag_key(s.tag): s.handle for s in segments}
         names.update({tag_key(tag_after[s.id]): s.handle for s in segments})
+        names.update({tag_key(s.tag): s.handle for s in born})
         effect.tags, effect.customers = _tag_moves(
             session, shop_id, wanted_before, wanted_after, names
         )
@@ -287,6 +295,31 @@ def _effect(
             session, shop_id, meta, gone_ids, members_before, members_after, old, new
         )
     return effect
+
+
+def _born_tagged(
+    session: Session,
+    shop_id: int,
+    ds: Dataset,
+    ev: library.Evaluation,
+    new: ShopConfig,
+    segments: list[_Segment],
+    members_after: dict[int, set[int]],
+) -> list[_Segment]:
+    """Segments the change creates whose tags Goldpan writes at once (a switched-on discount's
+    new hold-out: :func:`shopify_app.actions.discounts.auto_tagged`), with negative ids; their
+    members go into ``members_after``."""
+    existing = {s.handle for s in segments}
+    born: list[_Segment] = []
+    for handle in discounts.auto_tagged(session, shop_id):
+        result = ev.segments.get(handle)
+        if handle in existing or result is None:
+            continue
+        s = _Segment(-len(born) - 1, handle, result.definition.name,
+                     segment_tag(None, handle, new.tag_prefix), True, True, False)  # fmt: skip
+        members_after[s.id] = set(ds.customer_ids[result.members].tolist())
+        born.append(s)
+    return born
 
 
 def _members(session: Session, shop_id: int) -> dict[int, set[int]]:

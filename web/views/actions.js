@@ -1,10 +1,15 @@
 // Actions on the settings page: a win-back discount switch per lapsed tier (its code, status and
-// end date once Shopify has it) and the switch that writes Goldpan's scores to customer metafields.
+// end date once Shopify has it), a hold-out switch per tier, the switch that writes Goldpan's
+// scores to customer metafields, and the results: treated vs hold-out customers, redemptions and
+// customers recovered, each figure with its 95% interval and the number of customers behind it.
 
 import { api } from "../api.js";
 import { h, mount } from "../dom.js";
-import { date, number, t } from "../i18n.js";
-import { badge, button, failure, section, toast } from "../ui.js";
+import { date, money, month, number, percent, segmentName, t } from "../i18n.js";
+import { badge, button, confirmDialog, failure, section, table, toast } from "../ui.js";
+import { effectView } from "./settings.js";
+
+const HOLDOUT_SHARE = 0.1;
 
 const TONES = { active: "success", ended: "info", error: "critical" };
 
@@ -15,6 +20,67 @@ function status(tier) {
   if (tier.status === "active" && tier.ends_at) parts.push(h("span", { class: "gp-subdued" }, t("actions.until", { date: date(tier.ends_at) })));
   if (tier.error) parts.push(h("span", { class: "gp-subdued" }, tier.error));
   return h("span", { class: "gp-actions" }, ...parts);
+}
+
+// One group's figures, or why they are not shown yet.
+function groupCell(group, currency, key) {
+  if (!group.customers) return h("span", { class: "gp-subdued" }, "—");
+  if (!group.enough) return h("span", { class: "gp-subdued", "data-too-few": "" }, t("actions.results_too_few", { count: number(group.customers) }));
+  const text =
+    key === "rate"
+      ? t("actions.results_rate", { value: percent(group.rate), low: percent(group.rate_ci[0]), high: percent(group.rate_ci[1]), count: number(group.customers) })
+      : t("actions.results_money", { value: money(group.revenue_per_customer, currency), low: money(group.revenue_ci[0], currency), high: money(group.revenue_ci[1], currency) });
+  return h("span", { "data-figure": key }, text);
+}
+
+function resultsPanel(results) {
+  const name = (handle) => segmentName({ handle, name: results.names[handle] || handle });
+  const currency = results.currency;
+  const tiers = results.tiers.map((tier) =>
+    h(
+      "li",
+      { "data-result-tier": tier.segment },
+      h("strong", null, name(tier.segment)),
+      " ",
+      t("actions.results_tier", {
+        codes: tier.codes.length ? tier.codes.join(", ") : t("actions.results_no_code"),
+        redemptions: number(tier.redemptions),
+        redemption_revenue: money(tier.redemption_revenue, currency),
+        recovered: number(tier.recovered),
+        entered: number(tier.entered),
+        recovered_revenue: money(tier.recovered_revenue, currency),
+      }),
+    ),
+  );
+  const rows = results.cohorts.map((c) => [
+    name(c.segment),
+    c.open ? `${month(c.month)} · ${t("actions.results_open")}` : month(c.month),
+    groupCell(c.treated, currency, "rate"),
+    groupCell(c.held_out, currency, "rate"),
+    groupCell(c.treated, currency, "revenue"),
+    groupCell(c.held_out, currency, "revenue"),
+  ]);
+  return h(
+    "div",
+    { "data-actions": "results" },
+    h("h3", null, t("actions.results")),
+    h("p", { class: "gp-subdued" }, t("actions.results_help", { days: number(results.window_days), min: number(results.min_group) })),
+    h("ul", { class: "gp-action-list" }, tiers),
+    rows.length
+      ? table(
+          [
+            t("actions.results_segment"),
+            t("actions.results_month"),
+            { label: t("actions.results_treated_rate"), numeric: true },
+            { label: t("actions.results_held_rate"), numeric: true },
+            { label: t("actions.results_treated_revenue"), numeric: true },
+            { label: t("actions.results_held_revenue"), numeric: true },
+          ],
+          rows,
+          { "data-results": "cohorts" },
+        )
+      : h("p", { class: "gp-subdued", "data-results": "none" }, t("actions.results_none")),
+  );
 }
 
 export function actionsSection(state, reload) {
@@ -28,8 +94,26 @@ export function actionsSection(state, reload) {
       mount(errors, failure(error));
     }
   };
-  const rows = state.discounts.map((tier) =>
-    h(
+  // The hold-out share is a setting: saved through /settings, previewed when it moves tags.
+  const holdout = (handle, share) => async () => {
+    const holdouts = { ...state.holdouts, [handle]: share };
+    try {
+      try {
+        await api.put("/settings", { settings: { holdouts } });
+      } catch (error) {
+        if (error.status !== 409) throw error;
+        if (!(await confirmDialog(t("settings.preview.title"), effectView(error.body), t("settings.preview.apply")))) return;
+        await api.put("/settings", { settings: { holdouts }, confirm: error.body.token });
+      }
+      toast(t("actions.saved"));
+      reload();
+    } catch (error) {
+      mount(errors, failure(error));
+    }
+  };
+  const rows = state.discounts.map((tier) => {
+    const share = state.holdouts[tier.handle] || 0;
+    return h(
       "li",
       { class: "gp-action-row", "data-tier": tier.tier },
       h("span", null, t("actions.tier", { days: number(tier.days), percent: number(tier.percent) })),
@@ -40,8 +124,13 @@ export function actionsSection(state, reload) {
             onClick: change(`/actions/discounts/${tier.tier}`, !tier.enabled, t("actions.saved")),
           })
         : h("span", { class: "gp-subdued" }, t("actions.needs_tag_sync")),
-    ),
-  );
+      share ? badge(t("actions.holdout_on", { share: percent(share, 0) }), "info") : null,
+      button(share ? t("actions.holdout_stop") : t("actions.holdout_start", { share: percent(HOLDOUT_SHARE, 0) }), {
+        "data-action": "holdout",
+        onClick: holdout(tier.handle, share ? 0 : HOLDOUT_SHARE),
+      }),
+    );
+  });
   const scores = state.scores;
   return section(
     t("actions.title"),
@@ -60,5 +149,6 @@ export function actionsSection(state, reload) {
         onClick: change("/actions/scores", !scores.enabled, t("actions.saved")),
       }),
     ),
+    resultsPanel(state.results),
   );
 }

@@ -23,11 +23,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from shopify_app.segments import cadence, rfm, rules
-from shopify_app.segments.config import ShopConfig, lapsed_handle
+from shopify_app.segments.config import (
+    LAPSED_REMINDER,
+    ShopConfig,
+    holdout_handle,
+    lapsed_handle,
+)
 from shopify_app.segments.dataset import Dataset, Features, IntArray, compute_features
 from shopify_app.segments.library import (
     cross_sell,
     custom,
+    holdouts,
     playbook,
     predictions,
     regions,
@@ -54,6 +60,7 @@ BUILTIN_NAMES: dict[str, str] = {
     "at-risk": "At risk",
     "holiday-shoppers": "Holiday shoppers",
     "spend-milestone": "Close to a spend milestone",
+    LAPSED_REMINDER: "Lapsed regulars: a reminder, no discount",
 }
 
 
@@ -120,6 +127,14 @@ def segment_definitions(cfg: ShopConfig, stats: ShopStats) -> list[SegmentDef]:
                 },
             )
         )
+    defs.append(
+        SegmentDef(
+            LAPSED_REMINDER,
+            BUILTIN_NAMES[LAPSED_REMINDER],
+            SegmentKind.BUILTIN,
+            {"min_days": tiers[0].days, "overdue_factor": cfg.reminder_factor},
+        )
+    )
     defs += [
         SegmentDef(
             "vip",
@@ -189,6 +204,17 @@ def segment_definitions(cfg: ShopConfig, stats: ShopStats) -> list[SegmentDef]:
     for i, spec in enumerate(cfg.custom_segments):
         seg = rules.parse_custom_segment(spec, f"custom_segments[{i}]")
         defs.append(SegmentDef(f"custom-{seg.handle}", seg.name, SegmentKind.CUSTOM, dict(spec)))
+    names = {d.handle: d.name for d in defs}
+    defs += [
+        SegmentDef(
+            holdout_handle(handle),
+            f"Hold-out: {names[handle]}",
+            SegmentKind.BUILTIN,
+            {"segment": handle, "share": share},
+        )
+        for handle, share in cfg.holdouts.items()
+        if handle in names
+    ]
     return defs
 
 
@@ -209,6 +235,7 @@ FAMILIES: tuple[Callable[[Context], None], ...] = (
     playbook.spend_milestone,
     regions.regions,
     custom.custom_segments,
+    holdouts.holdouts,
 )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from shopify_app.segments import cadence
-from shopify_app.segments.config import ShopConfig, lapsed_handle
+from shopify_app.segments.config import LAPSED_REMINDER, ShopConfig, lapsed_handle
 from shopify_app.segments.dataset import Dataset, Features, email_domain
 from shopify_app.segments.evidence import company_evidence, is_mailbox_domain
 from shopify_app.segments.library.context import BoolArray, Context
@@ -163,7 +163,8 @@ def lapsed(ctx: Context) -> None:
 
     The reason suggests the tier's discount, except to regulars (``true_fan_min_orders``
     order days or more) still within their usual interval times ``reminder_factor``: they get
-    a reminder, not a discount.
+    a reminder, not a discount. Those regulars, whatever their tier, are also the reminder
+    segment (:data:`LAPSED_REMINDER`), whose tag the tiers' discounts leave out.
     """
     f, cfg = ctx.features, ctx.cfg
     last_day_l, usual_l, days = ctx.last_day, ctx.usual_days, ctx.iso_day
@@ -189,6 +190,11 @@ def lapsed(ctx: Context) -> None:
             return plain(last_date=last)
 
         ctx.put(lapsed_handle(i_t + 1), (since >= tier.days) & (since < upper), reason)
+    ctx.put(
+        LAPSED_REMINDER,
+        (since >= tiers[0].days) & regular,
+        lambda i: reminder(last_date=days(int(last_day_l[i])), days=usual_l[i]),
+    )
 
 
 def vip(ctx: Context) -> None:

@@ -54,6 +54,7 @@ REASON_TEMPLATES: dict[str, str] = {
         "last order on {last_date}; usually orders every {days}: send a reminder, no discount"
     ),
     "vip": "net spend {spend_money} (top {share}% start at {cutoff_money})",
+    "holdout": "held out of {segment} for comparison: no Goldpan discount, list or Flow event",
     # Predictions are explained by the customer's own rhythm (the segment's page says how the
     # shop's ranking did in the backtest), with the day of the last order for the same reason.
     "likely": "orders about every {days}; last order on {last_date}",

@@ -1,17 +1,20 @@
 """The actions view: per lapsed tier, the win-back discount switch and its code; the scores
-switch and when they were last written."""
+switch and when they were last written; the results (treated vs hold-out, redemptions,
+recovered customers)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import func, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from shopify_app.actions import discounts, scores
+from shopify_app.actions import discounts, entries, scores
 from shopify_app.db.models import ScoreDigest, ScoreSettings
 from shopify_app.errors import InputError
+from shopify_app.segments.recompute import shop_config
 from shopify_app.server import context
 from shopify_app.server.api.request import db_session, get_shop, iso, json_body, request_shop_id
 
@@ -32,6 +35,7 @@ def _state(request: Request, shop_id: int) -> dict[str, Any]:
         )
         return {
             "discounts": discounts.status(session, shop_id),
+            "holdouts": shop_config(get_shop(session, shop_id)).holdouts,
             "scores": {
                 "enabled": bool(row is not None and row.enabled),
                 "written_at": iso(row.written_at) if row is not None else None,
@@ -43,8 +47,12 @@ def _state(request: Request, shop_id: int) -> dict[str, Any]:
 
 
 def actions_get(request: Request) -> Response:
-    """The switches and where each action stands."""
-    return JSONResponse(_state(request, request_shop_id(request)))
+    """The switches, where each action stands, and its results so far."""
+    shop_id = request_shop_id(request)
+    state = _state(request, shop_id)
+    with db_session(request) as session:
+        state["results"] = entries.load_report(session, shop_id, dt.datetime.now(dt.UTC).date())
+    return JSONResponse(state)
 
 
 def discount_put(request: Request) -> Response:
