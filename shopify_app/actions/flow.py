@@ -45,7 +45,7 @@ from shopify_app.db.models import (
 )
 from shopify_app.errors import InputError
 from shopify_app.segments import library, loader
-from shopify_app.segments.config import ShopConfig
+from shopify_app.segments.config import ShopConfig, holdout_handle
 from shopify_app.segments.recompute import cached_stats, shop_config
 from shopify_app.states import AuditTarget, FlowEventStatus, FlowTrigger
 from shopify_app.tagging.writes import AdminAPI, admin_client
@@ -297,7 +297,8 @@ def _announced(o: _Owed, segment: Segment, start: dt.datetime | None, cfg: ShopC
 
     An entry only if it happened after the trigger's workflow was enabled (members from before
     are not replayed); a departure whenever the workflow is on, unless the merchant switched
-    the segment off (everyone "leaving" is not news). Never for a held-out customer.
+    the segment off (everyone "leaving" is not news). Never for a held-out customer, nor for
+    entering or leaving a hold-out group's own segment.
     """
     if start is None:
         return False
@@ -305,6 +306,8 @@ def _announced(o: _Owed, segment: Segment, start: dt.datetime | None, cfg: ShopC
         return False
     if o.trigger is FlowTrigger.LEFT and not segment.enabled:
         return False
+    if segment.handle in {holdout_handle(h) for h in cfg.holdouts}:
+        return False  # a control group is the absence of an action, never a cause for one
     return not holdout.held_out(cfg, segment.handle, o.customer_id)
 
 

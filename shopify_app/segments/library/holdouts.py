@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shopify_app.actions.holdout import bucket
+from shopify_app.actions.holdout import held_out
 from shopify_app.segments.config import holdout_handle
 from shopify_app.segments.library.context import Context
 from shopify_app.segments.library.reasons import encoder
@@ -20,7 +20,7 @@ from shopify_app.segments.library.reasons import encoder
 def holdouts(ctx: Context) -> None:
     """One segment per hold-out the merchant keeps: its segment's members in the control group."""
     reason = encoder("holdout", text=("segment",))
-    for handle, share in ctx.cfg.holdouts.items():
+    for handle in ctx.cfg.holdouts:
         held = holdout_handle(handle)
         if held not in ctx.definitions:
             continue
@@ -28,7 +28,7 @@ def holdouts(ctx: Context) -> None:
         base = ctx.segments.get(handle)
         if base is not None:
             ids = ctx.dataset.customer_ids[base.members].tolist()
-            kept = np.array([bucket(handle, c) < share for c in ids], dtype=bool)
+            kept = np.array([held_out(ctx.cfg, handle, c) for c in ids], dtype=bool)
             mask[base.members[kept]] = True
         text = reason(segment=ctx.definitions[handle].name)  # one reason for every member
 
