@@ -19,8 +19,7 @@ const NUMBERS = [
   ["true_fan_min_orders", "loyalty", "int", 2, 1000, 1],
   ["vip_share", "loyalty", "percent", 0.1, 50, 0.1],
   ["reminder_factor", "lapsed", "float", 1, 10, 0.1],
-  ["likely_min_p_alive", "predictions", "percent", 0, 100, 1],
-  ["at_risk_max_p_alive", "predictions", "percent", 0, 100, 1],
+  ["at_risk_min_spend_share", "predictions", "percent", 0, 100, 1],
   ["milestone_amount", "seasons", "float", 1, 1e9, 1],
 ];
 const POLICIES = ["subscribed", "subscribed_or_pending", "all"];
@@ -163,14 +162,8 @@ function rulesEditor(rules, titles) {
     list,
     h("button", { type: "button", class: "gp-link-button", "data-action": "add-rule", onClick: () => addRule({ handle: "", name: "", bought: [], never: [] }) }, t("settings.add_rule")),
   );
-  el.value = () =>
-    editors.map((e, i) => {
-      const nameText = e.name.value.trim();
-      const handle =
-        e.rule.handle ||
-        (nameText.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40) || `rule-${i + 1}`);
-      return { handle, name: nameText || handle, bought: e.bought.value(), never: e.never.value() };
-    });
+  // A new rule has no handle yet: the server makes one from its name in any script.
+  el.value = () => editors.map((e) => ({ handle: e.rule.handle || "", name: e.name.value.trim(), bought: e.bought.value(), never: e.never.value() }));
   return el;
 }
 
