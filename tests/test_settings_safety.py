@@ -29,6 +29,7 @@ from shopify_app.db.models import (
     LineItem,
     Membership,
     Order,
+    Product,
     Segment,
     Shop,
     SyncRun,
@@ -382,3 +383,31 @@ def test_a_recompute_keeps_a_renamed_tag(shop: tuple[TagEnv, Api]) -> None:
     jobs.run_now(env.ctx, "segments.recompute_shop", shop_id=env.shop.id)
     assert api.segment("one-time-buyers")["tag"] == "First order"
     assert env.shopify_tags()[101] == ["VIP", "First order"]
+
+
+def test_a_rule_product_matching_nothing_is_saved_with_a_warning_at_that_product(
+    shop: tuple[TagEnv, Api],
+) -> None:
+    env, api = shop
+    # No catalogue yet: nothing to judge a product against, so nothing is warned.
+    rule = {"name": "Mats", "bought": ["napkin"], "never": ["placemat"]}
+    r = api.put("/settings", {"settings": {"cross_sell": [rule]}})
+    assert r.status_code == 200, r.text
+    assert r.json()["warnings"] == []
+    with env.ctx.sessions.begin() as session:
+        session.add_all(
+            [
+                Product(shop_id=env.shop.id, id=9001, title="Linen Napkins"),
+                Product(shop_id=env.shop.id, id=9002, title="Placemats"),
+            ]
+        )
+    rules = [rule, {"name": "Typo", "bought": ["9001"], "never": ["plcaemat", "9999"]}]
+    r = api.put("/settings", {"settings": {"cross_sell": rules}})
+    assert r.status_code == 200, r.text
+    assert r.json()["warnings"] == [
+        {"field": "cross_sell[1].never[0]", "code": "no_match", "params": {"product": "plcaemat"}},
+        {"field": "cross_sell[1].never[1]", "code": "no_match", "params": {"product": "9999"}},
+    ]
+    # Saved all the same: the product may be added to the catalogue later.
+    saved = api.get("/settings").json()["settings"]["cross_sell"]
+    assert [r["handle"] for r in saved] == ["mats", "typo"]
