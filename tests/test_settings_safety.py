@@ -34,6 +34,7 @@ from shopify_app.db.models import (
     Shop,
     SyncRun,
 )
+from shopify_app.segments import settings_change
 from shopify_app.server.app import create_app
 from shopify_app.tagging.tags import tag_key
 from tests.fixtures_api import session_token
@@ -411,3 +412,64 @@ def test_a_rule_product_matching_nothing_is_saved_with_a_warning_at_that_product
     # Saved all the same: the product may be added to the catalogue later.
     saved = api.get("/settings").json()["settings"]["cross_sell"]
     assert [r["handle"] for r in saved] == ["mats", "typo"]
+
+
+RECENT = {
+    "handle": "recent",
+    "name": "Recent",
+    "rules": [{"field": "days_since_last_order", "op": "<=", "value": 40}],
+}
+
+
+def test_an_archived_custom_segment_takes_its_tags_off_and_can_be_restored(
+    shop: tuple[TagEnv, Api],
+) -> None:
+    env, api = shop
+    r = api.put("/settings", {"settings": {"custom_segments": [RECENT]}})
+    assert r.status_code == 200, r.text  # nothing syncs it yet: nothing moves
+    api.sync_tags("custom-recent")
+    recent = {101, 102, 103, 104}  # last orders 10, 20, 10 and 30 days ago
+    tagged = {c for c, tags in env.shopify_tags().items() if "goldpan-custom-recent" in tags}
+    assert tagged == recent
+
+    # Archived: previewed like a delete (tags off, sync off), and the rules are kept.
+    preview = api.change({"custom_segments": [{**RECENT, "archived": True}]})
+    assert [(r["segment"], r["tag_sync"]) for r in preview["removed"]] == [("custom-recent", True)]
+    assert {r["tag"]: (r["added"], r["removed"]) for r in preview["tags"]} == {
+        "goldpan-custom-recent": (0, 4)
+    }
+    assert not any("goldpan-custom-recent" in tags for tags in env.shopify_tags().values())
+    _assert_tags(env)
+    row = api.segment("custom-recent")
+    assert (row["archived"], row["defined"], row["members"]) == (True, False, 0)
+    assert row["tag_sync"]["enabled"] is False
+    kept = api.get("/settings").json()["settings"]["custom_segments"]
+    assert kept == [{**RECENT, "archived": True}]
+
+    # Restored: its members come back; its tag waits until the merchant turns the sync on.
+    r = api.put("/settings", {"settings": {"custom_segments": [RECENT]}})
+    assert r.status_code == 200, r.text
+    row = api.segment("custom-recent")
+    assert (row["archived"], row["defined"], row["members"]) == (False, True, 4)
+    assert not any("goldpan-custom-recent" in tags for tags in env.shopify_tags().values())
+
+
+def test_a_renamed_segment_has_its_new_name_before_any_recompute(
+    shop: tuple[TagEnv, Api],
+) -> None:
+    env, api = shop
+    rule = {"handle": "mats", "name": "Mats", "bought": ["napkins"], "never": ["placemat"]}
+    assert api.put("/settings", {"settings": {"custom_segments": [RECENT], "cross_sell": [rule]}})
+    # Applied as the API does, but without the recompute it queues.
+    change = settings_change.prepare(
+        env.ctx,
+        env.shop.id,
+        {
+            "custom_segments": [{**RECENT, "name": "Bought lately"}],
+            "cross_sell": [{**rule, "name": "생일 선물"}],
+        },
+    )
+    assert not change.effect.moves
+    settings_change.apply(env.ctx, change)
+    assert api.segment("custom-recent")["name"] == "Bought lately"
+    assert api.segment("cross-sell-mats")["name"] == "생일 선물"

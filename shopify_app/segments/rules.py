@@ -3,6 +3,7 @@
 A custom segment is JSON the merchant builds on the page::
 
     {"handle": "big-spenders-ny", "name": "Big spenders in New York", "match": "all",
+     "archived": false,
      "rules": [{"field": "total_spent", "op": ">=", "value": 200},
                {"match": "any", "rules": [{"field": "province", "op": "=", "value": "NY"},
                                           {"field": "city", "op": "=", "value": "New York"}]}]}
@@ -86,11 +87,13 @@ class Group:
 
 @dataclass(frozen=True)
 class CustomSegment:
-    """A validated custom segment."""
+    """A validated custom segment. An archived one is kept (and can be restored) but is not
+    evaluated: it has no members, so its tags come off as a deleted one's do."""
 
     handle: str
     name: str
     root: Group
+    archived: bool = False
 
 
 def parse_custom_segment(spec: Mapping[str, Any], where: str = "segment") -> CustomSegment:
@@ -104,9 +107,12 @@ def parse_custom_segment(spec: Mapping[str, Any], where: str = "segment") -> Cus
     name = spec.get("name") or handle
     if not isinstance(name, str) or len(name) > 255:
         raise InputError("name must be text of at most 255 characters", field=f"{where}.name")
+    archived = spec.get("archived", False)
+    if not isinstance(archived, bool):
+        raise InputError("archived is true or false", field=f"{where}.archived", code="shape")
     counter = [0]
     root = _parse_group(spec, where, 0, counter)
-    return CustomSegment(handle=handle, name=name, root=root)
+    return CustomSegment(handle=handle, name=name, root=root, archived=archived)
 
 
 def _parse_group(spec: Mapping[str, Any], where: str, depth: int, counter: list[int]) -> Group:

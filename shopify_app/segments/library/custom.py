@@ -69,6 +69,8 @@ def custom_segments(ctx: Context) -> None:
     reason = encoder("custom", text=("rule",))
     for i_c, spec in enumerate(ctx.cfg.custom_segments):
         seg = rules.parse_custom_segment(spec, f"custom_segments[{i_c}]")
+        if seg.archived:
+            continue
         text = reason(rule=rules.describe(seg.root))
         ctx.put(
             f"custom-{seg.handle}",

@@ -182,13 +182,16 @@ def segment_list(request: Request) -> Response:
             select(Segment).where(Segment.shop_id == shop_id).order_by(Segment.id)
         ).all()
         stats = recompute.cached_stats(shop)
+        cfg = recompute.shop_config(shop)
         # A deleted rule's (or a region's that left the top) row stays for its history and
-        # tag ledger; ``defined: false`` lets the page leave it out of the list.
+        # tag ledger; ``defined: false`` lets the page leave it out of the list. An archived
+        # custom segment is not defined either, but listed under "Archived" to be restored.
         defined = (
-            {d.handle for d in library.segment_definitions(recompute.shop_config(shop), stats)}
+            {d.handle for d in library.segment_definitions(cfg, stats)}
             if stats is not None
             else None
         )
+        archived = {f"custom-{c['handle']}" for c in cfg.custom_segments if c.get("archived")}
         revenue, total = _segment_revenue(session, shop_id)
         week_ago = _week_ago_members(session, shop_id)
         meta = _meta_states(session, shop_id)
@@ -197,7 +200,9 @@ def segment_list(request: Request) -> Response:
                 "segments": [
                     {
                         **_segment_row(s, prefix, revenue, total, week_ago, meta),
-                        "defined": defined is None or s.handle in defined,
+                        "defined": s.handle not in archived
+                        and (defined is None or s.handle in defined),
+                        "archived": s.handle in archived,
                     }
                     for s in rows
                 ],
@@ -462,8 +467,9 @@ def segment_preview(request: Request) -> Response:
     draft = body.get("segment")
     if not isinstance(draft, dict):
         raise InputError("send the draft segment", field="segment")
-    # A draft has no handle yet: any valid one evaluates the same rules.
-    spec = {**draft, "handle": draft.get("handle") or "draft"}
+    # A draft has no handle yet: any valid one evaluates the same rules; an archived segment's
+    # preview says what restoring it would bring back.
+    spec = {**draft, "handle": draft.get("handle") or "draft", "archived": False}
     seg = rules.parse_custom_segment(spec, "segment")
     with db_session(request) as session:
         shop = get_shop(session, shop_id)
