@@ -308,7 +308,8 @@ function draw(root, customs, handle) {
       return;
     }
     const taken = new Set(customs.map((c) => c.handle));
-    const spec = { handle: editing ? editing.handle : handleFor(text, taken), name: text, ...toSpec(state) };
+    // Editing an archived segment keeps it archived until the merchant restores it.
+    const spec = { handle: editing ? editing.handle : handleFor(text, taken), name: text, ...toSpec(state), ...(editing?.archived ? { archived: true } : {}) };
     const next = editing ? customs.map((c) => (c.handle === editing.handle ? spec : c)) : [...customs, spec];
     const index = next.findIndex((c) => c.handle === spec.handle);
     const saved = await saveAll(next, index);
@@ -327,12 +328,37 @@ function draw(root, customs, handle) {
     location.hash = "#/segments";
   }
 
+  /** Archive (no members, its tags off, its rules kept) or restore: saved like an edit. */
+  async function setArchived(archived) {
+    if (archived) {
+      const body = h("p", null, t("builder.archive_body", { name: editing.name }));
+      if (!(await confirmDialog(t("builder.archive"), body, t("builder.archive")))) return;
+    }
+    const next = customs.map((c) => {
+      if (c.handle !== editing.handle) return c;
+      const { archived: _, ...rest } = c;
+      return archived ? { ...rest, archived: true } : rest;
+    });
+    const saved = await saveAll(next, next.findIndex((c) => c.handle === editing.handle));
+    if (!saved) return;
+    toast(t(archived ? "builder.archived" : "builder.restored"));
+    location.hash = "#/segments";
+  }
+
   drawTree();
   root.append(
     page(
       editing ? t("builder.title_edit") : t("builder.title_new"),
       {},
       h("p", null, h("a", { href: "#/segments", "data-action": "back" }, t("segment.back"))),
+      editing?.archived
+        ? banner(
+            "info",
+            t("builder.archived_title"),
+            h("p", null, t("builder.archived_body")),
+            button(t("builder.restore"), { variant: "primary", "data-action": "restore-segment", onClick: () => setArchived(false).catch(failed) }),
+          )
+        : null,
       saveError,
       section(
         null,
@@ -351,6 +377,9 @@ function draw(root, customs, handle) {
                   location.hash = `#/segments/new?copy=${encodeURIComponent(editing.handle)}`;
                 },
               })
+            : null,
+          editing && !editing.archived
+            ? button(t("builder.archive"), { "data-action": "archive-segment", onClick: () => setArchived(true).catch(failed) })
             : null,
           editing
             ? button(t("builder.delete"), { tone: "critical", "data-action": "delete-segment", onClick: () => remove().catch(failed) })
