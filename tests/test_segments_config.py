@@ -306,3 +306,44 @@ def test_a_cross_sell_reason_names_picked_products_by_title_not_id() -> None:
     seg = library.evaluate(ds, cfg, dt.date(2025, 6, 30)).segments["cross-sell-mats"]
     said = reasons.render(seg.reasons[0])
     assert "Placemats" in said and "tea towel" in said and "102" not in said
+
+
+def test_a_tags_condition_tests_the_customers_shopify_tags_as_shopify_compares_them() -> None:
+    builder = DatasetBuilder()
+    day = day_number(dt.date(2025, 6, 1))
+    # Tags arrive as the loader reads them: JSON text (SQLite), a decoded list, or nothing.
+    for n, tags in enumerate(['["Wholesale", "staff"]', ["wholesale "], None, "[]"]):
+        index = builder.add_customer(n + 1, email=f"t{n}@x.io", tags=tags)
+        builder.add_line(builder.add_order(index, n + 1, day, 20.0), 1, "Napkins", 1)
+    ds = builder.build()
+    specs = [
+        {"handle": "trade", "rules": [{"field": "tags", "op": "has", "value": "WHOLESALE"}]},
+        {"handle": "retail", "rules": [{"field": "tags", "op": "has_not", "value": "wholesale"}]},
+    ]
+    ev = library.evaluate(
+        ds, ShopConfig.from_settings({"custom_segments": specs}), dt.date(2025, 6, 30)
+    )
+    assert [ds.info["email"][i] for i in ev.segments["custom-trade"].members] == [
+        "t0@x.io",
+        "t1@x.io",
+    ]
+    assert [ds.info["email"][i] for i in ev.segments["custom-retail"].members] == [
+        "t2@x.io",
+        "t3@x.io",
+    ]
+    assert reasons.render(ev.segments["custom-trade"].reasons[0]) == "matches tagged wholesale"
+
+
+def test_a_tags_condition_on_a_goldpan_tag_is_refused() -> None:
+    spec = {"handle": "loop", "rules": [{"field": "tags", "op": "has", "value": "Goldpan-VIP"}]}
+    with pytest.raises(InputError) as info:
+        ShopConfig.from_settings({"custom_segments": [spec]})
+    assert (info.value.field, info.value.code) == ("custom_segments[0].rules[0].value", "own_tag")
+    # Under another prefix the same words are the merchant's own tag.
+    ShopConfig.from_settings({"tag_prefix": "gp-", "custom_segments": [spec]})
+    seg = rules.parse_custom_segment(spec, "segment")
+    with pytest.raises(InputError, match="Goldpan writes"):
+        rules.own_tag_problem(seg, "segment", "gp-", ["First order", "goldpan-vip "])
+    for bad in ({"op": "=", "value": "x"}, {"op": "has", "value": "  "}):
+        with pytest.raises(InputError):
+            rules.parse_custom_segment({"handle": "t", "rules": [{"field": "tags", **bad}]})

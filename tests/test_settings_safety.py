@@ -473,3 +473,36 @@ def test_a_renamed_segment_has_its_new_name_before_any_recompute(
     settings_change.apply(env.ctx, change)
     assert api.segment("custom-recent")["name"] == "Bought lately"
     assert api.segment("cross-sell-mats")["name"] == "생일 선물"
+
+
+def test_a_tags_condition_reads_the_stores_tags_but_never_goldpans(
+    shop: tuple[TagEnv, Api],
+) -> None:
+    env, api = shop
+    vip = {"handle": "vips", "rules": [{"field": "tags", "op": "has", "value": "vip"}]}
+    r = api.put("/settings", {"settings": {"custom_segments": [vip]}})
+    assert r.status_code == 200, r.text
+    # 109 is tagged VIP but has never ordered: segments are of customers who ordered.
+    expected = {cid for cid, (tags, days) in STORE.items() if "VIP" in tags and days}
+    with env.ctx.sessions() as session:
+        segment_id = api.segment("custom-vips")["id"]
+        members = set(
+            session.scalars(
+                select(Membership.customer_id).where(Membership.segment_id == segment_id)
+            )
+        )
+    assert members == expected
+    preview = api.post("/segments/preview", {"segment": vip})
+    assert preview.status_code == 200 and preview.json()["members"] == len(expected)
+
+    # A tag Goldpan writes, under its prefix or renamed, would make a segment feed on itself.
+    api.sync_tags("one-time-buyers", tag="First order")
+    for tag in ("goldpan-repeat-customers", "first ORDER"):
+        spec = {"handle": "loop", "rules": [{"field": "tags", "op": "has", "value": tag}]}
+        for r in (
+            api.put("/settings", {"settings": {"custom_segments": [vip, spec]}}),
+            api.post("/segments/preview", {"segment": spec}),
+        ):
+            assert r.status_code == 400, (tag, r.text)
+            assert r.json()["code"] == "own_tag"
+            assert r.json()["field"].endswith("rules[0].value")

@@ -180,11 +180,12 @@ class ShopConfig:
                         code="same_product",
                         params={"product": ref},
                     )
-        from shopify_app.segments.rules import parse_custom_segment
+        from shopify_app.segments.rules import own_tag_problem, parse_custom_segment
 
         seen: set[str] = set()
         for i, spec in enumerate(self.custom_segments):
             seg = parse_custom_segment(spec, f"custom_segments[{i}]")
+            own_tag_problem(seg, f"custom_segments[{i}]", self.tag_prefix, ())
             if seg.handle in seen:
                 raise InputError(
                     f"duplicate custom segment handle {seg.handle!r}",

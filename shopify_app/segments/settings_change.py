@@ -36,7 +36,7 @@ from shopify_app.db import transaction
 from shopify_app.db.models import AuditEntry, Customer, Membership, Segment, Shop
 from shopify_app.errors import GoldpanError, InputError
 from shopify_app.meta.identifiers import Person, consent_check
-from shopify_app.segments import library, loader
+from shopify_app.segments import library, loader, rules
 from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.dataset import Dataset
 from shopify_app.states import AuditTarget
@@ -142,6 +142,11 @@ def prepare(ctx: jobs.Context, shop_id: int, changes: Mapping[str, Any]) -> Sett
                 starting_with=prefix,
             )
         new = old.changed(dict(changes))
+        # A segment's own tag, renamed away from the prefix, is still Goldpan's.
+        own = [s.tag for s in segments]
+        for i, spec in enumerate(new.custom_segments):
+            where = f"custom_segments[{i}]"
+            rules.own_tag_problem(rules.parse_custom_segment(spec, where), where, "", own)
         effect = _effect(session, shop_id, old, new, segments) if new != old else Effect()
     return SettingsChange(shop_id, old.to_settings(), new.to_settings(), effect)
 

@@ -4,7 +4,7 @@
 
 import { api } from "../api.js";
 import { debounce, h, mount } from "../dom.js";
-import { number, t } from "../i18n.js";
+import { has, number, t } from "../i18n.js";
 import { banner, button, confirmDialog, page, section, toast, withStates } from "../ui.js";
 import { effectView } from "./settings.js";
 
@@ -28,11 +28,13 @@ const FIELDS = {
   ],
   text: ["country", "province", "city", "email", "email_domain", "company", "rfm_group", "marketing_state"],
   product: ["products"],
+  tag: ["tags"],
 };
 const OPS = {
   number: [">=", ">", "<=", "<", "=", "!="],
   text: ["=", "!=", "contains", "not_contains", "in", "not_in"],
   product: ["includes", "excludes"],
+  tag: ["has", "has_not"],
 };
 const kindOf = (field) => Object.keys(FIELDS).find((kind) => FIELDS[kind].includes(field));
 
@@ -131,13 +133,16 @@ function draw(root, customs, handle) {
   /** Put an API error beside the condition its path names (``segment.rules[1].rules[0].value``). */
   function showError(error, prefix) {
     const field = error.field || "";
+    // The API's code in the merchant's words where the page has them; its English otherwise.
+    const code = error.body?.code;
+    const message = code && has(`builder.error.${code}`) ? t(`builder.error.${code}`, error.body.params) : error.message;
     if (!field.startsWith(prefix)) {
-      mount(saveError, banner("critical", t("builder.error"), h("p", null, error.message)));
+      mount(saveError, banner("critical", t("builder.error"), h("p", null, message)));
       return;
     }
     const path = field.slice(prefix.length);
     if (path === "name" || path === "handle") {
-      nameError.textContent = error.message;
+      nameError.textContent = message;
       name.setAttribute("aria-invalid", "true");
       return;
     }
@@ -147,10 +152,10 @@ function draw(root, customs, handle) {
     );
     const holder = holders.sort((a, b) => b.dataset.path.length - a.dataset.path.length)[0];
     if (!holder) {
-      mount(saveError, banner("critical", t("builder.error"), h("p", null, error.message)));
+      mount(saveError, banner("critical", t("builder.error"), h("p", null, message)));
       return;
     }
-    holder.querySelector(":scope > .gp-field-error").textContent = error.message;
+    holder.querySelector(":scope > .gp-field-error").textContent = message;
     const part = path.split(".").pop();
     holder.querySelector(`:scope > .gp-condition-row [data-part="${part}"]`)?.setAttribute("aria-invalid", "true");
   }
@@ -203,7 +208,7 @@ function draw(root, customs, handle) {
       type: kind === "number" ? "number" : "text",
       step: kind === "number" ? "any" : undefined,
       value: rule.value ?? "",
-      placeholder: kind === "product" ? t("builder.product_placeholder") : rule.op.endsWith("in") ? t("builder.list_placeholder") : undefined,
+      placeholder: kind === "product" ? t("builder.product_placeholder") : kind === "tag" ? t("builder.tag_placeholder") : rule.op.endsWith("in") ? t("builder.list_placeholder") : undefined,
       onInput: (event) => {
         rule.value = event.target.value;
         preview();

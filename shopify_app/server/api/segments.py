@@ -474,6 +474,14 @@ def segment_preview(request: Request) -> Response:
     with db_session(request) as session:
         shop = get_shop(session, shop_id)
         cfg = dataclasses.replace(recompute.shop_config(shop), custom_segments=(spec,))
+        own = [
+            segment_tag(tag, handle, cfg.tag_prefix)
+            for tag, handle in session.execute(
+                select(Segment.tag, Segment.handle).where(Segment.shop_id == shop_id)
+            )
+        ]
+        # Refused here as on saving, so the builder says so beside the condition at once.
+        rules.own_tag_problem(seg, "segment", cfg.tag_prefix, own)
         stats = recompute.cached_stats(shop)
         ds = shop_cache.get(
             "dataset",
