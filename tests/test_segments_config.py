@@ -347,3 +347,17 @@ def test_a_tags_condition_on_a_goldpan_tag_is_refused() -> None:
     for bad in ({"op": "=", "value": "x"}, {"op": "has", "value": "  "}):
         with pytest.raises(InputError):
             rules.parse_custom_segment({"handle": "t", "rules": [{"field": "tags", **bad}]})
+
+
+def test_a_new_custom_segment_gets_its_handle_from_its_name_in_any_script() -> None:
+    rule = [{"field": "total_spent", "op": ">=", "value": 1}]
+    cfg = ShopConfig.from_settings(
+        {
+            "custom_segments": [
+                {"handle": "segment", "name": "Old", "rules": rule},
+                {"name": "Πιστοί πελάτες", "rules": rule},
+                {"handle": "", "name": "", "rules": rule},
+            ]
+        }
+    )
+    assert [c["handle"] for c in cfg.custom_segments] == ["segment", "pistoi-pelates", "segment-2"]

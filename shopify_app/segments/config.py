@@ -331,12 +331,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", anyascii(text).lower()).strip("-")[:40].rstrip("-")
 
 
-def rule_handle(name: str, bought: tuple[str, ...], taken: set[Any]) -> str:
-    """A handle for a new cross-sell rule, which names its tag: the rule's name in Latin letters
-    (생일 선물 -> ``saengil-seonmul``, Ελληνικά -> ``ellinika``), else its bought product words,
-    with ``-2``, ``-3``... when another rule has it."""
+def rule_handle(
+    name: str, bought: tuple[str, ...], taken: set[Any], *, fallback: str = "rule"
+) -> str:
+    """A handle for a new cross-sell rule or custom segment, which names its tag: the name in
+    Latin letters (생일 선물 -> ``saengil-seonmul``, Ελληνικά -> ``ellinika``), else a rule's
+    bought product words, else ``fallback``; with ``-2``, ``-3``... when another has it."""
     words = " ".join(ref for ref in bought if not (ref.isascii() and ref.isdigit()))
-    base = _slug(name) or _slug(words) or "rule"
+    base = _slug(name) or _slug(words) or fallback
     handle, n = base, 1
     while handle in taken:
         n += 1
@@ -355,7 +357,16 @@ def _custom(value: Any, name: str) -> tuple[dict[str, Any], ...]:
     for i, item in enumerate(value):
         if not isinstance(item, dict):
             raise InputError("a custom segment is an object", field=f"{name}[{i}]", code="shape")
-    return tuple(dict(v) for v in value)
+    # A new segment's handle (its tag) is made from its name, in any script, as a rule's is.
+    taken = {item.get("handle") for item in value}
+    out = []
+    for item in value:
+        if not item.get("handle"):
+            words = item.get("name") if isinstance(item.get("name"), str) else ""
+            item = {**item, "handle": rule_handle(words or "", (), taken, fallback="segment")}
+            taken.add(item["handle"])
+        out.append(dict(item))
+    return tuple(out)
 
 
 def _holdouts(value: Any, name: str) -> dict[str, float]:

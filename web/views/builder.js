@@ -42,15 +42,6 @@ function blankCondition() {
   return { field: "total_spent", op: ">=", value: 100 };
 }
 
-/** A handle from the name: lowercase letters, digits and dashes, unique among ``taken``. */
-function handleFor(name, taken) {
-  const base =
-    name.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40) || "segment";
-  let handle = base;
-  for (let i = 2; taken.has(handle); i += 1) handle = `${base}-${i}`;
-  return handle;
-}
-
 /** The rule as the API takes it: values typed in the inputs become numbers or lists. */
 function toSpec(group) {
   return {
@@ -312,11 +303,11 @@ function draw(root, customs, handle) {
       name.focus();
       return;
     }
-    const taken = new Set(customs.map((c) => c.handle));
+    // A new segment has no handle yet: the server makes one from its name in any script.
     // Editing an archived segment keeps it archived until the merchant restores it.
-    const spec = { handle: editing ? editing.handle : handleFor(text, taken), name: text, ...toSpec(state), ...(editing?.archived ? { archived: true } : {}) };
+    const spec = { handle: editing ? editing.handle : "", name: text, ...toSpec(state), ...(editing?.archived ? { archived: true } : {}) };
     const next = editing ? customs.map((c) => (c.handle === editing.handle ? spec : c)) : [...customs, spec];
-    const index = next.findIndex((c) => c.handle === spec.handle);
+    const index = next.indexOf(spec);
     const saved = await saveAll(next, index);
     if (!saved) return;
     toast(t("builder.saved"));
