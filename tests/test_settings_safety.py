@@ -206,6 +206,9 @@ def test_a_prefix_or_tag_the_store_uses_is_refused(shop: tuple[TagEnv, Api]) -> 
         assert r.json() == {
             "error": "“VIP” is already a tag in your store (used on 4 customers)",
             "field": "tag_prefix",
+            # What the page words in the merchant's language.
+            "code": "tag_taken",
+            "params": {"tag": "VIP", "count": 4},
         }
     # A prefix that would give a segment a tag the store uses: "shop-" makes "shop-vip".
     r = api.put("/settings", {"settings": {"tag_prefix": "shop-"}})

@@ -130,6 +130,12 @@ def test_errors_are_in_the_merchants_language(page: Page, seeded_page: SeededPag
     expect(page.locator("[data-field='vip_share'] .gp-field-error")).to_contain_text(
         "0.1에서 50 사이의 숫자를 입력하세요."
     )
+    page.locator("[data-setting='vip_share']").fill("10")
+    page.locator("[data-setting='tag_prefix']").fill("wholesale-")
+    _save(page)
+    expect(page.locator("[data-field='tag_prefix'] .gp-field-error")).to_contain_text(
+        "“wholesale”은(는) 이미 스토어에서 쓰는 태그입니다(고객 "
+    )
 
 
 def _pick_second_option(rule: Locator, side: str, words: str) -> str:
@@ -175,7 +181,7 @@ def test_a_rule_error_names_that_rule_and_a_korean_rule_gets_a_readable_tag(
     )
     never.press("Enter")
     _save(page)
-    expect(page.locator("s-banner[tone='success']")).to_be_visible()
+    expect(page.locator("s-banner[tone='success']")).to_be_visible(timeout=60_000)
     expect(rule.locator("[data-field='never'] .gp-field-error")).to_contain_text(
         "“velvet throw” matches no product"
     )
@@ -185,7 +191,7 @@ def test_a_rule_error_names_that_rule_and_a_korean_rule_gets_a_readable_tag(
     # Saved again, the new rule stays the same rule (its handle was kept by the page).
     rule.locator("[data-rule='name']").fill("생일 선물 세트")
     _save(page)
-    expect(page.locator("[data-save-bar]")).to_be_hidden()
+    expect(page.locator("[data-save-bar]")).to_be_hidden(timeout=60_000)
     saved = ApiClient(seeded_page.app_url, seeded_page.shop).get("/settings").json()
     assert [r["handle"] for r in saved["settings"]["cross_sell"]][2] == "saengil-seonmul"
 
@@ -224,7 +230,7 @@ def test_unsaved_changes_show_a_save_bar_and_guard_leaving(
     page.locator(".gp-rule").first.locator("[data-side='never'] .gp-chip-remove").first.click()
     expect(page.locator("[data-save-bar]")).to_be_visible()
     page.locator("[data-save-bar] [data-action='bar-save']").click()
-    expect(page.locator("s-banner[tone='success']")).to_be_visible()
+    expect(page.locator("s-banner[tone='success']")).to_be_visible(timeout=60_000)
     expect(page.locator("[data-save-bar]")).to_be_hidden()
     assert not _leaving_is_guarded(page)
     saved = ApiClient(seeded_page.app_url, seeded_page.shop).get("/settings").json()
