@@ -235,3 +235,55 @@ def test_unsaved_changes_show_a_save_bar_and_guard_leaving(
     assert not _leaving_is_guarded(page)
     saved = ApiClient(seeded_page.app_url, seeded_page.shop).get("/settings").json()
     assert saved["settings"]["cross_sell"][0]["never"] == ["tea napkin", "placemat"]
+
+
+# App Bridge as the admin provides it, reduced to what the save bar uses: the ui-save-bar
+# element and shopify.saveBar.show / hide (recorded). The demo shim supplies the rest.
+APP_BRIDGE_SAVE_BAR = """
+customElements.define("ui-save-bar", class extends HTMLElement {});
+window.__saveBar = [];
+let bridge;
+Object.defineProperty(window, "shopify", {
+  configurable: true,
+  get: () => bridge,
+  set: (value) => {
+    bridge = value;
+    bridge.saveBar = {
+      show: (id) => window.__saveBar.push(["show", id]),
+      hide: (id) => window.__saveBar.push(["hide", id]),
+    };
+  },
+});
+"""
+
+
+def test_in_the_admin_unsaved_changes_use_app_bridges_save_bar(
+    browser: Browser, seeded_page: SeededPage
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    try:
+        tab.route(re.compile(r"^https://cdn\.shopify\.com/.*"), lambda route: route.abort())
+        tab.add_init_script(APP_BRIDGE_SAVE_BAR)
+        tab.goto(seeded_page.page_url)
+        tab.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        tab.evaluate("() => { location.hash = '#/settings'; }")
+        tab.wait_for_selector("[data-setting='milestone_amount']", timeout=30_000)
+        bar = tab.locator("ui-save-bar")
+        bar_id = bar.get_attribute("id")
+        # Its Save is the primary button, its Discard the one without a variant (App Bridge's rule).
+        expect(bar.locator("button[variant='primary']")).to_have_count(1)
+        expect(bar.locator("button:not([variant])")).to_have_count(1)
+        expect(tab.locator("[data-save-bar]")).to_have_count(0)  # no in-page bar in the admin
+        tab.locator("[data-setting='milestone_amount']").fill("750")
+        assert tab.evaluate("() => window.__saveBar.at(-1)") == ["show", bar_id]
+        tab.locator("[data-setting='milestone_amount']").fill("500")
+        assert tab.evaluate("() => window.__saveBar.at(-1)") == ["hide", bar_id]
+        tab.locator("[data-setting='milestone_amount']").fill("600")
+        bar.locator("button[variant='primary']").dispatch_event("click")
+        expect(tab.locator("s-banner[tone='success']")).to_be_visible(timeout=60_000)
+        assert tab.evaluate("() => window.__saveBar.at(-1)") == ["hide", bar_id]
+        saved = ApiClient(seeded_page.app_url, seeded_page.shop).get("/settings").json()
+        assert saved["settings"]["milestone_amount"] == 600
+    finally:
+        context.close()
