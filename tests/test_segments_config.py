@@ -306,6 +306,18 @@ def test_a_cross_sell_reason_names_picked_products_by_title_not_id() -> None:
     seg = library.evaluate(ds, cfg, dt.date(2025, 6, 30)).segments["cross-sell-mats"]
     said = reasons.render(seg.reasons[0])
     assert "Placemats" in said and "tea towel" in said and "102" not in said
+    # A custom segment's product conditions too.
+    spec = {
+        "handle": "napkins",
+        "rules": [
+            {"field": "products", "op": "includes", "value": "101"},
+            {"field": "products", "op": "excludes", "value": "tea towel"},
+        ],
+    }
+    cfg = ShopConfig.from_settings({"custom_segments": [spec]})
+    seg = library.evaluate(ds, cfg, dt.date(2025, 6, 30)).segments["custom-napkins"]
+    said = reasons.render(seg.reasons[0])
+    assert said == "matches (bought Dinner Napkins and never bought tea towel)"
 
 
 def test_a_tags_condition_tests_the_customers_shopify_tags_as_shopify_compares_them() -> None:

@@ -287,26 +287,33 @@ def _condition(cond: Condition, columns: Mapping[str, Any], product_mask: Any) -
     return np.asarray(out, dtype=bool)
 
 
-def describe(cond: Condition | Group) -> str:
-    """A short human sentence for a rule tree, at most :data:`DESCRIBE_CHARS` characters.
+def describe(cond: Condition | Group, titles: Mapping[int, str] | None = None) -> str:
+    """A short human sentence for a rule tree, at most :data:`DESCRIBE_CHARS` characters;
+    products picked by id are named by their ``titles``.
 
     It is every member's reason, so it is bounded whatever the rules hold: a list names its
     first :data:`DESCRIBE_VALUES` values and counts the rest ("city in paris, lyon, nice and
     97 more"), long values and long descriptions end in "…".
     """
-    return _clip(_sentence(cond), DESCRIBE_CHARS)
+    return _clip(_sentence(cond, titles or {}), DESCRIBE_CHARS)
 
 
-def _sentence(cond: Condition | Group) -> str:
+def _sentence(cond: Condition | Group, titles: Mapping[int, str]) -> str:
     if isinstance(cond, Group):
         joiner = " and " if cond.match == "all" else " or "
-        parts = [_sentence(c) for c in cond.children]
+        parts = [_sentence(c, titles) for c in cond.children]
         text = joiner.join(parts)
         return f"({text})" if len(parts) > 1 else text
     label = NUMERIC_FIELDS.get(cond.field) or TEXT_FIELDS.get(cond.field) or cond.field
     if cond.field == TAG_FIELD:
         tag = _clip(cond.value, DESCRIBE_VALUE_CHARS)
         return f"tagged {tag}" if cond.op == "has" else f"not tagged {tag}"
+    if cond.field == PRODUCT_FIELD:
+        # A product picked by id is named by its title, as the merchant knows it.
+        ref = cond.value
+        name = titles.get(int(ref), ref) if ref.isascii() and ref.isdigit() else ref
+        shown = _clip(name, DESCRIBE_VALUE_CHARS)
+        return f"bought {shown}" if cond.op == "includes" else f"never bought {shown}"
     value = cond.value
     if isinstance(value, tuple):
         shown = ", ".join(_clip(v, DESCRIBE_VALUE_CHARS) for v in value[:DESCRIBE_VALUES])

@@ -76,7 +76,7 @@ def custom_segments(ctx: Context) -> None:
 
     reason = encoder("custom", text=("rule",))
     for seg in live:
-        text = reason(rule=rules.describe(seg.root))
+        text = reason(rule=rules.describe(seg.root, ds.product_titles))
         ctx.put(
             f"custom-{seg.handle}",
             rules.evaluate(seg.root, columns, product_mask),

@@ -502,7 +502,7 @@ def segment_preview(request: Request) -> Response:
         {
             "members": result.count,
             "customers": ds.n_customers,
-            "description": rules.describe(seg.root),
+            "description": rules.describe(seg.root, ds.product_titles),
             "sample": [{"id": cid, "name": names.get(cid, str(cid))} for cid in sample],
         }
     )
