@@ -5,6 +5,7 @@
     GoldpanError                  base; ``str(e)`` is a sentence a merchant or operator can act on
     ├── ConfigError               a setting is missing or malformed (``.variable``)
     ├── InputError                bad input from outside: a rule, a setting, a payload
+    │                             (``.field``; ``.code`` + ``.params`` for the page's words)
     │   └── CsvError              a malformed orders-export CSV (``.row``, ``.column``)
     ├── AuthError                 a request is not who it claims to be (``.reason``)
     ├── NotFound                  no such object in the requesting shop (another shop's included)
@@ -50,11 +51,22 @@ class ConfigError(GoldpanError):
 
 
 class InputError(GoldpanError):
-    """Input from outside was refused; the message says why. ``field`` names what was wrong."""
+    """Input from outside was refused; the message says why. ``field`` names what was wrong;
+    ``code`` and ``params``, when given, let the page say it in the merchant's language and
+    units (the English message stays for logs and API clients)."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        code: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.field = field
+        self.code = code
+        self.params = params or {}
 
 
 class CsvError(InputError):

@@ -321,7 +321,8 @@ def test_settings_round_trip_and_refusals(server: str, shop_a, queued: Recording
     assert r.status_code == 400 and r.json()["field"] == "tag_prefix"
     tiers = [{"days": 60, "discount_percent": 10}, {"days": 30, "discount_percent": 5}]
     r = client.put("/settings", {"settings": {"lapsed_tiers": tiers}})
-    assert r.status_code == 400 and r.json()["field"] == "lapsed_tiers"
+    assert r.status_code == 400 and r.json()["field"] == "lapsed_tiers[1].days"
+    assert r.json()["code"] == "tier_days_order" and r.json()["params"] == {"before": 60}
     r = client.put("/settings", {"settings": {"no_such_setting": 1}})
     assert r.status_code == 400 and r.json()["field"] == "no_such_setting"
     r = client.put("/settings", {"settings": {}})

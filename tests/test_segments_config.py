@@ -59,7 +59,7 @@ def test_round_trip_keeps_unknown_keys_out() -> None:
         ({"business_units_per_order": True}, "business_units_per_order"),
         ({"lapsed_tiers": []}, "lapsed_tiers"),
         ({"lapsed_tiers": [{"days": 60}, {"days": "ninety"}]}, "lapsed_tiers[1].days"),
-        ({"lapsed_tiers": [{"days": 90}, {"days": 60}]}, "lapsed_tiers"),
+        ({"lapsed_tiers": [{"days": 90}, {"days": 60}]}, "lapsed_tiers[1].days"),
         (
             {"lapsed_tiers": [{"days": 60, "discount_percent": 95}]},
             "lapsed_tiers[0].discount_percent",
@@ -70,7 +70,25 @@ def test_round_trip_keeps_unknown_keys_out() -> None:
             "cross_sell[0].handle",
         ),
         ({"cross_sell": [{"handle": "x", "bought": [], "never": ["b"]}]}, "cross_sell[0].bought"),
-        ({"cross_sell": [{"handle": "x", "bought": ["a"], "never": ["b"]}] * 2}, "cross_sell"),
+        (
+            {"cross_sell": [{"handle": "x", "bought": ["a"], "never": ["b"]}] * 2},
+            "cross_sell[1].handle",
+        ),
+        # The rule that is wrong is named, not the first one.
+        (
+            {
+                "cross_sell": [
+                    {"handle": "ok", "bought": ["a"], "never": ["b"]},
+                    {"handle": "bad", "bought": [], "never": ["b"]},
+                ]
+            },
+            "cross_sell[1].bought",
+        ),
+        (
+            {"cross_sell": [{"handle": "x", "bought": ["a", "123"], "never": ["b", "123"]}]},
+            "cross_sell[0].never[1]",
+        ),
+        ({"repeat_min_orders": 4, "true_fan_min_orders": 3}, "true_fan_min_orders"),
         ({"custom_segments": [{"handle": "x", "rules": []}]}, "custom_segments[0].rules"),
         (
             {
@@ -215,3 +233,143 @@ def test_rule_operators() -> None:
     assert run({"field": "city", "op": "in", "value": ["Paris", "Nice"]}) == [True, False, False]
     assert run({"field": "city", "op": "not_contains", "value": "y"}) == [True, False, True]
     assert run({"field": "products", "op": "excludes", "value": "x"}) == [True, True, True]
+
+
+def test_errors_carry_a_code_and_the_limits_the_page_words_them_with() -> None:
+    with pytest.raises(InputError) as info:
+        ShopConfig.from_settings({"vip_share": 0.9})
+    assert (info.value.field, info.value.code) == ("vip_share", "range")
+    assert info.value.params == {"min": 0.001, "max": 0.5}
+    with pytest.raises(InputError) as info:
+        ShopConfig.from_settings({"lapsed_tiers": [{"days": 60, "discount_percent": 95}]})
+    assert (info.value.code, info.value.params) == ("range", {"min": 0, "max": 90})
+    with pytest.raises(InputError) as info:
+        ShopConfig.from_settings({"repeat_min_orders": 5, "true_fan_min_orders": 4})
+    assert (info.value.code, info.value.params) == ("true_fan_below_repeat", {"repeat": 5})
+    with pytest.raises(InputError) as info:
+        ShopConfig.from_settings(
+            {"cross_sell": [{"handle": "x", "bought": ["Tea Towel"], "never": ["tea towel"]}]}
+        )
+    assert (info.value.code, info.value.params) == ("same_product", {"product": "tea towel"})
+    # Equal bars are fine: a true fan is a repeat customer with at least as many orders.
+    assert ShopConfig.from_settings({"repeat_min_orders": 3}).true_fan_min_orders == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "bought", "handle"),
+    [
+        ("생일 선물", ["123"], "saengil-seonmul"),
+        ("Ελληνικά δώρα", ["a"], "ellinika-dora"),
+        ("Napkins → placemats!", ["a"], "napkins-placemats"),
+        ("🎁", ["a"], "gift"),
+        # No name: the bought product words name it.
+        ("", ["123", "Linen Napkin"], "linen-napkin"),
+        ("", ["123"], "rule"),
+    ],
+)
+def test_a_new_rule_gets_a_handle_from_its_name_in_any_script(
+    name: str, bought: list[str], handle: str
+) -> None:
+    cfg = ShopConfig.from_settings(
+        {"cross_sell": [{"handle": "", "name": name, "bought": bought, "never": ["b"]}]}
+    )
+    assert cfg.cross_sell[0].handle == handle
+    assert cfg.cross_sell[0].name == (name or handle)
+
+
+def test_a_new_rule_handle_steps_around_the_rules_already_there() -> None:
+    cfg = ShopConfig.from_settings(
+        {
+            "cross_sell": [
+                {"name": "생일 선물", "bought": ["a"], "never": ["b"]},
+                {"handle": "saengil-seonmul", "bought": ["a"], "never": ["b"]},
+                {"name": "생일 선물", "bought": ["c"], "never": ["b"]},
+            ]
+        }
+    )
+    assert [r.handle for r in cfg.cross_sell] == [
+        "saengil-seonmul-2",
+        "saengil-seonmul",
+        "saengil-seonmul-3",
+    ]
+
+
+def test_a_cross_sell_reason_names_picked_products_by_title_not_id() -> None:
+    builder = DatasetBuilder()
+    day = day_number(dt.date(2025, 6, 1))
+    for n, title in enumerate(["Dinner Napkins", "Placemats"]):
+        index = builder.add_customer(n + 1, email=f"c{n}@x.io")
+        builder.add_line(builder.add_order(index, n + 1, day, 20.0), n + 101, title, 1)
+    ds = builder.build()
+    rule = {"handle": "mats", "name": "Mats", "bought": ["101"], "never": ["102", "tea towel"]}
+    cfg = ShopConfig.from_settings({"cross_sell": [rule]})
+    seg = library.evaluate(ds, cfg, dt.date(2025, 6, 30)).segments["cross-sell-mats"]
+    said = reasons.render(seg.reasons[0])
+    assert "Placemats" in said and "tea towel" in said and "102" not in said
+    # A custom segment's product conditions too.
+    spec = {
+        "handle": "napkins",
+        "rules": [
+            {"field": "products", "op": "includes", "value": "101"},
+            {"field": "products", "op": "excludes", "value": "tea towel"},
+        ],
+    }
+    cfg = ShopConfig.from_settings({"custom_segments": [spec]})
+    seg = library.evaluate(ds, cfg, dt.date(2025, 6, 30)).segments["custom-napkins"]
+    said = reasons.render(seg.reasons[0])
+    assert said == "matches (bought Dinner Napkins and never bought tea towel)"
+
+
+def test_a_tags_condition_tests_the_customers_shopify_tags_as_shopify_compares_them() -> None:
+    builder = DatasetBuilder()
+    day = day_number(dt.date(2025, 6, 1))
+    # Tags arrive as the loader reads them: JSON text (SQLite), a decoded list, or nothing.
+    for n, tags in enumerate(['["Wholesale", "staff"]', ["wholesale "], None, "[]"]):
+        index = builder.add_customer(n + 1, email=f"t{n}@x.io", tags=tags)
+        builder.add_line(builder.add_order(index, n + 1, day, 20.0), 1, "Napkins", 1)
+    ds = builder.build()
+    specs = [
+        {"handle": "trade", "rules": [{"field": "tags", "op": "has", "value": "WHOLESALE"}]},
+        {"handle": "retail", "rules": [{"field": "tags", "op": "has_not", "value": "wholesale"}]},
+    ]
+    ev = library.evaluate(
+        ds, ShopConfig.from_settings({"custom_segments": specs}), dt.date(2025, 6, 30)
+    )
+    assert [ds.info["email"][i] for i in ev.segments["custom-trade"].members] == [
+        "t0@x.io",
+        "t1@x.io",
+    ]
+    assert [ds.info["email"][i] for i in ev.segments["custom-retail"].members] == [
+        "t2@x.io",
+        "t3@x.io",
+    ]
+    assert reasons.render(ev.segments["custom-trade"].reasons[0]) == "matches tagged wholesale"
+
+
+def test_a_tags_condition_on_a_goldpan_tag_is_refused() -> None:
+    spec = {"handle": "loop", "rules": [{"field": "tags", "op": "has", "value": "Goldpan-VIP"}]}
+    with pytest.raises(InputError) as info:
+        ShopConfig.from_settings({"custom_segments": [spec]})
+    assert (info.value.field, info.value.code) == ("custom_segments[0].rules[0].value", "own_tag")
+    # Under another prefix the same words are the merchant's own tag.
+    ShopConfig.from_settings({"tag_prefix": "gp-", "custom_segments": [spec]})
+    seg = rules.parse_custom_segment(spec, "segment")
+    with pytest.raises(InputError, match="Goldpan writes"):
+        rules.own_tag_problem(seg, "segment", "gp-", ["First order", "goldpan-vip "])
+    for bad in ({"op": "=", "value": "x"}, {"op": "has", "value": "  "}):
+        with pytest.raises(InputError):
+            rules.parse_custom_segment({"handle": "t", "rules": [{"field": "tags", **bad}]})
+
+
+def test_a_new_custom_segment_gets_its_handle_from_its_name_in_any_script() -> None:
+    rule = [{"field": "total_spent", "op": ">=", "value": 1}]
+    cfg = ShopConfig.from_settings(
+        {
+            "custom_segments": [
+                {"handle": "segment", "name": "Old", "rules": rule},
+                {"name": "Πιστοί πελάτες", "rules": rule},
+                {"handle": "", "name": "", "rules": rule},
+            ]
+        }
+    )
+    assert [c["handle"] for c in cfg.custom_segments] == ["segment", "pistoi-pelates", "segment-2"]

@@ -29,10 +29,12 @@ from shopify_app.db.models import (
     LineItem,
     Membership,
     Order,
+    Product,
     Segment,
     Shop,
     SyncRun,
 )
+from shopify_app.segments import settings_change
 from shopify_app.server.app import create_app
 from shopify_app.tagging.tags import tag_key
 from tests.fixtures_api import session_token
@@ -204,6 +206,9 @@ def test_a_prefix_or_tag_the_store_uses_is_refused(shop: tuple[TagEnv, Api]) -> 
         assert r.json() == {
             "error": "“VIP” is already a tag in your store (used on 4 customers)",
             "field": "tag_prefix",
+            # What the page words in the merchant's language.
+            "code": "tag_taken",
+            "params": {"tag": "VIP", "count": 4},
         }
     # A prefix that would give a segment a tag the store uses: "shop-" makes "shop-vip".
     r = api.put("/settings", {"settings": {"tag_prefix": "shop-"}})
@@ -383,3 +388,125 @@ def test_a_recompute_keeps_a_renamed_tag(shop: tuple[TagEnv, Api]) -> None:
     jobs.run_now(env.ctx, "segments.recompute_shop", shop_id=env.shop.id)
     assert api.segment("one-time-buyers")["tag"] == "First order"
     assert env.shopify_tags()[101] == ["VIP", "First order"]
+
+
+def test_a_rule_product_matching_nothing_is_saved_with_a_warning_at_that_product(
+    shop: tuple[TagEnv, Api],
+) -> None:
+    env, api = shop
+    # No catalogue yet: nothing to judge a product against, so nothing is warned.
+    rule = {"name": "Mats", "bought": ["napkin"], "never": ["placemat"]}
+    r = api.put("/settings", {"settings": {"cross_sell": [rule]}})
+    assert r.status_code == 200, r.text
+    assert r.json()["warnings"] == []
+    with env.ctx.sessions.begin() as session:
+        session.add_all(
+            [
+                Product(shop_id=env.shop.id, id=9001, title="Linen Napkins"),
+                Product(shop_id=env.shop.id, id=9002, title="Placemats"),
+            ]
+        )
+    rules = [rule, {"name": "Typo", "bought": ["9001"], "never": ["plcaemat", "9999"]}]
+    r = api.put("/settings", {"settings": {"cross_sell": rules}})
+    assert r.status_code == 200, r.text
+    assert r.json()["warnings"] == [
+        {"field": "cross_sell[1].never[0]", "code": "no_match", "params": {"product": "plcaemat"}},
+        {"field": "cross_sell[1].never[1]", "code": "no_match", "params": {"product": "9999"}},
+    ]
+    # Saved all the same: the product may be added to the catalogue later.
+    saved = api.get("/settings").json()["settings"]["cross_sell"]
+    assert [r["handle"] for r in saved] == ["mats", "typo"]
+
+
+RECENT = {
+    "handle": "recent",
+    "name": "Recent",
+    "rules": [{"field": "days_since_last_order", "op": "<=", "value": 40}],
+}
+
+
+def test_an_archived_custom_segment_takes_its_tags_off_and_can_be_restored(
+    shop: tuple[TagEnv, Api],
+) -> None:
+    env, api = shop
+    r = api.put("/settings", {"settings": {"custom_segments": [RECENT]}})
+    assert r.status_code == 200, r.text  # nothing syncs it yet: nothing moves
+    api.sync_tags("custom-recent")
+    recent = {101, 102, 103, 104}  # last orders 10, 20, 10 and 30 days ago
+    tagged = {c for c, tags in env.shopify_tags().items() if "goldpan-custom-recent" in tags}
+    assert tagged == recent
+
+    # Archived: previewed like a delete (tags off, sync off), and the rules are kept.
+    preview = api.change({"custom_segments": [{**RECENT, "archived": True}]})
+    assert [(r["segment"], r["tag_sync"]) for r in preview["removed"]] == [("custom-recent", True)]
+    assert {r["tag"]: (r["added"], r["removed"]) for r in preview["tags"]} == {
+        "goldpan-custom-recent": (0, 4)
+    }
+    assert not any("goldpan-custom-recent" in tags for tags in env.shopify_tags().values())
+    _assert_tags(env)
+    row = api.segment("custom-recent")
+    assert (row["archived"], row["defined"], row["members"]) == (True, False, 0)
+    assert row["tag_sync"]["enabled"] is False
+    kept = api.get("/settings").json()["settings"]["custom_segments"]
+    assert kept == [{**RECENT, "archived": True}]
+
+    # Restored: its members come back; its tag waits until the merchant turns the sync on.
+    r = api.put("/settings", {"settings": {"custom_segments": [RECENT]}})
+    assert r.status_code == 200, r.text
+    row = api.segment("custom-recent")
+    assert (row["archived"], row["defined"], row["members"]) == (False, True, 4)
+    assert not any("goldpan-custom-recent" in tags for tags in env.shopify_tags().values())
+
+
+def test_a_renamed_segment_has_its_new_name_before_any_recompute(
+    shop: tuple[TagEnv, Api],
+) -> None:
+    env, api = shop
+    rule = {"handle": "mats", "name": "Mats", "bought": ["napkins"], "never": ["placemat"]}
+    assert api.put("/settings", {"settings": {"custom_segments": [RECENT], "cross_sell": [rule]}})
+    # Applied as the API does, but without the recompute it queues.
+    change = settings_change.prepare(
+        env.ctx,
+        env.shop.id,
+        {
+            "custom_segments": [{**RECENT, "name": "Bought lately"}],
+            "cross_sell": [{**rule, "name": "생일 선물"}],
+        },
+    )
+    assert not change.effect.moves
+    settings_change.apply(env.ctx, change)
+    assert api.segment("custom-recent")["name"] == "Bought lately"
+    assert api.segment("cross-sell-mats")["name"] == "생일 선물"
+
+
+def test_a_tags_condition_reads_the_stores_tags_but_never_goldpans(
+    shop: tuple[TagEnv, Api],
+) -> None:
+    env, api = shop
+    vip = {"handle": "vips", "rules": [{"field": "tags", "op": "has", "value": "vip"}]}
+    r = api.put("/settings", {"settings": {"custom_segments": [vip]}})
+    assert r.status_code == 200, r.text
+    # 109 is tagged VIP but has never ordered: segments are of customers who ordered.
+    expected = {cid for cid, (tags, days) in STORE.items() if "VIP" in tags and days}
+    with env.ctx.sessions() as session:
+        segment_id = api.segment("custom-vips")["id"]
+        members = set(
+            session.scalars(
+                select(Membership.customer_id).where(Membership.segment_id == segment_id)
+            )
+        )
+    assert members == expected
+    preview = api.post("/segments/preview", {"segment": vip})
+    assert preview.status_code == 200 and preview.json()["members"] == len(expected)
+
+    # A tag Goldpan writes, under its prefix or renamed, would make a segment feed on itself.
+    api.sync_tags("one-time-buyers", tag="First order")
+    for tag in ("goldpan-repeat-customers", "first ORDER"):
+        spec = {"handle": "loop", "rules": [{"field": "tags", "op": "has", "value": tag}]}
+        for r in (
+            api.put("/settings", {"settings": {"custom_segments": [vip, spec]}}),
+            api.post("/segments/preview", {"segment": spec}),
+        ):
+            assert r.status_code == 400, (tag, r.text)
+            assert r.json()["code"] == "own_tag"
+            assert r.json()["field"].endswith("rules[0].value")

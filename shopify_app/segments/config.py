@@ -20,6 +20,8 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from anyascii import anyascii
+
 from shopify_app.errors import InputError
 from shopify_app.tagging.tags import DEFAULT_PREFIX, prefix_problem, stored_prefix_problem
 
@@ -89,9 +91,6 @@ class ShopConfig:
     lapsed_tiers: tuple[LapsedTier, ...] = (LapsedTier(60, 10), LapsedTier(90, 15))
     reminder_factor: float = 1.5
     vip_share: float = 0.10
-    likely_min_p_alive: float = 0.7
-    likely_min_purchases_90d: float = 0.3
-    at_risk_max_p_alive: float = 0.4
     at_risk_min_spend_share: float = 0.5
     season_months: tuple[int, ...] = (11, 12)
     holiday_min_share: float = 0.6
@@ -141,31 +140,66 @@ class ShopConfig:
         current = self.to_settings()
         unknown = sorted(set(changes) - set(current))
         if unknown:
-            raise InputError(f"unknown setting {unknown[0]!r}", field=unknown[0])
+            raise InputError(
+                f"unknown setting {unknown[0]!r}", field=unknown[0], code="unknown_setting"
+            )
         config = ShopConfig.from_settings({**current, **changes})
         if config.tag_prefix != self.tag_prefix:
             problem = prefix_problem(config.tag_prefix)
             if problem is not None:
-                raise InputError(problem, field="tag_prefix")
+                raise InputError(problem, field="tag_prefix", code="prefix_shape")
         return config
 
     def validate(self) -> None:
-        """Cross-field checks; raises :class:`InputError` naming the field."""
-        days = [t.days for t in self.lapsed_tiers]
-        if days != sorted(set(days)):
-            raise InputError("lapsed tiers must have increasing day counts", field="lapsed_tiers")
-        handles = [r.handle for r in self.cross_sell]
-        if len(handles) != len(set(handles)):
-            raise InputError("cross-sell rule handles must be unique", field="cross_sell")
-        from shopify_app.segments.rules import parse_custom_segment
+        """Cross-field checks; raises :class:`InputError` naming the field that is wrong (the
+        later of two that contradict each other, the rule that repeats a handle)."""
+        for i in range(1, len(self.lapsed_tiers)):
+            before = self.lapsed_tiers[i - 1].days
+            if self.lapsed_tiers[i].days <= before:
+                raise InputError(
+                    "lapsed tiers must have increasing day counts",
+                    field=f"lapsed_tiers[{i}].days",
+                    code="tier_days_order",
+                    params={"before": before},
+                )
+        if self.true_fan_min_orders < self.repeat_min_orders:
+            # Every true fan is a repeat customer: a lower bar would make them a wider group.
+            raise InputError(
+                "true fans need at least as many orders as repeat customers",
+                field="true_fan_min_orders",
+                code="true_fan_below_repeat",
+                params={"repeat": self.repeat_min_orders},
+            )
+        seen_rules: set[str] = set()
+        for i, rule in enumerate(self.cross_sell):
+            if rule.handle in seen_rules:
+                raise InputError(
+                    "cross-sell rule handles must be unique",
+                    field=f"cross_sell[{i}].handle",
+                    code="duplicate_handle",
+                )
+            seen_rules.add(rule.handle)
+            bought = {ref.lower() for ref in rule.bought}
+            for j, ref in enumerate(rule.never):
+                if ref.lower() in bought:
+                    # Nobody can have bought it and never bought it: the segment would be empty.
+                    raise InputError(
+                        f"{ref!r} is both bought and never bought",
+                        field=f"cross_sell[{i}].never[{j}]",
+                        code="same_product",
+                        params={"product": ref},
+                    )
+        from shopify_app.segments.rules import own_tag_problem, parse_custom_segment
 
         seen: set[str] = set()
         for i, spec in enumerate(self.custom_segments):
             seg = parse_custom_segment(spec, f"custom_segments[{i}]")
+            own_tag_problem(seg, f"custom_segments[{i}]", self.tag_prefix, ())
             if seg.handle in seen:
                 raise InputError(
                     f"duplicate custom segment handle {seg.handle!r}",
                     field=f"custom_segments[{i}].handle",
+                    code="duplicate_handle",
                 )
             seen.add(seg.handle)
 
@@ -173,9 +207,14 @@ class ShopConfig:
 def _int(lo: int, hi: int) -> Any:
     def parse(value: Any, name: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
-            raise InputError(f"{name} must be a whole number", field=name)
+            raise InputError(f"{name} must be a whole number", field=name, code="whole_number")
         if not lo <= value <= hi:
-            raise InputError(f"{name} must be between {lo} and {hi}", field=name)
+            raise InputError(
+                f"{name} must be between {lo} and {hi}",
+                field=name,
+                code="range",
+                params={"min": lo, "max": hi},
+            )
         return int(value)
 
     return parse
@@ -184,9 +223,14 @@ def _int(lo: int, hi: int) -> Any:
 def _float(lo: float, hi: float) -> Any:
     def parse(value: Any, name: str) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InputError(f"{name} must be a number", field=name)
+            raise InputError(f"{name} must be a number", field=name, code="number")
         if not lo <= float(value) <= hi:
-            raise InputError(f"{name} must be between {lo:g} and {hi:g}", field=name)
+            raise InputError(
+                f"{name} must be between {lo:g} and {hi:g}",
+                field=name,
+                code="range",
+                params={"min": lo, "max": hi},
+            )
         return float(value)
 
     return parse
@@ -195,24 +239,35 @@ def _float(lo: float, hi: float) -> Any:
 def _tag_prefix(value: Any, name: str) -> str:
     problem = stored_prefix_problem(value if isinstance(value, str) else "")
     if problem is not None:
-        raise InputError(problem, field=name)
+        raise InputError(problem, field=name, code="prefix_shape")
     return str(value)
 
 
 def _consent(value: Any, name: str) -> str:
     if value not in CONSENT_POLICIES:
-        raise InputError(f"consent policy must be one of {', '.join(CONSENT_POLICIES)}", field=name)
+        raise InputError(
+            f"consent policy must be one of {', '.join(CONSENT_POLICIES)}",
+            field=name,
+            code="choice",
+        )
     return str(value)
 
 
 def _tiers(value: Any, name: str) -> tuple[LapsedTier, ...]:
     if not isinstance(value, list) or not value or len(value) > 5:
-        raise InputError("lapsed tiers must be a list of 1 to 5 tiers", field=name)
+        raise InputError(
+            "lapsed tiers must be a list of 1 to 5 tiers",
+            field=name,
+            code="tier_count",
+            params={"max": 5},
+        )
     tiers = []
     for i, item in enumerate(value):
         where = f"{name}[{i}]"
         if not isinstance(item, dict):
-            raise InputError("a lapsed tier needs days and discount_percent", field=where)
+            raise InputError(
+                "a lapsed tier needs days and discount_percent", field=where, code="shape"
+            )
         days = _int(1, 3650)(item.get("days"), f"{where}.days")
         pct = _int(0, 90)(item.get("discount_percent", 0), f"{where}.discount_percent")
         tiers.append(LapsedTier(days, pct))
@@ -221,59 +276,111 @@ def _tiers(value: Any, name: str) -> tuple[LapsedTier, ...]:
 
 def _months(value: Any, name: str) -> tuple[int, ...]:
     if not isinstance(value, list) or not value:
-        raise InputError("season months must be a non-empty list of months 1-12", field=name)
+        raise InputError(
+            "season months must be a non-empty list of months 1-12", field=name, code="no_months"
+        )
     return tuple(sorted({_int(1, 12)(m, f"{name}[{i}]") for i, m in enumerate(value)}))
 
 
 def _handle(value: Any, name: str) -> str:
     if not isinstance(value, str) or not HANDLE_RE.match(value):
         raise InputError(
-            "handle must be lowercase letters, digits and dashes (at most 48)", field=name
+            "handle must be lowercase letters, digits and dashes (at most 48)",
+            field=name,
+            code="handle_shape",
         )
     return value
 
 
 def _products(value: Any, name: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not value:
-        raise InputError("list at least one product (id or title words)", field=name)
+        raise InputError(
+            "list at least one product (id or title words)", field=name, code="no_products"
+        )
     out = []
     for i, item in enumerate(value):
         if isinstance(item, bool) or not isinstance(item, str | int) or not str(item).strip():
-            raise InputError("a product is an id or title words", field=f"{name}[{i}]")
+            raise InputError(
+                "a product is an id or title words", field=f"{name}[{i}]", code="shape"
+            )
         out.append(str(item).strip())
     return tuple(out)
 
 
 def _cross_sell(value: Any, name: str) -> tuple[CrossSellRule, ...]:
     if not isinstance(value, list) or len(value) > 50:
-        raise InputError("cross-sell rules must be a list (at most 50)", field=name)
+        raise InputError(
+            "cross-sell rules must be a list (at most 50)",
+            field=name,
+            code="too_many",
+            params={"max": 50},
+        )
     rules = []
+    # Handles the merchant's rules already have: a new rule's handle is made around them.
+    taken = {item.get("handle") for item in value if isinstance(item, dict)}
     for i, item in enumerate(value):
         where = f"{name}[{i}]"
         if not isinstance(item, dict):
-            raise InputError("a cross-sell rule is an object", field=where)
-        handle = _handle(item.get("handle"), f"{where}.handle")
-        rule_name = item.get("name") or handle
+            raise InputError("a cross-sell rule is an object", field=where, code="shape")
+        rule_name = item.get("name") or item.get("handle") or ""
         if not isinstance(rule_name, str):
-            raise InputError("name must be text", field=f"{where}.name")
+            raise InputError("name must be text", field=f"{where}.name", code="shape")
         bought = _products(item.get("bought"), f"{where}.bought")
         never = _products(item.get("never"), f"{where}.never")
-        rules.append(CrossSellRule(handle, rule_name, bought, never))
+        if item.get("handle"):
+            handle = _handle(item["handle"], f"{where}.handle")
+        else:
+            handle = rule_handle(rule_name, bought, taken)
+            taken.add(handle)
+        rules.append(CrossSellRule(handle, rule_name or handle, bought, never))
     return tuple(rules)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", anyascii(text).lower()).strip("-")[:40].rstrip("-")
+
+
+def rule_handle(
+    name: str, bought: tuple[str, ...], taken: set[Any], *, fallback: str = "rule"
+) -> str:
+    """A handle for a new cross-sell rule or custom segment, which names its tag: the name in
+    Latin letters (생일 선물 -> ``saengil-seonmul``, Ελληνικά -> ``ellinika``), else a rule's
+    bought product words, else ``fallback``; with ``-2``, ``-3``... when another has it."""
+    words = " ".join(ref for ref in bought if not (ref.isascii() and ref.isdigit()))
+    base = _slug(name) or _slug(words) or fallback
+    handle, n = base, 1
+    while handle in taken:
+        n += 1
+        handle = f"{base}-{n}"
+    return handle
 
 
 def _custom(value: Any, name: str) -> tuple[dict[str, Any], ...]:
     if not isinstance(value, list) or len(value) > 50:
-        raise InputError("custom segments must be a list (at most 50)", field=name)
+        raise InputError(
+            "custom segments must be a list (at most 50)",
+            field=name,
+            code="too_many",
+            params={"max": 50},
+        )
     for i, item in enumerate(value):
         if not isinstance(item, dict):
-            raise InputError("a custom segment is an object", field=f"{name}[{i}]")
-    return tuple(dict(v) for v in value)
+            raise InputError("a custom segment is an object", field=f"{name}[{i}]", code="shape")
+    # A new segment's handle (its tag) is made from its name, in any script, as a rule's is.
+    taken = {item.get("handle") for item in value}
+    out = []
+    for item in value:
+        if not item.get("handle"):
+            words = item.get("name") if isinstance(item.get("name"), str) else ""
+            item = {**item, "handle": rule_handle(words or "", (), taken, fallback="segment")}
+            taken.add(item["handle"])
+        out.append(dict(item))
+    return tuple(out)
 
 
 def _holdouts(value: Any, name: str) -> dict[str, float]:
     if not isinstance(value, dict) or len(value) > 200:
-        raise InputError("hold-outs must map segment handles to a share", field=name)
+        raise InputError("hold-outs must map segment handles to a share", field=name, code="shape")
     shares = {}
     for handle, share in value.items():
         where = f"{name}.{handle}"
@@ -293,9 +400,6 @@ _PARSERS: dict[str, Any] = {
     "lapsed_tiers": _tiers,
     "reminder_factor": _float(1.0, 10.0),
     "vip_share": _float(0.001, 0.5),
-    "likely_min_p_alive": _float(0.0, 1.0),
-    "likely_min_purchases_90d": _float(0.0, 100.0),
-    "at_risk_max_p_alive": _float(0.0, 1.0),
     "at_risk_min_spend_share": _float(0.0, 1.0),
     "season_months": _months,
     "holiday_min_share": _float(0.01, 1.0),
@@ -318,4 +422,5 @@ __all__ = [
     "ShopConfig",
     "holdout_handle",
     "lapsed_handle",
+    "rule_handle",
 ]

@@ -9,6 +9,7 @@ B) and lift (confidence over B's base rate).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,12 +49,24 @@ class Suggestion:
         }
 
 
-def products_matching(ds: Dataset, reference: str) -> set[int]:
-    """Product keys a rule reference names: an id, or title words contained in the title."""
+def is_product_id(reference: str) -> bool:
+    """Whether a rule reference looks like a product id (a picked product), not title words."""
+    ref = reference.strip()
+    return ref.isascii() and ref.removeprefix("-").isdigit() and len(ref) < 20
+
+
+def titles_matching(titles: Mapping[int, str], reference: str) -> set[int]:
+    """Product keys a rule reference names among ``titles``: an id, or title words contained
+    in the title (case-insensitive)."""
     ref = reference.strip().lower()
-    if ref.isascii() and ref.removeprefix("-").isdigit() and int(ref) in ds.product_titles:
+    if is_product_id(ref) and int(ref) in titles:
         return {int(ref)}
-    return {key for key, title in ds.product_titles.items() if ref in title.lower()}
+    return {key for key, title in titles.items() if ref in title.lower()}
+
+
+def products_matching(ds: Dataset, reference: str) -> set[int]:
+    """Product keys a rule reference names in the dataset (:func:`titles_matching`)."""
+    return titles_matching(ds.product_titles, reference)
 
 
 def bought_any(ds: Dataset, products: set[int]) -> BoolArray:

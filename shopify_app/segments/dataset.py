@@ -38,6 +38,8 @@ CUSTOMER_FIELDS = (
     "country_code",
     "company",
     "email_marketing_state",
+    # Shopify's tags as stored (a JSON list, text or decoded): only custom segments read them.
+    "tags",
 )
 
 

@@ -3,6 +3,7 @@
 A custom segment is JSON the merchant builds on the page::
 
     {"handle": "big-spenders-ny", "name": "Big spenders in New York", "match": "all",
+     "archived": false,
      "rules": [{"field": "total_spent", "op": ">=", "value": 200},
                {"match": "any", "rules": [{"field": "province", "op": "=", "value": "NY"},
                                           {"field": "city", "op": "=", "value": "New York"}]}]}
@@ -14,8 +15,9 @@ per-customer columns the segment library builds.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shopify_app.errors import InputError
+from shopify_app.tagging.tags import tag_key
 
 HANDLE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 
@@ -53,10 +56,14 @@ TEXT_FIELDS = {
     "marketing_state": "email marketing state",
 }
 PRODUCT_FIELD = "products"
+TAG_FIELD = "tags"
+"""The customer's tags in Shopify, compared as Shopify does (:func:`tag_key`). A tag Goldpan
+writes cannot be tested (:func:`own_tag_problem`): a segment would feed on its own output."""
 NUMERIC_OPS = ("=", "!=", ">", ">=", "<", "<=")
 TEXT_OPS = ("=", "!=", "contains", "not_contains", "in", "not_in")
 PRODUCT_OPS = ("includes", "excludes")
-_KNOWN_FIELDS = ", ".join([*NUMERIC_FIELDS, *TEXT_FIELDS, PRODUCT_FIELD])
+TAG_OPS = ("has", "has_not")
+_KNOWN_FIELDS = ", ".join([*NUMERIC_FIELDS, *TEXT_FIELDS, PRODUCT_FIELD, TAG_FIELD])
 MAX_DEPTH = 4
 MAX_RULES = 50
 DESCRIBE_CHARS = 200
@@ -86,11 +93,13 @@ class Group:
 
 @dataclass(frozen=True)
 class CustomSegment:
-    """A validated custom segment."""
+    """A validated custom segment. An archived one is kept (and can be restored) but is not
+    evaluated: it has no members, so its tags come off as a deleted one's do."""
 
     handle: str
     name: str
     root: Group
+    archived: bool = False
 
 
 def parse_custom_segment(spec: Mapping[str, Any], where: str = "segment") -> CustomSegment:
@@ -104,9 +113,12 @@ def parse_custom_segment(spec: Mapping[str, Any], where: str = "segment") -> Cus
     name = spec.get("name") or handle
     if not isinstance(name, str) or len(name) > 255:
         raise InputError("name must be text of at most 255 characters", field=f"{where}.name")
+    archived = spec.get("archived", False)
+    if not isinstance(archived, bool):
+        raise InputError("archived is true or false", field=f"{where}.archived", code="shape")
     counter = [0]
     root = _parse_group(spec, where, 0, counter)
-    return CustomSegment(handle=handle, name=name, root=root)
+    return CustomSegment(handle=handle, name=name, root=root, archived=archived)
 
 
 def _parse_group(spec: Mapping[str, Any], where: str, depth: int, counter: list[int]) -> Group:
@@ -161,9 +173,56 @@ def _parse_condition(item: Mapping[str, Any], path: str) -> Condition:
         if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
             raise InputError("needs a product id or title words", field=f"{path}.value")
         return Condition(field, op, str(value).strip())
+    if field == TAG_FIELD:
+        if op not in TAG_OPS:
+            raise InputError(f"op must be one of {' '.join(TAG_OPS)}", field=f"{path}.op")
+        if not isinstance(value, str) or not tag_key(value):
+            raise InputError("needs a tag", field=f"{path}.value")
+        return Condition(field, op, tag_key(value))
     raise InputError(
         f"unknown field {field!r}; known fields: {_KNOWN_FIELDS}", field=f"{path}.field"
     )
+
+
+def conditions(group: Group, where: str) -> Iterator[tuple[str, Condition]]:
+    """Every condition of a parsed tree with its path (``custom_segments[0].rules[1]``)."""
+    for i, child in enumerate(group.children):
+        path = f"{where}.rules[{i}]"
+        if isinstance(child, Group):
+            yield from conditions(child, path)
+        else:
+            yield path, child
+
+
+def own_tag_problem(seg: CustomSegment, where: str, prefix: str, own: Iterable[str]) -> None:
+    """Refuse a tags condition on a tag Goldpan writes: one under the shop's ``prefix`` or one
+    of its segments' tags (``own``, renamed ones included). Raises :class:`InputError`."""
+    own_keys = {tag_key(t) for t in own}
+    start = tag_key(prefix)
+    for path, cond in conditions(seg.root, where):
+        if cond.field == TAG_FIELD and (
+            (start and cond.value.startswith(start)) or cond.value in own_keys
+        ):
+            raise InputError(
+                f"{cond.value!r} is a tag Goldpan writes: a segment cannot be built on it",
+                field=f"{path}.value",
+                code="own_tag",
+                params={"tag": cond.value},
+            )
+
+
+def uses_field(group: Group, field: str) -> bool:
+    """Whether any condition of the tree tests ``field``."""
+    return any(cond.field == field for _, cond in conditions(group, ""))
+
+
+def tag_sets(values: list[Any]) -> list[frozenset[str]]:
+    """The tags column: each customer's tags (a JSON list, as text or decoded) as keys."""
+    out = []
+    for value in values:
+        tags = json.loads(value) if isinstance(value, str) else value
+        out.append(frozenset(tag_key(str(t)) for t in tags or ()))
+    return out
 
 
 Mask = NDArray[np.bool_]
@@ -195,6 +254,9 @@ def _condition(cond: Condition, columns: Mapping[str, Any], product_mask: Any) -
     if cond.field == PRODUCT_FIELD:
         bought = np.asarray(product_mask(cond.value), dtype=bool)
         return bought if cond.op == "includes" else ~bought
+    if cond.field == TAG_FIELD:
+        has = np.fromiter((cond.value in tags for tags in columns[TAG_FIELD]), dtype=bool)
+        return has if cond.op == "has" else ~has
     column = columns[cond.field]
     if cond.field in NUMERIC_FIELDS:
         values = np.asarray(column, dtype=np.float64)
@@ -225,23 +287,33 @@ def _condition(cond: Condition, columns: Mapping[str, Any], product_mask: Any) -
     return np.asarray(out, dtype=bool)
 
 
-def describe(cond: Condition | Group) -> str:
-    """A short human sentence for a rule tree, at most :data:`DESCRIBE_CHARS` characters.
+def describe(cond: Condition | Group, titles: Mapping[int, str] | None = None) -> str:
+    """A short human sentence for a rule tree, at most :data:`DESCRIBE_CHARS` characters;
+    products picked by id are named by their ``titles``.
 
     It is every member's reason, so it is bounded whatever the rules hold: a list names its
     first :data:`DESCRIBE_VALUES` values and counts the rest ("city in paris, lyon, nice and
     97 more"), long values and long descriptions end in "…".
     """
-    return _clip(_sentence(cond), DESCRIBE_CHARS)
+    return _clip(_sentence(cond, titles or {}), DESCRIBE_CHARS)
 
 
-def _sentence(cond: Condition | Group) -> str:
+def _sentence(cond: Condition | Group, titles: Mapping[int, str]) -> str:
     if isinstance(cond, Group):
         joiner = " and " if cond.match == "all" else " or "
-        parts = [_sentence(c) for c in cond.children]
+        parts = [_sentence(c, titles) for c in cond.children]
         text = joiner.join(parts)
         return f"({text})" if len(parts) > 1 else text
     label = NUMERIC_FIELDS.get(cond.field) or TEXT_FIELDS.get(cond.field) or cond.field
+    if cond.field == TAG_FIELD:
+        tag = _clip(cond.value, DESCRIBE_VALUE_CHARS)
+        return f"tagged {tag}" if cond.op == "has" else f"not tagged {tag}"
+    if cond.field == PRODUCT_FIELD:
+        # A product picked by id is named by its title, as the merchant knows it.
+        ref = cond.value
+        name = titles.get(int(ref), ref) if ref.isascii() and ref.isdigit() else ref
+        shown = _clip(name, DESCRIBE_VALUE_CHARS)
+        return f"bought {shown}" if cond.op == "includes" else f"never bought {shown}"
     value = cond.value
     if isinstance(value, tuple):
         shown = ", ".join(_clip(v, DESCRIBE_VALUE_CHARS) for v in value[:DESCRIBE_VALUES])

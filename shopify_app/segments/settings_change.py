@@ -8,9 +8,10 @@ when the merchant confirms it:
   out the effect: the tags added and removed (per tag and segment, and how many customers), the
   Meta audiences whose members change, and the synced segments the change removes. It writes
   nothing.
-* :func:`apply` stores the settings, renames the segment tags named under the old prefix, and
-  turns off the tag and Meta syncs of the segments the change removes (with an audit entry
-  each), in one transaction; the caller then queues the recompute and the tag moves.
+* :func:`apply` stores the settings, renames the segment tags named under the old prefix (and
+  renamed rules and custom segments), and turns off the tag and Meta syncs of the segments the
+  change removes or archives (with an audit entry each), in one transaction; the caller then
+  queues the recompute and the tag moves.
 
 The effect is what Goldpan would write with the new settings less what it would write with the
 old ones, so writes already pending are not blamed on the change and a save that changes
@@ -36,7 +37,7 @@ from shopify_app.db import transaction
 from shopify_app.db.models import AuditEntry, Customer, Membership, Segment, Shop
 from shopify_app.errors import GoldpanError, InputError
 from shopify_app.meta.identifiers import Person, consent_check
-from shopify_app.segments import library, loader
+from shopify_app.segments import library, loader, rules
 from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.dataset import Dataset
 from shopify_app.states import AuditTarget
@@ -142,6 +143,11 @@ def prepare(ctx: jobs.Context, shop_id: int, changes: Mapping[str, Any]) -> Sett
                 starting_with=prefix,
             )
         new = old.changed(dict(changes))
+        # A segment's own tag, renamed away from the prefix, is still Goldpan's.
+        own = [s.tag for s in segments]
+        for i, spec in enumerate(new.custom_segments):
+            where = f"custom_segments[{i}]"
+            rules.own_tag_problem(rules.parse_custom_segment(spec, where), where, "", own)
         effect = _effect(session, shop_id, old, new, segments) if new != old else Effect()
     return SettingsChange(shop_id, old.to_settings(), new.to_settings(), effect)
 
@@ -166,6 +172,7 @@ def apply(ctx: jobs.Context, change: SettingsChange, *, user_id: Any = None) -> 
         old_prefix, new_prefix = change.before["tag_prefix"], change.after["tag_prefix"]
         if new_prefix != old_prefix:
             tag_changes.move_prefix(session, change.shop_id, old_prefix, new_prefix)
+        _rename(session, change.shop_id, change.after)
         for gone in change.effect.removed:
             segment = session.get(Segment, gone["id"])
             if segment is None or segment.shop_id != change.shop_id:
@@ -202,6 +209,19 @@ def apply(ctx: jobs.Context, change: SettingsChange, *, user_id: Any = None) -> 
                 },
             )
         )
+
+
+def _rename(session: Session, shop_id: int, after: Mapping[str, Any]) -> None:
+    """A renamed rule or custom segment shows its new name at once, not after the recompute
+    (which names them the same way: :func:`shopify_app.segments.library.segment_definitions`)."""
+    names = {f"cross-sell-{r['handle']}": r["name"] for r in after["cross_sell"]}
+    names.update(
+        {f"custom-{c['handle']}": c.get("name") or c["handle"] for c in after["custom_segments"]}
+    )
+    for segment in session.scalars(
+        select(Segment).where(Segment.shop_id == shop_id, Segment.handle.in_(sorted(names)))
+    ):
+        segment.name = names[segment.handle]
 
 
 def _segments(session: Session, shop_id: int, prefix: str) -> list[_Segment]:

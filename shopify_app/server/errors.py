@@ -12,7 +12,7 @@ error                 status  besides ``error`` and ``field``
 AuthError             401     ``X-Shopify-Retry-Invalid-Session-Request: 1``: App Bridge
                               retries once with a fresh session token
 NotInstalled          401     reauthorize headers (no retry: a new token would not help)
-InputError, CsvError  400     ``field`` names the input
+InputError, CsvError  400     ``field`` names the input; ``code`` + ``params`` when it has them
 NotFound              404     another shop's id answers exactly as a missing one
 TokenError            401     the shop's grant is gone (uninstalled, revoked): reauthorize
                       502     Shopify refused for another reason: ``code``
@@ -102,7 +102,9 @@ def _not_installed(request: Request, exc: Exception) -> Response:
 
 def _input_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, InputError)
-    return json_error(400, str(exc), exc.field)
+    if exc.code is None:
+        return json_error(400, str(exc), exc.field)
+    return json_error(400, str(exc), exc.field, code=exc.code, params=exc.params)
 
 
 def _not_found(request: Request, exc: Exception) -> Response:

@@ -75,7 +75,12 @@ def refuse_taken(
     """
     found = taken(ctx, session, shop_id, names, starting_with=starting_with)
     if found is not None:
-        raise InputError(found.message(), field=field)
+        raise InputError(
+            found.message(),
+            field=field,
+            code="tag_taken_many" if found.at_least else "tag_taken",
+            params={"tag": found.tag, "count": found.customers},
+        )
 
 
 def refuse_rename(

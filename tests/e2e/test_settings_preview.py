@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from tests.e2e.test_page import CHROMIUM_ARGS
 from tests.fixtures_api import ApiClient
@@ -80,3 +80,210 @@ def test_a_prefix_change_is_previewed_and_applies_only_when_confirmed(
         ("segments.recompute_shop", None),
         ("tags.prefix_changed", "goldpan-"),
     ]
+
+
+def _save(page: Page) -> None:
+    page.locator("[data-action='save']").click()
+
+
+def test_errors_are_worded_in_the_form_units_beside_the_input_that_is_wrong(page: Page) -> None:
+    first_tier = page.locator("[data-tier-row]").first
+    first_tier.locator("[data-tier='discount']").fill("95")
+    _save(page)
+    # The discount is outlined, not the days beside it, and the message uses the form's label.
+    expect(first_tier.locator("[data-tier='discount']")).to_have_attribute("aria-invalid", "true")
+    expect(first_tier.locator("[data-tier='days']")).not_to_have_attribute("aria-invalid", "true")
+    expect(first_tier.locator(".gp-field-error")).to_have_text(
+        "Discount percent: enter a number from 0 to 90."
+    )
+    first_tier.locator("[data-tier='discount']").fill("10")
+
+    # VIP share is shown in percent, and so are its limits (the API's are fractions).
+    vip = page.locator("[data-setting='vip_share']")
+    vip.fill("90")
+    _save(page)
+    expect(vip).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("[data-field='vip_share'] .gp-field-error")).to_have_text(
+        "VIP: top share of customers by spend (%): enter a number from 0.1 to 50."
+    )
+    expect(first_tier.locator("[data-tier='discount']")).not_to_have_attribute(
+        "aria-invalid", "true"
+    )
+    vip.fill("10")
+
+    # A contradiction: true fans may not be a lower bar than repeat customers.
+    page.locator("[data-setting='repeat_min_orders']").fill("5")
+    _save(page)
+    expect(page.locator("[data-field='true_fan_min_orders'] .gp-field-error")).to_have_text(
+        "True fans need at least as many orders as repeat customers (5)."
+    )
+    expect(page.locator("[data-setting='true_fan_min_orders']")).to_be_focused()
+
+
+def test_errors_are_in_the_merchants_language(page: Page, seeded_page: SeededPage) -> None:
+    page.goto(seeded_page.page_url.replace("locale=en", "locale=ko"))
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    page.evaluate("() => { location.hash = '#/settings'; }")
+    page.wait_for_selector("[data-setting='vip_share']", timeout=30_000)
+    page.locator("[data-setting='vip_share']").fill("90")
+    _save(page)
+    expect(page.locator("[data-field='vip_share'] .gp-field-error")).to_contain_text(
+        "0.1에서 50 사이의 숫자를 입력하세요."
+    )
+    page.locator("[data-setting='vip_share']").fill("10")
+    page.locator("[data-setting='tag_prefix']").fill("wholesale-")
+    _save(page)
+    expect(page.locator("[data-field='tag_prefix'] .gp-field-error")).to_contain_text(
+        "“wholesale”은(는) 이미 스토어에서 쓰는 태그입니다(고객 "
+    )
+
+
+def _pick_second_option(rule: Locator, side: str, words: str) -> str:
+    """Type in a side's picker, move to the second option with the arrow key, pick it with
+    Enter: the chip added is the option that was active."""
+    box = rule.locator(f"[data-side='{side}'] [role='combobox']")
+    box.fill(words)
+    options = rule.locator(f"[data-side='{side}'] [role='option']")
+    expect(options.first).to_have_attribute("aria-selected", "true")
+    box.press("ArrowDown")
+    second = options.nth(1)
+    expect(second).to_have_attribute("aria-selected", "true")
+    expect(box).to_have_attribute("aria-activedescendant", second.get_attribute("id") or "")
+    picked = second.inner_text()
+    box.press("Enter")
+    expect(rule.locator(f"[data-side='{side}'] [role='listbox']")).to_be_hidden()
+    expect(box).to_be_focused()
+    return picked
+
+
+def test_a_rule_error_names_that_rule_and_a_korean_rule_gets_a_readable_tag(
+    page: Page, seeded_page: SeededPage
+) -> None:
+    page.locator("[data-action='add-rule']").click()
+    rule = page.locator(".gp-rule").nth(2)
+    rule.locator("[data-rule='name']").fill("생일 선물")
+    picked = _pick_second_option(rule, "bought", "napkin")
+    expect(rule.locator("[data-side='bought'] .gp-chip")).to_have_count(1)
+    expect(rule.locator("[data-side='bought'] .gp-chip")).to_contain_text(picked)
+    # The same product on both sides: refused beside this rule's "never bought", not the first.
+    assert _pick_second_option(rule, "never", "napkin") == picked
+    _save(page)
+    expect(rule.locator("[data-field='never'] .gp-field-error")).to_contain_text(
+        f"“{picked}” is in both"
+    )
+    expect(page.locator(".gp-rule").first.locator(".gp-field-error")).to_have_text(["", "", ""])
+    # Words that match nothing are saved, with a warning beside them.
+    rule.locator("[data-side='never'] .gp-chip-remove").click()
+    never = rule.locator("[data-side='never'] [role='combobox']")
+    never.fill("velvet throw")
+    expect(rule.locator("[data-side='never'] [data-words]")).to_have_attribute(
+        "aria-selected", "true"
+    )
+    never.press("Enter")
+    _save(page)
+    expect(page.locator("s-banner[tone='success']")).to_be_visible(timeout=60_000)
+    expect(rule.locator("[data-field='never'] .gp-field-error")).to_contain_text(
+        "“velvet throw” matches no product"
+    )
+    saved = ApiClient(seeded_page.app_url, seeded_page.shop).get("/settings").json()
+    assert saved["settings"]["cross_sell"][2]["handle"] == "saengil-seonmul"
+    assert saved["settings"]["cross_sell"][2]["never"] == ["velvet throw"]
+    # Saved again, the new rule stays the same rule (its handle was kept by the page).
+    rule.locator("[data-rule='name']").fill("생일 선물 세트")
+    _save(page)
+    expect(page.locator("[data-save-bar]")).to_be_hidden(timeout=60_000)
+    saved = ApiClient(seeded_page.app_url, seeded_page.shop).get("/settings").json()
+    assert [r["handle"] for r in saved["settings"]["cross_sell"]][2] == "saengil-seonmul"
+
+
+def _leaving_is_guarded(page: Page) -> bool:
+    return bool(
+        page.evaluate(
+            """() => {
+              const event = new Event("beforeunload", { cancelable: true });
+              window.dispatchEvent(event);
+              return event.defaultPrevented;
+            }"""
+        )
+    )
+
+
+def test_unsaved_changes_show_a_save_bar_and_guard_leaving(
+    page: Page, seeded_page: SeededPage
+) -> None:
+    bar = page.locator("[data-save-bar]")
+    milestone = page.locator("[data-setting='milestone_amount']")
+    expect(bar).to_be_hidden()
+    assert not _leaving_is_guarded(page)
+    milestone.fill("750")
+    expect(bar).to_be_visible()
+    assert _leaving_is_guarded(page)
+    # Back to what was saved: nothing is unsaved any more.
+    milestone.fill("500")
+    expect(bar).to_be_hidden()
+    milestone.fill("750")
+    bar.locator("[data-action='discard']").click()
+    expect(page.locator("[data-setting='milestone_amount']")).to_have_value("500")
+    expect(page.locator("[data-save-bar]")).to_be_hidden()
+    assert not _leaving_is_guarded(page)
+    # A chip removed is a change too; the bar's Save saves it.
+    page.locator(".gp-rule").first.locator("[data-side='never'] .gp-chip-remove").first.click()
+    expect(page.locator("[data-save-bar]")).to_be_visible()
+    page.locator("[data-save-bar] [data-action='bar-save']").click()
+    expect(page.locator("s-banner[tone='success']")).to_be_visible(timeout=60_000)
+    expect(page.locator("[data-save-bar]")).to_be_hidden()
+    assert not _leaving_is_guarded(page)
+    saved = ApiClient(seeded_page.app_url, seeded_page.shop).get("/settings").json()
+    assert saved["settings"]["cross_sell"][0]["never"] == ["tea napkin", "placemat"]
+
+
+# App Bridge as the admin provides it, reduced to what the save bar uses: the ui-save-bar
+# element and shopify.saveBar.show / hide (recorded). The demo shim supplies the rest.
+APP_BRIDGE_SAVE_BAR = """
+customElements.define("ui-save-bar", class extends HTMLElement {});
+window.__saveBar = [];
+let bridge;
+Object.defineProperty(window, "shopify", {
+  configurable: true,
+  get: () => bridge,
+  set: (value) => {
+    bridge = value;
+    bridge.saveBar = {
+      show: (id) => window.__saveBar.push(["show", id]),
+      hide: (id) => window.__saveBar.push(["hide", id]),
+    };
+  },
+});
+"""
+
+
+def test_in_the_admin_unsaved_changes_use_app_bridges_save_bar(
+    browser: Browser, seeded_page: SeededPage
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    try:
+        tab.route(re.compile(r"^https://cdn\.shopify\.com/.*"), lambda route: route.abort())
+        tab.add_init_script(APP_BRIDGE_SAVE_BAR)
+        tab.goto(seeded_page.page_url)
+        tab.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        tab.evaluate("() => { location.hash = '#/settings'; }")
+        tab.wait_for_selector("[data-setting='milestone_amount']", timeout=30_000)
+        bar = tab.locator("ui-save-bar")
+        bar_id = bar.get_attribute("id")
+        # Its Save is the primary button, its Discard the one without a variant (App Bridge's rule).
+        expect(bar.locator("button[variant='primary']")).to_have_count(1)
+        expect(bar.locator("button:not([variant])")).to_have_count(1)
+        expect(tab.locator("[data-save-bar]")).to_have_count(0)  # no in-page bar in the admin
+        tab.locator("[data-setting='milestone_amount']").fill("750")
+        assert tab.evaluate("() => window.__saveBar.at(-1)") == ["show", bar_id]
+        tab.locator("[data-setting='milestone_amount']").fill("500")
+        assert tab.evaluate("() => window.__saveBar.at(-1)") == ["hide", bar_id]
+        tab.locator("[data-setting='milestone_amount']").fill("600")
+        bar.locator("button[variant='primary']").dispatch_event("click")
+        expect(tab.locator("s-banner[tone='success']")).to_be_visible(timeout=60_000)
+        assert tab.evaluate("() => window.__saveBar.at(-1)") == ["hide", bar_id]
+        saved = ApiClient(seeded_page.app_url, seeded_page.shop).get("/settings").json()
+        assert saved["settings"]["milestone_amount"] == 600
+    finally:
+        context.close()

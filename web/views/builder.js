@@ -4,7 +4,7 @@
 
 import { api } from "../api.js";
 import { debounce, h, mount } from "../dom.js";
-import { number, t } from "../i18n.js";
+import { has, number, t } from "../i18n.js";
 import { banner, button, confirmDialog, page, section, toast, withStates } from "../ui.js";
 import { effectView } from "./settings.js";
 
@@ -28,25 +28,18 @@ const FIELDS = {
   ],
   text: ["country", "province", "city", "email", "email_domain", "company", "rfm_group", "marketing_state"],
   product: ["products"],
+  tag: ["tags"],
 };
 const OPS = {
   number: [">=", ">", "<=", "<", "=", "!="],
   text: ["=", "!=", "contains", "not_contains", "in", "not_in"],
   product: ["includes", "excludes"],
+  tag: ["has", "has_not"],
 };
 const kindOf = (field) => Object.keys(FIELDS).find((kind) => FIELDS[kind].includes(field));
 
 function blankCondition() {
   return { field: "total_spent", op: ">=", value: 100 };
-}
-
-/** A handle from the name: lowercase letters, digits and dashes, unique among ``taken``. */
-function handleFor(name, taken) {
-  const base =
-    name.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40) || "segment";
-  let handle = base;
-  for (let i = 2; taken.has(handle); i += 1) handle = `${base}-${i}`;
-  return handle;
 }
 
 /** The rule as the API takes it: values typed in the inputs become numbers or lists. */
@@ -131,13 +124,16 @@ function draw(root, customs, handle) {
   /** Put an API error beside the condition its path names (``segment.rules[1].rules[0].value``). */
   function showError(error, prefix) {
     const field = error.field || "";
+    // The API's code in the merchant's words where the page has them; its English otherwise.
+    const code = error.body?.code;
+    const message = code && has(`builder.error.${code}`) ? t(`builder.error.${code}`, error.body.params) : error.message;
     if (!field.startsWith(prefix)) {
-      mount(saveError, banner("critical", t("builder.error"), h("p", null, error.message)));
+      mount(saveError, banner("critical", t("builder.error"), h("p", null, message)));
       return;
     }
     const path = field.slice(prefix.length);
     if (path === "name" || path === "handle") {
-      nameError.textContent = error.message;
+      nameError.textContent = message;
       name.setAttribute("aria-invalid", "true");
       return;
     }
@@ -147,10 +143,10 @@ function draw(root, customs, handle) {
     );
     const holder = holders.sort((a, b) => b.dataset.path.length - a.dataset.path.length)[0];
     if (!holder) {
-      mount(saveError, banner("critical", t("builder.error"), h("p", null, error.message)));
+      mount(saveError, banner("critical", t("builder.error"), h("p", null, message)));
       return;
     }
-    holder.querySelector(":scope > .gp-field-error").textContent = error.message;
+    holder.querySelector(":scope > .gp-field-error").textContent = message;
     const part = path.split(".").pop();
     holder.querySelector(`:scope > .gp-condition-row [data-part="${part}"]`)?.setAttribute("aria-invalid", "true");
   }
@@ -203,7 +199,7 @@ function draw(root, customs, handle) {
       type: kind === "number" ? "number" : "text",
       step: kind === "number" ? "any" : undefined,
       value: rule.value ?? "",
-      placeholder: kind === "product" ? t("builder.product_placeholder") : rule.op.endsWith("in") ? t("builder.list_placeholder") : undefined,
+      placeholder: kind === "product" ? t("builder.product_placeholder") : kind === "tag" ? t("builder.tag_placeholder") : rule.op.endsWith("in") ? t("builder.list_placeholder") : undefined,
       onInput: (event) => {
         rule.value = event.target.value;
         preview();
@@ -307,10 +303,11 @@ function draw(root, customs, handle) {
       name.focus();
       return;
     }
-    const taken = new Set(customs.map((c) => c.handle));
-    const spec = { handle: editing ? editing.handle : handleFor(text, taken), name: text, ...toSpec(state) };
+    // A new segment has no handle yet: the server makes one from its name in any script.
+    // Editing an archived segment keeps it archived until the merchant restores it.
+    const spec = { handle: editing ? editing.handle : "", name: text, ...toSpec(state), ...(editing?.archived ? { archived: true } : {}) };
     const next = editing ? customs.map((c) => (c.handle === editing.handle ? spec : c)) : [...customs, spec];
-    const index = next.findIndex((c) => c.handle === spec.handle);
+    const index = next.indexOf(spec);
     const saved = await saveAll(next, index);
     if (!saved) return;
     toast(t("builder.saved"));
@@ -327,12 +324,37 @@ function draw(root, customs, handle) {
     location.hash = "#/segments";
   }
 
+  /** Archive (no members, its tags off, its rules kept) or restore: saved like an edit. */
+  async function setArchived(archived) {
+    if (archived) {
+      const body = h("p", null, t("builder.archive_body", { name: editing.name }));
+      if (!(await confirmDialog(t("builder.archive"), body, t("builder.archive")))) return;
+    }
+    const next = customs.map((c) => {
+      if (c.handle !== editing.handle) return c;
+      const { archived: _, ...rest } = c;
+      return archived ? { ...rest, archived: true } : rest;
+    });
+    const saved = await saveAll(next, next.findIndex((c) => c.handle === editing.handle));
+    if (!saved) return;
+    toast(t(archived ? "builder.archived" : "builder.restored"));
+    location.hash = "#/segments";
+  }
+
   drawTree();
   root.append(
     page(
       editing ? t("builder.title_edit") : t("builder.title_new"),
       {},
       h("p", null, h("a", { href: "#/segments", "data-action": "back" }, t("segment.back"))),
+      editing?.archived
+        ? banner(
+            "info",
+            t("builder.archived_title"),
+            h("p", null, t("builder.archived_body")),
+            button(t("builder.restore"), { variant: "primary", "data-action": "restore-segment", onClick: () => setArchived(false).catch(failed) }),
+          )
+        : null,
       saveError,
       section(
         null,
@@ -351,6 +373,9 @@ function draw(root, customs, handle) {
                   location.hash = `#/segments/new?copy=${encodeURIComponent(editing.handle)}`;
                 },
               })
+            : null,
+          editing && !editing.archived
+            ? button(t("builder.archive"), { "data-action": "archive-segment", onClick: () => setArchived(true).catch(failed) })
             : null,
           editing
             ? button(t("builder.delete"), { tone: "critical", "data-action": "delete-segment", onClick: () => remove().catch(failed) })

@@ -76,30 +76,33 @@ function rowsTable(rows, refresh, errors) {
 
 export async function render(root) {
   const errors = h("div", { class: "gp-errors" });
-  const filters = { q: "", hideEmpty: false };
+  const filters = { q: "", hideEmpty: false, archived: false };
   const draw = (data) => {
     const refresh = () => withStates(root, () => api.get("/segments"), draw);
     // A deleted rule keeps its row (history, tags to take off) but is no longer listed.
-    const all = data.segments.filter((s) => s.enabled !== false && s.defined !== false);
+    const active = data.segments.filter((s) => s.enabled !== false && s.defined !== false);
+    // Archived custom segments are listed only under their own filter, to be restored.
+    const archived = data.segments.filter((s) => s.archived);
     const groups = h("div", { "data-table": "segments" });
     const count = h("p", { class: "gp-subdued", role: "status" });
     const redraw = () => {
       const q = filters.q.trim().toLocaleLowerCase();
+      const all = filters.archived ? archived : active;
       const shown = all.filter(
         (s) =>
           (!filters.hideEmpty || s.members > 0) &&
           (!q || [segmentName(s), s.handle, s.tag, describe(s)].some((text) => text.toLocaleLowerCase().includes(q))),
       );
-      count.textContent = q || filters.hideEmpty ? t("segments.shown", { count: shown.length, total: all.length }) : "";
+      count.textContent = q || filters.hideEmpty || filters.archived ? t("segments.shown", { count: shown.length, total: all.length }) : "";
       const sections = GROUPS.map((group) => {
         const rows = shown.filter((s) => groupOf(s) === group);
         const extra = [];
         if (group === "rfm") extra.push(h("p", { class: "gp-subdued" }, t("segments.rfm_scores")));
         if (group === "predictions" || group === "rfm") extra.push(h("p", { class: "gp-subdued" }, t("segments.at_risk_vs_rfm")));
-        if (group === "custom") {
+        if (group === "custom" && !filters.archived) {
           extra.push(button(t("segments.new_custom"), { "data-action": "new-segment", onClick: () => (location.hash = "#/segments/new") }));
         }
-        if (!rows.length && group !== "custom") return null;
+        if (!rows.length && (group !== "custom" || filters.archived)) return null;
         return h(
           "div",
           { "data-group": group },
@@ -129,6 +132,15 @@ export async function render(root) {
         redraw();
       },
     });
+    const showArchived = h("input", {
+      type: "checkbox",
+      "data-show-archived": "",
+      checked: filters.archived,
+      onChange: (event) => {
+        filters.archived = event.target.checked;
+        redraw();
+      },
+    });
     root.append(
       page(
         t("segments.title"),
@@ -137,13 +149,14 @@ export async function render(root) {
         section(
           null,
           h("p", { class: "gp-subdued" }, t("segments.help")),
-          all.length
+          active.length || archived.length
             ? h(
                 "div",
                 { class: "gp-filters" },
                 h("label", { class: "gp-label", for: "segments-search" }, t("segments.search")),
                 search,
                 h("label", { class: "gp-check" }, hide, t("segments.hide_empty")),
+                archived.length ? h("label", { class: "gp-check" }, showArchived, t("segments.show_archived", { count: archived.length })) : null,
                 count,
               )
             : empty(t("segments.empty"), t("segments.empty_body")),

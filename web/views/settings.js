@@ -6,7 +6,7 @@
 
 import { api, query } from "../api.js";
 import { debounce, h, mount, nextId } from "../dom.js";
-import { segmentName, t } from "../i18n.js";
+import { has, segmentName, t } from "../i18n.js";
 import { badge, banner, button, confirmDialog, failure, loading, page, section, toast, withStates } from "../ui.js";
 import { actionsSection } from "./actions.js";
 
@@ -19,8 +19,7 @@ const NUMBERS = [
   ["true_fan_min_orders", "loyalty", "int", 2, 1000, 1],
   ["vip_share", "loyalty", "percent", 0.1, 50, 0.1],
   ["reminder_factor", "lapsed", "float", 1, 10, 0.1],
-  ["likely_min_p_alive", "predictions", "percent", 0, 100, 1],
-  ["at_risk_max_p_alive", "predictions", "percent", 0, 100, 1],
+  ["at_risk_min_spend_share", "predictions", "percent", 0, 100, 1],
   ["milestone_amount", "seasons", "float", 1, 1e9, 1],
 ];
 const POLICIES = ["subscribed", "subscribed_or_pending", "all"];
@@ -54,12 +53,47 @@ function readNumber(input) {
   return value;
 }
 
-/** A product picker over /api/products; chips for picked products (ids) or title words. */
-function picker(values, titles, label) {
+/** Tell the form something changed that no input event reports (a chip, a tier, a rule). */
+const changed = (el) => el.dispatchEvent(new Event("change", { bubbles: true }));
+
+/**
+ * A product picker over /api/products; chips for picked products (ids) or title words. The
+ * search box is a combobox (WAI-ARIA APG): arrow keys move through the options while focus
+ * stays in the box, Enter picks, Escape closes.
+ */
+function picker(values, titles, label, side) {
   const picked = [...values];
+  const listId = nextId("products");
   const chips = h("ul", { class: "gp-chips", role: "list" });
-  const results = h("ul", { class: "gp-results", role: "listbox", hidden: true });
-  const input = h("input", { type: "search", class: "gp-input", placeholder: t("settings.picker_placeholder"), "aria-label": label, "data-input": "product-search", autocomplete: "off" });
+  const results = h("ul", { class: "gp-results", role: "listbox", id: listId, "aria-label": label, hidden: true });
+  const input = h("input", {
+    type: "text",
+    class: "gp-input",
+    role: "combobox",
+    "aria-autocomplete": "list",
+    "aria-expanded": "false",
+    "aria-controls": listId,
+    placeholder: t("settings.picker_placeholder"),
+    "aria-label": label,
+    "data-input": "product-search",
+    autocomplete: "off",
+  });
+  let options = []; // [element, pick]
+  let active = -1;
+  const setActive = (index) => {
+    active = index;
+    for (const [i, [item]] of options.entries()) item.setAttribute("aria-selected", String(i === active));
+    if (active < 0) input.removeAttribute("aria-activedescendant");
+    else {
+      input.setAttribute("aria-activedescendant", options[active][0].id);
+      options[active][0].scrollIntoView({ block: "nearest" });
+    }
+  };
+  const close = () => {
+    results.hidden = true;
+    input.setAttribute("aria-expanded", "false");
+    setActive(-1);
+  };
   const drawChips = () =>
     mount(
       chips,
@@ -68,7 +102,7 @@ function picker(values, titles, label) {
           "li",
           { class: "gp-chip", "data-ref": ref },
           titles[ref] || ref,
-          h("button", { type: "button", class: "gp-chip-remove", "aria-label": t("settings.remove_item", { item: titles[ref] || ref }), onClick: () => { picked.splice(i, 1); drawChips(); } }, "×"),
+          h("button", { type: "button", class: "gp-chip-remove", "aria-label": t("settings.remove_item", { item: titles[ref] || ref }), onClick: () => { picked.splice(i, 1); drawChips(); changed(el); } }, "×"),
         ),
       ),
     );
@@ -76,13 +110,21 @@ function picker(values, titles, label) {
     if (title) titles[ref] = title;
     if (!picked.includes(ref)) picked.push(ref);
     input.value = "";
-    results.hidden = true;
+    close();
     drawChips();
+    changed(el);
+  };
+  const option = (text, pick, attrs = {}) => {
+    // mousedown would take focus from the box; the click still picks.
+    const item = h("li", { role: "option", id: nextId("product"), class: "gp-result", "aria-selected": "false", onMousedown: (e) => e.preventDefault(), onClick: pick, ...attrs }, text);
+    options.push([item, pick]);
+    return item;
   };
   const search = debounce(async () => {
     const q = input.value.trim();
+    options = [];
     if (!q) {
-      results.hidden = true;
+      close();
       return;
     }
     try {
@@ -90,22 +132,45 @@ function picker(values, titles, label) {
       mount(
         results,
         data.products.length
-          ? data.products.map((p) => h("li", { role: "option", tabindex: "0", class: "gp-result", "data-product": p.id, onClick: () => add(String(p.id), p.title), onKeydown: (e) => { if (e.key === "Enter") add(String(p.id), p.title); } }, p.title))
-          : h("li", { class: "gp-subdued" }, t("settings.no_products")),
+          ? data.products.map((p) => option(p.title, () => add(String(p.id), p.title), { "data-product": p.id }))
+          : h("li", { class: "gp-subdued", role: "presentation" }, t("settings.no_products")),
         // Typed words also work: they match product titles when segments are computed.
-        h("li", { role: "option", tabindex: "0", class: "gp-result gp-subdued", onClick: () => add(q.toLowerCase()), onKeydown: (e) => { if (e.key === "Enter") add(q.toLowerCase()); } }, t("settings.use_words", { words: q })),
+        option(t("settings.use_words", { words: q }), () => add(q.toLowerCase()), { class: "gp-result gp-subdued", "data-words": q }),
       );
-      results.hidden = false;
     } catch (error) {
-      mount(results, h("li", null, failure(error)));
-      results.hidden = false;
+      mount(results, h("li", { role: "presentation" }, failure(error)));
     }
+    results.hidden = false;
+    input.setAttribute("aria-expanded", "true");
+    setActive(options.length ? 0 : -1);
   }, 250);
   input.addEventListener("input", search);
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      event.preventDefault();
+      if (results.hidden || !options.length) return;
+      const step = event.key === "ArrowDown" ? 1 : -1;
+      setActive((active + step + options.length) % options.length);
+    } else if (event.key === "Enter") {
+      event.preventDefault(); // never submits the settings form from here
+      if (!results.hidden && active >= 0) options[active][1]();
+    } else if (event.key === "Escape" && !results.hidden) {
+      event.preventDefault();
+      close();
+    }
+  });
+  input.addEventListener("blur", close);
   drawChips();
-  const el = h("div", { class: "gp-picker" }, chips, input, results);
+  const el = h("div", { class: "gp-picker", "data-side": side }, chips, input, results);
   el.value = () => [...picked];
   return el;
+}
+
+/** An error line an input names with aria-describedby. */
+function errorLine(input) {
+  const line = h("p", { class: "gp-field-error", id: nextId("error"), role: "alert" });
+  input.setAttribute("aria-describedby", line.id);
+  return line;
 }
 
 function tiersEditor(tiers) {
@@ -114,12 +179,19 @@ function tiersEditor(tiers) {
   const addRow = (tier) => {
     const days = h("input", { type: "number", class: "gp-input gp-short", min: 1, max: 3650, value: tier.days, "aria-label": t("settings.tier_days"), "data-tier": "days" });
     const pct = h("input", { type: "number", class: "gp-input gp-short", min: 0, max: 90, value: tier.discount_percent, "aria-label": t("settings.tier_discount"), "data-tier": "discount" });
+    const error = errorLine(days);
+    pct.setAttribute("aria-describedby", error.id);
     const row = h(
       "div",
-      { class: "gp-tier" },
-      h("label", null, t("settings.tier_after"), " ", days, " ", t("settings.tier_days_unit")),
-      h("label", null, t("settings.tier_offer"), " ", pct, " %"),
-      h("button", { type: "button", class: "gp-link-button", onClick: () => { rows.splice(rows.indexOf(entry), 1); row.remove(); } }, t("action.remove")),
+      { "data-tier-row": "" },
+      h(
+        "div",
+        { class: "gp-tier" },
+        h("label", null, t("settings.tier_after"), " ", days, " ", t("settings.tier_days_unit")),
+        h("label", null, t("settings.tier_offer"), " ", pct, " %"),
+        h("button", { type: "button", class: "gp-link-button", onClick: () => { rows.splice(rows.indexOf(entry), 1); row.remove(); changed(list); } }, t("action.remove")),
+      ),
+      error,
     );
     const entry = { days, pct, row };
     rows.push(entry);
@@ -130,7 +202,7 @@ function tiersEditor(tiers) {
     "div",
     null,
     list,
-    h("button", { type: "button", class: "gp-link-button", onClick: () => { if (rows.length < 5) addRow({ days: (Number(rows.at(-1)?.days.value) || 30) + 30, discount_percent: 10 }); } }, t("settings.add_tier")),
+    h("button", { type: "button", class: "gp-link-button", onClick: () => { if (rows.length < 5) { addRow({ days: (Number(rows.at(-1)?.days.value) || 30) + 30, discount_percent: 10 }); changed(list); } } }, t("settings.add_tier")),
   );
   el.value = () => rows.map((r) => ({ days: Number(r.days.value), discount_percent: Number(r.pct.value) }));
   return el;
@@ -139,20 +211,22 @@ function tiersEditor(tiers) {
 function rulesEditor(rules, titles) {
   const list = h("div", { class: "gp-rules" });
   const editors = [];
+  const side = (key, labelKey, chooser) =>
+    h("div", { class: "gp-field", "data-field": key }, h("p", { class: "gp-label" }, t(labelKey)), chooser, errorLine(chooser.querySelector("input")));
   const addRule = (rule) => {
-    const name = h("input", { class: "gp-input", value: rule.name || "", "aria-label": t("settings.rule_name"), "data-rule": "name" });
-    const bought = picker(rule.bought || [], titles, t("settings.rule_bought"));
-    const never = picker(rule.never || [], titles, t("settings.rule_never"));
+    const name = h("input", { class: "gp-input", value: rule.name || "", "data-rule": "name" });
+    const bought = picker(rule.bought || [], titles, t("settings.rule_bought"), "bought");
+    const never = picker(rule.never || [], titles, t("settings.rule_never"), "never");
     const box = h(
       "fieldset",
       { class: "gp-rule", "data-rule-handle": rule.handle || "" },
       h("legend", null, rule.name || t("settings.new_rule")),
       field(t("settings.rule_name"), name, null, "name"),
-      h("div", { class: "gp-field" }, h("p", { class: "gp-label" }, t("settings.rule_bought")), bought),
-      h("div", { class: "gp-field" }, h("p", { class: "gp-label" }, t("settings.rule_never")), never),
-      h("button", { type: "button", class: "gp-link-button", onClick: () => { editors.splice(editors.indexOf(entry), 1); box.remove(); } }, t("settings.remove_rule")),
+      side("bought", "settings.rule_bought", bought),
+      side("never", "settings.rule_never", never),
+      h("button", { type: "button", class: "gp-link-button", onClick: () => { editors.splice(editors.indexOf(entry), 1); box.remove(); changed(list); } }, t("settings.remove_rule")),
     );
-    const entry = { rule, name, bought, never };
+    const entry = { rule, name, bought, never, box };
     editors.push(entry);
     list.append(box);
   };
@@ -161,15 +235,14 @@ function rulesEditor(rules, titles) {
     "div",
     null,
     list,
-    h("button", { type: "button", class: "gp-link-button", "data-action": "add-rule", onClick: () => addRule({ handle: "", name: "", bought: [], never: [] }) }, t("settings.add_rule")),
+    h("button", { type: "button", class: "gp-link-button", "data-action": "add-rule", onClick: () => { addRule({ handle: "", name: "", bought: [], never: [] }); changed(list); } }, t("settings.add_rule")),
   );
-  el.value = () =>
-    editors.map((e, i) => {
-      const nameText = e.name.value.trim();
-      const handle =
-        e.rule.handle ||
-        (nameText.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 40) || `rule-${i + 1}`);
-      return { handle, name: nameText || handle, bought: e.bought.value(), never: e.never.value() };
+  // A new rule has no handle yet: the server makes one from its name in any script.
+  el.value = () => editors.map((e) => ({ handle: e.rule.handle || "", name: e.name.value.trim(), bought: e.bought.value(), never: e.never.value() }));
+  el.adopt = (saved) =>
+    editors.forEach((e, i) => {
+      e.rule.handle = saved[i]?.handle || e.rule.handle;
+      e.box.dataset.ruleHandle = e.rule.handle;
     });
   return el;
 }
@@ -374,31 +447,115 @@ export async function render(root) {
     const tiers = tiersEditor(s.lapsed_tiers);
     const rules = rulesEditor(s.cross_sell, titles);
 
-    const showError = (fieldName, message) => {
-      for (const el of root.querySelectorAll(".gp-field-error")) el.textContent = "";
-      for (const el of root.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
-      const top = (fieldName || "").split(/[.[]/)[0];
-      const holder = root.querySelector(`[data-field="${CSS.escape(top)}"]`);
-      if (holder) {
-        const err = holder.querySelector(".gp-field-error");
-        if (err) err.textContent = message;
-        const input = holder.querySelector("input, select");
-        if (input) {
-          input.setAttribute("aria-invalid", "true");
-          input.focus();
-        }
-      }
-    };
-
-    const save = async (event) => {
-      event.preventDefault();
+    const collect = () => {
       const changes = { tag_prefix: inputs.tag_prefix.value.trim(), consent_policy: inputs.consent_policy.value };
       for (const [key] of NUMBERS) changes[key] = readNumber(inputs[key]);
       changes.lapsed_tiers = tiers.value();
       changes.season_months = [...months.querySelectorAll("input:checked")].map((c) => Number(c.value));
       changes.cross_sell = rules.value();
+      return changes;
+    };
+
+    /** The holder of a field's error line and its input, from the API's path
+     * (``vip_share``, ``lapsed_tiers[0].discount_percent``, ``cross_sell[2].never[0]``). */
+    const locate = (path) => {
+      const [, top, index, sub] = /^(\w+)(?:\[(\d+)\])?(?:\.(\w+))?/.exec(path || "") || [];
+      const holder = top ? root.querySelector(`[data-form="settings"] [data-field="${CSS.escape(top)}"]`) : null;
+      if (!holder) return null;
+      if (top === "lapsed_tiers" && index !== undefined) {
+        const row = holder.querySelectorAll("[data-tier-row]")[Number(index)];
+        if (row) return { holder: row, input: row.querySelector(`[data-tier="${sub === "discount_percent" ? "discount" : "days"}"]`) };
+      }
+      if (top === "cross_sell" && index !== undefined) {
+        const rule = holder.querySelectorAll(".gp-rule")[Number(index)];
+        const part = rule?.querySelector(`[data-field="${sub === "never" || sub === "bought" ? sub : "name"}"]`);
+        if (part) return { holder: part, input: part.querySelector("input") };
+      }
+      return { holder, input: holder.querySelector("input, select") };
+    };
+
+    /** The label a message names and whether the form shows the value as a percent. */
+    const describe = (path) => {
+      const number = NUMBERS.find(([key]) => key === path);
+      if (number) return { label: t(`settings.${path}`), percent: number[2] === "percent" };
+      if (/^lapsed_tiers\[\d+\]\.discount_percent/.test(path)) return { label: t("settings.tier_discount") };
+      if (/^lapsed_tiers\[\d+\]\.days/.test(path)) return { label: t("settings.tier_days") };
+      const side = /^cross_sell\[\d+\]\.(bought|never)/.exec(path);
+      if (side) return { label: t(`settings.rule_${side[1]}`) };
+      const top = path.split(/[.[]/)[0];
+      return { label: has(`settings.${top}`) ? t(`settings.${top}`) : top };
+    };
+
+    /** An API problem (``code`` + ``params``) in the merchant's language and the form's units. */
+    const say = (problem, kind) => {
+      const key = `settings.${kind}.${problem.code}`;
+      if (!problem.code || !has(key)) return problem.message;
+      const { label, percent } = describe(problem.field || "");
+      const params = { ...problem.params, label };
+      for (const bound of ["min", "max"]) if (percent && typeof params[bound] === "number") params[bound] = Math.round(params[bound] * 1000) / 10;
+      if (params.product !== undefined) params.product = titles[params.product] || params.product;
+      return t(key, params);
+    };
+
+    const clearProblems = () => {
+      for (const el of root.querySelectorAll("[data-form='settings'] .gp-field-error")) el.textContent = "";
+      for (const el of root.querySelectorAll("[data-form='settings'] [aria-invalid]")) el.removeAttribute("aria-invalid");
+    };
+
+    const showError = (error) => {
+      const message = say(error, "error");
+      const spot = locate(error.field);
+      const line = spot?.holder.querySelector(":scope > .gp-field-error");
+      if (line) line.textContent = message;
+      if (spot?.input) {
+        spot.input.setAttribute("aria-invalid", "true");
+        spot.input.focus();
+      }
+      mount(status, banner("critical", t("settings.invalid"), h("p", { "data-error": error.field || "" }, message)));
+    };
+
+    const showWarnings = (warnings) => {
+      const lines = warnings.map((w) => {
+        const message = say(w, "warning");
+        const line = locate(w.field)?.holder.querySelector(":scope > .gp-field-error");
+        if (line) line.textContent = message;
+        return h("li", { "data-warning": w.field }, message);
+      });
+      return lines.length ? [banner("warning", t("settings.warnings"), h("ul", null, lines))] : [];
+    };
+
+    // Unsaved changes: App Bridge's save bar in the admin, an in-page bar in the demo; leaving
+    // the page with changes asks first either way.
+    let savedState = "";
+    let dirty = false;
+    const bridgeBar = window.shopify?.saveBar && customElements.get("ui-save-bar");
+    const barId = nextId("save-bar");
+    const discard = () => withStates(root, load, draw);
+    const bar = bridgeBar
+      ? h("ui-save-bar", { id: barId }, h("button", { variant: "primary", onClick: () => form.requestSubmit() }), h("button", { onClick: discard }))
+      : h(
+          "div",
+          { class: "gp-save-bar", id: barId, role: "region", "aria-label": t("settings.unsaved"), "data-save-bar": "", hidden: true },
+          h("p", null, t("settings.unsaved")),
+          h("button", { type: "button", class: "gp-native-button", "data-action": "discard", onClick: discard }, t("settings.discard")),
+          h("button", { type: "button", class: "gp-native-button gp-primary", "data-action": "bar-save", onClick: () => form.requestSubmit() }, t("action.save")),
+        );
+    const setDirty = (value) => {
+      dirty = value;
+      if (bridgeBar) window.shopify.saveBar[dirty ? "show" : "hide"](barId);
+      else bar.hidden = !dirty;
+    };
+    const track = () => setDirty(JSON.stringify(collect()) !== savedState);
+    window.addEventListener("beforeunload", (event) => {
+      if (dirty && bar.isConnected) event.preventDefault();
+    });
+
+    const save = async (event) => {
+      event.preventDefault();
+      const changes = collect();
       const saveButton = root.querySelector("[data-action='save']");
       saveButton.setAttribute("loading", "");
+      clearProblems();
       try {
         let saved;
         try {
@@ -407,28 +564,27 @@ export async function render(root) {
           if (error.status !== 409) throw error;
           // It moves tags or audiences: show the effect, apply only if the merchant confirms.
           const preview = error.body;
-          showError(null, "");
           if (!(await confirmDialog(t("settings.preview.title"), effectView(preview), t("settings.preview.apply")))) {
             mount(status, banner("info", t("settings.preview.cancelled"), h("p", null, t("settings.preview.cancelled_body"))));
             return;
           }
           saved = await api.put("/settings", { settings: changes, confirm: preview.token });
         }
-        showError(null, "");
         const notices = [banner("success", t("settings.saved"), h("p", null, t("settings.saved_body")))];
         if (saved.removed?.length) {
           const names = saved.removed.map((r) => segmentName({ handle: r.segment, name: r.name })).join(", ");
           notices.push(banner("warning", t("settings.removed_notice"), h("p", { "data-notice": "removed" }, t("settings.removed_notice_body", { segments: names }))));
         }
+        notices.push(...showWarnings(saved.warnings || []));
         mount(status, ...notices);
+        // New rules now have their handles (and tags): keep them so the next save is the same rule.
+        rules.adopt(saved.settings.cross_sell);
+        savedState = JSON.stringify(collect());
+        setDirty(false);
         toast(t("settings.saved"));
       } catch (error) {
-        if (error.status === 400) {
-          showError(error.field, error.message);
-          mount(status, banner("critical", t("settings.invalid"), h("p", null, `${error.field ? `${error.field}: ` : ""}${error.message}`)));
-        } else {
-          mount(status, failure(error));
-        }
+        if (error.status === 400) showError({ ...error.body, message: error.message });
+        else mount(status, failure(error));
       } finally {
         saveButton.removeAttribute("loading");
       }
@@ -436,7 +592,7 @@ export async function render(root) {
 
     const form = h(
       "form",
-      { class: "gp-form", onSubmit: save, novalidate: true, "data-form": "settings" },
+      { class: "gp-form", onSubmit: save, novalidate: true, "data-form": "settings", onInput: track, onChange: track },
       status,
       section(t("settings.tags"), field(t("settings.tag_prefix"), inputs.tag_prefix, t("settings.tag_prefix.help"), "tag_prefix")),
       section(t("settings.business"), h("p", { class: "gp-subdued" }, t("settings.business_help")), ...group("business")),
@@ -447,7 +603,9 @@ export async function render(root) {
       section(t("settings.cross_sell"), h("p", { class: "gp-subdued" }, t("settings.cross_sell_help")), h("div", { "data-field": "cross_sell" }, rules, h("p", { class: "gp-field-error", role: "alert" }))),
       section(t("settings.consent"), field(t("settings.consent_policy"), inputs.consent_policy, t("settings.consent_policy.help"), "consent_policy")),
       h("div", { class: "gp-actions gp-sticky" }, h("button", { type: "submit", class: "gp-native-button gp-primary", "data-action": "save" }, t("action.save"))),
+      bar,
     );
+    savedState = JSON.stringify(collect());
 
     const removeAll = button(t("settings.remove_all"), {
       tone: "critical",

@@ -203,7 +203,10 @@ def segment_definitions(cfg: ShopConfig, stats: ShopStats) -> list[SegmentDef]:
         )
     for i, spec in enumerate(cfg.custom_segments):
         seg = rules.parse_custom_segment(spec, f"custom_segments[{i}]")
-        defs.append(SegmentDef(f"custom-{seg.handle}", seg.name, SegmentKind.CUSTOM, dict(spec)))
+        if not seg.archived:  # an archived segment is defined no more, as a deleted one
+            defs.append(
+                SegmentDef(f"custom-{seg.handle}", seg.name, SegmentKind.CUSTOM, dict(spec))
+            )
     names = {d.handle: d.name for d in defs}
     defs += [
         SegmentDef(

@@ -15,9 +15,11 @@ def cross_sell(ctx: Context) -> None:
     for rule in ctx.cfg.cross_sell:
         mask, bought = crosssell.rule_members(ds, rule)
         bought_titles = [titles[k] for k in sorted(bought) if k in titles][:3]
+        # A picked product is stored by id; the reason names it by its title.
+        never = [
+            titles.get(int(ref), ref) if crosssell.is_product_id(ref) else ref for ref in rule.never
+        ]
         text = (
-            reason(bought=", ".join(bought_titles), never=", ".join(rule.never))
-            if bought_titles
-            else ""
+            reason(bought=", ".join(bought_titles), never=", ".join(never)) if bought_titles else ""
         )
         ctx.put(f"cross-sell-{rule.handle}", mask, constant(text))

@@ -59,6 +59,14 @@ def custom_segments(ctx: Context) -> None:
         return
     ds = ctx.dataset
     columns = custom_columns(ctx)
+    segments = [
+        rules.parse_custom_segment(spec, f"custom_segments[{i}]")
+        for i, spec in enumerate(ctx.cfg.custom_segments)
+    ]
+    live = [seg for seg in segments if not seg.archived]
+    if any(rules.uses_field(seg.root, rules.TAG_FIELD) for seg in live):
+        # Decoded only when a rule tests tags: a JSON list per customer is not free.
+        columns[rules.TAG_FIELD] = rules.tag_sets(ds.info["tags"])
     cache: dict[str, BoolArray] = {}
 
     def product_mask(reference: str) -> BoolArray:
@@ -67,9 +75,8 @@ def custom_segments(ctx: Context) -> None:
         return cache[reference]
 
     reason = encoder("custom", text=("rule",))
-    for i_c, spec in enumerate(ctx.cfg.custom_segments):
-        seg = rules.parse_custom_segment(spec, f"custom_segments[{i_c}]")
-        text = reason(rule=rules.describe(seg.root))
+    for seg in live:
+        text = reason(rule=rules.describe(seg.root, ds.product_titles))
         ctx.put(
             f"custom-{seg.handle}",
             rules.evaluate(seg.root, columns, product_mask),

@@ -178,13 +178,16 @@ def segment_list(request: Request) -> Response:
             select(Segment).where(Segment.shop_id == shop_id).order_by(Segment.id)
         ).all()
         stats = recompute.cached_stats(shop)
+        cfg = recompute.shop_config(shop)
         # A deleted rule's (or a region's that left the top) row stays for its history and
-        # tag ledger; ``defined: false`` lets the page leave it out of the list.
+        # tag ledger; ``defined: false`` lets the page leave it out of the list. An archived
+        # custom segment is not defined either, but listed under "Archived" to be restored.
         defined = (
-            {d.handle for d in library.segment_definitions(recompute.shop_config(shop), stats)}
+            {d.handle for d in library.segment_definitions(cfg, stats)}
             if stats is not None
             else None
         )
+        archived = {f"custom-{c['handle']}" for c in cfg.custom_segments if c.get("archived")}
         revenue, total = _segment_revenue(session, shop_id)
         week_ago = _week_ago_members(session, shop_id)
         meta = meta_view.segment_meta(session, shop_id)
@@ -194,7 +197,9 @@ def segment_list(request: Request) -> Response:
                 "segments": [
                     {
                         **_segment_row(s, prefix, revenue, total, week_ago, meta, written),
-                        "defined": defined is None or s.handle in defined,
+                        "defined": s.handle not in archived
+                        and (defined is None or s.handle in defined),
+                        "archived": s.handle in archived,
                     }
                     for s in rows
                 ],
@@ -496,12 +501,21 @@ def segment_preview(request: Request) -> Response:
     draft = body.get("segment")
     if not isinstance(draft, dict):
         raise InputError("send the draft segment", field="segment")
-    # A draft has no handle yet: any valid one evaluates the same rules.
-    spec = {**draft, "handle": draft.get("handle") or "draft"}
+    # A draft has no handle yet: any valid one evaluates the same rules; an archived segment's
+    # preview says what restoring it would bring back.
+    spec = {**draft, "handle": draft.get("handle") or "draft", "archived": False}
     seg = rules.parse_custom_segment(spec, "segment")
     with db_session(request) as session:
         shop = get_shop(session, shop_id)
         cfg = dataclasses.replace(recompute.shop_config(shop), custom_segments=(spec,))
+        own = [
+            segment_tag(tag, handle, cfg.tag_prefix)
+            for tag, handle in session.execute(
+                select(Segment.tag, Segment.handle).where(Segment.shop_id == shop_id)
+            )
+        ]
+        # Refused here as on saving, so the builder says so beside the condition at once.
+        rules.own_tag_problem(seg, "segment", cfg.tag_prefix, own)
         stats = recompute.cached_stats(shop)
         ds = shop_cache.get(
             "dataset",
@@ -522,7 +536,7 @@ def segment_preview(request: Request) -> Response:
         {
             "members": result.count,
             "customers": ds.n_customers,
-            "description": rules.describe(seg.root),
+            "description": rules.describe(seg.root, ds.product_titles),
             "sample": [{"id": cid, "name": names.get(cid, str(cid))} for cid in sample],
         }
     )

@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from shopify_app.db.models import MetaConnection, Product, Shop
 from shopify_app.errors import InputError
-from shopify_app.segments import limits, settings_change
+from shopify_app.segments import crosssell, limits, settings_change
 from shopify_app.segments.config import ShopConfig
 from shopify_app.server.api.request import (
     db_session,
@@ -70,6 +71,7 @@ def settings_put(request: Request) -> Response:
     """Change settings (``{"settings": {...}}``, a partial object); refused with the failing
     field. A change that moves tags or Meta audiences answers 409 with its effect (and a
     ``token``) and is applied only when sent again with ``"confirm": <token>``; then recompute.
+    Both answers carry ``warnings`` (:func:`product_warnings`).
     """
     shop_id = request_shop_id(request)
     body = json_body(request)
@@ -82,8 +84,12 @@ def settings_put(request: Request) -> Response:
     ctx = request.app.state.ctx
     change = settings_change.prepare(ctx, shop_id, changes)
     limits.check_size(change.after)
+    with db_session(request) as session:
+        warnings = product_warnings(session, shop_id, change.after["cross_sell"])
     if change.effect.moves and confirm != change.token:
-        return JSONResponse({"applied": False, **change.preview()}, status_code=409)
+        return JSONResponse(
+            {"applied": False, **change.preview(), "warnings": warnings}, status_code=409
+        )
     settings_change.apply(ctx, change, user_id=getattr(request.state, "user_id", None))
     enqueue(request, "segments.recompute_shop", shop_id=shop_id)
     old_prefix, new_prefix = change.before["tag_prefix"], change.after["tag_prefix"]
@@ -93,7 +99,29 @@ def settings_put(request: Request) -> Response:
     if change.after["lapsed_tiers"] != change.before["lapsed_tiers"]:
         # A tier's win-back discount follows its percentage (and goes when the tier does).
         enqueue(request, "actions.sync_discounts", shop_id=shop_id)
-    return JSONResponse({"applied": True, "settings": change.after, **change.preview()})
+    return JSONResponse(
+        {"applied": True, "settings": change.after, **change.preview(), "warnings": warnings}
+    )
+
+
+def product_warnings(
+    session: Session, shop_id: int, rules: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Cross-sell products that name nothing in the synced catalogue, each with its field
+    (``cross_sell[1].never[0]``): saved anyway, since the product may come later, but said, so
+    a typo does not leave a rule silently empty. Nothing to judge before a catalogue exists."""
+    titles = dict(
+        session.execute(select(Product.id, Product.title).where(Product.shop_id == shop_id)).all()
+    )
+    if not titles:
+        return []
+    return [
+        {"field": f"cross_sell[{i}].{side}[{j}]", "code": "no_match", "params": {"product": ref}}
+        for i, rule in enumerate(rules)
+        for side in ("bought", "never")
+        for j, ref in enumerate(rule[side])
+        if not crosssell.titles_matching(titles, ref)
+    ]
 
 
 def tags_remove_all(request: Request) -> Response:
