@@ -34,6 +34,7 @@ from shopify_app.segments.library.reasons import Reason
 from shopify_app.states import SyncRunKind, SyncRunStatus
 from tests.fixtures_api import ApiClient, seed_shop, serving
 from tests.fixtures_auth import session_token
+from tests.messages import placeholders
 
 
 @dataclass
@@ -428,18 +429,6 @@ def test_renaming_a_tag_migrates_it_and_remove_all_needs_confirmation(
 WEB = Path(__file__).resolve().parent.parent / "web"
 
 
-# A plural argument ("{days, plural, one {…} other {…}}") is the placeholder ``days``; the text
-# of its forms ("two {يومين}") is not one.
-_PLACEHOLDER = re.compile(
-    r"(?<!zero )(?<!one )(?<!two )(?<!few )(?<!many )(?<!other )\{(\w+)(?:\}|, plural,)"
-)
-
-
-def _placeholders(message: object) -> set[str]:
-    texts = message.values() if isinstance(message, dict) else [message]
-    return {name for text in texts for name in _PLACEHOLDER.findall(str(text))}
-
-
 def test_every_language_has_every_message_with_the_same_placeholders() -> None:
     english = json.loads((WEB / "i18n" / "en.json").read_text(encoding="utf-8"))
     for lang in ("ar", "ko", "el"):
@@ -447,7 +436,7 @@ def test_every_language_has_every_message_with_the_same_placeholders() -> None:
         assert set(other) == set(english), lang
         for key, message in english.items():
             # A translation may drop {count} where its grammar spells the number out ("one").
-            assert _placeholders(other[key]) <= _placeholders(message) | {"count"}, (lang, key)
+            assert placeholders(other[key]) <= placeholders(message) | {"count"}, (lang, key)
             assert isinstance(other[key], dict) == isinstance(message, dict), (lang, key)
             if isinstance(message, dict):
                 assert "other" in other[key], (lang, key)

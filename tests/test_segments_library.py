@@ -25,6 +25,7 @@ from shopify_app.segments.dataset import (
 from shopify_app.segments.library import predictions, reasons
 from shopify_app.segments.library.context import ShopStats
 from shopify_app.segments.recompute import single_customer_dataset
+from tests.messages import placeholders
 from tests.test_segments_models import cdnow_dataset
 
 AS_OF = dt.date(2025, 6, 30)
@@ -566,7 +567,7 @@ def test_reasons_are_stored_as_json_the_page_translates_and_render_says_in_engli
             reason = reasons.Reason.parse(stored)
             assert reason is not None, stored
             assert reason.key in reasons.REASON_TEMPLATES, reason.key
-            names = set(re.findall(r"\{(\w+)\}", reasons.REASON_TEMPLATES[reason.key]))
+            names = placeholders(reasons.REASON_TEMPLATES[reason.key])
             assert set(reason.params) == names, reason.key
             assert reasons.Reason.parse(reason.to_json()) == reason
             seen.add(reason.key)
@@ -606,9 +607,9 @@ def test_prediction_messages_are_the_pages_and_every_language_has_them() -> None
     for lang in ("ar", "ko", "el"):
         other = json.loads((web / f"{lang}.json").read_text(encoding="utf-8"))
         for key in keys:
-            placeholders = set(re.findall(r"\{(\w+)\}", english[key]))
+            expected = placeholders(english[key])
             assert other[key] != english[key] or "/NBD" in key, (lang, key)
-            assert set(re.findall(r"\{(\w+)\}", other[key])) == placeholders, (lang, key)
+            assert placeholders(other[key]) == expected, (lang, key)
 
 
 def test_english_reason_templates_are_the_pages_and_every_language_has_them() -> None:
@@ -622,8 +623,8 @@ def test_english_reason_templates_are_the_pages_and_every_language_has_them() ->
         for key, template in reasons.REASON_TEMPLATES.items():
             translated = other[f"reason.{key}"]
             assert translated != template or key == "rfm", (lang, key)
-            placeholders = set(re.findall(r"\{(\w+)\}", template))
-            assert set(re.findall(r"\{(\w+)\}", translated)) == placeholders, (lang, key)
+            expected = placeholders(template)
+            assert placeholders(translated) == expected, (lang, key)
 
 
 # Run in a fresh interpreter (this test session has imported everything already): imports the
