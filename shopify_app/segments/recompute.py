@@ -70,6 +70,17 @@ SEGMENTS = cast(Table, Segment.__table__)
 HISTORY = cast(Table, SegmentHistory.__table__)
 COPY_CHUNK = 50_000  # rows per piece of a COPY (bounds the text built at once)
 SQLITE_CACHE_KIB = 512 * 1024  # an upper bound: SQLite allocates pages only as it reads them
+# The incremental recompute's reads, built once (bound per call): it runs for every webhook.
+_SHOP_SEGMENTS = select(SEGMENTS.c.id, SEGMENTS.c.handle, SEGMENTS.c.enabled).where(
+    SEGMENTS.c.shop_id == bindparam("shop")
+)
+_CUSTOMERS_MEMBERSHIPS = select(
+    MEMBERSHIPS.c.segment_id, MEMBERSHIPS.c.customer_id, MEMBERSHIPS.c.reason
+).where(
+    MEMBERSHIPS.c.shop_id == bindparam("shop"),
+    MEMBERSHIPS.c.customer_id.in_(bindparam("ids", expanding=True)),
+)
+_META_CONNECTION = select(MetaConnection.shop_id).where(MetaConnection.shop_id == bindparam("shop"))
 
 
 def shop_config(shop: Shop) -> ShopConfig:
@@ -675,9 +686,7 @@ def recompute_customers_now(
         ds = loader.load(session, shop_id, customer_ids=ids)
         segs = {
             handle: (int(sid), bool(enabled))
-            for sid, handle, enabled in session.execute(
-                select(s.c.id, s.c.handle, s.c.enabled).where(s.c.shop_id == shop_id)
-            )
+            for sid, handle, enabled in session.execute(_SHOP_SEGMENTS, {"shop": shop_id})
         }
         wanted: dict[tuple[int, int], str] = {}
         if ds.n_customers:
@@ -692,9 +701,7 @@ def recompute_customers_now(
         current: dict[tuple[int, int], str | None] = {
             (int(sid), int(cid)): reason
             for sid, cid, reason in session.execute(
-                select(t.c.segment_id, t.c.customer_id, t.c.reason).where(
-                    t.c.shop_id == shop_id, t.c.customer_id.in_(ids)
-                )
+                _CUSTOMERS_MEMBERSHIPS, {"shop": shop_id, "ids": ids}
             )
         }
         added = [pair for pair in wanted if pair not in current]
@@ -822,12 +829,7 @@ def recompute_customers(ctx: jobs.Context, shop_id: int, customer_ids: list[int]
 def _meta_connected(ctx: jobs.Context, shop_id: int) -> bool:
     """Whether the shop has a Meta connection row (``meta.sync_customer`` does nothing without)."""
     with ctx.engine.connect() as conn:
-        return (
-            conn.scalar(
-                select(MetaConnection.shop_id).where(MetaConnection.shop_id == shop_id).limit(1)
-            )
-            is not None
-        )
+        return conn.scalar(_META_CONNECTION, {"shop": shop_id}) is not None
 
 
 @jobs.periodic("segments.daily", hour="3", minute="20")
