@@ -277,3 +277,65 @@ def test_0008_moves_running_bulk_jobs_to_job_status(tmp_path: Path) -> None:
             results = conn.execute(text("SELECT id, result FROM audit_log ORDER BY id")).all()
         assert results == [(pk, result) for pk, _, _, result in entries]
         engine.dispose()
+
+
+def test_0010_moves_the_yardsticks_out_of_the_shop_settings_and_back(tmp_path: Path) -> None:
+    shops = table_clause(
+        "shops",
+        Column("id", Integer),
+        Column("domain", String),
+        Column("settings", JSON),
+        Column("token_version", Integer),
+        Column("scopes", String),
+        Column("api_cost_spent", Integer),
+        Column("created_at", DateTime),
+        Column("updated_at", DateTime),
+    )
+    moved = table_clause(
+        "shops",
+        Column("id", Integer),
+        Column("settings", JSON),
+        Column("segment_stats", JSON),
+        Column("cross_sell_suggestions", JSON),
+    )
+    stats = {"model_status": "fallback", "median_gap_days": 41.5}
+    rules = [{"antecedent": "Napkins", "consequent": "Rings", "lift": 2.5}]
+    before = {
+        1: {"tag_prefix": "gp-", "segment_stats": stats, "cross_sell_suggestions": rules},
+        2: {"vip_share": 0.1},
+    }
+    with fresh_database(tmp_path) as url:
+        db.upgrade(url, "0009_actions")
+        engine = db.make_engine(url)
+        at = dt.datetime(2026, 11, 23, 12, 0)
+        with engine.begin() as conn:
+            conn.execute(
+                insert(shops),
+                [
+                    {
+                        "id": n,
+                        "domain": f"s{n}.myshopify.com",
+                        "settings": settings,
+                        "token_version": 0,
+                        "scopes": "",
+                        "api_cost_spent": 0,
+                        "created_at": at,
+                        "updated_at": at,
+                    }
+                    for n, settings in before.items()
+                ],
+            )
+        db.upgrade(url, "0010_cpu")
+        with engine.connect() as conn:
+            rows = conn.execute(select(moved).order_by(moved.c.id)).all()
+        assert [tuple(r) for r in rows] == [
+            (1, {"tag_prefix": "gp-"}, stats, rules),
+            (2, {"vip_share": 0.1}, None, None),
+        ]
+        db.downgrade(url, "0009_actions")
+        with engine.connect() as conn:
+            settings = dict(conn.execute(select(shops.c.id, shops.c.settings)).all())
+            columns = {c["name"] for c in inspect(conn).get_columns("shops")}
+        assert settings == before
+        assert "segment_stats" not in columns and "cross_sell_suggestions" not in columns
+        engine.dispose()

@@ -156,8 +156,10 @@ def test_full_recompute_writes_segments_memberships_history_and_queues_syncs(
             select(SegmentHistory).where(SegmentHistory.segment_id == seg.id)
         ).all()
         assert [(h.members, h.revenue) for h in history] == [(1, 576.0)]
-        settings = session.get(Shop, shop.id).settings  # type: ignore[union-attr]
-        assert settings[recompute.STATS_KEY]["model_status"] == "fallback"
+        stored_shop = session.get(Shop, shop.id)
+        assert stored_shop is not None and stored_shop.segment_stats is not None
+        assert stored_shop.segment_stats["model_status"] == "fallback"
+        assert "segment_stats" not in stored_shop.settings  # not parsed with every shop read
 
     assert ctx.runtime is not None
     queued = [t.name for t in ctx.runtime.huey.pending()]
@@ -235,11 +237,14 @@ def test_empty_shop_and_cached_page_data(queued_ctx, make_shop) -> None:  # type
         add_order(s, shop.id, a, 3, 10.0, [("Dinner Napkins", 1)])
     recompute.recompute_shop_now(ctx, shop.id)
     with ctx.sessions() as session:
-        settings = session.get(Shop, shop.id).settings  # type: ignore[union-attr]
+        stored_shop = session.get(Shop, shop.id)
+        assert stored_shop is not None
+        settings, suggestions = stored_shop.settings, stored_shop.cross_sell_suggestions
         stored = session.get(ShopMetrics, shop.id)
     assert stored is not None and stored.data["headline"]["customers"] == 1
     assert "segment_metrics" not in settings  # metrics live in their own table
-    assert settings[recompute.SUGGESTIONS_KEY] == []
+    assert "cross_sell_suggestions" not in settings
+    assert suggestions == []
     assert set(memberships(ctx, shop.id, "vip")) == {a}
 
 

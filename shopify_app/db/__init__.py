@@ -76,8 +76,17 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 def write_engine(engine: Engine) -> Engine:
-    """``engine`` whose ``begin()`` takes SQLite's write lock up front (see :func:`transaction`)."""
-    return engine.execution_options(sqlite_immediate=True)
+    """``engine`` whose ``begin()`` takes SQLite's write lock up front (see :func:`transaction`).
+
+    Made once per engine and kept on it: making one copies the engine's event dispatch, and
+    every webhook asks for it several times.
+    """
+    made: Engine | None = engine.__dict__.get("_goldpan_write_engine")
+    if made is None:
+        made = engine.__dict__["_goldpan_write_engine"] = engine.execution_options(
+            sqlite_immediate=True
+        )
+    return made
 
 
 def lock_customers(conn: Connection, shop_id: int, customer_ids: Iterable[int]) -> None:

@@ -98,6 +98,10 @@ class Shop(Base):
     installed_at: Mapped[dt.datetime | None]
     uninstalled_at: Mapped[dt.datetime | None]
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Cached by every full recompute; deferred, so that the many reads of a shop row (several
+    # per webhook) do not parse them: only what evaluates or shows segments loads them.
+    segment_stats: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
+    cross_sell_suggestions: Mapped[list[Any] | None] = mapped_column(JSON, deferred=True)
     api_cost_spent: Mapped[int] = mapped_column(BigInteger, default=0)
     # Bumped by every write that changes what the page shows (``db.bump_data_version``).
     data_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

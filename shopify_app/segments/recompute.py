@@ -5,7 +5,7 @@
   difference (new members inserted, departed ones deleted, ``since`` of the others kept),
   write today's history row per segment, cache the shop-level yardsticks
   (:class:`~shopify_app.segments.library.context.ShopStats`) in
-  ``Shop.settings["segment_stats"]``, store the retention metrics in ``ShopMetrics``, then
+  ``Shop.segment_stats``, store the retention metrics in ``ShopMetrics``, then
   queue ``tags.sync``, ``meta.sync_shop`` and ``actions.flow_events`` when those tasks exist.
 - ``segments.recompute_customer(shop_id, customer_id)``: after a webhook, re-evaluate one
   customer against the cached yardsticks and fix only their memberships and the counts.
@@ -41,7 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from shopify_app import db, jobs
 from shopify_app.db import transaction
@@ -68,14 +68,23 @@ from shopify_app.segments.library.context import SegmentDef, ShopStats
 
 log = logging.getLogger(__name__)
 
-STATS_KEY = "segment_stats"
-SUGGESTIONS_KEY = "cross_sell_suggestions"  # mined rules the merchant may accept
 MEMBERSHIPS = cast(Table, Membership.__table__)
 SEGMENTS = cast(Table, Segment.__table__)
 HISTORY = cast(Table, SegmentHistory.__table__)
 CUSTOMERS = cast(Table, Customer.__table__)
 COPY_CHUNK = 50_000  # rows per piece of a COPY (bounds the text built at once)
 SQLITE_CACHE_KIB = 512 * 1024  # an upper bound: SQLite allocates pages only as it reads them
+# The incremental recompute's reads, built once (bound per call): it runs for every webhook.
+_SHOP_SEGMENTS = select(SEGMENTS.c.id, SEGMENTS.c.handle, SEGMENTS.c.enabled).where(
+    SEGMENTS.c.shop_id == bindparam("shop")
+)
+_CUSTOMERS_MEMBERSHIPS = select(
+    MEMBERSHIPS.c.segment_id, MEMBERSHIPS.c.customer_id, MEMBERSHIPS.c.reason
+).where(
+    MEMBERSHIPS.c.shop_id == bindparam("shop"),
+    MEMBERSHIPS.c.customer_id.in_(bindparam("ids", expanding=True)),
+)
+_META_CONNECTION = select(MetaConnection.shop_id).where(MetaConnection.shop_id == bindparam("shop"))
 
 
 def shop_config(shop: Shop) -> ShopConfig:
@@ -89,7 +98,7 @@ def shop_config(shop: Shop) -> ShopConfig:
 
 def cached_stats(shop: Shop) -> ShopStats | None:
     """The yardsticks cached by the last full recompute, if any."""
-    data = (shop.settings or {}).get(STATS_KEY)
+    data = shop.segment_stats
     if not data:
         return None
     try:
@@ -594,9 +603,8 @@ def recompute_shop_now(
     """Full recompute of one shop; returns member counts by handle.
 
     Segments and memberships are written in one transaction. The cached yardsticks and
-    suggestions go into ``Shop.settings`` afterwards in a short read-modify-write of their own
-    (row-locked on PostgreSQL), so a merchant saving settings meanwhile is not overwritten by
-    the copy read at the start of a long recompute; the metrics replace the shop's
+    suggestions go into their ``Shop`` columns afterwards in a short write of their own
+    (row-locked on PostgreSQL); the metrics replace the shop's
     ``ShopMetrics`` row in the same transaction. ``times``, if given, receives the
     duration of each phase (load, evaluate, write, metrics, settings).
     """
@@ -623,11 +631,11 @@ def recompute_shop_now(
 
     def page_extras() -> dict[str, Any]:
         nonlocal figures
-        extra: dict[str, Any] = {STATS_KEY: ev.stats.to_dict()}
+        extra: dict[str, Any] = {"segment_stats": ev.stats.to_dict()}
         with times.phase("metrics"):
             try:
                 figures = _json_safe(metrics.compute(ev.dataset, as_of, evaluation=ev))
-                extra[SUGGESTIONS_KEY] = [s.to_dict() for s in crosssell.mine(ev.dataset)]
+                extra["cross_sell_suggestions"] = [s.to_dict() for s in crosssell.mine(ev.dataset)]
             except Exception:  # the page's extras must never cost the segments themselves
                 log.exception("metrics for shop %s failed", shop_id)
         return extra
@@ -653,7 +661,9 @@ def recompute_shop_now(
     with times.phase("settings"), ctx.sessions() as session, session.begin():
         fresh = session.get(Shop, shop_id, with_for_update=True)
         if fresh is not None:
-            fresh.settings = {**(fresh.settings or {}), **_json_safe(extra)}
+            # Columns of their own, not Shop.settings: see Shop.segment_stats.
+            for column, value in _json_safe(extra).items():
+                setattr(fresh, column, value)
             if figures is not None:
                 session.merge(
                     ShopMetrics(shop_id=shop_id, as_of=as_of, computed_at=utcnow(), data=figures)
@@ -724,7 +734,7 @@ def recompute_customers_now(
     # "database is locked" at its first write whenever another process committed meanwhile.
     with transaction(ctx.sessions) as session:
         db.lock_customers(session.connection(), shop_id, ids)
-        shop = session.get(Shop, shop_id)
+        shop = session.get(Shop, shop_id, options=[undefer(Shop.segment_stats)])
         if shop is None:
             return set()
         stats = cached_stats(shop)
@@ -734,9 +744,7 @@ def recompute_customers_now(
         ds = loader.load(session, shop_id, customer_ids=ids)
         segs = {
             handle: (int(sid), bool(enabled))
-            for sid, handle, enabled in session.execute(
-                select(s.c.id, s.c.handle, s.c.enabled).where(s.c.shop_id == shop_id)
-            )
+            for sid, handle, enabled in session.execute(_SHOP_SEGMENTS, {"shop": shop_id})
         }
         wanted: dict[tuple[int, int], str] = {}
         figures_changed = 0
@@ -753,9 +761,7 @@ def recompute_customers_now(
         current: dict[tuple[int, int], str | None] = {
             (int(sid), int(cid)): reason
             for sid, cid, reason in session.execute(
-                select(t.c.segment_id, t.c.customer_id, t.c.reason).where(
-                    t.c.shop_id == shop_id, t.c.customer_id.in_(ids)
-                )
+                _CUSTOMERS_MEMBERSHIPS, {"shop": shop_id, "ids": ids}
             )
         }
         added = [pair for pair in wanted if pair not in current]
@@ -880,12 +886,7 @@ def recompute_customers(ctx: jobs.Context, shop_id: int, customer_ids: list[int]
 def _meta_connected(ctx: jobs.Context, shop_id: int) -> bool:
     """Whether the shop has a Meta connection row (``meta.sync_customer`` does nothing without)."""
     with ctx.engine.connect() as conn:
-        return (
-            conn.scalar(
-                select(MetaConnection.shop_id).where(MetaConnection.shop_id == shop_id).limit(1)
-            )
-            is not None
-        )
+        return conn.scalar(_META_CONNECTION, {"shop": shop_id}) is not None
 
 
 @jobs.periodic("segments.daily", hour="3", minute="20")

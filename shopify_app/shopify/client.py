@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from shopify_app.db import transaction
 from shopify_app.db.models import Shop, utcnow
@@ -449,6 +449,9 @@ THREAD_CLIENTS = 256
 
 _THREAD = threading.local()
 
+_TOKEN_VERSION = select(Shop.domain, Shop.token_version).where(Shop.id == bindparam("shop"))
+"""Built once: :func:`thread_client` reads it for every tag write."""
+
 
 def thread_client(ctx: Context, shop_id: int) -> AdminClient:
     """This thread's Admin client for ``shop_id``, kept across tasks.
@@ -461,10 +464,8 @@ def thread_client(ctx: Context, shop_id: int) -> AdminClient:
     and expected costs between tasks.
     """
     clients: dict[int, AdminClient] = _THREAD.__dict__.setdefault("clients", {})
-    with ctx.sessions() as session:
-        shop = session.execute(
-            select(Shop.domain, Shop.token_version).where(Shop.id == shop_id)
-        ).first()
+    with ctx.engine.connect() as conn:
+        shop = conn.execute(_TOKEN_VERSION, {"shop": shop_id}).first()
     client = clients.pop(shop_id, None)
     if client is not None and not (
         shop is not None

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import defer
 
 from shopify_app import jobs, logs
@@ -57,6 +57,49 @@ TAKE_ALONG_TOPICS = (
     "customers/update",
 )
 """Store-data topics, the bulk of the traffic: handled together, their follow-ups coalesce."""
+
+
+_EVENTS = WebhookEvent.__table__
+# Built once (bound per call): every delivery runs them, and building costs more than running.
+_SEEN = select(WebhookEvent.status, WebhookEvent.received_at).where(
+    WebhookEvent.id == bindparam("event")
+)
+_CLAIM = (
+    update(WebhookEvent)
+    .where(
+        WebhookEvent.id == bindparam("event"),
+        or_(
+            WebhookEvent.status.in_((WebhookStatus.QUEUED, WebhookStatus.FAILED)),
+            # A worker that died mid-way left it here; see requeue_pending.
+            (WebhookEvent.status == WebhookStatus.PROCESSING)
+            & (WebhookEvent.received_at < bindparam("stale_before")),
+        ),
+    )
+    .values(status=WebhookStatus.PROCESSING, attempts=WebhookEvent.attempts + 1)
+    .returning(*_EVENTS.columns)
+)
+_TAKE_ALONG = (
+    update(WebhookEvent)
+    .where(
+        WebhookEvent.id.in_(
+            # SKIP LOCKED (PostgreSQL): rows another worker is claiming right now are theirs.
+            # SQLite has one writer at a time anyway (and renders no FOR UPDATE).
+            select(WebhookEvent.id)
+            .where(
+                WebhookEvent.shop_domain == bindparam("domain"),
+                WebhookEvent.status == WebhookStatus.QUEUED,
+                WebhookEvent.topic.in_(TAKE_ALONG_TOPICS),
+                WebhookEvent.id != bindparam("event"),
+            )
+            .order_by(WebhookEvent.id)
+            .limit(TAKE_ALONG)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+    )
+    .values(status=WebhookStatus.PROCESSING, attempts=WebhookEvent.attempts + 1)
+    .returning(*_EVENTS.columns)
+)
 
 
 @jobs.task("webhooks.process", retries=3, retry_delay=30)
@@ -113,13 +156,10 @@ def _claim(ctx: jobs.Context, event_id: int) -> list[WebhookEvent] | str:
     Returns the claimed events, ``event_id``'s first, as detached copies for the handlers to
     read; or the event's status when someone else has it (``gone`` when it does not exist).
     """
-    table = WebhookEvent.__table__
     with ctx.engine.connect() as conn:
         # Most events taken along by another worker are done by the time their own task runs:
         # a read says so without taking SQLite's write lock.
-        seen = conn.execute(
-            select(WebhookEvent.status, WebhookEvent.received_at).where(WebhookEvent.id == event_id)
-        ).first()
+        seen = conn.execute(_SEEN, {"event": event_id}).first()
     if seen is None:
         return "gone"
     status = seen.status
@@ -130,45 +170,17 @@ def _claim(ctx: jobs.Context, event_id: int) -> list[WebhookEvent] | str:
         return status
     with write_engine(ctx.engine).begin() as conn:
         claimed = conn.execute(
-            update(WebhookEvent)
-            .where(
-                WebhookEvent.id == event_id,
-                or_(
-                    WebhookEvent.status.in_((WebhookStatus.QUEUED, WebhookStatus.FAILED)),
-                    # A worker that died mid-way left it here; see requeue_pending.
-                    (WebhookEvent.status == WebhookStatus.PROCESSING)
-                    & (WebhookEvent.received_at < utcnow() - STALE_PROCESSING),
-                ),
-            )
-            .values(status=WebhookStatus.PROCESSING, attempts=WebhookEvent.attempts + 1)
-            .returning(*table.columns)
+            _CLAIM, {"event": event_id, "stale_before": utcnow() - STALE_PROCESSING}
         ).first()
         if claimed is None:
-            status = conn.scalar(select(WebhookEvent.status).where(WebhookEvent.id == event_id))
+            status = conn.scalar(_SEEN, {"event": event_id})
             return "gone" if status is None else status
         rows = [claimed]
         if claimed.topic in TAKE_ALONG_TOPICS and TAKE_ALONG > 0:
-            # SKIP LOCKED (PostgreSQL): rows another worker is claiming right now are theirs.
-            # SQLite has one writer at a time anyway (and renders no FOR UPDATE).
-            others = (
-                select(WebhookEvent.id)
-                .where(
-                    WebhookEvent.shop_domain == claimed.shop_domain,
-                    WebhookEvent.status == WebhookStatus.QUEUED,
-                    WebhookEvent.topic.in_(TAKE_ALONG_TOPICS),
-                    WebhookEvent.id != event_id,
-                )
-                .order_by(WebhookEvent.id)
-                .limit(TAKE_ALONG)
-                .with_for_update(skip_locked=True)
-            )
             rows += conn.execute(
-                update(WebhookEvent)
-                .where(WebhookEvent.id.in_(others.scalar_subquery()))
-                .values(status=WebhookStatus.PROCESSING, attempts=WebhookEvent.attempts + 1)
-                .returning(*table.columns)
+                _TAKE_ALONG, {"domain": claimed.shop_domain, "event": event_id}
             ).all()
-    return [WebhookEvent(**{c.key: row._mapping[c] for c in table.columns}) for row in rows]
+    return [WebhookEvent(**{c.key: row._mapping[c] for c in _EVENTS.columns}) for row in rows]
 
 
 def _stale(received_at: dt.datetime | None) -> bool:

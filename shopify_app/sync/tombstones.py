@@ -10,22 +10,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shopify_app.db.models import Customer, Tombstone
 from shopify_app.db.types import utcnow
 from shopify_app.segments import recompute
 
+_TOMBSTONE = select(Tombstone.id).where(
+    Tombstone.shop_id == bindparam("shop"),
+    Tombstone.resource == bindparam("resource"),
+    Tombstone.id == bindparam("object"),
+)
+"""Built once: every order and customer delivery asks it."""
+
 
 def is_deleted(conn: Connection, shop_id: int, resource: str, object_id: int) -> bool:
     """True if Shopify deleted ``object_id`` of ``resource`` (a :class:`Tombstone` exists)."""
     found = conn.execute(
-        select(Tombstone.id).where(
-            Tombstone.shop_id == shop_id,
-            Tombstone.resource == resource,
-            Tombstone.id == object_id,
-        )
+        _TOMBSTONE, {"shop": shop_id, "resource": resource, "object": object_id}
     ).first()
     return found is not None
 

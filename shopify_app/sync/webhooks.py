@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 
 from shopify_app import db, jobs
 from shopify_app.db.models import Customer, LineItem, Order
@@ -33,6 +33,19 @@ from shopify_app.sync.rows import (
 from shopify_app.sync.tombstones import is_deleted, record_deletion
 
 log = logging.getLogger(__name__)
+
+# Built once: these run for every delivery, and building a statement costs more than running it.
+_STORED_CUSTOMER = select(Customer.__table__).where(
+    Customer.shop_id == bindparam("shop"), Customer.id == bindparam("customer")
+)
+_STORED_ORDER = select(Order.updated_at).where(
+    Order.shop_id == bindparam("shop"), Order.id == bindparam("order")
+)
+_DROP_EDITED_OUT = delete(LineItem).where(
+    LineItem.shop_id == bindparam("shop"),
+    LineItem.order_id == bindparam("order"),
+    LineItem.id.not_in(bindparam("kept", expanding=True)),
+)
 
 
 def _aware(text: str | None) -> dt.datetime | None:
@@ -74,9 +87,7 @@ def apply_webhook(ctx: jobs.Context, shop_id: int, topic: str, payload: dict[str
                 # Shopify never reuses an id: anything about a deleted customer is stale.
                 return False
             stored_customer = conn.execute(
-                select(Customer.__table__).where(
-                    Customer.shop_id == shop_id, Customer.id == customer_id
-                )
+                _STORED_CUSTOMER, {"shop": shop_id, "customer": customer_id}
             ).first()
             if stored_customer is not None and _is_stale(
                 stored_customer.updated_at, utc_text(payload.get("updated_at"))
@@ -109,9 +120,7 @@ def apply_webhook(ctx: jobs.Context, shop_id: int, topic: str, payload: dict[str
 def _store_order(ctx: jobs.Context, shop_id: int, order: Row, items: list[Row]) -> bool:
     """Upsert an order row and its line items unless the stored order is newer."""
     with db.write_engine(ctx.engine).begin() as conn:
-        stored = conn.execute(
-            select(Order.updated_at).where(Order.shop_id == shop_id, Order.id == order[1])
-        ).first()
+        stored = conn.execute(_STORED_ORDER, {"shop": shop_id, "order": order[1]}).first()
         if stored is not None and _is_stale(stored[0], order[7]):
             return False
         batch = Batch.empty()
@@ -120,11 +129,8 @@ def _store_order(ctx: jobs.Context, shop_id: int, order: Row, items: list[Row]) 
         write_batch(conn, batch)
         # Line items removed by an order edit disappear from the payload: drop them too.
         conn.execute(
-            delete(LineItem).where(
-                LineItem.shop_id == shop_id,
-                LineItem.order_id == order[1],
-                LineItem.id.not_in([i[1] for i in items] or [-1]),
-            )
+            _DROP_EDITED_OUT,
+            {"shop": shop_id, "order": order[1], "kept": [i[1] for i in items] or [-1]},
         )
     return True
 

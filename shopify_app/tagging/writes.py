@@ -30,7 +30,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Row, Table, bindparam, select, update
+from sqlalchemy.orm import Session
 
 from shopify_app import jobs
 from shopify_app.db import transaction
@@ -176,58 +177,73 @@ def store_answer(row: Customer, tags: list[str], updated_at: dt.datetime | None)
         row.updated_at = updated_at
 
 
+_CUSTOMERS = cast(Table, Customer.__table__)
+_STORE_ANSWER = (
+    update(_CUSTOMERS)
+    .where(_CUSTOMERS.c.shop_id == bindparam("shop"), _CUSTOMERS.c.id == bindparam("customer_id"))
+    .values(tags=bindparam("new_tags"), updated_at=bindparam("new_updated_at"))
+)
+"""Shopify's answers stored for a batch in one executemany (built once: it runs per write)."""
+
+
+def _stored(
+    session: Session, shop_id: int, ids: Sequence[int], *, for_update: bool = False
+) -> list[Row[Any]]:
+    """The customers' stored tags and ``updated_at``, as plain rows (no ORM objects)."""
+    c = _CUSTOMERS.c
+    query = (
+        select(c.id, c.tags, c.updated_at).where(c.shop_id == shop_id, c.id.in_(ids)).order_by(c.id)
+    )
+    return list(session.execute(query.with_for_update() if for_update else query))
+
+
+def _store_results(session: Session, claim: _Claim, shop_id: int, rows: list[Row[Any]]) -> None:
+    """Store Shopify's answers for the claimed customers still as read (``rows``), then the
+    ledger's changes and the audit entry, in the caller's transaction."""
+    stored_at = {r.id: r.updated_at for r in rows}
+    answers = [
+        {
+            "shop": shop_id,
+            "customer_id": customer_id,
+            "new_tags": list(tags),
+            "new_updated_at": _later(stored_at[customer_id], claim.updated_at.get(customer_id)),
+        }
+        for customer_id, tags in claim.results.items()
+        if customer_id in stored_at
+    ]
+    if answers:
+        session.connection().execute(_STORE_ANSWER, answers)
+    # Shopify applied these whether or not its answer was stored above.
+    ledger.record(session, shop_id, claim.added, claim.removed)
+    session.add_all(claim.audit)
+
+
 @contextmanager
 def _claim(ctx: jobs.Context, shop_id: int, customer_ids: Sequence[int]) -> Iterator[_Claim]:
     """Hold ``customer_ids`` against other tag writers for one request (see module docstring)."""
     ids = sorted(set(customer_ids))
     if ctx.engine.dialect.name == "postgresql":
         with transaction(ctx.sessions) as session:
-            rows = session.execute(
-                select(Customer.id, Customer.tags, Customer.updated_at)
-                .where(Customer.shop_id == shop_id, Customer.id.in_(ids))
-                .order_by(Customer.id)
-                .with_for_update()
-            ).all()
+            rows = _stored(session, shop_id, ids, for_update=True)
             claim = _Claim(
                 {r.id: list(r.tags or []) for r in rows}, ledger.owned(session, shop_id, ids)
             )
             yield claim
-            stored_at = {r.id: r.updated_at for r in rows}
-            if claim.results:
-                # One statement for the batch's customers (executemany), not one per customer.
-                table = cast(Table, Customer.__table__)
-                c = table.c
-                session.connection().execute(
-                    update(table)
-                    .where(c.shop_id == shop_id, c.id == bindparam("customer_id"))
-                    .values(tags=bindparam("new_tags"), updated_at=bindparam("new_updated_at")),
-                    [
-                        {
-                            "customer_id": customer_id,
-                            "new_tags": list(tags),
-                            "new_updated_at": _later(
-                                stored_at.get(customer_id), claim.updated_at.get(customer_id)
-                            ),
-                        }
-                        for customer_id, tags in claim.results.items()
-                    ],
-                )
-            ledger.record(session, shop_id, claim.added, claim.removed)
-            session.add_all(claim.audit)
+            _store_results(session, claim, shop_id, rows)
         return
     with _local_locks(shop_id, ids):
         with transaction(ctx.sessions) as session:
             claim = _Claim(current_tags(session, shop_id, ids), ledger.owned(session, shop_id, ids))
         yield claim
         with transaction(ctx.sessions) as session:
-            for customer_id, tags in claim.results.items():
-                row = session.get(Customer, (shop_id, customer_id))
-                # Compare-and-set: a customers/update stored during the request is newer.
-                if row is not None and list(row.tags or []) == claim.current.get(customer_id):
-                    store_answer(row, tags, claim.updated_at.get(customer_id))
-            # Shopify applied these whether or not its answer was stored above.
-            ledger.record(session, shop_id, claim.added, claim.removed)
-            session.add_all(claim.audit)
+            # Compare-and-set: a customers/update stored during the request is newer.
+            answered = sorted(claim.results)
+            rows = [
+                r
+                for r in (_stored(session, shop_id, answered) if answered else [])
+                if list(r.tags or []) == claim.current.get(r.id)
+            ]
+            _store_results(session, claim, shop_id, rows)
 
 
 shopify_audit = functools.partial(AuditEntry.of, target=AuditTarget.SHOPIFY)
