@@ -305,7 +305,7 @@ def test_0010_moves_the_yardsticks_out_of_the_shop_settings_and_back(tmp_path: P
         2: {"vip_share": 0.1},
     }
     with fresh_database(tmp_path) as url:
-        db.upgrade(url, "0009_actions")
+        db.upgrade(url, "0013_results")
         engine = db.make_engine(url)
         at = dt.datetime(2026, 11, 23, 12, 0)
         with engine.begin() as conn:
@@ -325,14 +325,14 @@ def test_0010_moves_the_yardsticks_out_of_the_shop_settings_and_back(tmp_path: P
                     for n, settings in before.items()
                 ],
             )
-        db.upgrade(url, "0010_cpu")
+        db.upgrade(url, "0014_cpu_shop_yardsticks")
         with engine.connect() as conn:
             rows = conn.execute(select(moved).order_by(moved.c.id)).all()
         assert [tuple(r) for r in rows] == [
             (1, {"tag_prefix": "gp-"}, stats, rules),
             (2, {"vip_share": 0.1}, None, None),
         ]
-        db.downgrade(url, "0009_actions")
+        db.downgrade(url, "0013_results")
         with engine.connect() as conn:
             settings = dict(conn.execute(select(shops.c.id, shops.c.settings)).all())
             columns = {c["name"] for c in inspect(conn).get_columns("shops")}

@@ -5,7 +5,7 @@ cross-sell rules (``"cross_sell_suggestions"``) in ``shops.settings``: about 6 K
 parsed on every read of a shop row, several per webhook. They move into columns of their own
 that the model defers, so only the code that evaluates segments or shows them reads them.
 
-Revision ID: 0010_cpu
+Revision ID: 0014_cpu_shop_yardsticks
 Revises: 0013_results
 Create Date: 2026-12-07 03:30:00
 """
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010_cpu"
+revision: str = "0014_cpu_shop_yardsticks"
 down_revision: str | None = "0013_results"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
