@@ -1,6 +1,6 @@
 """The home and analytics API against a real SQLite database over loopback HTTP: the
 first-steps checklist follows what the shop has switched on, the older-orders notice names the
-orders the figures really use, and cohorts can be narrowed to a segment and a range of months."""
+orders the figures really use (the analytics filter: test_analytics_api.py)."""
 
 from __future__ import annotations
 
@@ -20,11 +20,9 @@ from shopify_app.db.models import (
     ScoreSettings,
     Segment,
     Shop,
-    ShopMetrics,
     WinBackDiscount,
 )
 from shopify_app.jobs import Context
-from shopify_app.segments import metrics, recompute
 from shopify_app.states import MetaConnectionStatus
 from tests.fixtures_api import ApiClient, seed_shop, serving
 from tests.fixtures_auth import session_token
@@ -110,51 +108,6 @@ def test_the_older_orders_notice_names_the_orders_the_figures_use(
         session.get_one(Shop, shop.id).scopes += ",read_all_orders"
     notices = client.get("/home").json()["notices"]
     assert all(n["key"] != "scope_all_orders" for n in notices)
-
-
-def test_cohorts_for_a_segment_and_a_range_of_months(
-    server: str, seeded, ctx: Context, sessions: sessionmaker[Session]
-) -> None:
-    shop, ids = seeded
-    recompute.recompute_shop_now(ctx, shop.id)
-    client = ApiClient(server, shop.domain)
-    stored = client.get("/analytics").json()["metrics"]
-    whole = client.get("/analytics/cohorts").json()
-    assert whole["as_of"] == stored["as_of"]
-    assert whole["month"] == stored["cohorts"]["month"]  # one engine, same figures
-    this_month = stored["as_of"][:7]
-    # No month after the current one has ended: its cohort has no figures, not zeros.
-    assert [r["retention"] for r in whole["month"] if r["key"] == this_month] in ([], [[]])
-    # A range: only those first-order months.
-    months = [r["key"] for r in whole["month"]]
-    picked = client.get("/analytics/cohorts", **{"from": months[2], "to": months[4]}).json()
-    assert [r["key"] for r in picked["month"]] == [m for m in months if months[2] <= m <= months[4]]
-    # A segment: only its members.
-    vip = client.get("/analytics/cohorts", segment=ids["vip"]).json()
-    with sessions() as session:
-        members = session.scalar(select(Segment.member_count).where(Segment.id == ids["vip"]))
-    assert 0 < sum(r["customers"] for r in vip["month"]) <= (members or 0)
-    assert sum(r["customers"] for r in vip["month"]) < sum(r["customers"] for r in whole["month"])
-    # Bad input is refused in words; another shop's or a missing segment is not found.
-    for params, field in (
-        ({"from": "2025-13"}, "from"),
-        ({"from": "2025-06", "to": "2025-01"}, "from"),
-        ({"from": "2020-01", "to": "2025-01"}, "from"),
-        ({"segment": "x"}, "segment"),
-    ):
-        r = client.get("/analytics/cohorts", **params)
-        assert r.status_code == 400, params
-        assert field in r.text
-    assert client.get("/analytics/cohorts", segment=999_999).status_code == 404
-
-
-def test_cohorts_before_any_recompute_use_today(server: str, seeded, sessions) -> None:
-    shop, _ = seeded
-    with sessions() as session:
-        assert session.get(ShopMetrics, shop.id) is None
-    body = ApiClient(server, shop.domain).get("/analytics/cohorts").json()
-    assert body["as_of"] == dt.datetime.now(dt.UTC).date().isoformat()
-    assert body["months"] == metrics.COHORT_MONTHS
 
 
 @pytest.mark.parametrize("path", ["/segments", "/analytics", "/settings"])

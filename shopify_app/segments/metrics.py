@@ -19,6 +19,7 @@ import math
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from shopify_app.segments import backtest, rfm
 from shopify_app.segments.dataset import Dataset, IntArray, day_date, day_number, distinct
@@ -130,6 +131,69 @@ def compute(ds: Dataset, as_of: dt.date, *, evaluation: Any = None) -> dict[str,
             else backtest.run(backtest.OrderHistory.of(ds), today)
         ),
     }
+
+
+def compute_range(
+    ds: Dataset, first: int, last: int, as_of: dt.date, *, evaluation: Any = None
+) -> dict[str, Any]:
+    """The metrics of months ``first``..``last`` (month numbers since 1970-01), as of the
+    range's end: the last day of ``last``, or ``as_of`` when sooner. What the range means:
+
+    - headline figures, time between orders, repeat-rate trend: only orders inside the range
+      count (a customer is one who ordered in it, a repeat customer one who ordered twice in
+      it, a gap one between two orders in it); ``year_before``: the same months a year earlier;
+    - cohorts, first products, first discount codes: the customers whose first order ever falls
+      in the range, followed up to its end;
+    - previous period: the 90 days up to the range's end against the 90 before;
+    - RFM grid, predicted CLV: the customers who ordered in the range, scored as of its end
+      (``evaluation``, of ``ds`` as of that day; without it both are left out);
+
+    There is no backtest: it ranks the whole shop's customers, so the caller shows that one.
+    """
+    end = min(month_start(last + 1) - 1, day_number(as_of))
+    start = month_start(first)
+    ds = ds.upto(day_date(end))
+    inside = ds.only_orders(ds.order_day >= start)
+    year_ago = ds.only_orders(
+        (ds.order_day >= month_start(first - 12)) & (ds.order_day <= end - 365)
+    )
+    headline, clv_parts = _headline(inside, end)
+    previous, _ = _headline(year_ago, end - 365)
+    ordered = np.diff(inside.order_start) > 0
+    headline["clv_predicted_12m"] = (
+        round(float(evaluation.predictions.clv_12m[ordered].mean()), 2)
+        if evaluation is not None and ordered.any() and evaluation.predictions.available
+        else None
+    )
+    previous["clv_predicted_12m"] = None
+    has = np.diff(ds.order_start) > 0
+    first_month = np.full(ds.n_customers, -1, dtype=np.int64)
+    first_month[has] = _month_index(ds.order_day[ds.order_start[:-1][has]])
+    new = (first_month >= first) & (first_month <= last)
+    newcomers = ds.only_orders(new[ds.order_customer])
+    products = _first_products(newcomers)
+    codes = _first_codes(newcomers)
+    return {
+        "version": VERSION,
+        "as_of": day_date(end).isoformat(),
+        "start": day_date(start).isoformat(),
+        "headline": headline,
+        "year_before": {"as_of": day_date(end - 365).isoformat(), **previous},
+        "clv": clv_parts,
+        "days_between_orders_histogram": _histogram(_gaps(inside)),
+        "repeat_rate_by_period": _periods(inside, end),
+        "repeat_rate_trend": _trend(inside, end),
+        "cohorts": cohorts(newcomers, end, first, last, products, codes),
+        "first_product": _returning(newcomers, products),
+        "discount_codes": _returning(newcomers, codes),
+        "previous_period": _previous(ds, end, 90),
+        "rfm": _rfm_grid(evaluation, ordered) if evaluation is not None else None,
+    }
+
+
+def month_start(month: int) -> int:
+    """The day number of month ``month``'s first day."""
+    return int(np.datetime64(_month_label(month) + "-01").astype(np.int64))
 
 
 def _gaps(ds: Dataset) -> IntArray:
@@ -387,6 +451,11 @@ def cohorts(
     }
 
 
+def month_label(month: int) -> str:
+    """Month number ``month`` as ``YYYY-MM`` (the inverse of :func:`month_number`)."""
+    return _month_label(month)
+
+
 def month_number(label: str) -> int:
     """``YYYY-MM`` as months since 1970-01 (the inverse of the labels cohorts carry)."""
     year, month = label.split("-")
@@ -424,12 +493,12 @@ def _previous(ds: Dataset, today: int, days: int) -> dict[str, Any]:
     return {"days": days, "current": current, "previous": previous, "change": change}
 
 
-def _rfm_grid(evaluation: Any) -> dict[str, Any]:
-    """Customers with orders by recency score (1-5) and the rounded mean of their frequency
-    and monetary scores (1-5), as the RFM groups are cut: count and average net spend per
-    cell (cells without customers left out)."""
+def _rfm_grid(evaluation: Any, who: NDArray[np.bool_] | None = None) -> dict[str, Any]:
+    """Customers with orders (of them, those ``who`` marks) by recency score (1-5) and the
+    rounded mean of their frequency and monetary scores (1-5), as the RFM groups are cut:
+    count and average net spend per cell (cells without customers left out)."""
     r, f_s, m = evaluation.rfm_scores
-    has = evaluation.features.has_orders
+    has = evaluation.features.has_orders if who is None else evaluation.features.has_orders & who
     fm = np.clip(np.floor((f_s + m) / 2 + 0.5).astype(np.int64), 1, 5)
     cell = (r[has] - 1) * 5 + (fm[has] - 1)
     counts = np.bincount(cell, minlength=25)

@@ -114,7 +114,6 @@ def build_routes() -> list[BaseRoute]:
                 Route("/segments/{segment_id}/meta-preview", meta.preview, methods=["GET"]),
                 Route("/customers/{customer_id}", customers.customer_detail, methods=["GET"]),
                 Route("/analytics", analytics.analytics, methods=["GET"]),
-                Route("/analytics/cohorts", analytics.cohorts, methods=["GET"]),
                 Route("/settings", settings.settings_get, methods=["GET"]),
                 Route("/settings", settings.settings_put, methods=["PUT"]),
                 Route("/tags/remove-all", settings.tags_remove_all, methods=["POST"]),
