@@ -18,7 +18,7 @@ const ROUTES = [
   { pattern: /^#\/segments\/custom\/([a-z0-9-]+)\/?$/, view: "builder", nav: "segments" },
   { pattern: /^#\/segments\/(\d+)\/?$/, view: "segment", nav: "segments", live: true },
   { pattern: /^#\/customers\/(\d+)\/?$/, view: "customer", nav: "segments" },
-  { pattern: /^#\/analytics\/?$/, view: "analytics", nav: "analytics" },
+  { pattern: /^#\/analytics\/?(?:\?.*)?$/, view: "analytics", nav: "analytics" },
   { pattern: /^#\/settings\/?$/, view: "settings", nav: "settings" },
 ];
 

@@ -1,6 +1,7 @@
 """Analytics in headless Chromium against the whole demo: the cohort views are real tabs
 (arrow keys, one tab stop, a labelled panel), a month no one in a cohort has finished is a
-blank cell rather than 0%, and cohorts narrow to a range of first-order months and a segment."""
+blank cell rather than 0%, and one filter bar narrows the whole page to a segment and a range
+of months, kept in the URL hash."""
 
 from __future__ import annotations
 
@@ -68,35 +69,75 @@ def test_cohort_tabs_are_tabs_and_unfinished_months_are_blank(
     expect(first).to_have_attribute("aria-selected", "true")
 
 
-def test_cohorts_narrow_to_a_range_of_months_and_a_segment(page: Page, running_demo: Demo) -> None:
-    goto(page, running_demo, "analytics", view="analytics")
-    months = [row["key"] for row in _stored(running_demo)["cohorts"]["month"]]
-    assert len(months) >= 4
-    status = page.locator("[data-cohort-status]")
-    page.locator("[data-input='cohort-from']").fill(months[1])
-    page.locator("[data-input='cohort-from']").dispatch_event("change")
-    page.locator("[data-input='cohort-to']").fill(months[3])
-    page.locator("[data-input='cohort-to']").dispatch_event("change")
-    expect(page.locator("[data-cohorts] s-table-body s-table-row")).to_have_count(
-        len([m for m in months if months[1] <= m <= months[3]])
+def _figure(page: Page, key: str) -> str:
+    """The "now" column of one row of the figures table."""
+    row = page.locator("[data-table='figures'] s-table-row").filter(
+        has=page.locator(f"[data-figure='{key}']")
     )
-    everyone = int("".join(filter(str.isdigit, status.inner_text())))
-    # One segment's members only: fewer customers, never more than the segment holds.
+    return row.locator("s-table-cell").nth(1).inner_text()
+
+
+def _number(text: str) -> int:
+    return int("".join(filter(str.isdigit, text)))
+
+
+def test_one_filter_bar_narrows_the_whole_page_and_the_url_keeps_it(
+    page: Page, running_demo: Demo
+) -> None:
+    goto(page, running_demo, "analytics", view="analytics")
+    bar = page.locator("[data-filter]")
+    expect(bar).to_have_attribute("data-filter", "#/analytics")
+    # The cohort section has no filter of its own any more.
+    expect(page.locator("[data-input]")).to_have_count(3)
+    expect(page.locator("[data-note='backtest']")).to_have_count(0)
+    everyone = _number(_figure(page, "orders"))
+    stored = _stored(running_demo)
+    months = [row["key"] for row in stored["cohorts"]["month"]]
+    assert len(months) >= 4
     with running_demo.ctx.sessions() as session:
         vip = session.scalar(
             select(Segment).where(Segment.shop_id == running_demo.shop_id, Segment.handle == "vip")
         )
     assert vip is not None
-    before = status.inner_text()
-    page.locator("[data-input='cohort-segment']").select_option(str(vip.id))
-    expect(status).not_to_have_text(before)
-    members = int("".join(filter(str.isdigit, status.inner_text())))
-    assert members < everyone and members <= vip.member_count
-    # A range the server refuses is said in words, and nothing else on the page is lost.
-    page.locator("[data-input='cohort-from']").fill("2001-01")
-    page.locator("[data-input='cohort-from']").dispatch_event("change")
-    expect(page.locator("[data-cohorts]")).to_contain_text("at most 36 months")
-    expect(page.locator("[data-table='figures']")).to_be_visible()
+    # The picker groups segments as the segment list does.
+    assert page.locator("[data-input='filter-segment'] optgroup").count() >= 2
+    page.locator("[data-input='filter-segment']").select_option(str(vip.id))
+    expect(bar).to_have_attribute("data-filter", f"#/analytics?segment={vip.id}")
+    vip_orders = _number(_figure(page, "orders"))
+    assert 0 < vip_orders < everyone
+    expect(page.locator("[data-note='filter']")).to_be_visible()
+    expect(page.locator("[data-note='backtest']")).to_be_visible()
+    # A range on top of the segment: fewer orders still, cohorts of those months only.
+    page.locator("[data-input='filter-from']").fill(months[0])
+    page.locator("[data-input='filter-from']").dispatch_event("change")
+    expect(bar).to_have_attribute(
+        "data-filter", f"#/analytics?segment={vip.id}&from={months[0]}&to={stored['as_of'][:7]}"
+    )
+    page.locator("[data-input='filter-to']").fill(months[2])
+    page.locator("[data-input='filter-to']").dispatch_event("change")
+    wanted = f"#/analytics?segment={vip.id}&from={months[0]}&to={months[2]}"
+    expect(bar).to_have_attribute("data-filter", wanted)
+    assert page.evaluate("location.hash") == wanted
+    ranged = _figure(page, "orders")
+    assert _number(ranged) < vip_orders
+    shown = [r[0] for r in _cells(page)]
+    assert len(shown) <= 3
+    # A reload keeps the filter and shows the same figures.
+    page.reload()
+    page.wait_for_selector("body[data-view='analytics']", timeout=30_000)
+    expect(bar).to_have_attribute("data-filter", wanted)
+    expect(page.locator("[data-input='filter-segment']")).to_have_value(str(vip.id))
+    expect(page.locator("[data-input='filter-to']")).to_have_value(months[2])
+    assert _figure(page, "orders") == ranged
+    # A range the server refuses is said in words beside the bar, which stays to fix it.
+    page.locator("[data-input='filter-from']").fill("2001-01")
+    page.locator("[data-input='filter-from']").dispatch_event("change")
+    expect(page.locator("#app")).to_contain_text("at most 36 months")
+    expect(bar).to_be_visible()
+    # Back to the whole shop: the stored figures.
+    page.locator("[data-action='clear-filter']").click()
+    expect(bar).to_have_attribute("data-filter", "#/analytics")
+    assert _number(_figure(page, "orders")) == everyone
 
 
 def test_right_to_left_the_arrow_keys_follow_the_reading_order(

@@ -2,15 +2,17 @@
 // cohort heat maps (first-order month, first product, first discount code), time between
 // orders, the RFM grid, the repeat-rate trend, the products and codes that bring customers
 // back, the last 90 days against the 90 before, and how well the purchase rankings did — as
-// accessible SVG, each with its numbers in a table. The numbers are the ones the last full
-// recompute stored, the same `shopify-app analyze` prints.
+// accessible SVG, each with its numbers in a table. Unfiltered, the numbers are the ones the
+// last full recompute stored, the same `shopify-app analyze` prints; one filter bar (a segment,
+// a range of months, kept in the URL hash) has the server compute them for those customers.
 
 import { api, query } from "../api.js";
 import { heatmap, bars, hbars, line } from "../charts.js";
 import { h, mount, nextId } from "../dom.js";
 import { FIGURES, changeOf, formatFigure } from "../figures.js";
 import { date, money, month, number, percent, segmentName, t } from "../i18n.js";
-import { empty, failure, page, section, table, withStates } from "../ui.js";
+import { button, empty, failure, page, section, table, withStates } from "../ui.js";
+import { GROUPS, groupOf } from "./segments.js";
 
 const longDate = (iso) => date(iso, { dateStyle: "long", timeZone: "UTC" });
 
@@ -85,22 +87,11 @@ function tabList(label, items, panel, show) {
   return { list, select: (kind) => select([...list.children].find((el) => el.dataset.kind === kind), false) };
 }
 
-const monthOf = (iso) => iso.slice(0, 7);
-
-function shiftMonth(value, by) {
-  const [y, m] = value.split("-").map(Number);
-  const d = new Date(Date.UTC(y, m - 1 + by, 1));
-  return `${d.getUTCFullYear()}-${String(d.getUTCMonth() + 1).padStart(2, "0")}`;
-}
-
-// Cohort heat maps by first-order month, first product or first code; the range of first-order
-// months and one segment's members are chosen here and computed by the server on request.
-function cohortSection(stored, asOf, segments) {
+// Cohort heat maps by first-order month, first product or first code.
+function cohortSection(cohorts) {
   const kinds = ["month", "product", "discount"];
   const holder = h("div", { role: "tabpanel", id: nextId("panel"), tabindex: "0", "data-cohorts": "" });
-  const status = h("p", { class: "gp-subdued", role: "status", "data-cohort-status": "" });
   const rowLabel = (kind, row) => (kind === "month" ? month(row.key) : (row.key ?? t("analytics.no_code")));
-  let cohorts = stored;
   let kind = "month";
   const draw = () => {
     const offsets = Array.from({ length: cohorts.months }, (_, i) => i + 1);
@@ -147,42 +138,10 @@ function cohortSection(stored, asOf, segments) {
       draw();
     },
   );
-  const last = monthOf(asOf);
-  const from = h("input", { type: "month", class: "gp-input", value: shiftMonth(last, -(stored.months - 1)), max: last, "data-input": "cohort-from" });
-  const to = h("input", { type: "month", class: "gp-input", value: last, max: last, "data-input": "cohort-to" });
-  const segment = h(
-    "select",
-    { class: "gp-input", "data-input": "cohort-segment" },
-    h("option", { value: "" }, t("analytics.cohort_everyone")),
-    segments.map((s) => h("option", { value: String(s.id) }, segmentName(s))),
-  );
-  const field = (text, input) => h("label", { class: "gp-field gp-inline" }, h("span", { class: "gp-label" }, text), input);
-  let asked = 0;
-  const reload = async () => {
-    asked += 1;
-    const ask = asked;
-    holder.setAttribute("aria-busy", "true");
-    try {
-      const found = await api.get(`/analytics/cohorts${query({ from: from.value, to: to.value, segment: segment.value })}`);
-      if (ask !== asked) return; // a later choice is on its way
-      cohorts = found;
-      status.textContent = t("analytics.cohort_shown", { count: found.month.reduce((n, r) => n + r.customers, 0) });
-      draw();
-    } catch (error) {
-      if (ask !== asked) return;
-      status.textContent = "";
-      mount(holder, failure(error, reload));
-    } finally {
-      holder.setAttribute("aria-busy", "false");
-    }
-  };
-  for (const input of [from, to, segment]) input.addEventListener("change", reload);
   tabs.select("month");
   return section(
     t("analytics.cohorts"),
     h("p", { class: "gp-subdued" }, t("analytics.cohorts_help")),
-    h("div", { class: "gp-toolbar gp-cohort-filters" }, field(t("analytics.cohort_from"), from), field(t("analytics.cohort_to"), to), field(t("analytics.cohort_segment"), segment)),
-    status,
     tabs.list,
     holder,
   );
@@ -340,7 +299,7 @@ function periodSection(period, currency) {
   );
 }
 
-function backtestSection(result) {
+function backtestSection(result, filtered) {
   let text;
   if (!result.enough) text = t("backtest.not_enough");
   else if (!result.likely_size) {
@@ -356,38 +315,111 @@ function backtestSection(result) {
   }
   return section(
     t("backtest.title"),
+    filtered ? h("p", { class: "gp-subdued", "data-note": "backtest" }, t("analytics.filter.backtest_whole_shop")) : null,
     h("p", { "data-backtest": result.enough ? "checked" : "not-enough" }, text),
     result.enough ? h("p", { class: "gp-subdued" }, t("backtest.chosen", { method: t(`backtest.method.${result.chosen}`), count: result.candidates })) : null,
   );
 }
 
+// The filter as the URL hash keeps it (`#/analytics?segment=12&from=2025-01&to=2025-12`).
+function hashFilter() {
+  const params = new URLSearchParams(location.hash.split("?")[1] || "");
+  return { segment: params.get("segment") || "", from: params.get("from") || "", to: params.get("to") || "" };
+}
+
+const filterHash = (filter) => `#/analytics${query(filter)}`;
+
+// One bar for the whole page: a change is a new hash, so reload and deep links keep it.
+function filterBar(filter, segments, lastMonth) {
+  const segment = h(
+    "select",
+    { class: "gp-input", "data-input": "filter-segment" },
+    h("option", { value: "" }, t("analytics.filter.everyone")),
+    GROUPS.map((group) => {
+      const rows = segments.filter((s) => s.defined !== false && groupOf(s) === group);
+      return rows.length
+        ? h(
+            "optgroup",
+            { label: t(`segments.group.${group}`) },
+            rows.map((s) => h("option", { value: String(s.id) }, segmentName(s))),
+          )
+        : null;
+    }),
+  );
+  segment.value = filter.segment;
+  const monthInput = (name, value) => h("input", { type: "month", class: "gp-input", value, max: lastMonth || undefined, "data-input": `filter-${name}` });
+  const from = monthInput("from", filter.from);
+  const to = monthInput("to", filter.to);
+  const field = (text, input) => h("label", { class: "gp-field gp-inline" }, h("span", { class: "gp-label" }, text), input);
+  const go = () => {
+    location.hash = filterHash({ segment: segment.value, from: from.value, to: to.value });
+  };
+  for (const input of [segment, from, to]) input.addEventListener("change", go);
+  const on = Boolean(filter.segment || filter.from);
+  return h(
+    "div",
+    { class: "gp-toolbar gp-filters", role: "group", "aria-label": t("analytics.filter.label"), "data-filter": filterHash(filter) },
+    field(t("analytics.filter.segment"), segment),
+    field(t("analytics.filter.from"), from),
+    field(t("analytics.filter.to"), to),
+    on ? button(t("analytics.filter.clear"), { "data-action": "clear-filter", onClick: () => (location.hash = "#/analytics") }) : null,
+  );
+}
+
+// What the filter means for the figures below, in one line each.
+function filterNote(filter, metrics, segments) {
+  const chosen = segments.find((s) => String(s.id) === String(filter.segment));
+  return h(
+    "div",
+    { "data-note": "filter" },
+    filter.segment ? h("p", { class: "gp-subdued" }, t("analytics.filter.segment_note", { segment: chosen ? segmentName(chosen) : `#${filter.segment}` })) : null,
+    filter.from
+      ? h("p", { class: "gp-subdued" }, t("analytics.filter.range_note", { from: month(filter.from), to: month(filter.to), end: longDate(metrics.as_of) }))
+      : null,
+  );
+}
+
 export async function render(root) {
+  const asked = hashFilter();
   await withStates(
     root,
     async () => {
-      const [analytics, list] = await Promise.all([api.get("/analytics"), api.get("/segments")]);
-      return { ...analytics, segments: list.segments };
+      const list = await api.get("/segments");
+      try {
+        return { ...(await api.get(`/analytics${query(asked)}`)), segments: list.segments };
+      } catch (error) {
+        // A filter the server refuses (a bad month, another shop's segment) is said beside
+        // the bar, which stays to fix it.
+        if (error?.status === 400 || error?.status === 404) return { refused: error, segments: list.segments };
+        throw error;
+      }
     },
-    ({ metrics, currency, segments }) => {
+    ({ metrics, currency, segments, filter, refused }) => {
+      const shown = filter ? { segment: filter.segment ? String(filter.segment) : "", from: filter.from || "", to: filter.to || "" } : asked;
+      const filtered = Boolean(shown.segment || shown.from);
+      const bar = filterBar(shown, segments, metrics ? metrics.as_of.slice(0, 7) : "");
       let body;
-      if (!metrics) body = section(null, empty(t("home.not_computed"), t("home.not_computed_body")));
-      else if (!metrics.headline.orders) body = section(null, empty(t("analytics.no_data"), t("home.no_orders_body")));
+      if (refused) body = [bar, failure(refused)];
+      else if (!metrics) body = section(null, empty(t("home.not_computed"), t("home.not_computed_body")));
+      else if (!metrics.headline.orders) body = [bar, filtered ? filterNote(shown, metrics, segments) : null, section(null, empty(t("analytics.no_data"), t("home.no_orders_body")))];
       else {
         body = [
+          bar,
+          filtered ? filterNote(shown, metrics, segments) : null,
           h("p", { class: "gp-subdued" }, t("analytics.summary", {
             customers: t("count.customers", { count: metrics.headline.customers }),
             orders: t("count.orders", { count: metrics.headline.orders }),
             date: longDate(metrics.as_of),
           })),
           figuresSection(metrics, currency),
-          cohortSection(metrics.cohorts, metrics.as_of, segments),
+          cohortSection(metrics.cohorts),
           trendSection(metrics.repeat_rate_trend),
           histogramSection(metrics.days_between_orders_histogram),
           rfmSection(metrics.rfm, currency),
           returningSection("products", metrics.first_product),
           returningSection("codes", metrics.discount_codes),
           periodSection(metrics.previous_period, currency),
-          backtestSection(metrics.backtest),
+          backtestSection(metrics.backtest, filtered),
         ];
       }
       root.append(page(t("analytics.title"), {}, body));

@@ -18,10 +18,10 @@ function change(value) {
 }
 
 // The list's groups, in display order; a segment's group follows from its kind and handle.
-const GROUPS = ["playbook", "predictions", "rfm", "cross_sell", "region", "custom"];
+export const GROUPS = ["playbook", "predictions", "rfm", "cross_sell", "region", "custom"];
 const PREDICTIONS = new Set(["likely-to-buy", "at-risk"]);
 
-function groupOf(s) {
+export function groupOf(s) {
   if (s.kind === "builtin") return PREDICTIONS.has(s.handle) ? "predictions" : "playbook";
   return GROUPS.includes(s.kind) ? s.kind : "custom";
 }
