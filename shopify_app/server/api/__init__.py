@@ -12,7 +12,7 @@ from the app's context; :mod:`.request` holds what they all read from a request.
 * :mod:`.segments` — the list, one segment, its members (and CSV), tag sync, native segments;
 * :mod:`.customers` — one customer's orders, segments with reasons, and predictions;
 * :mod:`.analytics` — the retention metrics the last full recompute stored (cohorts, time
-  between orders, RFM, repeat trend, products, the backtest);
+  between orders, RFM, repeat trend, products, the backtest), or for a segment and months;
 * :mod:`.settings` — the shop's segment settings, removing every Goldpan tag;
 * :mod:`.audit` — the audit log, customers' data requests, the product picker;
 * :mod:`.meta` — the Meta connection, audiences, and the Facebook Login callback.
