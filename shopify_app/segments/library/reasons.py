@@ -16,6 +16,8 @@ A parameter's name says how to show it, on both sides:
 - a name in :data:`COUNTED` (``orders``, ``units``, ``days``, ``customers``): a count shown with
   its noun in the plural the number needs ("1 order", "3 orders"; the page's ``count.<name>``
   messages, chosen by the locale's plural rules), so templates never write the noun themselves
+  (unless a language's noun changes with its place: Arabic "every two days" is "كل يومين",
+  "two days" alone "يومان"; that template writes the count as a plural argument)
 - anything else: numbers with grouping and at most one decimal, text as written.
 """
 
