@@ -31,7 +31,13 @@ from shopify_app.db.models import (
 from shopify_app.jobs import Context
 from shopify_app.segments import metrics, recompute
 from shopify_app.segments.library.reasons import Reason
-from shopify_app.states import SyncRunKind, SyncRunStatus
+from shopify_app.states import (
+    MetaConnectionStatus,
+    MetaState,
+    SegmentKind,
+    SyncRunKind,
+    SyncRunStatus,
+)
 from tests.fixtures_api import ApiClient, seed_shop, serving
 from tests.fixtures_auth import session_token
 from tests.messages import placeholders
@@ -448,6 +454,17 @@ def test_every_message_the_page_uses_exists() -> None:
     for path in [*WEB.glob("*.js"), *WEB.glob("views/*.js")]:
         used |= set(re.findall(r"""\bt\("([a-z_]+\.[a-z0-9_.\-]+)\"""", path.read_text()))
     assert used, "no messages found"
+    # Statuses the API sends and the page shows, by the message family that words them
+    # (t(`meta_state.${state}`)); built-in segments are grouped by page, not by kind.
+    shown = {
+        "meta_state": set(MetaState),
+        "meta.conn": set(MetaConnectionStatus),
+        "segments.group": set(SegmentKind) - {SegmentKind.BUILTIN},
+    }
+    page = "".join(path.read_text() for path in [*WEB.glob("*.js"), *WEB.glob("views/*.js")])
+    for family, values in shown.items():
+        assert f"t(`{family}.${{" in page, family
+        used |= {f"{family}.{value}" for value in values}
     assert sorted(used - set(english)) == []
 
 

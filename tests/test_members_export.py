@@ -155,3 +155,48 @@ def test_csv_reasons_in_the_merchants_language(
     assert reasons("el")[0] == "3 παραγγελίες, η τελευταία στις 2026-03-03"
     r = client.get(f"/segments/{ids['vip']}/members.csv", lang="xx")
     assert r.status_code == 400 and r.json()["field"] == "lang"
+
+
+def test_csv_reasons_take_the_plural_form_of_each_count_and_its_place(
+    server: str, make_shop: Any, sessions: sessionmaker[Session]
+) -> None:
+    """The export renders the page's plural arguments as the page does: Arabic "every two
+    days" is "كل يومين" (not the "يومان" of "two days"), Greek "every 1 day" is "κάθε ημέρα"."""
+    shop = make_shop()
+    ids = seed_shop(sessions, shop.id, customers=150, seed=3, history=False)
+    members = vip_members(sessions, ids["vip"])
+    likely = [Reason("likely", {"days": n, "last_date": "2026-03-03"}) for n in (1, 2, 3, 11, 100)]
+    said = [
+        *likely,
+        Reason("true_fan", {"orders": 2, "days": 2, "last_date": "2026-03-03"}),
+        Reason("holiday", {"season_orders": 1, "orders": 2, "season_months": [12]}),
+        Reason("business.window_units", {"units": 1, "days": 1}),
+    ]
+    with sessions.begin() as session:
+        for member, reason in zip(members, said, strict=False):
+            row = session.get(Membership, (ids["vip"], member.customer_id))
+            assert row is not None
+            row.reason = reason.to_json()
+    client = ApiClient(server, shop.domain)
+
+    def reasons(lang: str) -> list[str]:
+        _, rows = csv_rows(client, ids["vip"], lang=lang)
+        by_id = {int(row["customer_id"]): row["reason"] for row in rows}
+        return [by_id[m.customer_id] for m in members[: len(said)]]
+
+    last = "آخر طلب في 2026-03-03"
+    assert reasons("ar") == [
+        f"يطلب كل يوم تقريبًا؛ {last}",
+        f"يطلب كل يومين تقريبًا؛ {last}",
+        f"يطلب كل 3 أيام تقريبًا؛ {last}",
+        f"يطلب كل 11 يومًا تقريبًا؛ {last}",
+        f"يطلب كل 100 يوم تقريبًا؛ {last}",
+        "طلبان، بمعدل طلب كل يومين تقريبًا؛ آخرها في 2026-03-03",
+        "1 من أصل طلبين في ديسمبر",
+        "قطعة واحدة خلال آخر يوم",
+    ]
+    greek = reasons("el")
+    assert greek[0] == "παραγγέλνει περίπου κάθε ημέρα· τελευταία παραγγελία στις 2026-03-03"
+    assert greek[1].startswith("παραγγέλνει περίπου κάθε 2 ημέρες·")
+    assert greek[7] == "1 τεμάχιο την τελευταία ημέρα"
+    assert reasons("ko")[1].startswith("약 2일마다 주문;")

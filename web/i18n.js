@@ -189,8 +189,9 @@ function monthNames(list) {
 /** Reason parameters in the page's language; the name says the kind (as in
  * shopify_app/segments/library/reasons.py): *_date an ISO day, *_money an amount in
  * ``currency``, *_months month numbers, and a name with a ``count.<name>`` message ("orders",
- * "days", ...) a count, shown with its noun in the plural the locale needs. */
-function reasonParams(params, currency) {
+ * "days", ...) a count, shown with its noun in the plural the locale needs (unless
+ * ``message`` writes that count out in a plural argument of its own). */
+function reasonParams(params, currency, message) {
   const shown = {};
   for (const [name, value] of Object.entries(params || {})) {
     if (name.endsWith("_date") && typeof value === "string") {
@@ -203,7 +204,8 @@ function reasonParams(params, currency) {
       shown[name] = country ? place(country, province) : value;
     } else if (name.endsWith("_months") && Array.isArray(value)) {
       shown[name] = monthNames(value);
-    } else if (typeof value === "number" && has(`count.${name}`)) {
+    } else if (typeof value === "number" && has(`count.${name}`) && !message.includes(`{${name}, plural,`)) {
+      // A count the message writes out itself (Arabic "كل يومين", after "every") stays a number.
       shown[name] = t(`count.${name}`, { count: value });
     } else {
       shown[name] = value;
@@ -220,7 +222,8 @@ export function reason(value, currency) {
     try {
       const parsed = JSON.parse(value);
       if (parsed.key && has(`reason.${parsed.key}`)) {
-        return t(`reason.${parsed.key}`, reasonParams(parsed.params, currency));
+        const key = `reason.${parsed.key}`;
+        return t(key, reasonParams(parsed.params, currency, messages[key] ?? fallback[key]));
       }
       if (parsed.text) return parsed.text;
     } catch {

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 
 from shopify_app.db.models import Customer, MetaAudience, Segment, Shop
 from shopify_app.segments import recompute
-from shopify_app.states import MetaAudienceKind, MetaAudienceStatus, MetaConnectionStatus
+from shopify_app.states import MetaAudienceKind, MetaAudienceStatus, MetaState
 from shopify_app.sync.shop import refresh_shop
 from shopify_app.tagging.writes import admin_client
 from tests.e2e.test_page import CHROMIUM_ARGS
@@ -26,7 +26,6 @@ from tests.fixtures_demo import SeededPage
 pytestmark = pytest.mark.e2e
 
 WEB = Path(__file__).resolve().parents[2] / "web"
-LANGS = ("en", "ar", "el", "ko")
 
 
 @pytest.fixture(scope="module")
@@ -114,16 +113,121 @@ def test_arabic_counts_take_the_plural_form_of_their_own_number(
     ]
 
 
-def test_every_arabic_number_beside_a_noun_is_a_plural_argument() -> None:
-    """A count written straight before a noun ("{days} يومًا") has one form for every number."""
-    arabic = json.loads((WEB / "i18n" / "ar.json").read_text(encoding="utf-8"))
-    nouns = ("يوم", "أيام", "عميل", "عملاء", "طلب", "سجل", "قطع")
-    for key, message in arabic.items():
-        if isinstance(message, dict):
-            continue  # a plural message: each form is chosen by its {count} already
-        bare = re.findall(r"\{(\w+)\}\+?\s+(\S+)", message)
-        wrong = [(name, word) for name, word in bare if word.startswith(nouns)]
-        assert wrong == [], (key, message)
+# What the page says for 0, 1, 2, 3, 11 and 100 ("{n}" is the number as the page shows it),
+# written out by a reader of each language: Arabic has six forms and its two-form changes with
+# the case ("every two days" is "كل يومين", "two days" alone "يومان"); Greek has one and other;
+# Korean counts with a counter word and no plural.
+COUNTS = (0, 1, 2, 3, 11, 100)
+GREEK_NONE = (
+    "Στις D καμία ομάδα πελατών δεν ξεχώρισε: καμία δεν παρήγγειλε εντός {days} με τον διπλάσιο"
+    " ρυθμό από τον μέσο όρο του καταστήματος (A)."
+)
+READS: dict[str, dict[str, tuple[str, ...]]] = {
+    "ar": {
+        "count.days": ("{n} يوم", "يوم واحد", "يومان", "{n} أيام", "{n} يومًا", "{n} يوم"),
+        "every_days": (
+            "يطلب كل {n} يوم تقريبًا", "يطلب كل يوم تقريبًا", "يطلب كل يومين تقريبًا",
+            "يطلب كل {n} أيام تقريبًا", "يطلب كل {n} يومًا تقريبًا", "يطلب كل {n} يوم تقريبًا",
+        ),
+        "tags.gain": (
+            "لن يحصل أي عميل على الوسم", "سيحصل عميل واحد على الوسم", "سيحصل عميلان على الوسم",
+            "سيحصل {n} عملاء على الوسم", "سيحصل {n} عميلًا على الوسم", "سيحصل {n} عميل على الوسم",
+        ),
+        "analytics.returning_bar": (
+            "T: عاد R من {n} عميل", "T: عاد R من عميل واحد", "T: عاد R من عميلين",
+            "T: عاد R من {n} عملاء", "T: عاد R من {n} عميلًا", "T: عاد R من {n} عميل",
+        ),
+        "settings.error.too_many": (
+            "{n} قاعدة على الأكثر.", "قاعدة واحدة على الأكثر.", "قاعدتان على الأكثر.",
+            "{n} قواعد على الأكثر.", "{n} قاعدة على الأكثر.", "{n} قاعدة على الأكثر.",
+        ),
+    },
+    "el": {
+        "count.days": ("{n} ημέρες", "{n} ημέρα", *["{n} ημέρες"] * 4),
+        "every_days": (
+            "παραγγέλνει περίπου κάθε {n} ημέρες", "παραγγέλνει περίπου κάθε ημέρα",
+            *["παραγγέλνει περίπου κάθε {n} ημέρες"] * 4,
+        ),
+        "actions.scores_on": (
+            "Ενεργό: {n} πελάτες έχουν βαθμολογίες", "Ενεργό: {n} πελάτης έχει βαθμολογίες",
+            *["Ενεργό: {n} πελάτες έχουν βαθμολογίες"] * 4,
+        ),
+        "backtest.none_stood_out": tuple(
+            GREEK_NONE.replace("{days}", days)
+            for days in ("{n} ημερών", "{n} ημέρας", *["{n} ημερών"] * 4)
+        ),
+        "settings.error.too_many": (
+            "Το πολύ {n} κανόνες.", "Το πολύ {n} κανόνας.", *["Το πολύ {n} κανόνες."] * 4,
+        ),
+    },
+    "ko": {
+        "count.days": ("{n}일",) * 6,
+        "every_days": ("약 {n}일마다 주문",) * 6,
+        "tags.gain": ("고객 {n}명에게 태그가 추가됩니다",) * 6,
+    },
+}  # fmt: skip
+
+
+def test_counts_read_right_in_every_language(page: Page, seeded_page: SeededPage) -> None:
+    _open(page, seeded_page, "#/", "home")
+    said: dict[str, Any] = page.evaluate(
+        """async ([langs, counts]) => {
+          const i18n = await import("/static/i18n.js");
+          const out = {};
+          for (const lang of langs) {
+            await i18n.init(lang);
+            const likely = (days) =>
+              JSON.stringify({ key: "likely", params: { days, last_date: "2026-03-03" } });
+            const read = (n) => ({
+              n: i18n.number(n),
+              "count.days": i18n.t("count.days", { count: n }),
+              // A reason's first clause: "orders about every {days}" (its date follows).
+              every_days: i18n.reason(likely(n)).split(/[؛·;]/)[0].trim(),
+              "tags.gain": i18n.t("tags.gain", { count: n }),
+              "analytics.returning_bar": i18n.t(
+                "analytics.returning_bar", { title: "T", rate: "R", count: n },
+              ),
+              "settings.error.too_many": i18n.t("settings.error.too_many", { max: n }),
+              "actions.scores_on": i18n.t("actions.scores_on", { count: n }),
+              "backtest.none_stood_out": i18n.t(
+                "backtest.none_stood_out", { date: "D", days: n, average: "A" },
+              ),
+            });
+            out[lang] = counts.map(read);
+          }
+          await i18n.init("en");
+          return out;
+        }""",
+        [list(READS), list(COUNTS)],
+    )
+    for lang, messages in READS.items():
+        for key, forms in messages.items():
+            shown = [said[lang][i][key] for i in range(len(COUNTS))]
+            expected = [form.replace("{n}", said[lang][i]["n"]) for i, form in enumerate(forms)]
+            assert shown == expected, (lang, key)
+
+
+NOUNS = {
+    "ar": ("يوم", "أيام", "عميل", "عملاء", "طلب", "سجل", "قطع", "قاعدة", "قواعد", "فئ", "شخص"),
+    "el": ("ημέρ", "πελάτ", "παραγγελ", "εγγραφ", "κανόν", "φορ", "τεμάχ", "βαθμίδ", "τρόπ"),
+}
+
+
+@pytest.mark.parametrize("lang", sorted(NOUNS))
+def test_every_number_beside_a_noun_is_a_plural_argument(lang: str) -> None:
+    """A count written straight before a noun ("{days} يومًا", "{days} ημέρες") has one form
+    for every number. Left alone: the other end of a range ("{from}–{to} ημέρες", "έως {max}")
+    and "{from}+" in Greek (plural whatever the number), {range} (a span of days) and {count}
+    in a plural message (its forms are chosen by it already)."""
+    messages = json.loads((WEB / "i18n" / f"{lang}.json").read_text(encoding="utf-8"))
+    after = r"\+?\s+" if lang == "ar" else r"\s+"
+    for key, message in messages.items():
+        texts = message.values() if isinstance(message, dict) else [message]
+        chosen = {"count", "range"} if isinstance(message, dict) else {"range"}
+        for text in texts:
+            bare = re.findall(rf"(?<!–)(?<!έως )\{{(\w+)\}}{after}(\S+)", text)
+            wrong = [(n, w) for n, w in bare if w.startswith(NOUNS[lang]) and n not in chosen]
+            assert wrong == [], (key, text)
 
 
 def test_region_names_come_from_intl_display_names(page: Page, seeded_page: SeededPage) -> None:
@@ -156,14 +260,9 @@ def test_region_names_come_from_intl_display_names(page: Page, seeded_page: Seed
     expect(first_reason).to_have_text(re.compile(r"^μένει στην περιοχή [^A-Z]+·"))
 
 
-def test_statuses_are_messages_in_every_language() -> None:
-    for lang in LANGS:
-        messages = json.loads((WEB / "i18n" / f"{lang}.json").read_text(encoding="utf-8"))
-        for audience in MetaAudienceStatus:
-            assert f"meta_status.{audience}" in messages, (lang, audience)
-        for connection in MetaConnectionStatus:
-            assert f"meta.conn.{connection}" in messages, (lang, connection)
-    # A badge shows a status's message, never the raw value the API sent.
+def test_badges_show_a_status_as_a_message() -> None:
+    """A badge shows a status's message, never the raw value the API sent (that every status
+    has a message in every language is tests/test_api.py's every-message check)."""
     for path in (WEB / "views").glob("*.js"):
         raw = re.findall(
             r"\bbadge\(\s*([\w.?]+\.(?:status|state))\b", path.read_text(encoding="utf-8")
@@ -232,8 +331,14 @@ def test_audience_statuses_and_lookalike_countries_are_in_the_pages_language(
         )
     _open(page, seeded_page, f"#/segments/{segment_id}", "segment", locale="el")
     el = json.loads((WEB / "i18n" / "el.json").read_text(encoding="utf-8"))
-    expect(page.locator("dd s-badge", has_text=el["meta_status.ready"])).to_have_count(1)
+    # Each badge shows the message of the state the page was sent (MetaState), never the value.
+    custom = page.locator("[data-audience='custom'] dd [data-meta-state]")
+    expect(custom).to_have_count(1)
     lookalike = page.locator("li", has=page.locator("s-badge"), has_text="Ελλάδα")
     expect(lookalike).to_have_count(1)
-    expect(lookalike.locator("s-badge")).to_have_text(el["meta_status.pending"])
+    for shown in (custom, lookalike.locator("[data-meta-state]")):
+        state = shown.get_attribute("data-meta-state")
+        assert state in set(MetaState), state
+        expect(shown.locator("s-badge")).to_have_text(el[f"meta_state.{state}"])
+        expect(page.locator("#app")).not_to_contain_text(state)  # type: ignore[arg-type]
     expect(page.locator("#app")).not_to_contain_text("ready")

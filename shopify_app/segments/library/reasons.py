@@ -16,6 +16,8 @@ A parameter's name says how to show it, on both sides:
 - a name in :data:`COUNTED` (``orders``, ``units``, ``days``, ``customers``): a count shown with
   its noun in the plural the number needs ("1 order", "3 orders"; the page's ``count.<name>``
   messages, chosen by the locale's plural rules), so templates never write the noun themselves
+  (unless a language's noun changes with its place: Arabic "every two days" is "كل يومين",
+  "two days" alone "يومان"; that template writes the count as a plural argument)
 - anything else: numbers with grouping and at most one decimal, text as written.
 """
 
@@ -89,6 +91,8 @@ ZERO_DECIMAL_CURRENCIES = frozenset(
 """ISO 4217 currencies without minor units (amounts shown without decimals)."""
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+_PLURAL_ARGUMENT = re.compile(r"\{(\w+), plural,")
+_PLURAL_FORM = re.compile(r"(=\d+|zero|one|two|few|many|other)\s*\{((?:[^{}]|\{\w+\})*)\}")
 _json_text = json.JSONEncoder(ensure_ascii=False).encode
 
 
@@ -208,6 +212,31 @@ class Wording:
         form = forms.get(plural_category(self.lang, shown), forms.get("other", "{count}"))
         return str(form).replace("{count}", _number(shown))
 
+    def plural_arguments(self, template: str, params: Mapping[str, Any]) -> str:
+        """``template`` with each plural argument ("{days, plural, one {…} other {…}}") replaced
+        by the form its number needs, "#" being that number, as web/i18n.js's ``t()`` does: a
+        count whose noun changes with its place in the sentence (Arabic "كل يومين", every two
+        days, against "يومان", two days) is written out in the template itself."""
+        out: list[str] = []
+        last = 0
+        for found in _PLURAL_ARGUMENT.finditer(template):
+            if found.start() < last:
+                continue  # inside the forms of the argument before
+            end, depth = found.end(), 1
+            while end < len(template) and depth:
+                depth += {"{": 1, "}": -1}.get(template[end], 0)
+                end += 1
+            forms: dict[str, str] = dict(_PLURAL_FORM.findall(template[found.end() : end - 1]))
+            value = params.get(found.group(1))
+            number = value if isinstance(value, int | float) else 0
+            shown: int | float = number if isinstance(number, int) else round(float(number), 1)
+            exact = f"={int(shown)}" if float(shown).is_integer() else ""
+            category = forms.get(plural_category(self.lang, shown), forms.get("other", ""))
+            form = forms.get(exact, category)
+            out += [template[last : found.start()], form.replace("#", _number(shown))]
+            last = end
+        return "".join(out) + template[last:]
+
     def months(self) -> tuple[str, ...]:
         return tuple(str(self.messages.get(f"month.{m}", MONTHS[m - 1])) for m in range(1, 13))
 
@@ -259,9 +288,10 @@ def render(
     if template is None:
         text = parsed.params.get("text")
         return str(text) if text is not None else parsed.key
+    params = parsed.params
     if wording is not None:
         template = str(wording.messages.get(f"reason.{parsed.key}", template))
-    params = parsed.params
+        template = wording.plural_arguments(template, params)
     return _PLACEHOLDER.sub(
         lambda m: _said(m.group(1), params.get(m.group(1)), currency, wording), template
     )
