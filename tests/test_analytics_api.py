@@ -131,6 +131,22 @@ def test_bad_filters_are_named_and_other_shops_segments_not_found(
     assert client.get("/analytics", segment=ids["vip"]).status_code == 200
 
 
+def test_a_filter_that_leaves_nobody_answers_with_empty_figures(
+    server: str, seeded, sessions: sessionmaker[Session]
+) -> None:
+    shop, _ = seeded
+    with sessions() as session:
+        empty = session.scalar(
+            select(Segment.id).where(Segment.shop_id == shop.id, Segment.member_count == 0)
+        )
+    assert empty is not None, "the seeded shop has an empty segment"
+    client = ApiClient(server, shop.domain)
+    body = _figures(client, segment=empty)  # rates of nobody are null, not NaN (invalid JSON)
+    assert body["metrics"]["headline"]["customers"] == 0
+    long_ago = _figures(client, segment=empty, **{"from": "2019-01", "to": "2019-12"})
+    assert long_ago["metrics"]["headline"]["orders"] == 0
+
+
 def _add(session: Session, shop_id: int, customer: int, days: list[dt.datetime]) -> None:
     session.execute(
         insert(Customer.__table__),

@@ -521,14 +521,14 @@ def write_figures(
     return int(differs.sum())
 
 
-def json_safe(value: Any) -> Any:
+def _json_safe(value: Any) -> Any:
     """NaN and infinities become null: PostgreSQL's JSON refuses them."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
+        return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
+        return [_json_safe(v) for v in value]
     return value
 
 
@@ -634,7 +634,7 @@ def recompute_shop_now(
         extra: dict[str, Any] = {"segment_stats": ev.stats.to_dict()}
         with times.phase("metrics"):
             try:
-                figures = json_safe(metrics.compute(ev.dataset, as_of, evaluation=ev))
+                figures = _json_safe(metrics.compute(ev.dataset, as_of, evaluation=ev))
                 extra["cross_sell_suggestions"] = [s.to_dict() for s in crosssell.mine(ev.dataset)]
             except Exception:  # the page's extras must never cost the segments themselves
                 log.exception("metrics for shop %s failed", shop_id)
@@ -662,7 +662,7 @@ def recompute_shop_now(
         fresh = session.get(Shop, shop_id, with_for_update=True)
         if fresh is not None:
             # Columns of their own, not Shop.settings: see Shop.segment_stats.
-            for column, value in json_safe(extra).items():
+            for column, value in _json_safe(extra).items():
                 setattr(fresh, column, value)
             if figures is not None:
                 session.merge(
