@@ -32,6 +32,7 @@ from shopify_app.settings import Settings
 
 pytest_plugins = (
     "tests.fixtures_auth",
+    "tests.fixtures_browser",
     "tests.fixtures_demo",
     "tests.fixtures_meta",
     "tests.fixtures_sandbox",

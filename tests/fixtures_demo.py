@@ -5,7 +5,10 @@ A pytest plugin (registered in ``tests/conftest.py``); test modules import only 
 - ``generated_sandbox``: a started :class:`ShopifySandbox` serving a generated linen shop
   (function scope), as ``(sandbox, shop_domain)``.
 - ``running_demo``: the whole demo (module scope) on a database of its own — both stand-ins,
-  the app with its worker, installed on the generated shop and synced.
+  the app with its worker, installed on the generated shop and synced; :func:`module_demo`
+  starts one with other options for a module's own fixture.
+- ``demo``: a larger demo (150 customers, module scope) for the page's e2e tests; a module may
+  override it with its own.
 - ``seeded_page``: the real app (``create_app`` with the demo's :class:`SandboxAdmin`) on
   loopback against a running Shopify sandbox, for a shop installed with the sandbox's tokens
   and filled by :func:`~tests.fixtures_api.seed_shop` (function scope, the session's
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,24 +58,33 @@ def generated_sandbox(tmp_path: Path) -> Iterator[tuple[ShopifySandbox, str]]:
         sandbox.close()
 
 
+@contextmanager
+def module_demo(
+    tmp_path_factory: pytest.TempPathFactory, name: str, **options: Any
+) -> Iterator[Demo]:
+    """A running demo (``start_demo(**options)``) on a database of its own, for a module-scoped
+    fixture: the session's database is emptied before each test, a demo's rows must last."""
+    workdir = tmp_path_factory.mktemp(name)
+    with fresh_database(workdir) as database_url:
+        running = start_demo(database_url=database_url, workdir=workdir, **options)
+        try:
+            yield running
+        finally:
+            running.stop()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    with module_demo(tmp_path_factory, "page-demo", customers=150, seed=11, sync_timeout=90) as d:
+        yield d
+
+
 @pytest.fixture(scope="module")
 def running_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    # Its own database: the session's is emptied before each test, the demo's rows must last
-    # the module.
-    workdir = tmp_path_factory.mktemp("demo")
-    with fresh_database(workdir) as database_url:
-        demo = start_demo(
-            customers=60,
-            seed=3,
-            database_url=database_url,
-            workdir=workdir,
-            as_of=DEMO_AS_OF,
-            sync_timeout=60,
-        )
-        try:
-            yield demo
-        finally:
-            demo.stop()
+    with module_demo(
+        tmp_path_factory, "demo", customers=60, seed=3, as_of=DEMO_AS_OF, sync_timeout=60
+    ) as demo:
+        yield demo
 
 
 @dataclass(frozen=True)

@@ -342,6 +342,16 @@ def _lock(ctx: jobs.Context, key: str) -> AbstractContextManager[None]:
     return ctx.runtime.lock(key) if ctx.runtime is not None else nullcontext()
 
 
+def _ad_account(session: Session, shop_id: int) -> tuple[MetaConnection, str]:
+    """The shop's Meta connection and chosen ad account; refused when Meta is not connected or
+    no account is chosen."""
+    conn = session.get(MetaConnection, shop_id)
+    if not _usable(conn):
+        raise InputError("connect Meta and pick an ad account first", field="meta")
+    assert conn is not None and conn.ad_account_id is not None
+    return conn, conn.ad_account_id
+
+
 def _usable(conn: MetaConnection | None) -> bool:
     return (
         conn is not None
@@ -978,11 +988,7 @@ def create_lookalike(
         raise InputError("a lookalike is made from a customer list", field="source")
     ratio = ratio_percent / 100
     with ctx.sessions() as session:
-        conn = session.get(MetaConnection, shop_id)
-        if not _usable(conn):
-            raise InputError("connect Meta and pick an ad account first", field="meta")
-        assert conn is not None and conn.ad_account_id is not None
-        account_id = conn.ad_account_id
+        conn, account_id = _ad_account(session, shop_id)
         segment = session.get_one(Segment, segment_id)
         origin = session.scalars(
             select(MetaAudience).where(
@@ -1034,9 +1040,9 @@ def create_lookalike(
         audience_id = client.create_lookalike(account_id, name, origin_id, country, ratio)
     except MetaError as exc:
         with transaction(ctx.sessions) as session:
-            conn = session.get(MetaConnection, shop_id)
-            if isinstance(exc, MetaTokenError | MetaTermsError) and conn is not None:
-                record_connection_error(session, conn, exc)
+            current = session.get(MetaConnection, shop_id)
+            if isinstance(exc, MetaTokenError | MetaTermsError) and current is not None:
+                record_connection_error(session, current, exc)
             audit(
                 session,
                 shop_id,
@@ -1101,11 +1107,7 @@ def create_value_audience(ctx: jobs.Context, shop_id: int, segment_id: int) -> M
     has a twin already, or the ad account has not accepted the value-based terms (with the link).
     """
     with ctx.sessions() as session:
-        conn = session.get(MetaConnection, shop_id)
-        if not _usable(conn):
-            raise InputError("connect Meta and pick an ad account first", field="meta")
-        assert conn is not None and conn.ad_account_id is not None
-        account_id = conn.ad_account_id
+        conn, account_id = _ad_account(session, shop_id)
         segment = session.get_one(Segment, segment_id)
         if not segment.meta_sync:
             raise InputError("turn on Meta sync for this segment first", field="segment")

@@ -11,11 +11,9 @@ from sqlalchemy import select
 
 from goldpan_sandbox.demo import Demo
 from shopify_app.db.models import Segment, ShopMetrics
-from tests.e2e.test_home import browser, goto, page
+from tests.fixtures_browser import open_view
 
 pytestmark = pytest.mark.e2e
-
-__all__ = ["browser", "page"]  # fixtures shared with the home tests
 
 
 def _cells(page: Page) -> list[list[str]]:
@@ -36,7 +34,7 @@ def _stored(demo: Demo) -> dict:  # type: ignore[type-arg]
 def test_cohort_tabs_are_tabs_and_unfinished_months_are_blank(
     page: Page, running_demo: Demo
 ) -> None:
-    goto(page, running_demo, "analytics", view="analytics")
+    open_view(page, running_demo.page_url, "analytics", view="analytics")
     tabs = page.locator("[role='tablist'] [role='tab']")
     expect(tabs).to_have_count(3)
     panel = page.locator("[role='tabpanel'][data-cohorts]")
@@ -84,7 +82,7 @@ def _number(text: str) -> int:
 def test_one_filter_bar_narrows_the_whole_page_and_the_url_keeps_it(
     page: Page, running_demo: Demo
 ) -> None:
-    goto(page, running_demo, "analytics", view="analytics")
+    open_view(page, running_demo.page_url, "analytics", view="analytics")
     bar = page.locator("[data-filter]")
     expect(bar).to_have_attribute("data-filter", "#/analytics")
     # The cohort section has no filter of its own any more.
@@ -143,7 +141,7 @@ def test_one_filter_bar_narrows_the_whole_page_and_the_url_keeps_it(
 def test_right_to_left_the_arrow_keys_follow_the_reading_order(
     page: Page, running_demo: Demo
 ) -> None:
-    goto(page, running_demo, "analytics", view="analytics", locale="ar")
+    open_view(page, running_demo.page_url, "analytics", view="analytics", locale="ar")
     tabs = page.locator("[role='tablist'] [role='tab']")
     tabs.nth(0).focus()
     # In Arabic the next tab sits to the left.

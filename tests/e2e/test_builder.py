@@ -12,59 +12,28 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
-from goldpan_sandbox.demo import Demo, start_demo
+from goldpan_sandbox.demo import Demo
 from shopify_app.db.models import Customer
-from tests.conftest import fresh_database
-from tests.e2e.test_page import CHROMIUM_ARGS, open_page, wait_until
+from tests.fixtures_browser import open_view, wait_until
+from tests.fixtures_demo import module_demo
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    # Its own database: the session's is emptied before each test, the demo's rows must last.
-    workdir = tmp_path_factory.mktemp("builder-demo")
-    with fresh_database(workdir) as database_url:
-        running = start_demo(
-            customers=120,
-            seed=5,
-            shop="builder.myshopify.com",
-            database_url=database_url,
-            workdir=workdir,
-            sync_timeout=90,
-        )
-        try:
-            yield running
-        finally:
-            running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-def _tab(browser: Browser, width: int = 1280) -> tuple[Page, list[str]]:
-    context = browser.new_context(viewport={"width": width, "height": 900})
-    tab = context.new_page()
-    tab.route(re.compile(r"^https://cdn\.shopify\.com/.*"), lambda route: route.abort())
-    errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    return tab, errors
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    tab, errors = _tab(browser)
-    yield tab
-    tab.context.close()
-    assert errors == [], errors
+    with module_demo(
+        tmp_path_factory,
+        "builder-demo",
+        customers=120,
+        seed=5,
+        shop="builder.myshopify.com",
+        sync_timeout=90,
+    ) as running:
+        yield running
 
 
 def _count(page: Page) -> int:
@@ -78,7 +47,7 @@ def _condition(page: Page, index: int):  # type: ignore[no-untyped-def]
 
 
 def test_builder_creates_edits_refuses_and_deletes_a_segment(page: Page, demo: Demo) -> None:
-    open_page(page, demo, "segments")
+    open_view(page, demo.page_url, "segments")
     page.locator("[data-action='new-segment']").click()
     page.wait_for_selector("body[data-view='builder']")
     page.locator("[data-builder='name']").fill("Big spenders")
@@ -146,7 +115,7 @@ def _members_after_reload(page: Page, handle: str) -> int | None:
 
 
 def test_a_segment_is_renamed_at_once_archived_and_restored(page: Page, demo: Demo) -> None:
-    open_page(page, demo, "segments")
+    open_view(page, demo.page_url, "segments")
     page.locator("[data-action='new-segment']").click()
     page.wait_for_selector("body[data-view='builder']")
     page.locator("[data-builder='name']").fill("Spring buyers")
@@ -204,7 +173,7 @@ def test_a_tags_condition_counts_the_stores_tags_and_refuses_goldpans(
             for tags in session.scalars(select(Customer.tags))
         )
     assert tagged
-    open_page(page, demo, "segments")
+    open_view(page, demo.page_url, "segments")
     page.locator("[data-action='new-segment']").click()
     page.wait_for_selector("body[data-view='builder']")
     first = _condition(page, 0)
@@ -228,7 +197,7 @@ def test_a_tags_condition_counts_the_stores_tags_and_refuses_goldpans(
 
 
 def test_the_list_is_grouped_searchable_and_described(page: Page, demo: Demo) -> None:
-    open_page(page, demo, "segments")
+    open_view(page, demo.page_url, "segments")
     groups = page.locator("[data-group]").evaluate_all("els => els.map(e => e.dataset.group)")
     assert groups[:3] == ["playbook", "predictions", "rfm"] and groups[-1] == "custom"
     assert "region" in groups

@@ -8,48 +8,20 @@ that memberships, reasons and predictions are the engine's own.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from sqlalchemy import func, select, update
 
 from shopify_app.db.models import Customer, Order, Segment, Shop
 from shopify_app.segments import recompute
-from tests.e2e.test_page import CHROMIUM_ARGS
 from tests.fixtures_api import ApiClient
+from tests.fixtures_browser import open_view
 from tests.fixtures_demo import SeededPage
 from tests.test_predictions_page import seed
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser, seeded_page: SeededPage) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    tab = context.new_page()
-    tab.route(re.compile(r"^https://cdn\.shopify\.com/.*"), lambda route: route.abort())
-    errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield tab
-    context.close()
-    assert errors == [], errors
-
-
-def _open(page: Page, app: SeededPage, hash_: str, view: str) -> None:
-    page.goto(app.page_url)
-    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
-    page.evaluate("h => { location.hash = h; }", hash_)
-    page.wait_for_selector(f"body[data-view='{view}']", timeout=30_000)
 
 
 def _segment_id(app: SeededPage, handle: str) -> int:
@@ -68,7 +40,9 @@ def test_a_member_opens_their_orders_segments_predictions_and_admin_link(
     recompute.recompute_shop_now(seeded_page.ctx, shop_id)
     with seeded_page.ctx.sessions.begin() as s:  # a tenth of each order given back, as synced
         s.execute(update(Order).values(refunded=func.round(Order.total * 0.1, 2)))
-    _open(page, seeded_page, f"#/segments/{_segment_id(seeded_page, 'true-fans')}", "segment")
+    open_view(
+        page, seeded_page.page_url, f"#/segments/{_segment_id(seeded_page, 'true-fans')}", "segment"
+    )
     link = page.locator("[data-customer-link]").first
     customer_id = link.get_attribute("data-customer-link")
     name = link.inner_text()
@@ -154,7 +128,7 @@ def test_another_shops_customer_is_not_found_on_the_page(
     other = make_shop("elsewhere.myshopify.com")
     with seeded_page.ctx.sessions.begin() as s:
         s.add(Customer(shop_id=other.id, id=8_100_000_000_001, first_name="Not yours"))
-    _open(page, seeded_page, "#/customers/8100000000001", "customer")
+    open_view(page, seeded_page.page_url, "#/customers/8100000000001", "customer")
     expect(page.get_by_text("Not yours")).to_have_count(0)
     expect(page.locator("s-banner[tone='warning']")).to_contain_text(
         "This customer is not in the store's data"
@@ -172,7 +146,7 @@ def test_without_a_purchase_model_the_page_says_so_and_shows_no_made_up_numbers(
         ).first()
     said = ApiClient(seeded_page.app_url, seeded_page.shop).get(f"/customers/{customer_id}").json()
     assert said["predictions"]["p_alive"] is None  # the seeded store alone is too small to fit
-    _open(page, seeded_page, f"#/customers/{customer_id}", "customer")
+    open_view(page, seeded_page.page_url, f"#/customers/{customer_id}", "customer")
     expect(page.locator("[data-prediction='rfm']")).to_be_visible()
     expect(page.locator("[data-prediction='next_order_date']")).to_be_visible()
     expect(page.locator("[data-prediction='p_alive']")).to_have_count(0)

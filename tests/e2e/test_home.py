@@ -8,54 +8,19 @@ Also the tab helpers the other page tests here share (navigation, analytics, lay
 from __future__ import annotations
 
 import datetime as dt
-import re
-from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from sqlalchemy import func, select, update
 
 from goldpan_sandbox.demo import Demo
 from shopify_app.db.models import Order, Segment
 from shopify_app.segments import metrics
-from tests.e2e.test_page import CHROMIUM_ARGS
+from tests.fixtures_browser import open_view
 
 pytestmark = pytest.mark.e2e
 
 STEPS = ["review_segments", "tag_sync", "connect_meta", "win_back", "scores"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-def new_tab(browser: Browser, width: int = 1280) -> tuple[Page, list[str]]:
-    """A tab of ``width`` CSS pixels that fails the CDN at once and records page errors."""
-    context = browser.new_context(viewport={"width": width, "height": 900})
-    tab = context.new_page()
-    tab.route(re.compile(r"^https://cdn\.shopify\.com/.*"), lambda route: route.abort())
-    errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    return tab, errors
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    tab, errors = new_tab(browser)
-    yield tab
-    tab.context.close()
-    assert errors == [], errors
-
-
-def goto(page: Page, demo: Demo, route: str = "", view: str = "home", locale: str = "en") -> None:
-    """Load the demo's page at ``#/route`` in ``locale`` and wait for ``view`` to draw."""
-    url = demo.page_url.replace("locale=en", f"locale={locale}")
-    page.goto(f"{url}#/{route}")
-    page.wait_for_selector(f"body[data-view='{view}']", timeout=30_000)
 
 
 def _steps(page: Page) -> dict[str, str]:
@@ -67,7 +32,7 @@ def _steps(page: Page) -> dict[str, str]:
 
 def test_home_says_what_goldpan_does_and_what_to_do_first(page: Page, running_demo: Demo) -> None:
     demo = running_demo
-    goto(page, demo)
+    open_view(page, demo.page_url)
     expect(page.locator("[data-intro] p")).to_have_count(2)
     # The demo has computed segments and switched nothing on yet.
     assert _steps(page) == {
@@ -93,7 +58,7 @@ def test_home_says_what_goldpan_does_and_what_to_do_first(page: Page, running_de
             .values(tag_sync=True)
         )
     try:
-        goto(page, demo)
+        open_view(page, demo.page_url)
         assert _steps(page)["tag_sync"] == "1"
         expect(page.locator("[data-checklist-done]")).to_have_text("2 of 5 done")
     finally:
@@ -109,7 +74,7 @@ def test_each_figure_has_its_definition_and_the_notice_names_the_first_order(
     page: Page, running_demo: Demo
 ) -> None:
     demo = running_demo
-    goto(page, demo)
+    open_view(page, demo.page_url)
     cards = page.locator("[data-metric]")
     for key in cards.evaluate_all("els => els.map(e => e.dataset.metric)"):
         expect(page.locator(f"[data-definition='{key}']")).to_have_text(metrics.DEFINITIONS[key])

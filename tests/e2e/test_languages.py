@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from sqlalchemy import select, update
 
 from shopify_app.db.models import Customer, MetaAudience, Segment, Shop
@@ -19,40 +18,13 @@ from shopify_app.segments import recompute
 from shopify_app.states import MetaAudienceKind, MetaAudienceStatus, MetaState
 from shopify_app.sync.shop import refresh_shop
 from shopify_app.tagging.writes import admin_client
-from tests.e2e.test_page import CHROMIUM_ARGS
 from tests.fixtures_api import ApiClient
+from tests.fixtures_browser import open_view
 from tests.fixtures_demo import SeededPage
 
 pytestmark = pytest.mark.e2e
 
 WEB = Path(__file__).resolve().parents[2] / "web"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser, seeded_page: SeededPage) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    tab = context.new_page()
-    tab.route(re.compile(r"^https://cdn\.shopify\.com/.*"), lambda route: route.abort())
-    errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield tab
-    context.close()
-    assert errors == [], errors
-
-
-def _open(page: Page, app: SeededPage, hash_: str, view: str, locale: str = "en") -> None:
-    page.goto(app.page_url.replace("locale=en", f"locale={locale}"))
-    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
-    page.evaluate("h => { location.hash = h; }", hash_)
-    page.wait_for_selector(f"body[data-view='{view}']", timeout=30_000)
 
 
 def _shop_id(app: SeededPage) -> int:
@@ -63,7 +35,7 @@ def _shop_id(app: SeededPage) -> int:
 def test_arabic_counts_take_the_plural_form_of_their_own_number(
     page: Page, seeded_page: SeededPage
 ) -> None:
-    _open(page, seeded_page, "#/", "home", locale="ar")
+    open_view(page, seeded_page.page_url, "#/", "home", locale="ar")
     said: dict[str, Any] = page.evaluate(
         """async () => {
           const i18n = await import("/static/i18n.js");
@@ -169,7 +141,7 @@ READS: dict[str, dict[str, tuple[str, ...]]] = {
 
 
 def test_counts_read_right_in_every_language(page: Page, seeded_page: SeededPage) -> None:
-    _open(page, seeded_page, "#/", "home")
+    open_view(page, seeded_page.page_url, "#/", "home")
     said: dict[str, Any] = page.evaluate(
         """async ([langs, counts]) => {
           const i18n = await import("/static/i18n.js");
@@ -241,7 +213,7 @@ def test_region_names_come_from_intl_display_names(page: Page, seeded_page: Seed
         region_id = regions[0].id
     assert countries, "the seeded shop has no region segments"
     for locale in ("ar", "el", "ko"):
-        _open(page, seeded_page, "#/segments", "segments", locale=locale)
+        open_view(page, seeded_page.page_url, "#/segments", "segments", locale=locale)
         names = page.evaluate(
             "([locale, codes]) => { const d = new Intl.DisplayNames([locale], { type: 'region' });"
             " return Object.fromEntries(codes.map((c) => [c, d.of(c)])); }",
@@ -255,7 +227,7 @@ def test_region_names_come_from_intl_display_names(page: Page, seeded_page: Seed
         for code in countries:
             assert not re.search(rf"(?<![A-Z]){code}(?![A-Z])", body), (locale, code)
     # A member's reason names the region in the page's language too.
-    _open(page, seeded_page, f"#/segments/{region_id}", "segment", locale="el")
+    open_view(page, seeded_page.page_url, f"#/segments/{region_id}", "segment", locale="el")
     first_reason = page.locator("[data-table='members'] .gp-reason").first
     expect(first_reason).to_have_text(re.compile(r"^μένει στην περιοχή [^A-Z]+·"))
 
@@ -280,7 +252,7 @@ def test_amounts_are_in_the_currency_shopify_reports(page: Page, seeded_page: Se
         customer_id = s.scalars(
             select(Customer.id).where(Customer.shop_id == shop_id, Customer.amount_spent > 0)
         ).first()
-    _open(page, seeded_page, f"#/customers/{customer_id}", "customer")
+    open_view(page, seeded_page.page_url, f"#/customers/{customer_id}", "customer")
     # What they spent in the shop's currency; each order stays in the currency it was paid in.
     expect(page.locator("#app .gp-facts")).to_contain_text("€")
     expect(page.locator("#app .gp-facts")).not_to_contain_text("$")
@@ -295,7 +267,7 @@ def test_before_shopify_names_the_currency_amounts_carry_no_guessed_symbol(
         segment_id = s.scalars(
             select(Segment.id).where(Segment.shop_id == shop_id, Segment.member_count > 0)
         ).first()
-    _open(page, seeded_page, f"#/segments/{segment_id}", "segment")
+    open_view(page, seeded_page.page_url, f"#/segments/{segment_id}", "segment")
     spent = page.locator("[data-table='members'] s-table-row s-table-cell:nth-child(3)").first
     expect(spent).to_have_text(re.compile(r"^[\d,]+\.\d\d$"))
 
@@ -329,7 +301,7 @@ def test_audience_statuses_and_lookalike_countries_are_in_the_pages_language(
                 status=MetaAudienceStatus.PENDING,
             )
         )
-    _open(page, seeded_page, f"#/segments/{segment_id}", "segment", locale="el")
+    open_view(page, seeded_page.page_url, f"#/segments/{segment_id}", "segment", locale="el")
     el = json.loads((WEB / "i18n" / "el.json").read_text(encoding="utf-8"))
     # Each badge shows the message of the state the page was sent (MetaState), never the value.
     custom = page.locator("[data-audience='custom'] dd [data-meta-state]")

@@ -14,14 +14,13 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
-from goldpan_sandbox.demo import Demo, start_demo
+from goldpan_sandbox.demo import Demo
 from shopify_app.db.models import Segment
-from tests.conftest import fresh_database
-from tests.e2e.test_home import browser, goto, new_tab, page
+from tests.fixtures_browser import new_tab, open_view
+from tests.fixtures_demo import module_demo
 
 pytestmark = pytest.mark.e2e
 
-__all__ = ["browser", "page"]  # fixtures shared with the home tests
 
 # (route, the view it draws): every view of the page; the segment is filled in per demo.
 VIEWS = [
@@ -37,20 +36,15 @@ VIEWS = [
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     # More customers than a page of members (50), so the pager has somewhere to go.
-    workdir = tmp_path_factory.mktemp("layout-demo")
-    with fresh_database(workdir) as database_url:
-        running = start_demo(
-            customers=150,
-            seed=13,
-            shop="layout.myshopify.com",
-            database_url=database_url,
-            workdir=workdir,
-            sync_timeout=90,
-        )
-        try:
-            yield running
-        finally:
-            running.stop()
+    with module_demo(
+        tmp_path_factory,
+        "layout-demo",
+        customers=150,
+        seed=13,
+        shop="layout.myshopify.com",
+        sync_timeout=90,
+    ) as running:
+        yield running
 
 
 # Every message key: one shown as text is a missing translation (t() falls back to the key).
@@ -75,7 +69,7 @@ def test_no_view_scrolls_sideways(browser: Browser, demo: Demo, width: int, loca
     tab, errors = new_tab(browser, width)
     segment = _segment_id(demo, "repeat-customers")
     try:
-        goto(tab, demo, locale=locale)
+        open_view(tab, demo.page_url, locale=locale)
         for route, view in VIEWS:
             tab.evaluate("r => { location.hash = '#/' + r; }", route.format(segment=segment))
             tab.wait_for_selector(f"body[data-view='{view}']", timeout=30_000)
@@ -98,7 +92,7 @@ def test_paging_keeps_focus_on_the_pager(page: Page, demo: Demo) -> None:
     with demo.ctx.sessions() as session:
         members = session.get_one(Segment, segment).member_count or 0
     assert members > 50  # two pages at least
-    goto(page, demo, f"segments/{segment}", view="segment")
+    open_view(page, demo.page_url, f"segments/{segment}", view="segment")
     pager = page.locator("[data-page]")
     expect(pager).to_have_attribute("data-page", "1")
     page.locator("[data-action='next-page']").focus()
@@ -116,7 +110,7 @@ def test_paging_keeps_focus_on_the_pager(page: Page, demo: Demo) -> None:
 
 def test_only_status_messages_are_live_regions(page: Page, demo: Demo) -> None:
     segment = _segment_id(demo, "repeat-customers")
-    goto(page, demo)
+    open_view(page, demo.page_url)
     for route, view in VIEWS:
         page.evaluate("r => { location.hash = '#/' + r; }", route.format(segment=segment))
         page.wait_for_selector(f"body[data-view='{view}']", timeout=30_000)

@@ -14,17 +14,16 @@ from playwright.sync_api import Page, expect
 
 from goldpan_sandbox import control
 from goldpan_sandbox.demo import Demo
-from tests.e2e.test_page import browser, demo, open_page, page, wait_until
+from tests.fixtures_browser import open_view, wait_until
 
 pytestmark = pytest.mark.e2e
 
-__all__ = ["browser", "demo", "page"]  # the page tests' fixtures, used here too
 
 ROWS = "[data-table='members'] s-table-body s-table-row"
 
 
 def open_segment(page: Page, demo: Demo, handle: str) -> None:
-    open_page(page, demo, "segments")
+    open_view(page, demo.page_url, "segments")
     page.locator(f"[data-segment='{handle}']").click()
     page.wait_for_selector("body[data-view='segment']")
     expect(page.locator(ROWS).first).to_be_visible()
@@ -141,14 +140,14 @@ def place_order_for_a_new_customer(demo: Demo) -> None:
 
 
 def test_the_segment_list_and_home_follow_orders_without_a_reload(page: Page, demo: Demo) -> None:
-    open_page(page, demo, "segments")
+    open_view(page, demo.page_url, "segments")
     row = page.locator("s-table-row", has=page.locator("[data-segment='one-time-buyers']"))
     count = row.locator("[data-members]")
     before = int(count.get_attribute("data-members") or "0")
     place_order_for_a_new_customer(demo)
     expect(count).to_have_attribute("data-members", str(before + 1), timeout=45_000)
     # Home's card for the segment, drawn before the next order, follows it too.
-    open_page(page, demo)
+    open_view(page, demo.page_url)
     card = page.locator("li.gp-card", has=page.get_by_text("One-time buyers", exact=True))
     figure = card.locator(".gp-metric-value")
     expect(figure).to_have_text(f"{before + 1:,}")

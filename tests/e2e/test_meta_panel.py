@@ -14,18 +14,16 @@ from shopify_app.db import transaction
 from shopify_app.db.models import Membership, MetaConnection
 from shopify_app.meta.audiences import LOOKALIKE_COUNTRIES
 from shopify_app.states import MetaConnectionStatus
-from tests.e2e.test_page import browser, demo, open_page, page
+from tests.fixtures_browser import open_view
 from tests.fixtures_meta import add_segment, make_people
 
 pytestmark = pytest.mark.e2e
-
-__all__ = ["browser", "demo", "page"]  # the page tests' fixtures, used here too
 
 
 def test_facebook_login_shows_whose_account_and_waits_for_the_merchant(
     page: Page, demo: Demo
 ) -> None:
-    open_page(page, demo, "settings")
+    open_view(page, demo.page_url, "settings")
     card = page.locator("[data-meta-status]")
     expect(card).to_have_attribute("data-meta-status", "disconnected")
     with page.context.expect_page() as opened:
@@ -65,7 +63,7 @@ def test_the_panel_follows_removals_and_checks_lookalikes(page: Page, demo: Demo
         demo.ctx.sessions, demo.shop_id, people, handle="meta-panel", name="Meta panel"
     )
     jobs.run_now(demo.ctx, "meta.sync_segment", shop_id=demo.shop_id, segment_id=segment_id)
-    open_page(page, demo, "segments")
+    open_view(page, demo.page_url, "segments")
     page.evaluate("id => { location.hash = '#/segments/' + id; }", segment_id)
     panel = page.locator("[data-meta-panel]")
     facts = panel.locator("[data-audience='custom']")
@@ -125,7 +123,7 @@ def test_the_panel_follows_removals_and_checks_lookalikes(page: Page, demo: Demo
     expect(panel.locator("[data-lookalike-reason='connect']")).to_be_visible()
     with demo.ctx.sessions() as session:
         assert session.scalar(select(MetaConnection.ad_account_id)) == AD_ACCOUNT
-    open_page(page, demo, "settings")
+    open_view(page, demo.page_url, "settings")
     card = page.locator("[data-meta-status]")
     expect(card).to_have_attribute("data-meta-status", "disconnected")
     expect(card).not_to_contain_text(AD_ACCOUNT)

@@ -13,11 +13,10 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from goldpan_sandbox.demo import Demo
-from tests.e2e.test_home import browser, goto, new_tab, page
+from tests.fixtures_browser import new_tab, open_view
 
 pytestmark = pytest.mark.e2e
 
-__all__ = ["browser", "page"]  # fixtures shared with the home tests
 
 # What App Bridge's script provides that the page uses: window.shopify with idToken (here the
 # token the admin put in the page URL, valid for the minute this test needs).
@@ -49,7 +48,7 @@ def _path(page: Page) -> str:
 def test_without_app_bridge_the_tabs_navigate_and_the_path_follows(
     page: Page, running_demo: Demo
 ) -> None:
-    goto(page, running_demo)
+    open_view(page, running_demo.page_url)
     tabs = page.locator("#tabs [data-nav]")
     expect(tabs).to_have_count(4)
     expect(page.locator("#tabs [aria-current='page']")).to_have_attribute("data-nav", "home")
@@ -71,7 +70,7 @@ def test_without_app_bridge_the_tabs_navigate_and_the_path_follows(
 
 
 def test_a_segment_that_does_not_exist_offers_the_way_back(page: Page, running_demo: Demo) -> None:
-    goto(page, running_demo, "segments/999999", view="segment")
+    open_view(page, running_demo.page_url, "segments/999999", view="segment")
     back = page.locator("[data-action='back']")
     expect(back).to_be_visible()
     back.click()

@@ -12,87 +12,17 @@ import csv
 import io
 import re
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from goldpan_sandbox import control
-from goldpan_sandbox.demo import Demo, start_demo
+from goldpan_sandbox.demo import Demo
 from shopify_app.segments import metrics
-from tests.conftest import fresh_database
+from tests.fixtures_browser import open_view, wait_until
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    # Its own database: the session's is emptied before each test, the demo's rows must last
-    # the module.
-    workdir = tmp_path_factory.mktemp("page-demo")
-    with fresh_database(workdir) as database_url:
-        running = start_demo(
-            customers=150, seed=11, database_url=database_url, workdir=workdir, sync_timeout=90
-        )
-        try:
-            yield running
-        finally:
-            running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    tab = context.new_page()
-    # No internet here: fail the CDN scripts at once instead of waiting for DNS.
-    tab.route(re.compile(r"^https://cdn\.shopify\.com/.*"), lambda route: route.abort())
-    errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield tab
-    context.close()
-    assert errors == [], errors
-
-
-VIEWS = {"": "home", "segments": "segments", "analytics": "analytics", "settings": "settings"}
-
-
-def open_page(page: Page, demo: Demo, view: str = "", locale: str = "en") -> None:
-    """Load the page as the admin does (bounce, token, reload), then go to ``view``."""
-    url = demo.page_url.replace("locale=en", f"locale={locale}")
-    page.goto(url)
-    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
-    page.evaluate("view => { location.hash = '#/' + view; }", view)
-    page.wait_for_selector(f"body[data-view='{VIEWS[view]}']", timeout=30_000)
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 45.0, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout:.0f}s")
-        time.sleep(every)
 
 
 def segment_members(page: Page, handle: str) -> int:
@@ -101,7 +31,7 @@ def segment_members(page: Page, handle: str) -> int:
 
 
 def test_page_loads_with_segments_populated(page: Page, demo: Demo) -> None:
-    open_page(page, demo, "segments")
+    open_view(page, demo.page_url, "segments")
     table = page.locator("[data-table='segments']")
     expect(table).to_be_visible()
     handles = table.locator("[data-segment]").evaluate_all("els => els.map(e => e.dataset.segment)")
@@ -111,7 +41,7 @@ def test_page_loads_with_segments_populated(page: Page, demo: Demo) -> None:
 
 
 def test_home_shows_sync_and_retention_headline(page: Page, demo: Demo) -> None:
-    open_page(page, demo)
+    open_view(page, demo.page_url)
     expect(page.locator("[data-sync='done']")).to_be_visible()
     expect(page.locator("[data-metric='repeat_purchase_rate'] .gp-metric-value")).to_have_text(
         re.compile(r"\d")
@@ -130,7 +60,7 @@ def test_reasons_and_counts_follow_the_locale_and_the_shops_currency(
 ) -> None:
     """The page's own formatting code in a real browser: plural forms from the locale's rules,
     amounts in the currency with its own decimals."""
-    open_page(page, demo)
+    open_view(page, demo.page_url)
     said = page.evaluate(
         """async () => {
           const i18n = await import("/static/i18n.js");
@@ -163,7 +93,7 @@ def test_reasons_and_counts_follow_the_locale_and_the_shops_currency(
 
 
 def test_a_segment_opens_with_members_search_and_export(page: Page, demo: Demo) -> None:
-    open_page(page, demo, "segments")
+    open_view(page, demo.page_url, "segments")
     page.locator("[data-segment='one-time-buyers']").click()
     members = page.locator("[data-table='members'] s-table-body s-table-row")
     expect(members.first).to_be_visible()
@@ -180,14 +110,14 @@ def test_a_segment_opens_with_members_search_and_export(page: Page, demo: Demo) 
 
 
 def test_arabic_is_right_to_left(page: Page, demo: Demo) -> None:
-    open_page(page, demo, "segments", locale="ar")
+    open_view(page, demo.page_url, "segments", locale="ar")
     assert page.evaluate("document.documentElement.dir") == "rtl"
     expect(page.locator("[data-segment='vip']")).to_have_text("كبار العملاء")
     expect(page.locator("[data-nav='analytics']")).to_have_text("التحليلات")
 
 
 def test_analytics_charts_are_accessible_svg(page: Page, demo: Demo) -> None:
-    open_page(page, demo, "analytics")
+    open_view(page, demo.page_url, "analytics")
     figures = page.locator("[data-table='figures'] [data-figure]")
     expect(figures).to_have_count(len(metrics.NAMES))
     charts = page.locator("svg.gp-chart[role='img']")
@@ -199,9 +129,9 @@ def test_analytics_charts_are_accessible_svg(page: Page, demo: Demo) -> None:
 
 
 def test_a_changed_setting_changes_the_counts(page: Page, demo: Demo) -> None:
-    open_page(page, demo, "segments")
+    open_view(page, demo.page_url, "segments")
     before = segment_members(page, "business-buyers")
-    open_page(page, demo, "settings")
+    open_view(page, demo.page_url, "settings")
     units = page.locator("[data-setting='business_units_per_order']")
     units.fill("0")
     page.locator("[data-action='save']").click()
@@ -213,7 +143,7 @@ def test_a_changed_setting_changes_the_counts(page: Page, demo: Demo) -> None:
     expect(page.locator("s-banner[tone='success']")).to_be_visible()
 
     def grown() -> bool:
-        open_page(page, demo, "segments")
+        open_view(page, demo.page_url, "segments")
         return segment_members(page, "business-buyers") > before
 
     wait_until(grown)
@@ -233,7 +163,7 @@ def test_an_order_in_the_sandbox_shows_up_on_the_page_and_in_tags(page: Page, de
         },
     )
     customer_id = order.customer_id
-    open_page(page, demo, "segments")
+    open_view(page, demo.page_url, "segments")
     page.locator("[data-segment='business-buyers']").click()
     search = page.locator("[data-input='member-search']")
     rows = page.locator("[data-table='members'] s-table-body s-table-row")
@@ -264,12 +194,12 @@ def test_member_reasons_are_in_the_pages_language_and_the_csv_in_english(
     page: Page, demo: Demo
 ) -> None:
     # Reasons are stored structured; the page says them in the admin's language.
-    open_page(page, demo, "segments", locale="ar")
+    open_view(page, demo.page_url, "segments", locale="ar")
     page.locator("[data-segment='one-time-buyers']").click()
     reason = page.locator("[data-table='members'] .gp-reason").first
     expect(reason).to_contain_text("طلب واحد في")
     assert "{" not in reason.inner_text()
-    open_page(page, demo, "segments")
+    open_view(page, demo.page_url, "segments")
     page.locator("[data-segment='one-time-buyers']").click()
     expect(page.locator("[data-table='members'] .gp-reason").first).to_contain_text("one order on")
     with page.expect_download() as download:
@@ -279,7 +209,7 @@ def test_member_reasons_are_in_the_pages_language_and_the_csv_in_english(
 
 
 def test_scores_switch_writes_metafields_on_the_sandbox_customers(page: Page, demo: Demo) -> None:
-    open_page(page, demo, "settings")
+    open_view(page, demo.page_url, "settings")
     expect(page.locator("[data-actions='discounts'] [data-tier='1']")).to_be_visible()
     page.locator("[data-action='scores']").click()
     store = demo.shopify.store(demo.shop_domain)
@@ -289,5 +219,5 @@ def test_scores_switch_writes_metafields_on_the_sandbox_customers(page: Page, de
             return any(c.metafields for c in store.customers.values())
 
     wait_until(written)
-    open_page(page, demo, "settings")
+    open_view(page, demo.page_url, "settings")
     expect(page.locator("[data-actions='scores'] [data-action='scores']")).to_have_text("Turn off")

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 from sqlalchemy import delete, func, select
 
 from shopify_app.actions import entries, results
@@ -26,8 +25,8 @@ from shopify_app.db.models import (
     Shop,
     WinBackDiscount,
 )
-from tests.e2e.test_page import CHROMIUM_ARGS
 from tests.fixtures_api import ApiClient
+from tests.fixtures_browser import new_tab, open_view
 from tests.fixtures_demo import SeededPage
 
 pytestmark = pytest.mark.e2e
@@ -35,32 +34,12 @@ pytestmark = pytest.mark.e2e
 CODE = "COMEBACK10-TEST"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-def _settings_page(browser: Browser, app: SeededPage) -> tuple[Page, list[str]]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    tab = context.new_page()
-    tab.route(re.compile(r"^https://cdn\.shopify\.com/.*"), lambda route: route.abort())
-    errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    tab.goto(app.page_url)
-    tab.wait_for_selector("body[data-ready='1']", timeout=30_000)
-    tab.evaluate("() => { location.hash = '#/settings'; }")
-    tab.wait_for_selector("body[data-view='settings']", timeout=30_000)
-    return tab, errors
-
-
 def test_results_panel_shows_figures_with_interval_and_n_and_the_holdout_switch(
     browser: Browser, seeded_page: SeededPage
 ) -> None:
     app = seeded_page
-    page, errors = _settings_page(browser, app)
+    page, errors = new_tab(browser)
+    open_view(page, app.page_url, "settings")
     expect(page.locator("[data-results='none']")).to_be_visible()  # nothing recorded yet
 
     with app.ctx.sessions.begin() as session:
