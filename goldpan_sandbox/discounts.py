@@ -297,6 +297,10 @@ def discount_json(ctx: RequestContext, discount: Discount) -> dict[str, Any]:
         "code": discount.code,
         "percentage": discount.percentage,
         "segments": [gid("Segment", i) for i in discount.segment_ids],
+        # Who the code is for, readable without a second lookup per segment.
+        "segmentQueries": [
+            ctx.store.segments[i].query for i in discount.segment_ids if i in ctx.store.segments
+        ],
         "startsAt": iso(discount.starts_at),
         "endsAt": iso(discount.ends_at),
         "appliesOncePerCustomer": discount.applies_once_per_customer,

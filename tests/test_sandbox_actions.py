@@ -70,6 +70,7 @@ def test_discount_create_update_deactivate(
         [segment],
     )
     assert listed["appliesOncePerCustomer"] is True
+    assert listed["segmentQueries"] == ["customer_tags CONTAINS 'x'"]
 
     updated = _call(
         shopify_sandbox,
