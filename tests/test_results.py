@@ -21,6 +21,9 @@ def test_wilson_matches_published_values() -> None:
     assert results.wilson(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
     assert results.wilson(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
     assert results.wilson(0, 0) == (0.0, 1.0)
+    # No one (or everyone) ordering: the interval ends exactly at 0 (or 1), as the demo's
+    # 145-customer tier showed 1.7e-18.
+    assert results.wilson(0, 145)[0] == 0.0 and results.wilson(145, 145)[1] == 1.0
 
 
 def _simulate(
