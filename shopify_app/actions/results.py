@@ -71,7 +71,9 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
     if len(x) < 2:
         return mean, mean, mean
     half = float(sps.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return mean, mean - half, mean + half
+    # One buyer among many non-buyers puts the t interval below zero, and revenue (net of
+    # refunds, non-buyers 0) is never negative: the lower end stops at 0.
+    return mean, max(mean - half, 0.0), mean + half
 
 
 def _window(ds: Dataset, entry: Entry, end: int) -> tuple[float, int, list[int]]:
