@@ -162,7 +162,14 @@ def test_issue_18_end_to_end_in_the_demo(demo: Demo) -> None:
 
     treated = until(discount_segment, "the discount segment holding the tier minus reminders")
 
-    # 2. A lapsed customer orders with the code: one redemption, one recovered customer.
+    # 2. A lapsed customer orders with the code: one redemption, one recovered customer. A
+    # customer due a reminder instead is refused the code at checkout.
+    refused = requests.post(
+        f"{sandbox.base}/orders",
+        json={"customer_id": min(lapsed & reminded), "discount_codes": [discount["code"]]},
+        timeout=30,
+    )
+    assert refused.status_code == 422 and "not available" in refused.text
     back = min(treated)
     sandbox.order(back, price="30", codes=[discount["code"]])
 
@@ -173,8 +180,9 @@ def test_issue_18_end_to_end_in_the_demo(demo: Demo) -> None:
 
     row = until(tier_results, "the redemption on the Actions page")
     assert row["codes"] == [discount["code"]]
-    assert (row["redemptions"], row["redemption_revenue"]) == (1, 30.0)
-    assert (row["recovered"], row["recovered_revenue"]) == (1, 30.0)
+    # $30 of items less the tier's 10%.
+    assert (row["redemptions"], row["redemption_revenue"]) == (1, 27.0)
+    assert (row["recovered"], row["recovered_revenue"]) == (1, 27.0)
 
     # 3. Scores as metafields; a second run writes nothing; an order changes that customer's.
     merchant.ok("PUT", "/actions/scores", {"enabled": True})
