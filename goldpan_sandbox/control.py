@@ -21,7 +21,7 @@ import difflib
 import threading
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -31,7 +31,7 @@ from starlette.routing import BaseRoute, Route
 
 from goldpan_sandbox import flow
 from goldpan_sandbox.admin_api import RequestContext
-from goldpan_sandbox.discounts import discount_json
+from goldpan_sandbox.discounts import checkout_discount, discount_json
 from goldpan_sandbox.metafields import metafields_json
 from goldpan_sandbox.store import Address, Customer, LineItem, Order, Refund
 
@@ -224,7 +224,9 @@ def place_order(sandbox: ShopifySandbox, domain: str, spec: dict[str, Any]) -> O
     customer has it), ``line_items`` ``[{"variant_id"?, "handle"?, "variant"?, "title"?, "sku"?,
     "quantity", "price"?}]`` (``handle`` + ``variant`` title/SKU pick a catalog variant)
     (default: one unit of the first product), optional ``discount_codes``, ``discount``,
-    ``test``, ``company``.
+    ``test``, ``company``. A code of a discount made in the sandbox is checked as checkout
+    does (:func:`~goldpan_sandbox.discounts.checkout_discount`) and, without ``discount``,
+    takes its percentage off the items.
     """
     store = sandbox.store(domain)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -272,6 +274,13 @@ def place_order(sandbox: ShopifySandbox, domain: str, spec: dict[str, Any]) -> O
                 unit_price=price,
             )
         )
+    codes = list(spec.get("discount_codes") or [])
+    # Checkout takes a code only from a customer it is for, and takes its percentage off.
+    taken = checkout_discount(store, codes, customer.id if customer else None, now)
+    discount = _decimal(spec.get("discount"))
+    if taken is not None and "discount" not in spec:
+        gross = sum((line.unit_price * line.quantity for line in lines), Decimal(0))
+        discount = (gross * Decimal(str(taken.percentage))).quantize(Decimal("0.01"), ROUND_HALF_UP)
     billing = None
     if spec.get("company"):
         billing = Address(company=spec["company"])
@@ -288,8 +297,8 @@ def place_order(sandbox: ShopifySandbox, domain: str, spec: dict[str, Any]) -> O
         currency=store.currency,
         line_items=lines,
         test=bool(spec.get("test", False)),
-        discount_codes=list(spec.get("discount_codes") or []),
-        discount_total=_decimal(spec.get("discount")),
+        discount_codes=codes,
+        discount_total=discount,
         billing_address=billing,
     )
     return store.add_order(order)

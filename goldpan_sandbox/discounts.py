@@ -13,6 +13,7 @@ product lists, other contexts) are refused with a userError rather than silently
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from goldpan_sandbox.admin_api import (
@@ -24,7 +25,7 @@ from goldpan_sandbox.admin_api import (
     paginate,
     resolver,
 )
-from goldpan_sandbox.store import Discount, gid, parse_gid
+from goldpan_sandbox.store import Discount, Store, gid, parse_gid
 
 _INPUT = "basicCodeDiscount"
 MAX_CODE_LENGTH = 255
@@ -289,6 +290,41 @@ def _codes(obj: _Basic, args: dict[str, Any], ctx: RequestContext) -> dict[str, 
     return paginate([code], args, lambda c: [c["id"]])
 
 
+def checkout_discount(
+    store: Store, codes: Sequence[str], customer_id: int | None, now: dt.datetime
+) -> Discount | None:
+    """The store's discount among ``codes`` as checkout would take it for this customer; raises
+    ``ValueError`` with the reason when checkout refuses it (not active, not for this customer's
+    segments, or used already where it applies once per customer). Codes the store did not
+    create here (the generator's history) are taken as they are: None."""
+    wanted = {c.strip().lower() for c in codes}
+    with store.lock:
+        found = next((d for d in store.discounts.values() if d.code.lower() in wanted), None)
+        used = found is not None and any(
+            o.customer_id == customer_id
+            and found.code.lower() in {c.lower() for c in o.discount_codes}
+            for o in store.orders.values()
+        )
+    if found is None:
+        return None
+    if found.status(now) != "ACTIVE":
+        raise ValueError(f"discount code {found.code} is not active ({found.status(now)})")
+    if found.segment_ids:
+        try:
+            eligible = any(
+                customer_id in store.segment_members(i)
+                for i in found.segment_ids
+                if i in store.segments
+            )
+        except NotImplementedError:
+            eligible = True  # a query the sandbox cannot evaluate: not refused on its account
+        if not eligible:
+            raise ValueError(f"discount code {found.code} is not available to this customer")
+    if found.applies_once_per_customer and used:
+        raise ValueError(f"discount code {found.code} was already used by this customer")
+    return found
+
+
 def discount_json(ctx: RequestContext, discount: Discount) -> dict[str, Any]:
     """The control API's view (``GET /_sandbox/shops/{shop}/discounts``)."""
     return {
@@ -297,6 +333,10 @@ def discount_json(ctx: RequestContext, discount: Discount) -> dict[str, Any]:
         "code": discount.code,
         "percentage": discount.percentage,
         "segments": [gid("Segment", i) for i in discount.segment_ids],
+        # Who the code is for, readable without a second lookup per segment.
+        "segmentQueries": [
+            ctx.store.segments[i].query for i in discount.segment_ids if i in ctx.store.segments
+        ],
         "startsAt": iso(discount.starts_at),
         "endsAt": iso(discount.ends_at),
         "appliesOncePerCustomer": discount.applies_once_per_customer,

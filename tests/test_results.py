@@ -21,6 +21,17 @@ def test_wilson_matches_published_values() -> None:
     assert results.wilson(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
     assert results.wilson(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
     assert results.wilson(0, 0) == (0.0, 1.0)
+    # No one (or everyone) ordering: the interval ends exactly at 0 (or 1), as the demo's
+    # 145-customer tier showed 1.7e-18.
+    assert results.wilson(0, 145)[0] == 0.0 and results.wilson(145, 145)[1] == 1.0
+
+
+def test_revenue_interval_does_not_go_below_zero() -> None:
+    # The demo's 60-day tier: one of 145 customers came back with a $30 order.
+    mean, low, high = results.mean_interval([0.0] * 144 + [30.0])
+    assert mean == pytest.approx(30 / 145) and low == 0.0 and high > mean
+    assert results.mean_interval([10.0, 20.0, 30.0]) == pytest.approx((20, 0, 44.84), abs=1e-2)
+    assert results.mean_interval([40.0, 50.0, 60.0]) == pytest.approx((50, 25.16, 74.84), abs=1e-2)
 
 
 def _simulate(

@@ -9,6 +9,7 @@ from typing import Any
 
 import requests
 
+from goldpan_sandbox import control
 from goldpan_sandbox.shopify import ShopifySandbox
 from shopify_app.shopify.client import load_document
 from tests.fixtures_sandbox import *  # noqa: F403
@@ -70,6 +71,7 @@ def test_discount_create_update_deactivate(
         [segment],
     )
     assert listed["appliesOncePerCustomer"] is True
+    assert listed["segmentQueries"] == ["customer_tags CONTAINS 'x'"]
 
     updated = _call(
         shopify_sandbox,
@@ -132,23 +134,38 @@ def test_discount_input_is_validated_like_shopify(
     assert len(_listed(shopify_sandbox)) == 1
 
 
-def test_an_order_carrying_the_code_counts_as_a_use(
+def test_checkout_takes_the_code_once_from_its_segment_and_takes_its_percentage_off(
     shopify_sandbox: ShopifySandbox, sandbox_token: str
 ) -> None:
-    segment = _segment(shopify_sandbox)
+    segment = _segment(shopify_sandbox)  # customers tagged "x"
     _call(
         shopify_sandbox,
         sandbox_token,
         "discount_code_basic_create",
         {"basicCodeDiscount": _discount(segment)},
     )
-    customer = next(iter(shopify_sandbox.store(SANDBOX_SHOP).customers))
-    response = requests.post(
-        f"{shopify_sandbox.base_url}/_sandbox/shops/{SANDBOX_SHOP}/orders",
-        json={"customer_id": customer, "discount_codes": ["comeback10-test"]},
-        timeout=5,
-    )
-    assert response.status_code < 300
+    store = shopify_sandbox.store(SANDBOX_SHOP)
+    inside, outside = list(store.customers)[:2]
+    control.edit_customer(shopify_sandbox, SANDBOX_SHOP, inside, {"tags": ["X"]})
+
+    def order(customer: int) -> requests.Response:
+        return requests.post(
+            f"{shopify_sandbox.base_url}/_sandbox/shops/{SANDBOX_SHOP}/orders",
+            json={
+                "customer_id": customer,
+                "discount_codes": ["comeback10-test"],
+                "line_items": [{"price": "30", "quantity": 2}],
+            },
+            timeout=5,
+        )
+
+    refused = order(outside)
+    assert refused.status_code == 422 and "not available to this customer" in refused.text
+    placed = order(inside)
+    assert placed.status_code == 201, placed.text
+    assert (placed.json()["total_discounts"], placed.json()["total_price"]) == ("6.00", "54.00")
+    again = order(inside)  # appliesOncePerCustomer
+    assert again.status_code == 422 and "already used" in again.text
     assert _listed(shopify_sandbox)[0]["usageCount"] == 1
 
 

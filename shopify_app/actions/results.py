@@ -57,7 +57,9 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # At k = 0 (or n) the bound is exactly 0 (or 1); rounding would leave 1.7e-18 on the page.
+    low = 0.0 if k == 0 else max(0.0, centre - half)
+    return low, 1.0 if k == n else min(1.0, centre + half)
 
 
 def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
@@ -69,7 +71,9 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
     if len(x) < 2:
         return mean, mean, mean
     half = float(sps.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return mean, mean - half, mean + half
+    # One buyer among many non-buyers puts the t interval below zero, and revenue (net of
+    # refunds, non-buyers 0) is never negative: the lower end stops at 0.
+    return mean, max(mean - half, 0.0), mean + half
 
 
 def _window(ds: Dataset, entry: Entry, end: int) -> tuple[float, int, list[int]]:
