@@ -174,7 +174,16 @@ export function segmentName(segment) {
   if (where) return t("segment.region", { place: place(where[1].toUpperCase(), where[2]?.toUpperCase()) });
   const rfm = segment.handle.match(/^rfm-(.+)$/);
   if (rfm && has(`rfm.${rfm[1]}`)) return t("segment.rfm", { group: t(`rfm.${rfm[1]}`) });
+  const base = heldOutOf(segment);
+  if (base) return t("segment.holdout", { segment: segmentName(base) });
   return segment.name;
+}
+
+/** The segment a hold-out group (segments/library/holdouts.py, "holdout-<handle>", named
+ * "Hold-out: <its name>") holds customers out of; null for any other segment. */
+export function heldOutOf(segment) {
+  const held = segment.handle.match(/^holdout-(.+)$/);
+  return held ? { handle: held[1], name: (segment.name || "").replace(/^[^:]*:\s*/, "") } : null;
 }
 
 /** Month numbers as names: [11, 12] → "November–December", [6, 8] → "June, August". */

@@ -2,7 +2,7 @@
 
 import { api } from "../api.js";
 import { h, mount } from "../dom.js";
-import { number, percent, place, segmentName, t } from "../i18n.js";
+import { heldOutOf, number, percent, place, segmentName, t } from "../i18n.js";
 import { button, empty, page, section, table, withStates } from "../ui.js";
 import { metaSwitch, tagSwitch } from "./toggles.js";
 
@@ -40,6 +40,8 @@ export function describe(s) {
       ? t("segments.desc.lapsed_range", { from: d.min_days, to: d.max_days })
       : t("segments.desc.lapsed_open", { from: d.min_days });
   }
+  const base = heldOutOf(s);
+  if (base) return t("segments.desc.holdout", { segment: segmentName(base), share: percent(d.share || 0, 0) });
   return t(`segment_help.${s.handle}`);
 }
 
