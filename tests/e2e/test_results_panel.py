@@ -101,7 +101,7 @@ def test_results_panel_shows_figures_with_interval_and_n_and_the_holdout_switch(
     expect(rate).to_contain_text(re.compile(r"\d+(\.\d)?% \(\d+(\.\d)?% to \d+(\.\d)?%\)"))
     expect(panel.locator("[data-too-few]").first).to_contain_text("Not enough customers yet")
     tier_line = panel.locator("[data-result-tier='lapsed-tier-1']")
-    expect(tier_line).to_contain_text(f"Code {CODE}: used in 1 orders ($42.00)")
+    expect(tier_line).to_contain_text(f"Code {CODE}: used in 1 order ($42.00)")
     expect(tier_line).to_contain_text(f"1 of {recorded} customers came back")
 
     # The hold-out switch of tier 1 shows the share and turns it off through the settings.
