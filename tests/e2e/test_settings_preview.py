@@ -243,6 +243,8 @@ def test_in_the_admin_unsaved_changes_use_app_bridges_save_bar(
     context = tab.context
     try:
         tab.add_init_script(APP_BRIDGE_SAVE_BAR)
+        saves: list[str] = []
+        tab.on("request", lambda r: saves.append(r.url) if r.method == "PUT" else None)
         open_view(tab, seeded_page.page_url, "settings")
         tab.wait_for_selector("[data-setting='milestone_amount']", timeout=30_000)
         bar = tab.locator("ui-save-bar")
@@ -259,6 +261,7 @@ def test_in_the_admin_unsaved_changes_use_app_bridges_save_bar(
         bar.locator("button[variant='primary']").dispatch_event("click")
         expect(tab.locator("s-banner[tone='success']")).to_be_visible(timeout=60_000)
         assert tab.evaluate("() => window.__saveBar.at(-1)") == ["hide", bar_id]
+        assert len(saves) == 1, saves  # one save (a second, racing it, would be refused)
         saved = ApiClient(seeded_page.app_url, seeded_page.shop).get("/settings").json()
         assert saved["settings"]["milestone_amount"] == 600
     finally:

@@ -532,7 +532,8 @@ export async function render(root) {
     const barId = nextId("save-bar");
     const discard = () => withStates(root, load, draw);
     const bar = bridgeBar
-      ? h("ui-save-bar", { id: barId }, h("button", { variant: "primary", onClick: () => form.requestSubmit() }), h("button", { onClick: discard }))
+      ? // type=button: inside the form a plain button would also submit it (a second save racing the first).
+        h("ui-save-bar", { id: barId }, h("button", { type: "button", variant: "primary", onClick: () => form.requestSubmit() }), h("button", { type: "button", onClick: discard }))
       : h(
           "div",
           { class: "gp-save-bar", id: barId, role: "region", "aria-label": t("settings.unsaved"), "data-save-bar": "", hidden: true },
