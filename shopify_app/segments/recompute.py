@@ -84,6 +84,15 @@ _CUSTOMERS_MEMBERSHIPS = select(
     MEMBERSHIPS.c.shop_id == bindparam("shop"),
     MEMBERSHIPS.c.customer_id.in_(bindparam("ids", expanding=True)),
 )
+_STORED_FIGURES = [
+    (CUSTOMERS.c.id, "q"),
+    (func.coalesce(CUSTOMERS.c.number_of_orders, -1), "q"),
+    (func.coalesce(CUSTOMERS.c.amount_spent, -1), "d"),
+]
+_CUSTOMERS_FIGURES = select(*(expr for expr, _ in _STORED_FIGURES)).where(
+    CUSTOMERS.c.shop_id == bindparam("shop"),
+    CUSTOMERS.c.id.in_(bindparam("ids", expanding=True)),
+)
 _META_CONNECTION = select(MetaConnection.shop_id).where(MetaConnection.shop_id == bindparam("shop"))
 
 
@@ -485,16 +494,17 @@ def write_figures(
     if not len(ids):
         return 0
     c = CUSTOMERS.c
-    where = [c.shop_id == shop_id] + ([c.id.in_(only)] if only is not None else [])
-    stored_id, stored_orders, stored_spent = loader.fetch_number_columns(
-        session,
-        [
-            (c.id, "q"),
-            (func.coalesce(c.number_of_orders, -1), "q"),
-            (func.coalesce(c.amount_spent, -1), "d"),
-        ],
-        *where,
-    )
+    if only is None:
+        stored_id, stored_orders, stored_spent = loader.fetch_number_columns(
+            session, _STORED_FIGURES, c.shop_id == shop_id
+        )
+    else:
+        stored = loader.columns(
+            loader.fetch_rows(session, _CUSTOMERS_FIGURES, {"shop": shop_id, "ids": only}), 3
+        )
+        stored_id = np.array(stored[0], dtype=np.int64)
+        stored_orders = np.array(stored[1], dtype=np.int64)
+        stored_spent = np.array(stored[2], dtype=np.float64)
     at = np.searchsorted(ids, stored_id)
     known = at < len(ids)
     known[known] = ids[at[known]] == stored_id[known]
