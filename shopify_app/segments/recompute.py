@@ -33,8 +33,10 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    exists,
     func,
     insert,
+    or_,
     select,
     tuple_,
     update,
@@ -48,6 +50,7 @@ from shopify_app.db import transaction
 from shopify_app.db.models import (
     Customer,
     FlowEvent,
+    FlowWorkflow,
     Membership,
     MetaConnection,
     ScoreDigest,
@@ -65,6 +68,7 @@ from shopify_app.segments import crosssell, library, loader, metrics
 from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.dataset import Dataset, IntArray, distinct
 from shopify_app.segments.library.context import SegmentDef, ShopStats
+from shopify_app.states import FlowEventStatus
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +97,18 @@ _CUSTOMERS_FIGURES = select(*(expr for expr, _ in _STORED_FIGURES)).where(
     CUSTOMERS.c.shop_id == bindparam("shop"),
     CUSTOMERS.c.id.in_(bindparam("ids", expanding=True)),
 )
-_META_CONNECTION = select(MetaConnection.shop_id).where(MetaConnection.shop_id == bindparam("shop"))
+# Who listens to a shop's membership changes besides its tags, in one read per group: Meta (a
+# connection row) and Flow (an enabled workflow, or events still owed). Without them the
+# follow-up tasks would do nothing, at the cost of a queued task each.
+_LISTENERS = select(
+    exists().where(MetaConnection.shop_id == bindparam("shop")),
+    or_(
+        exists().where(FlowWorkflow.shop_id == bindparam("shop"), FlowWorkflow.enabled),
+        exists().where(
+            FlowEvent.shop_id == bindparam("shop"), FlowEvent.status == FlowEventStatus.PENDING
+        ),
+    ),
+)
 
 
 def shop_config(shop: Shop) -> ShopConfig:
@@ -881,22 +896,26 @@ def recompute_customers(ctx: jobs.Context, shop_id: int, customer_ids: list[int]
     if changed is None:
         ctx.enqueue("segments.recompute_shop", shop_id=shop_id)
         return []
+    meta, flow = _listeners(ctx, shop_id)
     if changed:
         _follow_up(ctx, "tags.sync", shop_id=shop_id, customer_ids=sorted(changed))
-        _follow_up(ctx, "actions.flow_events", shop_id=shop_id)
+        if flow:
+            _follow_up(ctx, "actions.flow_events", shop_id=shop_id)
     # Even with no membership change a customer may have unsubscribed or changed their email:
     # Meta must hear of it now, not at the next scheduled refresh. A shop that never connected
     # Meta has nothing to hear it: one look here, not a no-op task per customer.
-    if _meta_connected(ctx, shop_id):
+    if meta:
         for cid in ids:
             _follow_up(ctx, "meta.sync_customer", shop_id=shop_id, customer_id=cid)
     return sorted(changed)
 
 
-def _meta_connected(ctx: jobs.Context, shop_id: int) -> bool:
-    """Whether the shop has a Meta connection row (``meta.sync_customer`` does nothing without)."""
+def _listeners(ctx: jobs.Context, shop_id: int) -> tuple[bool, bool]:
+    """Whether ``meta.sync_customer`` and ``actions.flow_events`` have anything to do for the
+    shop: a Meta connection row; an enabled Flow workflow or events still owed."""
     with ctx.engine.connect() as conn:
-        return conn.scalar(_META_CONNECTION, {"shop": shop_id}) is not None
+        meta, flow = conn.execute(_LISTENERS, {"shop": shop_id}).one()
+    return bool(meta), bool(flow)
 
 
 @jobs.periodic("segments.daily", hour="3", minute="20")

@@ -22,10 +22,17 @@ from sqlalchemy.orm import Session
 
 from shopify_app import db
 from shopify_app.db.models import TagLedger, utcnow
-from shopify_app.tagging.state import id_chunks
+from shopify_app.tagging.state import by_customers, execute_chunk, id_chunks
 from shopify_app.tagging.tags import tag_key
 
 LEDGER = cast(Table, TagLedger.__table__)
+
+_OWNED = by_customers(
+    select(LEDGER.c.customer_id, LEDGER.c.tag_key, LEDGER.c.tag).where(
+        LEDGER.c.shop_id == bindparam("shop")
+    ),
+    LEDGER.c.customer_id,
+)
 
 Written = dict[int, dict[str, str]]
 """Customer id → {tag key: the tag as Goldpan wrote it}."""
@@ -33,12 +40,9 @@ Written = dict[int, dict[str, str]]
 
 def owned(session: Session, shop_id: int, customer_ids: Sequence[int] | None) -> Written:
     """The tags Goldpan wrote on ``customer_ids`` (every customer of the shop when ``None``)."""
-    t = LEDGER
     found: Written = defaultdict(dict)
-    query = select(t.c.customer_id, t.c.tag_key, t.c.tag).where(t.c.shop_id == shop_id)
     for chunk in id_chunks(customer_ids):
-        q = query if chunk is None else query.where(t.c.customer_id.in_(chunk))
-        for customer_id, key, tag in session.execute(q):
+        for customer_id, key, tag in execute_chunk(session, _OWNED, {"shop": shop_id}, chunk):
             found[int(customer_id)][key] = tag
     return found
 
