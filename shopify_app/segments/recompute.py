@@ -31,7 +31,6 @@ from sqlalchemy import (
     Connection,
     Table,
     bindparam,
-    case,
     delete,
     exists,
     func,
@@ -87,6 +86,28 @@ _CUSTOMERS_MEMBERSHIPS = select(
 ).where(
     MEMBERSHIPS.c.shop_id == bindparam("shop"),
     MEMBERSHIPS.c.customer_id.in_(bindparam("ids", expanding=True)),
+)
+_DELETE_MEMBERSHIPS = (
+    delete(MEMBERSHIPS)
+    .where(
+        tuple_(MEMBERSHIPS.c.segment_id, MEMBERSHIPS.c.customer_id).in_(
+            bindparam("pairs", expanding=True)
+        )
+    )
+    .returning(MEMBERSHIPS.c.segment_id)
+)
+_MOVE_COUNTS = (
+    update(SEGMENTS)
+    .where(SEGMENTS.c.id == bindparam("sid"))
+    .values(member_count=SEGMENTS.c.member_count + bindparam("by"))
+)
+_NEW_REASONS = (
+    update(MEMBERSHIPS)
+    .where(
+        MEMBERSHIPS.c.segment_id == bindparam("sid"),
+        MEMBERSHIPS.c.customer_id == bindparam("cid"),
+    )
+    .values(reason=bindparam("new_reason"))
 )
 _STORED_FIGURES = [
     (CUSTOMERS.c.id, "q"),
@@ -753,8 +774,6 @@ def recompute_customers_now(
     ids = sorted({int(c) for c in customer_ids})
     if not ids:
         return set()
-    t = MEMBERSHIPS
-    s = SEGMENTS
     # BEGIN IMMEDIATE on SQLite: this transaction reads, then writes; a deferred one would get
     # "database is locked" at its first write whenever another process committed meanwhile.
     with transaction(ctx.sessions) as session:
@@ -796,11 +815,7 @@ def recompute_customers_now(
         delta: dict[int, int] = {}
         if removed:
             # RETURNING: the counts move by what was really deleted.
-            for (sid,) in conn.execute(
-                delete(t)
-                .where(tuple_(t.c.segment_id, t.c.customer_id).in_(removed))
-                .returning(t.c.segment_id)
-            ):
+            for (sid,) in conn.execute(_DELETE_MEMBERSHIPS, {"pairs": removed}):
                 delta[int(sid)] = delta.get(int(sid), 0) - 1
         if added:
             now = utcnow()
@@ -821,18 +836,12 @@ def recompute_customers_now(
                 ],
             ):
                 delta[int(sid)] = delta.get(int(sid), 0) + 1
-        delta = {sid: n for sid, n in delta.items() if n}
-        if delta:
-            conn.execute(
-                update(s)
-                .where(s.c.id.in_(sorted(delta)))
-                .values(member_count=s.c.member_count + case(delta, value=s.c.id, else_=0))
-            )
+        moved = [{"sid": sid, "by": n} for sid, n in sorted(delta.items()) if n]
+        if moved:
+            conn.execute(_MOVE_COUNTS, moved)
         if changed:
             conn.execute(
-                update(t)
-                .where(t.c.segment_id == bindparam("sid"), t.c.customer_id == bindparam("cid"))
-                .values(reason=bindparam("new_reason")),
+                _NEW_REASONS,
                 [
                     {"sid": sid, "cid": cid, "new_reason": wanted[(sid, cid)]}
                     for sid, cid in changed

@@ -11,6 +11,7 @@ dropped by each run (:func:`stale`), so the ledger does not claim a tag the merc
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Any, cast
@@ -47,6 +48,25 @@ def owned(session: Session, shop_id: int, customer_ids: Sequence[int] | None) ->
     return found
 
 
+# Built once (bound per call): every tag write records what it changed.
+_FORGET = delete(LEDGER).where(
+    LEDGER.c.shop_id == bindparam("shop"),
+    LEDGER.c.customer_id == bindparam("cid"),
+    LEDGER.c.tag_key == bindparam("key"),
+)
+
+
+@functools.cache
+def _upsert(dialect: str) -> Any:
+    """INSERT of ledger rows that refreshes a row already there (PostgreSQL and SQLite spell
+    ON CONFLICT alike)."""
+    stmt: Any = (pg_insert if dialect == "postgresql" else sqlite_insert)(LEDGER)
+    return stmt.on_conflict_do_update(
+        index_elements=[LEDGER.c.shop_id, LEDGER.c.customer_id, LEDGER.c.tag_key],
+        set_={"tag": stmt.excluded.tag, "written_at": stmt.excluded.written_at},
+    )
+
+
 def record(
     session: Session,
     shop_id: int,
@@ -57,7 +77,6 @@ def record(
 
     Pairs are (customer id, tag). Writing a tag again refreshes its row.
     """
-    t = LEDGER
     conn = session.connection()
     now = utcnow()
     rows = {
@@ -72,24 +91,9 @@ def record(
     }
     gone = sorted({(cid, tag_key(tag)) for cid, tag in removed})
     if gone:
-        conn.execute(
-            delete(t).where(
-                t.c.shop_id == shop_id,
-                t.c.customer_id == bindparam("cid"),
-                t.c.tag_key == bindparam("key"),
-            ),
-            [{"cid": cid, "key": key} for cid, key in gone],
-        )
+        conn.execute(_FORGET, [{"shop": shop_id, "cid": cid, "key": key} for cid, key in gone])
     if rows:
-        make: Any = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-        stmt = make(t)
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[t.c.shop_id, t.c.customer_id, t.c.tag_key],
-                set_={"tag": stmt.excluded.tag, "written_at": stmt.excluded.written_at},
-            ),
-            [rows[k] for k in sorted(rows)],
-        )
+        conn.execute(_upsert(conn.dialect.name), [rows[k] for k in sorted(rows)])
     if rows or gone:
         # Tag sync's progress on the page moves with the ledger.
         db.bump_data_version(conn, shop_id)
