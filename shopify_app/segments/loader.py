@@ -38,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from shopify_app.db.models import Customer, LineItem, Order
 from shopify_app.segments.dataset import CUSTOMER_FIELDS, Dataset, product_key_for_title
@@ -209,7 +210,8 @@ def _subset_queries(dialect: str) -> _SubsetQueries:
     """The selects of a few customers' rows, built once per dialect and bound per call
     (``shop``, ``ids``): every webhook loads a few customers, and building the statements
     cost more than running them."""
-    shop, ids = bindparam("shop"), bindparam("ids", expanding=True)
+    shop: BindParameter[Any] = bindparam("shop")
+    ids: BindParameter[Any] = bindparam("ids", expanding=True)
     c = Customer.__table__.c
     o = Order.__table__.c
     li = LineItem.__table__.c
