@@ -432,6 +432,7 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
         if (args.database_url if command == "postgres" else args.redis_url)
     }
     meter = CpuMeter(pids, servers)
+    send_start = dt.datetime.now(dt.UTC)
     say(f"sending {total} webhooks ({orders} orders) at {args.rate}/s for {args.seconds:.0f} s")
     begin = time.monotonic()
     with ThreadPoolExecutor(max_workers=32) as pool:
@@ -470,6 +471,18 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
         name: round(seconds * 1000 / max(1, len(sent)), 1) for name, seconds in cpu["procs"].items()
     }
     figures["machine_cpu_busy_share"] = round(cpu["machine_busy_share"], 2)
+    # The worker finishes a group of deliveries with one processed_at per outcome: CPU per group
+    # compares code at different loads (a starved worker's groups are larger, see above).
+    with cluster.ctx.sessions() as s:
+        handled, groups = s.execute(
+            select(func.count(), func.count(func.distinct(WebhookEvent.processed_at))).where(
+                WebhookEvent.received_at >= send_start, WebhookEvent.processed_at.is_not(None)
+            )
+        ).one()
+    workers = sum(seconds for name, seconds in cpu["procs"].items() if name.startswith("worker"))
+    figures["deliveries_handled"] = int(handled)
+    figures["delivery_groups"] = int(groups)
+    figures["worker_cpu_ms_per_group"] = round(workers * 1000 / max(1, groups), 1)
     for store in stores:
         cluster.wait_converged(store.domain, timeout=args.drain_timeout)
     time.sleep(2)  # a tag write may trail its webhook's processed_at
@@ -555,7 +568,9 @@ def run(cluster: Any, args: argparse.Namespace, figures: dict[str, Any]) -> None
         f"lost {figures['lost']}, duplicated {figures['duplicated']} "
         f"({duplicated_writes} tag writes), tags not converged {off}; "
         f"CPU ms per webhook {figures['cpu_ms_per_webhook']} "
-        f"(load average {figures['loadavg_1min_after_send']} after sending)"
+        f"(load average {figures['loadavg_1min_after_send']} after sending); "
+        f"{handled} deliveries handled in {groups} groups, worker CPU "
+        f"{figures['worker_cpu_ms_per_group']} ms per group"
     )
 
     # --- page API ---------------------------------------------------------------------------

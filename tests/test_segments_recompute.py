@@ -14,8 +14,11 @@ from sqlalchemy import select
 from shopify_app import jobs
 from shopify_app.db.models import (
     Customer,
+    FlowEvent,
+    FlowWorkflow,
     LineItem,
     Membership,
+    MetaConnection,
     Order,
     Segment,
     SegmentHistory,
@@ -24,6 +27,7 @@ from shopify_app.db.models import (
 )
 from shopify_app.segments import dataset, library, loader, recompute
 from shopify_app.segments.library import reasons
+from shopify_app.states import FlowEventStatus, FlowTrigger
 
 _ids = itertools.count(10_000)
 TODAY = dt.datetime.now(dt.UTC).replace(hour=12, minute=0, second=0, microsecond=0)
@@ -215,6 +219,61 @@ def test_incremental_recompute_of_one_customer(queued_ctx, make_shop) -> None:  
 
     # Unchanged customer: nothing to write.
     assert recompute.recompute_customer_now(ctx, shop.id, b) is False
+
+
+def test_flow_and_meta_follow_ups_only_for_shops_that_listen(queued_ctx, make_shop) -> None:  # type: ignore[no-untyped-def]
+    """A group's recompute queues ``actions.flow_events`` only with an enabled workflow or
+    events still owed, and ``meta.sync_customer`` only with a Meta connection: without them
+    both tasks do nothing."""
+    ctx = queued_ctx
+    jobs.load_task_modules()
+    shop = make_shop()
+    a, b, c = customers_with_orders(ctx, shop.id, 3, [20])
+    recompute.recompute_shop_now(ctx, shop.id)
+
+    def queued_after_new_order(cid: int) -> list[tuple[str, dict[str, Any]]]:
+        ctx.runtime.huey.flush()
+        with ctx.sessions.begin() as s:
+            add_order(s, shop.id, cid, 1, 10.0, [])
+        assert jobs.run_now(
+            ctx, "segments.recompute_customers", shop_id=shop.id, customer_ids=[cid]
+        )
+        return [(t.name, t.kwargs) for t in ctx.runtime.huey.pending()]
+
+    queued = queued_after_new_order(a)
+    assert ("tags.sync", {"shop_id": shop.id, "customer_ids": [a]}) in queued
+    assert [name for name, _ in queued if name != "tags.sync"] == []
+
+    now = dt.datetime.now(dt.UTC)
+    with ctx.sessions.begin() as s:
+        s.add(
+            FlowWorkflow(
+                shop_id=shop.id,
+                trigger=FlowTrigger.ENTERED,
+                enabled=True,
+                changed_at=now,
+                enabled_at=now,
+            )
+        )
+        s.add(MetaConnection(shop_id=shop.id))
+    queued = queued_after_new_order(b)
+    assert ("actions.flow_events", {"shop_id": shop.id}) in queued
+    assert ("meta.sync_customer", {"shop_id": shop.id, "customer_id": b}) in queued
+
+    # A workflow switched off with an event still owed: the task must still run to send it.
+    with ctx.sessions.begin() as s:
+        s.get(FlowWorkflow, (shop.id, FlowTrigger.ENTERED)).enabled = False
+        s.add(
+            FlowEvent(
+                shop_id=shop.id,
+                segment_id=segment(ctx, shop.id, "one-time-buyers").id,
+                customer_id=c,
+                entered_at=now,
+                trigger=FlowTrigger.ENTERED,
+                status=FlowEventStatus.PENDING,
+            )
+        )
+    assert ("actions.flow_events", {"shop_id": shop.id}) in queued_after_new_order(c)
 
 
 def test_daily_queues_every_installed_shop(queued_ctx, make_shop) -> None:  # type: ignore[no-untyped-def]

@@ -9,11 +9,13 @@ and orders. With :mod:`.recompute` (the writes; it shares the row helpers :func:
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,6 +26,7 @@ from sqlalchemy import (
     Double,
     Integer,
     Text,
+    bindparam,
     cast,
     false,
     func,
@@ -35,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from shopify_app.db.models import Customer, LineItem, Order
 from shopify_app.segments.dataset import CUSTOMER_FIELDS, Dataset, product_key_for_title
@@ -61,13 +65,13 @@ def _first_code(raw: Any) -> str:
     return ""
 
 
-def fetch_rows(session: Session, query: Any) -> list[Any]:
+def fetch_rows(session: Session, query: Any, params: dict[str, Any] | None = None) -> list[Any]:
     """All rows as the driver returns them, skipping SQLAlchemy's per-row result processing.
 
     The queries here need no type processing (days are computed in SQL, JSON and money are
     converted by the callers), and at a million rows the processing is most of the load time.
     """
-    result = session.execute(query)
+    result = session.execute(query, params)
     cursor = getattr(result, "cursor", None)
     if cursor is None:
         return list(result.all())
@@ -180,6 +184,60 @@ def _line_numbers_apart(session: Session, shop_id: int) -> Future[list[NDArray[A
         pool.shutdown(wait=False)
 
 
+def _countable(o: Any, *where: Any) -> tuple[Any, ...]:
+    """The orders a dataset counts (:meth:`Dataset.purchases` drops refunded ones after)."""
+    return (*where, o.customer_id.is_not(None), o.cancelled_at.is_(None), o.test == false())
+
+
+def _codes_text(dialect: str, o: Any) -> Any:
+    """The discount codes as text, and NULL for the usual empty list: no JSON decoding per
+    order in the driver."""
+    raw = (
+        type_coerce(o.discount_codes, Text) if dialect == "sqlite" else cast(o.discount_codes, Text)
+    )
+    return func.nullif(raw, "[]")
+
+
+@dataclass(frozen=True)
+class _SubsetQueries:
+    customers: Any
+    orders: Any
+    lines: Any
+
+
+@functools.cache
+def _subset_queries(dialect: str) -> _SubsetQueries:
+    """The selects of a few customers' rows, built once per dialect and bound per call
+    (``shop``, ``ids``): every webhook loads a few customers, and building the statements
+    cost more than running them."""
+    shop: BindParameter[Any] = bindparam("shop")
+    ids: BindParameter[Any] = bindparam("ids", expanding=True)
+    c = Customer.__table__.c
+    o = Order.__table__.c
+    li = LineItem.__table__.c
+    return _SubsetQueries(
+        customers=select(c.id, *(c[name] for name in CUSTOMER_FIELDS))
+        .where(c.shop_id == shop, c.id.in_(ids))
+        .order_by(c.id),
+        orders=select(
+            o.id,
+            o.customer_id,
+            _day_column(dialect, o.processed_at),
+            func.coalesce(o.total, 0),
+            _codes_text(dialect, o),
+            o.billing_company,
+        ).where(*_countable(o, o.shop_id == shop), o.customer_id.in_(ids)),
+        # By the customers' order ids: an index lookup, not a join the planner may scan.
+        lines=select(
+            li.order_id,
+            func.coalesce(li.product_id, 0),
+            func.coalesce(li.quantity, 0),
+            li.product_id.is_(None),
+            func.coalesce(li.title, ""),
+        ).where(li.shop_id == shop, li.order_id.in_(ids)),
+    )
+
+
 def load(session: Session, shop_id: int, customer_ids: Sequence[int] | None = None) -> Dataset:
     """Load a shop's dataset from the database (all customers, or only ``customer_ids``).
 
@@ -200,39 +258,30 @@ def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) ->
     """
     dialect = session.get_bind().dialect.name
     only = list(customer_ids) if customer_ids is not None else None
+    subset = _subset_queries(dialect)
     lines_apart = (
         _line_numbers_apart(session, shop_id)
         if only is None and dialect == "postgresql" and isinstance(session.get_bind(), Engine)
         else None
     )
     c = Customer.__table__.c
-    cust_q = select(c.id, *(c[name] for name in CUSTOMER_FIELDS)).where(c.shop_id == shop_id)
-    if only is not None:
-        cust_q = cust_q.where(c.id.in_(only))
-    cust_cols = columns(fetch_rows(session, cust_q.order_by(c.id)), len(CUSTOMER_FIELDS) + 1)
+    if only is None:
+        cust_q = select(c.id, *(c[name] for name in CUSTOMER_FIELDS)).where(c.shop_id == shop_id)
+        cust_rows = fetch_rows(session, cust_q.order_by(c.id))
+    else:
+        cust_rows = fetch_rows(session, subset.customers, {"shop": shop_id, "ids": only})
+    cust_cols = columns(cust_rows, len(CUSTOMER_FIELDS) + 1)
     ids = np.array(cust_cols[0], dtype=np.int64)
     info: dict[str, list[str | None]] = {
         name: list(cust_cols[i + 1]) for i, name in enumerate(CUSTOMER_FIELDS)
     }
 
     o = Order.__table__.c
-    countable = (
-        o.shop_id == shop_id,
-        o.customer_id.is_not(None),
-        o.cancelled_at.is_(None),
-        o.test == false(),
-    )
-    # As text, and NULL for the usual empty list: no JSON decoding per order in the driver.
-    codes_text = func.nullif(
-        type_coerce(o.discount_codes, Text)
-        if dialect == "sqlite"
-        else cast(o.discount_codes, Text),
-        "[]",
-    )
-    day = _day_column(dialect, o.processed_at)
     raw_codes: Sequence[Any]
     order_companies: Sequence[str | None]
     if only is None:
+        countable = _countable(o, o.shop_id == shop_id)
+        codes_text = _codes_text(dialect, o)
         # A whole shop: numbers aggregated in SQL, then the few orders with a code or company.
         o_id, o_cid, o_day, o_total = fetch_number_columns(
             session,
@@ -243,7 +292,7 @@ def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) ->
                 (
                     cast(o.processed_at, Date) - cast(literal("1970-01-01"), Date)
                     if dialect == "postgresql"
-                    else day,
+                    else _day_column(dialect, o.processed_at),
                     "i",
                 ),
                 (func.coalesce(o.total, 0), "d"),
@@ -267,12 +316,8 @@ def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) ->
                 companies_list[row] = extra_companies[k]
         raw_codes, order_companies = codes_list, companies_list
     else:
-        order_q = select(
-            o.id, o.customer_id, day, func.coalesce(o.total, 0), codes_text, o.billing_company
-        ).where(*countable)
-        if only is not None:
-            order_q = order_q.where(o.customer_id.in_(only))
-        order_cols = columns(fetch_rows(session, order_q), 6)
+        order_rows = fetch_rows(session, subset.orders, {"shop": shop_id, "ids": only})
+        order_cols = columns(order_rows, 6)
         o_id = np.array(order_cols[0], dtype=np.int64)
         o_cid = np.array(order_cols[1], dtype=np.int64)
         o_day = np.array(order_cols[2], dtype=np.int64)
@@ -337,18 +382,12 @@ def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) ->
             products = np.concatenate([products, np.array(keys, dtype=np.int64)])
             quantities = np.concatenate([quantities, np.array(c_qty, dtype=np.int64)])
     else:
-        line_q = select(
-            li.order_id,
-            func.coalesce(li.product_id, 0),
-            func.coalesce(li.quantity, 0),
-            li.product_id.is_(None),
-            func.coalesce(li.title, ""),
-        ).where(li.shop_id == shop_id)
-        if only is not None:
-            # By the customer's order ids: an index lookup, not a join the planner may scan.
-            line_q = line_q.where(li.order_id.in_([int(v) for v in order_ids]))
-        fetch = only is None or len(order_ids) > 0
-        line_cols = columns(fetch_rows(session, line_q) if fetch else [], 5)
+        line_rows = (
+            fetch_rows(session, subset.lines, {"shop": shop_id, "ids": order_ids.tolist()})
+            if len(order_ids)
+            else []
+        )
+        line_cols = columns(line_rows, 5)
         l_oid = np.array(line_cols[0], dtype=np.int64)
         products = np.array(line_cols[1], dtype=np.int64)
         quantities = np.array(line_cols[2], dtype=np.int64)

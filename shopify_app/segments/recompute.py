@@ -31,10 +31,11 @@ from sqlalchemy import (
     Connection,
     Table,
     bindparam,
-    case,
     delete,
+    exists,
     func,
     insert,
+    or_,
     select,
     tuple_,
     update,
@@ -48,6 +49,7 @@ from shopify_app.db import transaction
 from shopify_app.db.models import (
     Customer,
     FlowEvent,
+    FlowWorkflow,
     Membership,
     MetaConnection,
     ScoreDigest,
@@ -65,6 +67,7 @@ from shopify_app.segments import crosssell, library, loader, metrics
 from shopify_app.segments.config import ShopConfig
 from shopify_app.segments.dataset import Dataset, IntArray, distinct
 from shopify_app.segments.library.context import SegmentDef, ShopStats
+from shopify_app.states import FlowEventStatus
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,49 @@ _CUSTOMERS_MEMBERSHIPS = select(
     MEMBERSHIPS.c.shop_id == bindparam("shop"),
     MEMBERSHIPS.c.customer_id.in_(bindparam("ids", expanding=True)),
 )
-_META_CONNECTION = select(MetaConnection.shop_id).where(MetaConnection.shop_id == bindparam("shop"))
+_DELETE_MEMBERSHIPS = (
+    delete(MEMBERSHIPS)
+    .where(
+        tuple_(MEMBERSHIPS.c.segment_id, MEMBERSHIPS.c.customer_id).in_(
+            bindparam("pairs", expanding=True)
+        )
+    )
+    .returning(MEMBERSHIPS.c.segment_id)
+)
+_MOVE_COUNTS = (
+    update(SEGMENTS)
+    .where(SEGMENTS.c.id == bindparam("sid"))
+    .values(member_count=SEGMENTS.c.member_count + bindparam("by"))
+)
+_NEW_REASONS = (
+    update(MEMBERSHIPS)
+    .where(
+        MEMBERSHIPS.c.segment_id == bindparam("sid"),
+        MEMBERSHIPS.c.customer_id == bindparam("cid"),
+    )
+    .values(reason=bindparam("new_reason"))
+)
+_STORED_FIGURES = [
+    (CUSTOMERS.c.id, "q"),
+    (func.coalesce(CUSTOMERS.c.number_of_orders, -1), "q"),
+    (func.coalesce(CUSTOMERS.c.amount_spent, -1), "d"),
+]
+_CUSTOMERS_FIGURES = select(*(expr for expr, _ in _STORED_FIGURES)).where(
+    CUSTOMERS.c.shop_id == bindparam("shop"),
+    CUSTOMERS.c.id.in_(bindparam("ids", expanding=True)),
+)
+# Who listens to a shop's membership changes besides its tags, in one read per group: Meta (a
+# connection row) and Flow (an enabled workflow, or events still owed). Without them the
+# follow-up tasks would do nothing, at the cost of a queued task each.
+_LISTENERS = select(
+    exists().where(MetaConnection.shop_id == bindparam("shop")),
+    or_(
+        exists().where(FlowWorkflow.shop_id == bindparam("shop"), FlowWorkflow.enabled),
+        exists().where(
+            FlowEvent.shop_id == bindparam("shop"), FlowEvent.status == FlowEventStatus.PENDING
+        ),
+    ),
+)
 
 
 def shop_config(shop: Shop) -> ShopConfig:
@@ -485,16 +530,17 @@ def write_figures(
     if not len(ids):
         return 0
     c = CUSTOMERS.c
-    where = [c.shop_id == shop_id] + ([c.id.in_(only)] if only is not None else [])
-    stored_id, stored_orders, stored_spent = loader.fetch_number_columns(
-        session,
-        [
-            (c.id, "q"),
-            (func.coalesce(c.number_of_orders, -1), "q"),
-            (func.coalesce(c.amount_spent, -1), "d"),
-        ],
-        *where,
-    )
+    if only is None:
+        stored_id, stored_orders, stored_spent = loader.fetch_number_columns(
+            session, _STORED_FIGURES, c.shop_id == shop_id
+        )
+    else:
+        stored = loader.columns(
+            loader.fetch_rows(session, _CUSTOMERS_FIGURES, {"shop": shop_id, "ids": only}), 3
+        )
+        stored_id = np.array(stored[0], dtype=np.int64)
+        stored_orders = np.array(stored[1], dtype=np.int64)
+        stored_spent = np.array(stored[2], dtype=np.float64)
     at = np.searchsorted(ids, stored_id)
     known = at < len(ids)
     known[known] = ids[at[known]] == stored_id[known]
@@ -728,8 +774,6 @@ def recompute_customers_now(
     ids = sorted({int(c) for c in customer_ids})
     if not ids:
         return set()
-    t = MEMBERSHIPS
-    s = SEGMENTS
     # BEGIN IMMEDIATE on SQLite: this transaction reads, then writes; a deferred one would get
     # "database is locked" at its first write whenever another process committed meanwhile.
     with transaction(ctx.sessions) as session:
@@ -771,11 +815,7 @@ def recompute_customers_now(
         delta: dict[int, int] = {}
         if removed:
             # RETURNING: the counts move by what was really deleted.
-            for (sid,) in conn.execute(
-                delete(t)
-                .where(tuple_(t.c.segment_id, t.c.customer_id).in_(removed))
-                .returning(t.c.segment_id)
-            ):
+            for (sid,) in conn.execute(_DELETE_MEMBERSHIPS, {"pairs": removed}):
                 delta[int(sid)] = delta.get(int(sid), 0) - 1
         if added:
             now = utcnow()
@@ -796,18 +836,12 @@ def recompute_customers_now(
                 ],
             ):
                 delta[int(sid)] = delta.get(int(sid), 0) + 1
-        delta = {sid: n for sid, n in delta.items() if n}
-        if delta:
-            conn.execute(
-                update(s)
-                .where(s.c.id.in_(sorted(delta)))
-                .values(member_count=s.c.member_count + case(delta, value=s.c.id, else_=0))
-            )
+        moved = [{"sid": sid, "by": n} for sid, n in sorted(delta.items()) if n]
+        if moved:
+            conn.execute(_MOVE_COUNTS, moved)
         if changed:
             conn.execute(
-                update(t)
-                .where(t.c.segment_id == bindparam("sid"), t.c.customer_id == bindparam("cid"))
-                .values(reason=bindparam("new_reason")),
+                _NEW_REASONS,
                 [
                     {"sid": sid, "cid": cid, "new_reason": wanted[(sid, cid)]}
                     for sid, cid in changed
@@ -871,22 +905,26 @@ def recompute_customers(ctx: jobs.Context, shop_id: int, customer_ids: list[int]
     if changed is None:
         ctx.enqueue("segments.recompute_shop", shop_id=shop_id)
         return []
+    meta, flow = _listeners(ctx, shop_id)
     if changed:
         _follow_up(ctx, "tags.sync", shop_id=shop_id, customer_ids=sorted(changed))
-        _follow_up(ctx, "actions.flow_events", shop_id=shop_id)
+        if flow:
+            _follow_up(ctx, "actions.flow_events", shop_id=shop_id)
     # Even with no membership change a customer may have unsubscribed or changed their email:
     # Meta must hear of it now, not at the next scheduled refresh. A shop that never connected
     # Meta has nothing to hear it: one look here, not a no-op task per customer.
-    if _meta_connected(ctx, shop_id):
+    if meta:
         for cid in ids:
             _follow_up(ctx, "meta.sync_customer", shop_id=shop_id, customer_id=cid)
     return sorted(changed)
 
 
-def _meta_connected(ctx: jobs.Context, shop_id: int) -> bool:
-    """Whether the shop has a Meta connection row (``meta.sync_customer`` does nothing without)."""
+def _listeners(ctx: jobs.Context, shop_id: int) -> tuple[bool, bool]:
+    """Whether ``meta.sync_customer`` and ``actions.flow_events`` have anything to do for the
+    shop: a Meta connection row; an enabled Flow workflow or events still owed."""
     with ctx.engine.connect() as conn:
-        return conn.scalar(_META_CONNECTION, {"shop": shop_id}) is not None
+        meta, flow = conn.execute(_LISTENERS, {"shop": shop_id}).one()
+    return bool(meta), bool(flow)
 
 
 @jobs.periodic("segments.daily", hour="3", minute="20")

@@ -78,6 +78,12 @@ _CLAIM = (
     .values(status=WebhookStatus.PROCESSING, attempts=WebhookEvent.attempts + 1)
     .returning(*_EVENTS.columns)
 )
+# Without Shop.settings (a large JSON document): no handler here reads it.
+_SHOP = (
+    select(Shop)
+    .where(Shop.domain == bindparam("domain"))
+    .options(defer(Shop.settings, raiseload=True))
+)
 _TAKE_ALONG = (
     update(WebhookEvent)
     .where(
@@ -222,12 +228,7 @@ def dispatch(
         shop = shops[event.shop_domain]
     else:
         with ctx.sessions() as session:
-            # Without Shop.settings (a large JSON document): no handler here reads it.
-            shop = session.scalar(
-                select(Shop)
-                .where(Shop.domain == event.shop_domain)
-                .options(defer(Shop.settings, raiseload=True))
-            )
+            shop = session.scalar(_SHOP, {"domain": event.shop_domain})
         if shops is not None:
             shops[event.shop_domain] = shop
     if shop is None:

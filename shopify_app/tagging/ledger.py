@@ -11,6 +11,7 @@ dropped by each run (:func:`stale`), so the ledger does not claim a tag the merc
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Any, cast
@@ -22,10 +23,17 @@ from sqlalchemy.orm import Session
 
 from shopify_app import db
 from shopify_app.db.models import TagLedger, utcnow
-from shopify_app.tagging.state import id_chunks
+from shopify_app.tagging.state import by_customers, execute_chunk, id_chunks
 from shopify_app.tagging.tags import tag_key
 
 LEDGER = cast(Table, TagLedger.__table__)
+
+_OWNED = by_customers(
+    select(LEDGER.c.customer_id, LEDGER.c.tag_key, LEDGER.c.tag).where(
+        LEDGER.c.shop_id == bindparam("shop")
+    ),
+    LEDGER.c.customer_id,
+)
 
 Written = dict[int, dict[str, str]]
 """Customer id → {tag key: the tag as Goldpan wrote it}."""
@@ -33,14 +41,30 @@ Written = dict[int, dict[str, str]]
 
 def owned(session: Session, shop_id: int, customer_ids: Sequence[int] | None) -> Written:
     """The tags Goldpan wrote on ``customer_ids`` (every customer of the shop when ``None``)."""
-    t = LEDGER
     found: Written = defaultdict(dict)
-    query = select(t.c.customer_id, t.c.tag_key, t.c.tag).where(t.c.shop_id == shop_id)
     for chunk in id_chunks(customer_ids):
-        q = query if chunk is None else query.where(t.c.customer_id.in_(chunk))
-        for customer_id, key, tag in session.execute(q):
+        for customer_id, key, tag in execute_chunk(session, _OWNED, {"shop": shop_id}, chunk):
             found[int(customer_id)][key] = tag
     return found
+
+
+# Built once (bound per call): every tag write records what it changed.
+_FORGET = delete(LEDGER).where(
+    LEDGER.c.shop_id == bindparam("shop"),
+    LEDGER.c.customer_id == bindparam("cid"),
+    LEDGER.c.tag_key == bindparam("key"),
+)
+
+
+@functools.cache
+def _upsert(dialect: str) -> Any:
+    """INSERT of ledger rows that refreshes a row already there (PostgreSQL and SQLite spell
+    ON CONFLICT alike)."""
+    stmt: Any = (pg_insert if dialect == "postgresql" else sqlite_insert)(LEDGER)
+    return stmt.on_conflict_do_update(
+        index_elements=[LEDGER.c.shop_id, LEDGER.c.customer_id, LEDGER.c.tag_key],
+        set_={"tag": stmt.excluded.tag, "written_at": stmt.excluded.written_at},
+    )
 
 
 def record(
@@ -53,7 +77,6 @@ def record(
 
     Pairs are (customer id, tag). Writing a tag again refreshes its row.
     """
-    t = LEDGER
     conn = session.connection()
     now = utcnow()
     rows = {
@@ -68,24 +91,9 @@ def record(
     }
     gone = sorted({(cid, tag_key(tag)) for cid, tag in removed})
     if gone:
-        conn.execute(
-            delete(t).where(
-                t.c.shop_id == shop_id,
-                t.c.customer_id == bindparam("cid"),
-                t.c.tag_key == bindparam("key"),
-            ),
-            [{"cid": cid, "key": key} for cid, key in gone],
-        )
+        conn.execute(_FORGET, [{"shop": shop_id, "cid": cid, "key": key} for cid, key in gone])
     if rows:
-        make: Any = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-        stmt = make(t)
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[t.c.shop_id, t.c.customer_id, t.c.tag_key],
-                set_={"tag": stmt.excluded.tag, "written_at": stmt.excluded.written_at},
-            ),
-            [rows[k] for k in sorted(rows)],
-        )
+        conn.execute(_upsert(conn.dialect.name), [rows[k] for k in sorted(rows)])
     if rows or gone:
         # Tag sync's progress on the page moves with the ledger.
         db.bump_data_version(conn, shop_id)

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from shopify_app.db.models import AuditEntry, Customer, Membership, Segment, Shop, TagLedger
@@ -57,12 +58,7 @@ class ShopTags:
         if shop is None:
             raise GoldpanError(f"shop {shop_id} does not exist")
         prefix = shop_prefix(shop)
-        # Columns, not ORM objects: this runs for every tag write (once per changed customer).
-        segments = session.execute(
-            select(
-                Segment.id, Segment.handle, Segment.tag, Segment.enabled, Segment.tag_sync
-            ).where(Segment.shop_id == shop_id)
-        ).all()
+        segments = session.execute(_SEGMENT_TAGS, {"shop": shop_id}).all()
         synced = {
             s.id: segment_tag(s.tag, s.handle, prefix) for s in segments if s.enabled and s.tag_sync
         }
@@ -73,14 +69,26 @@ class ShopTags:
         wanted: dict[int, set[str]] = defaultdict(set)
         if not self.synced:
             return wanted
-        query = select(Membership.customer_id, Membership.segment_id).where(
-            Membership.shop_id == self.shop_id, Membership.segment_id.in_(list(self.synced))
-        )
+        params = {"shop": self.shop_id, "segments": list(self.synced)}
         for chunk in id_chunks(customer_ids):
-            q = query if chunk is None else query.where(Membership.customer_id.in_(chunk))
-            for customer_id, segment_id in session.execute(q):
+            for customer_id, segment_id in execute_chunk(session, _MEMBERS, params, chunk):
                 wanted[customer_id].add(self.synced[segment_id])
         return wanted
+
+
+def by_customers(query: Any, column: Any) -> tuple[Any, Any]:
+    """``query`` for every customer and for those in ``:ids``, built once: tag writes run per
+    changed customer, and building a select costs more than running it on a few rows."""
+    return query, query.where(column.in_(bindparam("ids", expanding=True)))
+
+
+def execute_chunk(
+    session: Session, queries: tuple[Any, Any], params: dict[str, Any], chunk: list[int] | None
+) -> Any:
+    """Run the query of :func:`by_customers` for one chunk of :func:`id_chunks`; the result."""
+    if chunk is None:
+        return session.execute(queries[0], params)
+    return session.execute(queries[1], {**params, "ids": chunk})
 
 
 def id_chunks(ids: Sequence[int] | None, size: int = 900) -> Iterator[list[int] | None]:
@@ -98,10 +106,8 @@ def current_tags(
 ) -> dict[int, list[str]]:
     """Customer id → the tags Shopify has now (as stored), for ``customer_ids`` or everyone."""
     current: dict[int, list[str]] = {}
-    query = select(Customer.id, Customer.tags).where(Customer.shop_id == shop_id)
     for chunk in id_chunks(customer_ids):
-        q = query if chunk is None else query.where(Customer.id.in_(chunk))
-        for customer_id, tags in session.execute(q):
+        for customer_id, tags in execute_chunk(session, _TAGS, {"shop": shop_id}, chunk):
             current[customer_id] = list(tags or [])
     return current
 
@@ -109,16 +115,31 @@ def current_tags(
 def in_flight(session: Session, shop_id: int) -> set[int]:
     """Customers in a bulk mutation still running: their result decides, not a second write."""
     busy: set[int] = set()
-    entries = session.scalars(
-        select(AuditEntry).where(
-            AuditEntry.shop_id == shop_id,
-            AuditEntry.action.in_(BULK_ACTIONS),
-            AuditEntry.job_status == JobStatus.RUNNING,
-        )
-    ).all()
+    entries = session.scalars(_IN_FLIGHT, {"shop": shop_id}).all()
     for entry in entries:
         busy.update(int(row[0]) for row in entry.detail.get("rows", []))
     return busy
+
+
+# The reads of every tag write, built once (bound per call).
+_SEGMENT_TAGS = select(
+    Segment.id, Segment.handle, Segment.tag, Segment.enabled, Segment.tag_sync
+).where(Segment.shop_id == bindparam("shop"))
+_MEMBERS = by_customers(
+    select(Membership.customer_id, Membership.segment_id).where(
+        Membership.shop_id == bindparam("shop"),
+        Membership.segment_id.in_(bindparam("segments", expanding=True)),
+    ),
+    Membership.customer_id,
+)
+_TAGS = by_customers(
+    select(Customer.id, Customer.tags).where(Customer.shop_id == bindparam("shop")), Customer.id
+)
+_IN_FLIGHT = select(AuditEntry).where(
+    AuditEntry.shop_id == bindparam("shop"),
+    AuditEntry.action.in_(BULK_ACTIONS),
+    AuditEntry.job_status == JobStatus.RUNNING,
+)
 
 
 def tag_progress(session: Session, shop_id: int, tags: Mapping[int, str]) -> dict[int, int]:

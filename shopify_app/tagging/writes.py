@@ -184,17 +184,23 @@ _STORE_ANSWER = (
     .values(tags=bindparam("new_tags"), updated_at=bindparam("new_updated_at"))
 )
 """Shopify's answers stored for a batch in one executemany (built once: it runs per write)."""
+_STORED = (
+    select(_CUSTOMERS.c.id, _CUSTOMERS.c.tags, _CUSTOMERS.c.updated_at)
+    .where(
+        _CUSTOMERS.c.shop_id == bindparam("shop"),
+        _CUSTOMERS.c.id.in_(bindparam("ids", expanding=True)),
+    )
+    .order_by(_CUSTOMERS.c.id)
+)
+_STORED_FOR_UPDATE = _STORED.with_for_update()
 
 
 def _stored(
     session: Session, shop_id: int, ids: Sequence[int], *, for_update: bool = False
 ) -> list[Row[Any]]:
     """The customers' stored tags and ``updated_at``, as plain rows (no ORM objects)."""
-    c = _CUSTOMERS.c
-    query = (
-        select(c.id, c.tags, c.updated_at).where(c.shop_id == shop_id, c.id.in_(ids)).order_by(c.id)
-    )
-    return list(session.execute(query.with_for_update() if for_update else query))
+    query = _STORED_FOR_UPDATE if for_update else _STORED
+    return list(session.execute(query, {"shop": shop_id, "ids": list(ids)}))
 
 
 def _store_results(session: Session, claim: _Claim, shop_id: int, rows: list[Row[Any]]) -> None:
