@@ -12,7 +12,7 @@ import datetime as dt
 import re
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import delete, func, select
 
 from shopify_app.actions import entries, results
@@ -116,3 +116,27 @@ def test_results_panel_shows_figures_with_interval_and_n_and_the_holdout_switch(
     assert body["settings"]["holdouts"] == {}
     page.context.close()
     assert errors == [], errors
+
+
+def test_any_segment_can_keep_a_hold_out_from_its_own_view(
+    page: Page, seeded_page: SeededPage
+) -> None:
+    app = seeded_page
+    with app.ctx.sessions() as session:
+        vip = session.scalars(
+            select(Segment.id).where(Segment.handle == "vip", Segment.member_count > 0)
+        ).one()
+    open_view(page, app.page_url, f"segments/{vip}", "segment")
+    switch = page.locator("[data-holdout='vip']")
+    switch.locator("[data-action='holdout']").click()
+    # Vip's hold-out group has no tag sync yet: nothing moves, so no preview; the badge shows.
+    expect(switch.locator("s-badge")).to_contain_text("10%")
+    settings = ApiClient(app.app_url, app.shop).get("/settings").json()["settings"]
+    assert settings["holdouts"] == {"vip": 0.1}
+    body = ApiClient(app.app_url, app.shop).get(f"/segments/{vip}").json()
+    assert body["holdouts"] == {"vip": 0.1} and body["holdout_allowed"] is True
+    # Stopping it is the same button.
+    switch.locator("[data-action='holdout']").click()
+    expect(switch.locator("s-badge")).to_have_count(0)
+    settings = ApiClient(app.app_url, app.shop).get("/settings").json()["settings"]
+    assert settings["holdouts"] == {}

@@ -83,6 +83,38 @@ function resultsPanel(results) {
   );
 }
 
+/** A segment's hold-out: its badge and the button that keeps (or stops keeping) a control
+ * group. The share is a setting, saved through /settings and previewed when it moves tags. */
+export function holdoutSwitch(handle, holdouts, reload, errors) {
+  const share = holdouts[handle] || 0;
+  const change = async () => {
+    const next = { ...holdouts, [handle]: share ? 0 : HOLDOUT_SHARE };
+    try {
+      try {
+        await api.put("/settings", { settings: { holdouts: next } });
+      } catch (error) {
+        if (error.status !== 409) throw error;
+        if (!(await confirmDialog(t("settings.preview.title"), effectView(error.body), t("settings.preview.apply")))) return;
+        await api.put("/settings", { settings: { holdouts: next }, confirm: error.body.token });
+      }
+      toast(t("actions.saved"));
+      reload();
+    } catch (error) {
+      mount(errors, failure(error));
+    }
+  };
+  return h(
+    "span",
+    { class: "gp-holdout", "data-holdout": handle },
+    share ? badge(t("actions.holdout_on", { share: percent(share, 0) }), "info") : null,
+    share ? " " : null,
+    button(share ? t("actions.holdout_stop") : t("actions.holdout_start", { share: percent(HOLDOUT_SHARE, 0) }), {
+      "data-action": "holdout",
+      onClick: change,
+    }),
+  );
+}
+
 export function actionsSection(state, reload) {
   const errors = h("div", { "aria-live": "polite" });
   const change = (path, enabled, done) => async () => {
@@ -94,25 +126,7 @@ export function actionsSection(state, reload) {
       mount(errors, failure(error));
     }
   };
-  // The hold-out share is a setting: saved through /settings, previewed when it moves tags.
-  const holdout = (handle, share) => async () => {
-    const holdouts = { ...state.holdouts, [handle]: share };
-    try {
-      try {
-        await api.put("/settings", { settings: { holdouts } });
-      } catch (error) {
-        if (error.status !== 409) throw error;
-        if (!(await confirmDialog(t("settings.preview.title"), effectView(error.body), t("settings.preview.apply")))) return;
-        await api.put("/settings", { settings: { holdouts }, confirm: error.body.token });
-      }
-      toast(t("actions.saved"));
-      reload();
-    } catch (error) {
-      mount(errors, failure(error));
-    }
-  };
   const rows = state.discounts.map((tier) => {
-    const share = state.holdouts[tier.handle] || 0;
     return h(
       "li",
       { class: "gp-action-row", "data-tier": tier.tier },
@@ -124,11 +138,7 @@ export function actionsSection(state, reload) {
             onClick: change(`/actions/discounts/${tier.tier}`, !tier.enabled, t("actions.saved")),
           })
         : h("span", { class: "gp-subdued" }, t("actions.needs_tag_sync")),
-      share ? badge(t("actions.holdout_on", { share: percent(share, 0) }), "info") : null,
-      button(share ? t("actions.holdout_stop") : t("actions.holdout_start", { share: percent(HOLDOUT_SHARE, 0) }), {
-        "data-action": "holdout",
-        onClick: holdout(tier.handle, share ? 0 : HOLDOUT_SHARE),
-      }),
+      holdoutSwitch(tier.handle, state.holdouts, reload, errors),
     );
   });
   const scores = state.scores;

@@ -6,6 +6,7 @@ import { debounce, h, mount } from "../dom.js";
 import { date, dateTime, lang, locale, money, number, percent, reason, region, segmentName, t } from "../i18n.js";
 import { morph, onChange } from "../live.js";
 import { banner, button, empty, failure, loading, page, section, table, toast, withStates } from "../ui.js";
+import { holdoutSwitch } from "./actions.js";
 import { metaStateBadge, metaSwitch, tagSwitch } from "./toggles.js";
 
 const SORTS = ["id", "name", "-spent", "-orders", "-since"];
@@ -409,6 +410,7 @@ export async function render(root, id) {
             h("dd", null, tagSwitch(segment, refresh, errors)),
             h("dt", null, t("segments.col.meta_sync")),
             h("dd", null, metaSwitch(segment, refresh, errors)),
+            ...(segment.holdout_allowed ? [h("dt", null, t("segment.holdout_label")), h("dd", null, holdoutSwitch(segment.handle, segment.holdouts, refresh, errors))] : []),
             h("dt", null, t("segment.computed")),
             h("dd", null, dateTime(segment.computed_at)),
           ),

@@ -250,6 +250,10 @@ def segment_detail(request: Request) -> Response:
         ]
         row["meta"] = meta.get(seg.id, {"audience": None, "lookalikes": []})
         row["prediction"] = _prediction(shop, seg.handle)
+        # The share of it kept as a control group; a hold-out of a hold-out group means nothing.
+        holdouts = load_config(shop)["holdouts"]
+        row["holdouts"] = holdouts
+        row["holdout_allowed"] = not seg.handle.startswith("holdout-")
         return JSONResponse(row)
 
 
