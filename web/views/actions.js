@@ -107,7 +107,6 @@ export function holdoutSwitch(handle, holdouts, reload, errors) {
     "span",
     { class: "gp-holdout", "data-holdout": handle },
     share ? badge(t("actions.holdout_on", { share: percent(share, 0) }), "info") : null,
-    share ? " " : null,
     button(share ? t("actions.holdout_stop") : t("actions.holdout_start", { share: percent(HOLDOUT_SHARE, 0) }), {
       "data-action": "holdout",
       onClick: change,
