@@ -236,8 +236,9 @@ def _record_baseline(session: Session, shop_id: int, before: dt.datetime | None)
         "payload",
         "created_at",
     ]
-    result = session.connection().execute(insert(FlowEvent).from_select(columns, rows))
-    return int(result.rowcount or 0)
+    # Counted from RETURNING: psycopg reports no rowcount (-1) for an INSERT ... SELECT here.
+    inserted = insert(FlowEvent).from_select(columns, rows).returning(FlowEvent.id)
+    return len(session.connection().execute(inserted).all())
 
 
 def _new_entries(session: Session, shop_id: int) -> list[_Owed]:
