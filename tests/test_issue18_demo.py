@@ -243,7 +243,9 @@ def test_issue_18_end_to_end_in_the_demo(demo: Demo) -> None:
     pairs = until(entered, "a Flow event for the treated newcomer")
     assert pairs.count((kept, "repeat-customers")) == 1
     assert (held, "repeat-customers") not in pairs
-    assert all(customer in (held, kept) for customer, _ in pairs)
+    # Others may enter segments too (two new orders move the RFM and VIP cut-offs); no one
+    # enters repeat-customers but the two who ordered.
+    assert {c for c, handle in pairs if handle == "repeat-customers"} == {kept}
 
     # 5. A value-based audience of a segment and a lookalike from it, on Meta.
     tab: dict[str, str] = {}
