@@ -15,6 +15,7 @@ import datetime as dt
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -70,6 +71,30 @@ def serving(ctx: Context, admin: ShopifyAdmin | None = None) -> Iterator[str]:
         yield running.url
     finally:
         running.stop()
+
+
+@dataclass
+class RecordingRuntime:
+    """Stands in for the huey runtime: records what the API queues instead of running it."""
+
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def enqueue(self, name: str, **kwargs: Any) -> None:
+        self.calls.append((name, kwargs))
+
+
+@contextmanager
+def serving_recorded(ctx: Context, runtime: RecordingRuntime) -> Iterator[str]:
+    """The app served on loopback with ``runtime`` recording what it queues; yields its URL."""
+    app_ctx = Context(
+        settings=ctx.settings,
+        engine=ctx.engine,
+        sessions=ctx.sessions,
+        cipher=ctx.cipher,
+        runtime=runtime,  # type: ignore[arg-type]
+    )
+    with serving(app_ctx) as url:
+        yield url
 
 
 class ApiClient:

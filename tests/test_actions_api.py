@@ -12,34 +12,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shopify_app.db.models import Segment, Shop
 from shopify_app.jobs import Context
-from tests.fixtures_api import ApiClient, seed_shop, serving
-
-
-class Queued:
-    """Stands in for the huey runtime: records what the API queues instead of running it."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def enqueue(self, name: str, **kwargs: Any) -> None:
-        self.calls.append((name, kwargs))
+from tests.fixtures_api import ApiClient, RecordingRuntime, seed_shop, serving_recorded
 
 
 @pytest.fixture
-def queued() -> Queued:
-    return Queued()
+def queued() -> RecordingRuntime:
+    return RecordingRuntime()
 
 
 @pytest.fixture
-def server(ctx: Context, queued: Queued) -> Iterator[str]:
-    app_ctx = Context(
-        settings=ctx.settings,
-        engine=ctx.engine,
-        sessions=ctx.sessions,
-        cipher=ctx.cipher,
-        runtime=queued,  # type: ignore[arg-type]
-    )
-    with serving(app_ctx) as url:
+def server(ctx: Context, queued: RecordingRuntime) -> Iterator[str]:
+    with serving_recorded(ctx, queued) as url:
         queued.calls.clear()
         yield url
 
@@ -52,7 +35,7 @@ def shop(make_shop: Any, sessions: sessionmaker[Session]) -> Shop:
 
 
 def test_discount_switch_per_tier(
-    server: str, shop: Shop, queued: Queued, sessions: sessionmaker[Session]
+    server: str, shop: Shop, queued: RecordingRuntime, sessions: sessionmaker[Session]
 ) -> None:
     client = ApiClient(server, shop.domain)
     state = client.get("/actions").json()
@@ -81,7 +64,9 @@ def test_discount_switch_per_tier(
         assert answer.status_code == 400 and answer.json()["field"] == field
 
 
-def test_scores_switch_queues_the_first_write(server: str, shop: Shop, queued: Queued) -> None:
+def test_scores_switch_queues_the_first_write(
+    server: str, shop: Shop, queued: RecordingRuntime
+) -> None:
     client = ApiClient(server, shop.domain)
     assert client.get("/actions").json()["scores"]["enabled"] is False
     state = client.put("/actions/scores", {"enabled": True}).json()

@@ -10,7 +10,6 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,19 +37,9 @@ from shopify_app.states import (
     SyncRunKind,
     SyncRunStatus,
 )
-from tests.fixtures_api import ApiClient, seed_shop, serving
+from tests.fixtures_api import ApiClient, RecordingRuntime, seed_shop, serving_recorded
 from tests.fixtures_auth import session_token
 from tests.messages import placeholders
-
-
-@dataclass
-class RecordingRuntime:
-    """Stands in for the huey runtime: records what the API queues instead of running it."""
-
-    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    def enqueue(self, name: str, **kwargs: Any) -> None:
-        self.calls.append((name, kwargs))
 
 
 @pytest.fixture
@@ -61,14 +50,7 @@ def queued() -> RecordingRuntime:
 @pytest.fixture
 def server(ctx: Context, queued: RecordingRuntime) -> Iterator[str]:
     """The app's base URL; what the API queues lands in ``queued``."""
-    app_ctx = Context(
-        settings=ctx.settings,
-        engine=ctx.engine,
-        sessions=ctx.sessions,
-        cipher=ctx.cipher,
-        runtime=queued,  # type: ignore[arg-type]
-    )
-    with serving(app_ctx) as url:
+    with serving_recorded(ctx, queued) as url:
         yield url
 
 
