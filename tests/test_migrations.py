@@ -32,6 +32,28 @@ from shopify_app.db.models import Base
 from tests.conftest import fresh_database
 
 
+def _insert_shops(
+    conn: Any, shops: Any, settings: dict[int, dict[str, Any]], at: dt.datetime
+) -> None:
+    """Shop rows with the given ``settings`` by id, as an older revision's columns hold them."""
+    conn.execute(
+        insert(shops),
+        [
+            {
+                "id": n,
+                "domain": f"s{n}.myshopify.com",
+                "settings": values,
+                "token_version": 0,
+                "scopes": "",
+                "api_cost_spent": 0,
+                "created_at": at,
+                "updated_at": at,
+            }
+            for n, values in settings.items()
+        ],
+    )
+
+
 def test_upgrade_downgrade_upgrade_and_no_drift(tmp_path: Path) -> None:
     with fresh_database(tmp_path) as url:
         _round_trip(url)
@@ -197,24 +219,11 @@ def test_0004_moves_the_metrics_out_of_the_shop_settings_and_back(tmp_path: Path
         engine = db.make_engine(url)
         at = dt.datetime(2026, 11, 23, 12, 0)
         with engine.begin() as conn:
-            conn.execute(
-                insert(shops),
-                [
-                    {
-                        "id": n,
-                        "domain": f"s{n}.myshopify.com",
-                        "settings": settings,
-                        "token_version": 0,
-                        "scopes": "",
-                        "api_cost_spent": 0,
-                        "created_at": at,
-                        "updated_at": at,
-                    }
-                    for n, settings in (
-                        (1, {"vip_share": 0.2, "segment_metrics": figures}),
-                        (2, {"vip_share": 0.1}),
-                    )
-                ],
+            _insert_shops(
+                conn,
+                shops,
+                {1: {"vip_share": 0.2, "segment_metrics": figures}, 2: {"vip_share": 0.1}},
+                at,
             )
         db.upgrade(url, "0004_shop_metrics")
         stored = table_clause(
@@ -309,22 +318,7 @@ def test_0010_moves_the_yardsticks_out_of_the_shop_settings_and_back(tmp_path: P
         engine = db.make_engine(url)
         at = dt.datetime(2026, 11, 23, 12, 0)
         with engine.begin() as conn:
-            conn.execute(
-                insert(shops),
-                [
-                    {
-                        "id": n,
-                        "domain": f"s{n}.myshopify.com",
-                        "settings": settings,
-                        "token_version": 0,
-                        "scopes": "",
-                        "api_cost_spent": 0,
-                        "created_at": at,
-                        "updated_at": at,
-                    }
-                    for n, settings in before.items()
-                ],
-            )
+            _insert_shops(conn, shops, before, at)
         db.upgrade(url, "0014_cpu_shop_yardsticks")
         with engine.connect() as conn:
             rows = conn.execute(select(moved).order_by(moved.c.id)).all()
