@@ -671,18 +671,26 @@ def test_a_failing_delivery_in_a_group_fails_alone(
     shop = make_shop()
     good = order_payload(701)
     broken = order_payload(702, line_items=[{"id": "not-a-number"}])
-    for payload in (broken, good, broken):
+    # Fails in the database, after its order row is written: a line item id past 64 bits.
+    half = order_payload(703, line_items=[{"id": 2**64, "quantity": 1, "price": "1.00"}])
+    for payload in (broken, good, broken, half):
         assert deliver(app_server, "orders/create", shop.domain, payload).ok
-    first, second, third = _queued_ids(queued_ctx)[-3:]
+    first, second, third, fourth = _queued_ids(queued_ctx)[-4:]
     # The task's own delivery fails after the others are handled (huey retries it)...
     with pytest.raises(ValueError):
         inbox.process(queued_ctx, event_id=first)
     by_id = {e.id: e for e in _events(queued_ctx, shop.domain)}
-    assert [by_id[i].status for i in (first, second, third)] == ["failed", "done", "failed"]
+    statuses = [by_id[i].status for i in (first, second, third, fourth)]
+    assert statuses == ["failed", "done", "failed", "failed"]
     # A failed delivery keeps its payload for the retries; a handled one keeps none.
     assert [by_id[i].payload is None for i in (first, second, third)] == [False, True, False]
-    # ...and a taken-along one that failed is queued again on its own.
+    # ...a taken-along one that failed is queued again on its own...
     assert _queued_ids(queued_ctx).count(third) == 2
+    assert _queued_ids(queued_ctx).count(fourth) == 2
+    # ...and one that failed half-way left nothing behind, beside the group's good one.
+    with queued_ctx.sessions() as session:
+        orders = set(session.scalars(select(Order.id).where(Order.shop_id == shop.id)))
+    assert orders == {701}
 
 
 # --- body size --------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Text, cast, delete, func, or_, select, update
+from sqlalchemy import Connection, Text, cast, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shopify_app import jobs
@@ -413,7 +413,7 @@ ORDER_PERSONAL_FIELDS = frozenset(
 
 
 def without_forgotten_buyer(
-    ctx: jobs.Context, shop_id: int, payload: dict[str, Any]
+    conn: Connection, shop_id: int, payload: dict[str, Any]
 ) -> dict[str, Any]:
     """An ``orders/*`` payload without its buyer when Goldpan forgot them (redacted or deleted).
 
@@ -424,9 +424,8 @@ def without_forgotten_buyer(
     customer_id = _as_int(customer.get("id")) if isinstance(customer, dict) else None
     if customer_id is None:
         return payload
-    with ctx.engine.connect() as conn:
-        if not is_deleted(conn, shop_id, "customers", customer_id):
-            return payload
+    if not is_deleted(conn, shop_id, "customers", customer_id):
+        return payload
     return {k: v for k, v in payload.items() if k not in ORDER_PERSONAL_FIELDS}
 
 

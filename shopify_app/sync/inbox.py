@@ -17,10 +17,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, or_, select, update
 from sqlalchemy.orm import defer
 
-from shopify_app import jobs, logs
+from shopify_app import db, jobs, logs
 from shopify_app.db import transaction, write_engine
 from shopify_app.db.models import AuditEntry, Shop, WebhookEvent
 from shopify_app.db.types import utcnow
@@ -31,7 +31,7 @@ from shopify_app.states import AuditTarget, WebhookStatus
 from shopify_app.sync import compliance
 from shopify_app.sync.bulk import on_bulk_finish
 from shopify_app.sync.scopes import check_scopes
-from shopify_app.sync.webhooks import apply_webhook
+from shopify_app.sync.webhooks import ORDER_TOPICS, STORED_TOPICS, apply_webhook, store_webhook
 from shopify_app.tagging import bulk as tag_bulk
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,15 @@ _SHOP = (
     .where(Shop.domain == bindparam("domain"))
     .options(defer(Shop.settings, raiseload=True))
 )
+_FAILED = (
+    update(WebhookEvent)
+    .where(WebhookEvent.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        status=bindparam("new_status"), error=bindparam("reason"), processed_at=bindparam("now")
+    )
+)
+_HANDLED = _FAILED.values(payload=None)
+_SHOP_STATE = select(Shop.id, Shop.is_installed).where(Shop.domain == bindparam("domain"))
 _TAKE_ALONG = (
     update(WebhookEvent)
     .where(
@@ -116,76 +125,155 @@ def process(ctx: jobs.Context, event_id: int) -> str:
     :data:`TAKE_ALONG`; their own queued tasks then find them done): under load a shop's
     deliveries are handled in groups, and their follow-ups coalesce (each customer recomputed
     once, one tag request for the group's customers) — the work per delivery falls as the rate
-    rises. A taken-along delivery that fails is queued again on its own.
+    rises. Deliveries whose payload says everything (:data:`STORED_TOPICS`) are claimed, stored
+    and marked done in one transaction, each under a savepoint so that one that fails is rolled
+    back alone; the others are claimed there and handled one by one afterwards. A taken-along
+    delivery that fails is queued again on its own.
     """
-    events = _claim(ctx, event_id)
-    if isinstance(events, str):
-        return events
+    status = _seen(ctx, event_id)
+    if status is not None:
+        return status
     # The customers' recompute, tag write and Meta update run right here once the events are
     # stored as done, not as three more queued tasks each (jobs.FollowUps): that is what keeps
     # webhook → tags written within seconds at 50 deliveries a second.
     follow_ups = jobs.FollowUps(ctx)
-    own_status: str = WebhookStatus.FAILED
-    own_error: Exception | None = None
+    outcomes: dict[int, Outcome] = {}
+    failed: dict[int, Exception] = {}
+    with write_engine(ctx.engine).begin() as conn:
+        claimed = _claim(conn, event_id)
+        if isinstance(claimed, str):
+            return claimed
+        events = claimed
+        stored = [e for e in events if e.topic in STORED_TOPICS]
+        payloads = {e.id: _payload(e) for e in stored}
+        shop = None
+        if stored:
+            shop = conn.execute(_SHOP_STATE, {"domain": stored[0].shop_domain}).first()
+            # PostgreSQL: the group's customers locked in one ascending pass (see
+            # db.lock_customers), not one by one in delivery order, which could deadlock with
+            # another worker's group.
+            if shop is not None:
+                db.lock_customers(conn, shop.id, _customers_of(stored, payloads))
+        for event in stored:
+            with logs.bind(shop=event.shop_domain, job=f"webhook:{event.id}"):
+                try:
+                    with conn.begin_nested():
+                        outcomes[event.id] = _store(
+                            conn, follow_ups, shop, event, payloads[event.id]
+                        )
+                except Exception as exc:
+                    failed[event.id] = exc
+                    log.exception("webhook %s (%s) failed", event.id, event.topic)
+        _finish_on(conn, outcomes, failed)
     shops: dict[str, Shop | None] = {}
-    finished: dict[Outcome, list[int]] = {}
     for event in events:
+        if event.topic in STORED_TOPICS:
+            continue
         with logs.bind(shop=event.shop_domain, job=f"webhook:{event.id}"):
             try:
-                status, reason = dispatch(follow_ups, event, shops)
+                outcomes[event.id] = dispatch(follow_ups, event, shops)
             except Exception as exc:
-                _finish(ctx, [event.id], WebhookStatus.FAILED, stored_error(exc))
+                failed[event.id] = exc
                 log.exception("webhook %s (%s) failed", event.id, event.topic)
-                if event.id == event_id:
-                    own_error = exc  # raised below, once the others are handled: huey retries it
-                else:
-                    ctx.enqueue("webhooks.process", event_id=event.id)
+                with write_engine(ctx.engine).begin() as conn:
+                    _finish_on(conn, {}, {event.id: exc})
                 continue
-            finished.setdefault((status, reason), []).append(event.id)
-            log.info("webhook %s %s", event.topic, status, extra={"reason": reason})
-            if event.id == event_id:
-                own_status = status
-    # The group's outcomes in one transaction: each delivery's own changes are committed by
-    # now, and one left ``processing`` by a crash here is handled again (idempotently).
-    for (status, reason), ids in finished.items():
-        _finish(ctx, ids, status, reason)
+    # The group's other outcomes in one transaction: each delivery's own changes are
+    # committed by now, and one left ``processing`` by a crash here is handled again.
+    handled = {i: o for i, o in outcomes.items() if i not in payloads}
+    if handled:
+        with write_engine(ctx.engine).begin() as conn:
+            _finish_on(conn, handled, {})
+    for event in events:
+        if event.id in outcomes:
+            outcome, reason = outcomes[event.id]
+            with logs.bind(shop=event.shop_domain, job=f"webhook:{event.id}"):
+                log.info("webhook %s %s", event.topic, outcome, extra={"reason": reason})
+        elif event.id != event_id:
+            ctx.enqueue("webhooks.process", event_id=event.id)
     with logs.bind(shop=events[0].shop_domain, job=f"webhook:{event_id}"):
         follow_ups.run()
-    if own_error is not None:
-        raise own_error
-    return own_status
+    if event_id in failed:
+        raise failed[event_id]  # once the others are handled: huey retries it
+    return str(outcomes[event_id][0])
 
 
-def _claim(ctx: jobs.Context, event_id: int) -> list[WebhookEvent] | str:
-    """Mark ``event_id`` (and queued store-data deliveries of its shop) ``processing``.
+def _customers_of(
+    events: list[WebhookEvent], payloads: dict[int, dict[str, Any] | None]
+) -> list[int]:
+    """The customers the deliveries concern, as far as their payloads say (for locking)."""
+    ids: set[int] = set()
+    for event in events:
+        payload = payloads[event.id] or {}
+        customer = payload.get("customer") if event.topic in ORDER_TOPICS else payload
+        if isinstance(customer, dict) and isinstance(customer.get("id"), int | str):
+            try:
+                ids.add(int(customer["id"]))
+            except ValueError:
+                continue  # not a number: _store turns it away
+    return sorted(ids)
+
+
+def _store(
+    conn: Connection,
+    follow_ups: jobs.Context,
+    shop: Row[int, bool] | None,
+    event: WebhookEvent,
+    payload: dict[str, Any] | None,
+) -> Outcome:
+    """Store a :data:`STORED_TOPICS` delivery on the group's connection; the recompute of the
+    customer it changed waits in ``follow_ups``."""
+    if shop is None:
+        return WebhookStatus.SKIPPED, "unknown shop"
+    if payload is None:
+        return WebhookStatus.SKIPPED, "payload is not an object"
+    if not shop.is_installed:
+        return WebhookStatus.SKIPPED, "shop is uninstalled"
+    changed, customer_id = store_webhook(conn, shop.id, event.topic, payload)
+    if changed and customer_id is not None:
+        follow_ups.enqueue("segments.recompute_customer", shop_id=shop.id, customer_id=customer_id)
+    return WebhookStatus.DONE, None
+
+
+def _payload(event: WebhookEvent) -> dict[str, Any] | None:
+    payload = json.loads(event.payload or "null")
+    return payload if isinstance(payload, dict) else None
+
+
+def _seen(ctx: jobs.Context, event_id: int) -> str | None:
+    """Why there is nothing to claim for ``event_id`` (its status, or ``gone``); None if there is.
+
+    Most events taken along by another worker are done by the time their own task runs: a
+    read says so without taking SQLite's write lock.
+    """
+    with ctx.engine.connect() as conn:
+        seen = conn.execute(_SEEN, {"event": event_id}).first()
+    if seen is None:
+        return "gone"
+    if seen.status in HANDLED:
+        return str(seen.status)
+    if seen.status == WebhookStatus.PROCESSING and not _stale(seen.received_at):
+        # Taken along by a worker handling its group right now: nothing to claim.
+        return str(seen.status)
+    return None
+
+
+def _claim(conn: Connection, event_id: int) -> list[WebhookEvent] | str:
+    """Mark ``event_id`` (and queued store-data deliveries of its shop) ``processing`` in the
+    caller's transaction.
 
     Returns the claimed events, ``event_id``'s first, as detached copies for the handlers to
     read; or the event's status when someone else has it (``gone`` when it does not exist).
     """
-    with ctx.engine.connect() as conn:
-        # Most events taken along by another worker are done by the time their own task runs:
-        # a read says so without taking SQLite's write lock.
-        seen = conn.execute(_SEEN, {"event": event_id}).first()
-    if seen is None:
-        return "gone"
-    status = seen.status
-    if status in HANDLED:
-        return str(status)
-    if status == WebhookStatus.PROCESSING and not _stale(seen.received_at):
-        # Taken along by a worker handling its group right now: nothing to claim.
-        return status
-    with write_engine(ctx.engine).begin() as conn:
-        claimed = conn.execute(
-            _CLAIM, {"event": event_id, "stale_before": utcnow() - STALE_PROCESSING}
-        ).first()
-        if claimed is None:
-            status = conn.scalar(_SEEN, {"event": event_id})
-            return "gone" if status is None else status
-        rows = [claimed]
-        if claimed.topic in TAKE_ALONG_TOPICS and TAKE_ALONG > 0:
-            rows += conn.execute(
-                _TAKE_ALONG, {"domain": claimed.shop_domain, "event": event_id}
-            ).all()
+    claimed = conn.execute(
+        _CLAIM, {"event": event_id, "stale_before": utcnow() - STALE_PROCESSING}
+    ).first()
+    if claimed is None:
+        status = conn.scalar(_SEEN, {"event": event_id})
+        return "gone" if status is None else str(status)
+    rows = [claimed]
+    if claimed.topic in TAKE_ALONG_TOPICS and TAKE_ALONG > 0:
+        rows += conn.execute(_TAKE_ALONG, {"domain": claimed.shop_domain, "event": event_id}).all()
     return [WebhookEvent(**{c.key: row._mapping[c] for c in _EVENTS.columns}) for row in rows]
 
 
@@ -199,21 +287,27 @@ def _stale(received_at: dt.datetime | None) -> bool:
     return received_at < cutoff
 
 
-def _finish(
-    ctx: jobs.Context, event_pks: list[int], status: WebhookStatus, reason: str | None
+def _finish_on(
+    conn: Connection, outcomes: dict[int, Outcome], failed: dict[int, Exception]
 ) -> None:
-    """Record the outcome of the events ``event_pks`` (one statement for all of them).
+    """Record the outcomes (one statement per distinct outcome) in the caller's transaction.
 
     A handled delivery (``done`` or ``skipped``) drops its payload: the row stays as the
     deduplication and audit record, without the customers' personal data in the body. A failed
     one keeps it for its retries (and loses it with the row, see
     :func:`shopify_app.shopify.webhooks.purge`).
     """
-    values: dict[str, Any] = {"status": status, "error": reason, "processed_at": utcnow()}
-    if status in HANDLED:
-        values["payload"] = None
-    with write_engine(ctx.engine).begin() as conn:
-        conn.execute(update(WebhookEvent).where(WebhookEvent.id.in_(event_pks)).values(**values))
+    now = utcnow()
+    groups: dict[tuple[WebhookStatus, str | None], list[int]] = {}
+    for event_pk, (status, reason) in outcomes.items():
+        groups.setdefault((status, reason), []).append(event_pk)
+    for event_pk, exc in failed.items():
+        groups.setdefault((WebhookStatus.FAILED, stored_error(exc)), []).append(event_pk)
+    for (status, reason), ids in groups.items():
+        conn.execute(
+            _HANDLED if status in HANDLED else _FAILED,
+            {"ids": ids, "new_status": status, "reason": reason, "now": now},
+        )
 
 
 def dispatch(
@@ -233,8 +327,8 @@ def dispatch(
             shops[event.shop_domain] = shop
     if shop is None:
         return WebhookStatus.SKIPPED, "unknown shop"
-    payload = json.loads(event.payload or "null")
-    if not isinstance(payload, dict):
+    payload = _payload(event)
+    if payload is None:
         return WebhookStatus.SKIPPED, "payload is not an object"
     handler = HANDLERS.get(event.topic)
     if handler is not None:
@@ -242,8 +336,6 @@ def dispatch(
     if event.topic.startswith(("orders/", "refunds/", "customers/")):
         if not shop.is_installed:
             return WebhookStatus.SKIPPED, "shop is uninstalled"
-        if event.topic.startswith("orders/"):
-            payload = compliance.without_forgotten_buyer(ctx, shop.id, payload)
         apply_webhook(ctx, shop.id, event.topic, payload)
         return WebhookStatus.DONE, None
     return WebhookStatus.SKIPPED, f"no handler for {event.topic}"

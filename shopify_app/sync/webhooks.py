@@ -13,12 +13,13 @@ import datetime as dt
 import logging
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import Connection, bindparam, delete, select
 
 from shopify_app import db, jobs
 from shopify_app.db.models import Customer, LineItem, Order
 from shopify_app.segments import recompute
 from shopify_app.shopify.client import AdminClient
+from shopify_app.sync import compliance
 from shopify_app.sync.ingest import upsert_sql, write_batch
 from shopify_app.sync.reconcile import ORDER_LINE_ITEMS, remaining_children
 from shopify_app.sync.rows import (
@@ -41,6 +42,9 @@ _STORED_CUSTOMER = select(Customer.__table__).where(
 _STORED_ORDER = select(Order.updated_at).where(
     Order.shop_id == bindparam("shop"), Order.id == bindparam("order")
 )
+_DELETE_CUSTOMER = delete(Customer).where(
+    Customer.shop_id == bindparam("shop"), Customer.id == bindparam("customer")
+)
 _DROP_EDITED_OUT = delete(LineItem).where(
     LineItem.shop_id == bindparam("shop"),
     LineItem.order_id == bindparam("order"),
@@ -58,80 +62,88 @@ def _is_stale(stored_updated: dt.datetime | None, incoming: str | None) -> bool:
     return stored_updated > (_aware(incoming) or stored_updated)
 
 
-def apply_webhook(ctx: jobs.Context, shop_id: int, topic: str, payload: dict[str, Any]) -> bool:
-    """Apply an ``orders/*``, ``refunds/create`` or ``customers/*`` delivery; True if it changed
-    anything.
+ORDER_TOPICS = ("orders/create", "orders/updated", "orders/cancelled", "orders/edited")
+STORED_TOPICS = (*ORDER_TOPICS, "customers/create", "customers/update", "customers/delete")
+"""Topics whose payload says everything: stored by :func:`store_webhook` in the caller's
+transaction (``refunds/create`` needs an Admin request first, see :func:`apply_webhook`)."""
 
-    A delivery older than the stored row (by ``updated_at``) is ignored: webhooks arrive at
-    least once and in any order. The customer concerned is then recomputed.
-    """
-    customer_id: int | None
-    if topic in ("orders/create", "orders/updated", "orders/cancelled", "orders/edited"):
-        order, items = rest_order_rows(shop_id, payload)
-        customer_id = order[2]
-        if not _store_order(ctx, shop_id, order, items):
-            return False
-    elif topic == "refunds/create":
+
+def apply_webhook(ctx: jobs.Context, shop_id: int, topic: str, payload: dict[str, Any]) -> bool:
+    """Apply an ``orders/*``, ``refunds/create`` or ``customers/*`` delivery in a transaction of
+    its own; True if it changed anything. The customer concerned is then recomputed."""
+    if topic == "refunds/create":
         fetched = _fetch_order(ctx, shop_id, int(payload["order_id"]))
         if fetched is None:
             return False  # deleted since: nothing to apply
         order, items = fetched
         customer_id = order[2]
-        if not _store_order(ctx, shop_id, order, items):
-            return False
-    elif topic in ("customers/create", "customers/update"):
-        customer_id = int(payload["id"])
         with db.write_engine(ctx.engine).begin() as conn:
-            db.lock_customers(conn, shop_id, [customer_id])
-            if is_deleted(conn, shop_id, "customers", customer_id):
-                # Shopify never reuses an id: anything about a deleted customer is stale.
-                return False
-            stored_customer = conn.execute(
-                _STORED_CUSTOMER, {"shop": shop_id, "customer": customer_id}
-            ).first()
-            if stored_customer is not None and _is_stale(
-                stored_customer.updated_at, utc_text(payload.get("updated_at"))
-            ):
-                return False
-            # The upsert alone, not write_batch: its purge of every deleted customer of the
-            # shop is for bulk pages read before a deletion; this one customer was just
-            # checked to be alive, under its lock.
-            conn.exec_driver_sql(
-                upsert_sql(conn.dialect, "customers"),
-                [rest_customer_row(shop_id, payload, stored_customer)],
-            )
-    elif topic == "customers/delete":
-        customer_id = int(payload["id"])
+            changed = _store_order(conn, shop_id, order, items)
+    elif topic in STORED_TOPICS:
         with db.write_engine(ctx.engine).begin() as conn:
-            db.lock_customers(conn, shop_id, [customer_id])
-            record_deletion(conn, shop_id, "customers", customer_id)
-            recompute.forget_customers(conn, shop_id, [customer_id])
-            conn.execute(
-                delete(Customer).where(Customer.shop_id == shop_id, Customer.id == customer_id)
-            )
+            changed, customer_id = store_webhook(conn, shop_id, topic, payload)
     else:
         log.warning("topic %s is not a sync topic", topic)
         return False
-    if customer_id is not None:
+    if changed and customer_id is not None:
         ctx.enqueue("segments.recompute_customer", shop_id=shop_id, customer_id=customer_id)
-    return True
+    return changed
 
 
-def _store_order(ctx: jobs.Context, shop_id: int, order: Row, items: list[Row]) -> bool:
-    """Upsert an order row and its line items unless the stored order is newer."""
-    with db.write_engine(ctx.engine).begin() as conn:
-        stored = conn.execute(_STORED_ORDER, {"shop": shop_id, "order": order[1]}).first()
-        if stored is not None and _is_stale(stored[0], order[7]):
-            return False
-        batch = Batch.empty()
-        batch.rows["orders"].append(order)
-        batch.rows["line_items"] = items
-        write_batch(conn, batch)
-        # Line items removed by an order edit disappear from the payload: drop them too.
-        conn.execute(
-            _DROP_EDITED_OUT,
-            {"shop": shop_id, "order": order[1], "kept": [i[1] for i in items] or [-1]},
+def store_webhook(
+    conn: Connection, shop_id: int, topic: str, payload: dict[str, Any]
+) -> tuple[bool, int | None]:
+    """Store a :data:`STORED_TOPICS` delivery on ``conn``; returns (changed, customer concerned).
+
+    A delivery older than the stored row (by ``updated_at``) is ignored: webhooks arrive at
+    least once and in any order. The caller recomputes the customer once it has committed.
+    """
+    if topic in ORDER_TOPICS:
+        order, items = rest_order_rows(
+            shop_id, compliance.without_forgotten_buyer(conn, shop_id, payload)
         )
+        return _store_order(conn, shop_id, order, items), order[2]
+    customer_id = int(payload["id"])
+    db.lock_customers(conn, shop_id, [customer_id])
+    if topic == "customers/delete":
+        record_deletion(conn, shop_id, "customers", customer_id)
+        recompute.forget_customers(conn, shop_id, [customer_id])
+        conn.execute(_DELETE_CUSTOMER, {"shop": shop_id, "customer": customer_id})
+        return True, customer_id
+    if is_deleted(conn, shop_id, "customers", customer_id):
+        # Shopify never reuses an id: anything about a deleted customer is stale.
+        return False, customer_id
+    stored_customer = conn.execute(
+        _STORED_CUSTOMER, {"shop": shop_id, "customer": customer_id}
+    ).first()
+    if stored_customer is not None and _is_stale(
+        stored_customer.updated_at, utc_text(payload.get("updated_at"))
+    ):
+        return False, customer_id
+    # The upsert alone, not write_batch: its purge of every deleted customer of the shop is
+    # for bulk pages read before a deletion; this one customer was just checked to be alive,
+    # under its lock.
+    conn.exec_driver_sql(
+        upsert_sql(conn.dialect, "customers"),
+        [rest_customer_row(shop_id, payload, stored_customer)],
+    )
+    return True, customer_id
+
+
+def _store_order(conn: Connection, shop_id: int, order: Row, items: list[Row]) -> bool:
+    """Upsert an order row and its line items unless the stored order is newer."""
+    stored = conn.execute(_STORED_ORDER, {"shop": shop_id, "order": order[1]}).first()
+    if stored is not None and _is_stale(stored[0], order[7]):
+        return False
+    batch = Batch.empty()
+    batch.rows["orders"].append(order)
+    batch.rows["line_items"] = items
+    write_batch(conn, batch)
+    # Line items removed by an order edit disappear from the payload: drop them too.
+    conn.execute(
+        _DROP_EDITED_OUT,
+        {"shop": shop_id, "order": order[1], "kept": [i[1] for i in items] or [-1]},
+    )
     return True
 
 
