@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import http.client
 import json
+import threading
 import urllib.parse
 import uuid
 from collections.abc import Iterator
@@ -636,6 +637,32 @@ def test_a_delivery_being_handled_in_a_group_is_left_to_that_group(
     assert inbox.process(queued_ctx, event_id=event_id) == "done"
     (event,) = _events(queued_ctx, shop.domain)
     assert (event.status, event.attempts) == ("done", 1)
+
+
+def test_deliveries_arriving_while_their_shop_is_handled_wait_for_that_thread(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    shop, other = make_shop(), make_shop()
+    for n in (1, 2):
+        assert deliver(app_server, "orders/create", shop.domain, order_payload(820 + n)).ok
+    assert deliver(app_server, "orders/create", other.domain, order_payload(830)).ok
+    first, second, elsewhere = _queued_ids(queued_ctx)[-3:]
+    # A thread of this process is handling the shop's group: the tasks leave theirs queued...
+    turn = inbox._turns.setdefault(shop.domain, threading.Lock())
+    turn.acquire()
+    assert inbox.process(queued_ctx, event_id=first) == "waiting"
+    assert inbox.process(queued_ctx, event_id=second) == "waiting"
+    assert [e.status for e in _events(queued_ctx, shop.domain)] == ["queued"] * 2
+    # ...another shop's are handled as usual...
+    assert inbox.process(queued_ctx, event_id=elsewhere) == "done"
+    # ...and the holder, leaving its turn, handles them as one more group.
+    inbox._hand_over(queued_ctx, shop.domain, turn)
+    assert [(e.status, e.attempts) for e in _events(queued_ctx, shop.domain)] == [("done", 1)] * 2
+    assert turn.acquire(blocking=False)  # and left the turn free
+    turn.release()
+    with queued_ctx.sessions() as session:
+        orders = set(session.scalars(select(Order.id).where(Order.shop_id == shop.id)))
+    assert orders == {821, 822}
 
 
 def test_follow_ups_of_a_webhook_wait_coalesce_and_run_in_order(

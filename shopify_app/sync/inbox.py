@@ -14,10 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, func, or_, select, update
 from sqlalchemy.orm import defer
 
 from shopify_app import db, jobs, logs
@@ -61,8 +62,13 @@ TAKE_ALONG_TOPICS = (
 
 _EVENTS = WebhookEvent.__table__
 # Built once (bound per call): every delivery runs them, and building costs more than running.
-_SEEN = select(WebhookEvent.status, WebhookEvent.received_at).where(
-    WebhookEvent.id == bindparam("event")
+_SEEN = select(
+    WebhookEvent.status, WebhookEvent.received_at, WebhookEvent.shop_domain, WebhookEvent.topic
+).where(WebhookEvent.id == bindparam("event"))
+_NEXT_WAITING = select(func.min(WebhookEvent.id)).where(
+    WebhookEvent.shop_domain == bindparam("domain"),
+    WebhookEvent.status == WebhookStatus.QUEUED,
+    WebhookEvent.topic.in_(TAKE_ALONG_TOPICS),
 )
 _CLAIM = (
     update(WebhookEvent)
@@ -129,10 +135,54 @@ def process(ctx: jobs.Context, event_id: int) -> str:
     and marked done in one transaction, each under a savepoint so that one that fails is rolled
     back alone; the others are claimed there and handled one by one afterwards. A taken-along
     delivery that fails is queued again on its own.
+
+    While a thread of this process handles a shop's group, that shop's next store-data
+    deliveries wait queued for it (``waiting``) instead of starting a second group beside it:
+    when it is done, it handles them as one more group (:func:`_hand_over`).
     """
-    status = _seen(ctx, event_id)
-    if status is not None:
-        return status
+    seen = _seen(ctx, event_id)
+    if isinstance(seen, str):
+        return seen
+    if seen.topic not in TAKE_ALONG_TOPICS:
+        return _handle(ctx, event_id)
+    turn = _turns.setdefault(seen.shop_domain, threading.Lock())
+    if not turn.acquire(blocking=False):
+        return "waiting"
+    try:
+        return _handle(ctx, event_id)
+    finally:
+        _hand_over(ctx, seen.shop_domain, turn)
+
+
+_turns: dict[str, threading.Lock] = {}
+"""Per shop domain, held by the thread of this process handling the shop's group."""
+
+
+def _hand_over(ctx: jobs.Context, domain: str, turn: threading.Lock) -> None:
+    """Release ``turn``, then handle the shop's deliveries left ``waiting`` meanwhile.
+
+    Each was queued before its task found the turn taken, so before this release: the read
+    after it sees them, unless another thread claimed them (and handles them) first. Whoever
+    takes the turn next looks again when leaving it. One that fails is queued again on its
+    own, with the retries of any task.
+    """
+    turn.release()
+    while True:
+        with ctx.engine.connect() as conn:
+            next_id = conn.scalar(_NEXT_WAITING, {"domain": domain})
+        if next_id is None or not turn.acquire(blocking=False):
+            return
+        try:
+            _handle(ctx, next_id)
+        except Exception:
+            log.warning("webhook %s failed; queued for retries", next_id, exc_info=True)
+            ctx.enqueue("webhooks.process", event_id=next_id)
+        finally:
+            turn.release()
+
+
+def _handle(ctx: jobs.Context, event_id: int) -> str:
+    """Claim ``event_id`` (and what it takes along), handle them, run their follow-ups."""
     # The customers' recompute, tag write and Meta update run right here once the events are
     # stored as done, not as three more queued tasks each (jobs.FollowUps): that is what keeps
     # webhook → tags written within seconds at 50 deliveries a second.
@@ -240,8 +290,9 @@ def _payload(event: WebhookEvent) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) else None
 
 
-def _seen(ctx: jobs.Context, event_id: int) -> str | None:
-    """Why there is nothing to claim for ``event_id`` (its status, or ``gone``); None if there is.
+def _seen(ctx: jobs.Context, event_id: int) -> Row[WebhookStatus, dt.datetime, str, str] | str:
+    """The event's shop and topic when there is something to claim, else why not (its status,
+    or ``gone``).
 
     Most events taken along by another worker are done by the time their own task runs: a
     read says so without taking SQLite's write lock.
@@ -255,7 +306,7 @@ def _seen(ctx: jobs.Context, event_id: int) -> str | None:
     if seen.status == WebhookStatus.PROCESSING and not _stale(seen.received_at):
         # Taken along by a worker handling its group right now: nothing to claim.
         return str(seen.status)
-    return None
+    return seen
 
 
 def _claim(conn: Connection, event_id: int) -> list[WebhookEvent] | str:
