@@ -390,12 +390,24 @@ def load_task_modules() -> None:
 
 
 class _SqliteStorage(SqliteStorage):
-    """Huey's SQLite queue, with a plain read before taking the lock to pop a key.
+    """Huey's SQLite queue, with a plain read before taking the lock to pop a key, and
+    ``synchronous=NORMAL``.
 
     Huey pops a task's revoke flag after every task; flags are almost never there (Goldpan
     revokes nothing), yet each pop took the queue's exclusive lock and committed. The read
     answers "nothing" without it, as huey's own ``dequeue`` does for an empty queue.
+
+    Huey leaves SQLite's default ``synchronous=FULL``: an fsync on every enqueue and dequeue
+    (two per webhook). In WAL mode NORMAL still survives any crash of the processes; only a
+    power cut may lose the last tasks queued, and what they pointed at is durable in the app's
+    database and queued again from there (``webhooks.requeue_stale``, the daily recompute,
+    ``resume_syncs`` at start) — the app's own database runs NORMAL for the same reason.
     """
+
+    def _create_connection(self) -> Any:
+        conn = super()._create_connection()
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
 
     def pop_data(self, key: str) -> Any:
         if not self.has_data_for_key(key):

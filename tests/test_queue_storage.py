@@ -27,3 +27,17 @@ def test_popping_an_absent_key_needs_no_write_lock(settings: Settings) -> None:
     finally:
         other.close()
         storage.close()
+
+
+def test_the_queue_syncs_to_disk_at_checkpoints_not_on_every_task(settings: Settings) -> None:
+    huey = jobs.make_huey(settings.with_overrides(redis_url=None))
+    storage = huey.storage
+    try:
+        storage.enqueue(b"task", 0)
+        conn = storage.conn
+        # WAL with synchronous=NORMAL (1): durable across process crashes, no fsync per commit.
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+        assert bytes(storage.dequeue()) == b"task"
+    finally:
+        storage.close()
