@@ -111,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave the segments' tag sync off (it is turned on for every segment by default)",
     )
+    parser.add_argument(
+        "--gather-ms",
+        type=int,
+        default=None,
+        help="the workers' WEBHOOK_GATHER_MS (default: the app's default, or the environment's)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument(
         "--keep", type=Path, default=None, help="copy the processes' logs into this folder"
@@ -127,8 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             os.environ.pop(name, None)
 
+    if args.gather_ms is not None:
+        os.environ["WEBHOOK_GATHER_MS"] = str(args.gather_ms)
+
     from shopify_app import db
     from shopify_app.crypto import generate_key
+    from shopify_app.settings import Settings
     from tests.conftest import fresh_database
 
     figures: dict[str, Any] = {
@@ -137,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         "webs": args.webs,
         "workers": args.workers,
         "threads_per_worker": args.threads,
+        "webhook_gather_ms": int(os.environ.get("WEBHOOK_GATHER_MS") or Settings.webhook_gather_ms),
         "cpus": os.cpu_count(),
         "loadavg_at_start": os.getloadavg()[0],
         "traffic": (

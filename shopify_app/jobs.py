@@ -512,6 +512,17 @@ class Runtime:
         """Queue task ``name`` to run ``delay`` seconds from now (polling, backoff)."""
         self._tasks[name].schedule(kwargs=kwargs, delay=delay)
 
+    def enqueue_soon(self, delay: float, name: str, **kwargs: Any) -> None:
+        """Queue task ``name`` in ``delay`` seconds, from a timer in this process.
+
+        For waits under a second: huey's schedule (:meth:`enqueue_in`) is durable but looked
+        at once a second. This one is lost with the process, so only for work that is queued
+        again from elsewhere anyway.
+        """
+        timer = threading.Timer(delay, self.enqueue, args=(name,), kwargs=kwargs)
+        timer.daemon = True
+        timer.start()
+
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:
         """A cluster-wide lock (per-shop sync/recompute); raises ``TaskLockedException`` if held.

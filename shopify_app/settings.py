@@ -27,6 +27,9 @@ DEFAULT_SCOPES = (
     "read_customers,write_customers,read_orders,read_products,read_discounts,write_discounts"
 )
 
+MAX_GATHER_MS = 5000
+"""The longest WEBHOOK_GATHER_MS accepted."""
+
 _REQUIRED = ("SHOPIFY_API_KEY", "SHOPIFY_API_SECRET", "TOKEN_ENCRYPTION_KEY")
 
 
@@ -59,6 +62,9 @@ class Settings:
     metrics_token: str | None = field(default=None, repr=False)
     # Seconds a per-shop job lock outlives a worker that died holding it (JOB_LOCK_TTL).
     job_lock_ttl: float = 60.0
+    # Milliseconds a shop's first webhook waits for more of the shop's to handle them as one
+    # group (WEBHOOK_GATHER_MS): one recompute and one tag write for all of them.
+    webhook_gather_ms: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -108,6 +114,7 @@ class Settings:
             inline_worker=_bool(env, "INLINE_WORKER", redis_url is None),
             metrics_token=env.get("METRICS_TOKEN", "").strip() or None,
             job_lock_ttl=float(max(1, _int(env, "JOB_LOCK_TTL", 60))),
+            webhook_gather_ms=_gather_ms(env),
         )
 
     def shop_url(self, shop: str) -> str:
@@ -154,6 +161,17 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}", variable=name) from None
     if value < 0:
         raise ConfigError(f"{name} must not be negative, got {value}", variable=name)
+    return value
+
+
+def _gather_ms(env: Mapping[str, str]) -> int:
+    value = _int(env, "WEBHOOK_GATHER_MS", Settings.webhook_gather_ms)
+    if value > MAX_GATHER_MS:
+        raise ConfigError(
+            f"WEBHOOK_GATHER_MS must be at most {MAX_GATHER_MS} (tags would lag that long "
+            f"behind every order), got {value}",
+            variable="WEBHOOK_GATHER_MS",
+        )
     return value
 
 

@@ -44,13 +44,25 @@ def test_shopify_app_url_wins_over_host() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("PORT", "eighty"), ("PORT", "-1"), ("LOG_JSON", "maybe"), ("SHOPIFY_APP_URL", "ftp://x")],
+    [
+        ("PORT", "eighty"),
+        ("PORT", "-1"),
+        ("LOG_JSON", "maybe"),
+        ("SHOPIFY_APP_URL", "ftp://x"),
+        ("WEBHOOK_GATHER_MS", "-5"),
+        ("WEBHOOK_GATHER_MS", "60000"),
+    ],
 )
 def test_malformed_values_are_refused_with_the_reason(name: str, value: str) -> None:
     with pytest.raises(ConfigError) as info:
         Settings.from_env({**BASE, name: value})
     assert info.value.variable == name
     assert value in str(info.value)
+
+
+def test_webhook_gathering_is_read_in_milliseconds() -> None:
+    assert Settings.from_env({**BASE, "WEBHOOK_GATHER_MS": "250"}).webhook_gather_ms == 250
+    assert Settings.from_env({**BASE, "WEBHOOK_GATHER_MS": "0"}).webhook_gather_ms == 0
 
 
 def test_secret_never_in_repr() -> None:

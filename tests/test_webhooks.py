@@ -41,6 +41,7 @@ from shopify_app.sync.scopes import NOTICE_READ_ALL_ORDERS
 from shopify_app.sync.webhooks import apply_webhook
 from tests.conftest import TEST_API_SECRET
 from tests.fixtures_auth import pending_tasks, session_token
+from tests.fixtures_scaleout import wait_until
 
 NOW = dt.datetime(2026, 11, 1, 12, tzinfo=dt.UTC)
 STAMP = "2026-11-01T12:00:00Z"
@@ -663,6 +664,33 @@ def test_deliveries_arriving_while_their_shop_is_handled_wait_for_that_thread(
     with queued_ctx.sessions() as session:
         orders = set(session.scalars(select(Order.id).where(Order.shop_id == shop.id)))
     assert orders == {821, 822}
+
+
+def test_with_gathering_a_shops_first_delivery_waits_for_the_others(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    shop = make_shop()
+    queued_ctx.settings = queued_ctx.settings.with_overrides(webhook_gather_ms=200)
+    for n in (1, 2, 3):
+        assert deliver(app_server, "orders/create", shop.domain, order_payload(840 + n)).ok
+    first, second, third = _queued_ids(queued_ctx)[-3:]
+    # The first delivery opens the shop's window; those arriving meanwhile wait in it.
+    assert inbox.process(queued_ctx, event_id=first) == "gathering"
+    assert inbox.process(queued_ctx, event_id=second) == "waiting"
+    assert [e.status for e in _events(queued_ctx, shop.domain)][:2] == ["queued"] * 2
+    # When the window closes, the first delivery's task is queued again, for the group.
+    gathered = ("webhooks.process", {"event_id": first, "gathered": shop.domain})
+    wait_until(lambda: gathered in pending_tasks(queued_ctx), 5, "the window to close")
+    assert inbox.process(queued_ctx, **gathered[1]) == "done"
+    assert [(e.status, e.attempts) for e in _events(queued_ctx, shop.domain)] == [("done", 1)] * 3
+    # The third's own task finds it handled; the next delivery opens a new window.
+    assert inbox.process(queued_ctx, event_id=third) == "done"
+    assert deliver(app_server, "orders/create", shop.domain, order_payload(850)).ok
+    fourth = _queued_ids(queued_ctx)[-1]
+    assert inbox.process(queued_ctx, event_id=fourth) == "gathering"
+    again = {"event_id": fourth, "gathered": shop.domain}
+    wait_until(lambda: ("webhooks.process", again) in pending_tasks(queued_ctx), 5, "it to close")
+    assert inbox.process(queued_ctx, **again) == "done"
 
 
 def test_follow_ups_of_a_webhook_wait_coalesce_and_run_in_order(

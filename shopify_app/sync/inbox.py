@@ -124,7 +124,7 @@ _TAKE_ALONG = (
 
 
 @jobs.task("webhooks.process", retries=3, retry_delay=30)
-def process(ctx: jobs.Context, event_id: int) -> str:
+def process(ctx: jobs.Context, event_id: int, gathered: str | None = None) -> str:
     """Handle one stored webhook event (idempotent: a finished event is not handled twice).
 
     Store-data deliveries of the same shop still queued are taken along (up to
@@ -138,24 +138,60 @@ def process(ctx: jobs.Context, event_id: int) -> str:
 
     While a thread of this process handles a shop's group, that shop's next store-data
     deliveries wait queued for it (``waiting``) instead of starting a second group beside it:
-    when it is done, it handles them as one more group (:func:`_hand_over`).
+    when it is done, it handles them as one more group (:func:`_hand_over`). With
+    ``WEBHOOK_GATHER_MS`` set, a shop's first delivery also waits that long (``gathering``;
+    its task comes back with ``gathered``, the shop's domain) so that those arriving meanwhile
+    join its group.
     """
-    seen = _seen(ctx, event_id)
-    if isinstance(seen, str):
-        return seen
-    if seen.topic not in TAKE_ALONG_TOPICS:
-        return _handle(ctx, event_id)
-    turn = _turns.setdefault(seen.shop_domain, threading.Lock())
+    if gathered is not None:
+        with _gathering_guard:
+            _gathering.discard(gathered)
+        domain = gathered
+    else:
+        seen = _seen(ctx, event_id)
+        if isinstance(seen, str):
+            return seen
+        if seen.topic not in TAKE_ALONG_TOPICS:
+            return _handle(ctx, event_id)
+        domain = seen.shop_domain
+    turn = _turns.setdefault(domain, threading.Lock())
+    if turn.locked():
+        return "waiting"
+    if gathered is None:
+        gathering = _gather(ctx, domain, event_id)
+        if gathering is not None:
+            return gathering
     if not turn.acquire(blocking=False):
         return "waiting"
     try:
         return _handle(ctx, event_id)
     finally:
-        _hand_over(ctx, seen.shop_domain, turn)
+        _hand_over(ctx, domain, turn)
 
 
 _turns: dict[str, threading.Lock] = {}
 """Per shop domain, held by the thread of this process handling the shop's group."""
+_gathering: set[str] = set()
+"""Shop domains whose first delivery waits ``WEBHOOK_GATHER_MS`` for others to join it."""
+_gathering_guard = threading.Lock()
+
+
+def _gather(ctx: jobs.Context, domain: str, event_id: int) -> str | None:
+    """Let the shop's deliveries gather before ``event_id``'s group starts, if configured:
+    ``gathering`` when it opens the shop's window, ``waiting`` when one is open already.
+
+    The wait lives in this process (a timer): lost with it, the deliveries are still queued
+    and ``webhooks.requeue_stale`` queues them again.
+    """
+    seconds = ctx.settings.webhook_gather_ms / 1000
+    if seconds <= 0 or ctx.runtime is None:
+        return None
+    with _gathering_guard:
+        if domain in _gathering:
+            return "waiting"
+        _gathering.add(domain)
+    ctx.runtime.enqueue_soon(seconds, "webhooks.process", event_id=event_id, gathered=domain)
+    return "gathering"
 
 
 def _hand_over(ctx: jobs.Context, domain: str, turn: threading.Lock) -> None:
