@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import Connection, and_, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from shopify_app.db.models import AuditEntry, Customer, Membership, Segment, Shop, TagLedger
@@ -29,15 +29,25 @@ BULK_ACTIONS = ("tags.bulk_add", "tags.bulk_remove")
 """``AuditEntry.action`` of the bulk mutations' ledger entries."""
 
 
+Reader = Session | Connection
+"""Where tagging's reads run: an ORM session, or a plain connection on the hot path (a tag
+write per webhook group; a session costs more than the few rows it reads)."""
+
+
 def shop_prefix(shop: Shop) -> str:
     """The shop's tag prefix (merchant setting ``tag_prefix``), default ``goldpan-``."""
-    value = (shop.settings or {}).get("tag_prefix")
+    return settings_prefix(shop.settings)
+
+
+def settings_prefix(settings: Mapping[str, Any] | None) -> str:
+    """The tag prefix of a shop whose ``Shop.settings`` are ``settings``."""
+    value = (settings or {}).get("tag_prefix")
     return value if isinstance(value, str) and value.strip() else DEFAULT_PREFIX
 
 
-def bulk_threshold(shop: Shop) -> int:
+def bulk_threshold(settings: Mapping[str, Any] | None) -> int:
     """Changed customers above which a run uses bulk mutations (setting ``tag_bulk_threshold``)."""
-    value = (shop.settings or {}).get("tag_bulk_threshold")
+    value = (settings or {}).get("tag_bulk_threshold")
     return value if isinstance(value, int) and value > 0 else DEFAULT_BULK_THRESHOLD
 
 
@@ -52,26 +62,31 @@ class ShopTags:
     """Segment id → tag, for enabled segments with tag sync on."""
 
     @classmethod
-    def load(cls, session: Session, shop_id: int) -> ShopTags:
+    def load(cls, db: Reader, shop_id: int) -> ShopTags:
         """Read the shop's prefix, threshold and segments."""
-        shop = session.get(Shop, shop_id)
+        shop = db.execute(_SHOP, {"shop": shop_id}).first()
         if shop is None:
             raise GoldpanError(f"shop {shop_id} does not exist")
-        prefix = shop_prefix(shop)
-        segments = session.execute(_SEGMENT_TAGS, {"shop": shop_id}).all()
+        return cls.of(db, shop_id, shop.settings)
+
+    @classmethod
+    def of(cls, db: Reader, shop_id: int, settings: Mapping[str, Any] | None) -> ShopTags:
+        """Read the shop's segments; ``settings`` are its ``Shop.settings``, already read."""
+        prefix = settings_prefix(settings)
+        segments = db.execute(_SEGMENT_TAGS, {"shop": shop_id}).all()
         synced = {
             s.id: segment_tag(s.tag, s.handle, prefix) for s in segments if s.enabled and s.tag_sync
         }
-        return cls(shop_id, prefix, bulk_threshold(shop), synced)
+        return cls(shop_id, prefix, bulk_threshold(settings), synced)
 
-    def wanted(self, session: Session, customer_ids: Sequence[int] | None) -> dict[int, set[str]]:
+    def wanted(self, db: Reader, customer_ids: Sequence[int] | None) -> dict[int, set[str]]:
         """Customer id → the Goldpan tags their memberships call for (only customers with any)."""
         wanted: dict[int, set[str]] = defaultdict(set)
         if not self.synced:
             return wanted
         params = {"shop": self.shop_id, "segments": list(self.synced)}
         for chunk in id_chunks(customer_ids):
-            for customer_id, segment_id in execute_chunk(session, _MEMBERS, params, chunk):
+            for customer_id, segment_id in execute_chunk(db, _MEMBERS, params, chunk):
                 wanted[customer_id].add(self.synced[segment_id])
         return wanted
 
@@ -83,12 +98,12 @@ def by_customers(query: Any, column: Any) -> tuple[Any, Any]:
 
 
 def execute_chunk(
-    session: Session, queries: tuple[Any, Any], params: dict[str, Any], chunk: list[int] | None
+    db: Reader, queries: tuple[Any, Any], params: dict[str, Any], chunk: list[int] | None
 ) -> Any:
     """Run the query of :func:`by_customers` for one chunk of :func:`id_chunks`; the result."""
     if chunk is None:
-        return session.execute(queries[0], params)
-    return session.execute(queries[1], {**params, "ids": chunk})
+        return db.execute(queries[0], params)
+    return db.execute(queries[1], {**params, "ids": chunk})
 
 
 def id_chunks(ids: Sequence[int] | None, size: int = 900) -> Iterator[list[int] | None]:
@@ -102,26 +117,26 @@ def id_chunks(ids: Sequence[int] | None, size: int = 900) -> Iterator[list[int] 
 
 
 def current_tags(
-    session: Session, shop_id: int, customer_ids: Sequence[int] | None
+    db: Reader, shop_id: int, customer_ids: Sequence[int] | None
 ) -> dict[int, list[str]]:
     """Customer id → the tags Shopify has now (as stored), for ``customer_ids`` or everyone."""
     current: dict[int, list[str]] = {}
     for chunk in id_chunks(customer_ids):
-        for customer_id, tags in execute_chunk(session, _TAGS, {"shop": shop_id}, chunk):
+        for customer_id, tags in execute_chunk(db, _TAGS, {"shop": shop_id}, chunk):
             current[customer_id] = list(tags or [])
     return current
 
 
-def in_flight(session: Session, shop_id: int) -> set[int]:
+def in_flight(db: Reader, shop_id: int) -> set[int]:
     """Customers in a bulk mutation still running: their result decides, not a second write."""
     busy: set[int] = set()
-    entries = session.scalars(_IN_FLIGHT, {"shop": shop_id}).all()
-    for entry in entries:
-        busy.update(int(row[0]) for row in entry.detail.get("rows", []))
+    for (detail,) in db.execute(_IN_FLIGHT, {"shop": shop_id}):
+        busy.update(int(row[0]) for row in (detail or {}).get("rows", []))
     return busy
 
 
 # The reads of every tag write, built once (bound per call).
+_SHOP = select(Shop.settings).where(Shop.id == bindparam("shop"))
 _SEGMENT_TAGS = select(
     Segment.id, Segment.handle, Segment.tag, Segment.enabled, Segment.tag_sync
 ).where(Segment.shop_id == bindparam("shop"))
@@ -135,7 +150,7 @@ _MEMBERS = by_customers(
 _TAGS = by_customers(
     select(Customer.id, Customer.tags).where(Customer.shop_id == bindparam("shop")), Customer.id
 )
-_IN_FLIGHT = select(AuditEntry).where(
+_IN_FLIGHT = select(AuditEntry.detail).where(
     AuditEntry.shop_id == bindparam("shop"),
     AuditEntry.action.in_(BULK_ACTIONS),
     AuditEntry.job_status == JobStatus.RUNNING,
