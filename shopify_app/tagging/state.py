@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, select
+from sqlalchemy import Connection, Exists, and_, bindparam, exists, func, select
 from sqlalchemy.orm import Session
 
 from shopify_app.db.models import AuditEntry, Customer, Membership, Segment, Shop, TagLedger
@@ -150,11 +150,14 @@ _MEMBERS = by_customers(
 _TAGS = by_customers(
     select(Customer.id, Customer.tags).where(Customer.shop_id == bindparam("shop")), Customer.id
 )
-_IN_FLIGHT = select(AuditEntry.detail).where(
-    AuditEntry.shop_id == bindparam("shop"),
-    AuditEntry.action.in_(BULK_ACTIONS),
-    AuditEntry.job_status == JobStatus.RUNNING,
-)
+_RUNNING = and_(AuditEntry.action.in_(BULK_ACTIONS), AuditEntry.job_status == JobStatus.RUNNING)
+_IN_FLIGHT = select(AuditEntry.detail).where(AuditEntry.shop_id == bindparam("shop"), _RUNNING)
+
+
+def bulk_running(shop_id: Any) -> Exists:
+    """Whether a tag bulk mutation of ``shop_id`` (a column or a parameter) is still running:
+    asked along with another read, so that :func:`in_flight` runs only when one is."""
+    return exists().where(AuditEntry.shop_id == shop_id, _RUNNING)
 
 
 def tag_progress(session: Session, shop_id: int, tags: Mapping[int, str]) -> dict[int, int]:

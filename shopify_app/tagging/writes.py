@@ -56,7 +56,7 @@ from shopify_app.tagging.diff import (
     diff,
     plan,
 )
-from shopify_app.tagging.state import ShopTags, current_tags, in_flight
+from shopify_app.tagging.state import ShopTags, bulk_running, current_tags, in_flight
 from shopify_app.tagging.tags import MAX_TAGS_PER_CUSTOMER, written
 
 log = logging.getLogger(__name__)
@@ -79,9 +79,12 @@ class AdminAPI(Protocol):
     def stream_jsonl(self, url: str) -> Iterator[dict[str, Any]]: ...
 
 
-def admin_client(ctx: jobs.Context, shop_id: int) -> AdminAPI:
-    """The Admin API client of ``shop_id``: this worker thread's, kept across tag writes."""
-    client: AdminAPI = thread_client(ctx, shop_id)
+def admin_client(
+    ctx: jobs.Context, shop_id: int, *, seen: tuple[str, int] | None = None
+) -> AdminAPI:
+    """The Admin API client of ``shop_id``: this worker thread's, kept across tag writes
+    (``seen``: see :func:`~shopify_app.shopify.client.thread_client`)."""
+    client: AdminAPI = thread_client(ctx, shop_id, seen=seen)
     return client
 
 
@@ -135,7 +138,8 @@ class _Claim:
     to store afterwards (Shopify's answers, the ledger's changes, audit rows).
 
     A claim of a few customers' whole run (:func:`_read_run`) also holds the plan: the changes
-    to send and the report so far; ``report`` is ``None`` when the shop is not installed."""
+    to send, the report so far and the shop's (domain, token_version) as read; ``report`` is
+    ``None`` when the shop is not installed."""
 
     rows: list[Row[Any]]
     owned: ledger.Written
@@ -147,6 +151,7 @@ class _Claim:
     audit: list[dict[str, Any]] = field(default_factory=list)
     changes: dict[int, TagDiff] = field(default_factory=dict)
     report: SyncReport | None = None
+    seen: tuple[str, int] | None = None
 
     def __post_init__(self) -> None:
         self.current = {r.id: list(r.tags or []) for r in self.rows}
@@ -212,10 +217,15 @@ _STORED = (
     .order_by(_CUSTOMERS.c.id)
 )
 _STORED_FOR_UPDATE = _STORED.with_for_update()
-_SHOP = select(Shop.is_installed.label("installed"), Shop.settings).where(
-    Shop.id == bindparam("shop")
-)
-"""What a run reads of the shop: plain columns, no ORM object (its tokens stay unread)."""
+_SHOP = select(
+    Shop.is_installed.label("installed"),
+    Shop.domain,
+    Shop.token_version,
+    Shop.settings,
+    bulk_running(Shop.id).label("bulk_running"),
+).where(Shop.id == bindparam("shop"))
+"""What a run reads of the shop: plain columns, no ORM object (its tokens stay unread), and
+whether a bulk mutation runs (rarely: then its customers are read)."""
 _AUDIT = insert(cast(Table, AuditEntry.__table__))
 
 
@@ -291,11 +301,12 @@ def _read_run(conn: Connection, shop_id: int, ids: list[int], for_update: bool) 
         return _Claim([], {})
     state = ShopTags.of(conn, shop_id, shop.settings)
     claim = _read_batch(conn, shop_id, ids, for_update)
+    claim.seen = (shop.domain, shop.token_version)
     found = state.wanted(conn, list(claim.current)) if claim.current else {}
     wanted = {cid: found.get(cid, set()) for cid in claim.current}
     planned, limited = plan(claim.current, wanted, claim.owned)
     gone = ledger.stale(claim.current, wanted, claim.owned)
-    busy = in_flight(conn, shop_id) if planned or gone else set()
+    busy = in_flight(conn, shop_id) if shop.bulk_running and (planned or gone) else set()
     claim.report = SyncReport(
         checked=len(claim.current), in_flight=len(busy & planned.keys()), limited=dict(limited)
     )
@@ -568,7 +579,7 @@ def sync_tags(
         owned = ledger.owned(conn, shop_id, chosen)
         planned, limited = plan(current, wanted, owned)
         gone = ledger.stale(current, wanted, owned)
-        busy = in_flight(conn, shop_id) if planned or gone else set()
+        busy = in_flight(conn, shop_id) if shop.bulk_running and (planned or gone) else set()
     report = SyncReport(checked=len(current), limited=dict(limited))
     for customer_id in busy & planned.keys():
         del planned[customer_id]
@@ -596,15 +607,17 @@ def _sync_few(
 ) -> SyncReport:
     """:func:`sync_tags` for customers that fit one request: one claim reads the run, plans it
     (:func:`_read_run`) and holds the customers across the request; with nothing to change it
-    needs no client and writes nothing (unless the ledger or the limits have news)."""
+    needs no client and writes nothing (unless the ledger or the limits have news). Without a
+    ``client`` the thread's is checked against the token version the claim read."""
     with _claim(ctx, shop_id, customer_ids, _read_run) as claim:
         if claim.report is None:
             log.info("tags for shop %s skipped: not installed", shop_id)
             return SyncReport()
         report = claim.report
         if claim.changes:
-            client = client or admin_client(ctx, shop_id)
+            client = client or admin_client(ctx, shop_id, seen=claim.seen)
             _send(ctx, client, shop_id, claim, claim.changes, report)
     if claim.changes:
-        log.info("tags for shop %s: %s", shop_id, report.summary())
+        # At a write per webhook the audit row is the record; the line is for debugging.
+        log.debug("tags for shop %s: %s", shop_id, report.summary())
     return report
