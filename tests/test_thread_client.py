@@ -115,3 +115,31 @@ def test_the_thread_session_reads_the_environment_once_per_origin(
         ]
         == given["https"]
     )
+
+
+def _as_sent(prepared: requests.PreparedRequest) -> tuple[Any, ...]:
+    """What goes on the wire, a multipart body's random boundary aside."""
+    boundary = str(prepared.headers.get("Content-Type", "")).partition("boundary=")[2]
+    text = str(prepared.body)
+    headers = {k: str(v) for k, v in prepared.headers.items()}
+    if boundary:
+        text = text.replace(boundary, "B")
+        headers = {k: v.replace(boundary, "B") for k, v in headers.items()}
+    return prepared.method, prepared.url, headers, text
+
+
+def test_the_thread_session_prepares_requests_as_requests_does() -> None:
+    session, plain = ThreadSession(), requests.Session()
+    url = "https://a.myshopify.com/admin/api/2026-10/graphql.json"
+    graphql = requests.Request(
+        "post", url, json={"query": "{ shop { name } }"}, headers={"X-Shopify-Access-Token": "t"}
+    )
+    upload = requests.Request(
+        "POST", "https://uploads.example/", data=[("key", "k")], files={"file": ("f", b"{}\n")}
+    )
+    for request in (graphql, upload):
+        ours, theirs = session.prepare_request(request), plain.prepare_request(request)
+        assert _as_sent(ours) == _as_sent(theirs)
+    # A cookie a response set is sent back, as requests does.
+    session.cookies.set("seen", "1", domain="a.myshopify.com")
+    assert session.prepare_request(graphql).headers["Cookie"] == "seen=1"
