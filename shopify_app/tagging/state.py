@@ -72,8 +72,26 @@ class ShopTags:
     @classmethod
     def of(cls, db: Reader, shop_id: int, settings: Mapping[str, Any] | None) -> ShopTags:
         """Read the shop's segments; ``settings`` are its ``Shop.settings``, already read."""
-        prefix = settings_prefix(settings)
         segments = db.execute(_SEGMENT_TAGS, {"shop": shop_id}).all()
+        return cls._made(shop_id, settings, segments)
+
+    @classmethod
+    def with_wanted(
+        cls, db: Reader, shop_id: int, settings: Mapping[str, Any] | None, customer_ids: list[int]
+    ) -> tuple[ShopTags, dict[int, set[str]]]:
+        """:meth:`of` and :meth:`wanted` for a few customers, in one read (the segments joined
+        with those customers' memberships)."""
+        rows = db.execute(_SEGMENTS_AND_MEMBERS, {"shop": shop_id, "ids": customer_ids}).all()
+        state = cls._made(shop_id, settings, rows)
+        wanted: dict[int, set[str]] = defaultdict(set)
+        for row in rows:
+            if row.customer_id is not None and row.id in state.synced:
+                wanted[row.customer_id].add(state.synced[row.id])
+        return state, wanted
+
+    @classmethod
+    def _made(cls, shop_id: int, settings: Mapping[str, Any] | None, segments: Any) -> ShopTags:
+        prefix = settings_prefix(settings)
         synced = {
             s.id: segment_tag(s.tag, s.handle, prefix) for s in segments if s.enabled and s.tag_sync
         }
@@ -140,6 +158,13 @@ _SHOP = select(Shop.settings).where(Shop.id == bindparam("shop"))
 _SEGMENT_TAGS = select(
     Segment.id, Segment.handle, Segment.tag, Segment.enabled, Segment.tag_sync
 ).where(Segment.shop_id == bindparam("shop"))
+_SEGMENTS_AND_MEMBERS = _SEGMENT_TAGS.add_columns(Membership.customer_id).outerjoin(
+    Membership,
+    and_(
+        Membership.segment_id == Segment.id,
+        Membership.customer_id.in_(bindparam("ids", expanding=True)),
+    ),
+)
 _MEMBERS = by_customers(
     select(Membership.customer_id, Membership.segment_id).where(
         Membership.shop_id == bindparam("shop"),

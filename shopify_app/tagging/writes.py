@@ -294,15 +294,15 @@ def _read_batch(conn: Connection, shop_id: int, ids: list[int], for_update: bool
 
 def _read_run(conn: Connection, shop_id: int, ids: list[int], for_update: bool) -> _Claim:
     """A few customers' whole run, read and planned at once: the shop, its tag settings, the
-    customers, their memberships and ledger rows, the bulk mutations in flight. One read
-    instead of a planning pass and a claim that reads the customers and ledger again."""
+    customers, their ledger rows, the segments with their memberships, the bulk mutations in
+    flight. One read instead of a planning pass and a claim that reads the customers and
+    ledger again."""
     shop = conn.execute(_SHOP, {"shop": shop_id}).first()
     if shop is None or not shop.installed:
         return _Claim([], {})
-    state = ShopTags.of(conn, shop_id, shop.settings)
     claim = _read_batch(conn, shop_id, ids, for_update)
     claim.seen = (shop.domain, shop.token_version)
-    found = state.wanted(conn, list(claim.current)) if claim.current else {}
+    found = ShopTags.with_wanted(conn, shop_id, shop.settings, list(claim.current))[1]
     wanted = {cid: found.get(cid, set()) for cid in claim.current}
     planned, limited = plan(claim.current, wanted, claim.owned)
     gone = ledger.stale(claim.current, wanted, claim.owned)
@@ -559,7 +559,8 @@ def sync_tags(
     nothing; a changed one one slot in an aliased request, or one bulk row.
 
     A few customers (one request's worth: the follow-up of a webhook) are read, planned,
-    written and stored under one claim (:func:`_sync_few`).
+    written and stored under one claim (:func:`_sync_few`); one request is never worth a bulk
+    operation, whatever the threshold.
     """
     if customer_ids is not None and wanted_override is None:
         few = sorted(set(customer_ids))
