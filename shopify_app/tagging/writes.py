@@ -30,12 +30,13 @@ import datetime as dt
 import functools
 import logging
 import threading
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Connection, Row, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Row, Table, and_, bindparam, insert, select, update
 
 from shopify_app import jobs
 from shopify_app.db import write_engine
@@ -216,7 +217,23 @@ _STORED = (
     )
     .order_by(_CUSTOMERS.c.id)
 )
-_STORED_FOR_UPDATE = _STORED.with_for_update()
+_WITH_LEDGER = _STORED.add_columns(ledger.LEDGER.c.tag_key, ledger.LEDGER.c.tag).outerjoin(
+    ledger.LEDGER,
+    and_(
+        ledger.LEDGER.c.shop_id == _CUSTOMERS.c.shop_id,
+        ledger.LEDGER.c.customer_id == _CUSTOMERS.c.id,
+    ),
+)
+"""A claim's customers with their ledger rows (a row per ledger row, or one without)."""
+_LOCK = (
+    select(_CUSTOMERS.c.id)
+    .where(
+        _CUSTOMERS.c.shop_id == bindparam("shop"),
+        _CUSTOMERS.c.id.in_(bindparam("ids", expanding=True)),
+    )
+    .order_by(_CUSTOMERS.c.id)
+    .with_for_update()
+)
 _SHOP = select(
     Shop.is_installed.label("installed"),
     Shop.domain,
@@ -256,12 +273,9 @@ def audit_row(
     }
 
 
-def _stored(
-    conn: Connection, shop_id: int, ids: Sequence[int], *, for_update: bool = False
-) -> list[Row[Any]]:
+def _stored(conn: Connection, shop_id: int, ids: Sequence[int]) -> list[Row[Any]]:
     """The customers' stored tags and ``updated_at``, as plain rows (no ORM objects)."""
-    query = _STORED_FOR_UPDATE if for_update else _STORED
-    return list(conn.execute(query, {"shop": shop_id, "ids": list(ids)}))
+    return list(conn.execute(_STORED, {"shop": shop_id, "ids": list(ids)}))
 
 
 def _store_results(conn: Connection, claim: _Claim, shop_id: int, rows: list[Row[Any]]) -> None:
@@ -287,9 +301,19 @@ def _store_results(conn: Connection, claim: _Claim, shop_id: int, rows: list[Row
 
 
 def _read_batch(conn: Connection, shop_id: int, ids: list[int], for_update: bool) -> _Claim:
-    """A batch's customers and their ledger rows (the plan was made before)."""
-    rows = _stored(conn, shop_id, ids, for_update=for_update)
-    return _Claim(rows, ledger.owned(conn, shop_id, ids))
+    """A batch's customers and their ledger rows, in one read. ``for_update`` (PostgreSQL)
+    locks the customers first, in a statement of its own: a joined read that waited for the
+    lock would see the ledger as it was before the last holder committed."""
+    params = {"shop": shop_id, "ids": ids}
+    if for_update:
+        conn.execute(_LOCK, params)
+    rows: dict[int, Row[Any]] = {}
+    owned: ledger.Written = defaultdict(dict)
+    for row in conn.execute(_WITH_LEDGER, params):
+        rows.setdefault(row.id, row)
+        if row.tag_key is not None:
+            owned[row.id][row.tag_key] = row.tag
+    return _Claim(list(rows.values()), owned)
 
 
 def _read_run(conn: Connection, shop_id: int, ids: list[int], for_update: bool) -> _Claim:
