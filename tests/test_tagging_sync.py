@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from goldpan_sandbox.shopify import ShopifySandbox
 from shopify_app import jobs
@@ -659,3 +659,24 @@ def test_concurrent_runs_of_a_few_customers_never_write_the_same_change_twice(
         thread.join()
     assert sum(r.changed for r in reports) == len(needed)
     _assert_converged(env, before)
+
+
+def test_asking_for_running_bulk_jobs_does_not_scan_the_audit_log(tag_env: TagEnv) -> None:
+    """Every tag write asks it, and every tag write adds an audit entry: with only the
+    (shop, at) index the question cost a scan of the shop's whole audit log."""
+    from shopify_app.tagging.writes import _SHOP
+
+    env = tag_env
+    sent: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        sent.append((statement, parameters))
+
+    with env.ctx.engine.connect() as conn:
+        event.listen(conn, "before_cursor_execute", capture)
+        conn.execute(_SHOP, {"shop": env.shop.id})
+        event.remove(conn, "before_cursor_execute", capture)
+        statement, parameters = sent[-1]
+        plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
+    audit = [str(row[-1]) for row in plan if "audit_log" in str(row[-1])]
+    assert audit and all("ix_audit_log_shop_job_status" in step for step in audit), plan
