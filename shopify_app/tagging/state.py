@@ -64,7 +64,7 @@ class ShopTags:
     @classmethod
     def load(cls, db: Reader, shop_id: int) -> ShopTags:
         """Read the shop's prefix, threshold and segments."""
-        shop = db.execute(_SHOP, {"shop": shop_id}).first()
+        shop = db.execute(_SETTINGS, {"shop": shop_id}).first()
         if shop is None:
             raise GoldpanError(f"shop {shop_id} does not exist")
         return cls.of(db, shop_id, shop.settings)
@@ -154,7 +154,7 @@ def in_flight(db: Reader, shop_id: int) -> set[int]:
 
 
 # The reads of every tag write, built once (bound per call).
-_SHOP = select(Shop.settings).where(Shop.id == bindparam("shop"))
+_SETTINGS = select(Shop.settings).where(Shop.id == bindparam("shop"))
 _SEGMENT_TAGS = select(
     Segment.id, Segment.handle, Segment.tag, Segment.enabled, Segment.tag_sync
 ).where(Segment.shop_id == bindparam("shop"))

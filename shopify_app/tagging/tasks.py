@@ -74,9 +74,9 @@ def sync_task(
 ) -> dict[str, Any]:
     """Task: write the tag diff for some customers (after a recompute) or all (``None``).
 
-    The run takes the thread's kept client only when it sends, which records its own cost
-    every few seconds (closing it adds nothing); a run for a few customers checks it against
-    the token version it read anyway (:func:`~shopify_app.tagging.writes.sync_tags`).
+    The run takes the thread's kept client only when it sends; a kept client records its own
+    cost every few seconds, so there is nothing to close. A run for a few customers checks it
+    against the token version it read anyway (:func:`~shopify_app.tagging.writes.sync_tags`).
     """
     return sync_tags(ctx, shop_id, customer_ids).summary()
 
