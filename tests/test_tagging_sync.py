@@ -607,19 +607,26 @@ def test_a_failed_write_of_a_few_customers_is_audited_and_stores_nothing(
 
 class _UpdateDuringRequest:
     """An Admin client through which a ``customers/update`` is stored while the request is out
-    (the merchant edited the customer in the meantime)."""
+    (the merchant edited the customer in the meantime). On PostgreSQL the claim holds the
+    customer's row, so the delivery waits for it and lands after the write (:attr:`landed`)."""
 
     def __init__(self, env: TagEnv, customer_id: int, tags: list[str]) -> None:
         self.env, self.customer_id, self.tags = env, customer_id, tags
+        self.landed = threading.Thread(target=self._deliver)
+
+    def _deliver(self) -> None:
+        with self.env.ctx.sessions.begin() as session:
+            row = session.get(Customer, (self.env.shop.id, self.customer_id))
+            assert row is not None
+            row.tags = list(self.tags)
 
     def execute(
         self, document_name: str, variables: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         data = self.env.client.execute(document_name, variables)
-        with self.env.ctx.sessions.begin() as session:
-            row = session.get(Customer, (self.env.shop.id, self.customer_id))
-            assert row is not None
-            row.tags = list(self.tags)
+        self.landed.start()
+        if self.env.ctx.engine.dialect.name != "postgresql":
+            self.landed.join()  # SQLite: stored before the answer is (the compare-and-set)
         return data
 
 
@@ -631,6 +638,7 @@ def test_a_customers_update_stored_during_the_request_is_not_overwritten(
     newer = ["x", "goldpan-fans", "edited"]
     client = _UpdateDuringRequest(env, 1, newer)
     report = sync_tags(env.ctx, env.shop.id, [1], client=client)  # type: ignore[arg-type]
+    client.landed.join()
     assert report.changed == 1
     # The newer delivery stays; the ledger still records what Shopify applied.
     assert env.local_tags() == {1: newer} and env.written() == {1: {"goldpan-fans"}}
