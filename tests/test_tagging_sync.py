@@ -11,15 +11,16 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from goldpan_sandbox.shopify import ShopifySandbox
-from shopify_app import jobs
+from shopify_app import db, jobs
 from shopify_app.db.models import AuditEntry, Customer, Segment, Shop
 from shopify_app.errors import ShopifyError
 from shopify_app.shopify.client import AdminClient
@@ -512,3 +513,185 @@ def test_a_late_older_customers_update_cannot_undo_our_write(tag_env: TagEnv) ->
     }
     assert apply_webhook(env.ctx, env.shop.id, "customers/update", late) is False
     assert env.local_tags()[1] == env.shopify_tags()[1] == ["x", "goldpan-fans"]
+
+
+def _audit(env: TagEnv, action: str) -> list[AuditEntry]:
+    with env.ctx.sessions() as session:
+        return list(
+            session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.shop_id == env.shop.id, AuditEntry.action == action)
+                .order_by(AuditEntry.id)
+            )
+        )
+
+
+def _data_version(env: TagEnv) -> int:
+    with env.ctx.sessions() as session:
+        return int(session.scalars(select(Shop.data_version).where(Shop.id == env.shop.id)).one())
+
+
+def test_a_few_customers_per_run_converge_one_request_each(tag_env: TagEnv) -> None:
+    """The webhook follow-up: runs for a customer or a small group (one claim per run, see
+    ``writes._sync_few``) write one request per run that changes anything, audit it, keep the
+    ledger, and an unchanged run costs no request and writes nothing."""
+    env = tag_env
+    _seed_mixed(env, 30)
+    before = env.shopify_tags()
+    groups = [[1000], [1001, 1002, 1003], list(range(1004, 1014)), [1014, 1014, 1015]]
+    groups += [[cid] for cid in range(1016, 1030)]
+    reports = [sync_tags(env.ctx, env.shop.id, group, client=env.client) for group in groups]
+    writing = [r for r in reports if r.changed]
+    assert all(r.requests == 1 for r in writing) and env.calls == len(writing)
+    assert sum(r.checked for r in reports) == 30
+    _assert_converged(env, before)
+    entries = _audit(env, "tags.write")
+    assert [e.count for e in entries] == [r.changed for r in writing]
+    assert {e.result for e in entries} == {AuditResult.OK}
+    # Nothing left to do: no request, no write transaction (the page's version stays put).
+    version = _data_version(env)
+    env.echo()
+    for group in groups:
+        assert sync_tags(env.ctx, env.shop.id, group, client=env.client).changed == 0
+    assert env.calls == len(writing) and _data_version(env) == version
+    assert len(_audit(env, "tags.write")) == len(entries)
+
+
+def test_a_few_customers_drop_stale_ledger_rows_and_report_limits(tag_env: TagEnv) -> None:
+    env = tag_env
+    full = [f"m{i}" for i in range(249)]
+    # 2's goldpan-old was taken off by the merchant: the ledger must stop claiming it.
+    env.seed(
+        {1: full, 2: ["x"]}, {"a": (True, {1}), "b": (True, {1})}, written={2: ["goldpan-old"]}
+    )
+    version = _data_version(env)
+    report = sync_tags(env.ctx, env.shop.id, [2], client=env.client)
+    assert report.requests == 0 and env.calls == 0
+    assert env.written() == {} and _data_version(env) > version
+    report = sync_tags(env.ctx, env.shop.id, [1, 2], client=env.client)
+    assert report.limited == {1: ("goldpan-b",)} and report.requests == 1
+    assert env.shopify_tags()[1] == [*full, "goldpan-a"]
+    [limit] = _audit(env, "tags.limit")
+    assert limit.detail["customers"] == {"1": ["goldpan-b"]} and limit.result == "partial"
+
+
+def test_a_few_customers_on_an_uninstalled_shop_are_left_alone(tag_env: TagEnv) -> None:
+    env = tag_env
+    env.seed({1: ["goldpan-old"]}, {"fans": (True, {1})}, written={1: ["goldpan-old"]})
+    with env.ctx.sessions.begin() as session:
+        shop = session.get(Shop, env.shop.id)
+        assert shop is not None
+        shop.uninstalled_at = shop.installed_at
+    assert sync_tags(env.ctx, env.shop.id, [1], client=env.client) == SyncReport()
+    assert env.calls == 0 and env.written() == {1: {"goldpan-old"}}
+
+
+def test_a_failed_write_of_a_few_customers_is_audited_and_stores_nothing(
+    tag_env: TagEnv, tag_sandbox: ShopifySandbox
+) -> None:
+    env = tag_env
+    env.seed({1: ["x"]}, {"fans": (True, {1})})
+    env.client.max_attempts = 1
+    tag_sandbox.faults.fail_next(503, 1)
+    with pytest.raises(ShopifyError):
+        sync_tags(env.ctx, env.shop.id, [1], client=env.client)
+    [entry] = _audit(env, "tags.write")
+    assert entry.result == AuditResult.ERROR and entry.detail["changes"] == [
+        [1, ["goldpan-fans"], []]
+    ]
+    assert env.local_tags() == {1: ["x"]} and env.written() == {}
+    sync_tags(env.ctx, env.shop.id, [1], client=env.client)
+    assert env.local_tags() == env.shopify_tags() == {1: ["x", "goldpan-fans"]}
+    assert env.written() == {1: {"goldpan-fans"}}
+
+
+class _UpdateDuringRequest:
+    """An Admin client through which a ``customers/update`` is stored while the request is out
+    (the merchant edited the customer in the meantime). On PostgreSQL the claim holds the
+    customer's row, so the delivery waits for it and lands after the write (:attr:`landed`)."""
+
+    def __init__(self, env: TagEnv, customer_id: int, tags: list[str]) -> None:
+        self.env, self.customer_id, self.tags = env, customer_id, tags
+        self.landed = threading.Thread(target=self._deliver)
+
+    def _deliver(self) -> None:
+        with self.env.ctx.sessions.begin() as session:
+            row = session.get(Customer, (self.env.shop.id, self.customer_id))
+            assert row is not None
+            row.tags = list(self.tags)
+
+    def execute(
+        self, document_name: str, variables: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        data = self.env.client.execute(document_name, variables)
+        self.landed.start()
+        if self.env.ctx.engine.dialect.name != "postgresql":
+            self.landed.join()  # SQLite: stored before the answer is (the compare-and-set)
+        return data
+
+
+def test_a_customers_update_stored_during_the_request_is_not_overwritten(
+    tag_env: TagEnv,
+) -> None:
+    env = tag_env
+    env.seed({1: ["x"]}, {"fans": (True, {1})})
+    newer = ["x", "goldpan-fans", "edited"]
+    client = _UpdateDuringRequest(env, 1, newer)
+    report = sync_tags(env.ctx, env.shop.id, [1], client=client)  # type: ignore[arg-type]
+    client.landed.join()
+    assert report.changed == 1
+    # The newer delivery stays; the ledger still records what Shopify applied.
+    assert env.local_tags() == {1: newer} and env.written() == {1: {"goldpan-fans"}}
+
+
+def test_concurrent_runs_of_a_few_customers_never_write_the_same_change_twice(
+    tag_env: TagEnv,
+) -> None:
+    env = tag_env
+    _seed_mixed(env, 40)
+    before = env.shopify_tags()
+    needed = {cid for cid, tags in before.items() if _goldpan(tags) != _expected(cid)}
+    reports: list[SyncReport] = []
+    ids = _ids(40)
+
+    def run(offset: int) -> None:
+        client = AdminClient(env.ctx, env.shop.id, sleep=lambda s: time.sleep(min(s, 0.02)))
+        # Overlapping groups, in different orders: every customer is claimed by several threads.
+        for start in range(offset, 40 + offset, 3):
+            group = [ids[(start + k) % 40] for k in range(4)]
+            reports.append(sync_tags(env.ctx, env.shop.id, group, client=client))
+
+    threads = [threading.Thread(target=run, args=(offset,)) for offset in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(r.changed for r in reports) == len(needed)
+    _assert_converged(env, before)
+
+
+def test_asking_for_running_bulk_jobs_does_not_scan_the_audit_log(tmp_path: Path) -> None:
+    """Every tag write asks it, and every tag write adds an audit entry: with only the
+    (shop, at) index the question cost a scan of the shop's whole audit log. SQLite's plan is
+    checked on a database of its own (PostgreSQL picks its plan from table statistics)."""
+    from shopify_app.tagging.writes import _SHOP
+
+    url = f"sqlite:///{tmp_path / 'plan.sqlite3'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    sent: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        sent.append((statement, parameters))
+
+    try:
+        with engine.connect() as conn:
+            event.listen(conn, "before_cursor_execute", capture)
+            conn.execute(_SHOP, {"shop": 1})
+            event.remove(conn, "before_cursor_execute", capture)
+            statement, parameters = sent[-1]
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
+    finally:
+        engine.dispose()
+    audit = [str(row[-1]) for row in plan if "audit_log" in str(row[-1])]
+    assert audit and all("ix_audit_log_shop_job_status" in step for step in audit), plan

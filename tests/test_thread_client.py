@@ -12,11 +12,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import requests
 from sqlalchemy import event
 
 from shopify_app.errors import TokenError
 from shopify_app.shopify import auth
-from shopify_app.shopify.client import thread_client
+from shopify_app.shopify.client import ThreadSession, thread_client
 from tests.fixtures_sync import SyncEnv
 
 
@@ -72,3 +73,73 @@ def test_a_refreshed_token_or_an_uninstall_retires_the_kept_client(sync_env: Syn
     with pytest.raises(TokenError) as refused:
         after_uninstall.execute("shop")
     assert refused.value.code == "uninstalled"
+
+
+def test_what_the_caller_just_read_of_the_shop_saves_the_read(sync_env: SyncEnv) -> None:
+    env = sync_env
+    kept = thread_client(env.ctx, env.shop.id)
+    kept.execute("shop")
+    with statements(env.ctx.engine) as seen:
+        same = thread_client(env.ctx, env.shop.id, seen=(kept.shop, kept.token_version))
+    assert same is kept and not [s for s in seen if "FROM shops" in s]
+    # A version the kept client did not start with (a refresh, an uninstall): a new client.
+    renewed = thread_client(env.ctx, env.shop.id, seen=(kept.shop, kept.token_version + 1))
+    assert renewed is not kept
+
+
+def test_the_thread_session_reads_the_environment_once_per_origin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "direct.example")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    session, plain = ThreadSession(), requests.Session()
+    urls = [
+        "https://a.myshopify.com/admin/api/2026-10/graphql.json",
+        "https://direct.example/file.jsonl",
+        "https://a.myshopify.com/admin/api/2026-10/graphql.json?x=1",
+    ]
+    for url in urls:
+        expected = plain.merge_environment_settings(url, {}, None, None, None)
+        assert session.merge_environment_settings(url, {}, None, None, None) == expected
+    # Read once: the process's environment is taken as it was.
+    monkeypatch.setenv("HTTPS_PROXY", "http://other.example:3128")
+    again = session.merge_environment_settings(urls[0], {}, None, None, None)
+    assert again["proxies"]["https"] == "http://proxy.example:3128"
+    assert again["verify"] == "/etc/ssl/certs/ca-certificates.crt"
+    # Proxies given with a request still win, as with requests.
+    given = {"https": "http://given.example:1"}
+    assert (
+        session.merge_environment_settings(urls[0], dict(given), None, None, None)["proxies"][
+            "https"
+        ]
+        == given["https"]
+    )
+
+
+def _as_sent(prepared: requests.PreparedRequest) -> tuple[Any, ...]:
+    """What goes on the wire, a multipart body's random boundary aside."""
+    boundary = str(prepared.headers.get("Content-Type", "")).partition("boundary=")[2]
+    text = str(prepared.body)
+    headers = {k: str(v) for k, v in prepared.headers.items()}
+    if boundary:
+        text = text.replace(boundary, "B")
+        headers = {k: v.replace(boundary, "B") for k, v in headers.items()}
+    return prepared.method, prepared.url, headers, text
+
+
+def test_the_thread_session_prepares_requests_as_requests_does() -> None:
+    session, plain = ThreadSession(), requests.Session()
+    url = "https://a.myshopify.com/admin/api/2026-10/graphql.json"
+    graphql = requests.Request(
+        "post", url, json={"query": "{ shop { name } }"}, headers={"X-Shopify-Access-Token": "t"}
+    )
+    upload = requests.Request(
+        "POST", "https://uploads.example/", data=[("key", "k")], files={"file": ("f", b"{}\n")}
+    )
+    for request in (graphql, upload):
+        ours, theirs = session.prepare_request(request), plain.prepare_request(request)
+        assert _as_sent(ours) == _as_sent(theirs)
+    # A cookie a response set is sent back, as requests does.
+    session.cookies.set("seen", "1", domain="a.myshopify.com")
+    assert session.prepare_request(graphql).headers["Cookie"] == "seen=1"

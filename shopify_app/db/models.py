@@ -415,7 +415,11 @@ class AuditEntry(Base):
     """
 
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_shop_at", "shop_id", "at"),)
+    __table_args__ = (
+        Index("ix_audit_log_shop_at", "shop_id", "at"),
+        # Every tag write asks whether a bulk job of the shop runs (migration 0015).
+        Index("ix_audit_log_shop_job_status", "shop_id", "job_status"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))

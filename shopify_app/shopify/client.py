@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from requests.sessions import merge_hooks, merge_setting
+from requests.structures import CaseInsensitiveDict
 from sqlalchemy import bindparam, select, update
 
 from shopify_app.db import transaction
@@ -450,27 +452,77 @@ THREAD_CLIENTS = 256
 _THREAD = threading.local()
 
 _TOKEN_VERSION = select(Shop.domain, Shop.token_version).where(Shop.id == bindparam("shop"))
-"""Built once: :func:`thread_client` reads it for every tag write."""
+"""Built once: :func:`thread_client` reads it for every task that sends a request."""
 
 
-def thread_client(ctx: Context, shop_id: int) -> AdminClient:
+class ThreadSession(requests.Session):
+    """A worker thread's HTTP session, leaner per request than ``requests.Session`` (a tag
+    write per webhook spent a third of its CPU in ``requests``): the environment's settings
+    (proxies, ``no_proxy``, CA bundle) are read once per origin, since a process's environment
+    does not change while it runs, and requests are prepared without the cookie-jar copies
+    when there are no cookies (:meth:`prepare_request`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple[str, Any, Any, Any], Any] = {}
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        if proxies:  # proxies given with the request merge as requests merges them
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        origin = "/".join(str(url).split("/", 3)[:3])
+        key = (origin, stream, verify, cert)
+        settings = self._environment.get(key)
+        if settings is None:
+            settings = super().merge_environment_settings(origin, {}, stream, verify, cert)
+            self._environment[key] = settings
+        return {**settings, "proxies": dict(settings["proxies"])}
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        """As requests prepares it, less the cookie-jar copies and the ``~/.netrc`` lookup when
+        neither can apply: no cookies, and no login (the Admin API and signed URLs carry their
+        own credentials; a netrc login for them would be wrong anyway)."""
+        if self.cookies or request.cookies or self.auth or request.auth or self.params:
+            return super().prepare_request(request)
+        prepared = requests.PreparedRequest()
+        prepared.prepare(
+            method=str(request.method).upper(),
+            url=request.url,
+            files=request.files,
+            data=request.data,
+            json=request.json,
+            headers=merge_setting(request.headers, self.headers, dict_class=CaseInsensitiveDict),
+            params=request.params,
+            hooks=merge_hooks(request.hooks, self.hooks),
+        )
+        return prepared
+
+
+def thread_client(
+    ctx: Context, shop_id: int, *, seen: tuple[str, int] | None = None
+) -> AdminClient:
     """This thread's Admin client for ``shop_id``, kept across tasks.
 
     Reused while the shop's ``token_version`` is the one the client started with: every token
     refresh and the uninstall bump it, so a refreshed or revoked token is never sent from the
     cache (the client built then asks :mod:`.auth` again, which refuses an uninstalled shop).
-    Keeping it costs one two-column read per call. Each thread has its own clients and HTTP
-    session (``requests`` sessions are not thread-safe); a client also keeps its cost bucket
-    and expected costs between tasks.
+    Keeping it costs one two-column read per call, or none when the caller passes what it
+    has just read of the shop in the transaction that decided to send: ``seen``, its
+    (domain, token_version). Each thread has its own clients and HTTP session (``requests``
+    sessions are not thread-safe); a client also keeps its cost bucket and expected costs
+    between tasks.
     """
     clients: dict[int, AdminClient] = _THREAD.__dict__.setdefault("clients", {})
-    with ctx.engine.connect() as conn:
-        shop = conn.execute(_TOKEN_VERSION, {"shop": shop_id}).first()
+    if seen is None:
+        with ctx.engine.connect() as conn:
+            shop = conn.execute(_TOKEN_VERSION, {"shop": shop_id}).first()
+        seen = None if shop is None else (shop.domain, shop.token_version)
     client = clients.pop(shop_id, None)
     if client is not None and not (
-        shop is not None
-        and client.shop == shop.domain
-        and client.token_version == shop.token_version
+        seen is not None
+        and client.shop == seen[0]
+        and client.token_version == seen[1]
         and client.ctx.engine is ctx.engine
         and client.ctx.settings is ctx.settings
         and client.ctx.cipher is ctx.cipher
@@ -480,7 +532,7 @@ def thread_client(ctx: Context, shop_id: int) -> AdminClient:
     if client is None:
         http: requests.Session | None = getattr(_THREAD, "http", None)
         if http is None:
-            http = _THREAD.http = requests.Session()
+            http = _THREAD.http = ThreadSession()
         # A plain context: the caller's may be a FollowUps list that must not live on in here.
         plain = Context(ctx.settings, ctx.engine, ctx.sessions, ctx.cipher, ctx.runtime)
         client = AdminClient(plain, shop_id, http=http, kept=True)

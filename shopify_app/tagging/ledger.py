@@ -16,14 +16,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, select
+from sqlalchemy import Connection, Table, bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
 
 from shopify_app import db
 from shopify_app.db.models import TagLedger, utcnow
-from shopify_app.tagging.state import by_customers, execute_chunk, id_chunks
+from shopify_app.tagging.state import Reader, by_customers, execute_chunk, id_chunks
 from shopify_app.tagging.tags import tag_key
 
 LEDGER = cast(Table, TagLedger.__table__)
@@ -39,11 +38,11 @@ Written = dict[int, dict[str, str]]
 """Customer id → {tag key: the tag as Goldpan wrote it}."""
 
 
-def owned(session: Session, shop_id: int, customer_ids: Sequence[int] | None) -> Written:
+def owned(where: Reader, shop_id: int, customer_ids: Sequence[int] | None) -> Written:
     """The tags Goldpan wrote on ``customer_ids`` (every customer of the shop when ``None``)."""
     found: Written = defaultdict(dict)
     for chunk in id_chunks(customer_ids):
-        for customer_id, key, tag in execute_chunk(session, _OWNED, {"shop": shop_id}, chunk):
+        for customer_id, key, tag in execute_chunk(where, _OWNED, {"shop": shop_id}, chunk):
             found[int(customer_id)][key] = tag
     return found
 
@@ -68,7 +67,7 @@ def _upsert(dialect: str) -> Any:
 
 
 def record(
-    session: Session,
+    where: Reader,
     shop_id: int,
     added: Iterable[tuple[int, str]] = (),
     removed: Iterable[tuple[int, str]] = (),
@@ -77,7 +76,7 @@ def record(
 
     Pairs are (customer id, tag). Writing a tag again refreshes its row.
     """
-    conn = session.connection()
+    conn = where if isinstance(where, Connection) else where.connection()
     now = utcnow()
     rows = {
         (cid, tag_key(tag)): {

@@ -72,9 +72,13 @@ def _task_client(ctx: jobs.Context, shop_id: int) -> Iterator[AdminAPI]:
 def sync_task(
     ctx: jobs.Context, shop_id: int, customer_ids: list[int] | None = None
 ) -> dict[str, Any]:
-    """Task: write the tag diff for some customers (after a recompute) or all (``None``)."""
-    with _task_client(ctx, shop_id) as client:
-        return sync_tags(ctx, shop_id, customer_ids, client=client).summary()
+    """Task: write the tag diff for some customers (after a recompute) or all (``None``).
+
+    The run takes the thread's kept client only when it sends; a kept client records its own
+    cost every few seconds, so there is nothing to close. A run for a few customers checks it
+    against the token version it read anyway (:func:`~shopify_app.tagging.writes.sync_tags`).
+    """
+    return sync_tags(ctx, shop_id, customer_ids).summary()
 
 
 @jobs.task("tags.remove_all")

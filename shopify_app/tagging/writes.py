@@ -17,6 +17,11 @@ same diff twice. On PostgreSQL the batch holds ``SELECT ... FOR UPDATE`` on its 
 across the request; on SQLite (one process by design) process-local customer locks serialise
 writers of the same customer and the stored tags are updated compare-and-set, so a newer
 ``customers/update`` that landed during the request is never overwritten by an older answer.
+
+A run for a few customers (up to one request's worth: the follow-up of a webhook group) is
+read, planned, sent and stored under one claim, with plain connections and Core statements
+built once: no planning pass that the claim then reads again, and with nothing to change no
+client and no write transaction. It runs per webhook, so every statement counts.
 """
 
 from __future__ import annotations
@@ -25,23 +30,24 @@ import datetime as dt
 import functools
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Row, Table, bindparam, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Row, Table, and_, bindparam, insert, select, update
 
 from shopify_app import jobs
-from shopify_app.db import transaction
-from shopify_app.db.models import AuditEntry, Customer, Shop
+from shopify_app.db import write_engine
+from shopify_app.db.models import AuditEntry, Customer, Shop, utcnow
 from shopify_app.errors import ShopifyError, stored_error
 from shopify_app.shopify.client import thread_client
 from shopify_app.states import AuditResult, AuditTarget, JobStatus
 from shopify_app.tagging import ledger
 from shopify_app.tagging.diff import (
     ADD_DOCUMENT,
+    BATCH_SLOTS,
     REMOVE_DOCUMENT,
     TagDiff,
     apply,
@@ -51,7 +57,7 @@ from shopify_app.tagging.diff import (
     diff,
     plan,
 )
-from shopify_app.tagging.state import ShopTags, current_tags, in_flight
+from shopify_app.tagging.state import ShopTags, bulk_running, current_tags, in_flight
 from shopify_app.tagging.tags import MAX_TAGS_PER_CUSTOMER, written
 
 log = logging.getLogger(__name__)
@@ -74,9 +80,12 @@ class AdminAPI(Protocol):
     def stream_jsonl(self, url: str) -> Iterator[dict[str, Any]]: ...
 
 
-def admin_client(ctx: jobs.Context, shop_id: int) -> AdminAPI:
-    """The Admin API client of ``shop_id``: this worker thread's, kept across tag writes."""
-    client: AdminAPI = thread_client(ctx, shop_id)
+def admin_client(
+    ctx: jobs.Context, shop_id: int, *, seen: tuple[str, int] | None = None
+) -> AdminAPI:
+    """The Admin API client of ``shop_id``: this worker thread's, kept across tag writes
+    (``seen``: see :func:`~shopify_app.shopify.client.thread_client`)."""
+    client: AdminAPI = thread_client(ctx, shop_id, seen=seen)
     return client
 
 
@@ -126,16 +135,32 @@ def _local_locks(shop_id: int, customer_ids: Sequence[int]) -> Iterator[None]:
 
 @dataclass
 class _Claim:
-    """Customers held for one write: their tags and ledger rows as read, and what to store
-    afterwards (Shopify's answers, the ledger's changes, the audit entry)."""
+    """Customers held for one write: their stored rows, tags and ledger rows as read, and what
+    to store afterwards (Shopify's answers, the ledger's changes, audit rows).
 
-    current: dict[int, list[str]]
+    A claim of a few customers' whole run (:func:`_read_run`) also holds the plan: the changes
+    to send, the report so far and the shop's (domain, token_version) as read; ``report`` is
+    ``None`` when the shop is not installed."""
+
+    rows: list[Row[Any]]
     owned: ledger.Written
+    current: dict[int, list[str]] = field(init=False)
     results: dict[int, list[str]] = field(default_factory=dict)
     updated_at: dict[int, dt.datetime] = field(default_factory=dict)
     added: list[tuple[int, str]] = field(default_factory=list)
     removed: list[tuple[int, str]] = field(default_factory=list)
-    audit: list[AuditEntry] = field(default_factory=list)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    changes: dict[int, TagDiff] = field(default_factory=dict)
+    report: SyncReport | None = None
+    seen: tuple[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        self.current = {r.id: list(r.tags or []) for r in self.rows}
+
+    @property
+    def to_store(self) -> bool:
+        """Anything for the second transaction (SQLite) to write."""
+        return bool(self.results or self.added or self.removed or self.audit)
 
     def answer(self, customer_id: int, node: Mapping[str, Any]) -> bool:
         """Take Shopify's answer for a customer (its tags, updatedAt); False if it had none."""
@@ -192,20 +217,70 @@ _STORED = (
     )
     .order_by(_CUSTOMERS.c.id)
 )
-_STORED_FOR_UPDATE = _STORED.with_for_update()
+_WITH_LEDGER = _STORED.add_columns(ledger.LEDGER.c.tag_key, ledger.LEDGER.c.tag).outerjoin(
+    ledger.LEDGER,
+    and_(
+        ledger.LEDGER.c.shop_id == _CUSTOMERS.c.shop_id,
+        ledger.LEDGER.c.customer_id == _CUSTOMERS.c.id,
+    ),
+)
+"""A claim's customers with their ledger rows (a row per ledger row, or one without)."""
+_LOCK = (
+    select(_CUSTOMERS.c.id)
+    .where(
+        _CUSTOMERS.c.shop_id == bindparam("shop"),
+        _CUSTOMERS.c.id.in_(bindparam("ids", expanding=True)),
+    )
+    .order_by(_CUSTOMERS.c.id)
+    .with_for_update()
+)
+_SHOP = select(
+    Shop.is_installed.label("installed"),
+    Shop.domain,
+    Shop.token_version,
+    Shop.settings,
+    bulk_running(Shop.id).label("bulk_running"),
+).where(Shop.id == bindparam("shop"))
+"""What a run reads of the shop: plain columns, no ORM object (its tokens stay unread), and
+whether a bulk mutation runs (rarely: then its customers are read)."""
+_AUDIT = insert(cast(Table, AuditEntry.__table__))
 
 
-def _stored(
-    session: Session, shop_id: int, ids: Sequence[int], *, for_update: bool = False
-) -> list[Row[Any]]:
+def audit_row(
+    shop_id: int,
+    action: str,
+    *,
+    target: AuditTarget = AuditTarget.SHOPIFY,
+    subject: str | None = None,
+    count: int = 0,
+    result: AuditResult | None = AuditResult.OK,
+    job_status: JobStatus | None = None,
+    detail: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """A tag write's audit-log row, for a Core insert (every column, so rows insert together)."""
+    return {
+        "shop_id": shop_id,
+        "at": utcnow(),
+        "target": target,
+        "action": action,
+        "subject": subject,
+        "count": count,
+        "result": result,
+        "job_status": job_status,
+        "detail": detail if detail is not None else {},
+        "error": error,
+    }
+
+
+def _stored(conn: Connection, shop_id: int, ids: Sequence[int]) -> list[Row[Any]]:
     """The customers' stored tags and ``updated_at``, as plain rows (no ORM objects)."""
-    query = _STORED_FOR_UPDATE if for_update else _STORED
-    return list(session.execute(query, {"shop": shop_id, "ids": list(ids)}))
+    return list(conn.execute(_STORED, {"shop": shop_id, "ids": list(ids)}))
 
 
-def _store_results(session: Session, claim: _Claim, shop_id: int, rows: list[Row[Any]]) -> None:
+def _store_results(conn: Connection, claim: _Claim, shop_id: int, rows: list[Row[Any]]) -> None:
     """Store Shopify's answers for the claimed customers still as read (``rows``), then the
-    ledger's changes and the audit entry, in the caller's transaction."""
+    ledger's changes and the audit rows, in the caller's transaction."""
     stored_at = {r.id: r.updated_at for r in rows}
     answers = [
         {
@@ -218,60 +293,108 @@ def _store_results(session: Session, claim: _Claim, shop_id: int, rows: list[Row
         if customer_id in stored_at
     ]
     if answers:
-        session.connection().execute(_STORE_ANSWER, answers)
+        conn.execute(_STORE_ANSWER, answers)
     # Shopify applied these whether or not its answer was stored above.
-    ledger.record(session, shop_id, claim.added, claim.removed)
-    session.add_all(claim.audit)
+    ledger.record(conn, shop_id, claim.added, claim.removed)
+    if claim.audit:
+        conn.execute(_AUDIT, claim.audit)
+
+
+def _read_batch(conn: Connection, shop_id: int, ids: list[int], for_update: bool) -> _Claim:
+    """A batch's customers and their ledger rows, in one read. ``for_update`` (PostgreSQL)
+    locks the customers first, in a statement of its own: a joined read that waited for the
+    lock would see the ledger as it was before the last holder committed."""
+    params = {"shop": shop_id, "ids": ids}
+    if for_update:
+        conn.execute(_LOCK, params)
+    rows: dict[int, Row[Any]] = {}
+    owned: ledger.Written = defaultdict(dict)
+    for row in conn.execute(_WITH_LEDGER, params):
+        rows.setdefault(row.id, row)
+        if row.tag_key is not None:
+            owned[row.id][row.tag_key] = row.tag
+    return _Claim(list(rows.values()), owned)
+
+
+def _read_run(conn: Connection, shop_id: int, ids: list[int], for_update: bool) -> _Claim:
+    """A few customers' whole run, read and planned at once: the shop, its tag settings, the
+    customers, their ledger rows, the segments with their memberships, the bulk mutations in
+    flight. One read instead of a planning pass and a claim that reads the customers and
+    ledger again."""
+    shop = conn.execute(_SHOP, {"shop": shop_id}).first()
+    if shop is None or not shop.installed:
+        return _Claim([], {})
+    claim = _read_batch(conn, shop_id, ids, for_update)
+    claim.seen = (shop.domain, shop.token_version)
+    found = ShopTags.with_wanted(conn, shop_id, shop.settings, list(claim.current))[1]
+    wanted = {cid: found.get(cid, set()) for cid in claim.current}
+    planned, limited = plan(claim.current, wanted, claim.owned)
+    gone = ledger.stale(claim.current, wanted, claim.owned)
+    busy = in_flight(conn, shop_id) if shop.bulk_running and (planned or gone) else set()
+    claim.report = SyncReport(
+        checked=len(claim.current), in_flight=len(busy & planned.keys()), limited=dict(limited)
+    )
+    claim.changes = {cid: change for cid, change in planned.items() if cid not in busy}
+    claim.removed.extend((cid, tag) for cid, tag in gone if cid not in busy)
+    claim.audit.extend(_limits_rows(shop_id, limited))
+    return claim
 
 
 @contextmanager
-def _claim(ctx: jobs.Context, shop_id: int, customer_ids: Sequence[int]) -> Iterator[_Claim]:
-    """Hold ``customer_ids`` against other tag writers for one request (see module docstring)."""
+def _claim(
+    ctx: jobs.Context,
+    shop_id: int,
+    customer_ids: Sequence[int],
+    read: Callable[[Connection, int, list[int], bool], _Claim] = _read_batch,
+) -> Iterator[_Claim]:
+    """Hold ``customer_ids`` against other tag writers for one request (see module docstring);
+    ``read`` reads what the request needs, under the claim."""
     ids = sorted(set(customer_ids))
     if ctx.engine.dialect.name == "postgresql":
-        with transaction(ctx.sessions) as session:
-            rows = _stored(session, shop_id, ids, for_update=True)
-            claim = _Claim(
-                {r.id: list(r.tags or []) for r in rows}, ledger.owned(session, shop_id, ids)
-            )
+        with write_engine(ctx.engine).begin() as conn:
+            claim = read(conn, shop_id, ids, True)
             yield claim
-            _store_results(session, claim, shop_id, rows)
+            _store_results(conn, claim, shop_id, claim.rows)
         return
     with _local_locks(shop_id, ids):
-        with transaction(ctx.sessions) as session:
-            claim = _Claim(current_tags(session, shop_id, ids), ledger.owned(session, shop_id, ids))
+        # A plain read: the customer locks hold off other writers; a customers/update stored
+        # during the request is caught by the compare-and-set below.
+        with ctx.engine.connect() as conn:
+            claim = read(conn, shop_id, ids, False)
         yield claim
-        with transaction(ctx.sessions) as session:
+        if not claim.to_store:
+            return  # nothing written, nothing to store: no write transaction
+        with write_engine(ctx.engine).begin() as conn:
             # Compare-and-set: a customers/update stored during the request is newer.
             answered = sorted(claim.results)
             rows = [
                 r
-                for r in (_stored(session, shop_id, answered) if answered else [])
+                for r in (_stored(conn, shop_id, answered) if answered else [])
                 if list(r.tags or []) == claim.current.get(r.id)
             ]
-            _store_results(session, claim, shop_id, rows)
+            _store_results(conn, claim, shop_id, rows)
 
 
 shopify_audit = functools.partial(AuditEntry.of, target=AuditTarget.SHOPIFY)
-"""Every tag write's audit-log entry (target ``"shopify"``)."""
+"""An ORM audit-log entry of a write to Shopify (target ``"shopify"``)."""
 
 
-def _record(ctx: jobs.Context, *entries: AuditEntry) -> None:
-    with transaction(ctx.sessions) as session:
-        session.add_all(entries)
+def _record(ctx: jobs.Context, *rows: dict[str, Any]) -> None:
+    with write_engine(ctx.engine).begin() as conn:
+        conn.execute(_AUDIT, list(rows))
 
 
 def _write_small(
     ctx: jobs.Context,
     client: AdminAPI,
-    state: ShopTags,
+    shop_id: int,
     planned: Mapping[int, TagDiff],
     wanted: Mapping[int, set[str]],
     report: SyncReport,
 ) -> None:
     """Write ``planned`` with aliased requests, re-diffing each batch under its claim."""
     for batch in batches(planned):
-        with _claim(ctx, state.shop_id, batch) as claim:
+        with _claim(ctx, shop_id, batch) as claim:
             # Re-diff against the tags (and ledger) as they are now: another writer or a
             # customers/update may have changed them since planning.
             changes: dict[int, TagDiff] = {}
@@ -281,66 +404,75 @@ def _write_small(
                     change = diff(claim.current[cid], wanted.get(cid, set()), owned)
                     if not change.empty:
                         changes[cid] = change
-            if not changes:
-                continue
-            document, variables, keys = batch_request(changes)
-            try:
-                data = client.execute(document, variables)
-            except ShopifyError as exc:
-                _record(
-                    ctx,
-                    shopify_audit(
-                        state.shop_id,
-                        "tags.write",
-                        subject=document,
-                        count=len(changes),
-                        result=AuditResult.ERROR,
-                        detail=_change_detail(changes),
-                        error=stored_error(exc),
-                    ),
-                )
-                raise
-            report.requests += 1
-            failed: dict[int, str] = {}
-            for key, customer_id in keys:
-                payload = data.get(key) or {}
-                errors = payload.get("userErrors") or []
-                if errors:
-                    failed[customer_id] = "; ".join(str(e.get("message")) for e in errors)
-                    continue
-                one = changes[customer_id]
-                removing = key.startswith("r") or key == "tagsRemove"
-                if removing:
-                    claim.removed.extend((customer_id, tag) for tag in one.remove)
-                else:
-                    claim.added.extend((customer_id, tag) for tag in one.add)
-                # The node's tags are Shopify's state after this field, whatever came before.
-                node = payload.get("node") or {}
-                if not claim.answer(customer_id, node):
-                    # An answer without the node: assume Shopify applied what was asked.
-                    base = claim.results.get(customer_id, claim.current[customer_id])
-                    step = TagDiff(remove=one.remove) if removing else TagDiff(add=one.add)
-                    claim.results[customer_id] = apply(base, step)
-            ok = {cid: c for cid, c in changes.items() if cid not in failed}
-            report.changed += len(ok)
-            report.added += sum(len(c.add) for c in ok.values())
-            report.removed += sum(len(c.remove) for c in ok.values())
-            report.failed.update(failed)
-            claim.audit.append(
-                shopify_audit(
-                    state.shop_id,
-                    "tags.write",
-                    subject=document,
-                    count=len(changes),
-                    result=AuditResult.PARTIAL if failed else AuditResult.OK,
-                    detail={
-                        **_change_detail(changes),
-                        "failed": {str(k): v for k, v in failed.items()},
-                    },
-                )
-            )
-            if failed:
-                log.warning("tag write for shop %s: userErrors for %s", state.shop_id, failed)
+            if changes:
+                _send(ctx, client, shop_id, claim, changes, report)
+
+
+def _send(
+    ctx: jobs.Context,
+    client: AdminAPI,
+    shop_id: int,
+    claim: _Claim,
+    changes: Mapping[int, TagDiff],
+    report: SyncReport,
+) -> None:
+    """Send one batch of ``changes`` (customers held by ``claim``) and take Shopify's answers
+    into the claim, which stores them."""
+    document, variables, keys = batch_request(changes)
+    try:
+        data = client.execute(document, variables)
+    except ShopifyError as exc:
+        _record(
+            ctx,
+            audit_row(
+                shop_id,
+                "tags.write",
+                subject=document,
+                count=len(changes),
+                result=AuditResult.ERROR,
+                detail=_change_detail(changes),
+                error=stored_error(exc),
+            ),
+        )
+        raise
+    report.requests += 1
+    failed: dict[int, str] = {}
+    for key, customer_id in keys:
+        payload = data.get(key) or {}
+        errors = payload.get("userErrors") or []
+        if errors:
+            failed[customer_id] = "; ".join(str(e.get("message")) for e in errors)
+            continue
+        one = changes[customer_id]
+        removing = key.startswith("r") or key == "tagsRemove"
+        if removing:
+            claim.removed.extend((customer_id, tag) for tag in one.remove)
+        else:
+            claim.added.extend((customer_id, tag) for tag in one.add)
+        # The node's tags are Shopify's state after this field, whatever came before.
+        node = payload.get("node") or {}
+        if not claim.answer(customer_id, node):
+            # An answer without the node: assume Shopify applied what was asked.
+            base = claim.results.get(customer_id, claim.current[customer_id])
+            step = TagDiff(remove=one.remove) if removing else TagDiff(add=one.add)
+            claim.results[customer_id] = apply(base, step)
+    ok = {cid: c for cid, c in changes.items() if cid not in failed}
+    report.changed += len(ok)
+    report.added += sum(len(c.add) for c in ok.values())
+    report.removed += sum(len(c.remove) for c in ok.values())
+    report.failed.update(failed)
+    claim.audit.append(
+        audit_row(
+            shop_id,
+            "tags.write",
+            subject=document,
+            count=len(changes),
+            result=AuditResult.PARTIAL if failed else AuditResult.OK,
+            detail={**_change_detail(changes), "failed": {str(k): v for k, v in failed.items()}},
+        )
+    )
+    if failed:
+        log.warning("tag write for shop %s: userErrors for %s", shop_id, failed)
 
 
 def _change_detail(changes: Mapping[int, TagDiff]) -> dict[str, Any]:
@@ -379,7 +511,7 @@ def _write_bulk(
         except ShopifyError as exc:
             _record(
                 ctx,
-                shopify_audit(
+                audit_row(
                     state.shop_id,
                     action,
                     count=len(rows),
@@ -392,7 +524,7 @@ def _write_bulk(
         report.bulk_operations.append(gid)
         _record(
             ctx,
-            shopify_audit(
+            audit_row(
                 state.shop_id,
                 action,
                 subject=gid,
@@ -404,9 +536,10 @@ def _write_bulk(
         )
 
 
-def _record_limits(ctx: jobs.Context, shop_id: int, limited: Mapping[int, tuple[str, ...]]) -> None:
+def _limits_rows(shop_id: int, limited: Mapping[int, tuple[str, ...]]) -> list[dict[str, Any]]:
+    """The audit row (none when nobody is at the limit) saying who got no Goldpan tags."""
     if not limited:
-        return
+        return []
     log.warning(
         "shop %s: %d customers at Shopify's %d-tag limit; Goldpan tags not added",
         shop_id,
@@ -414,22 +547,23 @@ def _record_limits(ctx: jobs.Context, shop_id: int, limited: Mapping[int, tuple[
         MAX_TAGS_PER_CUSTOMER,
     )
     sample = dict(list(sorted(limited.items()))[:100])
-    entry = shopify_audit(
-        shop_id,
-        "tags.limit",
-        count=len(limited),
-        result=AuditResult.PARTIAL,
-        detail={
-            "message": (
-                f"{len(limited)} customers already have {MAX_TAGS_PER_CUSTOMER} tags; "
-                "Goldpan did not add its tags to them and never removes the merchant's tags "
-                "to make room"
-            ),
-            "customers": {str(cid): list(tags) for cid, tags in sample.items()},
-        },
-    )
-    entry.target = AuditTarget.APP
-    _record(ctx, entry)
+    return [
+        audit_row(
+            shop_id,
+            "tags.limit",
+            target=AuditTarget.APP,
+            count=len(limited),
+            result=AuditResult.PARTIAL,
+            detail={
+                "message": (
+                    f"{len(limited)} customers already have {MAX_TAGS_PER_CUSTOMER} tags; "
+                    "Goldpan did not add its tags to them and never removes the merchant's "
+                    "tags to make room"
+                ),
+                "customers": {str(cid): list(tags) for cid, tags in sample.items()},
+            },
+        )
+    ]
 
 
 def sync_tags(
@@ -447,37 +581,68 @@ def sync_tags(
     tags of the old prefix, a segment whose sync is off); nothing else does. ``wanted_override``
     replaces the memberships (``remove_all`` wants nothing). An unchanged customer costs
     nothing; a changed one one slot in an aliased request, or one bulk row.
+
+    A few customers (one request's worth: the follow-up of a webhook) are read, planned,
+    written and stored under one claim (:func:`_sync_few`); one request is never worth a bulk
+    operation, whatever the threshold.
     """
-    with ctx.sessions() as session:
-        shop = session.get(Shop, shop_id)
-        if shop is None or not shop.is_installed:
+    if customer_ids is not None and wanted_override is None:
+        few = sorted(set(customer_ids))
+        if len(few) <= BATCH_SLOTS:
+            return _sync_few(ctx, shop_id, few, client)
+    with ctx.engine.connect() as conn:
+        shop = conn.execute(_SHOP, {"shop": shop_id}).first()
+        if shop is None or not shop.installed:
             # Uninstalled (or redacted): nothing can be written, and nothing should be.
             log.info("tags for shop %s skipped: not installed", shop_id)
             return SyncReport()
-        state = ShopTags.load(session, shop_id)
-        current = current_tags(session, shop_id, customer_ids)
+        state = ShopTags.of(conn, shop_id, shop.settings)
+        current = current_tags(conn, shop_id, customer_ids)
         chosen = list(current) if customer_ids is not None else None
-        found = wanted_override if wanted_override is not None else state.wanted(session, chosen)
+        found = wanted_override if wanted_override is not None else state.wanted(conn, chosen)
         wanted = {cid: set(found.get(cid, set())) for cid in current}
-        owned = ledger.owned(session, shop_id, chosen)
+        owned = ledger.owned(conn, shop_id, chosen)
         planned, limited = plan(current, wanted, owned)
         gone = ledger.stale(current, wanted, owned)
-        busy = in_flight(session, shop_id) if planned or gone else set()
+        busy = in_flight(conn, shop_id) if shop.bulk_running and (planned or gone) else set()
     report = SyncReport(checked=len(current), limited=dict(limited))
     for customer_id in busy & planned.keys():
         del planned[customer_id]
         report.in_flight += 1
     gone = [(cid, tag) for cid, tag in gone if cid not in busy]
-    if gone:
-        with transaction(ctx.sessions) as session:
-            ledger.record(session, shop_id, removed=gone)
-    _record_limits(ctx, shop_id, limited)
+    limits = _limits_rows(shop_id, limited)
+    if gone or limits:
+        with write_engine(ctx.engine).begin() as conn:
+            ledger.record(conn, shop_id, removed=gone)
+            if limits:
+                conn.execute(_AUDIT, limits)
     if not planned:
         return report
     client = client or admin_client(ctx, shop_id)
     if len(planned) > state.threshold and attempt <= MAX_BULK_ATTEMPTS:
         _write_bulk(ctx, client, state, planned, report, attempt)
     else:
-        _write_small(ctx, client, state, planned, wanted, report)
+        _write_small(ctx, client, shop_id, planned, wanted, report)
     log.info("tags for shop %s: %s", shop_id, report.summary())
+    return report
+
+
+def _sync_few(
+    ctx: jobs.Context, shop_id: int, customer_ids: list[int], client: AdminAPI | None
+) -> SyncReport:
+    """:func:`sync_tags` for customers that fit one request: one claim reads the run, plans it
+    (:func:`_read_run`) and holds the customers across the request; with nothing to change it
+    needs no client and writes nothing (unless the ledger or the limits have news). Without a
+    ``client`` the thread's is checked against the token version the claim read."""
+    with _claim(ctx, shop_id, customer_ids, _read_run) as claim:
+        if claim.report is None:
+            log.info("tags for shop %s skipped: not installed", shop_id)
+            return SyncReport()
+        report = claim.report
+        if claim.changes:
+            client = client or admin_client(ctx, shop_id, seen=claim.seen)
+            _send(ctx, client, shop_id, claim, claim.changes, report)
+    if claim.changes:
+        # At a write per webhook the audit row is the record; the line is for debugging.
+        log.debug("tags for shop %s: %s", shop_id, report.summary())
     return report
