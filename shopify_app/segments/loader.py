@@ -189,13 +189,16 @@ def _countable(o: Any, *where: Any) -> tuple[Any, ...]:
     return (*where, o.customer_id.is_not(None), o.cancelled_at.is_(None), o.test == false())
 
 
+def json_text(dialect: str, column: Any) -> Any:
+    """A JSON column as its stored text, which the driver returns undecoded (psycopg decodes
+    a JSON column itself: cast there)."""
+    return type_coerce(column, Text) if dialect == "sqlite" else cast(column, Text)
+
+
 def _codes_text(dialect: str, o: Any) -> Any:
     """The discount codes as text, and NULL for the usual empty list: no JSON decoding per
     order in the driver."""
-    raw = (
-        type_coerce(o.discount_codes, Text) if dialect == "sqlite" else cast(o.discount_codes, Text)
-    )
-    return func.nullif(raw, "[]")
+    return func.nullif(json_text(dialect, o.discount_codes), "[]")
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
+import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +45,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from shopify_app import db, jobs
 from shopify_app.db import transaction
@@ -118,38 +122,90 @@ _CUSTOMERS_FIGURES = select(*(expr for expr, _ in _STORED_FIGURES)).where(
     CUSTOMERS.c.shop_id == bindparam("shop"),
     CUSTOMERS.c.id.in_(bindparam("ids", expanding=True)),
 )
-# Who listens to a shop's membership changes besides its tags, in one read per group: Meta (a
-# connection row) and Flow (an enabled workflow, or events still owed). Without them the
-# follow-up tasks would do nothing, at the cost of a queued task each.
-_LISTENERS = select(
-    exists().where(MetaConnection.shop_id == bindparam("shop")),
-    or_(
-        exists().where(FlowWorkflow.shop_id == bindparam("shop"), FlowWorkflow.enabled),
-        exists().where(
-            FlowEvent.shop_id == bindparam("shop"), FlowEvent.status == FlowEventStatus.PENDING
+SHOPS = cast(Table, Shop.__table__)
+
+
+@functools.cache
+def _shop_state(dialect: str) -> Any:
+    """What the incremental recompute needs of the shop, in one read built once per dialect:
+    its settings and cached yardsticks as stored text (parsed only when they changed, see
+    :func:`_parsed`), and who listens to its membership changes besides its tags: Meta (a
+    connection row) and Flow (an enabled workflow, or events still owed). Without listeners the
+    follow-up tasks would do nothing, at the cost of a queued task each."""
+    shop: BindParameter[int] = bindparam("shop")
+    return select(
+        loader.json_text(dialect, SHOPS.c.settings),
+        loader.json_text(dialect, SHOPS.c.segment_stats),
+        exists().where(MetaConnection.shop_id == shop),
+        or_(
+            exists().where(FlowWorkflow.shop_id == shop, FlowWorkflow.enabled),
+            exists().where(FlowEvent.shop_id == shop, FlowEvent.status == FlowEventStatus.PENDING),
         ),
-    ),
-)
+    ).where(SHOPS.c.id == shop)
 
 
 def shop_config(shop: Shop) -> ShopConfig:
     """The shop's config; a stored config that no longer validates falls back to defaults."""
+    return _config(shop.id, shop.settings)
+
+
+def _config(shop_id: int, settings: dict[str, Any] | None) -> ShopConfig:
     try:
-        return ShopConfig.from_settings(shop.settings)
+        return ShopConfig.from_settings(settings)
     except InputError as exc:
-        log.warning("shop %s has invalid segment settings (%s): using defaults", shop.id, exc)
+        log.warning("shop %s has invalid segment settings (%s): using defaults", shop_id, exc)
         return ShopConfig()
 
 
 def cached_stats(shop: Shop) -> ShopStats | None:
     """The yardsticks cached by the last full recompute, if any."""
-    data = shop.segment_stats
+    return _stats(shop.segment_stats)
+
+
+def _stats(data: dict[str, Any] | None) -> ShopStats | None:
     if not data:
         return None
     try:
         return ShopStats.from_dict(data)
     except (KeyError, TypeError, ValueError):
         return None
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """A shop's config and yardsticks with the stored texts they were parsed from."""
+
+    settings: str | None
+    stats: str | None
+    cfg: ShopConfig
+    yardsticks: ShopStats | None
+
+
+# Parsing the yardsticks' JSON for every webhook cost more than evaluating its customers. Keyed
+# by the texts just read in the caller's transaction, an entry is never stale, whichever process
+# or thread wrote the row; the parsed objects are shared, and nothing mutates them.
+_PARSED: dict[int, _Parsed] = {}
+_PARSED_LOCK = threading.Lock()
+_PARSED_SHOPS = 1024  # entries kept (the oldest goes first): a worker serves many shops
+
+
+def _parsed(shop_id: int, settings: str | None, stats: str | None) -> _Parsed:
+    """The shop's config and yardsticks from their stored texts, parsed once per change."""
+    known = _PARSED.get(shop_id)
+    if known is not None and known.settings == settings and known.stats == stats:
+        return known
+    fresh = _Parsed(
+        settings,
+        stats,
+        _config(shop_id, json.loads(settings) if settings is not None else None),
+        _stats(json.loads(stats) if stats is not None else None),
+    )
+    with _PARSED_LOCK:
+        _PARSED.pop(shop_id, None)
+        while len(_PARSED) >= _PARSED_SHOPS:
+            del _PARSED[next(iter(_PARSED))]
+        _PARSED[shop_id] = fresh
+    return fresh
 
 
 def _ensure_segments(
@@ -760,6 +816,15 @@ def _insert_new_members(dialect: str) -> Any:
     )
 
 
+@dataclass(frozen=True)
+class _Listeners:
+    """Whether ``meta.sync_customer`` and ``actions.flow_events`` have anything to do for a
+    shop: a Meta connection row; an enabled Flow workflow or events still owed."""
+
+    meta: bool
+    flow: bool
+
+
 def recompute_customers_now(
     ctx: jobs.Context, shop_id: int, customer_ids: Iterable[int], as_of: dt.date | None = None
 ) -> set[int] | None:
@@ -770,21 +835,31 @@ def recompute_customers_now(
     is due). One dataset load, one vectorised evaluation and one transaction for all of them:
     a group of webhooks of a shop costs about what one costs.
     """
+    return _recompute_customers(ctx, shop_id, customer_ids, as_of)[0]
+
+
+def _recompute_customers(
+    ctx: jobs.Context, shop_id: int, customer_ids: Iterable[int], as_of: dt.date | None
+) -> tuple[set[int] | None, _Listeners]:
+    """:func:`recompute_customers_now`, and who listens to the shop's membership changes (read
+    in the same statement as the shop's settings)."""
     as_of = as_of or library.today()
     ids = sorted({int(c) for c in customer_ids})
     if not ids:
-        return set()
+        return set(), _Listeners(meta=False, flow=False)
     # BEGIN IMMEDIATE on SQLite: this transaction reads, then writes; a deferred one would get
     # "database is locked" at its first write whenever another process committed meanwhile.
     with transaction(ctx.sessions) as session:
-        db.lock_customers(session.connection(), shop_id, ids)
-        shop = session.get(Shop, shop_id, options=[undefer(Shop.segment_stats)])
-        if shop is None:
-            return set()
-        stats = cached_stats(shop)
+        conn = session.connection()
+        db.lock_customers(conn, shop_id, ids)
+        state = conn.execute(_shop_state(conn.dialect.name), {"shop": shop_id}).first()
+        if state is None:
+            return set(), _Listeners(meta=False, flow=False)
+        parsed = _parsed(shop_id, state[0], state[1])
+        listeners = _Listeners(meta=bool(state[2]), flow=bool(state[3]))
+        stats, cfg = parsed.yardsticks, parsed.cfg
         if stats is None:
-            return None
-        cfg = shop_config(shop)
+            return None, listeners
         ds = loader.load(session, shop_id, customer_ids=ids)
         segs = {
             handle: (int(sid), bool(enabled))
@@ -811,7 +886,6 @@ def recompute_customers_now(
         added = [pair for pair in wanted if pair not in current]
         removed = [pair for pair in current if pair not in wanted]
         changed = [pair for pair in wanted if pair in current and current[pair] != wanted[pair]]
-        conn = session.connection()
         delta: dict[int, int] = {}
         if removed:
             # RETURNING: the counts move by what was really deleted.
@@ -849,7 +923,7 @@ def recompute_customers_now(
             )
         if figures_changed or added or removed or changed:
             db.bump_data_version(conn, shop_id)
-    return {cid for _, cid in added} | {cid for _, cid in removed}
+    return {cid for _, cid in added} | {cid for _, cid in removed}, listeners
 
 
 def forget_customers(conn: Connection, shop_id: int, customer_ids: Any) -> None:
@@ -901,30 +975,21 @@ def recompute_customers(ctx: jobs.Context, shop_id: int, customer_ids: list[int]
     returns them. A shop without yardsticks yet gets a full recompute instead.
     """
     ids = sorted({int(c) for c in customer_ids})
-    changed = recompute_customers_now(ctx, shop_id, ids)
+    changed, listeners = _recompute_customers(ctx, shop_id, ids, None)
     if changed is None:
         ctx.enqueue("segments.recompute_shop", shop_id=shop_id)
         return []
-    meta, flow = _listeners(ctx, shop_id)
     if changed:
         _follow_up(ctx, "tags.sync", shop_id=shop_id, customer_ids=sorted(changed))
-        if flow:
+        if listeners.flow:
             _follow_up(ctx, "actions.flow_events", shop_id=shop_id)
     # Even with no membership change a customer may have unsubscribed or changed their email:
     # Meta must hear of it now, not at the next scheduled refresh. A shop that never connected
     # Meta has nothing to hear it: one look here, not a no-op task per customer.
-    if meta:
+    if listeners.meta:
         for cid in ids:
             _follow_up(ctx, "meta.sync_customer", shop_id=shop_id, customer_id=cid)
     return sorted(changed)
-
-
-def _listeners(ctx: jobs.Context, shop_id: int) -> tuple[bool, bool]:
-    """Whether ``meta.sync_customer`` and ``actions.flow_events`` have anything to do for the
-    shop: a Meta connection row; an enabled Flow workflow or events still owed."""
-    with ctx.engine.connect() as conn:
-        meta, flow = conn.execute(_LISTENERS, {"shop": shop_id}).one()
-    return bool(meta), bool(flow)
 
 
 @jobs.periodic("segments.daily", hour="3", minute="20")
