@@ -41,7 +41,13 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
 from shopify_app.db.models import Customer, LineItem, Order
-from shopify_app.segments.dataset import CUSTOMER_FIELDS, Dataset, product_key_for_title
+from shopify_app.segments.dataset import (
+    CUSTOMER_FIELDS,
+    Dataset,
+    FloatArray,
+    IntArray,
+    product_key_for_title,
+)
 
 
 def _day_column(dialect: str, column: Any) -> Any:
@@ -219,7 +225,12 @@ def _subset_queries(dialect: str) -> _SubsetQueries:
     o = Order.__table__.c
     li = LineItem.__table__.c
     return _SubsetQueries(
-        customers=select(c.id, *(c[name] for name in CUSTOMER_FIELDS))
+        customers=select(
+            c.id,
+            *(c[name] for name in CUSTOMER_FIELDS),
+            func.coalesce(c.number_of_orders, -1),
+            func.coalesce(c.amount_spent, -1),
+        )
         .where(c.shop_id == shop, c.id.in_(ids))
         .order_by(c.id),
         orders=select(
@@ -241,16 +252,37 @@ def _subset_queries(dialect: str) -> _SubsetQueries:
     )
 
 
+@dataclass(frozen=True)
+class StoredFigures:
+    """The orders and net spend stored on loaded customers (-1 where none is), in id order."""
+
+    customer_ids: IntArray
+    orders: IntArray
+    spent: FloatArray
+
+
 def load(session: Session, shop_id: int, customer_ids: Sequence[int] | None = None) -> Dataset:
     """Load a shop's dataset from the database (all customers, or only ``customer_ids``).
 
     See :func:`_load`; the garbage collector is paused meanwhile (:func:`many_rows`).
     """
     with many_rows():
-        return _load(session, shop_id, customer_ids)
+        return _load(session, shop_id, customer_ids)[0]
 
 
-def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) -> Dataset:
+def load_customers(
+    session: Session, shop_id: int, customer_ids: Sequence[int]
+) -> tuple[Dataset, StoredFigures]:
+    """Some customers' dataset, and the figures stored on them (read with them, so that
+    storing the engine's figures needs no second read)."""
+    ds, stored = _load(session, shop_id, customer_ids)
+    assert stored is not None  # read with any subset of customers
+    return ds, stored
+
+
+def _load(
+    session: Session, shop_id: int, customer_ids: Sequence[int] | None
+) -> tuple[Dataset, StoredFigures | None]:
     """Load a shop's dataset from the database (all customers, or only ``customer_ids``).
 
     Orders without a customer (guest checkouts) cannot be marketed to and are left out, as are
@@ -273,8 +305,17 @@ def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) ->
         cust_rows = fetch_rows(session, cust_q.order_by(c.id))
     else:
         cust_rows = fetch_rows(session, subset.customers, {"shop": shop_id, "ids": only})
-    cust_cols = columns(cust_rows, len(CUSTOMER_FIELDS) + 1)
+    cust_cols = columns(cust_rows, len(CUSTOMER_FIELDS) + (1 if only is None else 3))
     ids = np.array(cust_cols[0], dtype=np.int64)
+    stored = (
+        None
+        if only is None
+        else StoredFigures(
+            ids,
+            np.array(cust_cols[-2], dtype=np.int64),
+            np.array(cust_cols[-1], dtype=np.float64),
+        )
+    )
     info: dict[str, list[str | None]] = {
         name: list(cust_cols[i + 1]) for i, name in enumerate(CUSTOMER_FIELDS)
     }
@@ -413,7 +454,7 @@ def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) ->
     at = np.minimum(at, max(len(order_ids) - 1, 0))
     line_index = sorted_ids[at] if len(order_ids) else at
     l_keep = (order_ids[line_index] == l_oid) if len(order_ids) else np.zeros(n_l, dtype=bool)
-    return Dataset(
+    ds = Dataset(
         customer_ids=ids,
         info=info,
         order_customer=pos[perm].astype(np.int64),
@@ -427,3 +468,4 @@ def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) ->
         line_quantity=quantities[l_keep],
         product_titles=titles,
     ).purchases()
+    return ds, stored
