@@ -36,7 +36,7 @@ from sqlalchemy import (
     select,
     type_coerce,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
@@ -71,7 +71,14 @@ def _first_code(raw: Any) -> str:
     return ""
 
 
-def fetch_rows(session: Session, query: Any, params: dict[str, Any] | None = None) -> list[Any]:
+def dialect_of(source: Session | Connection) -> str:
+    """The database's dialect name, from a session or a connection."""
+    return (source.dialect if isinstance(source, Connection) else source.get_bind().dialect).name
+
+
+def fetch_rows(
+    session: Session | Connection, query: Any, params: dict[str, Any] | None = None
+) -> list[Any]:
     """All rows as the driver returns them, skipping SQLAlchemy's per-row result processing.
 
     The queries here need no type processing (days are computed in SQL, JSON and money are
@@ -115,7 +122,7 @@ _PACKED = {"q": ("int8send", BigInteger, ">i8"), "i": ("int4send", Integer, ">i4
 
 
 def fetch_number_columns(
-    session: Session, columns: Sequence[tuple[Any, str]], *where: Any
+    session: Session | Connection, columns: Sequence[tuple[Any, str]], *where: Any
 ) -> list[NDArray[Any]]:
     """Columns of numbers as numpy arrays, aggregated in the database into one value per column.
 
@@ -129,7 +136,7 @@ def fetch_number_columns(
     text. SQLite prints a REAL with 15 significant digits: amounts of 2 decimals come back as
     the same doubles.
     """
-    dialect = session.get_bind().dialect.name
+    dialect = dialect_of(session)
     if dialect != "postgresql":
         texts = session.execute(
             select(*(func.group_concat(expr) for expr, _ in columns)).where(*where)
@@ -154,7 +161,7 @@ def fetch_number_columns(
     ]
 
 
-def _line_numbers(session: Session, shop_id: int) -> list[NDArray[Any]]:
+def _line_numbers(session: Session | Connection, shop_id: int) -> list[NDArray[Any]]:
     """A whole shop's lines of products as numbers: ids, order ids, product ids, quantities."""
     li = LineItem.__table__.c
     return fetch_number_columns(
@@ -271,17 +278,18 @@ def load(session: Session, shop_id: int, customer_ids: Sequence[int] | None = No
 
 
 def load_customers(
-    session: Session, shop_id: int, customer_ids: Sequence[int]
+    session: Session | Connection, shop_id: int, customer_ids: Sequence[int]
 ) -> tuple[Dataset, StoredFigures]:
     """Some customers' dataset, and the figures stored on them (read with them, so that
-    storing the engine's figures needs no second read)."""
+    storing the engine's figures needs no second read). On a connection the reads skip the
+    ORM session's execution step."""
     ds, stored = _load(session, shop_id, customer_ids)
     assert stored is not None  # read with any subset of customers
     return ds, stored
 
 
 def _load(
-    session: Session, shop_id: int, customer_ids: Sequence[int] | None
+    session: Session | Connection, shop_id: int, customer_ids: Sequence[int] | None
 ) -> tuple[Dataset, StoredFigures | None]:
     """Load a shop's dataset from the database (all customers, or only ``customer_ids``).
 
@@ -291,12 +299,15 @@ def _load(
     numbers computed in SQL, NULLs replaced in SQL, JSON left undecoded when empty), transposed
     and turned into arrays at once: per-row Python work is what makes a million-order load slow.
     """
-    dialect = session.get_bind().dialect.name
+    dialect = dialect_of(session)
     only = list(customer_ids) if customer_ids is not None else None
     subset = _subset_queries(dialect)
     lines_apart = (
         _line_numbers_apart(session, shop_id)
-        if only is None and dialect == "postgresql" and isinstance(session.get_bind(), Engine)
+        if only is None
+        and dialect == "postgresql"
+        and isinstance(session, Session)
+        and isinstance(session.get_bind(), Engine)
         else None
     )
     c = Customer.__table__.c

@@ -50,7 +50,6 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
 from shopify_app import db, jobs
-from shopify_app.db import transaction
 from shopify_app.db.models import (
     Customer,
     FlowEvent,
@@ -581,13 +580,13 @@ def write_evaluation(
             ),
         )
     _write_history(session, shop.id, as_of, history)
-    write_figures(session, shop.id, ev)
+    write_figures(session.connection(), shop.id, ev)
     db.bump_data_version(session.connection(), shop.id)
     return counts
 
 
 def write_figures(
-    session: Session,
+    conn: Connection,
     shop_id: int,
     ev: library.Evaluation,
     stored: loader.StoredFigures | None = None,
@@ -606,7 +605,7 @@ def write_figures(
     c = CUSTOMERS.c
     if stored is None:
         stored_id, stored_orders, stored_spent = loader.fetch_number_columns(
-            session, _STORED_FIGURES, c.shop_id == shop_id
+            conn, _STORED_FIGURES, c.shop_id == shop_id
         )
     else:
         stored_id, stored_orders, stored_spent = stored.customer_ids, stored.orders, stored.spent
@@ -619,7 +618,7 @@ def write_figures(
     differs = (orders != stored_orders[known]) | (np.abs(spent - stored_spent[known]) >= 0.005)
     if not differs.any():
         return 0
-    session.connection().execute(
+    conn.execute(
         _NEW_FIGURES,
         [
             {"shop": shop_id, "cid": cid, "orders": n, "spent": v}
@@ -860,8 +859,8 @@ def _recompute_customers(
         return set(), _Listeners(meta=False, flow=False)
     # BEGIN IMMEDIATE on SQLite: this transaction reads, then writes; a deferred one would get
     # "database is locked" at its first write whenever another process committed meanwhile.
-    with transaction(ctx.sessions) as session:
-        conn = session.connection()
+    # Core throughout: no ORM object is read or written here.
+    with db.write_engine(ctx.engine).begin() as conn:
         db.lock_customers(conn, shop_id, ids)
         state = conn.execute(_shop_state(conn.dialect.name), {"shop": shop_id}).first()
         if state is None:
@@ -871,7 +870,7 @@ def _recompute_customers(
         stats, cfg = parsed.yardsticks, parsed.cfg
         if stats is None:
             return None, listeners
-        ds, stored = loader.load_customers(session, shop_id, ids)
+        ds, stored = loader.load_customers(conn, shop_id, ids)
         segs: dict[str, tuple[int, bool]] = {}
         current: dict[tuple[int, int], str | None] = {}
         for sid, handle, enabled, cid, reason in conn.execute(
@@ -884,7 +883,7 @@ def _recompute_customers(
         figures_changed = 0
         if ds.n_customers:
             ev = library.evaluate(ds, cfg, as_of, stats=stats)
-            figures_changed = write_figures(session, shop_id, ev, stored)
+            figures_changed = write_figures(conn, shop_id, ev, stored)
             for handle, result in ev.segments.items():
                 seg = segs.get(handle)
                 if seg is None or not seg[1] or not len(result.members):
