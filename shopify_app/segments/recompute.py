@@ -192,6 +192,7 @@ class _Parsed:
     stats: str | None
     cfg: ShopConfig
     yardsticks: ShopStats | None
+    definitions: list[SegmentDef]  # which follow from the two (none without yardsticks)
 
 
 # Parsing the yardsticks' JSON for every webhook cost more than evaluating its customers. Keyed
@@ -207,12 +208,10 @@ def _parsed(shop_id: int, settings: str | None, stats: str | None) -> _Parsed:
     known = _PARSED.get(shop_id)
     if known is not None and known.settings == settings and known.stats == stats:
         return known
-    fresh = _Parsed(
-        settings,
-        stats,
-        _config(shop_id, json.loads(settings) if settings is not None else None),
-        _stats(json.loads(stats) if stats is not None else None),
-    )
+    cfg = _config(shop_id, json.loads(settings) if settings is not None else None)
+    yardsticks = _stats(json.loads(stats) if stats is not None else None)
+    definitions = library.segment_definitions(cfg, yardsticks) if yardsticks is not None else []
+    fresh = _Parsed(settings, stats, cfg, yardsticks, definitions)
     with _PARSED_LOCK:
         _PARSED.pop(shop_id, None)
         while len(_PARSED) >= _PARSED_SHOPS:
@@ -882,7 +881,7 @@ def _recompute_customers(
         wanted: dict[tuple[int, int], str] = {}
         figures_changed = 0
         if ds.n_customers:
-            ev = library.evaluate(ds, cfg, as_of, stats=stats)
+            ev = library.evaluate(ds, cfg, as_of, stats=stats, definitions=parsed.definitions)
             figures_changed = write_figures(conn, shop_id, ev, stored)
             for handle, result in ev.segments.items():
                 seg = segs.get(handle)
