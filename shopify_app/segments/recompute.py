@@ -813,9 +813,10 @@ def recompute_customer_now(
     return None if changed is None else bool(changed)
 
 
+@functools.cache
 def _insert_new_members(dialect: str) -> Any:
     """INSERT of memberships that skips rows already there and returns the inserted ones'
-    segment ids (PostgreSQL and SQLite spell ON CONFLICT alike)."""
+    segment ids (PostgreSQL and SQLite spell ON CONFLICT alike); built once per dialect."""
     make = pg_insert if dialect == "postgresql" else sqlite_insert
     t = MEMBERSHIPS
     return (
