@@ -873,8 +873,8 @@ def _recompute_customers(
         ds, stored = loader.load_customers(conn, shop_id, ids)
         segs: dict[str, tuple[int, bool]] = {}
         current: dict[tuple[int, int], str | None] = {}
-        for sid, handle, enabled, cid, reason in conn.execute(
-            _SEGMENTS_AND_MEMBERSHIPS, {"shop": shop_id, "ids": ids}
+        for sid, handle, enabled, cid, reason in loader.fetch_rows(
+            conn, _SEGMENTS_AND_MEMBERSHIPS, {"shop": shop_id, "ids": ids}
         ):
             segs[handle] = (sid, bool(enabled))
             if cid is not None:
