@@ -221,6 +221,30 @@ def test_incremental_recompute_of_one_customer(queued_ctx, make_shop) -> None:  
     assert recompute.recompute_customer_now(ctx, shop.id, b) is False
 
 
+def test_incremental_recompute_sees_settings_and_yardsticks_written_since(
+    queued_ctx, make_shop
+) -> None:  # type: ignore[no-untyped-def]
+    """The parsed config and yardsticks are kept between runs: a change to either, written by
+    anyone, is what the next run uses."""
+    ctx = queued_ctx
+    shop = make_shop()
+    (a,) = customers_with_orders(ctx, shop.id, 1, [40, 20])
+    recompute.recompute_shop_now(ctx, shop.id)
+    assert set(memberships(ctx, shop.id, "repeat-customers")) == {a}
+    assert recompute.recompute_customer_now(ctx, shop.id, a) is False  # parsed and kept
+
+    with ctx.sessions.begin() as s:
+        s.get(Shop, shop.id).settings = {"repeat_min_orders": 3}  # type: ignore[union-attr]
+    assert recompute.recompute_customer_now(ctx, shop.id, a) is True
+    assert set(memberships(ctx, shop.id, "repeat-customers")) == set()
+
+    with ctx.sessions.begin() as s:
+        row = s.get(Shop, shop.id)
+        assert row is not None and row.segment_stats is not None
+        row.segment_stats = {**row.segment_stats, "backtest": None}  # no longer readable
+    assert recompute.recompute_customer_now(ctx, shop.id, a) is None  # a full one is due
+
+
 def test_flow_and_meta_follow_ups_only_for_shops_that_listen(queued_ctx, make_shop) -> None:  # type: ignore[no-untyped-def]
     """A group's recompute queues ``actions.flow_events`` only with an enabled workflow or
     events still owed, and ``meta.sync_customer`` only with a Meta connection: without them

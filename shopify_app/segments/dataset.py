@@ -13,6 +13,7 @@ differences become integer arithmetic on whole arrays.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -287,15 +288,17 @@ class Features:
     max_line_day: IntArray
     window_units: IntArray  # units in the business-buyer window
 
-    @property
+    # Every segment family reads these two: computed once per evaluation, and read-only
+    # since they are shared.
+    @functools.cached_property
     def has_orders(self) -> NDArray[np.bool_]:
         """Customers with at least one countable order."""
-        return self.n_orders > 0
+        return _read_only(self.n_orders > 0)
 
-    @property
+    @functools.cached_property
     def days_since_last(self) -> IntArray:
         """Days from the last order to ``as_of`` (large for customers without orders)."""
-        return np.where(self.n_orders > 0, self.as_of - self.last_day, 10**6)
+        return _read_only(np.where(self.n_orders > 0, self.as_of - self.last_day, 10**6))
 
     @property
     def mean_interval(self) -> FloatArray:
@@ -314,6 +317,11 @@ class Features:
         t_x = (self.last_day[mask] - self.first_day[mask]) / 7.0
         T = (self.as_of - self.first_day[mask]) / 7.0
         return x, t_x, T
+
+
+def _read_only(values: NDArray[Any]) -> NDArray[Any]:
+    values.flags.writeable = False
+    return values
 
 
 def compute_features(ds: Dataset, as_of: dt.date, window_days: int = 365) -> Features:

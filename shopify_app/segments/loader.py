@@ -36,12 +36,18 @@ from sqlalchemy import (
     select,
     type_coerce,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
 from shopify_app.db.models import Customer, LineItem, Order
-from shopify_app.segments.dataset import CUSTOMER_FIELDS, Dataset, product_key_for_title
+from shopify_app.segments.dataset import (
+    CUSTOMER_FIELDS,
+    Dataset,
+    FloatArray,
+    IntArray,
+    product_key_for_title,
+)
 
 
 def _day_column(dialect: str, column: Any) -> Any:
@@ -65,7 +71,14 @@ def _first_code(raw: Any) -> str:
     return ""
 
 
-def fetch_rows(session: Session, query: Any, params: dict[str, Any] | None = None) -> list[Any]:
+def dialect_of(source: Session | Connection) -> str:
+    """The database's dialect name, from a session or a connection."""
+    return (source.dialect if isinstance(source, Connection) else source.get_bind().dialect).name
+
+
+def fetch_rows(
+    session: Session | Connection, query: Any, params: dict[str, Any] | None = None
+) -> list[Any]:
     """All rows as the driver returns them, skipping SQLAlchemy's per-row result processing.
 
     The queries here need no type processing (days are computed in SQL, JSON and money are
@@ -109,7 +122,7 @@ _PACKED = {"q": ("int8send", BigInteger, ">i8"), "i": ("int4send", Integer, ">i4
 
 
 def fetch_number_columns(
-    session: Session, columns: Sequence[tuple[Any, str]], *where: Any
+    session: Session | Connection, columns: Sequence[tuple[Any, str]], *where: Any
 ) -> list[NDArray[Any]]:
     """Columns of numbers as numpy arrays, aggregated in the database into one value per column.
 
@@ -123,7 +136,7 @@ def fetch_number_columns(
     text. SQLite prints a REAL with 15 significant digits: amounts of 2 decimals come back as
     the same doubles.
     """
-    dialect = session.get_bind().dialect.name
+    dialect = dialect_of(session)
     if dialect != "postgresql":
         texts = session.execute(
             select(*(func.group_concat(expr) for expr, _ in columns)).where(*where)
@@ -148,7 +161,7 @@ def fetch_number_columns(
     ]
 
 
-def _line_numbers(session: Session, shop_id: int) -> list[NDArray[Any]]:
+def _line_numbers(session: Session | Connection, shop_id: int) -> list[NDArray[Any]]:
     """A whole shop's lines of products as numbers: ids, order ids, product ids, quantities."""
     li = LineItem.__table__.c
     return fetch_number_columns(
@@ -189,13 +202,16 @@ def _countable(o: Any, *where: Any) -> tuple[Any, ...]:
     return (*where, o.customer_id.is_not(None), o.cancelled_at.is_(None), o.test == false())
 
 
+def json_text(dialect: str, column: Any) -> Any:
+    """A JSON column as its stored text, which the driver returns undecoded (psycopg decodes
+    a JSON column itself: cast there)."""
+    return type_coerce(column, Text) if dialect == "sqlite" else cast(column, Text)
+
+
 def _codes_text(dialect: str, o: Any) -> Any:
     """The discount codes as text, and NULL for the usual empty list: no JSON decoding per
     order in the driver."""
-    raw = (
-        type_coerce(o.discount_codes, Text) if dialect == "sqlite" else cast(o.discount_codes, Text)
-    )
-    return func.nullif(raw, "[]")
+    return func.nullif(json_text(dialect, o.discount_codes), "[]")
 
 
 @dataclass(frozen=True)
@@ -216,7 +232,12 @@ def _subset_queries(dialect: str) -> _SubsetQueries:
     o = Order.__table__.c
     li = LineItem.__table__.c
     return _SubsetQueries(
-        customers=select(c.id, *(c[name] for name in CUSTOMER_FIELDS))
+        customers=select(
+            c.id,
+            *(c[name] for name in CUSTOMER_FIELDS),
+            func.coalesce(c.number_of_orders, -1),
+            func.coalesce(c.amount_spent, -1),
+        )
         .where(c.shop_id == shop, c.id.in_(ids))
         .order_by(c.id),
         orders=select(
@@ -238,16 +259,38 @@ def _subset_queries(dialect: str) -> _SubsetQueries:
     )
 
 
+@dataclass(frozen=True)
+class StoredFigures:
+    """The orders and net spend stored on loaded customers (-1 where none is), in id order."""
+
+    customer_ids: IntArray
+    orders: IntArray
+    spent: FloatArray
+
+
 def load(session: Session, shop_id: int, customer_ids: Sequence[int] | None = None) -> Dataset:
     """Load a shop's dataset from the database (all customers, or only ``customer_ids``).
 
     See :func:`_load`; the garbage collector is paused meanwhile (:func:`many_rows`).
     """
     with many_rows():
-        return _load(session, shop_id, customer_ids)
+        return _load(session, shop_id, customer_ids)[0]
 
 
-def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) -> Dataset:
+def load_customers(
+    session: Session | Connection, shop_id: int, customer_ids: Sequence[int]
+) -> tuple[Dataset, StoredFigures]:
+    """Some customers' dataset, and the figures stored on them (read with them, so that
+    storing the engine's figures needs no second read). On a connection the reads skip the
+    ORM session's execution step."""
+    ds, stored = _load(session, shop_id, customer_ids)
+    assert stored is not None  # read with any subset of customers
+    return ds, stored
+
+
+def _load(
+    session: Session | Connection, shop_id: int, customer_ids: Sequence[int] | None
+) -> tuple[Dataset, StoredFigures | None]:
     """Load a shop's dataset from the database (all customers, or only ``customer_ids``).
 
     Orders without a customer (guest checkouts) cannot be marketed to and are left out, as are
@@ -256,12 +299,15 @@ def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) ->
     numbers computed in SQL, NULLs replaced in SQL, JSON left undecoded when empty), transposed
     and turned into arrays at once: per-row Python work is what makes a million-order load slow.
     """
-    dialect = session.get_bind().dialect.name
+    dialect = dialect_of(session)
     only = list(customer_ids) if customer_ids is not None else None
     subset = _subset_queries(dialect)
     lines_apart = (
         _line_numbers_apart(session, shop_id)
-        if only is None and dialect == "postgresql" and isinstance(session.get_bind(), Engine)
+        if only is None
+        and dialect == "postgresql"
+        and isinstance(session, Session)
+        and isinstance(session.get_bind(), Engine)
         else None
     )
     c = Customer.__table__.c
@@ -270,8 +316,17 @@ def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) ->
         cust_rows = fetch_rows(session, cust_q.order_by(c.id))
     else:
         cust_rows = fetch_rows(session, subset.customers, {"shop": shop_id, "ids": only})
-    cust_cols = columns(cust_rows, len(CUSTOMER_FIELDS) + 1)
+    cust_cols = columns(cust_rows, len(CUSTOMER_FIELDS) + (1 if only is None else 3))
     ids = np.array(cust_cols[0], dtype=np.int64)
+    stored = (
+        None
+        if only is None
+        else StoredFigures(
+            ids,
+            np.array(cust_cols[-2], dtype=np.int64),
+            np.array(cust_cols[-1], dtype=np.float64),
+        )
+    )
     info: dict[str, list[str | None]] = {
         name: list(cust_cols[i + 1]) for i, name in enumerate(CUSTOMER_FIELDS)
     }
@@ -410,7 +465,7 @@ def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) ->
     at = np.minimum(at, max(len(order_ids) - 1, 0))
     line_index = sorted_ids[at] if len(order_ids) else at
     l_keep = (order_ids[line_index] == l_oid) if len(order_ids) else np.zeros(n_l, dtype=bool)
-    return Dataset(
+    ds = Dataset(
         customer_ids=ids,
         info=info,
         order_customer=pos[perm].astype(np.int64),
@@ -424,3 +479,4 @@ def _load(session: Session, shop_id: int, customer_ids: Sequence[int] | None) ->
         line_quantity=quantities[l_keep],
         product_titles=titles,
     ).purchases()
+    return ds, stored

@@ -16,9 +16,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
+import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +33,7 @@ import numpy as np
 from sqlalchemy import (
     Connection,
     Table,
+    and_,
     bindparam,
     delete,
     exists,
@@ -42,10 +46,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from shopify_app import db, jobs
-from shopify_app.db import transaction
 from shopify_app.db.models import (
     Customer,
     FlowEvent,
@@ -77,15 +81,27 @@ HISTORY = cast(Table, SegmentHistory.__table__)
 CUSTOMERS = cast(Table, Customer.__table__)
 COPY_CHUNK = 50_000  # rows per piece of a COPY (bounds the text built at once)
 SQLITE_CACHE_KIB = 512 * 1024  # an upper bound: SQLite allocates pages only as it reads them
-# The incremental recompute's reads, built once (bound per call): it runs for every webhook.
-_SHOP_SEGMENTS = select(SEGMENTS.c.id, SEGMENTS.c.handle, SEGMENTS.c.enabled).where(
-    SEGMENTS.c.shop_id == bindparam("shop")
-)
-_CUSTOMERS_MEMBERSHIPS = select(
-    MEMBERSHIPS.c.segment_id, MEMBERSHIPS.c.customer_id, MEMBERSHIPS.c.reason
-).where(
-    MEMBERSHIPS.c.shop_id == bindparam("shop"),
-    MEMBERSHIPS.c.customer_id.in_(bindparam("ids", expanding=True)),
+# The incremental recompute's statements, built once (bound per call): it runs for every
+# webhook. First the shop's segments, each with its stored memberships of the customers in hand
+# (if any): one read in place of two.
+_SEGMENTS_AND_MEMBERSHIPS = (
+    select(
+        SEGMENTS.c.id,
+        SEGMENTS.c.handle,
+        SEGMENTS.c.enabled,
+        MEMBERSHIPS.c.customer_id,
+        MEMBERSHIPS.c.reason,
+    )
+    .select_from(
+        SEGMENTS.outerjoin(
+            MEMBERSHIPS,
+            and_(
+                MEMBERSHIPS.c.segment_id == SEGMENTS.c.id,
+                MEMBERSHIPS.c.customer_id.in_(bindparam("ids", expanding=True)),
+            ),
+        )
+    )
+    .where(SEGMENTS.c.shop_id == bindparam("shop"))
 )
 _DELETE_MEMBERSHIPS = (
     delete(MEMBERSHIPS)
@@ -114,42 +130,94 @@ _STORED_FIGURES = [
     (func.coalesce(CUSTOMERS.c.number_of_orders, -1), "q"),
     (func.coalesce(CUSTOMERS.c.amount_spent, -1), "d"),
 ]
-_CUSTOMERS_FIGURES = select(*(expr for expr, _ in _STORED_FIGURES)).where(
-    CUSTOMERS.c.shop_id == bindparam("shop"),
-    CUSTOMERS.c.id.in_(bindparam("ids", expanding=True)),
+_NEW_FIGURES = (
+    update(CUSTOMERS)
+    .where(CUSTOMERS.c.shop_id == bindparam("shop"), CUSTOMERS.c.id == bindparam("cid"))
+    .values(number_of_orders=bindparam("orders"), amount_spent=bindparam("spent"))
 )
-# Who listens to a shop's membership changes besides its tags, in one read per group: Meta (a
-# connection row) and Flow (an enabled workflow, or events still owed). Without them the
-# follow-up tasks would do nothing, at the cost of a queued task each.
-_LISTENERS = select(
-    exists().where(MetaConnection.shop_id == bindparam("shop")),
-    or_(
-        exists().where(FlowWorkflow.shop_id == bindparam("shop"), FlowWorkflow.enabled),
-        exists().where(
-            FlowEvent.shop_id == bindparam("shop"), FlowEvent.status == FlowEventStatus.PENDING
+SHOPS = cast(Table, Shop.__table__)
+
+
+@functools.cache
+def _shop_state(dialect: str) -> Any:
+    """What the incremental recompute needs of the shop, in one read built once per dialect:
+    its settings and cached yardsticks as stored text (parsed only when they changed, see
+    :func:`_parsed`), and who listens to its membership changes besides its tags: Meta (a
+    connection row) and Flow (an enabled workflow, or events still owed). Without listeners the
+    follow-up tasks would do nothing, at the cost of a queued task each."""
+    shop: BindParameter[int] = bindparam("shop")
+    return select(
+        loader.json_text(dialect, SHOPS.c.settings),
+        loader.json_text(dialect, SHOPS.c.segment_stats),
+        exists().where(MetaConnection.shop_id == shop),
+        or_(
+            exists().where(FlowWorkflow.shop_id == shop, FlowWorkflow.enabled),
+            exists().where(FlowEvent.shop_id == shop, FlowEvent.status == FlowEventStatus.PENDING),
         ),
-    ),
-)
+    ).where(SHOPS.c.id == shop)
 
 
 def shop_config(shop: Shop) -> ShopConfig:
     """The shop's config; a stored config that no longer validates falls back to defaults."""
+    return _config(shop.id, shop.settings)
+
+
+def _config(shop_id: int, settings: dict[str, Any] | None) -> ShopConfig:
     try:
-        return ShopConfig.from_settings(shop.settings)
+        return ShopConfig.from_settings(settings)
     except InputError as exc:
-        log.warning("shop %s has invalid segment settings (%s): using defaults", shop.id, exc)
+        log.warning("shop %s has invalid segment settings (%s): using defaults", shop_id, exc)
         return ShopConfig()
 
 
 def cached_stats(shop: Shop) -> ShopStats | None:
     """The yardsticks cached by the last full recompute, if any."""
-    data = shop.segment_stats
+    return _stats(shop.segment_stats)
+
+
+def _stats(data: dict[str, Any] | None) -> ShopStats | None:
     if not data:
         return None
     try:
         return ShopStats.from_dict(data)
     except (KeyError, TypeError, ValueError):
         return None
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """A shop's config and yardsticks with the stored texts they were parsed from."""
+
+    settings: str | None
+    stats: str | None
+    cfg: ShopConfig
+    yardsticks: ShopStats | None
+    definitions: list[SegmentDef]  # which follow from the two (none without yardsticks)
+
+
+# Parsing the yardsticks' JSON for every webhook cost more than evaluating its customers. Keyed
+# by the texts just read in the caller's transaction, an entry is never stale, whichever process
+# or thread wrote the row; the parsed objects are shared, and nothing mutates them.
+_PARSED: dict[int, _Parsed] = {}
+_PARSED_LOCK = threading.Lock()
+_PARSED_SHOPS = 1024  # entries kept (the oldest goes first): a worker serves many shops
+
+
+def _parsed(shop_id: int, settings: str | None, stats: str | None) -> _Parsed:
+    """The shop's config and yardsticks from their stored texts, parsed once per change."""
+    known = _PARSED.get(shop_id)
+    if known is not None and known.settings == settings and known.stats == stats:
+        return known
+    cfg = _config(shop_id, json.loads(settings) if settings is not None else None)
+    yardsticks = _stats(json.loads(stats) if stats is not None else None)
+    definitions = library.segment_definitions(cfg, yardsticks) if yardsticks is not None else []
+    fresh = _Parsed(settings, stats, cfg, yardsticks, definitions)
+    with _PARSED_LOCK:
+        _PARSED.pop(shop_id, None)
+        while len(_PARSED) >= _PARSED_SHOPS:
+            del _PARSED[next(iter(_PARSED))]
+        _PARSED[shop_id] = fresh
+    return fresh
 
 
 def _ensure_segments(
@@ -511,36 +579,35 @@ def write_evaluation(
             ),
         )
     _write_history(session, shop.id, as_of, history)
-    write_figures(session, shop.id, ev)
+    write_figures(session.connection(), shop.id, ev)
     db.bump_data_version(session.connection(), shop.id)
     return counts
 
 
 def write_figures(
-    session: Session, shop_id: int, ev: library.Evaluation, only: list[int] | None = None
+    conn: Connection,
+    shop_id: int,
+    ev: library.Evaluation,
+    stored: loader.StoredFigures | None = None,
 ) -> int:
     """Store the engine's orders and net spend of the evaluated customers where they differ.
 
     The members list shows and sorts by these columns beside reasons the engine wrote, so
     they must be the engine's figures (orders that count, net of refunds), not Shopify's
-    counters from the last sync: a customer created by an order webhook has none. ``only``
-    limits the read to those customers (the incremental path); returns how many changed.
+    counters from the last sync: a customer created by an order webhook has none. ``stored``
+    are the figures read with the customers (the incremental path); without them the whole
+    shop's are read. Returns how many changed.
     """
     ids = ev.dataset.customer_ids
     if not len(ids):
         return 0
     c = CUSTOMERS.c
-    if only is None:
+    if stored is None:
         stored_id, stored_orders, stored_spent = loader.fetch_number_columns(
-            session, _STORED_FIGURES, c.shop_id == shop_id
+            conn, _STORED_FIGURES, c.shop_id == shop_id
         )
     else:
-        stored = loader.columns(
-            loader.fetch_rows(session, _CUSTOMERS_FIGURES, {"shop": shop_id, "ids": only}), 3
-        )
-        stored_id = np.array(stored[0], dtype=np.int64)
-        stored_orders = np.array(stored[1], dtype=np.int64)
-        stored_spent = np.array(stored[2], dtype=np.float64)
+        stored_id, stored_orders, stored_spent = stored.customer_ids, stored.orders, stored.spent
     at = np.searchsorted(ids, stored_id)
     known = at < len(ids)
     known[known] = ids[at[known]] == stored_id[known]
@@ -550,12 +617,10 @@ def write_figures(
     differs = (orders != stored_orders[known]) | (np.abs(spent - stored_spent[known]) >= 0.005)
     if not differs.any():
         return 0
-    session.connection().execute(
-        update(CUSTOMERS)
-        .where(c.shop_id == shop_id, c.id == bindparam("cid"))
-        .values(number_of_orders=bindparam("orders"), amount_spent=bindparam("spent")),
+    conn.execute(
+        _NEW_FIGURES,
         [
-            {"cid": cid, "orders": n, "spent": v}
+            {"shop": shop_id, "cid": cid, "orders": n, "spent": v}
             for cid, n, v in zip(
                 stored_id[known][differs].tolist(),
                 orders[differs].tolist(),
@@ -748,9 +813,10 @@ def recompute_customer_now(
     return None if changed is None else bool(changed)
 
 
+@functools.cache
 def _insert_new_members(dialect: str) -> Any:
     """INSERT of memberships that skips rows already there and returns the inserted ones'
-    segment ids (PostgreSQL and SQLite spell ON CONFLICT alike)."""
+    segment ids (PostgreSQL and SQLite spell ON CONFLICT alike); built once per dialect."""
     make = pg_insert if dialect == "postgresql" else sqlite_insert
     t = MEMBERSHIPS
     return (
@@ -758,6 +824,15 @@ def _insert_new_members(dialect: str) -> Any:
         .on_conflict_do_nothing(index_elements=[t.c.segment_id, t.c.customer_id])
         .returning(t.c.segment_id)
     )
+
+
+@dataclass(frozen=True)
+class _Listeners:
+    """Whether ``meta.sync_customer`` and ``actions.flow_events`` have anything to do for a
+    shop: a Meta connection row; an enabled Flow workflow or events still owed."""
+
+    meta: bool
+    flow: bool
 
 
 def recompute_customers_now(
@@ -770,31 +845,45 @@ def recompute_customers_now(
     is due). One dataset load, one vectorised evaluation and one transaction for all of them:
     a group of webhooks of a shop costs about what one costs.
     """
+    return _recompute_customers(ctx, shop_id, customer_ids, as_of)[0]
+
+
+def _recompute_customers(
+    ctx: jobs.Context, shop_id: int, customer_ids: Iterable[int], as_of: dt.date | None
+) -> tuple[set[int] | None, _Listeners]:
+    """:func:`recompute_customers_now`, and who listens to the shop's membership changes (read
+    in the same statement as the shop's settings)."""
     as_of = as_of or library.today()
     ids = sorted({int(c) for c in customer_ids})
     if not ids:
-        return set()
+        return set(), _Listeners(meta=False, flow=False)
     # BEGIN IMMEDIATE on SQLite: this transaction reads, then writes; a deferred one would get
     # "database is locked" at its first write whenever another process committed meanwhile.
-    with transaction(ctx.sessions) as session:
-        db.lock_customers(session.connection(), shop_id, ids)
-        shop = session.get(Shop, shop_id, options=[undefer(Shop.segment_stats)])
-        if shop is None:
-            return set()
-        stats = cached_stats(shop)
+    # Core throughout: no ORM object is read or written here.
+    with db.write_engine(ctx.engine).begin() as conn:
+        db.lock_customers(conn, shop_id, ids)
+        state = conn.execute(_shop_state(conn.dialect.name), {"shop": shop_id}).first()
+        if state is None:
+            return set(), _Listeners(meta=False, flow=False)
+        parsed = _parsed(shop_id, state[0], state[1])
+        listeners = _Listeners(meta=bool(state[2]), flow=bool(state[3]))
+        stats, cfg = parsed.yardsticks, parsed.cfg
         if stats is None:
-            return None
-        cfg = shop_config(shop)
-        ds = loader.load(session, shop_id, customer_ids=ids)
-        segs = {
-            handle: (int(sid), bool(enabled))
-            for sid, handle, enabled in session.execute(_SHOP_SEGMENTS, {"shop": shop_id})
-        }
+            return None, listeners
+        ds, stored = loader.load_customers(conn, shop_id, ids)
+        segs: dict[str, tuple[int, bool]] = {}
+        current: dict[tuple[int, int], str | None] = {}
+        for sid, handle, enabled, cid, reason in loader.fetch_rows(
+            conn, _SEGMENTS_AND_MEMBERSHIPS, {"shop": shop_id, "ids": ids}
+        ):
+            segs[handle] = (sid, bool(enabled))
+            if cid is not None:
+                current[(sid, cid)] = reason
         wanted: dict[tuple[int, int], str] = {}
         figures_changed = 0
         if ds.n_customers:
-            ev = library.evaluate(ds, cfg, as_of, stats=stats)
-            figures_changed = write_figures(session, shop_id, ev, only=ids)
+            ev = library.evaluate(ds, cfg, as_of, stats=stats, definitions=parsed.definitions)
+            figures_changed = write_figures(conn, shop_id, ev, stored)
             for handle, result in ev.segments.items():
                 seg = segs.get(handle)
                 if seg is None or not seg[1] or not len(result.members):
@@ -802,16 +891,9 @@ def recompute_customers_now(
                 members = ds.customer_ids[result.members].tolist()
                 for cid, reason in zip(members, result.reasons, strict=True):
                     wanted[(seg[0], int(cid))] = reason
-        current: dict[tuple[int, int], str | None] = {
-            (int(sid), int(cid)): reason
-            for sid, cid, reason in session.execute(
-                _CUSTOMERS_MEMBERSHIPS, {"shop": shop_id, "ids": ids}
-            )
-        }
         added = [pair for pair in wanted if pair not in current]
         removed = [pair for pair in current if pair not in wanted]
         changed = [pair for pair in wanted if pair in current and current[pair] != wanted[pair]]
-        conn = session.connection()
         delta: dict[int, int] = {}
         if removed:
             # RETURNING: the counts move by what was really deleted.
@@ -849,7 +931,7 @@ def recompute_customers_now(
             )
         if figures_changed or added or removed or changed:
             db.bump_data_version(conn, shop_id)
-    return {cid for _, cid in added} | {cid for _, cid in removed}
+    return {cid for _, cid in added} | {cid for _, cid in removed}, listeners
 
 
 def forget_customers(conn: Connection, shop_id: int, customer_ids: Any) -> None:
@@ -901,30 +983,21 @@ def recompute_customers(ctx: jobs.Context, shop_id: int, customer_ids: list[int]
     returns them. A shop without yardsticks yet gets a full recompute instead.
     """
     ids = sorted({int(c) for c in customer_ids})
-    changed = recompute_customers_now(ctx, shop_id, ids)
+    changed, listeners = _recompute_customers(ctx, shop_id, ids, None)
     if changed is None:
         ctx.enqueue("segments.recompute_shop", shop_id=shop_id)
         return []
-    meta, flow = _listeners(ctx, shop_id)
     if changed:
         _follow_up(ctx, "tags.sync", shop_id=shop_id, customer_ids=sorted(changed))
-        if flow:
+        if listeners.flow:
             _follow_up(ctx, "actions.flow_events", shop_id=shop_id)
     # Even with no membership change a customer may have unsubscribed or changed their email:
     # Meta must hear of it now, not at the next scheduled refresh. A shop that never connected
     # Meta has nothing to hear it: one look here, not a no-op task per customer.
-    if meta:
+    if listeners.meta:
         for cid in ids:
             _follow_up(ctx, "meta.sync_customer", shop_id=shop_id, customer_id=cid)
     return sorted(changed)
-
-
-def _listeners(ctx: jobs.Context, shop_id: int) -> tuple[bool, bool]:
-    """Whether ``meta.sync_customer`` and ``actions.flow_events`` have anything to do for the
-    shop: a Meta connection row; an enabled Flow workflow or events still owed."""
-    with ctx.engine.connect() as conn:
-        meta, flow = conn.execute(_LISTENERS, {"shop": shop_id}).one()
-    return bool(meta), bool(flow)
 
 
 @jobs.periodic("segments.daily", hour="3", minute="20")

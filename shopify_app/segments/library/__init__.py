@@ -247,11 +247,14 @@ def evaluate(
     cfg: ShopConfig,
     as_of: dt.date,
     stats: ShopStats | None = None,
+    definitions: list[SegmentDef] | None = None,
 ) -> Evaluation:
     """Every segment's members as of ``as_of`` (orders after it are ignored).
 
     Without ``stats`` the shop-level yardsticks are derived from ``ds`` (a full recompute);
     with them (cached from the last full recompute) ``ds`` may hold a single customer.
+    ``definitions`` are :func:`segment_definitions` of ``cfg`` and ``stats``, when the caller
+    keeps them.
     """
     ds = ds.upto(as_of)
     f = compute_features(ds, as_of, cfg.business_window_days)
@@ -273,7 +276,10 @@ def evaluate(
         regions=keys,
         rfm_scores=scores,
         rfm_group=group,
-        definitions={d.handle: d for d in segment_definitions(cfg, stats)},
+        definitions={
+            d.handle: d
+            for d in (definitions if definitions is not None else segment_definitions(cfg, stats))
+        },
         n_orders=f.n_orders.tolist(),
         last_day=f.last_day.tolist(),
         spend=f.spend.tolist(),

@@ -197,7 +197,7 @@ class Context:
 
     def put(self, handle: str, mask: BoolArray, reason: Callable[[int], str]) -> None:
         """Add a segment: the customers in ``mask`` who have orders, a reason for each."""
-        members = np.nonzero(mask & self.features.has_orders)[0].astype(np.int64)
+        members = np.nonzero(mask & self.features.has_orders)[0].astype(np.int64, copy=False)
         self.segments[handle] = SegmentResult(
             self.definitions[handle], members, [reason(i) for i in members.tolist()]
         )

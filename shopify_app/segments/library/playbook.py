@@ -216,7 +216,9 @@ def holiday_shoppers(ctx: Context) -> None:
     months = (
         ds.order_day.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) % 12
     ) + 1
-    in_season = np.isin(months, np.asarray(cfg.season_months))
+    season_month = np.zeros(13, dtype=bool)  # by month number: a look-up, not an isin
+    season_month[list(cfg.season_months)] = True
+    in_season = season_month[months]
     season_orders = np.bincount(ds.order_customer[in_season], minlength=ds.n_customers)
     season_l = season_orders.tolist()
     with np.errstate(invalid="ignore", divide="ignore"):

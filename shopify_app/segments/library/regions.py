@@ -59,10 +59,10 @@ def regions(ctx: Context) -> None:
         (distinct.setdefault(k, len(distinct)) for k in keys), dtype=np.int64, count=len(keys)
     )
     for country, province, count in ctx.stats.regions:
-        matching = [
-            i for k, i in distinct.items() if k[0] == country and (not province or k[1] == province)
-        ]
-        mask = np.isin(key_ids, np.asarray(matching, dtype=np.int64))
+        matching = np.zeros(len(distinct), dtype=bool)
+        for k, i in distinct.items():
+            matching[i] = k[0] == country and (not province or k[1] == province)
+        mask = matching[key_ids]
         place = region_label(country, province)
         ctx.put(
             region_handle(country, province),
