@@ -124,7 +124,13 @@ _TAKE_ALONG = (
 
 
 @jobs.task("webhooks.process", retries=3, retry_delay=30)
-def process(ctx: jobs.Context, event_id: int, gathered: str | None = None) -> str:
+def process(
+    ctx: jobs.Context,
+    event_id: int,
+    gathered: str | None = None,
+    shop: str | None = None,
+    topic: str | None = None,
+) -> str:
     """Handle one stored webhook event (idempotent: a finished event is not handled twice).
 
     Store-data deliveries of the same shop still queued are taken along (up to
@@ -141,11 +147,12 @@ def process(ctx: jobs.Context, event_id: int, gathered: str | None = None) -> st
     when it is done, it handles them as one more group (:func:`_hand_over`). With
     ``WEBHOOK_GATHER_MS`` set, a shop's first delivery also waits that long (``gathering``;
     its task comes back with ``gathered``, the shop's domain) so that those arriving meanwhile
-    join its group.
+    join its group. The intake passes the delivery's ``shop`` and ``topic``: a delivery that
+    will wait is told so before any read.
     """
+    if gathered is None and shop is not None and topic in TAKE_ALONG_TOPICS and _busy(shop):
+        return "waiting"
     if gathered is not None:
-        with _gathering_guard:
-            _gathering.discard(gathered)
         domain = gathered
     else:
         seen = _seen(ctx, event_id)
@@ -176,12 +183,22 @@ _gathering: set[str] = set()
 _gathering_guard = threading.Lock()
 
 
+def _busy(domain: str) -> bool:
+    """Whether a thread of this process handles the shop's group, or gathers it, right now:
+    either takes the shop's queued deliveries along when it gets to them."""
+    turn = _turns.get(domain)
+    return (turn is not None and turn.locked()) or domain in _gathering
+
+
 def _gather(ctx: jobs.Context, domain: str, event_id: int) -> str | None:
     """Let the shop's deliveries gather before ``event_id``'s group starts, if configured:
     ``gathering`` when it opens the shop's window, ``waiting`` when one is open already.
 
-    The wait lives in this process (a timer): lost with it, the deliveries are still queued
-    and ``webhooks.requeue_stale`` queues them again.
+    The wait lives in this process (a timer), and so does its end: the window is closed here
+    when the timer fires, whichever worker then runs the group (with several, any may) — else
+    this process would keep telling the shop's deliveries to wait for a group it never runs.
+    Lost with the process, the deliveries are still queued and ``webhooks.requeue_stale``
+    queues them again.
     """
     seconds = ctx.settings.webhook_gather_ms / 1000
     if seconds <= 0 or ctx.runtime is None:
@@ -190,8 +207,19 @@ def _gather(ctx: jobs.Context, domain: str, event_id: int) -> str | None:
         if domain in _gathering:
             return "waiting"
         _gathering.add(domain)
-    ctx.runtime.enqueue_soon(seconds, "webhooks.process", event_id=event_id, gathered=domain)
+    ctx.runtime.enqueue_soon(
+        seconds,
+        "webhooks.process",
+        due=lambda: _close_window(domain),
+        event_id=event_id,
+        gathered=domain,
+    )
     return "gathering"
+
+
+def _close_window(domain: str) -> None:
+    with _gathering_guard:
+        _gathering.discard(domain)
 
 
 def _hand_over(ctx: jobs.Context, domain: str, turn: threading.Lock) -> None:
