@@ -146,6 +146,9 @@ def settings(database_url: str, encryption_key: str, tmp_path: Path) -> Settings
             "DATABASE_URL": database_url,
             "HUEY_PATH": str(tmp_path / "huey.sqlite3"),
             "LOG_JSON": "false",
+            # Each delivery handled when its task runs: the tests that call the inbox directly
+            # say when. The gathering default runs in the multi-process (scale-out) tests.
+            "WEBHOOK_GATHER_MS": "0",
         }
     )
 
