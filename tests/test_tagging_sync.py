@@ -461,13 +461,18 @@ def test_concurrent_runs_never_write_the_same_change_twice(
         client = AdminClient(env.ctx, env.shop.id, sleep=lambda s: time.sleep(min(s, 0.02)))
         reports.append(sync_tags(env.ctx, env.shop.id, client=client))
 
-    threads = [threading.Thread(target=run) for _ in range(4)]
+    _at_once(*[(run, ())] * 4)
+    assert sum(r.changed for r in reports) == len(needed)
+    _assert_converged(env, before)
+
+
+def _at_once(*calls: tuple[Callable[..., None], tuple[Any, ...]]) -> None:
+    """Run the calls in threads of their own, all at once; return when all are done."""
+    threads = [threading.Thread(target=fn, args=args) for fn, args in calls]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sum(r.changed for r in reports) == len(needed)
-    _assert_converged(env, before)
 
 
 def test_uninstalled_shop_is_left_alone(tag_env: TagEnv) -> None:
@@ -661,11 +666,7 @@ def test_concurrent_runs_of_a_few_customers_never_write_the_same_change_twice(
             group = [ids[(start + k) % 40] for k in range(4)]
             reports.append(sync_tags(env.ctx, env.shop.id, group, client=client))
 
-    threads = [threading.Thread(target=run, args=(offset,)) for offset in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _at_once(*[(run, (offset,)) for offset in range(4)])
     assert sum(r.changed for r in reports) == len(needed)
     _assert_converged(env, before)
 
