@@ -180,6 +180,8 @@ def world(tmp_path: Path, encryption_key: str) -> Iterator[World]:
                 "DATABASE_URL": url,
                 "HUEY_PATH": str(tmp_path / "huey.sqlite3"),
                 "LOG_JSON": "false",
+                # settle() runs the queue until it is empty: no delivery may sit in a window.
+                "WEBHOOK_GATHER_MS": "0",
                 "SHOPIFY_BASE_URL": sandbox.shop_base("{shop}"),
                 "META_APP_ID": META_APP_ID,
                 "META_APP_SECRET": META_APP_SECRET,
