@@ -13,7 +13,6 @@ import urllib.parse
 import uuid
 from collections.abc import Iterator
 from typing import Any
-from unittest import mock
 
 import pytest
 import requests
@@ -653,11 +652,7 @@ def test_deliveries_arriving_while_their_shop_is_handled_wait_for_that_thread(
     turn = inbox._turns.setdefault(shop.domain, threading.Lock())
     turn.acquire()
     assert inbox.process(queued_ctx, event_id=first) == "waiting"
-    # The intake's task names the shop and topic: told to wait without reading the row.
-    task = next(kw for n, kw in pending_tasks(queued_ctx) if kw.get("event_id") == second)
-    assert task == {"event_id": second, "shop": shop.domain, "topic": "orders/create"}
-    with mock.patch.object(inbox, "_seen", side_effect=AssertionError("read")):
-        assert inbox.process(queued_ctx, **task) == "waiting"
+    assert inbox.process(queued_ctx, event_id=second) == "waiting"
     assert [e.status for e in _events(queued_ctx, shop.domain)] == ["queued"] * 2
     # ...another shop's are handled as usual...
     assert inbox.process(queued_ctx, event_id=elsewhere) == "done"
@@ -669,6 +664,39 @@ def test_deliveries_arriving_while_their_shop_is_handled_wait_for_that_thread(
     with queued_ctx.sessions() as session:
         orders = set(session.scalars(select(Order.id).where(Order.shop_id == shop.id)))
     assert orders == {821, 822}
+
+
+def test_a_retried_delivery_is_claimed_even_while_its_shop_is_busy(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    """Groups take along and hand over only queued deliveries: a failed one's retry that
+    waited for them would never run again."""
+    shop = make_shop()
+    queued_ctx.settings = queued_ctx.settings.with_overrides(webhook_gather_ms=200)
+    assert deliver(app_server, "orders/create", shop.domain, order_payload(860)).ok
+    event_id = _queued_ids(queued_ctx)[-1]
+    with queued_ctx.sessions.begin() as session:
+        session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id == event_id)
+            .values(status=WebhookStatus.FAILED, attempts=1)
+        )
+    turn = inbox._turns.setdefault(shop.domain, threading.Lock())
+    with turn:  # another thread handles the shop's group
+        assert inbox.process(queued_ctx, event_id=event_id) == "done"
+    (event,) = _events(queued_ctx, shop.domain)
+    assert (event.status, event.attempts) == ("done", 2)
+    # Nor does a retry wait in a gathering window.
+    assert deliver(app_server, "orders/create", shop.domain, order_payload(861)).ok
+    again = _queued_ids(queued_ctx)[-1]
+    with queued_ctx.sessions.begin() as session:
+        session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id == again)
+            .values(status=WebhookStatus.FAILED, attempts=1)
+        )
+    assert inbox.process(queued_ctx, event_id=again) == "done"
+    assert shop.domain not in inbox._gathering
 
 
 def test_with_gathering_a_shops_first_delivery_waits_for_the_others(
@@ -688,7 +716,7 @@ def test_with_gathering_a_shops_first_delivery_waits_for_the_others(
     wait_until(lambda: gathered in pending_tasks(queued_ctx), 5, "the window to close")
     # Closed here when the timer fired, not when the group runs: with several workers another
     # may run it, and this process must not keep the shop's deliveries waiting meanwhile.
-    assert not inbox._busy(shop.domain)
+    assert shop.domain not in inbox._gathering
     assert inbox.process(queued_ctx, **gathered[1]) == "done"
     assert [(e.status, e.attempts) for e in _events(queued_ctx, shop.domain)] == [("done", 1)] * 3
     # The third's own task finds it handled; the next delivery opens a new window.

@@ -272,14 +272,7 @@ def accept(ctx: jobs.Context, delivery: Delivery) -> str:
         )
         return "duplicate"
     try:
-        # The shop and topic ride along so that a worker busy with the shop's group can tell
-        # this delivery to wait for it without reading the row first.
-        ctx.enqueue(
-            "webhooks.process",
-            event_id=event_pk,
-            shop=delivery.shop_domain,
-            topic=delivery.topic,
-        )
+        ctx.enqueue("webhooks.process", event_id=event_pk)
     except Exception:
         # Inline processing (no queue) failed, or the queue is down: the row stays in the inbox
         # and is retried; Shopify must still get its 200.

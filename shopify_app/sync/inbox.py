@@ -124,13 +124,7 @@ _TAKE_ALONG = (
 
 
 @jobs.task("webhooks.process", retries=3, retry_delay=30)
-def process(
-    ctx: jobs.Context,
-    event_id: int,
-    gathered: str | None = None,
-    shop: str | None = None,
-    topic: str | None = None,
-) -> str:
+def process(ctx: jobs.Context, event_id: int, gathered: str | None = None) -> str:
     """Handle one stored webhook event (idempotent: a finished event is not handled twice).
 
     Store-data deliveries of the same shop still queued are taken along (up to
@@ -147,18 +141,16 @@ def process(
     when it is done, it handles them as one more group (:func:`_hand_over`). With
     ``WEBHOOK_GATHER_MS`` set, a shop's first delivery also waits that long (``gathering``;
     its task comes back with ``gathered``, the shop's domain) so that those arriving meanwhile
-    join its group. The intake passes the delivery's ``shop`` and ``topic``: a delivery that
-    will wait is told so before any read.
+    join its group. Only a ``queued`` delivery waits: groups take along and hand over only
+    those, so a retry (``failed``, or ``processing`` left by a dead worker) is claimed at once.
     """
-    if gathered is None and shop is not None and topic in TAKE_ALONG_TOPICS and _busy(shop):
-        return "waiting"
     if gathered is not None:
         domain = gathered
     else:
         seen = _seen(ctx, event_id)
         if isinstance(seen, str):
             return seen
-        if seen.topic not in TAKE_ALONG_TOPICS:
+        if seen.topic not in TAKE_ALONG_TOPICS or seen.status != WebhookStatus.QUEUED:
             return _handle(ctx, event_id)
         domain = seen.shop_domain
     turn = _turns.setdefault(domain, threading.Lock())
@@ -181,13 +173,6 @@ _turns: dict[str, threading.Lock] = {}
 _gathering: set[str] = set()
 """Shop domains whose first delivery waits ``WEBHOOK_GATHER_MS`` for others to join it."""
 _gathering_guard = threading.Lock()
-
-
-def _busy(domain: str) -> bool:
-    """Whether a thread of this process handles the shop's group, or gathers it, right now:
-    either takes the shop's queued deliveries along when it gets to them."""
-    turn = _turns.get(domain)
-    return (turn is not None and turn.locked()) or domain in _gathering
 
 
 def _gather(ctx: jobs.Context, domain: str, event_id: int) -> str | None:
