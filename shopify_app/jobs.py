@@ -512,23 +512,14 @@ class Runtime:
         """Queue task ``name`` to run ``delay`` seconds from now (polling, backoff)."""
         self._tasks[name].schedule(kwargs=kwargs, delay=delay)
 
-    def enqueue_soon(
-        self, delay: float, name: str, *, due: Callable[[], None] | None = None, **kwargs: Any
-    ) -> None:
-        """Queue task ``name`` in ``delay`` seconds, from a timer in this process; ``due`` runs
-        in this process just before (the task itself may run in any worker).
+    def enqueue_soon(self, delay: float, name: str, **kwargs: Any) -> None:
+        """Queue task ``name`` in ``delay`` seconds, from a timer in this process.
 
         For waits under a second: huey's schedule (:meth:`enqueue_in`) is durable but looked
         at once a second. This one is lost with the process, so only for work that is queued
         again from elsewhere anyway.
         """
-
-        def fire() -> None:
-            if due is not None:
-                due()
-            self.enqueue(name, **kwargs)
-
-        timer = threading.Timer(delay, fire)
+        timer = threading.Timer(delay, self.enqueue, (name,), kwargs)
         timer.daemon = True
         timer.start()
 

@@ -383,6 +383,22 @@ class WebhookEvent(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+class InboxDrain(Base):
+    """Whether a shop's queued store-data deliveries have a ``webhooks.drain`` on its way.
+
+    The intake sets ``due_at`` when it stores such a delivery and none is (queueing the drain
+    then); the drain clears it before it claims. Both take the row's lock, so a delivery
+    stored without queueing a drain is committed before that drain claims: one task per
+    group of deliveries, not one per delivery, with nothing left behind (see
+    :func:`shopify_app.shopify.webhooks.accept`). One row per shop domain, kept between drains.
+    """
+
+    __tablename__ = "inbox_drains"
+
+    shop_domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    due_at: Mapped[dt.datetime | None]
+
+
 class SyncRun(Base):
     """One bulk import or reconciliation pass, with its checkpoint and progress."""
 

@@ -5,11 +5,14 @@ raw body up to :data:`MAX_BODY_BYTES` (413 above it, refused by ``Content-Length
 checks ``X-Shopify-Hmac-Sha256`` in constant time *before* parsing anything (missing or forged →
 401), and inserts a :class:`~shopify_app.db.models.WebhookEvent`. The unique constraint on
 ``(shop_domain, event_id, body_hash)`` makes a redelivery a no-op: the event id is a header, which
-the HMAC does not cover, so only the same event with the same signed body is a redelivery. The
-row id is queued as ``webhooks.process`` and Shopify gets its 200 at once; the row is the durable
-inbox, so rows still ``queued`` are queued again on start-up (:func:`requeue_pending`) and every
-five minutes. A handled row keeps no payload, and :func:`purge` deletes finished rows after
-:data:`RETENTION`.
+the HMAC does not cover, so only the same event with the same signed body is a redelivery.
+Store-data deliveries (:data:`GROUPED_TOPICS`, the bulk of the traffic) are handled in groups:
+the first of a shop's queues ``webhooks.drain`` for the shop (after ``WEBHOOK_GATHER_MS``), the
+ones stored before it runs queue nothing (:class:`~shopify_app.db.models.InboxDrain`); any other
+delivery's row id is queued as ``webhooks.process``. Shopify gets its 200 at once. The row is
+the durable inbox, so rows still ``queued`` are queued again on start-up
+(:func:`requeue_pending`) and every five minutes. A handled row keeps no payload, and
+:func:`purge` deletes finished rows after :data:`RETENTION`.
 
 The HMAC covers the body, not the headers, so a genuine body could be replayed under another
 shop's domain or topic: :func:`check_payload` ties the headers to the signed payload (the shop
@@ -24,6 +27,7 @@ imports it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -31,7 +35,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import bindparam, delete, insert, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -40,7 +46,7 @@ from starlette.routing import Route
 
 from shopify_app import jobs
 from shopify_app.db import write_engine
-from shopify_app.db.models import Shop, WebhookEvent
+from shopify_app.db.models import InboxDrain, Shop, WebhookEvent
 from shopify_app.db.types import utcnow
 from shopify_app.shopify import auth
 from shopify_app.states import WebhookStatus
@@ -53,6 +59,22 @@ STALE_PROCESSING = dt.timedelta(minutes=10)
 
 HANDLED = (WebhookStatus.DONE, WebhookStatus.SKIPPED)
 """The statuses of a delivery there is nothing more to do with: its row keeps no payload."""
+
+GROUPED_TOPICS = (
+    "orders/create",
+    "orders/updated",
+    "orders/cancelled",
+    "orders/edited",
+    "refunds/create",
+    "customers/create",
+    "customers/update",
+)
+"""Store-data topics, the bulk of the traffic: a shop's are handled in groups by one
+``webhooks.drain`` (their follow-ups coalesce: each customer recomputed once, one tag request)."""
+
+DRAIN_LOST_AFTER = dt.timedelta(minutes=1)
+"""A shop's drain due this long ago and not begun was lost with its process (a web process's
+timer, a worker's task): the shop's next delivery queues another instead of waiting for it."""
 
 RETENTION = dt.timedelta(days=30)
 """How long a finished delivery's row (ids, topic, body hash, outcome) is kept. Deduplication
@@ -237,8 +259,33 @@ def check_age(triggered_at: dt.datetime | None, now: dt.datetime) -> str | None:
     return None
 
 
+@functools.cache
+def _drain_due(dialect: str) -> Any:
+    """Mark the shop's drain due unless one is (or is lost, see :data:`DRAIN_LOST_AFTER`);
+    returns the domain when it did, so the caller queues the drain.
+
+    ON CONFLICT DO UPDATE locks the shop's row even when its WHERE leaves it as it is, so this
+    waits for a drain clearing it (:func:`shopify_app.sync.inbox.drain`) and that drain waits for
+    this transaction: a delivery stored without queueing a drain is one the drain claims.
+    """
+    stmt: Any = (pg_insert if dialect == "postgresql" else sqlite_insert)(InboxDrain)
+    stmt = stmt.values(shop_domain=bindparam("domain"), due_at=bindparam("due"))
+    return stmt.on_conflict_do_update(
+        index_elements=[InboxDrain.shop_domain],
+        set_={"due_at": stmt.excluded.due_at},
+        where=or_(InboxDrain.due_at.is_(None), InboxDrain.due_at < bindparam("lost_before")),
+    ).returning(InboxDrain.shop_domain)
+
+
 def accept(ctx: jobs.Context, delivery: Delivery) -> str:
-    """Store and enqueue ``delivery``; returns ``queued``, ``duplicate`` or ``ignored``."""
+    """Store and enqueue ``delivery``; returns ``queued``, ``duplicate`` or ``ignored``.
+
+    A :data:`GROUPED_TOPICS` delivery queues its shop's drain when none is due, else nothing:
+    the due drain claims it (see :func:`_drain_due`).
+    """
+    grouped = delivery.topic in GROUPED_TOPICS
+    delay = ctx.settings.webhook_gather_ms / 1000 if ctx.runtime is not None else 0.0
+    now = utcnow()
     try:
         # Core statements on a connection, not an ORM session: this runs for every delivery,
         # and the unit of work would cost more than the insert itself.
@@ -265,6 +312,17 @@ def accept(ctx: jobs.Context, delivery: Delivery) -> str:
                 )
                 .returning(WebhookEvent.id)
             )
+            drain = grouped and (
+                conn.scalar(
+                    _drain_due(conn.dialect.name),
+                    {
+                        "domain": delivery.shop_domain,
+                        "due": now + dt.timedelta(seconds=delay),
+                        "lost_before": now - DRAIN_LOST_AFTER,
+                    },
+                )
+                is not None
+            )
     except IntegrityError:
         log.info(
             "duplicate webhook delivery",
@@ -272,7 +330,15 @@ def accept(ctx: jobs.Context, delivery: Delivery) -> str:
         )
         return "duplicate"
     try:
-        ctx.enqueue("webhooks.process", event_id=event_pk)
+        if not grouped:
+            ctx.enqueue("webhooks.process", event_id=event_pk)
+        elif drain and delay > 0 and ctx.runtime is not None:
+            # The wait lets the shop's next deliveries join the group (a timer here: huey's
+            # own schedule looks once a second). Lost with this process, the drain is queued
+            # again by the shop's next delivery or by requeue_stale (DRAIN_LOST_AFTER).
+            ctx.runtime.enqueue_soon(delay, "webhooks.drain", shop_domain=delivery.shop_domain)
+        elif drain:
+            ctx.enqueue("webhooks.drain", shop_domain=delivery.shop_domain)
     except Exception:
         # Inline processing (no queue) failed, or the queue is down: the row stays in the inbox
         # and is retried; Shopify must still get its 200.
@@ -293,27 +359,43 @@ def _parse_time(raw: str | None) -> dt.datetime | None:
 
 
 def requeue_pending(ctx: jobs.Context) -> int:
-    """Queue again every event still ``queued`` (or stuck ``processing``); returns how many."""
+    """Queue again every event still ``queued`` (or stuck ``processing``); returns how many.
+
+    A shop's queued :data:`GROUPED_TOPICS` deliveries get one ``webhooks.drain``, as does a
+    shop whose drain is due (a process that died may have taken it along); the rest one
+    ``webhooks.process`` each.
+    """
     stale = utcnow() - STALE_PROCESSING
     with ctx.sessions() as session:
-        ids = list(
-            session.scalars(
-                select(WebhookEvent.id)
-                .where(
-                    or_(
-                        WebhookEvent.status == WebhookStatus.QUEUED,
-                        (WebhookEvent.status == WebhookStatus.PROCESSING)
-                        & (WebhookEvent.received_at < stale),
-                    )
-                )
-                .order_by(WebhookEvent.id)
+        rows = session.execute(
+            select(
+                WebhookEvent.id, WebhookEvent.shop_domain, WebhookEvent.topic, WebhookEvent.status
             )
+            .where(
+                or_(
+                    WebhookEvent.status == WebhookStatus.QUEUED,
+                    (WebhookEvent.status == WebhookStatus.PROCESSING)
+                    & (WebhookEvent.received_at < stale),
+                )
+            )
+            .order_by(WebhookEvent.id)
+        ).all()
+        due = set(
+            session.scalars(select(InboxDrain.shop_domain).where(InboxDrain.due_at.is_not(None)))
         )
-    for event_pk in ids:
+    singles: list[int] = []
+    for event_pk, domain, topic, status in rows:
+        if status == WebhookStatus.QUEUED and topic in GROUPED_TOPICS:
+            due.add(domain)
+        else:
+            singles.append(event_pk)
+    for domain in sorted(due):
+        ctx.enqueue("webhooks.drain", shop_domain=domain)
+    for event_pk in singles:
         ctx.enqueue("webhooks.process", event_id=event_pk)
-    if ids:
-        log.info("re-queued %d webhook events", len(ids))
-    return len(ids)
+    if rows:
+        log.info("re-queued %d webhook events", len(rows))
+    return len(rows)
 
 
 @jobs.periodic("webhooks.requeue_stale", minute="*/5")

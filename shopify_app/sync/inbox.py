@@ -1,33 +1,34 @@
 """Handling stored webhook deliveries: claim them (in groups), dispatch by topic, follow up.
 
 The intake (:mod:`shopify_app.shopify.webhooks`) stores each verified delivery as a
-:class:`~shopify_app.db.models.WebhookEvent` and queues ``webhooks.process``. :func:`process`
-claims the event — and the same shop's store-data deliveries still queued, so that under load
-their follow-ups coalesce — and :func:`dispatch` routes each by topic (:data:`HANDLERS`): the app
-lifecycle here, the compliance topics to :mod:`shopify_app.sync.compliance`, store data to
-:mod:`shopify_app.sync.webhooks` and bulk mutation results to ``shopify_app.tagging``. A
-delivery nothing applies to is marked ``skipped`` with the reason.
+:class:`~shopify_app.db.models.WebhookEvent`. A shop's store-data deliveries are handled in
+groups by :func:`drain` (queued once per group by the intake), so that under load their
+follow-ups coalesce; any other delivery by :func:`process`. :func:`dispatch` routes each by
+topic (:data:`HANDLERS`): the app lifecycle here, the compliance topics to
+:mod:`shopify_app.sync.compliance`, store data to :mod:`shopify_app.sync.webhooks` and bulk
+mutation results to ``shopify_app.tagging``. A delivery nothing applies to is marked
+``skipped`` with the reason.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Row, Update, bindparam, or_, select, update
 from sqlalchemy.orm import defer
 
 from shopify_app import db, jobs, logs
 from shopify_app.db import transaction, write_engine
-from shopify_app.db.models import AuditEntry, Shop, WebhookEvent
+from shopify_app.db.models import AuditEntry, InboxDrain, Shop, WebhookEvent
 from shopify_app.db.types import utcnow
 from shopify_app.errors import stored_error
 from shopify_app.shopify import auth
-from shopify_app.shopify.webhooks import HANDLED, STALE_PROCESSING
+from shopify_app.shopify.webhooks import GROUPED_TOPICS, HANDLED, STALE_PROCESSING
 from shopify_app.states import AuditTarget, WebhookStatus
 from shopify_app.sync import compliance
 from shopify_app.sync.bulk import on_bulk_finish
@@ -44,20 +45,8 @@ Outcome = tuple[WebhookStatus, str | None]
 Handler = Callable[[jobs.Context, Shop, dict[str, Any], WebhookEvent], Outcome]
 
 
-TAKE_ALONG = 20
-"""At most this many other queued deliveries of the same shop a worker handles together with
-the one it was given (see :func:`process`)."""
-
-TAKE_ALONG_TOPICS = (
-    "orders/create",
-    "orders/updated",
-    "orders/cancelled",
-    "orders/edited",
-    "refunds/create",
-    "customers/create",
-    "customers/update",
-)
-"""Store-data topics, the bulk of the traffic: handled together, their follow-ups coalesce."""
+GROUP_MAX = 20
+"""At most this many of a shop's store-data deliveries are handled as one group."""
 
 
 _EVENTS = WebhookEvent.__table__
@@ -65,11 +54,6 @@ _EVENTS = WebhookEvent.__table__
 _SEEN = select(
     WebhookEvent.status, WebhookEvent.received_at, WebhookEvent.shop_domain, WebhookEvent.topic
 ).where(WebhookEvent.id == bindparam("event"))
-_NEXT_WAITING = select(func.min(WebhookEvent.id)).where(
-    WebhookEvent.shop_domain == bindparam("domain"),
-    WebhookEvent.status == WebhookStatus.QUEUED,
-    WebhookEvent.topic.in_(TAKE_ALONG_TOPICS),
-)
 _CLAIM = (
     update(WebhookEvent)
     .where(
@@ -83,6 +67,39 @@ _CLAIM = (
     )
     .values(status=WebhookStatus.PROCESSING, attempts=WebhookEvent.attempts + 1)
     .returning(*_EVENTS.columns)
+)
+
+
+def _claim_queued(limit: int, *more: Any) -> Update:
+    """Claim (up to ``limit``) the shop's queued store-data deliveries, oldest first."""
+    return (
+        update(WebhookEvent)
+        .where(
+            WebhookEvent.id.in_(
+                # SKIP LOCKED (PostgreSQL): rows another worker is claiming right now are
+                # theirs. SQLite has one writer at a time anyway (and renders no FOR UPDATE).
+                select(WebhookEvent.id)
+                .where(
+                    WebhookEvent.shop_domain == bindparam("domain"),
+                    WebhookEvent.status == WebhookStatus.QUEUED,
+                    WebhookEvent.topic.in_(GROUPED_TOPICS),
+                    *more,
+                )
+                .order_by(WebhookEvent.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+                .scalar_subquery()
+            )
+        )
+        .values(status=WebhookStatus.PROCESSING, attempts=WebhookEvent.attempts + 1)
+        .returning(*_EVENTS.columns)
+    )
+
+
+_GROUP = _claim_queued(GROUP_MAX)
+_TAKE_ALONG = _claim_queued(GROUP_MAX - 1, WebhookEvent.id != bindparam("event"))
+_DRAINING = (
+    update(InboxDrain).where(InboxDrain.shop_domain == bindparam("domain")).values(due_at=None)
 )
 # Without Shop.settings (a large JSON document): no handler here reads it.
 _SHOP = (
@@ -99,139 +116,76 @@ _FAILED = (
 )
 _HANDLED = _FAILED.values(payload=None)
 _SHOP_STATE = select(Shop.id, Shop.is_installed).where(Shop.domain == bindparam("domain"))
-_TAKE_ALONG = (
-    update(WebhookEvent)
-    .where(
-        WebhookEvent.id.in_(
-            # SKIP LOCKED (PostgreSQL): rows another worker is claiming right now are theirs.
-            # SQLite has one writer at a time anyway (and renders no FOR UPDATE).
-            select(WebhookEvent.id)
-            .where(
-                WebhookEvent.shop_domain == bindparam("domain"),
-                WebhookEvent.status == WebhookStatus.QUEUED,
-                WebhookEvent.topic.in_(TAKE_ALONG_TOPICS),
-                WebhookEvent.id != bindparam("event"),
-            )
-            .order_by(WebhookEvent.id)
-            .limit(TAKE_ALONG)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-    )
-    .values(status=WebhookStatus.PROCESSING, attempts=WebhookEvent.attempts + 1)
-    .returning(*_EVENTS.columns)
-)
+
+
+Claimer = Callable[[Connection], "list[WebhookEvent] | str"]
+"""Claims a group in the caller's transaction: the events, or why there are none."""
+
+
+@jobs.task("webhooks.drain", retries=3, retry_delay=30)
+def drain(ctx: jobs.Context, shop_domain: str) -> int:
+    """Handle the shop's queued store-data deliveries, in groups of up to :data:`GROUP_MAX`;
+    returns how many.
+
+    Queued by the intake for the first of them (:func:`shopify_app.shopify.webhooks.accept`),
+    after ``WEBHOOK_GATHER_MS`` so that those arriving meanwhile join the group. It first
+    marks the shop's drain no longer due, in the transaction that claims: a delivery stored
+    after that queues the next drain, one stored before is claimed here (the intake and this
+    take the :class:`~shopify_app.db.models.InboxDrain` row's lock). One that fails is queued
+    again on its own (``webhooks.process``, with its retries).
+    """
+    handled = 0
+    first = True
+    while True:
+        claim = functools.partial(_claim_group, shop_domain, clear=first)
+        first = False
+        result = _handle(ctx, claim)
+        if isinstance(result, str):
+            return handled
+        events, _, failed = result
+        _retry_alone(ctx, failed)
+        handled += len(events)
+        if len(events) < GROUP_MAX:
+            return handled
 
 
 @jobs.task("webhooks.process", retries=3, retry_delay=30)
-def process(ctx: jobs.Context, event_id: int, gathered: str | None = None) -> str:
+def process(ctx: jobs.Context, event_id: int) -> str:
     """Handle one stored webhook event (idempotent: a finished event is not handled twice).
 
-    Store-data deliveries of the same shop still queued are taken along (up to
-    :data:`TAKE_ALONG`; their own queued tasks then find them done): under load a shop's
-    deliveries are handled in groups, and their follow-ups coalesce (each customer recomputed
-    once, one tag request for the group's customers) — the work per delivery falls as the rate
-    rises. Deliveries whose payload says everything (:data:`STORED_TOPICS`) are claimed, stored
-    and marked done in one transaction, each under a savepoint so that one that fails is rolled
-    back alone; the others are claimed there and handled one by one afterwards. A taken-along
-    delivery that fails is queued again on its own.
-
-    While a thread of this process handles a shop's group, that shop's next store-data
-    deliveries wait queued for it (``waiting``) instead of starting a second group beside it:
-    when it is done, it handles them as one more group (:func:`_hand_over`). With
-    ``WEBHOOK_GATHER_MS`` set, a shop's first delivery also waits that long (``gathering``;
-    its task comes back with ``gathered``, the shop's domain) so that those arriving meanwhile
-    join its group. Only a ``queued`` delivery waits: groups take along and hand over only
-    those, so a retry (``failed``, or ``processing`` left by a dead worker) is claimed at once.
+    A store-data delivery takes along its shop's queued ones (up to :data:`GROUP_MAX` in all;
+    those failing are queued again on their own): deliveries queued again by
+    :func:`~shopify_app.shopify.webhooks.requeue_pending` or retried are handled as a drain
+    would.
     """
-    if gathered is not None:
-        domain = gathered
-    else:
-        seen = _seen(ctx, event_id)
-        if isinstance(seen, str):
-            return seen
-        if seen.topic not in TAKE_ALONG_TOPICS or seen.status != WebhookStatus.QUEUED:
-            return _handle(ctx, event_id)
-        domain = seen.shop_domain
-    turn = _turns.setdefault(domain, threading.Lock())
-    if turn.locked():
-        return "waiting"
-    if gathered is None:
-        gathering = _gather(ctx, domain, event_id)
-        if gathering is not None:
-            return gathering
-    if not turn.acquire(blocking=False):
-        return "waiting"
-    try:
-        return _handle(ctx, event_id)
-    finally:
-        _hand_over(ctx, domain, turn)
+    seen = _seen(ctx, event_id)
+    if isinstance(seen, str):
+        return seen
+    result = _handle(ctx, functools.partial(_claim, event_id))
+    if isinstance(result, str):
+        return result
+    _, outcomes, failed = result
+    _retry_alone(ctx, {i: e for i, e in failed.items() if i != event_id})
+    if event_id in failed:
+        raise failed[event_id]  # once the others are handled: huey retries it
+    return str(outcomes[event_id][0])
 
 
-_turns: dict[str, threading.Lock] = {}
-"""Per shop domain, held by the thread of this process handling the shop's group."""
-_gathering: set[str] = set()
-"""Shop domains whose first delivery waits ``WEBHOOK_GATHER_MS`` for others to join it."""
-_gathering_guard = threading.Lock()
+def _retry_alone(ctx: jobs.Context, failed: dict[int, Exception]) -> None:
+    for event_pk in failed:
+        ctx.enqueue("webhooks.process", event_id=event_pk)
 
 
-def _gather(ctx: jobs.Context, domain: str, event_id: int) -> str | None:
-    """Let the shop's deliveries gather before ``event_id``'s group starts, if configured:
-    ``gathering`` when it opens the shop's window, ``waiting`` when one is open already.
+def _handle(
+    ctx: jobs.Context, claim: Claimer
+) -> tuple[list[WebhookEvent], dict[int, Outcome], dict[int, Exception]] | str:
+    """Claim a group, handle it, run its follow-ups: (events, outcomes, failures), or why
+    nothing was claimed.
 
-    The wait lives in this process (a timer), and so does its end: the window is closed here
-    when the timer fires, whichever worker then runs the group (with several, any may) — else
-    this process would keep telling the shop's deliveries to wait for a group it never runs.
-    Lost with the process, the deliveries are still queued and ``webhooks.requeue_stale``
-    queues them again.
+    Deliveries whose payload says everything (:data:`STORED_TOPICS`) are claimed, stored and
+    marked done in one transaction, each under a savepoint so that one that fails is rolled
+    back alone; the others are claimed there and handled one by one afterwards.
     """
-    seconds = ctx.settings.webhook_gather_ms / 1000
-    if seconds <= 0 or ctx.runtime is None:
-        return None
-    with _gathering_guard:
-        if domain in _gathering:
-            return "waiting"
-        _gathering.add(domain)
-    ctx.runtime.enqueue_soon(
-        seconds,
-        "webhooks.process",
-        due=lambda: _close_window(domain),
-        event_id=event_id,
-        gathered=domain,
-    )
-    return "gathering"
-
-
-def _close_window(domain: str) -> None:
-    with _gathering_guard:
-        _gathering.discard(domain)
-
-
-def _hand_over(ctx: jobs.Context, domain: str, turn: threading.Lock) -> None:
-    """Release ``turn``, then handle the shop's deliveries left ``waiting`` meanwhile.
-
-    Each was queued before its task found the turn taken, so before this release: the read
-    after it sees them, unless another thread claimed them (and handles them) first. Whoever
-    takes the turn next looks again when leaving it. One that fails is queued again on its
-    own, with the retries of any task.
-    """
-    turn.release()
-    while True:
-        with ctx.engine.connect() as conn:
-            next_id = conn.scalar(_NEXT_WAITING, {"domain": domain})
-        if next_id is None or not turn.acquire(blocking=False):
-            return
-        try:
-            _handle(ctx, next_id)
-        except Exception:
-            log.warning("webhook %s failed; queued for retries", next_id, exc_info=True)
-            ctx.enqueue("webhooks.process", event_id=next_id)
-        finally:
-            turn.release()
-
-
-def _handle(ctx: jobs.Context, event_id: int) -> str:
-    """Claim ``event_id`` (and what it takes along), handle them, run their follow-ups."""
     # The customers' recompute, tag write and Meta update run right here once the events are
     # stored as done, not as three more queued tasks each (jobs.FollowUps): that is what keeps
     # webhook → tags written within seconds at 50 deliveries a second.
@@ -239,7 +193,7 @@ def _handle(ctx: jobs.Context, event_id: int) -> str:
     outcomes: dict[int, Outcome] = {}
     failed: dict[int, Exception] = {}
     with write_engine(ctx.engine).begin() as conn:
-        claimed = _claim(conn, event_id)
+        claimed = claim(conn)
         if isinstance(claimed, str):
             return claimed
         events = claimed
@@ -288,13 +242,9 @@ def _handle(ctx: jobs.Context, event_id: int) -> str:
             outcome, reason = outcomes[event.id]
             with logs.bind(shop=event.shop_domain, job=f"webhook:{event.id}"):
                 log.info("webhook %s %s", event.topic, outcome, extra={"reason": reason})
-        elif event.id != event_id:
-            ctx.enqueue("webhooks.process", event_id=event.id)
-    with logs.bind(shop=events[0].shop_domain, job=f"webhook:{event_id}"):
+    with logs.bind(shop=events[0].shop_domain, job=f"webhook:{events[0].id}"):
         follow_ups.run()
-    if event_id in failed:
-        raise failed[event_id]  # once the others are handled: huey retries it
-    return str(outcomes[event_id][0])
+    return events, outcomes, failed
 
 
 def _customers_of(
@@ -358,9 +308,9 @@ def _seen(ctx: jobs.Context, event_id: int) -> Row[WebhookStatus, dt.datetime, s
     return seen
 
 
-def _claim(conn: Connection, event_id: int) -> list[WebhookEvent] | str:
-    """Mark ``event_id`` (and queued store-data deliveries of its shop) ``processing`` in the
-    caller's transaction.
+def _claim(event_id: int, conn: Connection) -> list[WebhookEvent] | str:
+    """Mark ``event_id`` (and, for a store-data delivery, its shop's queued ones)
+    ``processing`` in the caller's transaction.
 
     Returns the claimed events, ``event_id``'s first, as detached copies for the handlers to
     read; or the event's status when someone else has it (``gone`` when it does not exist).
@@ -372,9 +322,23 @@ def _claim(conn: Connection, event_id: int) -> list[WebhookEvent] | str:
         status = conn.scalar(_SEEN, {"event": event_id})
         return "gone" if status is None else str(status)
     rows = [claimed]
-    if claimed.topic in TAKE_ALONG_TOPICS and TAKE_ALONG > 0:
+    if claimed.topic in GROUPED_TOPICS:
         rows += conn.execute(_TAKE_ALONG, {"domain": claimed.shop_domain, "event": event_id}).all()
-    return [WebhookEvent(**{c.key: row._mapping[c] for c in _EVENTS.columns}) for row in rows]
+    return [_detached(row) for row in rows]
+
+
+def _claim_group(domain: str, conn: Connection, *, clear: bool) -> list[WebhookEvent] | str:
+    """Claim the shop's queued store-data deliveries (up to :data:`GROUP_MAX`, oldest first) in
+    the caller's transaction, first marking its drain no longer due when ``clear``; ``empty``
+    when there are none."""
+    if clear:
+        conn.execute(_DRAINING, {"domain": domain})
+    rows = sorted(conn.execute(_GROUP, {"domain": domain}).all(), key=lambda row: row.id)
+    return [_detached(row) for row in rows] or "empty"
+
+
+def _detached(row: Row[Any]) -> WebhookEvent:
+    return WebhookEvent(**{c.key: row._mapping[c] for c in _EVENTS.columns})
 
 
 def _stale(received_at: dt.datetime | None) -> bool:
