@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import requests
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, insert, select, update
 
 from goldpan_sandbox.server import RunningServer, start_server
@@ -38,7 +39,7 @@ from shopify_app.jobs import Context
 from shopify_app.server.app import create_app
 from shopify_app.shopify import auth, webhooks
 from shopify_app.states import WebhookStatus
-from shopify_app.sync import compliance, inbox
+from shopify_app.sync import compliance, inbox, tombstones
 from shopify_app.sync.scopes import NOTICE_READ_ALL_ORDERS
 from shopify_app.sync.webhooks import apply_webhook
 from tests.conftest import TEST_API_SECRET
@@ -647,6 +648,78 @@ def test_a_shops_store_data_deliveries_queue_one_drain_that_handles_them_togethe
     assert deliver(app_server, "orders/create", shop.domain, order_payload(504)).ok
     assert _drains(queued_ctx) == [shop.domain, other.domain, shop.domain]
     assert inbox.drain(queued_ctx, shop_domain=shop.domain) == 1
+
+
+def test_a_groups_orders_stored_together_end_as_if_stored_one_by_one(
+    app_server: RunningServer, queued_ctx: Context, make_shop: Any
+) -> None:
+    """A drain stores its group's orders with one statement per step: an order delivered twice
+    keeps the newer, a delivery older than the stored order changes nothing, a forgotten
+    buyer stays forgotten, an edited-out line item goes."""
+    later = "2026-11-01T13:00:00Z"
+
+    def item(number: int) -> dict[str, Any]:
+        return {"id": number, "quantity": 1, "price": "10.00", "title": f"Napkins {number}"}
+
+    def customer(number: int) -> dict[str, Any]:
+        gid = f"gid://shopify/Customer/{number}"
+        return {"id": number, "admin_graphql_api_id": gid, "created_at": STAMP, "updated_at": STAMP}
+
+    buyer = {"customer": {"id": 5}, "email": "ana@example.com"}
+    deliveries = [
+        ("orders/create", order_payload(1001, line_items=[item(1), item(2)], **buyer)),
+        ("orders/updated", order_payload(1000, total_price="1.00", **buyer)),  # stale
+        ("orders/updated", order_payload(1001, updated_at=later, line_items=[item(2)], **buyer)),
+        ("orders/create", order_payload(1002, customer={"id": 77}, email="gone@example.com")),
+        ("customers/update", {**customer(5), "email": "ana@example.com"}),
+    ]
+
+    def orders_of(domain: str, one_by_one: bool) -> list[tuple[Any, ...]]:
+        shop = make_shop(domain=domain)
+        with write_engine(queued_ctx.engine).begin() as conn:
+            tombstones.record_deletion(conn, shop.id, "customers", 77)
+        stored = order_payload(1000, updated_at=later, total_price="9.00", **buyer)
+        deliver_and_process(queued_ctx, app_server, "orders/create", domain, stored)
+        for topic, payload in deliveries:
+            assert deliver(app_server, topic, domain, payload).ok
+            if one_by_one:
+                inbox.drain(queued_ctx, shop_domain=domain)
+        if not one_by_one:
+            inserts: list[str] = []
+
+            def count(*args: Any) -> None:
+                if args[2].startswith("INSERT INTO orders"):
+                    inserts.append(args[2])
+
+            sa_event.listen(queued_ctx.engine, "before_cursor_execute", count)
+            try:
+                assert inbox.drain(queued_ctx, shop_domain=domain) == len(deliveries)
+            finally:
+                sa_event.remove(queued_ctx.engine, "before_cursor_execute", count)
+            assert len(inserts) == 1  # the group's orders at once
+            groups = {e.processed_at for e in _events(queued_ctx, domain)[1:]}
+            assert len(groups) == 1
+        assert {e.status for e in _events(queued_ctx, domain)} == {"done"}
+        with queued_ctx.sessions() as session:
+            orders = session.execute(
+                select(Order.id, Order.customer_id, Order.email, Order.total, Order.updated_at)
+                .where(Order.shop_id == shop.id)
+                .order_by(Order.id)
+            ).all()
+            items = session.execute(
+                select(LineItem.order_id, LineItem.id)
+                .where(LineItem.shop_id == shop.id)
+                .order_by(LineItem.id)
+            ).all()
+        return [tuple(row) for row in orders] + [tuple(row) for row in items]
+
+    together = orders_of("together.myshopify.com", one_by_one=False)
+    assert together == orders_of("in-turn.myshopify.com", one_by_one=True)
+    by_id = {row[0]: row for row in together[:3]}
+    assert float(by_id[1000][3]) == 9.0  # the older delivery changed nothing
+    assert by_id[1001][4] == dt.datetime(2026, 11, 1, 13, tzinfo=dt.UTC)
+    assert by_id[1002][1:3] == (None, None)  # the forgotten buyer
+    assert together[3:] == [(1001, 2)]  # item 1 was edited out
 
 
 def test_a_drain_waits_for_a_delivery_being_stored_and_claims_it(

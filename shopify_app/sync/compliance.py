@@ -40,7 +40,7 @@ from shopify_app.db.models import (
 from shopify_app.db.types import utcnow
 from shopify_app.segments import recompute
 from shopify_app.states import AuditTarget, WebhookStatus
-from shopify_app.sync.tombstones import is_deleted, record_deletion
+from shopify_app.sync.tombstones import deleted_among, record_deletion
 
 if TYPE_CHECKING:
     from shopify_app.sync.inbox import Handler, Outcome
@@ -420,13 +420,24 @@ def without_forgotten_buyer(
     Deliveries arrive late and in any order: an ``orders/updated`` sent before the redaction
     would otherwise link the order to the person again and store their email.
     """
+    return without_forgotten_buyers(conn, shop_id, [payload])[0]
+
+
+def without_forgotten_buyers(
+    conn: Connection, shop_id: int, payloads: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """:func:`without_forgotten_buyer` for several payloads, with one read."""
+    buyers = [_buyer(p) for p in payloads]
+    forgotten = deleted_among(conn, shop_id, "customers", (b for b in buyers if b is not None))
+    return [
+        {k: v for k, v in p.items() if k not in ORDER_PERSONAL_FIELDS} if b in forgotten else p
+        for p, b in zip(payloads, buyers, strict=True)
+    ]
+
+
+def _buyer(payload: dict[str, Any]) -> int | None:
     customer = payload.get("customer")
-    customer_id = _as_int(customer.get("id")) if isinstance(customer, dict) else None
-    if customer_id is None:
-        return payload
-    if not is_deleted(conn, shop_id, "customers", customer_id):
-        return payload
-    return {k: v for k, v in payload.items() if k not in ORDER_PERSONAL_FIELDS}
+    return _as_int(customer.get("id")) if isinstance(customer, dict) else None
 
 
 def handle_shop_redact(

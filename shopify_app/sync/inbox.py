@@ -33,7 +33,13 @@ from shopify_app.states import AuditTarget, WebhookStatus
 from shopify_app.sync import compliance
 from shopify_app.sync.bulk import on_bulk_finish
 from shopify_app.sync.scopes import check_scopes
-from shopify_app.sync.webhooks import ORDER_TOPICS, STORED_TOPICS, apply_webhook, store_webhook
+from shopify_app.sync.webhooks import (
+    ORDER_TOPICS,
+    STORED_TOPICS,
+    apply_webhook,
+    store_orders,
+    store_webhook,
+)
 from shopify_app.tagging import bulk as tag_bulk
 
 log = logging.getLogger(__name__)
@@ -207,7 +213,14 @@ def _handle(
             # another worker's group.
             if shop is not None:
                 db.lock_customers(conn, shop.id, _customers_of(stored, payloads))
+        # Orders and customers are rows of their own (no order refers to a customer row), so
+        # storing the orders first, together, leaves what storing all in turn would.
+        together = _orders_to_store_together(stored, payloads, shop)
+        if together and _store_orders(conn, follow_ups, shop, together, payloads):
+            outcomes.update((e.id, (WebhookStatus.DONE, None)) for e in together)
         for event in stored:
+            if event.id in outcomes:
+                continue
             with logs.bind(shop=event.shop_domain, job=f"webhook:{event.id}"):
                 try:
                     with conn.begin_nested():
@@ -261,6 +274,40 @@ def _customers_of(
             except ValueError:
                 continue  # not a number: _store turns it away
     return sorted(ids)
+
+
+def _orders_to_store_together(
+    stored: list[WebhookEvent], payloads: dict[int, dict[str, Any] | None], shop: Any
+) -> list[WebhookEvent]:
+    """The group's order deliveries that :func:`_store_orders` can store at once: none when
+    fewer than two, the shop is unknown or uninstalled, or a ``customers/delete`` in the group
+    could forget a buyer between them (then each is stored in turn)."""
+    if shop is None or not shop.is_installed:
+        return []
+    if any(e.topic == "customers/delete" for e in stored):
+        return []
+    orders = [e for e in stored if e.topic in ORDER_TOPICS and payloads[e.id] is not None]
+    return orders if len(orders) > 1 else []
+
+
+def _store_orders(
+    conn: Connection,
+    follow_ups: jobs.Context,
+    shop: Any,
+    events: list[WebhookEvent],
+    payloads: dict[int, dict[str, Any] | None],
+) -> bool:
+    """Store ``events`` (order deliveries) at once under one savepoint; False when that
+    failed, so that they are stored in turn and one that fails fails alone."""
+    try:
+        with conn.begin_nested(), logs.bind(job=f"webhook:{events[0].id}"):
+            customers = store_orders(conn, shop.id, [payloads[e.id] or {} for e in events])
+    except Exception:
+        log.info("storing %d orders at once failed: one at a time", len(events), exc_info=True)
+        return False
+    for customer_id in sorted(customers):
+        follow_ups.enqueue("segments.recompute_customer", shop_id=shop.id, customer_id=customer_id)
+    return True
 
 
 def _store(

@@ -8,6 +8,7 @@ again in its own transaction (:func:`purge_deleted_customers`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, select
@@ -17,20 +18,28 @@ from shopify_app.db.models import Customer, Tombstone
 from shopify_app.db.types import utcnow
 from shopify_app.segments import recompute
 
-_TOMBSTONE = select(Tombstone.id).where(
+_TOMBSTONES = select(Tombstone.id).where(
     Tombstone.shop_id == bindparam("shop"),
     Tombstone.resource == bindparam("resource"),
-    Tombstone.id == bindparam("object"),
+    Tombstone.id.in_(bindparam("objects", expanding=True)),
 )
 """Built once: every order and customer delivery asks it."""
 
 
+def deleted_among(
+    conn: Connection, shop_id: int, resource: str, object_ids: Iterable[int]
+) -> set[int]:
+    """Those of ``object_ids`` of ``resource`` that Shopify deleted (one read for them all)."""
+    ids = sorted(set(object_ids))
+    if not ids:
+        return set()
+    found = conn.scalars(_TOMBSTONES, {"shop": shop_id, "resource": resource, "objects": ids})
+    return set(found)
+
+
 def is_deleted(conn: Connection, shop_id: int, resource: str, object_id: int) -> bool:
     """True if Shopify deleted ``object_id`` of ``resource`` (a :class:`Tombstone` exists)."""
-    found = conn.execute(
-        _TOMBSTONE, {"shop": shop_id, "resource": resource, "object": object_id}
-    ).first()
-    return found is not None
+    return bool(deleted_among(conn, shop_id, resource, [object_id]))
 
 
 def record_deletion(conn: Connection, shop_id: int, resource: str, object_id: int) -> None:
