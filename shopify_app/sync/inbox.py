@@ -250,12 +250,8 @@ def _handle(
     if handled:
         with write_engine(ctx.engine).begin() as conn:
             _finish_on(conn, handled, {})
-    for event in events:
-        if event.id in outcomes:
-            outcome, reason = outcomes[event.id]
-            with logs.bind(shop=event.shop_domain, job=f"webhook:{event.id}"):
-                log.info("webhook %s %s", event.topic, outcome, extra={"reason": reason})
     with logs.bind(shop=events[0].shop_domain, job=f"webhook:{events[0].id}"):
+        _log_outcomes(events, outcomes)
         follow_ups.run()
     return events, outcomes, failed
 
@@ -274,6 +270,29 @@ def _customers_of(
             except ValueError:
                 continue  # not a number: _store turns it away
     return sorted(ids)
+
+
+def _log_outcomes(events: list[WebhookEvent], outcomes: dict[int, Outcome]) -> None:
+    """One line for the group's handled deliveries (a line each cost more than storing one),
+    with each one's id, topic and outcome; a reason gets a line of its own."""
+    done = [e for e in events if outcomes.get(e.id) == (WebhookStatus.DONE, None)]
+    if done:
+        log.info(
+            "webhooks done: %s",
+            ", ".join(f"{e.id} {e.topic}" for e in done),
+            extra={"deliveries": len(done)},
+        )
+    logged = {e.id for e in done}
+    for event in events:
+        if event.id in outcomes and event.id not in logged:
+            outcome, reason = outcomes[event.id]
+            log.info(
+                "webhook %s %s %s",
+                event.id,
+                event.topic,
+                outcome,
+                extra={"reason": reason},
+            )
 
 
 def _orders_to_store_together(
