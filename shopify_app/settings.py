@@ -63,10 +63,11 @@ class Settings:
     # Seconds a per-shop job lock outlives a worker that died holding it (JOB_LOCK_TTL).
     job_lock_ttl: float = 60.0
     # Milliseconds a shop's first webhook waits for more of the shop's to handle them as one
-    # group (WEBHOOK_GATHER_MS): one recompute and one tag write for all of them. Half a second
-    # cut the workers' CPU per webhook by 15-20 % in benchmarks/load.py, with webhook -> tags
-    # p95 still under the 1-1.7 s it was before there was a window; 0 handles each at once.
-    webhook_gather_ms: int = 500
+    # group (WEBHOOK_GATHER_MS): one recompute and one tag write for all of them. A second
+    # makes groups of about three at a shop's 2.5 orders a second (benchmarks/load.py), the
+    # workers' CPU per webhook falling with the group's size, while webhook -> tags p95 stays
+    # under the 1.2-1.7 s it was before there was a window; 0 handles each at once.
+    webhook_gather_ms: int = 1000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
