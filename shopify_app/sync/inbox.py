@@ -359,8 +359,8 @@ def _seen(ctx: jobs.Context, event_id: int) -> Row[WebhookStatus, dt.datetime, s
     """The event's shop and topic when there is something to claim, else why not (its status,
     or ``gone``).
 
-    Most events taken along by another worker are done by the time their own task runs: a
-    read says so without taking SQLite's write lock.
+    A task queued again (at start-up, every five minutes) often finds its event handled by a
+    drain meanwhile: a read says so without taking SQLite's write lock.
     """
     with ctx.engine.connect() as conn:
         seen = conn.execute(_SEEN, {"event": event_id}).first()
@@ -369,7 +369,7 @@ def _seen(ctx: jobs.Context, event_id: int) -> Row[WebhookStatus, dt.datetime, s
     if seen.status in HANDLED:
         return str(seen.status)
     if seen.status == WebhookStatus.PROCESSING and not _stale(seen.received_at):
-        # Taken along by a worker handling its group right now: nothing to claim.
+        # In a group a worker is handling right now: nothing to claim.
         return str(seen.status)
     return seen
 
