@@ -468,6 +468,7 @@ def test_shop_redact_deletes_everything_after_uninstall(
 ) -> None:
     shop = make_shop()
     _seed_customer(queued_ctx, shop.id, 801, "x@example.com")
+    deliver_and_process(queued_ctx, app_server, "orders/create", shop.domain, order_payload(80))
     payload = {"shop_id": 1, "shop_domain": shop.domain}
     installed = deliver_and_process(
         queued_ctx, app_server, "shop/redact", shop.domain, payload, path="/webhooks/compliance"
@@ -488,6 +489,8 @@ def test_shop_redact_deletes_everything_after_uninstall(
             )
             assert count == 0, model.__name__
     assert [e.id for e in _events(queued_ctx, shop.domain)] == [event.id]
+    with queued_ctx.sessions() as session:
+        assert session.get(InboxDrain, shop.domain) is None
     # A late redelivery for the now unknown shop is acknowledged and ignored.
     late = deliver(app_server, "shop/redact", shop.domain, payload, path="/webhooks/compliance")
     assert late.json() == {"status": "ignored"}

@@ -27,6 +27,7 @@ from shopify_app.db.models import (
     AuditEntry,
     Customer,
     DataRequest,
+    InboxDrain,
     LineItem,
     Membership,
     MetaAudience,
@@ -464,6 +465,7 @@ def handle_shop_redact(
                 WebhookEvent.shop_domain == shop.domain, WebhookEvent.id != event.id
             )
         )
+        session.execute(delete(InboxDrain).where(InboxDrain.shop_domain == shop.domain))
     log.info("shop redacted", extra={"shop": shop.domain})
     return WebhookStatus.DONE, None
 
