@@ -13,13 +13,14 @@ A pytest plugin (registered in ``tests/conftest.py``); test modules import only 
 
 from __future__ import annotations
 
+import functools
 import re
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.fixtures_scaleout import wait_until as scaleout_wait_until
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -70,13 +71,5 @@ def open_view(
     page.wait_for_selector(f"body[data-view='{shown}']", timeout=30_000)
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 45.0, every: float = 0.5) -> Any:
-    """Poll ``check`` until it returns something true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout:.0f}s")
-        time.sleep(every)
+wait_until = functools.partial(scaleout_wait_until, step=0.5)
+""":func:`tests.fixtures_scaleout.wait_until`, polling a page every half second."""

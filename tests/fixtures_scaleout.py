@@ -56,8 +56,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(check: Callable[[], Any], timeout: float, what: str, step: float = 0.2) -> Any:
-    """Call ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+def wait_until(
+    check: Callable[[], Any], timeout: float = 45.0, what: str = "the condition", step: float = 0.2
+) -> Any:
+    """Call ``check`` until it returns something truthy (and return it); fail with ``what``
+    after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
