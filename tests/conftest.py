@@ -32,16 +32,17 @@ from shopify_app.settings import Settings
 
 pytest_plugins = (
     "tests.fixtures_auth",
-    "tests.fixtures_browser",
     "tests.fixtures_demo",
     "tests.fixtures_meta",
     "tests.fixtures_sandbox",
     "tests.fixtures_scaleout",
+    "tests.fixtures_browser",
     "tests.fixtures_sync",
     "tests.fixtures_tagging",
 )
 """Fixture modules, registered once here: a test names their fixtures and imports only the
-plain helpers it calls."""
+plain helpers it calls. A module that imports another comes after it (the browser's imports
+the cluster's ``wait_until``), so that pytest rewrites the asserts of both."""
 
 TEST_API_KEY = "test-api-key"
 TEST_API_SECRET = "test-api-secret-0123456789abcdef0123"
