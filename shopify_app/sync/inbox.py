@@ -215,9 +215,10 @@ def _handle(
                 db.lock_customers(conn, shop.id, _customers_of(stored, payloads))
         # Orders and customers are rows of their own (no order refers to a customer row), so
         # storing the orders first, together, leaves what storing all in turn would.
-        together = _orders_to_store_together(stored, payloads, shop)
-        if together and _store_orders(conn, follow_ups, shop, together, payloads):
-            outcomes.update((e.id, (WebhookStatus.DONE, None)) for e in together)
+        if shop is not None and shop.is_installed:
+            together = _orders_to_store_together(stored, payloads)
+            if together and _store_together(conn, follow_ups, shop, together, payloads):
+                outcomes.update((e.id, (WebhookStatus.DONE, None)) for e in together)
         for event in stored:
             if event.id in outcomes:
                 continue
@@ -296,23 +297,21 @@ def _log_outcomes(events: list[WebhookEvent], outcomes: dict[int, Outcome]) -> N
 
 
 def _orders_to_store_together(
-    stored: list[WebhookEvent], payloads: dict[int, dict[str, Any] | None], shop: Any
+    stored: list[WebhookEvent], payloads: dict[int, dict[str, Any] | None]
 ) -> list[WebhookEvent]:
-    """The group's order deliveries that :func:`_store_orders` can store at once: none when
-    fewer than two, the shop is unknown or uninstalled, or a ``customers/delete`` in the group
-    could forget a buyer between them (then each is stored in turn)."""
-    if shop is None or not shop.is_installed:
-        return []
+    """The group's order deliveries that :func:`_store_together` can store at once: none when
+    fewer than two, or when a ``customers/delete`` in the group could forget a buyer between
+    them (then each is stored in turn)."""
     if any(e.topic == "customers/delete" for e in stored):
         return []
     orders = [e for e in stored if e.topic in ORDER_TOPICS and payloads[e.id] is not None]
     return orders if len(orders) > 1 else []
 
 
-def _store_orders(
+def _store_together(
     conn: Connection,
     follow_ups: jobs.Context,
-    shop: Any,
+    shop: Row[int, bool],
     events: list[WebhookEvent],
     payloads: dict[int, dict[str, Any] | None],
 ) -> bool:
